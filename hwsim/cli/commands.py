@@ -1,0 +1,184 @@
+"""What each `hwsim` command does: load inputs, call the library, print results."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import pandas as pd
+from tqdm import tqdm
+
+from hwsim.errors import HwsimError, SpecError
+from hwsim.io.networks import load_network
+from hwsim.io.traces import atomic_output, read_trace, write_trace
+from hwsim.io.yamlio import load_yaml
+from hwsim.specs.network import NetworkSpec, OptimizerName, infer_shapes
+from hwsim.specs.trace import Algorithm, OpRecord, TraceHeader
+from hwsim.study import run_study, trace_summary
+from hwsim.train.datasets import load_dataset
+from hwsim.train.loop import EpochMetrics, TrainConfig, Trainer, train
+
+
+def _progress(total: int, description: str) -> tqdm:
+    return tqdm(total=total, desc=description, unit="batch", file=sys.stderr, leave=False,
+                disable=not sys.stderr.isatty(), dynamic_ncols=True)
+
+
+def _epoch_line(prefix: str, metrics: EpochMetrics, epochs: int) -> str:
+    return (f"{prefix}epoch {metrics.epoch}/{epochs}: loss {metrics.train_loss:.4f}, "
+            f"train {metrics.train_accuracy:.2%}, test {metrics.test_accuracy:.2%}")
+
+
+def _check_rule_flags(args: argparse.Namespace) -> None:
+    algorithm = Algorithm(args.algorithm)
+    if args.nonzeros_per_neuron is not None and algorithm != Algorithm.SSDFA:
+        raise SpecError(f"--nonzeros-per-neuron applies to --algorithm ssdfa only "
+                        f"(got --algorithm {algorithm.value})")
+    if args.rank is not None and algorithm == Algorithm.BP:
+        raise SpecError("--rank applies to --algorithm dfa or ssdfa (bp has no feedback matrix)")
+
+
+def _config(args: argparse.Namespace, network: NetworkSpec, epochs: int | None) -> TrainConfig:
+    defaults = network.training
+    return TrainConfig(
+        algorithm=Algorithm(args.algorithm), epochs=epochs or defaults.epochs,
+        batch_size=args.batch_size or defaults.batch_size,
+        learning_rate=args.lr or defaults.learning_rate,
+        optimizer=OptimizerName(args.optimizer or defaults.optimizer), seed=args.seed,
+        nonzeros_per_neuron=args.nonzeros_per_neuron or defaults.nonzeros_per_neuron,
+        rank=args.rank, momentum=defaults.momentum, adam_beta1=defaults.adam_beta1,
+        adam_beta2=defaults.adam_beta2, adam_epsilon=defaults.adam_epsilon)
+
+
+def _check_output(path: Path | None, suffixes: tuple[str, ...], flag: str) -> None:
+    if path is not None and not str(path).endswith(suffixes):
+        raise SpecError(f"{flag} {path}: expected a file ending in {' or '.join(suffixes)}")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    _check_rule_flags(args)
+    _check_output(args.trace_out, (".jsonl", ".jsonl.gz"), "--trace-out")
+    _check_output(args.history_out, (".csv",), "--history-out")
+    network = load_network(args.network)
+    config = _config(args, network, args.epochs)
+    dataset = load_dataset(args.dataset or network.dataset, path=args.data_path,
+                           sample_shape=tuple(network.input_shape), classes=network.classes,
+                           seed=args.seed)
+    batches = -(-len(dataset.x_train) // config.batch_size)
+    with _progress(batches * config.epochs, f"{network.name} {config.algorithm.value}") as bar:
+        def on_epoch(metrics: EpochMetrics) -> None:
+            bar.write(_epoch_line(f"{config.algorithm.value} ", metrics, config.epochs),
+                      file=sys.stderr)
+
+        result = train(network, dataset, config, record_trace=args.trace_out is not None,
+                       on_batch=bar.update, on_epoch=on_epoch)
+    if args.trace_out is not None:
+        write_trace(args.trace_out, result.trace)
+    if args.history_out is not None:
+        table = pd.DataFrame([vars(m) | {"angles_deg": json.dumps(m.angles_deg)}
+                              for m in result.history])
+        with atomic_output(args.history_out) as f:
+            table.to_csv(f, index=False, lineterminator="\n")
+    summary = result.summary()
+    if args.json:
+        print(json.dumps(summary, sort_keys=True))
+    else:
+        print(f"{network.name} {config.algorithm.value}: test accuracy "
+              f"{summary['test_accuracy']:.2%} (best {summary['best_test_accuracy']:.2%}), "
+              f"train {summary['train_accuracy']:.2%}")
+        for layer, angle in summary["angles_deg"].items():
+            print(f"  angle to the BP gradient, {layer}: {angle:.1f}°")
+    return 0
+
+
+def cmd_trace(args: argparse.Namespace) -> int:
+    _check_rule_flags(args)
+    _check_output(args.out, (".jsonl", ".jsonl.gz"), "--out")
+    network = load_network(args.network)
+    config = _config(args, network, 1)
+    dataset = load_dataset("synthetic", sample_shape=tuple(network.input_shape),
+                           classes=network.classes, seed=args.seed,
+                           synthetic_train=config.batch_size, synthetic_test=1)
+    trainer = Trainer(network, config)
+    x = dataset.x_train.reshape(len(dataset.x_train), *network.input_shape)
+    trace = trainer.traced_step(x, dataset.y_train, dataset.name)
+    write_trace(args.out, trace)
+    summary = trace_summary(trace)
+    print(f"{args.out}: {len(trace.records)} records, {network.name} {config.algorithm.value}, "
+          f"batch {config.batch_size}; MACs per example: "
+          + ", ".join(f"{phase} {summary[f'{phase}_macs_per_example']:,.0f}"
+                      for phase in ("forward", "error", "gradient")))
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    network = load_network("digits_fc")
+    dataset = load_dataset(network.dataset, seed=args.seed)
+    defaults = network.training
+    epochs = args.epochs or defaults.epochs
+    base = TrainConfig(algorithm=Algorithm.BP, epochs=epochs, batch_size=defaults.batch_size,
+                       learning_rate=defaults.learning_rate, optimizer=defaults.optimizer,
+                       seed=args.seed, nonzeros_per_neuron=defaults.nonzeros_per_neuron,
+                       adam_epsilon=defaults.adam_epsilon)
+    batches = -(-len(dataset.x_train) // base.batch_size)
+    with _progress(batches * epochs * len(Algorithm), "hwsim run") as bar:
+        def on_epoch(algorithm: Algorithm, metrics: EpochMetrics) -> None:
+            if metrics.epoch == epochs:
+                bar.write(_epoch_line(f"{algorithm.value} ", metrics, epochs), file=sys.stderr)
+
+        table = run_study(network, dataset, base, args.out, on_batch=bar.update,
+                          on_epoch=on_epoch)
+    columns = ["algorithm", "test_accuracy", "train_accuracy", "forward_macs_per_example",
+               "error_macs_per_example", "gradient_macs_per_example", "feedback_elements"]
+    shown = table[columns].copy()
+    for column in ("test_accuracy", "train_accuracy"):
+        shown[column] = shown[column].map("{:.2%}".format)
+    print(f"{network.name} on {dataset.name} ({len(dataset.x_train)} train / "
+          f"{len(dataset.x_test)} test examples), {epochs} epochs, seed {args.seed}")
+    print(shown.to_string(index=False))
+    print(f"traces and summary.csv in {args.out}")
+    return 0
+
+
+def _validate_one(path: Path) -> str:
+    name = path.name
+    if name.endswith((".jsonl", ".jsonl.gz")):
+        trace = read_trace(path)
+        return (f"trace: {trace.header.network} {trace.header.algorithm.value}, "
+                f"{len(trace.records)} records")
+    data = load_yaml(path)
+    kind = data.get("kind") if isinstance(data, dict) else None
+    if kind == "network":
+        network = load_network(str(path))
+        weights = sum(shape.weights for shape in infer_shapes(network))
+        return f"network: {network.name}, {len(network.layers)} layers, {weights:,} weights"
+    raise SpecError(f"{path}: kind: expected 'network' (got {kind!r}); traces end in .jsonl")
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    failures = []
+    for path in args.paths:
+        try:
+            print(f"ok: {path}: {_validate_one(path)}")
+        except HwsimError as exc:
+            failures.append(str(exc))
+    if failures:
+        raise SpecError("\n".join(failures))
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    model = {"network": NetworkSpec, "trace-header": TraceHeader,
+             "trace-record": OpRecord}[args.kind]
+    print(json.dumps(model.model_json_schema(), indent=2, sort_keys=True))
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "train": cmd_train, "trace": cmd_trace, "validate": cmd_validate,
+            "schema": cmd_schema}
+
+
+def dispatch(args: argparse.Namespace) -> int:
+    return COMMANDS[args.command](args)

@@ -1,0 +1,103 @@
+"""The `hwsim` command line: flags of every command, and argparse errors raised, not printed."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from hwsim import __version__
+from hwsim.errors import HwsimError
+
+DEFAULT_NETWORK = "digits_fc"
+ALGORITHMS = ("bp", "dfa", "ssdfa")
+
+
+class UsageError(HwsimError):
+    """A bad command line: argparse's message, raised instead of printed."""
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str):
+        raise UsageError(f"{self.prog}: {message} (see '{self.prog} --help')")
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number (got {text!r})") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be ≥ 1 (got {value})")
+    return value
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number (got {text!r})") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0 (got {text})")
+    return value
+
+
+def _add_rule_flags(parser: argparse.ArgumentParser, algorithm_required: bool = True) -> None:
+    parser.add_argument("--network", default=DEFAULT_NETWORK,
+                        help="shipped network name or path to a network YAML "
+                             f"(default {DEFAULT_NETWORK})")
+    parser.add_argument("--algorithm", choices=ALGORITHMS, required=algorithm_required,
+                        help="learning rule")
+    parser.add_argument("--nonzeros-per-neuron", type=positive_int, default=None,
+                        help="ssdfa: feedback non-zeros per neuron s (default: the network's, 1)")
+    parser.add_argument("--rank", type=positive_int, default=None,
+                        help="dfa/ssdfa: rank of the feedback matrices (ssdfa needs s·r ≥ classes)")
+    parser.add_argument("--batch-size", type=positive_int, default=None,
+                        help="examples per step (default: the network's)")
+    parser.add_argument("--lr", type=positive_float, default=None,
+                        help="learning rate (default: the network's)")
+    parser.add_argument("--optimizer", choices=("sgd", "adam"), default=None,
+                        help="optimizer (default: the network's)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog="hwsim", description="Training cost of BP, DFA and sparse DFA on "
+                    "von Neumann and distributed-memory hardware.")
+    parser.add_argument("--version", action="version", version=f"hwsim {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser,
+                                     metavar="COMMAND")
+
+    run = commands.add_parser("run", help="the default study on the bundled digits dataset")
+    run.add_argument("--out", type=Path, default=Path("reports/run"),
+                     help="output folder (default reports/run)")
+    run.add_argument("--epochs", type=positive_int, default=None,
+                     help="epochs per rule (default: the network's)")
+    run.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+
+    train = commands.add_parser("train", help="train a network with one rule")
+    _add_rule_flags(train)
+    train.add_argument("--epochs", type=positive_int, default=None,
+                       help="epochs (default: the network's)")
+    train.add_argument("--dataset", default=None,
+                       help="digits, mnist, cifar10, cifar100 or synthetic "
+                            "(default: the network's)")
+    train.add_argument("--data-path", type=Path, default=None,
+                       help="folder with the dataset's files (mnist, cifar10, cifar100)")
+    train.add_argument("--trace-out", type=Path, default=None,
+                       help="write the trace of the last epoch's first step here "
+                            "(.jsonl or .jsonl.gz)")
+    train.add_argument("--history-out", type=Path, default=None,
+                       help="write per-epoch metrics here as CSV")
+    train.add_argument("--json", action="store_true",
+                       help="print the final metrics as one JSON object")
+
+    trace = commands.add_parser("trace", help="trace one real training step on synthetic data")
+    _add_rule_flags(trace)
+    trace.add_argument("--out", type=Path, required=True, help="trace file (.jsonl[.gz])")
+
+    validate = commands.add_parser("validate", help="check network YAML and trace files")
+    validate.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+
+    schema = commands.add_parser("schema", help="print the JSON Schema of a file kind")
+    schema.add_argument("kind", choices=("network", "trace-header", "trace-record"))
+    return parser

@@ -1,0 +1,19 @@
+"""The one exception family.  Messages read `file: dotted.path: problem (got X)`."""
+
+from __future__ import annotations
+
+
+class HwsimError(Exception):
+    """Bad input of any kind.  The CLI prints the message on one line and exits with status 2."""
+
+
+class SpecError(HwsimError):
+    """A network, arch or sweep file (or a flag that stands for one) is invalid."""
+
+
+class TraceError(HwsimError):
+    """A trace file is missing, truncated or does not follow the trace format."""
+
+
+class DataError(HwsimError):
+    """A dataset is missing, malformed or does not fit the network."""

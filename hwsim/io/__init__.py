@@ -1,0 +1,1 @@
+"""File edges: YAML specs, trace files.  Every problem becomes an HwsimError naming the file."""

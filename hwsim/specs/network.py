@@ -1,0 +1,210 @@
+"""Network files (`kind: network`): layers, shapes and training defaults.  No numpy here."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import Field, PositiveFloat, PositiveInt, model_validator
+
+from hwsim.specs.common import FrozenModel
+
+NETWORK_SCHEMA_VERSION = 1
+Name = Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_]*$", max_length=64)]
+
+
+class Activation(StrEnum):
+    LINEAR = "linear"
+    RELU = "relu"
+    TANH = "tanh"
+    SIGMOID = "sigmoid"
+
+
+class Padding(StrEnum):
+    SAME = "same"
+    VALID = "valid"
+
+
+class OptimizerName(StrEnum):
+    SGD = "sgd"
+    ADAM = "adam"
+
+
+class DenseLayer(FrozenModel):
+    type: Literal["dense"]
+    name: Name
+    units: PositiveInt
+    activation: Activation = Activation.LINEAR
+    use_bias: bool = True
+    trainable: bool = True
+
+
+class Conv2DLayer(FrozenModel):
+    type: Literal["conv2d"]
+    name: Name
+    filters: PositiveInt
+    kernel_size: PositiveInt
+    stride: PositiveInt = 1
+    padding: Padding = Padding.SAME
+    activation: Activation = Activation.LINEAR
+    use_bias: bool = True
+    trainable: bool = True
+
+
+class MaxPoolLayer(FrozenModel):
+    type: Literal["max_pool"]
+    name: Name
+    pool_size: PositiveInt
+    stride: PositiveInt | None = None
+    padding: Padding = Padding.VALID
+
+
+class FlattenLayer(FrozenModel):
+    type: Literal["flatten"]
+    name: Name
+
+
+class DropoutLayer(FrozenModel):
+    type: Literal["dropout"]
+    name: Name
+    rate: float = Field(ge=0.0, lt=1.0)
+
+
+class ActivationLayer(FrozenModel):
+    type: Literal["activation"]
+    name: Name
+    function: Activation
+
+
+LayerSpec = Annotated[
+    DenseLayer | Conv2DLayer | MaxPoolLayer | FlattenLayer | DropoutLayer | ActivationLayer,
+    Field(discriminator="type"),
+]
+WEIGHT_LAYER_TYPES = ("dense", "conv2d")
+
+
+class TrainingDefaults(FrozenModel):
+    """What `hwsim train` uses when a flag is not given (the authors' settings where known)."""
+
+    optimizer: OptimizerName = OptimizerName.ADAM
+    learning_rate: PositiveFloat = 1e-3
+    momentum: float = Field(default=0.9, ge=0.0, lt=1.0)
+    adam_beta1: float = Field(default=0.9, ge=0.0, lt=1.0)
+    adam_beta2: float = Field(default=0.999, ge=0.0, lt=1.0)
+    adam_epsilon: PositiveFloat = 1e-8
+    batch_size: PositiveInt = 32
+    epochs: PositiveInt = 10
+    nonzeros_per_neuron: PositiveInt = 1
+
+
+class NetworkSpec(FrozenModel):
+    schema_version: Literal[1]
+    kind: Literal["network"]
+    name: Name
+    description: str = ""
+    dataset: str
+    input_shape: tuple[PositiveInt, ...] = Field(min_length=1, max_length=3)
+    classes: Annotated[int, Field(ge=2)]
+    layers: list[LayerSpec] = Field(min_length=1)
+    training: TrainingDefaults = TrainingDefaults()
+
+    @model_validator(mode="after")
+    def _check(self) -> NetworkSpec:
+        names = [layer.name for layer in self.layers]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"layer names must be unique; repeated: {', '.join(duplicates)}")
+        last = self.layers[-1]
+        if not isinstance(last, DenseLayer) or last.activation != Activation.LINEAR:
+            raise ValueError("the last layer must be a dense layer with linear activation "
+                             "(softmax cross-entropy is applied to its output)")
+        if last.units != self.classes:
+            raise ValueError(f"the last layer has {last.units} units but classes is {self.classes}")
+        if not last.trainable:
+            raise ValueError(f"the output layer '{last.name}' must be trainable")
+        infer_shapes(self)  # raises ValueError naming the layer whose input does not fit
+        return self
+
+
+@dataclass(frozen=True)
+class LayerShape:
+    """What a layer takes and gives, per example, and how many numbers it learns."""
+
+    name: str
+    type: str
+    input_shape: tuple[int, ...]
+    output_shape: tuple[int, ...]
+    trainable: bool
+    weights: int
+    parameters: int
+
+    @property
+    def output_elements(self) -> int:
+        return math.prod(self.output_shape)
+
+
+def conv_output_size(size: int, kernel: int, stride: int, padding: Padding) -> int:
+    """Output length of a window sliding over `size` (TensorFlow's SAME/VALID rules)."""
+    if padding == Padding.SAME:
+        return -(-size // stride)
+    return (size - kernel) // stride + 1
+
+
+def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
+    """(before, after) padding for SAME, as TensorFlow splits it (extra on the after side)."""
+    out = -(-size // stride)
+    total = max((out - 1) * stride + kernel - size, 0)
+    return total // 2, total - total // 2
+
+
+def infer_shapes(network: NetworkSpec) -> list[LayerShape]:
+    """Per-layer shapes and parameter counts; ValueError names the first layer that does not fit."""
+    shape = tuple(network.input_shape)
+    shapes: list[LayerShape] = []
+    for index, layer in enumerate(network.layers):
+        where = f"layers.{index} ({layer.type} '{layer.name}')"
+        weights = parameters = 0
+        trainable = False
+        if isinstance(layer, DenseLayer):
+            if len(shape) != 1:
+                raise ValueError(f"{where}: needs a flat input but gets shape {list(shape)}; "
+                                 "add a flatten layer before it")
+            out: tuple[int, ...] = (layer.units,)
+            weights = shape[0] * layer.units
+            parameters = weights + (layer.units if layer.use_bias else 0)
+            trainable = layer.trainable
+        elif isinstance(layer, Conv2DLayer):
+            if len(shape) != 3:
+                raise ValueError(f"{where}: needs a [height, width, channels] input "
+                                 f"but gets shape {list(shape)}")
+            height, width, channels = shape
+            kernel = layer.kernel_size
+            if layer.padding == Padding.VALID and (kernel > height or kernel > width):
+                raise ValueError(f"{where}: kernel {kernel} is larger than its "
+                                 f"{height}x{width} input with valid padding")
+            out = (conv_output_size(height, kernel, layer.stride, layer.padding),
+                   conv_output_size(width, kernel, layer.stride, layer.padding), layer.filters)
+            weights = kernel * kernel * channels * layer.filters
+            parameters = weights + (layer.filters if layer.use_bias else 0)
+            trainable = layer.trainable
+        elif isinstance(layer, MaxPoolLayer):
+            if len(shape) != 3:
+                raise ValueError(f"{where}: needs a [height, width, channels] input "
+                                 f"but gets shape {list(shape)}")
+            height, width, channels = shape
+            stride = layer.stride or layer.pool_size
+            if layer.padding == Padding.VALID and layer.pool_size > min(height, width):
+                raise ValueError(f"{where}: pool {layer.pool_size} is larger than its "
+                                 f"{height}x{width} input with valid padding")
+            out = (conv_output_size(height, layer.pool_size, stride, layer.padding),
+                   conv_output_size(width, layer.pool_size, stride, layer.padding), channels)
+        elif isinstance(layer, FlattenLayer):
+            out = (math.prod(shape),)
+        else:  # dropout and activation keep the shape
+            out = shape
+        shapes.append(LayerShape(layer.name, layer.type, shape, out, trainable, weights,
+                                 parameters))
+        shape = out
+    return shapes

@@ -1,0 +1,252 @@
+"""One training loop for every rule; metrics per epoch; one traced step.
+
+Random streams (weights, feedback matrices, shuffling, dropout) are children of one seed, so a
+run is reproduced exactly by its seed.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from hwsim import __version__
+from hwsim.errors import DataError
+from hwsim.specs.network import NetworkSpec, OptimizerName
+from hwsim.specs.trace import (
+    TRACE_SCHEMA_VERSION,
+    Algorithm,
+    FeedbackInfo,
+    LayerInfo,
+    OptimizerInfo,
+    Trace,
+    TraceHeader,
+)
+from hwsim.train.datasets import Dataset
+from hwsim.train.layers import StepContext
+from hwsim.train.model import Model, WeightInit
+from hwsim.train.optim import Optimizer, optimizer_info
+from hwsim.train.rules import Backprop, FeedbackAlignment, Rule, make_rule
+from hwsim.train.tracer import Tracer
+
+ANGLE_PROBE_EXAMPLES = 256
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    algorithm: Algorithm
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    optimizer: OptimizerName
+    seed: int = 0
+    nonzeros_per_neuron: int = 1
+    rank: int | None = None
+    momentum: float = 0.9
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    adam_epsilon: float = 1e-8
+    weight_init: WeightInit = WeightInit.AUTO
+    dtype: str = "float32"
+
+    def optimizer_info(self) -> OptimizerInfo:
+        return optimizer_info(self.optimizer, self.learning_rate, momentum=self.momentum,
+                              beta1=self.adam_beta1, beta2=self.adam_beta2,
+                              epsilon=self.adam_epsilon)
+
+
+@dataclass(frozen=True)
+class EpochMetrics:
+    epoch: int
+    train_loss: float
+    train_accuracy: float
+    test_loss: float
+    test_accuracy: float
+    angles_deg: dict[str, float]
+    feedback_output_angle_deg: float | None
+
+
+@dataclass
+class Trainer:
+    """A model, its rule and optimizer, and the random streams, ready to step."""
+
+    network: NetworkSpec
+    config: TrainConfig
+    model: Model = field(init=False)
+    rule: Rule = field(init=False)
+    optimizer: Optimizer = field(init=False)
+
+    def __post_init__(self) -> None:
+        streams = np.random.SeedSequence(self.config.seed).spawn(4)
+        init_rng, feedback_rng, self.shuffle_rng, self.dropout_rng = (
+            np.random.default_rng(stream) for stream in streams)
+        self.model = Model(self.network, np.dtype(self.config.dtype))
+        init = self.config.weight_init
+        if init == WeightInit.AUTO and self.config.algorithm == Algorithm.BP:
+            init = WeightInit.GLOROT
+        self.model.initialize(init_rng, init)
+        self.rule = make_rule(self.config.algorithm, self.model, feedback_rng,
+                              self.config.nonzeros_per_neuron, self.config.rank)
+        self.optimizer = Optimizer(self.config.optimizer_info())
+
+    def step(self, x: np.ndarray, y: np.ndarray, tracer: Tracer | None = None) -> float:
+        """One training step on a batch; returns its loss."""
+        ctx = StepContext(training=True, rng=self.dropout_rng, tracer=tracer)
+        logits = self.model.forward(x.astype(self.model.dtype, copy=False), ctx)
+        loss, error, _ = self.model.loss_and_error(logits, y, ctx)
+        self.rule.backward(self.model, error, ctx)
+        self.optimizer.step(self.model.trainable_layers(), ctx)
+        return loss
+
+    def evaluate(self, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+        """(mean loss, accuracy) in evaluation mode."""
+        logits = self.model.predict(x).astype(np.float64)
+        shifted = logits - logits.max(axis=1, keepdims=True)
+        log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+        loss = float(-log_probs[np.arange(len(y)), y].mean())
+        return loss, float((logits.argmax(axis=1) == y).mean())
+
+    def gradients(self, rule: Rule, x: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
+        """Weight gradients that `rule` prescribes on a batch (dropout off, weights untouched)."""
+        ctx = StepContext(training=True, dropout=False)
+        trainable = self.model.trainable_layers()
+        saved = {layer.name: dict(layer.grads) for layer in trainable}
+        logits = self.model.forward(x.astype(self.model.dtype, copy=False), ctx)
+        _, error, _ = self.model.loss_and_error(logits, y, ctx)
+        rule.backward(self.model, error, ctx)
+        grads = {layer.name: layer.grads["weight"].copy() for layer in trainable}
+        for layer in trainable:
+            layer.grads = saved[layer.name]
+        return grads
+
+    def angles(self, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
+        """Per trained hidden layer: angle (degrees) between this rule's gradient and BP's."""
+        if isinstance(self.rule, Backprop):
+            rule_grads = true_grads = self.gradients(self.rule, x, y)
+        else:
+            rule_grads = self.gradients(self.rule, x, y)
+            true_grads = self.gradients(Backprop(), x, y)
+        hidden = [self.model.layers[t.layer_index].name for t in self.model.feedback_targets()]
+        return {name: angle_deg(rule_grads[name], true_grads[name]) for name in hidden}
+
+    def feedback_output_angle(self) -> float | None:
+        """The paper's angle: last hidden layer's Bᵀ against the output weights."""
+        if not isinstance(self.rule, FeedbackAlignment) or not self.rule.targets:
+            return None
+        last = self.model.layers[self.rule.targets[-1].layer_index].name
+        feedback = self.rule.feedback[last].to_dense()
+        output_weight = self.model.output_layer.params["weight"]
+        if feedback.T.shape != output_weight.shape:
+            return None
+        return angle_deg(feedback.T, output_weight)
+
+    def trace_header(self, batch_size: int, dataset: str, record_count: int) -> TraceHeader:
+        feedback = []
+        if isinstance(self.rule, FeedbackAlignment):
+            feedback = [FeedbackInfo(layer=name, classes=matrix.classes, neurons=matrix.neurons,
+                                     nonzeros=matrix.nonzeros,
+                                     nonzeros_per_neuron=matrix.nonzeros_per_neuron,
+                                     rank=matrix.rank)
+                        for name, matrix in self.rule.feedback.items()]
+        layers = [LayerInfo(name=s.name, type=s.type, input_shape=list(s.input_shape),
+                            output_shape=list(s.output_shape), trainable=s.trainable,
+                            weights=s.weights, parameters=s.parameters)
+                  for s in self.model.shapes]
+        return TraceHeader(
+            schema_version=TRACE_SCHEMA_VERSION, kind="trace", hwsim_version=__version__,
+            network=self.network.name, classes=self.network.classes, layers=layers,
+            algorithm=self.config.algorithm, feedback=feedback,
+            optimizer=self.config.optimizer_info(), batch_size=batch_size, dataset=dataset,
+            seed=self.config.seed, dtype=self.config.dtype, record_count=record_count)
+
+    def traced_step(self, x: np.ndarray, y: np.ndarray, dataset: str) -> Trace:
+        """Run one real training step with the tracer on, and return what it did."""
+        tracer = Tracer()
+        self.step(x, y, tracer)
+        header = self.trace_header(len(x), dataset, len(tracer.records))
+        return Trace(header=header, records=tracer.records)
+
+
+def angle_deg(a: np.ndarray, b: np.ndarray) -> float:
+    """Angle between two tensors seen as vectors; 90° when either is zero."""
+    a = a.astype(np.float64).ravel()
+    b = b.astype(np.float64).ravel()
+    norms = np.linalg.norm(a) * np.linalg.norm(b)
+    if norms == 0:
+        return 90.0
+    cosine = float(np.clip(a @ b / norms, -1.0, 1.0))
+    return math.degrees(math.acos(cosine))
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    network: str
+    config: TrainConfig
+    dataset: str
+    history: list[EpochMetrics]
+    trace: Trace | None
+
+    @property
+    def final(self) -> EpochMetrics:
+        return self.history[-1]
+
+    def summary(self) -> dict:
+        """Final metrics as plain JSON-ready values (`hwsim train --json`)."""
+        final = self.final
+        return {
+            "network": self.network, "algorithm": self.config.algorithm.value,
+            "dataset": self.dataset, "epochs": len(self.history), "seed": self.config.seed,
+            "test_accuracy": final.test_accuracy, "train_accuracy": final.train_accuracy,
+            "test_loss": final.test_loss, "train_loss": final.train_loss,
+            "best_test_accuracy": max(epoch.test_accuracy for epoch in self.history),
+            "angles_deg": final.angles_deg,
+            "feedback_output_angle_deg": final.feedback_output_angle_deg,
+        }
+
+
+def train(network: NetworkSpec, dataset: Dataset, config: TrainConfig, *,
+          record_trace: bool = False,
+          on_batch: Callable[[], None] | None = None,
+          on_epoch: Callable[[EpochMetrics], None] | None = None) -> TrainResult:
+    """Train `network` on `dataset` with `config`; optionally trace the last epoch's first step."""
+    trainer = Trainer(network, config)
+    x_train = reshape_inputs(dataset.x_train, network)
+    x_test = reshape_inputs(dataset.x_test, network)
+    probe = slice(0, min(ANGLE_PROBE_EXAMPLES, len(x_train)))
+    history: list[EpochMetrics] = []
+    trace = None
+    for epoch in range(1, config.epochs + 1):
+        order = trainer.shuffle_rng.permutation(len(x_train))
+        for start in range(0, len(order), config.batch_size):
+            batch = order[start:start + config.batch_size]
+            if record_trace and epoch == config.epochs and start == 0:
+                trace = trainer.traced_step(x_train[batch], dataset.y_train[batch], dataset.name)
+            else:
+                trainer.step(x_train[batch], dataset.y_train[batch])
+            if on_batch is not None:
+                on_batch()
+        train_loss, train_accuracy = trainer.evaluate(x_train, dataset.y_train)
+        test_loss, test_accuracy = trainer.evaluate(x_test, dataset.y_test)
+        metrics = EpochMetrics(
+            epoch=epoch, train_loss=train_loss, train_accuracy=train_accuracy,
+            test_loss=test_loss, test_accuracy=test_accuracy,
+            angles_deg=trainer.angles(x_train[probe], dataset.y_train[probe]),
+            feedback_output_angle_deg=trainer.feedback_output_angle())
+        history.append(metrics)
+        if on_epoch is not None:
+            on_epoch(metrics)
+    return TrainResult(network.name, config, dataset.name, history, trace)
+
+
+def reshape_inputs(x: np.ndarray, network: NetworkSpec) -> np.ndarray:
+    """Give the dataset's samples the network's input shape (same number of values)."""
+    expected = tuple(network.input_shape)
+    if x.shape[1:] == expected:
+        return x
+    if math.prod(x.shape[1:]) != math.prod(expected):
+        raise DataError(f"the dataset's samples have shape {list(x.shape[1:])} "
+                        f"({math.prod(x.shape[1:])} values) but network '{network.name}' "
+                        f"expects input_shape {list(expected)} ({math.prod(expected)} values)")
+    return x.reshape(len(x), *expected)

@@ -1,0 +1,140 @@
+"""A sequential model built from a network spec: layers, initial weights, forward pass, loss."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from enum import StrEnum
+
+import numpy as np
+
+from hwsim.specs.network import Activation, NetworkSpec, infer_shapes
+from hwsim.specs.trace import ElementwiseOp, Phase, Role
+from hwsim.train.layers import LAYER_CLASSES, Layer, StepContext, WeightLayer
+from hwsim.train.tracer import Access
+
+
+class WeightInit(StrEnum):
+    AUTO = "auto"
+    GLOROT = "glorot"
+    ZEROS = "zeros"
+
+
+@dataclass(frozen=True)
+class FeedbackTarget:
+    """A hidden trainable weight layer and the layer after which DFA injects its error."""
+
+    layer_index: int
+    block_end: int
+    neurons: int
+
+
+class Model:
+    """Layers in order; the last one is the linear output layer fed to softmax cross-entropy."""
+
+    def __init__(self, network: NetworkSpec, dtype: np.dtype) -> None:
+        self.network = network
+        self.dtype = np.dtype(dtype)
+        self.shapes = infer_shapes(network)
+        self.layers: list[Layer] = []
+        tensor = "input"
+        for spec, shape in zip(network.layers, self.shapes, strict=True):
+            layer = LAYER_CLASSES[spec.type](spec, shape, tensor)
+            self.layers.append(layer)
+            tensor = layer.output_tensor
+
+    @property
+    def output_layer(self) -> WeightLayer:
+        return self.layers[-1]
+
+    def weight_layer_indices(self) -> list[int]:
+        return [i for i, layer in enumerate(self.layers) if layer.has_weights]
+
+    def trainable_layers(self) -> list[WeightLayer]:
+        return [layer for layer in self.layers if layer.has_weights and layer.trainable]
+
+    def feedback_targets(self) -> list[FeedbackTarget]:
+        """Trainable hidden weight layers; each block runs up to the next weight layer."""
+        weights = self.weight_layer_indices()
+        targets = []
+        for index, next_index in itertools.pairwise(weights):
+            if self.layers[index].trainable:
+                end = next_index - 1
+                targets.append(FeedbackTarget(index, end, self.shapes[end].output_elements))
+        return targets
+
+    def initialize(self, rng: np.random.Generator, trainable_init: WeightInit) -> None:
+        """Glorot-uniform weights (zeros for trainable layers when asked); biases zero."""
+        for layer in self.layers:
+            if not layer.has_weights:
+                continue
+            spec = layer.spec
+            if spec.type == "dense":
+                shape = (layer.shape.input_shape[0], spec.units)
+                fan_in, fan_out = shape
+            else:
+                channels = layer.shape.input_shape[2]
+                shape = (spec.kernel_size, spec.kernel_size, channels, spec.filters)
+                area = spec.kernel_size * spec.kernel_size
+                fan_in, fan_out = area * channels, area * spec.filters
+            zeros = layer.trainable and _starts_at_zero(trainable_init, spec.activation)
+            if zeros:
+                weight = np.zeros(shape, dtype=self.dtype)
+            else:
+                limit = np.sqrt(6.0 / (fan_in + fan_out))
+                weight = rng.uniform(-limit, limit, size=shape).astype(self.dtype)
+            layer.params = {"weight": weight}
+            if spec.use_bias:
+                layer.params["bias"] = np.zeros(shape[-1], dtype=self.dtype)
+
+    def forward(self, x: np.ndarray, ctx: StepContext) -> np.ndarray:
+        for layer in self.layers:
+            x = layer.forward(x, ctx)
+        return x
+
+    def loss_and_error(self, logits: np.ndarray, labels: np.ndarray,
+                       ctx: StepContext) -> tuple[float, np.ndarray, np.ndarray]:
+        """Mean softmax cross-entropy, the output error E = (softmax − Y) / batch, and softmax."""
+        shifted = logits - logits.max(axis=1, keepdims=True)
+        exp = np.exp(shifted)
+        probabilities = exp / exp.sum(axis=1, keepdims=True)
+        batch = logits.shape[0]
+        rows = np.arange(batch)
+        loss = float(-np.log(np.maximum(probabilities[rows, labels], 1e-12)).mean())
+        error = probabilities.copy()
+        error[rows, labels] -= 1
+        error /= batch
+        if ctx.tracer is not None:
+            out = self.output_layer
+            ctx.tracer.record(
+                layer=out.name, phase=Phase.FORWARD,
+                op=ElementwiseOp(kind="elementwise", function="softmax", elements=logits.size),
+                reads=[Access(out.output_tensor, Role.ACTIVATION, logits)],
+                writes=[Access("softmax.out", Role.ACTIVATION, probabilities)],
+                other_ops=3 * logits.size)
+            ctx.tracer.record(
+                layer=out.name, phase=Phase.ERROR,
+                op=ElementwiseOp(kind="elementwise", function="softmax_cross_entropy_error",
+                                 elements=logits.size),
+                reads=[Access("softmax.out", Role.ACTIVATION, probabilities),
+                       Access("label", Role.LABEL, labels)],
+                writes=[Access(out.output_error_tensor, Role.ERROR, error)],
+                other_ops=2 * logits.size)
+        return loss, error, probabilities
+
+    def predict(self, x: np.ndarray, chunk: int = 512) -> np.ndarray:
+        """Logits in evaluation mode (no dropout), in chunks to bound memory."""
+        ctx = StepContext(training=False)
+        parts = [self.forward(x[i:i + chunk].astype(self.dtype, copy=False), ctx)
+                 for i in range(0, len(x), chunk)]
+        return np.concatenate(parts)
+
+
+def _starts_at_zero(init: WeightInit, activation: Activation) -> bool:
+    if init == WeightInit.ZEROS:
+        return True
+    if init == WeightInit.GLOROT:
+        return False
+    # AUTO, the caller having decided the rule starts at zero: a relu layer at zero never
+    # wakes up (relu'(0) = 0), so it keeps Glorot.
+    return activation != Activation.RELU

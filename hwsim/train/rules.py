@@ -1,0 +1,106 @@
+"""Learning rules as strategies over one training loop: each fills `layer.grads`.
+
+- BP:    δ_l = (δ_{l+1} W_{l+1}ᵀ) ⊙ f'(h_l)
+- DFA:   δ_l = (E B_l) ⊙ f'(h_l), B_l a fixed dense random [C × N_l] matrix
+- SSDFA: the same with B_l sparse: neuron j receives s errors (s = 1: one error, one weight)
+
+Under DFA/SSDFA the error is injected at the end of the layer's block (after its pooling and
+dropout) and flows back through them to the layer; it never crosses a weight layer.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hwsim.specs.trace import Algorithm, GatherOp, MatmulOp, Phase, Role
+from hwsim.train.feedback import DenseFeedback, SparseFeedback, make_feedback
+from hwsim.train.layers import StepContext
+from hwsim.train.model import FeedbackTarget, Model
+from hwsim.train.tracer import Access
+
+
+class Backprop:
+    algorithm = Algorithm.BP
+
+    def backward(self, model: Model, error: np.ndarray, ctx: StepContext) -> None:
+        trainable = [i for i, layer in enumerate(model.layers)
+                     if layer.has_weights and layer.trainable]
+        lowest = min(trainable)
+        delta = error
+        for index in range(len(model.layers) - 1, lowest - 1, -1):
+            delta = model.layers[index].backward(delta, ctx, input_error=index > lowest)
+
+
+class FeedbackAlignment:
+    """Shared by DFA and SSDFA: the output layer learns from E; hidden blocks from project(E)."""
+
+    algorithm = Algorithm.DFA
+
+    def __init__(self, model: Model, rng: np.random.Generator,
+                 nonzeros_per_neuron: int | None = None, rank: int | None = None) -> None:
+        classes = model.network.classes
+        self.targets: list[FeedbackTarget] = model.feedback_targets()
+        self.feedback: dict[str, DenseFeedback | SparseFeedback] = {
+            model.layers[target.layer_index].name: make_feedback(
+                classes, target.neurons, rng=rng, nonzeros_per_neuron=nonzeros_per_neuron,
+                rank=rank, dtype=model.dtype)
+            for target in self.targets
+        }
+
+    def backward(self, model: Model, error: np.ndarray, ctx: StepContext) -> None:
+        model.output_layer.backward(error, ctx, input_error=False)
+        error_access = Access(model.output_layer.output_error_tensor, Role.ERROR, error)
+        for target in self.targets:
+            layer = model.layers[target.layer_index]
+            end = model.layers[target.block_end]
+            feedback = self.feedback[layer.name]
+            delta = feedback.project(error)
+            self._record(ctx, layer.name, feedback, error_access,
+                         Access(end.output_error_tensor, Role.ERROR, delta))
+            delta = delta.reshape(error.shape[0], *model.shapes[target.block_end].output_shape)
+            for index in range(target.block_end, target.layer_index - 1, -1):
+                delta = model.layers[index].backward(delta, ctx,
+                                                     input_error=index > target.layer_index)
+
+    def _record(self, ctx: StepContext, layer: str, feedback: DenseFeedback | SparseFeedback,
+                error: Access, delta: Access) -> None:
+        if ctx.tracer is None:
+            return
+        batch, classes = error.array.shape
+        if isinstance(feedback, SparseFeedback):
+            op = GatherOp(kind="gather", rows=batch, classes=classes, neurons=feedback.neurons,
+                          nonzeros_per_neuron=feedback.nonzeros_per_neuron)
+            stored = feedback.values
+        else:
+            op = MatmulOp(kind="matmul", m=batch, k=classes, n=feedback.neurons)
+            stored = feedback.matrix
+        ctx.tracer.record(layer=layer, phase=Phase.ERROR, op=op,
+                          reads=[error, Access(f"{layer}.feedback", Role.FEEDBACK, stored)],
+                          writes=[delta])
+
+
+class DirectFeedbackAlignment(FeedbackAlignment):
+    algorithm = Algorithm.DFA
+
+    def __init__(self, model: Model, rng: np.random.Generator, rank: int | None = None) -> None:
+        super().__init__(model, rng, nonzeros_per_neuron=None, rank=rank)
+
+
+class SparseDirectFeedbackAlignment(FeedbackAlignment):
+    algorithm = Algorithm.SSDFA
+
+    def __init__(self, model: Model, rng: np.random.Generator, nonzeros_per_neuron: int = 1,
+                 rank: int | None = None) -> None:
+        super().__init__(model, rng, nonzeros_per_neuron=nonzeros_per_neuron, rank=rank)
+
+
+Rule = Backprop | DirectFeedbackAlignment | SparseDirectFeedbackAlignment
+
+
+def make_rule(algorithm: Algorithm, model: Model, rng: np.random.Generator,
+              nonzeros_per_neuron: int = 1, rank: int | None = None) -> Rule:
+    if algorithm == Algorithm.BP:
+        return Backprop()
+    if algorithm == Algorithm.DFA:
+        return DirectFeedbackAlignment(model, rng, rank=rank)
+    return SparseDirectFeedbackAlignment(model, rng, nonzeros_per_neuron, rank=rank)
