@@ -36,12 +36,31 @@ def _models_in(annotation: Any) -> list[type[BaseModel]]:
     return []
 
 
-def _field_names_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
-    """Valid field names of the model(s) found at `loc` (used to suggest a near miss)."""
+def _tag_values(model: type[BaseModel]) -> set[str]:
+    values: set[str] = set()
+    for name in ("type", "kind"):
+        field = model.model_fields.get(name)
+        if field is not None and typing.get_origin(field.annotation) is typing.Literal:
+            values.update(str(value) for value in typing.get_args(field.annotation))
+    return values
+
+
+def _walk(model: type[BaseModel], loc: tuple[Any, ...]) -> tuple[tuple[Any, ...], list[str]]:
+    """Follow an error location through the models: the location without tagged-union tags
+    (`layers.2.dense.units` → `layers.2.units`) and the field names valid where it ends."""
     candidates: list[type[BaseModel]] = [model]
-    for part in loc:
+    kept: list[Any] = []
+    parent_names: list[str] = []
+    for position, part in enumerate(loc):
+        parent_names = _names(candidates)
         if not isinstance(part, str):
+            kept.append(part)
             continue
+        tagged = [candidate for candidate in candidates if part in _tag_values(candidate)]
+        if len(candidates) > 1 and tagged and position + 1 < len(loc):
+            candidates = tagged  # a tagged union's tag: narrow to the member it names
+            continue
+        kept.append(part)
         next_candidates: list[type[BaseModel]] = []
         for candidate in candidates:
             field = candidate.model_fields.get(part)
@@ -49,38 +68,14 @@ def _field_names_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
                 next_candidates.extend(_models_in(field.annotation))
         if next_candidates:
             candidates = next_candidates
+    return tuple(kept), parent_names
+
+
+def _names(models: list[type[BaseModel]]) -> list[str]:
     names: list[str] = []
-    for candidate in candidates:
-        names.extend(name for name in candidate.model_fields if name not in names)
+    for model in models:
+        names.extend(name for name in model.model_fields if name not in names)
     return names
-
-
-def _union_tags(model: type[BaseModel]) -> set[str]:
-    """Values of `Literal` discriminator fields (`type`, `kind`) of the models under `model`."""
-    tags: set[str] = set()
-    seen: set[type[BaseModel]] = set()
-    stack = [model]
-    while stack:
-        current = stack.pop()
-        if current in seen:
-            continue
-        seen.add(current)
-        for name, field in current.model_fields.items():
-            if name in ("type", "kind") and typing.get_origin(field.annotation) is typing.Literal:
-                tags.update(str(value) for value in typing.get_args(field.annotation))
-            stack.extend(_models_in(field.annotation))
-    return tags
-
-
-def _drop_union_tags(loc: tuple[Any, ...], tags: set[str]) -> tuple[Any, ...]:
-    """Tagged unions put the tag in the location (`layers.2.dense.units`); drop it."""
-    kept: list[Any] = []
-    for i, part in enumerate(loc):
-        after_index = i > 0 and isinstance(loc[i - 1], int)
-        if after_index and part in tags and i + 1 < len(loc):
-            continue
-        kept.append(part)
-    return tuple(kept)
 
 
 def _short(value: Any) -> str:
@@ -92,13 +87,10 @@ def format_validation_error(error: ValidationError, model: type[BaseModel]) -> l
     """One `dotted.path: problem (got X)` line per problem."""
     problems: list[str] = []
     for item in error.errors(include_url=False):
-        loc = tuple(item["loc"])
-        loc = _drop_union_tags(loc, _union_tags(model))
-        path = ".".join(str(part) for part in loc) or "(top level)"
+        loc, valid = _walk(model, tuple(item["loc"]))
+        path = ".".join(str(part) for part in loc)
         kind = item["type"]
         if kind == "extra_forbidden":
-            parent = loc[:-1]
-            valid = _field_names_at(model, parent)
             near = difflib.get_close_matches(str(loc[-1]), valid, n=1)
             hint = f"; did you mean '{near[0]}'?" if near else f"; valid keys: {', '.join(valid)}"
             problems.append(f"{path}: unknown key{hint}")
@@ -106,9 +98,11 @@ def format_validation_error(error: ValidationError, model: type[BaseModel]) -> l
         if kind == "missing":
             problems.append(f"{path}: required key is missing")
             continue
-        message = item["msg"]
-        message = message.removeprefix("Value error, ")
-        problems.append(f"{path}: {message} (got {_short(item.get('input'))})")
+        message = item["msg"].removeprefix("Value error, ").replace("Input should be", "must be")
+        if not path and kind == "value_error":
+            problems.append(message)  # a cross-field rule: its message names the fields
+            continue
+        problems.append(f"{path or '(top level)'}: {message} (got {_short(item.get('input'))})")
     return problems
 
 

@@ -105,13 +105,16 @@ class NetworkSpec(FrozenModel):
     name: Name
     description: str = ""
     dataset: str
-    input_shape: tuple[PositiveInt, ...] = Field(min_length=1, max_length=3)
+    input_shape: tuple[PositiveInt, ...]
     classes: Annotated[int, Field(ge=2)]
     layers: list[LayerSpec] = Field(min_length=1)
     training: TrainingDefaults = TrainingDefaults()
 
     @model_validator(mode="after")
     def _check(self) -> NetworkSpec:
+        if not 1 <= len(self.input_shape) <= 3:
+            raise ValueError("input_shape must be [features] or [height, width, channels] "
+                             f"(got {list(self.input_shape)})")
         names = [layer.name for layer in self.layers]
         duplicates = sorted({name for name in names if names.count(name) > 1})
         if duplicates:

@@ -1,0 +1,190 @@
+"""Trace files: round trip, determinism, and a message naming line and field for each fault."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hwsim.errors import TraceError
+from hwsim.io.traces import read_trace, write_trace
+from hwsim.specs.network import NetworkSpec, OptimizerName
+from hwsim.specs.trace import Algorithm, Operand, Role, Trace
+from hwsim.train.loop import TrainConfig, Trainer
+
+TINY = NetworkSpec.model_validate({
+    "schema_version": 1, "kind": "network", "name": "tiny", "dataset": "synthetic",
+    "input_shape": [6, 6, 1], "classes": 3,
+    "layers": [
+        {"type": "conv2d", "name": "conv", "filters": 2, "kernel_size": 3, "activation": "relu"},
+        {"type": "max_pool", "name": "pool", "pool_size": 2},
+        {"type": "flatten", "name": "flat"},
+        {"type": "dense", "name": "fc1", "units": 5, "activation": "tanh"},
+        {"type": "dropout", "name": "drop", "rate": 0.5},
+        {"type": "dense", "name": "fc2", "units": 3},
+    ],
+})
+
+
+def make_trace(algorithm: str = "ssdfa", seed: int = 0) -> Trace:
+    config = TrainConfig(algorithm=Algorithm(algorithm), epochs=1, batch_size=4,
+                         learning_rate=0.01, optimizer=OptimizerName.ADAM, seed=seed)
+    trainer = Trainer(TINY, config)
+    rng = np.random.default_rng(seed)
+    x = rng.random((4, 6, 6, 1), dtype=np.float32)
+    y = rng.integers(0, 3, size=4)
+    return trainer.traced_step(x, y, "synthetic")
+
+
+@pytest.fixture(scope="module")
+def trace() -> Trace:
+    return make_trace()
+
+
+@pytest.mark.parametrize("name", ["t.jsonl", "t.jsonl.gz"])
+def test_round_trip_is_identity(tmp_path, trace, name):
+    path = write_trace(tmp_path / name, trace)
+    assert read_trace(path) == trace
+    if name.endswith(".gz"):
+        assert path.read_bytes()[:2] == b"\x1f\x8b"
+
+
+@pytest.mark.parametrize("algorithm", ["bp", "dfa", "ssdfa"])
+def test_same_seed_gives_byte_identical_files(tmp_path, algorithm):
+    first = write_trace(tmp_path / "a.jsonl.gz", make_trace(algorithm, seed=3))
+    second = write_trace(tmp_path / "b.jsonl.gz", make_trace(algorithm, seed=3))
+    assert first.read_bytes() == second.read_bytes()
+    other = write_trace(tmp_path / "c.jsonl.gz", make_trace(algorithm, seed=4))
+    assert other.read_bytes() != first.read_bytes()
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(list(Role)), st.integers(0, 10**12),
+                          st.floats(0, 1)), min_size=0, max_size=4))
+def test_operands_survive_the_round_trip(tmp_path_factory, operands):
+    trace = make_trace_cached()
+    first = trace.records[0]
+    reads = [Operand(tensor=f"t{i}", role=role, elements=elements, density=density)
+             for i, (role, elements, density) in enumerate(operands)]
+    edited = trace.model_copy(update={"records": [first.model_copy(update={"reads": reads}),
+                                                  *trace.records[1:]]})
+    path = write_trace(tmp_path_factory.mktemp("h") / "t.jsonl", edited)
+    assert read_trace(path) == edited
+
+
+_CACHE: dict[str, Trace] = {}
+
+
+def make_trace_cached() -> Trace:
+    if "t" not in _CACHE:
+        _CACHE["t"] = make_trace()
+    return _CACHE["t"]
+
+
+def _lines(tmp_path, trace) -> tuple[list[str], object]:
+    path = write_trace(tmp_path / "t.jsonl", trace)
+    return path.read_text().splitlines(), path
+
+
+def _rewrite(path, lines) -> None:
+    path.write_text("".join(line + "\n" for line in lines))
+
+
+def _edit_line(lines, index, **changes) -> list[str]:
+    data = json.loads(lines[index])
+    for dotted, value in changes.items():
+        target = data
+        *parents, last = dotted.split("__")
+        for part in parents:
+            target = target[int(part)] if part.isdigit() else target[part]
+        target[last] = value
+    return [*lines[:index], json.dumps(data), *lines[index + 1:]]
+
+
+@pytest.mark.parametrize(("line", "changes", "message"), [
+    (0, {"schema_version": 2}, "line 1: schema_version: this hwsim reads version 1 (got 2)"),
+    (0, {"kind": "arch"}, "line 1: kind: expected 'trace' (got 'arch')"),
+    (0, {"algorithm": "dfaa"}, "line 1: algorithm: must be 'bp', 'dfa' or 'ssdfa' (got 'dfaa')"),
+    (0, {"batch_size": 0}, "line 1: batch_size: must be greater than 0 (got 0)"),
+    (2, {"reads__0__density": 1.5}, "line 3: reads.0.density: must be less than or equal to 1"),
+    (2, {"reads__0__rol": "input"}, "line 3: reads.0.rol: unknown key; did you mean 'role'?"),
+    (2, {"reads__0__role": "weights"}, "line 3: reads.0.role: must be 'input', 'label'"),
+    (2, {"phase": "backward"}, "line 3: phase: must be 'forward', 'error', 'gradient' or"),
+    (2, {"macs": 7}, "line 3: macs must equal the op's closed form"),
+    (2, {"deps": [5]}, "line 3: deps must name earlier records (< 1) (got [5])"),
+    (3, {"id": 9}, "line 4: id: records must be numbered 0, 1, 2, ... in order; expected 2"),
+    (1, {"op__m": 0}, "line 2: op.m: must be greater than 0 (got 0)"),
+])
+def test_bad_field_messages(tmp_path, trace, line, changes, message):
+    lines, path = _lines(tmp_path, trace)
+    _rewrite(path, _edit_line(lines, line, **changes))
+    with pytest.raises(TraceError) as info:
+        read_trace(path)
+    assert str(info.value).startswith(f"{path}: ")
+    assert message in str(info.value)
+
+
+def test_conv_geometry_must_match_im2col(tmp_path, trace):
+    lines, path = _lines(tmp_path, trace)
+    index = next(i for i, line in enumerate(lines) if '"kind":"conv2d"' in line)
+    _rewrite(path, _edit_line(lines, index, op__m=999, macs=999 * 9 * 2))
+    with pytest.raises(TraceError, match=r"m, k, n must be \[144, 9, 2\] for a forward pass"):
+        read_trace(path)
+
+
+def test_truncated_mid_line(tmp_path, trace):
+    path = write_trace(tmp_path / "t.jsonl", trace)
+    text = path.read_text()
+    path.write_text(text[: len(text) - 40])
+    with pytest.raises(TraceError, match=r"line \d+: not valid JSON \(the file looks truncated\)"):
+        read_trace(path)
+
+
+def test_truncated_at_a_line_boundary(tmp_path, trace):
+    lines, path = _lines(tmp_path, trace)
+    _rewrite(path, lines[:-3])
+    with pytest.raises(TraceError, match=f"promises {len(trace.records)} records but the file "
+                                         f"has {len(trace.records) - 3}"):
+        read_trace(path)
+
+
+def test_other_file_faults(tmp_path, trace):
+    with pytest.raises(TraceError, match="nope.jsonl: file not found"):
+        read_trace(tmp_path / "nope.jsonl")
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    with pytest.raises(TraceError, match="empty file, expected a trace header on line 1"):
+        read_trace(empty)
+    lines, path = _lines(tmp_path, trace)
+    _rewrite(path, [lines[0], "", *lines[1:]])
+    with pytest.raises(TraceError, match="line 2: blank line inside the trace"):
+        read_trace(path)
+    _rewrite(path, [lines[0], "[1, 2]", *lines[1:]])
+    with pytest.raises(TraceError, match="line 2: expected a JSON object \\(got list\\)"):
+        read_trace(path)
+    broken = tmp_path / "broken.jsonl.gz"
+    broken.write_bytes(gzip.compress(np.random.default_rng(0).bytes(4000))[:300])
+    with pytest.raises(TraceError, match="broken.jsonl.gz: corrupt or truncated gzip data"):
+        read_trace(broken)
+    binary = tmp_path / "binary.jsonl"
+    binary.write_bytes(b"\xff\xfe\x00")
+    with pytest.raises(TraceError, match="not UTF-8 text"):
+        read_trace(binary)
+    with pytest.raises(TraceError, match="is a directory"):
+        read_trace(tmp_path)
+
+
+def test_failed_write_leaves_nothing(tmp_path, trace, monkeypatch):
+    import hwsim.io.traces as traces
+
+    def explode(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(traces.gzip, "compress", explode)
+    with pytest.raises(OSError, match="disk full"):
+        write_trace(tmp_path / "t.jsonl.gz", trace)
+    assert list(tmp_path.iterdir()) == []
