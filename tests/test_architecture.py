@@ -1,0 +1,79 @@
+"""The import direction of house-style.md, checked with `ast`."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import hwsim
+
+PACKAGE = Path(hwsim.__file__).parent
+# errors, units ← specs ← io ← train, sim ← energy ← study/sweep ← report ← cli
+RANK = {"errors": 0, "units": 0, "specs": 1, "io": 2, "train": 3, "sim": 3, "energy": 4,
+        "study": 5, "sweep": 5, "report": 6, "cli": 7, "__init__": 0, "__main__": 8}
+
+
+def _part(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "__init__"
+
+
+def _imports(path: Path) -> list[str]:
+    tree = ast.parse(path.read_text())
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.extend(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.append(node.module)
+    return found
+
+
+def _modules():
+    for path in sorted(PACKAGE.rglob("*.py")):
+        relative = path.relative_to(PACKAGE.parent).with_suffix("")
+        yield ".".join(relative.parts), path
+
+
+def test_every_module_has_a_rank():
+    for name, _ in _modules():
+        assert _part(name) in RANK, f"{name}: add its package to RANK (house-style.md)"
+
+
+def test_imports_point_down_the_layers():
+    bad = []
+    for name, path in _modules():
+        mine = _part(name)
+        for imported in _imports(path):
+            if imported == "hwsim" or not imported.startswith("hwsim."):
+                continue
+            theirs = _part(imported)
+            if RANK[theirs] > RANK[mine] or {mine, theirs} == {"train", "sim"}:
+                bad.append(f"{name} imports {imported}")
+    assert bad == []
+
+
+def test_heavy_libraries_stay_in_their_layer():
+    bad = []
+    for name, path in _modules():
+        part = _part(name)
+        for imported in _imports(path):
+            top = imported.split(".")[0]
+            if top == "plotly" and part != "report":
+                bad.append(f"{name} imports plotly")
+            if part in ("specs", "errors", "units") and top in ("numpy", "simpy", "pandas"):
+                bad.append(f"{name} imports {top}")
+            if top in ("argparse", "tqdm") and part != "cli":
+                bad.append(f"{name} imports {top}")
+    assert bad == []
+
+
+def test_only_the_cli_prints():
+    printing = []
+    for name, path in _modules():
+        if _part(name) in ("cli", "__main__"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) in ("print", "exit"):
+                printing.append(name)
+    assert printing == []

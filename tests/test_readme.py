@@ -1,0 +1,57 @@
+"""The README's set-up commands and its accuracy table are true."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from hwsim.cli import main
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def _commands() -> list[str]:
+    block = re.search(r"```\n(.*?)```", README.read_text(), re.S).group(1)
+    return [line.strip() for line in block.splitlines() if line.strip()]
+
+
+def test_first_two_commands_are_the_set_up():
+    assert _commands()[:2] == [
+        "python -m pip install -e . && hwsim run",
+        'python -m pip install -e ".[test]" && python -m pytest',
+    ]
+
+
+def test_ci_runs_the_readme_test_command():
+    ci = (README.parent / ".ci" / "run").read_text()
+    assert _commands()[1] in ci
+    assert "ruff check" in ci
+
+
+def test_main_job_runs(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["run"]) == 0
+    out = capsys.readouterr().out
+    assert "digits_fc on digits (1437 train / 360 test examples), 30 epochs" in out
+    assert (tmp_path / "reports" / "run" / "summary.csv").exists()
+
+
+def _readme_accuracies() -> dict[str, float]:
+    table = {}
+    for line in README.read_text().splitlines():
+        match = re.match(r"\| (bp|dfa|ssdfa)\b.*\| ([\d.]+)% \|$", line)
+        if match:
+            table[match.group(1)] = float(match.group(2))
+    return table
+
+
+@pytest.mark.parametrize("algorithm", ["bp", "dfa", "ssdfa"])
+def test_accuracy_table_matches_the_command(algorithm, capsys):
+    assert main(["train", "--network", "digits_fc", "--algorithm", algorithm, "--json"]) == 0
+    measured = json.loads(capsys.readouterr().out)["test_accuracy"] * 100
+    # One test digit is 0.28%: allow one for a different BLAS on another machine.
+    assert abs(measured - _readme_accuracies()[algorithm]) < 0.3
+    assert measured > 90
