@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -19,6 +20,7 @@ from hwsim.specs.trace import Algorithm, OpRecord, TraceHeader
 from hwsim.study import run_study, trace_summary
 from hwsim.train.datasets import load_dataset
 from hwsim.train.loop import EpochMetrics, TrainConfig, Trainer, train
+from hwsim.train.model import WeightInit
 
 
 def _progress(total: int, description: str) -> tqdm:
@@ -97,7 +99,9 @@ def cmd_trace(args: argparse.Namespace) -> int:
     _check_rule_flags(args)
     _check_output(args.out, (".jsonl", ".jsonl.gz"), "--out")
     network = load_network(args.network)
-    config = _config(args, network, 1)
+    # Glorot for every rule, so weight densities look like a network in training (DFA's
+    # zero start would record all-zero weights).
+    config = replace(_config(args, network, 1), weight_init=WeightInit.GLOROT)
     dataset = load_dataset("synthetic", sample_shape=tuple(network.input_shape),
                            classes=network.classes, seed=args.seed,
                            synthetic_train=config.batch_size, synthetic_test=1)
