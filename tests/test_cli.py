@@ -99,7 +99,11 @@ def test_validate(tmp_path, tiny, capsys):
     arch = tmp_path / "arch.yaml"
     arch.write_text("schema_version: 1\nkind: arch\n")
     assert main(["validate", str(arch)]) == 2
-    assert "kind: expected 'network' (got 'arch')" in capsys.readouterr().err
+    assert f"{arch}: dram: required key is missing" in capsys.readouterr().err
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text("schema_version: 1\nkind: sweeep\n")
+    assert main(["validate", str(sweep)]) == 2
+    assert "kind: expected 'network', 'arch' or 'tech' (got 'sweeep')" in capsys.readouterr().err
 
 
 def test_schema(capsys):
@@ -143,7 +147,8 @@ def test_help_and_version(capsys):
     (["train", "--network", "mnist_fc", "--algorithm", "bp", "--dataset", "digits"],
      "the dataset's samples have shape [8, 8, 1] (64 values) but network 'mnist_fc' expects"),
     (["trace", "--algorithm", "bp"], "the following arguments are required: --out"),
-    (["simulate"], "argument COMMAND: invalid choice: 'simulate'"),
+    (["simulat"], "argument COMMAND: invalid choice: 'simulat'"),
+    (["simulate", "--trace", "t.jsonl"], "the following arguments are required: --arch"),
     (["validate", "nowhere.yaml"], "nowhere.yaml: file not found"),
 ])
 def test_bad_input_is_one_message_and_status_2(tmp_path, monkeypatch, capsys, argv, message):

@@ -11,10 +11,13 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
+from hwsim.cli.simulate import cmd_simulate
 from hwsim.errors import HwsimError, SpecError
+from hwsim.io.arch import describe_arch, describe_tech, load_arch_with_energies, load_tech_file
 from hwsim.io.networks import load_network
 from hwsim.io.traces import atomic_output, read_trace, write_trace
 from hwsim.io.yamlio import load_yaml
+from hwsim.specs.arch import ArchSpec, TechSpec
 from hwsim.specs.network import NetworkSpec, OptimizerName, infer_shapes
 from hwsim.specs.trace import Algorithm, OpRecord, TraceHeader
 from hwsim.study import run_study, trace_summary
@@ -158,7 +161,12 @@ def _validate_one(path: Path) -> str:
         network = load_network(str(path))
         weights = sum(shape.weights for shape in infer_shapes(network))
         return f"network: {network.name}, {len(network.layers)} layers, {weights:,} weights"
-    raise SpecError(f"{path}: kind: expected 'network' (got {kind!r}); traces end in .jsonl")
+    if kind == "arch":
+        return describe_arch(*load_arch_with_energies(path))
+    if kind == "tech":
+        return describe_tech(load_tech_file(path))
+    raise SpecError(f"{path}: kind: expected 'network', 'arch' or 'tech' (got {kind!r}); "
+                    "traces end in .jsonl")
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -174,14 +182,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
-    model = {"network": NetworkSpec, "trace-header": TraceHeader,
-             "trace-record": OpRecord}[args.kind]
+    model = {"network": NetworkSpec, "arch": ArchSpec, "tech": TechSpec,
+             "trace-header": TraceHeader, "trace-record": OpRecord}[args.kind]
     print(json.dumps(model.model_json_schema(), indent=2, sort_keys=True))
     return 0
 
 
 COMMANDS = {"run": cmd_run, "train": cmd_train, "trace": cmd_trace, "validate": cmd_validate,
-            "schema": cmd_schema}
+            "schema": cmd_schema, "simulate": cmd_simulate}
 
 
 def dispatch(args: argparse.Namespace) -> int:

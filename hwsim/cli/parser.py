@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from hwsim import __version__
+from hwsim.cli import simulate
 from hwsim.errors import HwsimError
 
 DEFAULT_NETWORK = "digits_fc"
@@ -95,9 +96,13 @@ def build_parser() -> Parser:
     _add_rule_flags(trace)
     trace.add_argument("--out", type=Path, required=True, help="trace file (.jsonl[.gz])")
 
-    validate = commands.add_parser("validate", help="check network YAML and trace files")
+    simulate.add_parser(commands)
+
+    validate = commands.add_parser("validate",
+                                   help="check network, arch and tech YAML and trace files")
     validate.add_argument("paths", nargs="+", type=Path, metavar="PATH")
 
     schema = commands.add_parser("schema", help="print the JSON Schema of a file kind")
-    schema.add_argument("kind", choices=("network", "trace-header", "trace-record"))
+    schema.add_argument("kind", choices=("network", "arch", "tech", "trace-header",
+                                         "trace-record"))
     return parser

@@ -378,6 +378,8 @@ class Dropout(Layer):
     def __init__(self, spec: DropoutLayer, shape: LayerShape, input_tensor: str) -> None:
         super().__init__(spec, shape, input_tensor)
         self._mask: np.ndarray | None = None
+        if spec.rate == 0:  # moves nothing: like flatten, its tensors are its input's
+            self.output_tensor = input_tensor
 
     def forward(self, x: np.ndarray, ctx: StepContext) -> np.ndarray:
         rate = self.spec.rate

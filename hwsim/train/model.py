@@ -97,10 +97,12 @@ class Model:
         """Mean softmax cross-entropy, the output error E = (softmax − Y) / batch, and softmax."""
         shifted = logits - logits.max(axis=1, keepdims=True)
         exp = np.exp(shifted)
-        probabilities = exp / exp.sum(axis=1, keepdims=True)
+        total = exp.sum(axis=1, keepdims=True)
+        probabilities = exp / total
         batch = logits.shape[0]
         rows = np.arange(batch)
-        loss = float(-np.log(np.maximum(probabilities[rows, labels], 1e-12)).mean())
+        log_probabilities = shifted[rows, labels] - np.log(total[:, 0])
+        loss = float(-log_probabilities.astype(np.float64).mean())
         error = probabilities.copy()
         error[rows, labels] -= 1
         error /= batch

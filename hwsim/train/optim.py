@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 
 from hwsim.specs.network import OptimizerName
-from hwsim.specs.trace import ElementwiseOp, OptimizerInfo, Phase, Role
+from hwsim.specs.trace import ElementwiseOp, Operand, OptimizerInfo, Phase, Role
 from hwsim.train.layers import StepContext, WeightLayer
-from hwsim.train.tracer import Access
+from hwsim.train.tracer import Access, measure
 
 SGD_OPS_PER_ELEMENT = 2  # w -= lr·g
 MOMENTUM_OPS_PER_ELEMENT = 4  # v = μv + g; w -= lr·v
@@ -35,9 +35,12 @@ class Optimizer:
                 if key not in self.state:
                     self.state[key] = [np.zeros_like(value) for _ in self.state_names]
                 state = self.state[key]
-                ops = self._apply(value, layer.grads[param], state)
+                grad = layer.grads[param]
+                reads = self._reads(layer.name, param, value, grad, state) \
+                    if ctx.tracer is not None else []
+                ops = self._apply(value, grad, state)
                 if ctx.tracer is not None:
-                    self._record(ctx, layer.name, param, value, layer.grads[param], state, ops)
+                    self._record(ctx, layer.name, param, value, reads, state, ops)
 
     def _apply(self, value: np.ndarray, grad: np.ndarray, state: list[np.ndarray]) -> int:
         info = self.info
@@ -60,19 +63,28 @@ class Optimizer:
         value -= info.learning_rate * grad
         return SGD_OPS_PER_ELEMENT
 
-    def _record(self, ctx: StepContext, layer: str, param: str, value: np.ndarray,
-                grad: np.ndarray, state: list[np.ndarray], ops_per_element: int) -> None:
+    def _accesses(self, layer: str, param: str, value: np.ndarray,
+                  state: list[np.ndarray]) -> list[Access]:
         role = Role.WEIGHT if param == "weight" else Role.BIAS
         tensor = f"{layer}.{param}"
-        states = [Access(f"{tensor}.{name}", Role.OPTIMIZER_STATE, array)
-                  for name, array in zip(self.state_names, state, strict=True)]
+        return [Access(tensor, role, value),
+                *(Access(f"{tensor}.{name}", Role.OPTIMIZER_STATE, array)
+                  for name, array in zip(self.state_names, state, strict=True))]
+
+    def _reads(self, layer: str, param: str, value: np.ndarray, grad: np.ndarray,
+               state: list[np.ndarray]) -> list[Operand]:
+        """Measured before the update overwrites them."""
+        weight, *states = self._accesses(layer, param, value, state)
+        gradient = Access(f"{layer}.{param}.grad", Role.GRADIENT, grad)
+        return [measure(access) for access in (weight, gradient, *states)]
+
+    def _record(self, ctx: StepContext, layer: str, param: str, value: np.ndarray,
+                reads: list[Operand], state: list[np.ndarray], ops_per_element: int) -> None:
         ctx.tracer.record(
             layer=layer, phase=Phase.UPDATE,
             op=ElementwiseOp(kind="elementwise", function=f"{self.info.name}_update",
                              elements=value.size),
-            reads=[Access(tensor, role, value), Access(f"{tensor}.grad", Role.GRADIENT, grad),
-                   *states],
-            writes=[Access(tensor, role, value), *states],
+            reads=reads, writes=self._accesses(layer, param, value, state),
             other_ops=ops_per_element * value.size)
 
 

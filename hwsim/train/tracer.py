@@ -25,7 +25,9 @@ class Access:
     array: np.ndarray
 
 
-def measure(access: Access) -> Operand:
+def measure(access: Access | Operand) -> Operand:
+    if isinstance(access, Operand):
+        return access
     array = access.array
     elements = int(array.size)
     density = float(np.count_nonzero(array)) / elements if elements else 0.0
@@ -40,9 +42,10 @@ class Tracer:
         self._last_writer: dict[str, int] = {}
         self._readers: dict[str, list[int]] = {}
 
-    def record(self, *, layer: str, phase: Phase, op: Any, reads: Sequence[Access],
-               writes: Sequence[Access], other_ops: int = 0) -> int:
-        """Append one record; returns its id."""
+    def record(self, *, layer: str, phase: Phase, op: Any, reads: Sequence[Access | Operand],
+               writes: Sequence[Access | Operand], other_ops: int = 0) -> int:
+        """Append one record; returns its id.  An `Operand` is taken as already measured
+        (an in-place op measures what it read before it overwrites it)."""
         record_id = len(self.records)
         deps: set[int] = set()
         for access in reads:

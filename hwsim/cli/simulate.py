@@ -1,0 +1,72 @@
+"""`hwsim simulate`: price one trace on one hardware spec."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from hwsim.energy import per_example_breakdown, summarize
+from hwsim.errors import SpecError
+from hwsim.io.arch import load_arch_with_energies
+from hwsim.io.traces import atomic_output, read_trace
+from hwsim.sim.engine import simulate
+
+
+def add_parser(commands) -> None:
+    parser = commands.add_parser("simulate", help="simulate one traced training step on a spec")
+    parser.add_argument("--arch", required=True,
+                        help="shipped spec name (von_neumann, distributed, ...) or a YAML path")
+    parser.add_argument("--trace", required=True, type=Path, help="trace file (.jsonl[.gz])")
+    parser.add_argument("--format", choices=("json", "table", "csv"), default="table",
+                        help="what to print: per-example summary as JSON or a table, or the "
+                             "per-example breakdown as CSV (default table)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="also write summary.json, breakdown.csv, resources.csv and "
+                             "timeline.csv into this folder")
+
+
+def _write_csv(path: Path, frame: pd.DataFrame) -> None:
+    with atomic_output(path) as f:
+        frame.to_csv(f, index=False, lineterminator="\n")
+
+
+def _table(summary: dict) -> str:
+    run = summary["run"]
+    lines = [f"{run['network']} {run['algorithm']} on {run['arch']} ({run['substrate']}), "
+             f"per training example (batch {run['batch_size']}):"]
+    width = max(len(key) for key in summary if key not in ("breakdown", "run"))
+    for key, value in summary.items():
+        if key in ("breakdown", "run"):
+            continue
+        text = f"{value:.4g}" if key == "latency_s" else f"{value:,.0f}"
+        lines.append(f"  {key:<{width}}  {text}")
+    lines.append("  energy by component (pJ):")
+    for component, energy in summary["breakdown"]["energy_pj_by_component"].items():
+        lines.append(f"    {component:<{width - 2}}  {energy:,.0f}")
+    return "\n".join(lines)
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    if args.out is not None and args.out.exists() and not args.out.is_dir():
+        raise SpecError(f"--out {args.out}: exists and is not a folder")
+    arch, energies = load_arch_with_energies(args.arch)
+    trace = read_trace(args.trace)
+    result = simulate(arch, trace, source=str(args.arch))
+    summary = summarize(result, energies)
+    breakdown = per_example_breakdown(result, energies)
+    if args.out is not None:
+        with atomic_output(args.out / "summary.json") as f:
+            f.write(json.dumps(summary, indent=2) + "\n")
+        _write_csv(args.out / "breakdown.csv", breakdown)
+        _write_csv(args.out / "resources.csv", result.resources)
+        _write_csv(args.out / "timeline.csv", result.timeline)
+    if args.format == "json":
+        print(json.dumps(summary, indent=2))
+    elif args.format == "csv":
+        print(breakdown.to_csv(index=False, lineterminator="\n"), end="")
+    else:
+        print(_table(summary))
+    return 0

@@ -1,0 +1,79 @@
+"""Energy = Σ counts × energy per action (+ leakage × time): a pure function of the spec's
+per-action energies, a simulation's counts and its cycles."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from hwsim.sim.result import SimResult
+from hwsim.specs.arch import ActionEnergies
+from hwsim.units import BITS_PER_BYTE
+
+SUMMARY_KEYS = ("macs", "cycles", "latency_s", "dram_read_bytes", "dram_write_bytes",
+                "sram_read_bytes", "sram_write_bytes", "noc_bytes", "noc_byte_hops",
+                "energy_pj")
+SRAMS = ("global_buffer", "tile_sram")
+
+
+def unit_energy(component: str, action: str, energies: ActionEnergies) -> tuple[str, float]:
+    """(which column is priced, pJ per unit of it) for one kind of row."""
+    if action == "mac":
+        return "count", energies.mac_pj
+    if action == "vector_op":
+        return "count", energies.vector_op_pj
+    if component == "dram":
+        per_bit = energies.dram_read_pj_per_bit if action == "read" else \
+            energies.dram_write_pj_per_bit
+        return "bytes", per_bit * BITS_PER_BYTE
+    if component in SRAMS:
+        per_bit = energies.sram_read_pj_per_bit if action in ("read", "drain") else \
+            energies.sram_write_pj_per_bit
+        return "bytes", per_bit * BITS_PER_BYTE
+    if component == "noc" and action == "byte_hop":
+        return "count", energies.noc_pj_per_bit_per_hop * BITS_PER_BYTE
+    return "count", 0.0  # NoC inject/deliver: priced as byte-hops and tile SRAM writes
+
+
+def price(breakdown: pd.DataFrame, cycles: int, energies: ActionEnergies) -> pd.DataFrame:
+    """The breakdown with an `energy_pj` column and one leakage row (same units as given)."""
+    priced = breakdown.copy()
+    energy = np.zeros(len(priced))
+    for i, (component, action, count, nbytes) in enumerate(
+            priced[["component", "action", "count", "bytes"]].itertuples(index=False)):
+        column, per_unit = unit_energy(component, action, energies)
+        energy[i] = (count if column == "count" else nbytes) * per_unit
+    priced["energy_pj"] = energy
+    leakage = pd.DataFrame([{"layer": "(chip)", "phase": "(all)", "component": "chip",
+                             "action": "leakage", "count": cycles, "bytes": 0,
+                             "cycles": cycles,
+                             "energy_pj": cycles * energies.leakage_pj_per_cycle}])
+    return pd.concat([priced, leakage], ignore_index=True)
+
+
+def per_example_breakdown(result: SimResult, energies: ActionEnergies) -> pd.DataFrame:
+    """Tidy rows (layer, phase, component, action → count, bytes, cycles, energy_pj) per
+    training example."""
+    priced = price(result.breakdown, result.cycles, energies)
+    for column in ("count", "bytes", "cycles", "energy_pj"):
+        priced[column] = priced[column] / result.batch_size
+    return priced
+
+
+def summarize(result: SimResult, energies: ActionEnergies) -> dict:
+    """Per-training-example figures under the keys of `simulate --format json`."""
+    batch = result.batch_size
+    totals = result.totals()
+    priced = per_example_breakdown(result, energies)
+    summary = {key: value / batch for key, value in totals.items()}
+    summary["latency_s"] = summary["cycles"] / result.clock_hz
+    summary["energy_pj"] = float(priced["energy_pj"].sum())
+    summary = {key: summary[key] for key in SUMMARY_KEYS}
+    summary["breakdown"] = {
+        f"energy_pj_by_{column}": {str(key): float(value) for key, value in
+                                   priced.groupby(column, sort=False)["energy_pj"].sum().items()}
+        for column in ("component", "phase", "layer")}
+    summary["run"] = {"arch": result.arch, "substrate": result.substrate,
+                      "network": result.network, "algorithm": result.algorithm,
+                      "batch_size": batch, "cycles_per_step": result.cycles}
+    return summary

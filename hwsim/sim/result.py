@@ -1,0 +1,107 @@
+"""What a simulation returns: cycles, a tidy count breakdown, resource use and a timeline."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from hwsim.sim.components import Ledger
+from hwsim.specs.arch import ArchSpec
+from hwsim.specs.trace import Phase, Trace
+
+BREAKDOWN_COLUMNS = ["layer", "phase", "component", "action", "count", "bytes", "cycles"]
+
+
+@dataclass(frozen=True, eq=False)
+class SimResult:
+    """One simulated training step.  Counts are per step; `per_example` divides by the batch."""
+
+    arch: str
+    substrate: str
+    network: str
+    algorithm: str
+    batch_size: int
+    clock_hz: float
+    cycles: int
+    breakdown: pd.DataFrame  # BREAKDOWN_COLUMNS, per step
+    resources: pd.DataFrame  # resource, busy_cycles, idle_cycles, wait_cycles, utilization
+    timeline: pd.DataFrame  # resource, start_cycle, end_cycle, busy_fraction, bytes_per_cycle
+
+    def total(self, component: str, action: str, column: str = "bytes") -> int:
+        rows = self.breakdown
+        mask = (rows["component"] == component) & (rows["action"] == action)
+        return int(rows.loc[mask, column].sum())
+
+    def totals(self) -> dict[str, int]:
+        """Per-step totals under the names `simulate --format json` uses."""
+        macs = int(self.breakdown.loc[self.breakdown["action"] == "mac", "count"].sum())
+        sram = "global_buffer" if self.substrate == "von_neumann" else "tile_sram"
+        return {
+            "macs": macs,
+            "cycles": self.cycles,
+            "dram_read_bytes": self.total("dram", "read"),
+            "dram_write_bytes": self.total("dram", "write"),
+            "sram_read_bytes": self.total(sram, "read") + self.total(sram, "drain"),
+            "sram_write_bytes": self.total(sram, "write") + self.total(sram, "fill"),
+            "noc_bytes": self.total("noc", "inject"),
+            "noc_byte_hops": self.total("noc", "byte_hop", "count"),
+        }
+
+
+def _breakdown(ledger: Ledger, trace: Trace) -> pd.DataFrame:
+    layer_order = {layer.name: i for i, layer in enumerate(trace.header.layers)}
+    phase_order = {phase.value: i for i, phase in enumerate(Phase)}
+    rows = [(layer, phase, component, action, *values)
+            for (layer, phase, component, action), values in ledger.counts.items()]
+    rows.sort(key=lambda row: (layer_order.get(row[0], len(layer_order)), phase_order[row[1]],
+                               row[2], row[3]))
+    frame = pd.DataFrame(rows, columns=BREAKDOWN_COLUMNS)
+    return frame.astype({"count": "int64", "bytes": "int64", "cycles": "int64"})
+
+
+def _resources(ledger: Ledger, cycles: int) -> pd.DataFrame:
+    busy: dict[str, int] = defaultdict(int)
+    for resource, start, end, _ in ledger.intervals:
+        busy[resource] += end - start
+    names = sorted(set(busy) | set(ledger.waits))
+    rows = [(name, busy[name], max(0, cycles - busy[name]), ledger.waits.get(name, 0),
+             busy[name] / cycles if cycles else 0.0) for name in names]
+    return pd.DataFrame(rows, columns=["resource", "busy_cycles", "idle_cycles", "wait_cycles",
+                                       "utilization"])
+
+
+def _timeline(ledger: Ledger, cycles: int, bins: int) -> pd.DataFrame:
+    """Busy fraction and bytes per cycle of every resource in `bins` equal slices of time."""
+    bins = max(1, min(bins, cycles or 1))
+    edges = np.linspace(0, max(cycles, 1), bins + 1)
+    by_resource: dict[str, list[tuple[int, int, int]]] = defaultdict(list)
+    for resource, start, end, nbytes in ledger.intervals:
+        by_resource[resource].append((start, end, nbytes))
+    frames = []
+    for resource in sorted(by_resource):
+        spans = np.array(by_resource[resource], dtype=np.float64)
+        starts, ends, amounts = spans[:, 0], spans[:, 1], spans[:, 2]
+        overlap = np.clip(np.minimum(ends[:, None], edges[None, 1:]) -
+                          np.maximum(starts[:, None], edges[None, :-1]), 0, None)
+        width = np.diff(edges)
+        share = overlap / np.maximum(ends - starts, 1)[:, None]
+        frames.append(pd.DataFrame({
+            "resource": resource, "start_cycle": edges[:-1].round().astype(np.int64),
+            "end_cycle": edges[1:].round().astype(np.int64),
+            "busy_fraction": np.minimum(overlap.sum(axis=0) / width, 1.0),
+            "bytes_per_cycle": (share * amounts[:, None]).sum(axis=0) / width}))
+    columns = ["resource", "start_cycle", "end_cycle", "busy_fraction", "bytes_per_cycle"]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
+
+
+def build_result(arch: ArchSpec, trace: Trace, ledger: Ledger, cycles: int,
+                 bins: int) -> SimResult:
+    header = trace.header
+    return SimResult(
+        arch=arch.name, substrate=arch.substrate.value, network=header.network,
+        algorithm=header.algorithm.value, batch_size=header.batch_size,
+        clock_hz=arch.clock_hz, cycles=cycles, breakdown=_breakdown(ledger, trace),
+        resources=_resources(ledger, cycles), timeline=_timeline(ledger, cycles, bins))

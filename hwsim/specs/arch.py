@@ -1,0 +1,398 @@
+"""Hardware specs (`kind: arch`) and technology tables (`kind: tech`).
+
+Every quantity carries its unit in its key.  `_bytes` and `_hz` keys also take unit strings
+("256 KiB", "1 GHz"); ambiguous ones ("kB") are rejected.  Energies left out (None) come from
+the technology table the spec names; `resolve_energies` turns both into per-action numbers.
+docs/arch-spec.md documents every field.
+"""
+
+from __future__ import annotations
+
+import bisect
+import difflib
+import itertools
+import math
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BeforeValidator,
+    Field,
+    PositiveFloat,
+    PositiveInt,
+    ValidationInfo,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+
+from hwsim.specs.common import FrozenModel, raise_problems
+from hwsim.specs.network import Name
+from hwsim.units import BYTES_PATTERN, HERTZ_PATTERN, KIB_BYTES, parse_bytes, parse_hertz
+
+ARCH_SCHEMA_VERSION = 1
+
+# The JSON Schema shows what a file may hold (a number or a unit string), not the parsed type.
+Bytes = Annotated[int, BeforeValidator(parse_bytes), Field(gt=0), WithJsonSchema(
+    {"anyOf": [{"type": "integer", "exclusiveMinimum": 0},
+               {"type": "string", "pattern": BYTES_PATTERN,
+                "examples": ["512 B", "256 KiB", "4 GiB"]}]}, mode="validation")]
+Hertz = Annotated[float, BeforeValidator(parse_hertz), Field(gt=0), WithJsonSchema(
+    {"anyOf": [{"type": "number", "exclusiveMinimum": 0},
+               {"type": "string", "pattern": HERTZ_PATTERN,
+                "examples": ["1 GHz", "800 MHz"]}]}, mode="validation")]
+Energy = Annotated[float, Field(ge=0)]
+Bits = Literal[4, 8, 16, 32, 64]
+BITS = (4, 8, 16, 32, 64)
+
+
+class Substrate(StrEnum):
+    VON_NEUMANN = "von_neumann"
+    DISTRIBUTED = "distributed"
+
+
+class Topology(StrEnum):
+    MESH = "mesh"
+    BUS = "bus"
+    TREE = "tree"
+
+
+class Dataflow(StrEnum):
+    WEIGHT_STATIONARY = "weight_stationary"
+    OUTPUT_STATIONARY = "output_stationary"
+
+
+class BackwardTransport(StrEnum):
+    """How BP's δ·Wᵀ crosses a distributed substrate (the weight-transport problem)."""
+
+    PARTIAL_SUMS = "partial_sums"
+    TRANSPOSE_WEIGHTS = "transpose_weights"
+
+
+class MappingPolicy(StrEnum):
+    """How neurons are placed on tiles; `colocate` groups SSDFA neurons that share an error."""
+
+    COLOCATE = "colocate"
+    ROUND_ROBIN = "round_robin"
+
+
+def _bits(role: str) -> Any:
+    return Field(default=16, description=f"bits per {role} element")
+
+
+class Precision(FrozenModel):
+    """Bits per element for each trace role; the same trace can be priced at fp32 or int8."""
+
+    input_bits: Bits = _bits("input")
+    label_bits: Bits = _bits("label")
+    weight_bits: Bits = Field(default=16, description="bits per weight element; also selects "
+                              "the MAC energy in the tech table (mac_energy_pj)")
+    bias_bits: Bits = _bits("bias")
+    activation_bits: Bits = Field(default=16, description="bits per activation element; also "
+                                  "selects the vector-op energy in the tech table")
+    error_bits: Bits = _bits("error")
+    feedback_bits: Bits = _bits("feedback-matrix")
+    gradient_bits: Bits = _bits("gradient")
+    optimizer_state_bits: Bits = Field(default=32,
+                                       description="bits per optimizer-state element")
+    accumulator_bits: Bits = Field(default=32, description="bits of a MAC's partial sum")
+
+
+_OVERRIDE = "overrides the tech table's"
+
+
+class Dram(FrozenModel):
+    """Off-chip DRAM: input data, and (von Neumann) everything else or (distributed) spills."""
+
+    technology: str = Field(default="lpddr4", description="key into the tech table's "
+                            "dram_energy_pj_per_bit (lpddr4, hbm2, hmc, gddr5, ddr3, ...)")
+    channels: PositiveInt = Field(description="independent channels")
+    bandwidth_bytes_per_cycle: PositiveFloat = Field(  # per channel
+        description="peak bytes per clock cycle of ONE channel")
+    latency_cycles: Annotated[int, Field(ge=0)] = Field(
+        description="cycles from request to first data")
+    capacity_bytes: Bytes | None = Field(default=None,
+                                         description="total capacity; null = unlimited")
+    read_energy_pj_per_bit: Energy | None = Field(
+        default=None, description=f"{_OVERRIDE} dram_energy_pj_per_bit[technology]")
+    write_energy_pj_per_bit: Energy | None = Field(
+        default=None, description=f"{_OVERRIDE} dram_energy_pj_per_bit[technology]")
+
+
+class Sram(FrozenModel):
+    """An on-chip SRAM: the von Neumann global buffer, or the SRAM of ONE distributed tile."""
+
+    capacity_bytes: Bytes = Field(description="capacity of this SRAM (all banks)")
+    bandwidth_bytes_per_cycle: PositiveFloat = Field(
+        description="peak bytes per cycle, all banks together")
+    banks: PositiveInt = Field(default=1, description="banks; the access energy is that of "
+                               "one bank of capacity_bytes / banks")
+    read_energy_pj_per_bit: Energy | None = Field(
+        default=None, description=f"{_OVERRIDE} CACTI curve at the bank capacity")
+    write_energy_pj_per_bit: Energy | None = Field(
+        default=None, description="default: read energy × the tech's sram_write_to_read_ratio")
+    leakage_pj_per_cycle: Energy | None = Field(
+        default=None, description="leakage of this SRAM per cycle; default: the tech's "
+        "sram_leakage_pj_per_cycle_per_kib × capacity in KiB")
+
+    @field_validator("banks")
+    @classmethod
+    def _whole_banks(cls, banks: int, info: ValidationInfo) -> int:
+        capacity = info.data.get("capacity_bytes")
+        if capacity is not None and capacity % banks:
+            raise ValueError(f"must split capacity_bytes ({capacity}) into equal banks")
+        return banks
+
+
+class PeArray(FrozenModel):
+    """The von Neumann processing-element array."""
+
+    rows: PositiveInt = Field(description="PE rows")
+    columns: PositiveInt = Field(description="PE columns; peak MACs per cycle = rows × columns")
+    dataflow: Dataflow = Field(default=Dataflow.WEIGHT_STATIONARY,
+                               description="which operand stays in the PEs")
+    vector_ops_per_cycle: PositiveInt = Field(
+        description="element-wise (non-MAC) operations per cycle")
+    mac_energy_pj: Energy | None = Field(
+        default=None, description=f"{_OVERRIDE} mac_energy_pj[precision.weight_bits]")
+    vector_op_energy_pj: Energy | None = Field(
+        default=None, description=f"{_OVERRIDE} vector_op_energy_pj[precision.activation_bits]")
+
+
+class Tiles(FrozenModel):
+    """The distributed substrate's tiles: each has its own SRAM and MAC units."""
+
+    count: PositiveInt = Field(description="number of tiles")
+    sram: Sram = Field(description="the SRAM of ONE tile")
+    macs_per_cycle: PositiveInt = Field(description="peak MACs per cycle of ONE tile")
+    vector_ops_per_cycle: PositiveInt = Field(
+        description="element-wise (non-MAC) operations per cycle of ONE tile")
+    mac_energy_pj: Energy | None = Field(
+        default=None, description=f"{_OVERRIDE} mac_energy_pj[precision.weight_bits]")
+    vector_op_energy_pj: Energy | None = Field(
+        default=None, description=f"{_OVERRIDE} vector_op_energy_pj[precision.activation_bits]")
+
+
+class Noc(FrozenModel):
+    """The distributed substrate's network-on-chip."""
+
+    topology: Topology = Field(description="mesh (2-D), bus (one shared medium) or tree")
+    link_bandwidth_bytes_per_cycle: PositiveFloat = Field(description="bytes per cycle per link")
+    hop_latency_cycles: Annotated[int, Field(ge=0)] = Field(description="cycles per hop")
+    multicast: bool = Field(default=True, description="one injection reaches many tiles "
+                            "(else one copy per destination)")
+    energy_pj_per_bit_per_hop: Energy | None = Field(
+        default=None, description=f"{_OVERRIDE} noc_energy_pj_per_bit_per_hop")
+
+
+class Mapping(FrozenModel):
+    """How a network is placed on the distributed substrate's tiles."""
+
+    policy: MappingPolicy = Field(default=MappingPolicy.COLOCATE,
+                                  description="how neurons are assigned to tiles")
+    backward: BackwardTransport = Field(default=BackwardTransport.PARTIAL_SUMS,
+                                        description="how BP's δ·Wᵀ crosses the NoC")
+    allow_spill: bool = Field(default=True, description="weights that do not fit in tile SRAM "
+                              "live in DRAM (counted); false = an error instead")
+    activation_reserve_fraction: float = Field(
+        default=0.25, ge=0.0, lt=1.0,
+        description="fraction of each tile's SRAM kept for activations and errors")
+
+
+class ArchSpec(FrozenModel):
+    """One hardware design point."""
+
+    schema_version: Literal[1] = Field(description="format version, 1")
+    kind: Literal["arch"] = Field(description="file kind, 'arch'")
+    name: Name = Field(description="identifier: a letter, then letters, digits, _")
+    description: str = Field(default="", description="free text")
+    substrate: Substrate = Field(description="von_neumann or distributed")
+    clock_hz: Hertz = Field(description="clock frequency; every _cycles figure counts these")
+    tech: str = Field(default="45nm", description="a shipped tech name (arch_specs/tech/) or "
+                      "a .yaml path relative to this file")
+    precision: Precision = Field(default=Precision(), description="bits per element by role")
+    dram: Dram
+    global_buffer: Sram | None = Field(default=None, description="von_neumann only")
+    pe_array: PeArray | None = Field(default=None, description="von_neumann only")
+    tiles: Tiles | None = Field(default=None, description="distributed only")
+    noc: Noc | None = Field(default=None, description="distributed only")
+    mapping: Mapping = Field(default=Mapping(), description="distributed placement policy")
+
+    @model_validator(mode="after")
+    def _substrate_parts(self) -> ArchSpec:
+        if self.substrate == Substrate.VON_NEUMANN:
+            missing = [key for key in ("global_buffer", "pe_array") if getattr(self, key) is None]
+            extra = [key for key in ("tiles", "noc") if getattr(self, key) is not None]
+            other = Substrate.DISTRIBUTED
+        else:
+            missing = [key for key in ("tiles", "noc") if getattr(self, key) is None]
+            extra = [key for key in ("global_buffer", "pe_array")
+                     if getattr(self, key) is not None]
+            other = Substrate.VON_NEUMANN
+        problems = []
+        if missing:
+            problems.append(f"{self.substrate.value} needs {', '.join(missing)}")
+        if extra:
+            problems.append(f"{self.substrate.value} has no {', '.join(extra)} "
+                            f"(remove it or set substrate: {other.value})")
+        if problems:
+            raise ValueError("substrate: " + "; ".join(problems))
+        return self
+
+    @property
+    def peak_macs_per_cycle(self) -> int:
+        """MACs per cycle of the whole chip: rows × columns, or tiles × MACs per tile."""
+        if self.pe_array is not None:
+            return self.pe_array.rows * self.pe_array.columns
+        assert self.tiles is not None
+        return self.tiles.count * self.tiles.macs_per_cycle
+
+    @property
+    def dram_bandwidth_bytes_per_cycle(self) -> float:
+        """Peak DRAM bytes per cycle over all channels."""
+        return self.dram.channels * self.dram.bandwidth_bytes_per_cycle
+
+    @property
+    def sram_bytes(self) -> int:
+        """On-chip SRAM of the whole chip: the global buffer, or tile SRAM × tiles."""
+        if self.global_buffer is not None:
+            return self.global_buffer.capacity_bytes
+        assert self.tiles is not None
+        return self.tiles.count * self.tiles.sram.capacity_bytes
+
+
+class TechSpec(FrozenModel):
+    """Per-action energies of one technology node, with their sources in the file's comments."""
+
+    schema_version: Literal[1] = Field(description="format version, 1")
+    kind: Literal["tech"] = Field(description="file kind, 'tech'")
+    name: str = Field(description="node name, e.g. 45nm")
+    node_nm: PositiveFloat = Field(description="feature size in nanometres")
+    mac_energy_pj: dict[int, Energy] = Field(  # by operand bits: multiply + add
+        description="one multiply-accumulate (multiply + add), by operand bits")
+    vector_op_energy_pj: dict[int, Energy] = Field(  # by operand bits: one add-class operation
+        description="one element-wise (add-class) operation, by operand bits")
+    sram_access_bits: PositiveInt = Field(
+        default=64, description="bits per access of the SRAM curve's port")
+    # [capacity_bytes, pJ per access of sram_access_bits] points, interpolated in log-log.
+    sram_read_energy_pj_per_access: list[tuple[Bytes, Energy]] = Field(
+        min_length=2, description="[capacity_bytes, pJ per read of sram_access_bits] points, "
+        "capacities increasing; interpolated in log-log")
+    sram_write_to_read_ratio: PositiveFloat = Field(
+        default=1.0, description="SRAM write energy / read energy")
+    sram_leakage_pj_per_cycle_per_kib: Energy = Field(
+        default=0.0, description="SRAM leakage per cycle per KiB of capacity")
+    dram_energy_pj_per_bit: dict[str, Energy] = Field(
+        description="DRAM read or write energy per bit, by technology")
+    noc_energy_pj_per_bit_per_hop: Energy = Field(description="one bit over one NoC hop")
+
+    @field_validator("mac_energy_pj", "vector_op_energy_pj")
+    @classmethod
+    def _operand_bits(cls, table: dict[int, float]) -> dict[int, float]:
+        odd = sorted(bits for bits in table if bits not in BITS)
+        if odd:
+            raise ValueError(f"keys are operand bits, one of {', '.join(map(str, BITS))}; "
+                             f"{', '.join(map(str, odd))} is not")
+        return table
+
+    @field_validator("sram_read_energy_pj_per_access")
+    @classmethod
+    def _increasing_curve(cls, curve: list[tuple[int, float]]) -> list[tuple[int, float]]:
+        capacities = [capacity for capacity, _ in curve]
+        if any(later <= earlier for earlier, later in itertools.pairwise(capacities)):
+            raise ValueError("capacities must increase strictly from point to point")
+        if any(energy <= 0 for _, energy in curve):
+            raise ValueError("energies must be > 0 (the curve is interpolated in log-log)")
+        return curve
+
+
+class ActionEnergies(FrozenModel):
+    """Energy per action after resolving a spec against its technology table."""
+
+    mac_pj: Energy
+    vector_op_pj: Energy
+    dram_read_pj_per_bit: Energy
+    dram_write_pj_per_bit: Energy
+    sram_read_pj_per_bit: Energy  # the global buffer (von Neumann) or one tile's SRAM
+    sram_write_pj_per_bit: Energy
+    noc_pj_per_bit_per_hop: Energy
+    leakage_pj_per_cycle: Energy  # whole chip
+
+
+def sram_energy_pj_per_access(curve: list[tuple[int, float]], capacity_bytes: float) -> float:
+    """The SRAM curve at `capacity_bytes`: straight lines between points in log-log, and the
+    end segments extended beyond the first and last point."""
+    capacities = [capacity for capacity, _ in curve]
+    index = min(max(bisect.bisect_left(capacities, capacity_bytes), 1), len(curve) - 1)
+    (c0, e0), (c1, e1) = curve[index - 1], curve[index]
+    slope = math.log(e1 / e0) / math.log(c1 / c0)
+    return e0 * math.exp(slope * math.log(capacity_bytes / c0))
+
+
+def _table(table: dict, key: object, problem: str, fix: str, problems: list[str]) -> float:
+    if key in table:
+        return table[key]
+    known = ", ".join(str(k) for k in sorted(table))
+    problems.append(f"{problem} (known: {known}; or set {fix})")
+    return 0.0
+
+
+def resolve_energies(arch: ArchSpec, tech: TechSpec, source: str = "arch spec") -> ActionEnergies:
+    """Per-action energies: the spec's own numbers where given, else the tech table's.
+
+    SpecError (naming `source` and the field) lists every key the tech table lacks.
+    """
+    problems: list[str] = []
+    compute = arch.pe_array if arch.pe_array is not None else arch.tiles
+    prefix = "pe_array" if arch.pe_array is not None else "tiles"
+    sram = arch.global_buffer if arch.global_buffer is not None else arch.tiles.sram
+    sram_count = 1 if arch.global_buffer is not None else arch.tiles.count
+    weight_bits, activation_bits = arch.precision.weight_bits, arch.precision.activation_bits
+
+    mac = compute.mac_energy_pj
+    if mac is None:
+        mac = _table(tech.mac_energy_pj, weight_bits,
+                     f"precision.weight_bits: no MAC energy for {weight_bits}-bit operands in "
+                     f"tech {tech.name}", f"{prefix}.mac_energy_pj", problems)
+    vector = compute.vector_op_energy_pj
+    if vector is None:
+        vector = _table(tech.vector_op_energy_pj, activation_bits,
+                        f"precision.activation_bits: no vector-op energy for {activation_bits}-"
+                        f"bit operands in tech {tech.name}", f"{prefix}.vector_op_energy_pj",
+                        problems)
+    dram_read, dram_write = arch.dram.read_energy_pj_per_bit, arch.dram.write_energy_pj_per_bit
+    if dram_read is None or dram_write is None:
+        technology = arch.dram.technology
+        if technology in tech.dram_energy_pj_per_bit:
+            dram_default = tech.dram_energy_pj_per_bit[technology]
+        else:
+            near = difflib.get_close_matches(technology, tech.dram_energy_pj_per_bit, n=1)
+            hint = f"; did you mean '{near[0]}'?" if near else ""
+            problems.append(f"dram.technology: {technology!r} is not in tech {tech.name} "
+                            f"(known: {', '.join(sorted(tech.dram_energy_pj_per_bit))}){hint}")
+            dram_default = 0.0
+        dram_read = dram_default if dram_read is None else dram_read
+        dram_write = dram_default if dram_write is None else dram_write
+    raise_problems(source, problems)
+
+    sram_read = sram.read_energy_pj_per_bit
+    if sram_read is None:
+        bank_bytes = sram.capacity_bytes / sram.banks
+        sram_read = (sram_energy_pj_per_access(tech.sram_read_energy_pj_per_access, bank_bytes)
+                     / tech.sram_access_bits)
+    sram_write = sram.write_energy_pj_per_bit
+    if sram_write is None:
+        sram_write = sram_read * tech.sram_write_to_read_ratio
+    noc = 0.0
+    if arch.noc is not None:
+        noc = arch.noc.energy_pj_per_bit_per_hop
+        if noc is None:
+            noc = tech.noc_energy_pj_per_bit_per_hop
+    leakage = sram.leakage_pj_per_cycle
+    if leakage is None:
+        leakage = tech.sram_leakage_pj_per_cycle_per_kib * sram.capacity_bytes / KIB_BYTES
+    return ActionEnergies(
+        mac_pj=mac, vector_op_pj=vector, dram_read_pj_per_bit=dram_read,
+        dram_write_pj_per_bit=dram_write, sram_read_pj_per_bit=sram_read,
+        sram_write_pj_per_bit=sram_write, noc_pj_per_bit_per_hop=noc,
+        leakage_pj_per_cycle=leakage * sram_count)

@@ -1,0 +1,225 @@
+"""The simulator against closed forms, bounds, conservation and determinism."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hwsim.energy import price, summarize
+from hwsim.errors import SpecError
+from hwsim.sim.engine import simulate
+from hwsim.specs.arch import ActionEnergies
+from hwsim.specs.trace import OpRecord, Trace
+from tests.sim.conftest import DISTRIBUTED, VON_NEUMANN, arch, tiny_trace
+
+ENERGIES = ActionEnergies(mac_pj=1.5, vector_op_pj=0.4, dram_read_pj_per_bit=8,
+                          dram_write_pj_per_bit=8, sram_read_pj_per_bit=0.3,
+                          sram_write_pj_per_bit=0.3, noc_pj_per_bit_per_hop=0.2,
+                          leakage_pj_per_cycle=1.0)
+
+
+def record(id_: int, op: dict, reads: list, writes: list, deps=(), phase="forward",
+           other_ops: int = 0) -> OpRecord:
+    macs = op["m"] * op["k"] * op["n"] if op["kind"] == "matmul" else 0
+    operand = lambda t, role, n: {"tensor": t, "role": role, "elements": n, "density": 1.0}  # noqa: E731
+    return OpRecord.model_validate({
+        "schema_version": 1, "id": id_, "layer": "fc1", "phase": phase, "op": op, "macs": macs,
+        "other_ops": other_ops, "reads": [operand(*r) for r in reads],
+        "writes": [operand(*w) for w in writes], "deps": list(deps)})
+
+
+def one_op_trace(*records: OpRecord) -> Trace:
+    base = tiny_trace("bp")
+    header = base.header.model_copy(update={"record_count": len(records)})
+    return Trace(header=header, records=list(records))
+
+
+def matmul(m: int, k: int, n: int, id_: int = 0, deps=()) -> OpRecord:
+    return record(id_, {"kind": "matmul", "m": m, "k": k, "n": n},
+                  [("x", "activation", m * k), ("w", "weight", k * n)],
+                  [(f"y{id_}", "activation", m * n)], deps)
+
+
+def test_compute_bound_matmul_takes_macs_over_array_size():
+    fast = arch(VON_NEUMANN, **{"dram.bandwidth_bytes_per_cycle": 1e6, "dram.latency_cycles": 0,
+                               "global_buffer.capacity_bytes": 10**7,
+                               "global_buffer.bandwidth_bytes_per_cycle": 1e6})
+    m, k, n = 64, 4, 8
+    result = simulate(fast, one_op_trace(matmul(m, k, n)))
+    # One cycle to load, MACs / (4 × 4) to compute, one cycle to store.
+    assert result.cycles == 1 + math.ceil(m * k * n / 16) + 1
+    assert result.totals()["macs"] == m * k * n
+
+
+def test_unaligned_matmul_pays_for_idle_array_columns():
+    fast = arch(VON_NEUMANN, **{"dram.bandwidth_bytes_per_cycle": 1e6, "dram.latency_cycles": 0,
+                               "global_buffer.capacity_bytes": 10**7,
+                               "global_buffer.bandwidth_bytes_per_cycle": 1e6})
+    result = simulate(fast, one_op_trace(matmul(10, 5, 5)))
+    assert result.cycles == 1 + 10 * math.ceil(5 / 4) * math.ceil(5 / 4) + 1
+
+
+def test_bandwidth_bound_op_takes_bytes_over_bandwidth_plus_latency():
+    slow = arch(VON_NEUMANN, **{"dram.channels": 2, "dram.bandwidth_bytes_per_cycle": 4,
+                               "dram.latency_cycles": 30,
+                               "global_buffer.capacity_bytes": 10**7,
+                               "global_buffer.bandwidth_bytes_per_cycle": 10**6,
+                               "pe_array.vector_ops_per_cycle": 10**6})
+    elements = 1000  # 2,000 bytes at 16 bits, read and then written
+    op = record(0, {"kind": "elementwise", "function": "relu", "elements": elements},
+                [("x", "activation", elements)], [("y", "activation", elements)],
+                other_ops=elements)
+    result = simulate(slow, one_op_trace(op))
+    transfer = 2000 / (2 * 4) + 30
+    assert result.cycles == transfer + 1 + transfer
+
+
+def test_latency_dominates_a_tiny_op():
+    op = record(0, {"kind": "elementwise", "function": "relu", "elements": 2},
+                [("x", "activation", 2)], [("y", "activation", 2)], other_ops=2)
+    result = simulate(arch(VON_NEUMANN, **{"dram.latency_cycles": 500}), one_op_trace(op))
+    assert 1000 < result.cycles < 1010
+
+
+def test_a_small_buffer_rereads_operands_from_dram():
+    big = arch(VON_NEUMANN, **{"global_buffer.capacity_bytes": 10**7})
+    small = arch(VON_NEUMANN, **{"global_buffer.capacity_bytes": 1024})
+    trace = one_op_trace(matmul(32, 64, 64))
+    roomy, cramped = simulate(big, trace).totals(), simulate(small, trace).totals()
+    operands = (32 * 64 + 64 * 64) * 2
+    assert roomy["dram_read_bytes"] == operands
+    assert cramped["dram_read_bytes"] > operands
+    assert cramped["dram_write_bytes"] == roomy["dram_write_bytes"] == 32 * 64 * 2
+
+
+def test_independent_ops_overlap_and_chained_ops_do_not():
+    parallel = one_op_trace(matmul(16, 16, 16, 0), matmul(16, 16, 16, 1))
+    chained = one_op_trace(matmul(16, 16, 16, 0), matmul(16, 16, 16, 1, deps=[0]))
+    spec = arch(VON_NEUMANN)
+    assert simulate(spec, parallel).cycles < simulate(spec, chained).cycles
+
+
+@pytest.mark.parametrize("base", [VON_NEUMANN, DISTRIBUTED])
+@pytest.mark.parametrize("algorithm", ["bp", "dfa", "ssdfa"])
+def test_real_traces_run_and_count_every_mac(base, algorithm):
+    trace = tiny_trace(algorithm)
+    result = simulate(arch(base), trace)
+    assert result.totals()["macs"] == trace.macs
+    assert result.cycles > 0
+    assert set(result.breakdown["phase"]) <= {"forward", "error", "gradient", "update"}
+
+
+def test_von_neumann_bytes_are_conserved_between_levels():
+    for algorithm in ("bp", "dfa", "ssdfa"):
+        result = simulate(arch(VON_NEUMANN), tiny_trace(algorithm))
+        assert result.total("dram", "read") == result.total("global_buffer", "fill")
+        assert result.total("dram", "write") == result.total("global_buffer", "drain")
+
+
+def test_distributed_deliveries_land_in_tile_sram():
+    result = simulate(arch(DISTRIBUTED), tiny_trace("dfa"))
+    op_writes = sum(sum(o.elements for o in r.writes) for r in tiny_trace("dfa").records)
+    assert result.total("tile_sram", "write") >= result.total("noc", "deliver")
+    assert result.total("tile_sram", "write") >= op_writes * 2  # 16-bit at least
+
+
+def test_ssdfa_delivers_fewer_error_bytes_than_dfa_on_tiles():
+    spec = arch(DISTRIBUTED, **{"noc.multicast": False})
+    dfa = simulate(spec, tiny_trace("dfa")).breakdown
+    ssdfa = simulate(spec, tiny_trace("ssdfa")).breakdown
+
+    def error_delivery(frame):
+        rows = frame[(frame["phase"] == "error") & (frame["action"] == "deliver")]
+        return rows["bytes"].sum()
+
+    assert error_delivery(ssdfa) < error_delivery(dfa)
+
+
+def test_bp_backward_moves_weights_or_partial_sums_across_the_noc():
+    partial = simulate(arch(DISTRIBUTED), tiny_trace("bp")).breakdown
+    transposed = simulate(arch(DISTRIBUTED, **{"mapping.backward": "transpose_weights"}),
+                          tiny_trace("bp")).breakdown
+    for frame in (partial, transposed):
+        noc = frame[(frame["phase"] == "error") & (frame["component"] == "noc")]
+        assert noc["bytes"].sum() > 0
+    assert not partial.equals(transposed)
+
+
+def test_spilling_is_counted_or_refused():
+    cramped = arch(DISTRIBUTED, **{"tiles.count": 4, "tiles.sram.capacity_bytes": 1024})
+    result = simulate(cramped, tiny_trace("bp"))
+    assert result.total("dram", "write") > 0  # spilled weights and optimizer state written back
+    refused = arch(DISTRIBUTED, **{"tiles.count": 4, "tiles.sram.capacity_bytes": 1024,
+                                   "mapping.allow_spill": False})
+    with pytest.raises(SpecError, match=r"mapping.allow_spill: tiny's weights, optimizer state "
+                                        r"and feedback need [\d,]+ tiles of SRAM but the spec "
+                                        r"has 4; allow spilling to DRAM or add tiles"):
+        simulate(refused, tiny_trace("bp"))
+    too_few = arch(DISTRIBUTED, **{"tiles.count": 2})
+    with pytest.raises(SpecError, match="tiny has 4 weight layers and needs at least one tile"):
+        simulate(too_few, tiny_trace("bp"))
+
+
+@pytest.mark.parametrize("base", [VON_NEUMANN, DISTRIBUTED])
+def test_same_inputs_give_identical_results(base):
+    first = simulate(arch(base), tiny_trace("dfa"))
+    second = simulate(arch(base), tiny_trace("dfa"))
+    assert first.breakdown.equals(second.breakdown)
+    assert first.timeline.equals(second.timeline)
+    assert json.dumps(summarize(first, ENERGIES)) == json.dumps(summarize(second, ENERGIES))
+
+
+def test_cost_does_not_grow_with_identical_tiles():
+    small = simulate(arch(DISTRIBUTED, **{"tiles.count": 16}), tiny_trace("ssdfa"))
+    huge = simulate(arch(DISTRIBUTED, **{"tiles.count": 65536}), tiny_trace("ssdfa"))
+    assert len(huge.breakdown) == len(small.breakdown)
+
+
+@settings(max_examples=25, deadline=None)
+@given(channels=st.integers(1, 4), dram_bw=st.integers(1, 64), latency=st.integers(0, 200),
+       buffer_kib=st.integers(1, 64), rows=st.integers(1, 16), columns=st.integers(1, 16),
+       algorithm=st.sampled_from(["bp", "dfa", "ssdfa"]))
+def test_cycles_never_beat_the_roofline(channels, dram_bw, latency, buffer_kib, rows, columns,
+                                        algorithm):
+    spec = arch(VON_NEUMANN, **{"dram.channels": channels,
+                               "dram.bandwidth_bytes_per_cycle": dram_bw,
+                               "dram.latency_cycles": latency,
+                               "global_buffer.capacity_bytes": buffer_kib * 1024,
+                               "pe_array.rows": rows, "pe_array.columns": columns})
+    result = simulate(spec, tiny_trace(algorithm))
+    totals = result.totals()
+    compute_bound = totals["macs"] / (rows * columns)
+    memory_bound = (totals["dram_read_bytes"] + totals["dram_write_bytes"]) / (channels * dram_bw)
+    assert result.cycles >= max(compute_bound, memory_bound)
+
+
+@settings(max_examples=40, deadline=None)
+@given(scale=st.integers(1, 1000), mac=st.floats(0, 10), dram=st.floats(0, 100),
+       sram=st.floats(0, 5), noc=st.floats(0, 2))
+def test_energy_is_linear_in_counts(scale, mac, dram, sram, noc):
+    energies = ActionEnergies(mac_pj=mac, vector_op_pj=mac / 4, dram_read_pj_per_bit=dram,
+                              dram_write_pj_per_bit=dram, sram_read_pj_per_bit=sram,
+                              sram_write_pj_per_bit=sram, noc_pj_per_bit_per_hop=noc,
+                              leakage_pj_per_cycle=mac)
+    result = simulate(arch(DISTRIBUTED), tiny_trace("dfa"))
+    once = price(result.breakdown, result.cycles, energies)["energy_pj"].sum()
+    scaled = result.breakdown.copy()
+    scaled[["count", "bytes", "cycles"]] *= scale
+    many = price(scaled, result.cycles * scale, energies)["energy_pj"].sum()
+    assert many == pytest.approx(once * scale, rel=1e-9, abs=1e-6)
+
+
+def test_summary_has_the_documented_keys_per_example():
+    result = simulate(arch(VON_NEUMANN), tiny_trace("bp", batch_size=4))
+    summary = summarize(result, ENERGIES)
+    assert list(summary)[:10] == ["macs", "cycles", "latency_s", "dram_read_bytes",
+                                  "dram_write_bytes", "sram_read_bytes", "sram_write_bytes",
+                                  "noc_bytes", "noc_byte_hops", "energy_pj"]
+    assert summary["macs"] == tiny_trace("bp", batch_size=4).macs / 4
+    assert summary["latency_s"] == pytest.approx(result.cycles / 4 / 1e9)
+    components = summary["breakdown"]["energy_pj_by_component"]
+    assert sum(components.values()) == pytest.approx(summary["energy_pj"])
