@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -22,8 +21,7 @@ from hwsim.specs.network import NetworkSpec, OptimizerName, infer_shapes
 from hwsim.specs.trace import Algorithm, OpRecord, TraceHeader
 from hwsim.study import run_study, trace_summary
 from hwsim.train.datasets import load_dataset
-from hwsim.train.loop import EpochMetrics, TrainConfig, Trainer, train
-from hwsim.train.model import WeightInit
+from hwsim.train.loop import EpochMetrics, TrainConfig, trace_synthetic_step, train
 
 
 def _progress(total: int, description: str) -> tqdm:
@@ -102,15 +100,8 @@ def cmd_trace(args: argparse.Namespace) -> int:
     _check_rule_flags(args)
     _check_output(args.out, (".jsonl", ".jsonl.gz"), "--out")
     network = load_network(args.network)
-    # Glorot for every rule, so weight densities look like a network in training (DFA's
-    # zero start would record all-zero weights).
-    config = replace(_config(args, network, 1), weight_init=WeightInit.GLOROT)
-    dataset = load_dataset("synthetic", sample_shape=tuple(network.input_shape),
-                           classes=network.classes, seed=args.seed,
-                           synthetic_train=config.batch_size, synthetic_test=1)
-    trainer = Trainer(network, config)
-    x = dataset.x_train.reshape(len(dataset.x_train), *network.input_shape)
-    trace = trainer.traced_step(x, dataset.y_train, dataset.name)
+    config = _config(args, network, 1)
+    trace = trace_synthetic_step(network, config)
     write_trace(args.out, trace)
     summary = trace_summary(trace)
     print(f"{args.out}: {len(trace.records)} records, {network.name} {config.algorithm.value}, "

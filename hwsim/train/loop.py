@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -24,7 +24,7 @@ from hwsim.specs.trace import (
     Trace,
     TraceHeader,
 )
-from hwsim.train.datasets import Dataset
+from hwsim.train.datasets import Dataset, load_dataset
 from hwsim.train.layers import StepContext
 from hwsim.train.model import Model, WeightInit
 from hwsim.train.optim import Optimizer, optimizer_info
@@ -238,6 +238,21 @@ def train(network: NetworkSpec, dataset: Dataset, config: TrainConfig, *,
         if on_epoch is not None:
             on_epoch(metrics)
     return TrainResult(network.name, config, dataset.name, history, trace)
+
+
+def trace_synthetic_step(network: NetworkSpec, config: TrainConfig) -> Trace:
+    """One real training step on seeded synthetic data of the network's shape, traced.
+
+    Every rule starts from Glorot weights here, so weight densities look like a network in
+    training (DFA's zero start would record all-zero weights).
+    """
+    config = replace(config, weight_init=WeightInit.GLOROT)
+    dataset = load_dataset("synthetic", sample_shape=tuple(network.input_shape),
+                           classes=network.classes, seed=config.seed,
+                           synthetic_train=config.batch_size, synthetic_test=1)
+    trainer = Trainer(network, config)
+    x = reshape_inputs(dataset.x_train, network)
+    return trainer.traced_step(x, dataset.y_train, dataset.name)
 
 
 def reshape_inputs(x: np.ndarray, network: NetworkSpec) -> np.ndarray:

@@ -1,0 +1,79 @@
+"""The paper's claims, measured: MACs and data movement per training example for BP, DFA and
+SSDFA on the two default substrates (docs/validation.md is generated from this)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import pandas as pd
+
+from hwsim.energy import summarize
+from hwsim.io.arch import load_arch_with_energies
+from hwsim.io.networks import load_network
+from hwsim.sim.engine import simulate
+from hwsim.specs.network import OptimizerName
+from hwsim.specs.trace import Algorithm, Phase
+from hwsim.train.loop import TrainConfig, trace_synthetic_step
+
+DEFAULT_SPECS = ("von_neumann", "distributed")
+CLAIM_OFF_TILE_RATIO = 100.0  # SSDFA on distributed moves ≥ 100× fewer off-tile bytes ...
+CLAIM_BACKWARD_RATIO = 2.0  # ... and BP's backward pass needs ~2× SSDFA's MACs
+
+
+@dataclass(frozen=True)
+class Claims:
+    network: str
+    off_tile_ratio: float  # BP on von Neumann ÷ SSDFA on distributed, off-tile bytes
+    backward_macs_ratio: float  # BP ÷ SSDFA, error + gradient MACs
+
+    @property
+    def off_tile_holds(self) -> bool:
+        return self.off_tile_ratio >= CLAIM_OFF_TILE_RATIO
+
+
+def measure(network_name: str, batch_size: int, specs: Sequence[str] = DEFAULT_SPECS,
+            seed: int = 0, on_step: Callable[[str], None] | None = None) -> pd.DataFrame:
+    """One row per (rule, spec): MACs by phase and bytes moved, per training example."""
+    network = load_network(network_name)
+    loaded = {name: load_arch_with_energies(name) for name in specs}
+    rows = []
+    for algorithm in Algorithm:
+        config = TrainConfig(algorithm=algorithm, epochs=1, batch_size=batch_size,
+                             learning_rate=network.training.learning_rate,
+                             optimizer=OptimizerName(network.training.optimizer), seed=seed)
+        trace = trace_synthetic_step(network, config)
+        phases = {phase.value: macs / batch_size for phase, macs in
+                  trace.macs_by_phase().items()}
+        for name, (arch, energies) in loaded.items():
+            if on_step is not None:
+                on_step(f"{network_name} {algorithm.value} on {name}")
+            summary = summarize(simulate(arch, trace, source=name), energies)
+            dram = summary["dram_read_bytes"] + summary["dram_write_bytes"]
+            rows.append({
+                "network": network_name, "algorithm": algorithm.value, "arch": name,
+                "substrate": arch.substrate.value, "batch_size": batch_size,
+                "forward_macs": phases[Phase.FORWARD.value],
+                "error_macs": phases[Phase.ERROR.value],
+                "gradient_macs": phases[Phase.GRADIENT.value],
+                "backward_macs": phases[Phase.ERROR.value] + phases[Phase.GRADIENT.value],
+                "dram_bytes": dram,
+                "sram_bytes": summary["sram_read_bytes"] + summary["sram_write_bytes"],
+                "noc_bytes": summary["noc_bytes"], "noc_byte_hops": summary["noc_byte_hops"],
+                "off_tile_bytes": dram + summary["noc_bytes"],
+                "cycles": summary["cycles"], "energy_pj": summary["energy_pj"]})
+    return pd.DataFrame(rows)
+
+
+def claims(table: pd.DataFrame, von_neumann: str = "von_neumann",
+           distributed: str = "distributed") -> Claims:
+    def value(algorithm: str, arch: str, column: str) -> float:
+        row = table[(table["algorithm"] == algorithm) & (table["arch"] == arch)]
+        return float(row[column].iloc[0])
+
+    return Claims(
+        network=str(table["network"].iloc[0]),
+        off_tile_ratio=value("bp", von_neumann, "off_tile_bytes") /
+        value("ssdfa", distributed, "off_tile_bytes"),
+        backward_macs_ratio=value("bp", von_neumann, "backward_macs") /
+        value("ssdfa", von_neumann, "backward_macs"))
