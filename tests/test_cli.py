@@ -80,7 +80,9 @@ def test_run_writes_traces_and_summary(tmp_path, capsys):
     # The paper's ordering of error-phase MACs: BP > DFA (C·ΣN) > SSDFA (ΣN).
     error = dict(zip(summary["algorithm"], summary["error_macs_per_example"], strict=True))
     assert error["bp"] > error["dfa"] > error["ssdfa"] == 256 + 256
-    assert "ssdfa" in capsys.readouterr().out
+    costs = pd.read_csv(out / "costs.csv")
+    assert len(costs) == 6 and (costs["energy_pj"] > 0).all()
+    assert "Cost of one training example" in capsys.readouterr().out
 
 
 def test_validate(tmp_path, tiny, capsys):
@@ -177,5 +179,9 @@ def test_failing_run_keeps_what_it_finished(tmp_path, monkeypatch):
     out = tmp_path / "run"
     assert main(["run", "--epochs", "1", "--out", str(out)]) == 130
     assert sorted(path.name for path in out.iterdir()) == [
-        "digits_fc_bp.jsonl", "digits_fc_dfa.jsonl", "summary.csv"]
+        "costs.csv", "digits_fc_bp.jsonl", "digits_fc_dfa.jsonl", "summary.csv"]
     assert list(pd.read_csv(out / "summary.csv")["algorithm"]) == ["bp", "dfa"]
+    costs = pd.read_csv(out / "costs.csv")
+    assert list(zip(costs["algorithm"], costs["arch"], strict=True)) == [
+        ("bp", "von_neumann"), ("bp", "distributed"), ("dfa", "von_neumann"),
+        ("dfa", "distributed")]

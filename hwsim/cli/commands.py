@@ -126,17 +126,23 @@ def cmd_run(args: argparse.Namespace) -> int:
             if metrics.epoch == epochs:
                 bar.write(_epoch_line(f"{algorithm.value} ", metrics, epochs), file=sys.stderr)
 
-        table = run_study(network, dataset, base, args.out, on_batch=bar.update,
-                          on_epoch=on_epoch)
+        table, costs = run_study(network, dataset, base, args.out, on_batch=bar.update,
+                                 on_epoch=on_epoch)
     columns = ["algorithm", "test_accuracy", "train_accuracy", "forward_macs_per_example",
                "error_macs_per_example", "gradient_macs_per_example", "feedback_elements"]
     shown = table[columns].copy()
     for column in ("test_accuracy", "train_accuracy"):
         shown[column] = shown[column].map("{:.2%}".format)
+    for column in columns[3:]:
+        shown[column] = shown[column].map("{:,.0f}".format)
     print(f"{network.name} on {dataset.name} ({len(dataset.x_train)} train / "
           f"{len(dataset.x_test)} test examples), {epochs} epochs, seed {args.seed}")
     print(shown.to_string(index=False))
-    print(f"traces and summary.csv in {args.out}")
+    print("\nCost of one training example (hwsim simulate of each rule's traced step):")
+    cost_columns = ["algorithm", "arch", "macs", "cycles", "dram_read_bytes",
+                    "dram_write_bytes", "noc_bytes", "off_tile_bytes", "energy_pj"]
+    print(costs[cost_columns].to_string(index=False, float_format="{:,.0f}".format))
+    print(f"\ntraces, summary.csv and costs.csv in {args.out}")
     return 0
 
 

@@ -7,11 +7,12 @@ about 1e-9 relative; the BP gradients must agree to 1e-5.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 import pytest
+from threadpoolctl import threadpool_limits
 
 from hwsim.specs.network import NetworkSpec
 from hwsim.specs.trace import Phase
@@ -22,6 +23,14 @@ from hwsim.train.tracer import Tracer
 
 EPS = 1e-6
 RTOL = 1e-5
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_blas_thread() -> Iterator[None]:
+    """One BLAS thread: these small matmuls only lose to thread start-up and, on a shared
+    2-core machine, to spinning threads (10x slower under load)."""
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
 
 
 # --------------------------------------------------------------------------- helpers

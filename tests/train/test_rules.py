@@ -5,11 +5,12 @@ per rule, and end-to-end training on the bundled digits."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 import pytest
+from threadpoolctl import threadpool_limits
 
 from hwsim.io.networks import load_network
 from hwsim.specs.network import NetworkSpec, OptimizerName
@@ -26,6 +27,15 @@ from hwsim.train.rules import (
     Rule,
     SparseDirectFeedbackAlignment,
 )
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_blas_thread() -> Iterator[None]:
+    """One BLAS thread: these small matmuls only lose to thread start-up and, on a shared
+    2-core machine, to spinning threads (10x slower under load)."""
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
+
 
 # --------------------------------------------------------------------------- helpers
 

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import pytest
+from threadpoolctl import threadpool_limits
 
 from hwsim.io.networks import load_network, shipped_networks
 from hwsim.specs.network import NetworkSpec, OptimizerName, infer_shapes
@@ -29,6 +31,14 @@ from hwsim.train.loop import TrainConfig, Trainer
 
 WEIGHT_TYPES = ("dense", "conv2d")
 MAC_KINDS = ("matmul", "conv2d", "gather")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_blas_thread() -> Iterator[None]:
+    """One BLAS thread: on a shared 2-core machine spinning BLAS threads make a loaded run
+    several times slower, and single-threaded even vgg16's step costs about the same."""
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
 
 # --------------------------------------------------------------------------- helpers
 

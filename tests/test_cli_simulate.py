@@ -1,0 +1,81 @@
+"""`hwsim simulate`, called in-process."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from hwsim.cli import main
+from hwsim.energy import SUMMARY_KEYS
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def trace_path(tmp_path_factory) -> str:
+    path = tmp_path_factory.mktemp("t") / "digits_ssdfa.jsonl.gz"
+    assert main(["trace", "--network", "digits_fc", "--algorithm", "ssdfa", "--batch-size", "4",
+                 "--out", str(path)]) == 0
+    return str(path)
+
+
+@pytest.mark.parametrize("spec", ["von_neumann", "distributed", "arch_specs/distributed_tree.yaml"])
+def test_json_has_the_documented_keys(trace_path, spec, capsys):
+    capsys.readouterr()
+    assert main(["simulate", "--arch", spec, "--trace", trace_path, "--format", "json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert list(summary)[:len(SUMMARY_KEYS)] == list(SUMMARY_KEYS)
+    assert summary["macs"] == (84480 * 2 + 512)  # forward + gradient + SSDFA's error, per example
+    assert summary["run"]["batch_size"] == 4
+    assert set(summary["breakdown"]) == {"energy_pj_by_component", "energy_pj_by_phase",
+                                         "energy_pj_by_layer"}
+
+
+def test_table_csv_and_out_folder(trace_path, tmp_path, capsys):
+    capsys.readouterr()
+    assert main(["simulate", "--arch", "von_neumann", "--trace", trace_path]) == 0
+    table = capsys.readouterr().out
+    assert "per training example (batch 4)" in table and "energy_pj" in table
+    out = tmp_path / "out"
+    assert main(["simulate", "--arch", "distributed", "--trace", trace_path, "--format", "csv",
+                 "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("layer,phase,component,action,count,bytes,cycles,energy_pj\n")
+    assert sorted(p.name for p in out.iterdir()) == ["breakdown.csv", "resources.csv",
+                                                     "summary.json", "timeline.csv"]
+    breakdown = pd.read_csv(out / "breakdown.csv")
+    summary = json.loads((out / "summary.json").read_text())
+    assert breakdown["energy_pj"].sum() == pytest.approx(summary["energy_pj"])
+    resources = pd.read_csv(out / "resources.csv")
+    assert {"busy_cycles", "idle_cycles", "wait_cycles", "utilization"} <= set(resources)
+    timeline = pd.read_csv(out / "timeline.csv")
+    assert (timeline["busy_fraction"].between(0, 1)).all()
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["simulate", "--arch", "von_neuman", "--trace", "t.jsonl"],
+     "unknown arch spec 'von_neuman'; did you mean 'von_neumann'?"),
+    (["simulate", "--arch", "von_neumann", "--trace", "missing.jsonl"],
+     "missing.jsonl: file not found"),
+    (["simulate", "--arch", "von_neumann", "--trace", "t.jsonl", "--format", "xml"],
+     "argument --format: invalid choice: 'xml'"),
+])
+def test_bad_input(tmp_path, monkeypatch, capsys, argv, message):
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("hwsim: error: ") and message in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_spec_that_forbids_spilling(trace_path, tmp_path, capsys):
+    spec = tmp_path / "cramped.yaml"
+    text = (ROOT / "arch_specs" / "distributed_small.yaml").read_text()
+    text = text.replace("allow_spill: true", "allow_spill: false")
+    spec.write_text(text.replace("capacity_bytes: 64 KiB", "capacity_bytes: 1 KiB"))
+    assert main(["simulate", "--arch", str(spec), "--trace", trace_path]) == 2
+    err = capsys.readouterr().err
+    assert f"hwsim: error: {spec}: mapping.allow_spill: digits_fc's weights" in err
