@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -41,3 +42,18 @@ def test_every_record_field_is_documented():
     for model in (TraceHeader, OpRecord, Operand):
         for name in model.model_fields:
             assert f"`{name}`" in text, f"{model.__name__}.{name} is not in trace-format.md"
+
+
+def test_model_worked_example_is_current(tmp_path, capsys):
+    text = (DOCS / "model.md").read_text()
+    (documented,) = _blocks(text, "json")
+    trace = tmp_path / "t.jsonl"
+    assert main(["trace", "--network", "digits_fc", "--algorithm", "ssdfa", "--batch-size", "4",
+                 "--out", str(trace)]) == 0
+    capsys.readouterr()
+    assert main(["simulate", "--arch", "distributed_small", "--trace", str(trace),
+                 "--format", "json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    expected = json.loads(documented)
+    assert {key: result[key] for key in expected} == expected
+    assert expected["noc_bytes"] == 128 + 512 + 512 + 2 + 2 * 20
