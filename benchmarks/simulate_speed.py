@@ -347,9 +347,10 @@ def render(report: dict) -> str:
                     "tracemalloc peak of simulate"],
                    [[spec, mb(report["load_rss"]), mb(rss), mb(rss - report["load_rss"]),
                      mb(traced)] for spec, (rss, traced) in report["memory"].items()])
-    lines += ["", "A share near zero means the simulate stayed under the high-water mark that "
-              "importing numpy, pandas and pydantic had already set; tracemalloc then shows "
-              "what it allocates."]
+    lines += ["", "The RSS share is larger than tracemalloc's peak: it also holds what pandas "
+              "and pyarrow set up on their first use in a process (the child builds its first "
+              "data frames inside `simulate`) and memory the allocator keeps, while tracemalloc "
+              "counts only the live bytes allocated through Python."]
     lines += ["", f"## Scaling: `{SCALED_SPEC}` from {SCALED_TILES[0]:,} to "
               f"{SCALED_TILES[-1]:,} tiles (AlexNet BP)", "",
               "Only `tiles.count` changes. Repeats are interleaved across sizes. With few "
