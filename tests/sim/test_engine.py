@@ -223,3 +223,21 @@ def test_summary_has_the_documented_keys_per_example():
     assert summary["latency_s"] == pytest.approx(result.cycles / 4 / 1e9)
     components = summary["breakdown"]["energy_pj_by_component"]
     assert sum(components.values()) == pytest.approx(summary["energy_pj"])
+
+
+@settings(max_examples=25, deadline=None)
+@given(tiles=st.integers(4, 4096), macs=st.integers(1, 16), link=st.integers(1, 64),
+       sram_kib=st.integers(1, 64), topology=st.sampled_from(["mesh", "tree", "bus"]),
+       multicast=st.booleans(), algorithm=st.sampled_from(["bp", "dfa", "ssdfa"]))
+def test_distributed_cycles_never_beat_the_roofline(tiles, macs, link, sram_kib, topology,
+                                                    multicast, algorithm):
+    spec = arch(DISTRIBUTED, **{"tiles.count": tiles, "tiles.macs_per_cycle": macs,
+                               "tiles.sram.capacity_bytes": sram_kib * 1024,
+                               "noc.topology": topology, "noc.multicast": multicast,
+                               "noc.link_bandwidth_bytes_per_cycle": link})
+    result = simulate(spec, tiny_trace(algorithm))
+    totals = result.totals()
+    compute_bound = totals["macs"] / (tiles * macs)
+    memory_bound = (totals["dram_read_bytes"] + totals["dram_write_bytes"]) / 8
+    assert result.cycles >= max(compute_bound, memory_bound)
+    assert totals["macs"] == tiny_trace(algorithm).macs
