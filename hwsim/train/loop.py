@@ -173,11 +173,12 @@ def angle_deg(a: np.ndarray, b: np.ndarray) -> float:
     """Angle between two tensors seen as vectors; 90° when either is zero."""
     a = a.astype(np.float64).ravel()
     b = b.astype(np.float64).ravel()
-    norms = np.linalg.norm(a) * np.linalg.norm(b)
-    if norms == 0:
+    norm_a, norm_b = np.linalg.norm(a), np.linalg.norm(b)
+    if norm_a == 0 or norm_b == 0:
         return 90.0
-    cosine = float(np.clip(a @ b / norms, -1.0, 1.0))
-    return math.degrees(math.acos(cosine))
+    a, b = a / norm_a, b / norm_b
+    # 2·atan2(|a − b|, |a + b|) is exact near 0° and 180°, where acos of a cosine is not.
+    return math.degrees(2 * math.atan2(float(np.linalg.norm(a - b)), float(np.linalg.norm(a + b))))
 
 
 @dataclass(frozen=True)

@@ -50,9 +50,11 @@ class Optimizer:
             m += (1 - info.beta1) * grad
             v *= info.beta2
             v += (1 - info.beta2) * grad * grad
-            step_size = info.learning_rate * np.sqrt(1 - info.beta2 ** self.steps) / (
-                1 - info.beta1 ** self.steps)
-            value -= (step_size * m / (np.sqrt(v) + info.epsilon)).astype(value.dtype)
+            # A Python float keeps the arithmetic in the weights' dtype (a numpy float64
+            # scalar would promote float32 tensors to float64 copies).
+            step_size = float(info.learning_rate * np.sqrt(1 - info.beta2 ** self.steps) /
+                              (1 - info.beta1 ** self.steps))
+            value -= step_size * m / (np.sqrt(v) + info.epsilon)
             return ADAM_OPS_PER_ELEMENT
         if state:
             (velocity,) = state

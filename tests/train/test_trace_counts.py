@@ -40,6 +40,7 @@ def _one_blas_thread() -> Iterator[None]:
     with threadpool_limits(limits=1, user_api="blas"):
         yield
 
+
 # --------------------------------------------------------------------------- helpers
 
 
