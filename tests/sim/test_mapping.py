@@ -1,0 +1,117 @@
+"""Placement on tiles and NoC hop geometry: the pure functions behind the distributed model."""
+
+from __future__ import annotations
+
+import pytest
+
+from hwsim.sim.mapping import (
+    distinct_errors_per_tile,
+    forward_macs_per_example,
+    place,
+    resident_bytes,
+)
+from hwsim.sim.noc import Geometry
+from hwsim.specs.arch import MappingPolicy, Noc
+from hwsim.specs.trace import FeedbackInfo
+from tests.sim.conftest import DISTRIBUTED, arch, tiny_trace
+
+
+def test_resident_bytes_count_weights_state_and_feedback():
+    header = tiny_trace("ssdfa").header  # Adam: 2 state tensors per parameter
+    fc1 = next(layer for layer in header.layers if layer.name == "fc1")
+    feedback = next(info for info in header.feedback if info.layer == "fc1")
+    spec = arch(DISTRIBUTED)
+    expected_bits = (fc1.weights * 16 + (fc1.parameters - fc1.weights) * 16
+                     + 2 * fc1.parameters * 32
+                     + feedback.nonzeros * 16 + feedback.nonzeros * 2)  # ⌈log2 4⌉ index bits
+    assert resident_bytes(fc1, header, spec) == (expected_bits + 7) // 8
+
+
+def test_regions_are_contiguous_capped_and_cover_every_layer():
+    header = tiny_trace("bp").header
+    placement = place(header, arch(DISTRIBUTED, **{"tiles.count": 64}))
+    regions = list(placement.regions.values())
+    assert [r.layer for r in regions] == ["conv", "fc1", "fc2", "fc3"]
+    assert [r.first_tile for r in regions] == [0, *[sum(x.tiles for x in regions[:i])
+                                                    for i in range(1, 4)]]
+    # No region has more tiles than neurons (4 filters, 16, 12 and 4 units).
+    assert [r.tiles <= cap for r, cap in zip(regions, [4, 16, 12, 4], strict=True)] == [True] * 4
+    assert sum(r.tiles for r in regions) <= 64
+    assert placement.owner["pool"] == "conv" and placement.owner["flat"] == "conv"
+    assert all(r.spilled_bytes == 0 for r in regions)
+
+
+def test_cramped_chips_spill_what_does_not_fit():
+    header = tiny_trace("bp").header
+    spec = arch(DISTRIBUTED, **{"tiles.count": 4, "tiles.sram.capacity_bytes": 1024})
+    placement = place(header, spec)
+    usable = int(1024 * 0.75)
+    for region in placement.regions.values():
+        resident = resident_bytes(next(x for x in header.layers if x.name == region.layer),
+                                  header, spec)
+        assert region.spilled_bytes == max(0, resident - region.tiles * usable)
+    assert sum(r.spilled_bytes for r in placement.regions.values()) > 0
+
+
+def test_forward_macs_of_a_conv_layer_count_positions():
+    conv = next(x for x in tiny_trace("bp").header.layers if x.name == "conv")
+    assert forward_macs_per_example(conv) == conv.weights * 6 * 6
+
+
+@pytest.mark.parametrize(("tiles", "policy", "expected"), [
+    (100, MappingPolicy.COLOCATE, 1.0),  # more tiles than classes: one error per tile
+    (2, MappingPolicy.COLOCATE, 5.0),  # each tile hosts half the classes
+    (1, MappingPolicy.ROUND_ROBIN, 10 * (1 - 0.9 ** 1000)),
+])
+def test_errors_a_tile_must_receive_under_ssdfa(tiles, policy, expected):
+    info = FeedbackInfo(layer="fc1", classes=10, neurons=1000, nonzeros=1000,
+                        nonzeros_per_neuron=1, rank=None)
+    assert distinct_errors_per_tile(info, tiles, policy) == pytest.approx(expected)
+
+
+def test_colocation_needs_fewer_errors_than_scattering():
+    info = FeedbackInfo(layer="fc1", classes=100, neurons=4096, nonzeros=4096,
+                        nonzeros_per_neuron=1, rank=None)
+    colocated = distinct_errors_per_tile(info, 64, MappingPolicy.COLOCATE)
+    scattered = distinct_errors_per_tile(info, 64, MappingPolicy.ROUND_ROBIN)
+    assert colocated == 2 and scattered > 40
+
+
+def _geometry(topology: str, multicast: bool = True, tiles: int = 64):
+    header = tiny_trace("bp").header
+    spec = arch(DISTRIBUTED, **{"tiles.count": tiles, "noc.topology": topology,
+                               "noc.multicast": multicast})
+    placement = place(header, spec)
+    noc = Noc.model_validate({"topology": topology, "link_bandwidth_bytes_per_cycle": 8,
+                              "hop_latency_cycles": 2, "multicast": multicast})
+    return Geometry(noc, placement), placement
+
+
+def test_multicast_injects_once_and_unicast_once_per_tile():
+    geometry, placement = _geometry("mesh")
+    fc1, fc2 = placement.regions["fc1"], placement.regions["fc2"]
+    multicast = geometry.broadcast(100, fc1, fc2)
+    assert multicast.injected_bytes == 100
+    assert multicast.delivered_bytes == 100 * fc2.tiles
+    distance = geometry.distance(fc1, fc2)
+    assert multicast.byte_hops == 100 * distance + 100 * (fc2.tiles - 1)
+    geometry, placement = _geometry("mesh", multicast=False)
+    unicast = geometry.broadcast(100, placement.regions["fc1"], placement.regions["fc2"])
+    assert unicast.injected_bytes == unicast.delivered_bytes == 100 * fc2.tiles
+
+
+def test_a_bus_is_one_hop_and_serialises_reductions():
+    geometry, placement = _geometry("bus")
+    fc2, fc1 = placement.regions["fc2"], placement.regions["fc1"]
+    assert geometry.distance(fc2, fc1) == 1
+    reduction = geometry.reduce(40, fc2, fc1)
+    assert reduction.injected_bytes == 40 * fc2.tiles
+    assert reduction.cycles == 40 * fc2.tiles // 8 + 1
+
+
+def test_tree_distances_grow_with_log_of_tiles():
+    small, placement_small = _geometry("tree", tiles=16)
+    large, placement_large = _geometry("tree", tiles=4096)
+    a = small.distance(None, placement_small.regions["fc3"])
+    b = large.distance(None, placement_large.regions["fc3"])
+    assert (a, b) == (2 * 4, 2 * 12)
