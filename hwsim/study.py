@@ -22,7 +22,7 @@ DEFAULT_SPECS = ("von_neumann", "distributed")
 
 
 def trace_summary(trace: Trace) -> dict[str, float]:
-    """Per-example MACs by phase and elements read by role (totals / batch size)."""
+    """Per-example MACs by phase (totals / batch size) and the feedback values stored."""
     batch = trace.header.batch_size
     row: dict[str, float] = {}
     for phase, macs in trace.macs_by_phase().items():

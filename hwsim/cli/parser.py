@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 from hwsim import __version__
@@ -37,16 +38,16 @@ def positive_float(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number (got {text!r})") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0 (got {text})")
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0 (got {text})")
     return value
 
 
-def _add_rule_flags(parser: argparse.ArgumentParser, algorithm_required: bool = True) -> None:
+def _add_rule_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--network", default=DEFAULT_NETWORK,
                         help="shipped network name or path to a network YAML "
                              f"(default {DEFAULT_NETWORK})")
-    parser.add_argument("--algorithm", choices=ALGORITHMS, required=algorithm_required,
+    parser.add_argument("--algorithm", choices=ALGORITHMS, required=True,
                         help="learning rule")
     parser.add_argument("--nonzeros-per-neuron", type=positive_int, default=None,
                         help="ssdfa: feedback non-zeros per neuron s (default: the network's, 1)")
