@@ -48,13 +48,19 @@ class Optimizer:
             m, v = state
             m *= info.beta1
             m += (1 - info.beta1) * grad
+            scratch = np.multiply(grad, grad)
+            scratch *= 1 - info.beta2
             v *= info.beta2
-            v += (1 - info.beta2) * grad * grad
+            v += scratch
             # A Python float keeps the arithmetic in the weights' dtype (a numpy float64
             # scalar would promote float32 tensors to float64 copies).
             step_size = float(info.learning_rate * np.sqrt(1 - info.beta2 ** self.steps) /
                               (1 - info.beta1 ** self.steps))
-            value -= step_size * m / (np.sqrt(v) + info.epsilon)
+            np.sqrt(v, out=scratch)
+            scratch += info.epsilon
+            np.divide(m, scratch, out=scratch)
+            scratch *= step_size
+            value -= scratch
             return ADAM_OPS_PER_ELEMENT
         if state:
             (velocity,) = state
