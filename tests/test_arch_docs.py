@@ -17,6 +17,7 @@ from hwsim.specs.arch import (
     ActionEnergies,
     ArchSpec,
     Dram,
+    GlobalBuffer,
     Mapping,
     Noc,
     PeArray,
@@ -27,7 +28,7 @@ from hwsim.specs.arch import (
 )
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "arch-spec.md"
-MODELS = (ArchSpec, Precision, Dram, Sram, PeArray, Tiles, Noc, Mapping, TechSpec,
+MODELS = (ArchSpec, Precision, Dram, Sram, GlobalBuffer, PeArray, Tiles, Noc, Mapping, TechSpec,
           ActionEnergies)
 
 

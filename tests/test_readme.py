@@ -55,3 +55,13 @@ def test_accuracy_table_matches_the_command(algorithm, capsys):
     # One test digit is 0.28%: allow one for a different BLAS on another machine.
     assert abs(measured - _readme_accuracies()[algorithm]) < 0.3
     assert measured > 90
+
+
+def test_validation_numbers_match_the_generated_doc():
+    validation = (README.parent / "docs" / "validation.md").read_text()
+    ratios = re.findall(r"Off-tile bytes, BP on von Neumann ÷ SSDFA on distributed: \*\*(\d+)×",
+                        validation)
+    backward = re.search(r"BP ÷ SSDFA: \*\*([\d.]+)×", validation).group(1)
+    text = " ".join(README.read_text().split())
+    assert f"moves {ratios[0]}× (cifar100_conv) and {ratios[1]}× (alexnet)" in text
+    assert f"needs {backward}× the MACs of SSDFA's on cifar100_conv" in text

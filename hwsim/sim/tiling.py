@@ -78,31 +78,41 @@ def _spread(total: int, parts: int) -> list[int]:
     return [share + (1 if i < extra else 0) for i in range(parts)]
 
 
-def plan_von_neumann(record: OpRecord, precision: Precision, buffer_capacity_bytes: int,
-                     pe: PeArray) -> list[Chunk]:
-    """Chunks of `record`: DRAM traffic after blocking, buffer traffic, MACs and cycles."""
-    half = buffer_capacity_bytes // 2
+def plan_von_neumann(record: OpRecord, precision: Precision, stream_capacity_bytes: int,
+                     pe: PeArray, cached_reads: frozenset[int] = frozenset(),
+                     kept_writes: frozenset[int] = frozenset()) -> list[Chunk]:
+    """Chunks of `record`: DRAM traffic after blocking, buffer traffic, MACs and cycles.
+
+    `cached_reads` and `kept_writes` index operands the buffer's reuse share already holds or
+    keeps: the PE array still reads and writes them, DRAM does not.
+    """
+    half = stream_capacity_bytes // 2
     reads = [operand_bytes(operand, precision) for operand in record.reads]
     writes = [operand_bytes(operand, precision) for operand in record.writes]
-    read_total, write_total = sum(reads), sum(writes)
-    if read_total + write_total <= half:
-        passes = 1
-        dram_read = read_total
+    from_dram = [i not in cached_reads for i in range(len(reads))]
+    read_all, write_all = sum(reads), sum(writes)
+    read_dram = sum(size for size, dram in zip(reads, from_dram, strict=True) if dram)
+    write_dram = sum(size for i, size in enumerate(writes) if i not in kept_writes)
+    if read_dram + write_dram <= half:
+        passes, pe_read, dram_read = 1, read_all, read_dram
     elif is_matmul_class(record):
-        largest_read = max(reads, default=0)
-        largest = max(largest_read, max(writes, default=0))
-        passes = ceil_div(largest, int(half * BLOCK_SHARE))
-        block_is_read = largest == largest_read
-        others = read_total - (largest_read if block_is_read else 0)
-        dram_read = (largest_read if block_is_read else 0) + passes * others
+        block = max(reads + writes)
+        passes = ceil_div(block, int(half * BLOCK_SHARE))
+        if block in reads:  # the blocked operand is read once, the others once per block
+            index = reads.index(block)
+            pe_read = block + passes * (read_all - block)
+            block_dram = block if from_dram[index] else 0
+            dram_read = block_dram + passes * (read_dram - block_dram)
+        else:
+            pe_read, dram_read = passes * read_all, passes * read_dram
     else:  # streamed: every byte once
-        passes = ceil_div(read_total + write_total, half)
-        dram_read = read_total
+        passes = ceil_div(read_dram + write_dram, half)
+        pe_read, dram_read = read_all, read_dram
     chunks = min(passes, MAX_CHUNKS)
     cycles = compute_cycles(record, vector_ops_per_cycle=pe.vector_ops_per_cycle, pe=pe)
     psums = partial_sum_bytes(record, pe, precision)
-    columns = zip(_spread(dram_read, chunks), _spread(write_total, chunks),
-                  _spread(dram_read + psums // 2, chunks),
-                  _spread(write_total + psums // 2, chunks), _spread(record.macs, chunks),
+    columns = zip(_spread(dram_read, chunks), _spread(write_dram, chunks),
+                  _spread(pe_read + psums // 2, chunks),
+                  _spread(write_all + psums // 2, chunks), _spread(record.macs, chunks),
                   _spread(record.other_ops, chunks), _spread(cycles, chunks), strict=True)
     return [Chunk(*column) for column in columns]

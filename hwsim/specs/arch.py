@@ -144,6 +144,17 @@ class Sram(FrozenModel):
         return banks
 
 
+class GlobalBuffer(Sram):
+    """The von Neumann global buffer: an SRAM part of which keeps tensors between ops."""
+
+    reuse_fraction: float = Field(
+        default=0.5, ge=0.0, le=0.9,
+        description="share of the capacity that keeps activations, errors and gradients "
+        "between the op that writes them and the ops that read them (LRU, written back to "
+        "DRAM only when evicted while still needed); the rest double-buffers the streams. "
+        "0 sends every tensor through DRAM")
+
+
 class PeArray(FrozenModel):
     """The von Neumann processing-element array."""
 
@@ -212,7 +223,7 @@ class ArchSpec(FrozenModel):
                       "a .yaml path relative to this file")
     precision: Precision = Field(default=Precision(), description="bits per element by role")
     dram: Dram
-    global_buffer: Sram | None = Field(default=None, description="von_neumann only")
+    global_buffer: GlobalBuffer | None = Field(default=None, description="von_neumann only")
     pe_array: PeArray | None = Field(default=None, description="von_neumann only")
     tiles: Tiles | None = Field(default=None, description="distributed only")
     noc: Noc | None = Field(default=None, description="distributed only")

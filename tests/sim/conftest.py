@@ -17,7 +17,8 @@ VON_NEUMANN = {
     "schema_version": 1, "kind": "arch", "name": "tiny_vn", "substrate": "von_neumann",
     "clock_hz": 1e9,
     "dram": {"channels": 2, "bandwidth_bytes_per_cycle": 8, "latency_cycles": 50},
-    "global_buffer": {"capacity_bytes": 8192, "bandwidth_bytes_per_cycle": 64, "banks": 2},
+    "global_buffer": {"capacity_bytes": 8192, "bandwidth_bytes_per_cycle": 64, "banks": 2,
+                      "reuse_fraction": 0.0},
     "pe_array": {"rows": 4, "columns": 4, "vector_ops_per_cycle": 4},
 }
 DISTRIBUTED = {

@@ -96,6 +96,46 @@ def test_a_small_buffer_rereads_operands_from_dram():
     assert cramped["dram_write_bytes"] == roomy["dram_write_bytes"] == 32 * 64 * 2
 
 
+def _reads(id_: int, tensor: str, elements: int, deps=()) -> OpRecord:
+    return record(id_, {"kind": "elementwise", "function": "relu", "elements": elements},
+                  [(tensor, "activation", elements)], [(f"out{id_}", "activation", elements)],
+                  deps, other_ops=elements)
+
+
+def _writes(id_: int, tensor: str, elements: int) -> OpRecord:
+    return record(id_, {"kind": "elementwise", "function": "relu", "elements": elements},
+                  [(f"x{id_}", "input", elements)], [(tensor, "activation", elements)],
+                  other_ops=elements)
+
+
+def test_the_reuse_share_keeps_activations_between_ops():
+    trace = one_op_trace(_writes(0, "a", 100), _reads(1, "a", 100, [0]), _reads(2, "a", 100, [1]),
+                         _reads(3, "out1", 100, [1]), _reads(4, "out2", 100, [2]),
+                         _reads(5, "out3", 100, [3]), _reads(6, "out4", 100, [4]),
+                         _reads(7, "out5", 100, [5]), _reads(8, "out6", 100, [6]))
+    streaming = simulate(arch(VON_NEUMANN), trace).totals()
+    reusing = simulate(arch(VON_NEUMANN, **{"global_buffer.reuse_fraction": 0.5}), trace).totals()
+    assert streaming["dram_read_bytes"] == 9 * 200  # every op reads its 100 values from DRAM
+    assert streaming["dram_write_bytes"] == 9 * 200
+    assert reusing["dram_read_bytes"] == 200  # only the input; every activation stays on chip
+    assert reusing["dram_write_bytes"] == 0  # nothing is evicted while still needed
+    # The array reads and writes the same bytes; only the DRAM fills and drains go.
+    assert reusing["sram_read_bytes"] == streaming["sram_read_bytes"] - 9 * 200
+    assert reusing["sram_write_bytes"] == streaming["sram_write_bytes"] - 8 * 200
+
+
+def test_a_full_reuse_share_writes_back_only_what_is_still_needed():
+    # Three 1,000-byte activations written before any is read; the share holds two.
+    trace = one_op_trace(_writes(0, "a", 500), _writes(1, "b", 500), _writes(2, "c", 500),
+                         _reads(3, "a", 500, [0, 1, 2]), _reads(4, "b", 500, [3]),
+                         _reads(5, "c", 500, [4]))
+    spec = arch(VON_NEUMANN, **{"global_buffer.capacity_bytes": 8192,
+                               "global_buffer.reuse_fraction": 2200 / 8192})
+    totals = simulate(spec, trace).totals()
+    assert totals["dram_write_bytes"] == 1000  # "a", evicted by "c" while still needed
+    assert totals["dram_read_bytes"] == 3 * 1000 + 1000  # the three inputs, then "a" again
+
+
 def test_independent_ops_overlap_and_chained_ops_do_not():
     parallel = one_op_trace(matmul(16, 16, 16, 0), matmul(16, 16, 16, 1))
     chained = one_op_trace(matmul(16, 16, 16, 0), matmul(16, 16, 16, 1, deps=[0]))
@@ -113,9 +153,11 @@ def test_real_traces_run_and_count_every_mac(base, algorithm):
     assert set(result.breakdown["phase"]) <= {"forward", "error", "gradient", "update"}
 
 
-def test_von_neumann_bytes_are_conserved_between_levels():
+@pytest.mark.parametrize("reuse", [0.0, 0.3, 0.9])
+def test_von_neumann_bytes_are_conserved_between_levels(reuse):
     for algorithm in ("bp", "dfa", "ssdfa"):
-        result = simulate(arch(VON_NEUMANN), tiny_trace(algorithm))
+        spec = arch(VON_NEUMANN, **{"global_buffer.reuse_fraction": reuse})
+        result = simulate(spec, tiny_trace(algorithm))
         assert result.total("dram", "read") == result.total("global_buffer", "fill")
         assert result.total("dram", "write") == result.total("global_buffer", "drain")
 
@@ -182,10 +224,11 @@ def test_cost_does_not_grow_with_identical_tiles():
 @settings(max_examples=25, deadline=None)
 @given(channels=st.integers(1, 4), dram_bw=st.integers(1, 64), latency=st.integers(0, 200),
        buffer_kib=st.integers(1, 64), rows=st.integers(1, 16), columns=st.integers(1, 16),
-       algorithm=st.sampled_from(["bp", "dfa", "ssdfa"]))
+       reuse=st.floats(0, 0.9), algorithm=st.sampled_from(["bp", "dfa", "ssdfa"]))
 def test_cycles_never_beat_the_roofline(channels, dram_bw, latency, buffer_kib, rows, columns,
-                                        algorithm):
+                                        reuse, algorithm):
     spec = arch(VON_NEUMANN, **{"dram.channels": channels,
+                               "global_buffer.reuse_fraction": reuse,
                                "dram.bandwidth_bytes_per_cycle": dram_bw,
                                "dram.latency_cycles": latency,
                                "global_buffer.capacity_bytes": buffer_kib * 1024,
