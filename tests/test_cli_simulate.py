@@ -71,6 +71,14 @@ def test_bad_input(tmp_path, monkeypatch, capsys, argv, message):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_out_must_be_a_folder(trace_path, tmp_path, capsys):
+    taken = tmp_path / "taken"
+    taken.write_text("")
+    assert main(["simulate", "--arch", "von_neumann", "--trace", trace_path,
+                 "--out", str(taken)]) == 2
+    assert f"--out {taken}: exists and is not a folder" in capsys.readouterr().err
+
+
 def test_a_spec_that_forbids_spilling(trace_path, tmp_path, capsys):
     spec = tmp_path / "cramped.yaml"
     text = (ROOT / "arch_specs" / "distributed_small.yaml").read_text()

@@ -102,6 +102,9 @@ def format_validation_error(error: ValidationError, model: type[BaseModel]) -> l
         if not path and kind == "value_error":
             problems.append(message)  # a cross-field rule: its message names the fields
             continue
+        if kind == "value_error" and "(got " in message:
+            problems.append(f"{path}: {message}")  # the rule already names what it got
+            continue
         problems.append(f"{path or '(top level)'}: {message} (got {_short(item.get('input'))})")
     return problems
 

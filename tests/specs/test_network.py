@@ -106,6 +106,8 @@ def _edit(**changes):
     (_edit(layers=[{**GOOD["layers"][0]}, {**GOOD["layers"][1], "trainable": False}]),
      "the output layer 'fc2' must be trainable"),
     (_edit(schema_version=2), "schema_version: must be 1 (got 2)"),
+    (_edit(input_shape=[2, 2, 2, 2]),
+     "input_shape must be [features] or [height, width, channels] (got [2, 2, 2, 2])"),
     ({k: v for k, v in GOOD.items() if k != "classes"}, "classes: required key is missing"),
     (_edit(layers=[{"type": "dropout", "name": "d", "rate": 1.0}, *GOOD["layers"]]),
      "layers.0.rate: must be less than 1 (got 1.0)"),
