@@ -234,6 +234,14 @@ class TraceHeader(FrozenModel):
             raise ValueError(f"ssdfa feedback must be sparse; dense for {', '.join(sparse)}")
         return self
 
+    @property
+    def weights(self) -> int:
+        return sum(layer.weights for layer in self.layers)
+
+    @property
+    def trained_weights(self) -> int:
+        return sum(layer.weights for layer in self.layers if layer.trainable)
+
 
 class Trace(FrozenModel):
     """A whole trace: header plus records in file order (schedule by `deps`, not by order)."""
