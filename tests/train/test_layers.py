@@ -7,51 +7,31 @@ about 1e-9 relative; the BP gradients must agree to 1e-5.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pytest
-from threadpoolctl import threadpool_limits
 
 from hwsim.specs.network import NetworkSpec
 from hwsim.specs.trace import Phase
 from hwsim.train.layers import Layer, StepContext
-from hwsim.train.model import Model, WeightInit
+from hwsim.train.model import Model
 from hwsim.train.rules import Backprop
 from hwsim.train.tracer import Tracer
+from tests.train.builders import make_model, make_network
 
 EPS = 1e-6
 RTOL = 1e-5
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_blas_thread() -> Iterator[None]:
-    """One BLAS thread: these small matmuls only lose to thread start-up and, on a shared
-    2-core machine, to spinning threads (10x slower under load)."""
-    with threadpool_limits(limits=1, user_api="blas"):
-        yield
 
 
 # --------------------------------------------------------------------------- helpers
 
 
-def make_network(input_shape: list[int], classes: int, layers: list[dict[str, Any]],
-                 name: str = "t") -> NetworkSpec:
-    return NetworkSpec.model_validate({
-        "schema_version": 1, "kind": "network", "name": name, "dataset": "synthetic",
-        "input_shape": input_shape, "classes": classes, "layers": layers,
-    })
 
 
-def make_model(network: NetworkSpec, rng: np.random.Generator) -> Model:
-    model = Model(network, np.float64)
-    model.initialize(rng, WeightInit.GLOROT)
-    # Non-zero biases, so that a bias wired the wrong way cannot hide behind a zero value.
-    for layer in model.trainable_layers():
-        if "bias" in layer.params:
-            layer.params["bias"][:] = rng.uniform(-0.2, 0.2, layer.params["bias"].shape)
-    return model
 
 
 def batch(network: NetworkSpec, size: int, rng: np.random.Generator) -> tuple[np.ndarray,

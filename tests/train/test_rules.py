@@ -5,15 +5,14 @@ per rule, and end-to-end training on the bundled digits."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pytest
-from threadpoolctl import threadpool_limits
 
 from hwsim.io.networks import load_network
-from hwsim.specs.network import NetworkSpec, OptimizerName
+from hwsim.specs.network import OptimizerName
 from hwsim.specs.trace import Algorithm
 from hwsim.train import loop
 from hwsim.train.datasets import Dataset, load_dataset
@@ -27,34 +26,13 @@ from hwsim.train.rules import (
     Rule,
     SparseDirectFeedbackAlignment,
 )
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_blas_thread() -> Iterator[None]:
-    """One BLAS thread: these small matmuls only lose to thread start-up and, on a shared
-    2-core machine, to spinning threads (10x slower under load)."""
-    with threadpool_limits(limits=1, user_api="blas"):
-        yield
-
+from tests.train.builders import make_model, make_network
 
 # --------------------------------------------------------------------------- helpers
 
 
-def make_network(input_shape: list[int], classes: int, layers: list[dict[str, Any]],
-                 name: str = "t") -> NetworkSpec:
-    return NetworkSpec.model_validate({
-        "schema_version": 1, "kind": "network", "name": name, "dataset": "synthetic",
-        "input_shape": input_shape, "classes": classes, "layers": layers,
-    })
 
 
-def make_model(network: NetworkSpec, rng: np.random.Generator) -> Model:
-    model = Model(network, np.float64)
-    model.initialize(rng, WeightInit.GLOROT)
-    for layer in model.trainable_layers():
-        if "bias" in layer.params:
-            layer.params["bias"][:] = rng.uniform(-0.2, 0.2, layer.params["bias"].shape)
-    return model
 
 
 def default_ctx() -> StepContext:

@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import pytest
-from threadpoolctl import threadpool_limits
 
 from hwsim.io.networks import load_network, shipped_networks
 from hwsim.specs.network import NetworkSpec, OptimizerName, infer_shapes
@@ -28,28 +26,17 @@ from hwsim.specs.trace import (
 )
 from hwsim.train.datasets import load_dataset
 from hwsim.train.loop import TrainConfig, Trainer
+from tests.train.builders import make_network
 
 WEIGHT_TYPES = ("dense", "conv2d")
 MAC_KINDS = ("matmul", "conv2d", "gather")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_blas_thread() -> Iterator[None]:
-    """One BLAS thread: on a shared 2-core machine spinning BLAS threads make a loaded run
-    several times slower, and single-threaded even vgg16's step costs about the same."""
-    with threadpool_limits(limits=1, user_api="blas"):
-        yield
 
 
 # --------------------------------------------------------------------------- helpers
 
 
-def make_network(input_shape: list[int], classes: int, layers: list[dict[str, Any]],
-                 name: str = "t") -> NetworkSpec:
-    return NetworkSpec.model_validate({
-        "schema_version": 1, "kind": "network", "name": name, "dataset": "synthetic",
-        "input_shape": input_shape, "classes": classes, "layers": layers,
-    })
 
 
 def make_trainer(network: NetworkSpec, algorithm: Algorithm, *, batch_size: int = 1,
