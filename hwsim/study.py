@@ -13,6 +13,7 @@ from hwsim.energy import SUMMARY_KEYS, summarize
 from hwsim.io.arch import load_arch_with_energies
 from hwsim.io.traces import atomic_output, write_trace
 from hwsim.sim.engine import simulate
+from hwsim.specs.arch import ActionEnergies, ArchSpec
 from hwsim.specs.network import NetworkSpec
 from hwsim.specs.trace import Algorithm, Trace
 from hwsim.train.datasets import Dataset
@@ -45,9 +46,9 @@ def summary_row(result: TrainResult, trace_path: Path) -> dict:
     return row
 
 
-def cost_row(algorithm: Algorithm, spec: str, trace: Trace) -> dict:
-    """What one traced step of `algorithm` costs per training example on shipped spec `spec`."""
-    arch, energies = load_arch_with_energies(spec)
+def cost_row(algorithm: Algorithm, spec: str, arch: ArchSpec, energies: ActionEnergies,
+             trace: Trace) -> dict:
+    """What one traced step of `algorithm` costs per training example on `arch`."""
     summary = summarize(simulate(arch, trace, source=spec), energies)
     row = {"algorithm": algorithm.value, "arch": spec, "substrate": arch.substrate.value}
     row.update({key: summary[key] for key in SUMMARY_KEYS})
@@ -75,6 +76,7 @@ def run_study(network: NetworkSpec, dataset: Dataset, base: TrainConfig, out_dir
     `costs.csv` (per training example, one row per rule and spec) into `out_dir`, rewriting
     the tables after each rule so an interrupted study keeps what it finished.
     """
+    loaded = {spec: load_arch_with_energies(spec) for spec in specs}
     rows: list[dict] = []
     costs: list[dict] = []
     summary = cost_table = pd.DataFrame()
@@ -87,6 +89,6 @@ def run_study(network: NetworkSpec, dataset: Dataset, base: TrainConfig, out_dir
                                  result.trace)
         rows.append(summary_row(result, trace_path))
         summary = _write_csv(out_dir / "summary.csv", rows)
-        costs.extend(cost_row(algorithm, spec, result.trace) for spec in specs)
+        costs.extend(cost_row(algorithm, spec, *loaded[spec], result.trace) for spec in specs)
         cost_table = _write_csv(out_dir / "costs.csv", costs)
     return summary, cost_table

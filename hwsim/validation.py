@@ -12,7 +12,6 @@ from hwsim.energy import summarize
 from hwsim.io.arch import load_arch_with_energies
 from hwsim.io.networks import load_network
 from hwsim.sim.engine import simulate
-from hwsim.specs.network import OptimizerName
 from hwsim.specs.trace import Algorithm, Phase
 from hwsim.train.loop import TrainConfig, trace_synthetic_step
 
@@ -39,9 +38,8 @@ def measure(network_name: str, batch_size: int, specs: Sequence[str] = DEFAULT_S
     loaded = {name: load_arch_with_energies(name) for name in specs}
     rows = []
     for algorithm in Algorithm:
-        config = TrainConfig(algorithm=algorithm, epochs=1, batch_size=batch_size,
-                             learning_rate=network.training.learning_rate,
-                             optimizer=OptimizerName(network.training.optimizer), seed=seed)
+        config = TrainConfig.from_network(network, algorithm, epochs=1,
+                                          batch_size=batch_size, seed=seed)
         trace = trace_synthetic_step(network, config)
         phases = {phase.value: macs / batch_size for phase, macs in
                   trace.macs_by_phase().items()}

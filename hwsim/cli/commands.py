@@ -17,7 +17,7 @@ from hwsim.io.networks import load_network
 from hwsim.io.traces import atomic_output, read_trace, write_trace
 from hwsim.io.yamlio import load_yaml
 from hwsim.specs.arch import ArchSpec, TechSpec
-from hwsim.specs.network import NetworkSpec, OptimizerName, infer_shapes
+from hwsim.specs.network import NetworkSpec, infer_shapes
 from hwsim.specs.trace import Algorithm, OpRecord, TraceHeader
 from hwsim.study import run_study, trace_summary
 from hwsim.train.datasets import load_dataset
@@ -44,15 +44,10 @@ def _check_rule_flags(args: argparse.Namespace) -> None:
 
 
 def _config(args: argparse.Namespace, network: NetworkSpec, epochs: int | None) -> TrainConfig:
-    defaults = network.training
-    return TrainConfig(
-        algorithm=Algorithm(args.algorithm), epochs=epochs or defaults.epochs,
-        batch_size=args.batch_size or defaults.batch_size,
-        learning_rate=args.lr or defaults.learning_rate,
-        optimizer=OptimizerName(args.optimizer or defaults.optimizer), seed=args.seed,
-        nonzeros_per_neuron=args.nonzeros_per_neuron or defaults.nonzeros_per_neuron,
-        rank=args.rank, momentum=defaults.momentum, adam_beta1=defaults.adam_beta1,
-        adam_beta2=defaults.adam_beta2, adam_epsilon=defaults.adam_epsilon)
+    return TrainConfig.from_network(
+        network, Algorithm(args.algorithm), epochs=epochs, batch_size=args.batch_size,
+        learning_rate=args.lr, optimizer=args.optimizer, seed=args.seed,
+        nonzeros_per_neuron=args.nonzeros_per_neuron, rank=args.rank)
 
 
 def _check_output(path: Path | None, suffixes: tuple[str, ...], flag: str) -> None:
@@ -114,12 +109,8 @@ def cmd_trace(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     network = load_network("digits_fc")
     dataset = load_dataset(network.dataset, seed=args.seed)
-    defaults = network.training
-    epochs = args.epochs or defaults.epochs
-    base = TrainConfig(algorithm=Algorithm.BP, epochs=epochs, batch_size=defaults.batch_size,
-                       learning_rate=defaults.learning_rate, optimizer=defaults.optimizer,
-                       seed=args.seed, nonzeros_per_neuron=defaults.nonzeros_per_neuron,
-                       adam_epsilon=defaults.adam_epsilon)
+    base = TrainConfig.from_network(network, Algorithm.BP, epochs=args.epochs, seed=args.seed)
+    epochs = base.epochs
     batches = -(-len(dataset.x_train) // base.batch_size)
     with _progress(batches * epochs * len(Algorithm), "hwsim run") as bar:
         def on_epoch(algorithm: Algorithm, metrics: EpochMetrics) -> None:

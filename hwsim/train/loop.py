@@ -51,6 +51,23 @@ class TrainConfig:
     weight_init: WeightInit = WeightInit.AUTO
     dtype: str = "float32"
 
+    @classmethod
+    def from_network(cls, network: NetworkSpec, algorithm: Algorithm,
+                     **overrides: object) -> TrainConfig:
+        """The network's training defaults; `overrides` that are not None win."""
+        defaults = network.training
+        values = {
+            "algorithm": algorithm, "epochs": defaults.epochs,
+            "batch_size": defaults.batch_size, "learning_rate": defaults.learning_rate,
+            "optimizer": OptimizerName(defaults.optimizer),
+            "nonzeros_per_neuron": defaults.nonzeros_per_neuron,
+            "momentum": defaults.momentum, "adam_beta1": defaults.adam_beta1,
+            "adam_beta2": defaults.adam_beta2, "adam_epsilon": defaults.adam_epsilon,
+        }
+        values.update({key: value for key, value in overrides.items() if value is not None})
+        values["optimizer"] = OptimizerName(values["optimizer"])
+        return cls(**values)
+
     def optimizer_info(self) -> OptimizerInfo:
         return optimizer_info(self.optimizer, self.learning_rate, momentum=self.momentum,
                               beta1=self.adam_beta1, beta2=self.adam_beta2,
