@@ -24,8 +24,8 @@ def add_parser(commands) -> None:
                         help="what to print: per-example summary as JSON or a table, or the "
                              "per-example breakdown as CSV (default table)")
     parser.add_argument("--out", type=Path, default=None,
-                        help="also write summary.json, breakdown.csv, resources.csv and "
-                             "timeline.csv into this folder")
+                        help="also write summary.json, breakdown.csv, resources.csv, "
+                             "timeline.csv and mapping.csv into this folder")
 
 
 def _write_csv(path: Path, frame: pd.DataFrame) -> None:
@@ -63,6 +63,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         _write_csv(args.out / "breakdown.csv", breakdown)
         _write_csv(args.out / "resources.csv", result.resources)
         _write_csv(args.out / "timeline.csv", result.timeline)
+        _write_csv(args.out / "mapping.csv", result.mapping)
     if args.format == "json":
         print(json.dumps(summary, indent=2))
     elif args.format == "csv":

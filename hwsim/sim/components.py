@@ -33,6 +33,12 @@ class Ledger:
         default_factory=lambda: defaultdict(lambda: [0, 0, 0]))
     intervals: list[tuple[str, int, int, int]] = field(default_factory=list)
     waits: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    mappings: list[dict[str, Any]] = field(default_factory=list)  # one row per planned op
+    peak_bytes: dict[str, int] = field(default_factory=lambda: defaultdict(int))  # occupancy
+
+    def occupy(self, resource: str, nbytes: int) -> None:
+        """Note a storage resource's occupancy; the result reports its peak."""
+        self.peak_bytes[resource] = max(self.peak_bytes[resource], nbytes)
 
     def add(self, scope: Scope, component: str, action: str, *, count: int = 0,
             nbytes: int = 0, cycles: int = 0) -> None:
@@ -75,30 +81,40 @@ class Unit:
 
 
 class Dram:
-    """Off-chip memory: independent channels, a bandwidth each, a pipelined latency."""
+    """Off-chip memory: channels that every transfer stripes evenly, so they act as one
+    resource of their summed bandwidth; a pipelined latency paid once per transfer."""
 
     def __init__(self, env: simpy.Environment, channels: int, bytes_per_cycle: float,
                  latency_cycles: int, ledger: Ledger) -> None:
         self.env = env
         self.ledger = ledger
-        self.bytes_per_cycle = bytes_per_cycle
+        self.bytes_per_cycle = channels * bytes_per_cycle
         self.latency_cycles = latency_cycles
-        self.channels = [Unit(env, f"dram.channel{i}", ledger) for i in range(channels)]
+        self.unit = Unit(env, "dram", ledger)
 
     def transfer(self, scope: Scope, nbytes: int, action: str) -> Process:
-        """Move `nbytes` striped over all channels; `action` is read or write."""
+        """Move `nbytes`; `action` is read or write."""
+        if action == "read":
+            yield from self.move(scope, nbytes, 0)
+        else:
+            yield from self.move(scope, 0, nbytes)
+
+    def move(self, scope: Scope, read_bytes: int, write_bytes: int,
+             latency: bool = True) -> Process:
+        """Read and write in one stretch of the channels; `latency=False` for transfers whose
+        latency hides behind earlier requests (a pipeline's steady state)."""
+        nbytes = read_bytes + write_bytes
         if nbytes <= 0:
             return
         start = self.env.now
-        share, extra = divmod(nbytes, len(self.channels))
-        parts = [share + (1 if i < extra else 0) for i in range(len(self.channels))]
-        holds = [self.env.process(channel.hold(ceil_div(part, self.bytes_per_cycle), part))
-                 for channel, part in zip(self.channels, parts, strict=True) if part]
-        yield self.env.all_of(holds)
-        if self.latency_cycles:
+        yield from self.unit.hold(ceil_div(nbytes, self.bytes_per_cycle), nbytes)
+        if latency and self.latency_cycles:
             yield self.env.timeout(self.latency_cycles)
-        self.ledger.add(scope, "dram", action, count=1, nbytes=nbytes,
-                        cycles=self.env.now - start)
+        cycles = self.env.now - start
+        for action, amount in (("read", read_bytes), ("write", write_bytes)):
+            if amount:
+                self.ledger.add(scope, "dram", action, count=1, nbytes=amount,
+                                cycles=cycles * amount // nbytes)
 
 
 class Compute:

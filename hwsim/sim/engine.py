@@ -22,7 +22,7 @@ def simulate(arch: ArchSpec, trace: Trace, *, source: str = "arch",
     env = simpy.Environment()
     ledger = Ledger()
     if arch.substrate == Substrate.VON_NEUMANN:
-        substrate = VonNeumannSubstrate(env, arch, trace, ledger)
+        substrate = VonNeumannSubstrate(env, arch, trace, ledger, source)
     else:
         substrate = DistributedSubstrate(env, arch, trace.header, ledger, source)
     finished: list[simpy.Process] = []

@@ -13,6 +13,10 @@ from hwsim.specs.arch import ArchSpec
 from hwsim.specs.trace import Phase, Trace
 
 BREAKDOWN_COLUMNS = ["layer", "phase", "component", "action", "count", "bytes", "cycles"]
+MAPPING_COLUMNS = ["id", "layer", "phase", "op", "loop_order", "tile_m", "tile_k", "tile_n",
+                   "steps", "tensor_a", "tensor_b", "tensor_c", "reread_a", "reread_b",
+                   "writes_c", "footprint_bytes", "dram_read_bytes", "dram_write_bytes",
+                   "compute_cycles", "buffer_cycles", "dram_cycles", "bound"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -27,8 +31,9 @@ class SimResult:
     clock_hz: float
     cycles: int
     breakdown: pd.DataFrame  # BREAKDOWN_COLUMNS, per step
-    resources: pd.DataFrame  # resource, busy_cycles, idle_cycles, wait_cycles, utilization
+    resources: pd.DataFrame  # resource, busy/idle/wait cycles, utilization, peak_bytes held
     timeline: pd.DataFrame  # resource, start_cycle, end_cycle, busy_fraction, bytes_per_cycle
+    mapping: pd.DataFrame  # MAPPING_COLUMNS: each op's loop nest (von Neumann; else empty)
 
     def total(self, component: str, action: str, column: str = "bytes") -> int:
         rows = self.breakdown
@@ -62,15 +67,33 @@ def _breakdown(ledger: Ledger, trace: Trace) -> pd.DataFrame:
     return frame.astype({"count": "int64", "bytes": "int64", "cycles": "int64"})
 
 
-def _resources(ledger: Ledger, cycles: int) -> pd.DataFrame:
-    busy: dict[str, int] = defaultdict(int)
+def _busy_cycles(ledger: Ledger) -> dict[str, int]:
+    """Cycles each resource was busy: the union of its busy intervals."""
+    spans: dict[str, list[tuple[int, int]]] = defaultdict(list)
     for resource, start, end, _ in ledger.intervals:
-        busy[resource] += end - start
-    names = sorted(set(busy) | set(ledger.waits))
+        spans[resource].append((start, end))
+    busy: dict[str, int] = {}
+    for resource, intervals in spans.items():
+        total, reach = 0, None
+        for start, end in sorted(intervals):
+            if reach is None or start >= reach:
+                total += end - start
+                reach = end
+            elif end > reach:
+                total += end - reach
+                reach = end
+        busy[resource] = total
+    return busy
+
+
+def _resources(ledger: Ledger, cycles: int) -> pd.DataFrame:
+    busy: dict[str, int] = defaultdict(int, _busy_cycles(ledger))
+    names = sorted(set(busy) | set(ledger.waits) | set(ledger.peak_bytes))
     rows = [(name, busy[name], max(0, cycles - busy[name]), ledger.waits.get(name, 0),
-             busy[name] / cycles if cycles else 0.0) for name in names]
+             busy[name] / cycles if cycles else 0.0, ledger.peak_bytes.get(name, 0))
+            for name in names]
     return pd.DataFrame(rows, columns=["resource", "busy_cycles", "idle_cycles", "wait_cycles",
-                                       "utilization"])
+                                       "utilization", "peak_bytes"])
 
 
 def _timeline(ledger: Ledger, cycles: int, bins: int) -> pd.DataFrame:
@@ -104,4 +127,6 @@ def build_result(arch: ArchSpec, trace: Trace, ledger: Ledger, cycles: int,
         arch=arch.name, substrate=arch.substrate.value, network=header.network,
         algorithm=header.algorithm.value, batch_size=header.batch_size,
         clock_hz=arch.clock_hz, cycles=cycles, breakdown=_breakdown(ledger, trace),
-        resources=_resources(ledger, cycles), timeline=_timeline(ledger, cycles, bins))
+        resources=_resources(ledger, cycles), timeline=_timeline(ledger, cycles, bins),
+        mapping=pd.DataFrame(sorted(ledger.mappings, key=lambda row: row["id"]),
+                             columns=MAPPING_COLUMNS))

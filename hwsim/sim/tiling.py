@@ -1,21 +1,22 @@
-"""How one trace record is cut into chunks that fit a buffer (pure functions, no simpy).
+"""What one trace record costs on the von Neumann substrate (pure functions, no simpy).
 
-The working set of a chunk is at most half the buffer, so the next chunk can load while this
-one computes (double buffering).  When a matmul-class op does not fit, its largest operand is
-cut into blocks and the other operands are re-read once per block — the DRAM cost of a small
-buffer.  Outputs are written once.
+Matmul and conv records get a mapping from the search in hwsim.sim.loopnest (loop order and
+tile sizes that fit the buffer space the op is given, least DRAM traffic); element-wise,
+reduce and gather records stream every operand once, double-buffered.  The plan says what
+moves between DRAM, the buffer and the PE array, how many pipeline steps the op takes, and
+how much buffer space its tiles hold.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from hwsim.errors import TraceError
 from hwsim.sim.components import ceil_div
+from hwsim.sim.loopnest import Mapping, gemm_of, search
+from hwsim.sim.loopnest import Operand as GemmOperand
 from hwsim.specs.arch import Dataflow, PeArray, Precision
-from hwsim.specs.trace import Conv2DOp, GatherOp, MatmulOp, Operand, OpRecord
-
-MAX_CHUNKS = 32  # chunks simulated per op; more blocks than this are merged
-BLOCK_SHARE = 0.75  # share of a half-buffer given to the block of the largest operand
+from hwsim.specs.trace import Conv2DOp, GatherOp, MatmulOp, Operand, OpRecord, Role
 
 
 def operand_bytes(operand: Operand, precision: Precision) -> int:
@@ -24,8 +25,8 @@ def operand_bytes(operand: Operand, precision: Precision) -> int:
 
 
 @dataclass(frozen=True)
-class Chunk:
-    """One double-buffered step of an op on the von Neumann substrate."""
+class OpPlan:
+    """One record on the von Neumann substrate: its traffic, work, steps and buffer space."""
 
     dram_read_bytes: int
     dram_write_bytes: int
@@ -33,11 +34,11 @@ class Chunk:
     buffer_write_bytes: int  # PE array → buffer
     macs: int
     vector_ops: int
-    compute_cycles: int
-
-    @property
-    def footprint_bytes(self) -> int:
-        return self.dram_read_bytes + self.dram_write_bytes
+    compute_cycles: int  # array or vector-unit cycles (no memory stalls)
+    steps: int  # double-buffered pipeline steps (tiles)
+    footprint_bytes: int  # stream space held while the op runs
+    mapping: Mapping | None  # None: streamed
+    operands: tuple[str, str, str] = ("", "", "")  # tensors in the GEMM's A, B, C
 
 
 def is_matmul_class(record: OpRecord) -> bool:
@@ -73,46 +74,88 @@ def partial_sum_bytes(record: OpRecord, pe: PeArray, precision: Precision) -> in
     return 2 * (folds - 1) * op.m * op.n * precision.accumulator_bits // 8
 
 
-def _spread(total: int, parts: int) -> list[int]:
-    share, extra = divmod(total, parts)
-    return [share + (1 if i < extra else 0) for i in range(parts)]
+class NoFit(Exception):
+    """The op's smallest tiles do not fit the buffer space it was given."""
 
 
-def plan_von_neumann(record: OpRecord, precision: Precision, stream_capacity_bytes: int,
-                     pe: PeArray, cached_reads: frozenset[int] = frozenset(),
-                     kept_writes: frozenset[int] = frozenset()) -> list[Chunk]:
-    """Chunks of `record`: DRAM traffic after blocking, buffer traffic, MACs and cycles.
+def bits_of(operand: Operand, precision: Precision) -> int:
+    return getattr(precision, f"{operand.role.value}_bits")
 
-    `cached_reads` and `kept_writes` index operands the buffer's reuse share already holds or
-    keeps: the PE array still reads and writes them, DRAM does not.
+
+def gemm_slots(record: OpRecord) -> tuple[int, int, int]:
+    """Indexes of the reads that are the GEMM's A and B and of the write that is C, matched by
+    element count (A: m·k, B: k·n, C: m·n; a conv's feature maps by their geometry), never by
+    tensor name.  When A and B have the same size, m = n and the roles are symmetric."""
+    op = record.op
+    if isinstance(op, Conv2DOp):
+        image_in = op.batch * op.input_height * op.input_width * op.input_channels
+        image_out = op.batch * op.output_height * op.output_width * op.output_channels
+        filters = op.kernel_height * op.kernel_width * op.input_channels * op.output_channels
+        a, b, c = {"forward": (image_in, filters, image_out),
+                   "backward_data": (image_out, filters, image_in),
+                   "backward_weight": (image_in, image_out, filters)}[op.conv_pass.value]
+    else:
+        a, b, c = op.m * op.k, op.k * op.n, op.m * op.n
+    reads = [i for i, operand in enumerate(record.reads) if operand.role != Role.BIAS]
+    first = next((i for i in reads if record.reads[i].elements == a), None)
+    second = next((i for i in reads if i != first and record.reads[i].elements == b), None)
+    output = next((i for i, operand in enumerate(record.writes) if operand.elements == c), None)
+    if first is None or second is None or output is None:
+        raise TraceError(f"record {record.id} ({record.layer} {record.phase.value}): a "
+                         f"{op.kind} needs reads of {a} and {b} elements and a write of {c} "
+                         "elements")
+    return first, second, output
+
+
+def plan_op(record: OpRecord, precision: Precision, budget_bytes: int, pe: PeArray,
+            cached_reads: frozenset[int] = frozenset(),
+            kept_writes: frozenset[int] = frozenset(),
+            consumed_writes: frozenset[int] = frozenset()) -> OpPlan:
+    """The cost of `record` given `budget_bytes` of stream space.
+
+    `cached_reads` index reads the buffer already holds; `kept_writes` writes it keeps whole;
+    `consumed_writes` writes used on chip and never written to DRAM (a fused weight update's
+    gradient).  Raises NoFit when the op's smallest tiles need more than the budget.
     """
-    half = stream_capacity_bytes // 2
     reads = [operand_bytes(operand, precision) for operand in record.reads]
     writes = [operand_bytes(operand, precision) for operand in record.writes]
-    from_dram = [i not in cached_reads for i in range(len(reads))]
-    read_all, write_all = sum(reads), sum(writes)
-    read_dram = sum(size for size, dram in zip(reads, from_dram, strict=True) if dram)
-    write_dram = sum(size for i, size in enumerate(writes) if i not in kept_writes)
-    if read_dram + write_dram <= half:
-        passes, pe_read, dram_read = 1, read_all, read_dram
-    elif is_matmul_class(record):
-        block = max(reads + writes)
-        passes = ceil_div(block, int(half * BLOCK_SHARE))
-        if block in reads:  # the blocked operand is read once, the others once per block
-            index = reads.index(block)
-            pe_read = block + passes * (read_all - block)
-            block_dram = block if from_dram[index] else 0
-            dram_read = block_dram + passes * (read_dram - block_dram)
-        else:
-            pe_read, dram_read = passes * read_all, passes * read_dram
-    else:  # streamed: every byte once
-        passes = ceil_div(read_dram + write_dram, half)
-        pe_read, dram_read = read_all, read_dram
-    chunks = min(passes, MAX_CHUNKS)
+    read_dram = [size for i, size in enumerate(reads) if i not in cached_reads]
+    write_dram = [size for i, size in enumerate(writes)
+                  if i not in kept_writes and i not in consumed_writes]
     cycles = compute_cycles(record, vector_ops_per_cycle=pe.vector_ops_per_cycle, pe=pe)
-    psums = partial_sum_bytes(record, pe, precision)
-    columns = zip(_spread(dram_read, chunks), _spread(write_dram, chunks),
-                  _spread(pe_read + psums // 2, chunks),
-                  _spread(write_all + psums // 2, chunks), _spread(record.macs, chunks),
-                  _spread(record.other_ops, chunks), _spread(cycles, chunks), strict=True)
-    return [Chunk(*column) for column in columns]
+    if not is_matmul_class(record):
+        moved = sum(read_dram) + sum(write_dram)
+        steps = max(1, ceil_div(moved, max(1, budget_bytes // 2)))
+        footprint = moved if steps == 1 else 2 * ceil_div(moved, steps)
+        if footprint > budget_bytes:
+            raise NoFit(f"streams of {moved} bytes")
+        return OpPlan(sum(read_dram), sum(write_dram), sum(reads), sum(writes), record.macs,
+                      record.other_ops, cycles, steps, footprint, None)
+    first, second, output = gemm_slots(record)
+    a = GemmOperand(record.reads[first].elements, bits_of(record.reads[first], precision),
+                    resident=first in cached_reads)
+    b = GemmOperand(record.reads[second].elements, bits_of(record.reads[second], precision),
+                    resident=second in cached_reads)
+    c = GemmOperand(record.writes[output].elements, bits_of(record.writes[output], precision),
+                    resident=output in kept_writes, written=output not in consumed_writes)
+    # Other operands (a bias) are small: read once and held whole while the op runs.
+    extra_reads = [i for i in range(len(reads)) if i not in (first, second)]
+    extra_dram = sum(reads[i] for i in extra_reads if i not in cached_reads)
+    extra_writes = [i for i in range(len(writes)) if i != output]
+    extra_write_dram = sum(writes[i] for i in extra_writes
+                           if i not in kept_writes and i not in consumed_writes)
+    held = extra_dram + extra_write_dram
+    mapping = search(gemm_of(record.op, a, b, c, precision.accumulator_bits),
+                     budget_bytes - held)
+    if mapping is None:
+        raise NoFit("its smallest tiles")
+    folds = partial_sum_bytes(record, pe, precision)
+    buffer_read = mapping.array_read_bytes + sum(reads[i] for i in extra_reads) + \
+        mapping.partial_bytes + folds // 2
+    buffer_write = sum(writes) + mapping.partial_bytes + folds // 2
+    return OpPlan(mapping.dram_read_bytes + extra_dram,
+                  mapping.dram_write_bytes + extra_write_dram, buffer_read, buffer_write,
+                  record.macs, record.other_ops, cycles, mapping.steps,
+                  mapping.footprint_bytes + held, mapping,
+                  (record.reads[first].tensor, record.reads[second].tensor,
+                   record.writes[output].tensor))

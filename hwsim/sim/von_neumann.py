@@ -3,11 +3,13 @@
 Weights, feedback matrices and optimizer state live in DRAM and stream through the buffer
 every time an op needs them.  Activations, errors and gradients stay in the buffer's reuse
 share between the op that writes them and the ops that read them, as long as they fit (least
-recently used out first; written back to DRAM only if evicted while still needed); what the
-share does not hold when an op starts is lent to that op's streams.  Each op is cut into
-chunks (hwsim.sim.tiling); a loader fills the buffer from DRAM, the PE array computes, a writer
-drains results — three processes, two buffer slots per op, so loads overlap compute.  Ops that
-the trace lets run together contend for the channels, the buffer and the array.
+recently used out first; written back to DRAM only if evicted while still needed).  What the
+reuse share does not hold is the stream space: each op gets a mapping (hwsim.sim.tiling and
+hwsim.sim.loopnest) that fits the stream space free when it starts, holds that space while it
+runs, and runs as a double-buffered pipeline — a prologue (the first tile's reads), a steady
+state in which the DRAM channels and the PE array work side by side, and an epilogue (the last
+tile's compute and writes) — so the cost of simulating an op does not depend on its size.
+Ops that the trace lets run together contend for DRAM, the buffer space and the array.
 """
 
 from __future__ import annotations
@@ -16,22 +18,26 @@ from collections import Counter, OrderedDict
 
 import simpy
 
+from hwsim.errors import SpecError
 from hwsim.sim.components import Compute, Dram, Ledger, Process, Scope, ceil_div
-from hwsim.sim.tiling import Chunk, operand_bytes, plan_von_neumann
+from hwsim.sim.tiling import NoFit, OpPlan, operand_bytes, plan_op
 from hwsim.specs.arch import ArchSpec
-from hwsim.specs.trace import OpRecord, Role, Trace
+from hwsim.specs.trace import OpRecord, Phase, Role, Trace
+from hwsim.units import format_bytes
 
 BUFFER = "global_buffer"
 REUSABLE_ROLES = (Role.INPUT, Role.LABEL, Role.ACTIVATION, Role.ERROR, Role.GRADIENT)
 
 
 class ReuseShare:
-    """Tensors kept in the buffer between ops: least recently used out first."""
+    """Tensors kept in the buffer between ops: least recently used out first; tensors that a
+    running op uses are pinned and never evicted under it."""
 
     def __init__(self, capacity_bytes: int, pending_reads: Counter[str]) -> None:
         self.capacity_bytes = capacity_bytes
         self.pending = pending_reads  # records that will still read each tensor
         self.held: OrderedDict[str, tuple[int, bool]] = OrderedDict()  # tensor → bytes, dirty
+        self.pins: Counter[str] = Counter()
         self.used_bytes = 0
 
     def __contains__(self, tensor: str) -> bool:
@@ -41,18 +47,25 @@ class ReuseShare:
         self.held.move_to_end(tensor)
 
     def drop(self, tensor: str) -> None:
-        if tensor in self.held:
+        if tensor in self.held and not self.pins[tensor]:
             self.used_bytes -= self.held.pop(tensor)[0]
 
-    def keep(self, tensor: str, nbytes: int, dirty: bool) -> int | None:
-        """Hold `tensor`; None if it cannot fit, else the bytes of still-needed dirty tensors
-        evicted to make room (the caller writes them back to DRAM)."""
+    def keep(self, tensor: str, nbytes: int, dirty: bool, limit_bytes: int) -> int | None:
+        """Hold `tensor` within min(capacity, `limit_bytes`); None if it cannot fit, else the
+        bytes of still-needed dirty tensors evicted to make room (the caller writes them back
+        to DRAM)."""
         self.drop(tensor)
-        if nbytes > self.capacity_bytes:
+        limit = min(self.capacity_bytes, limit_bytes)
+        evictable = sum(size for name, (size, _) in self.held.items() if not self.pins[name])
+        if tensor in self.held or self.used_bytes - evictable + nbytes > limit:
             return None
         written_back = 0
-        while self.used_bytes + nbytes > self.capacity_bytes:
-            victim, (size, victim_dirty) = self.held.popitem(last=False)
+        for victim in list(self.held):
+            if self.used_bytes + nbytes <= limit:
+                break
+            if self.pins[victim]:
+                continue
+            size, victim_dirty = self.held.pop(victim)
             self.used_bytes -= size
             if victim_dirty and self.pending[victim] > 0:
                 written_back += size
@@ -63,10 +76,11 @@ class ReuseShare:
 
 class VonNeumannSubstrate:
     def __init__(self, env: simpy.Environment, arch: ArchSpec, trace: Trace,
-                 ledger: Ledger) -> None:
+                 ledger: Ledger, source: str = "arch") -> None:
         self.env = env
         self.arch = arch
         self.ledger = ledger
+        self.source = source
         dram = arch.dram
         self.dram = Dram(env, dram.channels, dram.bandwidth_bytes_per_cycle,
                          dram.latency_cycles, ledger)
@@ -75,82 +89,193 @@ class VonNeumannSubstrate:
         pending = Counter(operand.tensor for record in trace.records
                           for operand in {o.tensor: o for o in record.reads}.values())
         self.reuse = ReuseShare(int(buffer.capacity_bytes * buffer.reuse_fraction), pending)
-        # Streams may use whatever the reuse share does not hold when an op starts.
-        self.space = simpy.Container(env, capacity=self.capacity_bytes, init=self.capacity_bytes)
+        self.stream_bytes = 0  # stream space held by running ops
+        self.released = env.event()
+        # An op waits for stream space rather than start with less than half the share.
+        self.min_budget_bytes = (self.capacity_bytes - self.reuse.capacity_bytes) // 2
         self.pe = Compute(env, "pe_array", "pe_array", ledger)
+        self.fused = self._fused_gradients(trace) if arch.schedule.fused_weight_update \
+            else frozenset()
+        self._check_dram_capacity(trace)
+
+    @staticmethod
+    def _fused_gradients(trace: Trace) -> frozenset[str]:
+        """Gradients that a gradient-phase record writes and only update records read."""
+        written = {operand.tensor for record in trace.records if record.phase == Phase.GRADIENT
+                   for operand in record.writes if operand.role == Role.GRADIENT}
+        readers: dict[str, set[Phase]] = {}
+        for record in trace.records:
+            for operand in record.reads:
+                readers.setdefault(operand.tensor, set()).add(record.phase)
+        return frozenset(tensor for tensor in written
+                         if readers.get(tensor, set()) == {Phase.UPDATE})
+
+    def _check_dram_capacity(self, trace: Trace) -> None:
+        capacity = self.arch.dram.capacity_bytes
+        if capacity is None:
+            return
+        sizes: dict[str, int] = {}
+        for record in trace.records:
+            for operand in (*record.reads, *record.writes):
+                if operand.tensor not in self.fused:
+                    sizes[operand.tensor] = max(sizes.get(operand.tensor, 0),
+                                                self._bytes(operand))
+        needed = sum(sizes.values())
+        if needed > capacity:
+            header = trace.header
+            raise SpecError(
+                f"{self.source}: dram.capacity_bytes: {header.network} {header.algorithm.value} "
+                f"(batch {header.batch_size}) keeps {format_bytes(needed)} ({needed:,} bytes) "
+                f"of weights, optimizer state, feedback, data, activations, errors and "
+                f"gradients in DRAM (got {format_bytes(capacity)})")
 
     def _bytes(self, operand) -> int:
         return operand_bytes(operand, self.arch.precision)
 
-    def _reuse(self, record: OpRecord) -> tuple[frozenset[int], frozenset[int], int]:
-        """Which reads the buffer already holds, which writes it keeps, bytes to write back."""
-        cached, kept, written_back = set(), set(), 0
+    def _reuse(self, record: OpRecord) -> tuple[frozenset[int], frozenset[int],
+                                                 frozenset[int], int, list[str]]:
+        """Which reads the buffer already holds, which writes it keeps, which writes are
+        consumed on chip, bytes to write back, and the tensors pinned for this op."""
+        cached, kept, consumed, written_back = set(), set(), set(), 0
+        limit = self.capacity_bytes - self.stream_bytes
+        pinned: list[str] = []
         for index, operand in enumerate(record.reads):
-            if operand.tensor in self.reuse:
+            if operand.tensor in self.fused:
+                cached.add(index)  # applied tile by tile as the gradient op produces it
+            elif operand.tensor in self.reuse:
                 self.reuse.touch(operand.tensor)
                 cached.add(index)
             elif operand.role in REUSABLE_ROLES and self.reuse.pending[operand.tensor] > 1:
-                written_back += self.reuse.keep(operand.tensor, self._bytes(operand), False) or 0
+                written_back += self.reuse.keep(operand.tensor, self._bytes(operand), False,
+                                                limit) or 0
+            if operand.tensor in self.reuse:
+                self.reuse.pins[operand.tensor] += 1
+                pinned.append(operand.tensor)
         for index, operand in enumerate(record.writes):
-            if operand.role not in REUSABLE_ROLES:
+            if operand.tensor in self.fused:
+                consumed.add(index)  # applied to the weights on chip: never written to DRAM
+                continue
+            # A result no later record reads is an output of the step: it goes to DRAM.
+            if operand.role not in REUSABLE_ROLES or self.reuse.pending[operand.tensor] == 0:
                 self.reuse.drop(operand.tensor)
                 continue
-            if self.reuse.capacity_bytes and self.reuse.pending[operand.tensor] == 0:
-                kept.add(index)  # nothing reads it later: it never leaves the chip
-                continue
-            evicted = self.reuse.keep(operand.tensor, self._bytes(operand), True)
+            evicted = self.reuse.keep(operand.tensor, self._bytes(operand), True, limit)
             if evicted is not None:
                 kept.add(index)
                 written_back += evicted
-        return frozenset(cached), frozenset(kept), written_back
+                self.reuse.pins[operand.tensor] += 1
+                pinned.append(operand.tensor)
+        return frozenset(cached), frozenset(kept), frozenset(consumed), written_back, pinned
+
+    def _plan(self, record: OpRecord, cached: frozenset[int], kept: frozenset[int],
+              consumed: frozenset[int]) -> Process:
+        """Wait for enough stream space, then plan the op in what is free."""
+        while True:
+            free = self.capacity_bytes - self.reuse.used_bytes - self.stream_bytes
+            if self.stream_bytes == 0 or free >= self.min_budget_bytes:
+                try:
+                    return plan_op(record, self.arch.precision, free, self.arch.pe_array,
+                                   cached, kept, consumed)
+                except NoFit as problem:
+                    if self.stream_bytes == 0:
+                        raise SpecError(
+                            f"{self.source}: global_buffer.capacity_bytes: record {record.id} "
+                            f"({record.layer} {record.phase.value}): {problem} do not fit in "
+                            f"the {free:,} bytes the buffer leaves for streams (got "
+                            f"{self.capacity_bytes:,})") from None
+            yield self.released
+
+    def _occupied(self) -> None:
+        held = self.reuse.used_bytes + self.stream_bytes
+        assert held <= self.capacity_bytes, "global buffer oversubscribed"
+        self.ledger.occupy(BUFFER, held)
+
+    def _release(self, nbytes: int) -> None:
+        self.stream_bytes -= nbytes
+        released, self.released = self.released, self.env.event()
+        released.succeed()
 
     def execute(self, record: OpRecord) -> Process:
-        env = self.env
         scope = Scope(record.layer, record.phase.value)
-        cached, kept, written_back = self._reuse(record)
-        stream_bytes = self.capacity_bytes - self.reuse.used_bytes
-        chunks = plan_von_neumann(record, self.arch.precision, stream_bytes,
-                                  self.arch.pe_array, cached, kept)
+        cached, kept, consumed, written_back, pinned = self._reuse(record)
+        self._occupied()
+        plan = yield from self._plan(record, cached, kept, consumed)
+        self.stream_bytes += plan.footprint_bytes
+        self._occupied()
+        self._log_mapping(record, plan)
         if written_back:
             yield from self.dram.transfer(scope, written_back, "write")
             self.ledger.add(scope, BUFFER, "drain", nbytes=written_back)
-        slots = simpy.Resource(env, capacity=2)
-        loaded = [env.event() for _ in chunks]
-        computed = [env.event() for _ in chunks]
-        env.process(self._load(scope, chunks, slots, loaded, stream_bytes // 2))
-        env.process(self._compute(scope, chunks, loaded, computed))
-        for chunk, done in zip(chunks, computed, strict=True):
-            slot, space = yield done
-            yield from self.dram.transfer(scope, chunk.dram_write_bytes, "write")
-            self.ledger.add(scope, BUFFER, "drain", nbytes=chunk.dram_write_bytes)
-            yield self.space.put(space)
-            slots.release(slot)
+        yield from self._pipeline(scope, plan)
+        for tensor in pinned:
+            self.reuse.pins[tensor] -= 1
         for tensor in {operand.tensor for operand in record.reads}:
             self.reuse.pending[tensor] -= 1
             if self.reuse.pending[tensor] == 0:
                 self.reuse.drop(tensor)
+        self._release(plan.footprint_bytes)
 
-    def _load(self, scope: Scope, chunks: list[Chunk], slots: simpy.Resource,
-              loaded: list[simpy.Event], half: int) -> Process:
-        for chunk, done in zip(chunks, loaded, strict=True):
-            slot = slots.request()
-            yield slot
-            space = max(1, min(chunk.footprint_bytes, half))
-            yield self.space.get(space)
-            yield from self.dram.transfer(scope, chunk.dram_read_bytes, "read")
-            self.ledger.add(scope, BUFFER, "fill", nbytes=chunk.dram_read_bytes)
-            done.succeed((slot, space))
-
-    def _compute(self, scope: Scope, chunks: list[Chunk], loaded: list[simpy.Event],
-                 computed: list[simpy.Event]) -> Process:
+    def _pipeline(self, scope: Scope, plan: OpPlan) -> Process:
+        """Prologue (first tile in), steady state (DRAM and array side by side), epilogue
+        (last tile computed and written)."""
+        env = self.env
+        steps = plan.steps
         bandwidth = self.arch.global_buffer.bandwidth_bytes_per_cycle
-        for chunk, ready, done in zip(chunks, loaded, computed, strict=True):
-            held = yield ready
-            moved = chunk.buffer_read_bytes + chunk.buffer_write_bytes
-            cycles = max(chunk.compute_cycles, ceil_div(moved, bandwidth))
-            start = self.env.now
-            yield from self.pe.run(scope, cycles, chunk.macs, chunk.vector_ops)
-            self.ledger.busy(BUFFER, start, self.env.now, moved)
-            self.ledger.add(scope, BUFFER, "read", nbytes=chunk.buffer_read_bytes)
-            self.ledger.add(scope, BUFFER, "write", nbytes=chunk.buffer_write_bytes)
-            done.succeed(held)
+        moved = plan.buffer_read_bytes + plan.buffer_write_bytes
+        cycles = max(plan.compute_cycles, ceil_div(moved, bandwidth))
+        first_read = ceil_div(plan.dram_read_bytes, steps)
+        last_write = ceil_div(plan.dram_write_bytes, steps)
+        last = (ceil_div(cycles, steps), ceil_div(plan.macs, steps),
+                ceil_div(plan.vector_ops, steps), ceil_div(moved, steps))
+        self.ledger.add(scope, BUFFER, "fill", nbytes=plan.dram_read_bytes)
+        self.ledger.add(scope, BUFFER, "drain", nbytes=plan.dram_write_bytes)
+        self.ledger.add(scope, BUFFER, "read", nbytes=plan.buffer_read_bytes)
+        self.ledger.add(scope, BUFFER, "write", nbytes=plan.buffer_write_bytes)
+        yield from self.dram.move(scope, first_read, 0)
+        if steps > 1:
+            streams = env.process(self.dram.move(
+                scope, plan.dram_read_bytes - first_read, plan.dram_write_bytes - last_write,
+                latency=False))
+            work = env.process(self._compute(scope, cycles - last[0], plan.macs - last[1],
+                                             plan.vector_ops - last[2], moved - last[3]))
+            yield streams & work
+        yield from self._compute(scope, *last)
+        yield from self.dram.move(scope, 0, last_write)
+
+    def _compute(self, scope: Scope, cycles: int, macs: int, vector_ops: int,
+                 moved_bytes: int) -> Process:
+        start = self.env.now
+        yield from self.pe.run(scope, cycles, macs, vector_ops)
+        self.ledger.busy(BUFFER, start, self.env.now, moved_bytes)
+
+    def _log_mapping(self, record: OpRecord, plan: OpPlan) -> None:
+        mapping = plan.mapping
+        dram_cycles = ceil_div(plan.dram_read_bytes + plan.dram_write_bytes,
+                               self.dram.bytes_per_cycle)
+        buffer_cycles = ceil_div(plan.buffer_read_bytes + plan.buffer_write_bytes,
+                                 self.arch.global_buffer.bandwidth_bytes_per_cycle)
+        bound = max((plan.compute_cycles, "compute"), (buffer_cycles, "buffer"),
+                    (dram_cycles, "dram"), key=lambda pair: pair[0])[1]
+        row = {"id": record.id, "layer": record.layer, "phase": record.phase.value,
+               "op": record.op.kind, "loop_order": "stream", "tile_m": 0, "tile_k": 0,
+               "tile_n": 0, "steps": plan.steps, "tensor_a": "", "tensor_b": "",
+               "tensor_c": "", "reread_a": 1.0, "reread_b": 1.0, "writes_c": 1.0,
+               "footprint_bytes": plan.footprint_bytes,
+               "dram_read_bytes": plan.dram_read_bytes,
+               "dram_write_bytes": plan.dram_write_bytes, "compute_cycles": plan.compute_cycles,
+               "buffer_cycles": buffer_cycles, "dram_cycles": dram_cycles, "bound": bound}
+        if mapping is not None:
+            sizes = [operand_bytes(operand, self.arch.precision) for operand in
+                     (*record.reads, *record.writes)]
+            by_tensor = dict(zip([o.tensor for o in (*record.reads, *record.writes)], sizes,
+                                 strict=True))
+            a, b, c = plan.operands
+            output = mapping.output_write_bytes + mapping.partial_bytes
+            row.update({
+                "loop_order": mapping.order, "tile_m": mapping.tiles[0],
+                "tile_k": mapping.tiles[1], "tile_n": mapping.tiles[2], "tensor_a": a,
+                "tensor_b": b, "tensor_c": c,
+                "reread_a": mapping.read_bytes[0] / by_tensor[a] if by_tensor[a] else 0.0,
+                "reread_b": mapping.read_bytes[1] / by_tensor[b] if by_tensor[b] else 0.0,
+                "writes_c": output / by_tensor[c] if by_tensor[c] else 0.0})
+        self.ledger.mappings.append(row)

@@ -210,6 +210,15 @@ class Mapping(FrozenModel):
         description="fraction of each tile's SRAM kept for activations and errors")
 
 
+class Schedule(FrozenModel):
+    """How a training step is scheduled on the chip."""
+
+    fused_weight_update: bool = Field(
+        default=True, description="the weight gradient is applied to the weights as its tiles "
+        "finish (one read and one write of W and of the optimizer state) and never goes to "
+        "DRAM; false = the gradient op writes dW to DRAM and the update reads it back")
+
+
 class ArchSpec(FrozenModel):
     """One hardware design point."""
 
@@ -228,6 +237,7 @@ class ArchSpec(FrozenModel):
     tiles: Tiles | None = Field(default=None, description="distributed only")
     noc: Noc | None = Field(default=None, description="distributed only")
     mapping: Mapping = Field(default=Mapping(), description="distributed placement policy")
+    schedule: Schedule = Field(default=Schedule(), description="how the step is scheduled")
 
     @model_validator(mode="after")
     def _substrate_parts(self) -> ArchSpec:

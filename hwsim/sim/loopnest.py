@@ -1,0 +1,297 @@
+"""A mapping search for matmul and conv ops on the von Neumann substrate (pure, numpy).
+
+The job Timeloop's and ZigZag's mappers do, as a small analytical search.  Every matmul-class
+op is a GEMM  C[m, n] += A[m, k] · B[k, n]  whose three loops are cut into tiles (tm, tk, tn)
+and run in one of six orders (outermost first).  For each (order, tiles):
+
+- an input X that depends on two of the loops is read from DRAM |X| × the trip counts of the
+  loop it does not depend on, when that loop sits outside X's innermost relevant loop
+  (loops with one trip do not count: a tile that never changes stays put);
+- the output C is finished before it leaves when the k loop sits inside C's loops; otherwise
+  each extra pass over k evicts partial sums and reads them back (read-modify-write at
+  `accumulator_bits`);
+- the tiles must fit the buffer space the op is given: a tile that changes during the nest is
+  double-buffered (two copies), a constant one needs one; C's tile is held at
+  `accumulator_bits`.
+
+The search keeps the mapping with the least DRAM traffic (ties: fewest estimated cycles).
+Tile candidates per loop are ⌈size / 2^i⌉ (so a batch's candidates contain half the batch's).
+
+Convolutions are tiled in their own terms: output positions in bands of whole output rows
+(or whole images), input channels with the whole R × S window, output channels.  The input
+feature map is priced by the windows the bands need — ((r − 1)·stride + R) input rows per band
+of r output rows — so the halo is counted and the im2col over-count (up to R·S/stride²) is not.
+A backward-data pass writes overlapping windows: the halo rows are partial sums, read and
+written back.  docs/model.md states the resulting formulas.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from hwsim.specs.trace import Conv2DOp, ConvPass, MatmulOp
+
+LOOPS = "mkn"
+ORDERS = tuple(itertools.permutations(range(3)))  # outermost first
+A, B, C = 0, 1, 2
+OPERAND_LOOPS = ((0, 1), (1, 2), (0, 2))  # A: m, k   B: k, n   C: m, n
+
+
+@dataclass(frozen=True)
+class Operand:
+    """One GEMM operand: element count and bits per element.
+
+    `resident`: the buffer's reuse share holds the whole tensor (an input it already has, an
+    output it keeps): no DRAM traffic, no stream space.  `written` (the output only): the
+    finished result goes to DRAM; false when it is consumed on chip (a fused weight update),
+    though partial sums that must leave the buffer still go to DRAM and back."""
+
+    elements: int
+    bits: int
+    resident: bool = False
+    written: bool = True
+
+
+@dataclass(frozen=True)
+class ConvGeometry:
+    """What a conv pass's tiling needs from its geometry (the trace's Conv2DOp)."""
+
+    conv_pass: ConvPass
+    batch: int
+    input_height: int
+    input_width: int
+    input_channels: int
+    output_height: int
+    output_width: int
+    output_channels: int
+    kernel_height: int
+    kernel_width: int
+    stride: int
+
+    @classmethod
+    def of(cls, op: Conv2DOp) -> ConvGeometry:
+        return cls(op.conv_pass, op.batch, op.input_height, op.input_width, op.input_channels,
+                   op.output_height, op.output_width, op.output_channels, op.kernel_height,
+                   op.kernel_width, op.stride)
+
+
+@dataclass(frozen=True)
+class Gemm:
+    """The problem a mapping solves: sizes, operands A, B, C, and the buffer space."""
+
+    m: int
+    k: int
+    n: int
+    a: Operand
+    b: Operand
+    c: Operand
+    accumulator_bits: int
+    conv: ConvGeometry | None = None
+
+
+@dataclass(frozen=True)
+class Mapping:
+    """The chosen loop nest of one op and what it moves."""
+
+    order: str  # e.g. "m>n>k", outermost first
+    tiles: tuple[int, int, int]  # tm, tk, tn (conv: positions, window = channels·R·S, outputs)
+    trips: tuple[int, int, int]
+    read_bytes: tuple[int, int]  # DRAM bytes read of A and B
+    output_write_bytes: int  # DRAM bytes of C's final write
+    partial_bytes: int  # partial sums written out and read back (each way)
+    footprint_bytes: int  # buffer bytes the tiles occupy (double-buffered where they change)
+    array_read_bytes: int  # buffer → array: every tile each time the nest uses it
+
+    @property
+    def steps(self) -> int:
+        return math.prod(self.trips)
+
+    @property
+    def dram_read_bytes(self) -> int:
+        return sum(self.read_bytes) + self.partial_bytes
+
+    @property
+    def dram_write_bytes(self) -> int:
+        return self.output_write_bytes + self.partial_bytes
+
+    @property
+    def dram_bytes(self) -> int:
+        return self.dram_read_bytes + self.dram_write_bytes
+
+
+def _candidates(size: int) -> np.ndarray:
+    """⌈size / 2^i⌉ for i = 0, 1, ... down to 1."""
+    values = sorted({-(-size // (1 << i)) for i in range(size.bit_length() + 1)})
+    return np.array(values, dtype=np.int64)
+
+
+def _ceil_div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return -(-a // b)
+
+
+@dataclass(frozen=True)
+class _Loop:
+    """Tile candidates of one loop: the tile in GEMM units and its trip count."""
+
+    tiles: np.ndarray
+    trips: np.ndarray
+
+
+def _plain(size: int) -> _Loop:
+    tiles = _candidates(size)
+    return _Loop(tiles, _ceil_div(np.int64(size), tiles))
+
+
+def _bands(conv: ConvGeometry, output_rows: int, input_rows: int) -> tuple[_Loop, np.ndarray,
+                                                                            np.ndarray]:
+    """Output-position tiles of a conv: r whole output rows of one image, or b whole images.
+
+    Returns the loop (tile = positions) and, per candidate, the input rows one tile touches
+    (× images in the tile) and the input rows all tiles touch together (× all images)."""
+    per_row = conv.output_width
+    rows = _candidates(output_rows)[:-1] if output_rows > 1 else np.array([], np.int64)
+    images = _candidates(conv.batch)
+    window = np.minimum(input_rows, (rows - 1) * conv.stride + conv.kernel_height)
+    full, rest = output_rows // rows, output_rows % rows
+    rest_window = np.where(rest > 0, np.minimum(input_rows, (rest - 1) * conv.stride +
+                                                conv.kernel_height), 0)
+    swept = np.maximum(full * window + rest_window, input_rows)
+    tiles = np.concatenate([rows * per_row, images * output_rows * per_row])
+    trips = np.concatenate([conv.batch * _ceil_div(np.int64(output_rows), rows),
+                            _ceil_div(np.int64(conv.batch), images)])
+    tile_rows = np.concatenate([window, images * input_rows])
+    sweep_rows = np.concatenate([conv.batch * swept,
+                                 np.full(len(images), conv.batch * input_rows, np.int64)])
+    return _Loop(tiles, trips), tile_rows, sweep_rows
+
+
+def _channels(channels: int, window: int) -> tuple[_Loop, np.ndarray]:
+    """Window tiles of a conv: tc whole input channels × the R × S kernel."""
+    tc = _candidates(channels)
+    return _Loop(tc * window, _ceil_div(np.int64(channels), tc)), tc
+
+
+def _grid(gemm: Gemm) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray],
+                               list[np.ndarray]]:
+    """Per (tm, tk, tn) candidate: tiles, trips, and each operand's tile and sweep elements
+    (the elements one pass over all its tiles touches: its size, or more with a halo)."""
+    conv = gemm.conv
+    loops: list[_Loop]
+    if conv is None:
+        loops = [_plain(gemm.m), _plain(gemm.k), _plain(gemm.n)]
+        extra = None
+    else:
+        kernel = conv.kernel_height * conv.kernel_width
+        # The input map's rows actually used (VALID padding may leave trailing rows unread).
+        used_rows = min(conv.input_height,
+                        (conv.output_height - 1) * conv.stride + conv.kernel_height)
+        bands, tile_rows, sweep_rows = _bands(conv, conv.output_height, used_rows)
+        channels, tc = _channels(conv.input_channels, kernel)
+        outputs = _plain(conv.output_channels)
+        # Which GEMM loop is positions (p), window (w) and output channels (f), per pass.
+        p, w, f = {ConvPass.FORWARD: (0, 1, 2), ConvPass.BACKWARD_DATA: (0, 2, 1),
+                   ConvPass.BACKWARD_WEIGHT: (1, 0, 2)}[conv.conv_pass]
+        loops = [None, None, None]  # type: ignore[list-item]
+        loops[p], loops[w], loops[f] = bands, channels, outputs
+        extra = (p, w, tile_rows, sweep_rows, tc)
+    index = np.meshgrid(*[np.arange(len(loop.tiles)) for loop in loops], indexing="ij")
+    index = [i.ravel() for i in index]
+    tiles = [loop.tiles[i] for loop, i in zip(loops, index, strict=True)]
+    trips = [loop.trips[i] for loop, i in zip(loops, index, strict=True)]
+    operands = (gemm.a, gemm.b, gemm.c)
+    tile_elements = []
+    sweep_elements = []
+    for which, (x, y) in enumerate(OPERAND_LOOPS):
+        tile_elements.append(tiles[x] * tiles[y])
+        sweep_elements.append(np.full_like(tiles[0], operands[which].elements))
+    if extra is not None:
+        p, w, tile_rows, sweep_rows, tc = extra
+        # The feature map that the window loop indexes: A in forward / backward-weight, C in
+        # backward-data.  Its tiles are windows of input rows, whole input width.
+        which = next(i for i, loops_of in enumerate(OPERAND_LOOPS)
+                     if set(loops_of) == {p, w})
+        width = conv.input_width
+        band = index[p]
+        tile_elements[which] = tile_rows[band] * width * tc[index[w]]
+        sweep_elements[which] = np.maximum(sweep_rows[band] * width * conv.input_channels,
+                                           operands[which].elements)
+    return tiles, trips, tile_elements, sweep_elements
+
+
+def _bytes(elements: np.ndarray, bits: int) -> np.ndarray:
+    return (elements * bits + 7) // 8
+
+
+@lru_cache(maxsize=4096)
+def search(gemm: Gemm, budget_bytes: int) -> Mapping | None:
+    """The least-traffic mapping of `gemm` whose tiles fit `budget_bytes`; None if none fits."""
+    tiles, trips, tile_elements, sweep_elements = _grid(gemm)
+    operands = (gemm.a, gemm.b, gemm.c)
+    sweep_bytes = [_bytes(sweep_elements[i], operands[i].bits) for i in range(3)]
+    tile_bytes = [_bytes(tile_elements[i], operands[i].bits) for i in range(2)]
+    tile_bytes.append(_bytes(tile_elements[C], gemm.accumulator_bits))
+    moving = [trips[i] > 1 for i in range(3)]
+    best: tuple | None = None
+    for order in ORDERS:
+        position = {loop: depth for depth, loop in enumerate(order)}
+        multipliers = []
+        footprint = np.zeros_like(tiles[0])
+        for which, relevant in enumerate(OPERAND_LOOPS):
+            other = 3 - sum(relevant)
+            inner = np.full_like(tiles[0], -1)
+            for loop in relevant:
+                inner = np.where(moving[loop], np.maximum(inner, position[loop]), inner)
+            revisits = np.where(position[other] < inner, trips[other], 1)
+            multipliers.append(revisits)
+            if not operands[which].resident:
+                copies = np.where(inner >= 0, 2, 1)
+                footprint = footprint + copies * tile_bytes[which]
+        reads = [sweep_bytes[i] * multipliers[i] * (not operands[i].resident) for i in (A, B)]
+        partial_elements = multipliers[C] * sweep_elements[C] - operands[C].elements
+        partial = _bytes(partial_elements, gemm.accumulator_bits) * (not operands[C].resident)
+        output = operands[C]
+        write = (output.elements * output.bits + 7) // 8 \
+            if output.written and not output.resident else 0
+        traffic = reads[A] + reads[B] + 2 * partial + write
+        fits = footprint <= budget_bytes
+        if not fits.any():
+            continue
+        steps = trips[0] * trips[1] * trips[2]
+        # Ties: a pipeline fill (the first tile's reads) of at most 1/64 of the traffic, then
+        # the fewest steps (the biggest tiles).
+        fill = np.maximum((reads[A] + reads[B]) // steps, traffic // 64)
+        key = np.lexsort((steps, fill, traffic))
+        key = key[fits[key]]
+        choice = int(key[0])
+        score = (int(traffic[choice]), int(fill[choice]), int(steps[choice]), order)
+        if best is None or score < best[0]:
+            array_reads = sum(int(sweep_bytes[i][choice] * multipliers[i][choice])
+                              for i in (A, B))
+            best = (score, Mapping(
+                order=">".join(LOOPS[loop] for loop in order),
+                tiles=tuple(int(t[choice]) for t in tiles),
+                trips=tuple(int(t[choice]) for t in trips),
+                read_bytes=(int(reads[A][choice]), int(reads[B][choice])),
+                output_write_bytes=int(write), partial_bytes=int(partial[choice]),
+                footprint_bytes=int(footprint[choice]), array_read_bytes=array_reads))
+    return None if best is None else best[1]
+
+
+def gemm_of(op: MatmulOp | Conv2DOp, a: Operand, b: Operand, c: Operand,
+            accumulator_bits: int) -> Gemm:
+    conv = ConvGeometry.of(op) if isinstance(op, Conv2DOp) else None
+    return Gemm(op.m, op.k, op.n, a, b, c, accumulator_bits, conv)
+
+
+def hong_kung_bound_bytes(m: int, k: int, n: int, buffer_bytes: int, bits: int) -> float:
+    """A GEMM on a fast memory of S words moves at least 2·m·n·k/√S words (Hong & Kung;
+    tight constant by Smith et al.), and never less than the compulsory traffic."""
+    words = buffer_bytes * 8 / bits
+    bound = 2 * m * n * k / math.sqrt(words)
+    compulsory = m * k + k * n + m * n
+    return max(bound, compulsory) * bits / 8
