@@ -1,28 +1,106 @@
 """The distributed-memory substrate: tiles with local SRAM and MACs, joined by a NoC.
 
-Weights stay in their region's SRAM.  A tensor lives where it was written; another region that
-reads it gets a copy over the NoC (forward activations are multicast to the next layer's
-tiles).  BP's error for the layer below moves partial sums — or the transposed weights — across
-the network: the weight-transport problem made visible.  DFA multicasts the C-element output
-error to every tile of a hidden layer; SSDFA delivers to each tile only the errors its neurons
-listen to.  Updates are local.  Spilled weights are read from (and written to) DRAM.
+Weights stay in their layer's storage region (hwsim.sim.mapping).  A tensor lives where it was
+written; another region that reads it gets a copy over the NoC (forward activations are
+multicast to the next dense layer's tiles; a convolution's tiles receive only their input
+window plus halo).  A convolution that time-shares the chip reloads its weights into the
+borrowed tiles every time it runs.  BP's error for the layer below moves partial sums — or the
+transposed weights — across the network: the weight-transport problem made visible.  DFA
+multicasts the C-element output error to every tile of a hidden layer; SSDFA delivers to each
+tile only the errors its neurons listen to.  Updates are local.  Spilled weights are read from
+(and written to) DRAM; so are activations and errors that overflow a tile's reserve.
+
+Which region an error feeds comes from the data flow, never from tensor names: partial sums
+stay where they were computed until the first record that reads the error asks for them, and
+are then reduced into that record's region.  Fetches overlap compute: an op whose operands
+take more than half a tile's reserve is cut into blocks, and the blocks after the first arrive
+while the tiles compute.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import simpy
 
-from hwsim.sim.components import Compute, Dram, Ledger, Process, Scope, ceil_div
-from hwsim.sim.mapping import Placement, Region, distinct_errors_per_tile, place
-from hwsim.sim.noc import MEMORY, Network
+from hwsim.errors import SpecError
+from hwsim.sim.components import Dram, Ledger, Process, Scope, ceil_div
+from hwsim.sim.dist_conv import input_window_elements
+from hwsim.sim.mapping import (
+    ConvGroup,
+    Placement,
+    Region,
+    distinct_errors_per_tile,
+    place,
+    reserve_bytes,
+)
+from hwsim.sim.noc import MEMORY, Network, Transfer
 from hwsim.sim.tiling import compute_cycles, operand_bytes
 from hwsim.specs.arch import ArchSpec, BackwardTransport
-from hwsim.specs.trace import GatherOp, Operand, OpRecord, Phase, Role, TraceHeader
+from hwsim.specs.trace import (
+    Conv2DOp,
+    GatherOp,
+    MatmulOp,
+    Operand,
+    OpRecord,
+    Phase,
+    Role,
+    TraceHeader,
+)
 
 RESIDENT_ROLES = (Role.WEIGHT, Role.BIAS, Role.OPTIMIZER_STATE, Role.FEEDBACK)
+HELD_ROLES = (Role.ACTIVATION, Role.ERROR)  # what the activation reserve must hold
+MAP_ROLES = (Role.INPUT, Role.ACTIVATION)  # a convolution's input map: read as windows
 SRAM = "tile_sram"
+
+
+@dataclass(frozen=True)
+class Move:
+    """One piece of an op's fetch: bytes read from DRAM, then a NoC transfer into `region`."""
+
+    dram_read_bytes: int
+    transfer: Transfer | None
+    region: Region
+    scope: Scope | None = None  # whom the transfer is counted for; None: the op that fetches
+
+    def part(self, share: int, parts: int) -> Move:
+        transfer = None if self.transfer is None else self.transfer.part(share, parts)
+        return Move(self.dram_read_bytes * share // parts, transfer, self.region, self.scope)
+
+
+@dataclass(frozen=True)
+class Pending:
+    """An error not yet delivered: partial sums in `region`, or a whole transposed product."""
+
+    scope: Scope
+    region: Region
+    partial_bytes: int = 0
+    record: OpRecord | None = None  # transpose_weights: computed where it is consumed
+
+
+class TileGroups:
+    """The chip's tiles: a pool every op draws its tiles from, one op at a time per region."""
+
+    def __init__(self, env: simpy.Environment, count: int, ledger: Ledger) -> None:
+        self.env = env
+        self.ledger = ledger
+        self.free = simpy.Container(env, capacity=count, init=count)
+        self.locks: dict[str, simpy.Resource] = {}
+
+    def hold(self, region: Region, cycles: int) -> Process:
+        name = f"tiles.{region.key}"
+        lock = self.locks.setdefault(region.key, simpy.Resource(self.env, capacity=1))
+        asked = self.env.now
+        with lock.request() as request:
+            yield request
+            yield self.free.get(region.tiles)
+            self.ledger.waits[name] += self.env.now - asked
+            start = self.env.now
+            if cycles > 0:
+                yield self.env.timeout(cycles)
+            self.ledger.busy(name, start, self.env.now)
+            yield self.free.put(region.tiles)
 
 
 class DistributedSubstrate:
@@ -31,99 +109,279 @@ class DistributedSubstrate:
         self.env = env
         self.arch = arch
         self.ledger = ledger
+        self.source = source
+        self.network_name = header.network
         self.placement: Placement = place(header, arch, source)
         self.network = Network(env, arch.noc, self.placement, ledger)
         self.geometry = self.network.geometry
         dram = arch.dram
         self.dram = Dram(env, dram.channels, dram.bandwidth_bytes_per_cycle,
                          dram.latency_cycles, ledger)
-        self.compute = {name: Compute(env, "tiles", f"tiles.{name}", ledger)
-                        for name in self.placement.regions}
+        self.tiles = TileGroups(env, arch.tiles.count, ledger)
+        self.reserve_bytes = reserve_bytes(arch)
         self.feedback = {info.layer: info for info in header.feedback}
         self.home: dict[str, Region] = {}
         self.copies: dict[str, set[str]] = {}
+        self.spilled: dict[str, int] = {}  # tensor → bytes of it kept in DRAM
+        self.pending: dict[str, Pending] = {}
+        self.dram_bytes = self.placement.spilled_bytes  # what the substrate keeps in DRAM
+        self.in_dram: set[str] = set()
 
     def _bytes(self, operand: Operand) -> int:
         return operand_bytes(operand, self.arch.precision)
 
-    def execute(self, record: OpRecord) -> Process:
+    def _keep_in_dram(self, nbytes: int, what: str) -> None:
+        self.dram_bytes += nbytes
+        capacity = self.arch.dram.capacity_bytes
+        if capacity is not None and self.dram_bytes > capacity:
+            raise SpecError(f"{self.source}: dram.capacity_bytes: {self.network_name} needs "
+                            f"{self.dram_bytes:,} bytes of DRAM ({what}) (got {capacity:,})")
+
+    # -- where an op runs -----------------------------------------------------------------
+
+    def _region(self, record: OpRecord) -> tuple[Region, ConvGroup | None]:
+        own = self.placement.region_of(record.layer)
+        group = self.placement.group_of(record.layer)
+        if group is not None and isinstance(record.op, Conv2DOp):
+            return group.region, group
+        if any(operand.role in RESIDENT_ROLES for operand in record.reads):
+            return own, None  # next to the weights, feedback or optimizer state it reads
+        return (group.region, None) if group is not None else (own, None)
+
+    def execute(self, record: OpRecord, region: Region | None = None) -> Process:
         scope = Scope(record.layer, record.phase.value)
         own = self.placement.region_of(record.layer)
-        weight_transport = record.phase == Phase.ERROR and any(
-            operand.role == Role.WEIGHT for operand in record.reads)
-        destination = own
-        if weight_transport:
-            below = record.writes[0].tensor.removesuffix(".error")
-            destination = self.home.get(below, own)
-        transpose = weight_transport and \
-            self.arch.mapping.backward == BackwardTransport.TRANSPOSE_WEIGHTS
-        region = destination if transpose else own
-        received = 0
+        transport = (record.phase == Phase.ERROR and not isinstance(record.op, Conv2DOp)
+                     and any(o.role == Role.WEIGHT for o in record.reads))
+        transpose = self.arch.mapping.backward == BackwardTransport.TRANSPOSE_WEIGHTS
+        if transport and transpose and region is None:
+            for operand in record.writes:  # computed in the region that first reads it
+                self.pending[operand.tensor] = Pending(scope, own, record=record)
+            return
+        partial_sums = transport and not transpose
+        group = None
+        if region is None:
+            region, group = self._region(record)
         for operand in record.reads:
-            received += yield from self._fetch(scope, record, operand, own, region)
+            pending = self.pending.get(operand.tensor)
+            if pending is not None and pending.record is not None:
+                del self.pending[operand.tensor]
+                yield from self.execute(pending.record, region)
+        moves = [move for operand in record.reads
+                 for move in self._fetch(scope, record, operand, own, region, group)]
+        received = sum(m.transfer.delivered_bytes for m in moves if m.transfer is not None)
         read_bytes = sum(self._bytes(operand) for operand in record.reads)
         write_bytes = sum(self._bytes(operand) for operand in record.writes)
-        yield from self._run(scope, record, region, read_bytes + write_bytes)
+        cycles = self._cycles(record, region, read_bytes + write_bytes)
+        yield from self._fetch_and_compute(scope, moves, region, cycles, received)
+        if record.macs:
+            self.ledger.add(scope, "tiles", "mac", count=record.macs, cycles=cycles)
+        if record.other_ops:
+            self.ledger.add(scope, "tiles", "vector_op", count=record.other_ops,
+                            cycles=0 if record.macs else cycles)
         self.ledger.add(scope, SRAM, "read", nbytes=read_bytes)
         self.ledger.add(scope, SRAM, "write", nbytes=write_bytes + received)
-        for operand in record.writes:
-            if weight_transport and not transpose:
-                partial = operand.elements * self.arch.precision.accumulator_bits // 8
-                transfer = self.geometry.reduce(partial, own, destination)
-                yield from self.network.send(scope, transfer, destination)
-                self.ledger.add(scope, SRAM, "write", nbytes=transfer.delivered_bytes)
-                self._written(operand.tensor, destination)
-            elif operand.role in RESIDENT_ROLES:
-                yield from self._spill(scope, own, self._bytes(operand), "write")
-            else:
-                self._written(operand.tensor, region)
+        yield from self._store(scope, record, own, region, group, partial_sums)
 
-    def _written(self, tensor: str, region: Region) -> None:
-        self.home[tensor] = region
-        self.copies[tensor] = {region.layer}
-
-    def _spill(self, scope: Scope, owner: Region, nbytes: int, action: str) -> Process:
-        spilled = math.ceil(nbytes * owner.spilled_fraction)
-        if spilled:
-            yield from self.dram.transfer(scope, spilled, action)
-            transfer = self.geometry.scatter(spilled, MEMORY, owner)
-            yield from self.network.send(scope, transfer, owner)
-
-    def _fetch(self, scope: Scope, record: OpRecord, operand: Operand, own: Region,
-               region: Region) -> Process:
-        """Bring one read operand to `region`; returns the bytes written into its tiles."""
-        nbytes = self._bytes(operand)
-        if operand.role in RESIDENT_ROLES:
-            yield from self._spill(scope, own, nbytes, "read")
-            if region is own:
-                return 0
-            transfer = self.geometry.scatter(nbytes, own, region)
-        elif region.layer in self.copies.get(operand.tensor, ()):
-            return 0
-        elif operand.role in (Role.INPUT, Role.LABEL):
-            yield from self.dram.transfer(scope, nbytes, "read")
-            transfer = (self.geometry.broadcast(nbytes, MEMORY, region)
-                        if operand.role == Role.INPUT
-                        else self.geometry.scatter(nbytes, MEMORY, region))
-        else:
-            source = self.home.get(operand.tensor)
-            if source is None or source is region:
-                return 0
-            per_tile = None
-            if isinstance(record.op, GatherOp) and operand.role == Role.ERROR:
-                wanted = distinct_errors_per_tile(self.feedback[record.layer], region.tiles,
-                                                  self.arch.mapping.policy)
-                per_tile = math.ceil(nbytes * wanted / record.op.classes)
-            transfer = self.geometry.broadcast(nbytes, source, region, per_tile)
-        yield from self.network.send(scope, transfer, region)
-        self.copies.setdefault(operand.tensor, set()).add(region.layer)
-        return transfer.delivered_bytes
-
-    def _run(self, scope: Scope, record: OpRecord, region: Region, sram_bytes: int) -> Process:
+    def _cycles(self, record: OpRecord, region: Region, sram_bytes: int) -> int:
         tiles = self.arch.tiles
         cycles = compute_cycles(record, vector_ops_per_cycle=region.tiles *
                                 tiles.vector_ops_per_cycle,
                                 macs_per_cycle=region.tiles * tiles.macs_per_cycle)
         bandwidth = region.tiles * tiles.sram.bandwidth_bytes_per_cycle
-        cycles = max(cycles, ceil_div(sram_bytes, bandwidth))
-        yield from self.compute[region.layer].run(scope, cycles, record.macs, record.other_ops)
+        return max(cycles, ceil_div(sram_bytes, bandwidth))
+
+    # -- double buffering -----------------------------------------------------------------
+
+    def _perform(self, scope: Scope, moves: list[Move]) -> Process:
+        """The moves one after another; DRAM streams into the NoC (both busy at once)."""
+        for move in moves:
+            steps = []
+            if move.dram_read_bytes:
+                steps.append(self.dram.transfer(scope, move.dram_read_bytes, "read"))
+            if move.transfer is not None:
+                steps.append(self.network.hold(move.transfer, move.region))
+            if len(steps) == 1:
+                yield from steps[0]
+            elif steps:
+                yield self.env.all_of([self.env.process(step) for step in steps])
+
+    def _fetch_and_compute(self, scope: Scope, moves: list[Move], region: Region, cycles: int,
+                           received: int) -> Process:
+        """The first block's operands, then the rest while the tiles compute, then the last
+        block's compute; one block when everything fits in half the reserve."""
+        for move in moves:
+            if move.transfer is not None:
+                self.network.count(move.scope or scope, move.transfer)
+        per_tile = ceil_div(received, region.tiles)
+        blocks = max(1, ceil_div(per_tile, max(1, self.reserve_bytes // 2)))
+        if blocks == 1 or cycles == 0 or not moves:
+            yield from self._perform(scope, moves)
+            yield from self.tiles.hold(region, cycles)
+            return
+        yield from self._perform(scope, [move.part(1, blocks) for move in moves])
+        rest = [move.part(blocks - 1, blocks) for move in moves]
+        tail = ceil_div(cycles, blocks)
+        yield self.env.all_of([self.env.process(self._perform(scope, rest)),
+                               self.env.process(self.tiles.hold(region, cycles - tail))])
+        yield from self.tiles.hold(region, tail)
+
+    # -- fetching operands ----------------------------------------------------------------
+
+    def _fetch(self, scope: Scope, record: OpRecord, operand: Operand, own: Region,
+               region: Region, group: ConvGroup | None) -> list[Move]:
+        """What brings one read operand into `region`'s tiles."""
+        nbytes = self._bytes(operand)
+        geometry = self.geometry
+        if operand.role in RESIDENT_ROLES:
+            moves = []
+            spilled = math.ceil(nbytes * own.spilled_fraction)
+            if spilled:
+                moves.append(Move(spilled, geometry.scatter(spilled, MEMORY, own), own))
+            if group is not None and (region.key != own.key or
+                                      group.partition.spatial_blocks > 1):
+                # Reloaded (time-shared) or replicated over the spatial blocks: every tile
+                # gets its channel group's share, sent by the tiles that store it.
+                per_tile = ceil_div(nbytes, group.partition.channel_groups)
+                moves.append(Move(0, geometry.broadcast(nbytes, own, region, per_tile,
+                                                        sources=own.tiles), region))
+            elif region.key != own.key:
+                moves.append(Move(0, geometry.scatter(nbytes, own, region), region))
+            return moves
+        spilled = self.spilled.get(operand.tensor, 0)
+        if region.key in self.copies.get(operand.tensor, ()):
+            if not spilled:
+                return []  # a copy is already here
+            return [Move(spilled, geometry.scatter(spilled, MEMORY, region), region)]
+        moves = []
+        if operand.role in (Role.INPUT, Role.LABEL):
+            if operand.tensor not in self.in_dram:
+                self.in_dram.add(operand.tensor)
+                self._keep_in_dram(nbytes, f"the {operand.role.value} data")
+            source: Region | None = MEMORY
+            dram_read = nbytes
+        else:
+            pending = self.pending.pop(operand.tensor, None)
+            if pending is not None:  # partial sums reduced into the region that reads them
+                reduction = geometry.reduce(pending.partial_bytes, pending.region, region)
+                self._written(operand.tensor, region)
+                return [Move(0, reduction, region, pending.scope)]
+            source = self.home.get(operand.tensor)
+            if source is None:
+                return []
+            dram_read = 0
+            if spilled:  # what overflowed its writer's reserve comes back from DRAM
+                moves.append(Move(spilled, geometry.scatter(spilled, MEMORY, region), region))
+            if source.key == region.key:
+                return moves
+        transfer = self._transfer(record, operand, nbytes, source, region, group)
+        moves.append(Move(dram_read, transfer, region))
+        if ceil_div(transfer.delivered_bytes, region.tiles) <= self.reserve_bytes:
+            self.copies.setdefault(operand.tensor, set()).add(region.key)  # kept for later
+        return moves
+
+    def _transfer(self, record: OpRecord, operand: Operand, nbytes: int, source: Region | None,
+                  region: Region, group: ConvGroup | None) -> Transfer:
+        geometry = self.geometry
+        near = source is not None and self._is_group(source) and self._is_group(region) and \
+            _overlap(source, region)
+        if group is not None and operand.role in MAP_ROLES:
+            # A convolution's tiles each receive their input window: halo included, once per
+            # channel group.
+            windows = math.ceil(nbytes * input_window_elements(record.op, group.partition)
+                                / max(1, operand.elements))
+            delivered = group.partition.channel_groups * windows
+            if near:  # multicast injects each element once for all the tiles that need it
+                injected = nbytes if self.arch.noc.multicast else delivered
+                return geometry.neighbours(delivered, injected, region)
+            sources = 1 if source is None else source.tiles
+            return geometry.broadcast(nbytes, source, region,
+                                      ceil_div(delivered, region.tiles), sources)
+        if isinstance(record.op, GatherOp) and operand.role == Role.ERROR:
+            wanted = distinct_errors_per_tile(self.feedback[record.layer], region.tiles,
+                                              self.arch.mapping.policy)
+            per_tile = math.ceil(nbytes * wanted / record.op.classes)
+            return geometry.broadcast(nbytes, source, region, per_tile)
+        if isinstance(record.op, MatmulOp) and operand.role != Role.LABEL:
+            return geometry.broadcast(nbytes, source, region)  # every tile needs all of it
+        # Element-wise work and convolution errors are cut like the tiles' outputs: each
+        # tile receives its own slice.
+        if near:
+            return geometry.neighbours(nbytes, nbytes, region)
+        return geometry.scatter(nbytes, source, region)
+
+    def _is_group(self, region: Region) -> bool:
+        group = self.placement.groups.get(region.layer)
+        return group is not None and group.region == region
+
+    # -- storing results ------------------------------------------------------------------
+
+    def _store(self, scope: Scope, record: OpRecord, own: Region, region: Region,
+               group: ConvGroup | None, partial_sums: bool) -> Process:
+        accumulator_bits = self.arch.precision.accumulator_bits
+        held = 0
+        for operand in record.writes:
+            nbytes = self._bytes(operand)
+            if operand.role in RESIDENT_ROLES:
+                spilled = math.ceil(nbytes * own.spilled_fraction)
+                if spilled:
+                    yield from self.dram.transfer(scope, spilled, "write")
+                    yield from self.network.send(
+                        scope, self.geometry.scatter(spilled, MEMORY, own), own)
+            elif partial_sums:  # partial sums wait in this region for their reader
+                partial = ceil_div(operand.elements * accumulator_bits, 8)
+                self.pending[operand.tensor] = Pending(scope, region, partial_bytes=partial)
+            elif group is not None and operand.role == Role.GRADIENT:
+                # Each spatial block holds a partial weight gradient: sum them at home.
+                partition = group.partition
+                if partition.spatial_blocks > 1 or region.key != own.key:
+                    partial = ceil_div(operand.elements * accumulator_bits,
+                                       8 * partition.channel_groups)
+                    yield from self.network.send(
+                        scope, self.geometry.reduce(partial, region, own), own)
+                self._written(operand.tensor, own)
+            elif group is not None and operand.role == Role.ERROR:
+                # δ of the input map: channel groups' partial sums and overlapping windows
+                # are summed between neighbouring tiles.
+                windows = input_window_elements(record.op, group.partition)
+                moved = ceil_div((group.partition.channel_groups * windows - operand.elements)
+                                 * accumulator_bits, 8)
+                if moved > 0:
+                    yield from self.network.send(
+                        scope, self.geometry.neighbours(moved, moved, region), region)
+                self._written(operand.tensor, region)
+                held += nbytes
+            else:
+                self._written(operand.tensor, region)
+                if operand.role in HELD_ROLES:
+                    held += nbytes
+        yield from self._hold_or_spill(scope, record, region, held)
+
+    def _hold_or_spill(self, scope: Scope, record: OpRecord, region: Region,
+                       held: int) -> Process:
+        """What the op's tiles must keep of activations and errors; beyond the reserve it
+        goes to DRAM (counted, read back by whoever reads it) or the spec is refused."""
+        excess = held - self.reserve_bytes * region.tiles
+        if excess <= 0:
+            return
+        if not self.arch.mapping.allow_spill:
+            raise SpecError(
+                f"{self.source}: mapping.allow_spill: {record.layer}'s {record.phase.value} "
+                f"op writes {held:,} bytes of activations and errors into {region.tiles:,} "
+                f"tiles whose reserves (mapping.activation_reserve_fraction of "
+                f"tiles.sram.capacity_bytes) hold {self.reserve_bytes * region.tiles:,}; allow "
+                f"spilling to DRAM or enlarge the reserve (got false)")
+        self._keep_in_dram(excess, f"activations and errors spilled by {record.layer}")
+        yield from self.dram.transfer(scope, excess, "write")
+        for operand in record.writes:
+            if operand.role in HELD_ROLES:
+                self.spilled[operand.tensor] = ceil_div(excess * self._bytes(operand), held)
+
+    def _written(self, tensor: str, region: Region) -> None:
+        self.home[tensor] = region
+        self.copies[tensor] = {region.key}
+        self.spilled.pop(tensor, None)
+
+
+def _overlap(a: Region, b: Region) -> bool:
+    return a.first_tile < b.first_tile + b.tiles and b.first_tile < a.first_tile + a.tiles

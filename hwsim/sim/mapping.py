@@ -1,10 +1,18 @@
 """Where things live on the distributed substrate (pure functions, no simpy).
 
-Every weight layer gets a contiguous region of tiles big enough to keep its weights, biases,
-optimizer state and feedback matrix resident (a share of each tile's SRAM is reserved for
-activations and errors); tiles left over go to layers in proportion to their MACs.  Layers
-without weights (pooling, activations, dropout) run on the tiles of the weight layer before
-them.  What does not fit spills to DRAM — or is an error when the spec forbids spilling.
+Storage.  Every weight layer gets a contiguous region of tiles big enough to keep its weights,
+biases, optimizer state and feedback matrix resident (a share of each tile's SRAM is reserved
+for activations and errors); tiles left over go to layers in proportion to their forward MACs,
+never more than the layer's parallelism (output positions × channels for a convolution, units
+for a dense layer).  What does not fit spills to DRAM — or is an error when the spec forbids
+spilling.  Layers without weights (pooling, activations, dropout) belong to the weight layer
+before them.
+
+Execution.  A dense layer computes on its storage region.  A convolution is cut into
+`channel_groups` × `row_blocks` × `column_blocks` tiles (output channels × output rows ×
+output columns, hwsim.sim.dist_conv); when that needs more tiles than the layer stores its
+weights on, the layer time-shares the chip: it borrows tiles (from tile 0 on) that hold other
+layers' weights, and its own weights are reloaded into them every time it runs.
 """
 
 from __future__ import annotations
@@ -13,6 +21,7 @@ import math
 from dataclasses import dataclass
 
 from hwsim.errors import SpecError
+from hwsim.sim.dist_conv import ConvPartition, choose_partition
 from hwsim.specs.arch import ArchSpec, MappingPolicy
 from hwsim.specs.trace import FeedbackInfo, LayerInfo, TraceHeader
 
@@ -26,6 +35,12 @@ class Region:
     tiles: int
     resident_bytes: int
     spilled_bytes: int
+    shared: bool = False  # a time-shared execution group: tiles borrowed from other layers
+
+    @property
+    def key(self) -> str:
+        """Names the region's compute and NoC ingress; a time-shared group has its own."""
+        return f"{self.layer}:shared" if self.shared else self.layer
 
     @property
     def spilled_fraction(self) -> float:
@@ -33,18 +48,36 @@ class Region:
 
 
 @dataclass(frozen=True)
+class ConvGroup:
+    """The tiles one convolution layer computes on and how its output is cut over them."""
+
+    region: Region
+    partition: ConvPartition
+
+
+@dataclass(frozen=True)
 class Placement:
-    regions: dict[str, Region]  # by weight layer
+    regions: dict[str, Region]  # storage, by weight layer
     owner: dict[str, str]  # every layer → the weight layer whose tiles run it
     total_tiles: int
+    groups: dict[str, ConvGroup]  # execution groups of convolution layers
+    spilled_bytes: int  # resident bytes kept in DRAM, all layers
 
     def region_of(self, layer: str) -> Region:
         return self.regions[self.owner[layer]]
+
+    def group_of(self, layer: str) -> ConvGroup | None:
+        return self.groups.get(self.owner[layer])
 
 
 def forward_macs_per_example(layer: LayerInfo) -> int:
     positions = math.prod(layer.output_shape[:-1]) if layer.type == "conv2d" else 1
     return layer.weights * positions
+
+
+def parallelism(layer: LayerInfo) -> int:
+    """Independent outputs per example: positions × channels (conv), units (dense)."""
+    return math.prod(layer.output_shape) if layer.type == "conv2d" else layer.output_shape[-1]
 
 
 def resident_bytes(layer: LayerInfo, header: TraceHeader, arch: ArchSpec) -> int:
@@ -61,6 +94,11 @@ def resident_bytes(layer: LayerInfo, header: TraceHeader, arch: ArchSpec) -> int
             if feedback.nonzeros_per_neuron is not None:
                 bits += feedback.nonzeros * max(1, math.ceil(math.log2(feedback.classes)))
     return (bits + 7) // 8
+
+
+def reserve_bytes(arch: ArchSpec) -> int:
+    """Bytes of one tile's SRAM kept for activations and errors."""
+    return int(arch.tiles.sram.capacity_bytes * arch.mapping.activation_reserve_fraction)
 
 
 def _feedback_for(layer: str, feedback: list[FeedbackInfo]) -> FeedbackInfo | None:
@@ -89,19 +127,42 @@ def _fill(total: int, weights: list[float], minimum: list[int], caps: list[int])
     return counts
 
 
+def _conv_group(layer: LayerInfo, home: Region, header: TraceHeader, arch: ArchSpec) -> ConvGroup:
+    tiles = arch.tiles
+    height, width, channels = layer.output_shape
+    batch = header.batch_size
+    partition = choose_partition(
+        output_height=height, output_width=width, output_channels=channels,
+        tiles=min(tiles.count, parallelism(layer)),
+        macs=forward_macs_per_example(layer) * batch,
+        macs_per_tile_per_cycle=tiles.macs_per_cycle,
+        link_bytes_per_cycle=arch.noc.link_bandwidth_bytes_per_cycle,
+        weight_bytes=(layer.weights * arch.precision.weight_bits + 7) // 8,
+        input_bytes=(math.prod(layer.input_shape) * batch * arch.precision.activation_bits
+                     + 7) // 8)
+    if partition.tiles <= home.tiles:
+        region = Region(layer.name, home.first_tile, partition.tiles, home.resident_bytes,
+                        home.spilled_bytes)
+    else:
+        region = Region(layer.name, 0, partition.tiles, home.resident_bytes,
+                        home.spilled_bytes, shared=True)
+    return ConvGroup(region, partition)
+
+
 def place(header: TraceHeader, arch: ArchSpec, source: str = "arch") -> Placement:
     tiles = arch.tiles
     weight_layers = [layer for layer in header.layers if layer.type in WEIGHT_TYPES]
     if tiles.count < len(weight_layers):
         raise SpecError(f"{source}: tiles.count: {header.network} has {len(weight_layers)} "
                         f"weight layers and needs at least one tile each (got {tiles.count})")
-    usable = int(tiles.sram.capacity_bytes * (1 - arch.mapping.activation_reserve_fraction))
+    usable = tiles.sram.capacity_bytes - reserve_bytes(arch)
     resident = [resident_bytes(layer, header, arch) for layer in weight_layers]
-    needed = [max(1, math.ceil(size / usable)) for size in resident]
+    needed = [max(1, math.ceil(size / usable)) if usable else tiles.count
+              for size in resident]
     macs = [forward_macs_per_example(layer) for layer in weight_layers]
-    # A tile holds whole neurons (dense units, conv output channels): no more tiles than that.
-    caps = [max(need, layer.output_shape[-1]) for need, layer in zip(needed, weight_layers,
-                                                                      strict=True)]
+    # More tiles than independent outputs would idle: cap each layer at its parallelism.
+    caps = [max(need, parallelism(layer)) for need, layer in zip(needed, weight_layers,
+                                                                 strict=True)]
     if sum(needed) <= tiles.count:
         counts = _fill(tiles.count, [float(m) for m in macs], needed, caps)
     else:
@@ -110,23 +171,31 @@ def place(header: TraceHeader, arch: ArchSpec, source: str = "arch") -> Placemen
                 f"{source}: mapping.allow_spill: {header.network}'s weights, optimizer state "
                 f"and feedback need {sum(needed):,} tiles of SRAM but the spec has "
                 f"{tiles.count:,}; allow spilling to DRAM or add tiles (got false)")
-        # Share the tiles half by storage, half by compute, so big convolutions keep MACs.
-        blend = [n / sum(needed) + m / (sum(macs) or 1) for n, m in zip(needed, macs,
-                                                                          strict=True)]
-        counts = _fill(tiles.count, blend, [1] * len(needed), caps)
+        # Share the tiles by storage need to spill as little as possible: convolutions
+        # compute on time-shared tiles whatever their storage region.
+        counts = _fill(tiles.count, [float(n) for n in needed], [1] * len(needed), needed)
     regions: dict[str, Region] = {}
+    groups: dict[str, ConvGroup] = {}
     first = 0
     for layer, size, count in zip(weight_layers, resident, counts, strict=True):
-        regions[layer.name] = Region(layer.name, first, count, size,
-                                     max(0, size - count * usable))
+        home = Region(layer.name, first, count, size, max(0, size - count * usable))
+        regions[layer.name] = home
+        if layer.type == "conv2d":
+            groups[layer.name] = _conv_group(layer, home, header, arch)
         first += count
+    spilled = sum(region.spilled_bytes for region in regions.values())
+    capacity = arch.dram.capacity_bytes
+    if capacity is not None and spilled > capacity:
+        raise SpecError(f"{source}: dram.capacity_bytes: {header.network} spills {spilled:,} "
+                        f"bytes of weights, optimizer state and feedback to DRAM, more than "
+                        f"it holds; add DRAM or tiles (got {capacity:,})")
     owner: dict[str, str] = {}
     current = weight_layers[0].name
     for layer in header.layers:
         if layer.type in WEIGHT_TYPES:
             current = layer.name
         owner[layer.name] = current
-    return Placement(regions, owner, tiles.count)
+    return Placement(regions, owner, tiles.count, groups, spilled)
 
 
 def distinct_errors_per_tile(feedback: FeedbackInfo, tiles: int, policy: MappingPolicy) -> float:

@@ -218,7 +218,10 @@ def test_same_inputs_give_identical_results(base):
 def test_cost_does_not_grow_with_identical_tiles():
     small = simulate(arch(DISTRIBUTED, **{"tiles.count": 16}), tiny_trace("ssdfa"))
     huge = simulate(arch(DISTRIBUTED, **{"tiles.count": 65536}), tiny_trace("ssdfa"))
-    assert len(huge.breakdown) == len(small.breakdown)
+    # Identical tiles are one group per region: no row and no resource per tile.  (The small
+    # chip has more rows: its convolution time-shares tiles it does not own.)
+    assert len(huge.breakdown) <= len(small.breakdown)
+    assert len(huge.resources) <= len(small.resources)
 
 
 @settings(max_examples=25, deadline=None)

@@ -29,16 +29,26 @@ def test_resident_bytes_count_weights_state_and_feedback():
 
 def test_regions_are_contiguous_capped_and_cover_every_layer():
     header = tiny_trace("bp").header
-    placement = place(header, arch(DISTRIBUTED, **{"tiles.count": 64}))
+    placement = place(header, arch(DISTRIBUTED, **{"tiles.count": 1024}))
     regions = list(placement.regions.values())
     assert [r.layer for r in regions] == ["conv", "fc1", "fc2", "fc3"]
     assert [r.first_tile for r in regions] == [0, *[sum(x.tiles for x in regions[:i])
                                                     for i in range(1, 4)]]
-    # No region has more tiles than neurons (4 filters, 16, 12 and 4 units).
-    assert [r.tiles <= cap for r, cap in zip(regions, [4, 16, 12, 4], strict=True)] == [True] * 4
-    assert sum(r.tiles for r in regions) <= 64
+    # No region has more tiles than independent outputs: 6·6 positions × 4 filters, then
+    # 16, 12 and 4 units; the convolution's share is no longer capped by its 4 channels.
+    caps = [6 * 6 * 4, 16, 12, 4]
+    assert [r.tiles for r in regions] == caps
     assert placement.owner["pool"] == "conv" and placement.owner["flat"] == "conv"
     assert all(r.spilled_bytes == 0 for r in regions)
+
+
+def test_tiles_follow_macs_until_a_layer_reaches_its_parallelism():
+    header = tiny_trace("bp").header
+    placement = place(header, arch(DISTRIBUTED, **{"tiles.count": 64}))
+    conv, fc1 = placement.regions["conv"], placement.regions["fc1"]
+    # conv: 36·72 = 2,592 MACs per example; fc1: 576: conv gets the lion's share.
+    assert conv.tiles > 3 * fc1.tiles
+    assert sum(r.tiles for r in placement.regions.values()) == 64
 
 
 def test_cramped_chips_spill_what_does_not_fit():
@@ -100,13 +110,30 @@ def test_multicast_injects_once_and_unicast_once_per_tile():
     assert unicast.injected_bytes == unicast.delivered_bytes == 100 * fc2.tiles
 
 
-def test_a_bus_is_one_hop_and_serialises_reductions():
+def test_a_bus_is_priced_by_the_stretch_of_wire_a_transfer_drives():
     geometry, placement = _geometry("bus")
     fc2, fc1 = placement.regions["fc2"], placement.regions["fc1"]
-    assert geometry.distance(fc2, fc1) == 1
+    span = fc2.first_tile + fc2.tiles - 1 - fc1.first_tile  # fc1 lies before fc2
+    assert geometry.distance(fc2, fc1) == span
     reduction = geometry.reduce(40, fc2, fc1)
     assert reduction.injected_bytes == 40 * fc2.tiles
-    assert reduction.cycles == 40 * fc2.tiles // 8 + 1
+    assert reduction.byte_hops == 40 * fc2.tiles * span
+    # Serialised on the one bus, and the same latency rule as a broadcast: hops × hop latency.
+    assert reduction.cycles == 40 * fc2.tiles // 8 + 2 * span
+    broadcast = geometry.broadcast(40, fc2, fc1)
+    assert broadcast.cycles == 40 // 8 + 2 * span
+    assert broadcast.byte_hops == 40 * span
+
+
+def test_bus_wire_energy_grows_with_the_tiles_it_spans():
+    hops = []
+    for tiles in (16, 64, 256):
+        geometry, placement = _geometry("bus", tiles=tiles)
+        transfer = geometry.broadcast(100, None, placement.regions["fc3"])
+        hops.append(transfer.byte_hops)
+    assert hops[0] < hops[1] < hops[2]
+    assert hops[2] == 100 * (placement.regions["fc3"].first_tile
+                             + placement.regions["fc3"].tiles - 1)
 
 
 def test_tree_distances_grow_with_log_of_tiles():

@@ -1,0 +1,241 @@
+"""The distributed substrate: conv layers over the whole chip, halo, reserves, DRAM capacity,
+data flow instead of tensor names."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hwsim.errors import SpecError
+from hwsim.io.arch import load_arch_with_energies
+from hwsim.io.networks import load_network
+from hwsim.sim.dist_conv import (
+    ConvPartition,
+    choose_partition,
+    halo_elements,
+    input_window_elements,
+)
+from hwsim.sim.engine import simulate
+from hwsim.sim.mapping import forward_macs_per_example, place
+from hwsim.specs.network import infer_shapes
+from hwsim.specs.trace import Conv2DOp, LayerInfo, Trace, TraceHeader
+from tests.sim.conftest import DISTRIBUTED, arch, tiny_trace
+
+
+def network_header(name: str, batch_size: int = 8) -> TraceHeader:
+    """A trace header with a shipped network's layer table (shapes only, nothing traced)."""
+    network = load_network(name)
+    layers = [LayerInfo(name=s.name, type=s.type, input_shape=list(s.input_shape),
+                        output_shape=list(s.output_shape), trainable=s.trainable,
+                        weights=s.weights, parameters=s.parameters)
+              for s in infer_shapes(network)]
+    return tiny_trace("bp").header.model_copy(update={
+        "layers": layers, "network": name, "classes": network.classes,
+        "batch_size": batch_size})
+
+
+@pytest.mark.parametrize("network", ["vgg16", "alexnet"])
+@pytest.mark.parametrize("spec", ["distributed", "distributed_small"])
+def test_convolutions_compute_on_most_of_the_chip(network, spec):
+    header = network_header(network)
+    chip, _ = load_arch_with_energies(spec)
+    placement = place(header, chip)
+    convs = [layer for layer in header.layers if layer.type == "conv2d"]
+    macs = sum(forward_macs_per_example(layer) for layer in convs)
+    used = sum(forward_macs_per_example(layer) * placement.groups[layer.name].region.tiles
+               for layer in convs) / macs / chip.tiles.count
+    # MAC-weighted share of the chip a convolution computes on (it was ≤ 9 % for VGG16).
+    assert used >= 0.9
+    for layer in convs:
+        group = placement.groups[layer.name]
+        assert group.region.tiles == group.partition.tiles <= chip.tiles.count
+
+
+def test_a_layer_beyond_its_storage_region_time_shares_the_chip():
+    placement = place(tiny_trace("bp").header, arch(DISTRIBUTED))
+    home, group = placement.regions["conv"], placement.groups["conv"]
+    assert group.region.tiles > home.tiles and group.region.shared
+    assert group.region.key != home.key  # its own compute and NoC ingress
+
+
+def _conv(size: int, padding: str, channels: int = 2, batch: int = 1) -> Conv2DOp:
+    out = size if padding == "same" else size - 2
+    return Conv2DOp(kind="conv2d", conv_pass="forward", batch=batch, input_height=size,
+                    input_width=size, input_channels=channels, output_height=out,
+                    output_width=out, output_channels=4, kernel_height=3, kernel_width=3,
+                    stride=1, padding=padding, m=batch * out * out, k=9 * channels, n=4)
+
+
+@pytest.mark.parametrize(("padding", "size", "rows_per_block"), [
+    ("same", 8, 5),  # output rows 0–3 read input rows −1…4 (−1 is padding), 4–7 read 3…8
+    ("valid", 10, 6),  # output rows 0–3 read 0…5, 4–7 read 4…9
+])
+def test_halo_of_a_2x2_cut_in_closed_form(padding, size, rows_per_block):
+    op = _conv(size, padding, channels=3, batch=2)
+    partition = ConvPartition(channel_groups=1, row_blocks=2, column_blocks=2)
+    windows = (2 * rows_per_block) ** 2 * 3 * 2
+    assert input_window_elements(op, partition) == windows
+    assert halo_elements(op, partition) == windows - size * size * 3 * 2
+    whole = ConvPartition(channel_groups=4, row_blocks=1, column_blocks=1)
+    assert halo_elements(op, whole) == 0  # one block: the window is the input map
+
+
+@settings(max_examples=50, deadline=None)
+@given(size=st.integers(3, 40), rows=st.integers(1, 8), columns=st.integers(1, 8))
+def test_halo_grows_with_the_cut_and_never_goes_negative(size, rows, columns):
+    op = _conv(size, "same")
+    coarse = ConvPartition(1, rows, columns)
+    fine = ConvPartition(1, rows + 1, columns)
+    assert 0 <= halo_elements(op, coarse) <= halo_elements(op, fine)
+
+
+def test_partition_trades_compute_against_bytes():
+    # A tiny map with big weights: more spatial blocks would replicate the weights.
+    partition = choose_partition(output_height=2, output_width=2, output_channels=64,
+                                 tiles=64, macs=10**9, macs_per_tile_per_cycle=16,
+                                 link_bytes_per_cycle=32, weight_bytes=10**6,
+                                 input_bytes=10**3)
+    assert partition.tiles == 64 and partition.spatial_blocks * 16 <= 64
+
+
+def test_conv_tiles_receive_windows_and_reloaded_weights():
+    trace = tiny_trace("bp")
+    spec = arch(DISTRIBUTED)
+    result = simulate(spec, trace)
+    group = place(trace.header, spec).groups["conv"]
+    forward = result.breakdown.query("layer == 'conv' and phase == 'forward' and "
+                                     "component == 'noc' and action == 'deliver'")
+    op = trace.records[0].op
+    windows = input_window_elements(op, group.partition) * 2  # 16-bit
+    weights = (72 + 4) * 2
+    delivered = group.partition.channel_groups * windows + \
+        group.partition.spatial_blocks * weights
+    # ± the rounding of per-tile shares of the weights and biases
+    assert forward["bytes"].sum() == pytest.approx(delivered, rel=0.05)
+
+
+def _renamed(trace: Trace) -> Trace:
+    names: dict[str, str] = {}
+
+    def rename(operand):
+        new = names.setdefault(operand.tensor, f"tensor{len(names)}")
+        return operand.model_copy(update={"tensor": new})
+
+    records = [record.model_copy(update={"reads": [rename(o) for o in record.reads],
+                                         "writes": [rename(o) for o in record.writes]})
+               for record in trace.records]
+    return Trace(header=trace.header, records=records)
+
+
+@pytest.mark.parametrize("backward", ["partial_sums", "transpose_weights"])
+@pytest.mark.parametrize("algorithm", ["bp", "dfa", "ssdfa"])
+def test_tensor_names_carry_no_meaning(algorithm, backward):
+    spec = arch(DISTRIBUTED, **{"mapping.backward": backward})
+    trace = tiny_trace(algorithm)
+    original, renamed = simulate(spec, trace), simulate(spec, _renamed(trace))
+    assert original.breakdown.equals(renamed.breakdown)
+    assert original.cycles == renamed.cycles
+
+
+def test_bp_partial_sums_go_to_the_region_that_reads_the_error():
+    spec = arch(DISTRIBUTED, **{"tiles.count": 64})
+    result = simulate(spec, tiny_trace("bp"))
+    # fc3's δ·Wᵀ is reduced over the NoC into fc2's tiles (the reader of fc2's error).
+    rows = result.breakdown.query("layer == 'fc3' and phase == 'error' and component == 'noc'")
+    assert rows.loc[rows["action"] == "inject", "bytes"].sum() >= \
+        4 * 12 * 4 * place(tiny_trace("bp").header, spec).regions["fc3"].tiles
+
+
+def test_activations_beyond_the_reserve_spill_or_are_refused():
+    roomy = simulate(arch(DISTRIBUTED), tiny_trace("dfa")).totals()
+    cramped_spec = arch(DISTRIBUTED, **{"mapping.activation_reserve_fraction": 0.001})
+    cramped = simulate(cramped_spec, tiny_trace("dfa")).totals()
+    assert roomy["dram_write_bytes"] == 0
+    assert cramped["dram_write_bytes"] > 0  # the spilled activations and errors
+    assert cramped["dram_read_bytes"] > roomy["dram_read_bytes"]  # read back by their readers
+    refused = arch(DISTRIBUTED, **{"mapping.activation_reserve_fraction": 0.001,
+                                   "mapping.allow_spill": False})
+    with pytest.raises(SpecError, match=r"^arch: mapping.allow_spill: conv's forward op writes "
+                                        r"[\d,]+ bytes of activations and errors into \d+ "
+                                        r"tiles whose reserves .* hold [\d,]+; allow spilling "
+                                        r"to DRAM or enlarge the reserve \(got false\)$"):
+        simulate(refused, tiny_trace("dfa"))
+
+
+def test_dram_capacity_is_enforced():
+    tiny_dram = arch(DISTRIBUTED, **{"dram.capacity_bytes": 100})
+    with pytest.raises(SpecError, match=r"^x.yaml: dram.capacity_bytes: tiny needs 576 bytes "
+                                        r"of DRAM \(the input data\) \(got 100\)$"):
+        simulate(tiny_dram, tiny_trace("bp"), source="x.yaml")
+    spilling = arch(DISTRIBUTED, **{"tiles.count": 4, "tiles.sram.capacity_bytes": 1024,
+                                    "dram.capacity_bytes": 1024})
+    with pytest.raises(SpecError, match=r"dram.capacity_bytes: tiny spills [\d,]+ bytes of "
+                                        r"weights, optimizer state and feedback to DRAM"):
+        simulate(spilling, tiny_trace("bp"))
+    assert simulate(arch(DISTRIBUTED, **{"dram.capacity_bytes": 10**6}), tiny_trace("bp"))
+
+
+def test_fetches_overlap_compute_when_operands_need_several_blocks():
+    trace = tiny_trace("bp")
+    small = arch(DISTRIBUTED, **{"mapping.activation_reserve_fraction": 0.02})
+    result = simulate(small, trace)
+    resources = result.resources.set_index("resource")
+    # Some NoC ingress and some tile group are busy at the same time.
+    intervals = result.timeline
+    both = intervals.groupby("start_cycle").apply(
+        lambda frame: (frame["resource"].str.startswith("noc") & (frame["busy_fraction"] > 0)
+                       ).any() and (frame["resource"].str.startswith("tiles")
+                                    & (frame["busy_fraction"] > 0)).any(),
+        include_groups=False)
+    assert both.any()
+    assert (resources["utilization"] <= 1).all()
+
+
+@settings(max_examples=20, deadline=None)
+@given(tiles=st.integers(4, 512), reserve=st.floats(0.01, 0.9),
+       topology=st.sampled_from(["mesh", "tree", "bus"]), multicast=st.booleans(),
+       algorithm=st.sampled_from(["bp", "dfa", "ssdfa"]))
+def test_no_resource_is_busy_longer_than_the_step(tiles, reserve, topology, multicast,
+                                                  algorithm):
+    spec = arch(DISTRIBUTED, **{"tiles.count": tiles, "noc.topology": topology,
+                               "noc.multicast": multicast,
+                               "mapping.activation_reserve_fraction": reserve})
+    result = simulate(spec, tiny_trace(algorithm))
+    assert (result.resources["busy_cycles"] <= result.cycles).all()
+    assert result.totals()["macs"] == tiny_trace(algorithm).macs
+
+
+@pytest.mark.parametrize("spec", ["distributed", "distributed_small", "distributed_tree",
+                                  "distributed_small_bus"])
+def test_error_delivery_bytes_shrink_from_bp_to_dfa_to_ssdfa(spec):
+    chip = arch_from_shipped(spec, multicast=False)
+
+    def error_bytes(algorithm):
+        frame = simulate(chip, tiny_trace(algorithm)).breakdown
+        rows = frame[(frame["phase"] == "error") & (frame["component"] == "noc")
+                     & (frame["action"] == "deliver")]
+        return rows["bytes"].sum()
+
+    assert error_bytes("ssdfa") < error_bytes("dfa") < error_bytes("bp")
+
+
+def arch_from_shipped(name: str, **noc):
+    chip, _ = load_arch_with_energies(name)
+    data = chip.model_dump()
+    data["noc"].update(noc)
+    return type(chip).model_validate(data)
+
+
+def test_spatial_blocks_never_exceed_the_output_map():
+    header = network_header("alexnet")
+    placement = place(header, load_arch_with_energies("distributed")[0])
+    for layer in header.layers:
+        if layer.type == "conv2d":
+            partition = placement.groups[layer.name].partition
+            height, width, channels = layer.output_shape
+            assert partition.row_blocks <= height and partition.column_blocks <= width
+            assert partition.channel_groups <= channels
+            assert math.prod(layer.output_shape) >= partition.tiles
