@@ -10,9 +10,9 @@ and run in one of six orders (outermost first).  For each (order, tiles):
 - the output C is finished before it leaves when the k loop sits inside C's loops; otherwise
   each extra pass over k evicts partial sums and reads them back (read-modify-write at
   `accumulator_bits`);
-- the tiles must fit the buffer space the op is given: a tile that changes during the nest is
-  double-buffered (two copies), a constant one needs one; C's tile is held at
-  `accumulator_bits`.
+- the tiles must fit the buffer space the op is given: an input tile that changes during the
+  nest is double-buffered (two copies), a constant one needs one; C's tile accumulates at
+  `accumulator_bits` beside a finished copy at its own precision that drains to DRAM.
 
 The search keeps the mapping with the least DRAM traffic (ties: fewest estimated cycles).
 Tile candidates per loop are ⌈size / 2^i⌉ (so a batch's candidates contain half the batch's).
@@ -233,8 +233,8 @@ def search(gemm: Gemm, budget_bytes: int) -> Mapping | None:
     tiles, trips, tile_elements, sweep_elements = _grid(gemm)
     operands = (gemm.a, gemm.b, gemm.c)
     sweep_bytes = [_bytes(sweep_elements[i], operands[i].bits) for i in range(3)]
-    tile_bytes = [_bytes(tile_elements[i], operands[i].bits) for i in range(2)]
-    tile_bytes.append(_bytes(tile_elements[C], gemm.accumulator_bits))
+    tile_bytes = [_bytes(tile_elements[i], operands[i].bits) for i in range(3)]
+    accumulating = _bytes(tile_elements[C], gemm.accumulator_bits)
     moving = [trips[i] > 1 for i in range(3)]
     best: tuple | None = None
     for order in ORDERS:
@@ -249,8 +249,11 @@ def search(gemm: Gemm, budget_bytes: int) -> Mapping | None:
             revisits = np.where(position[other] < inner, trips[other], 1)
             multipliers.append(revisits)
             if not operands[which].resident:
-                copies = np.where(inner >= 0, 2, 1)
-                footprint = footprint + copies * tile_bytes[which]
+                if which == C:  # accumulates at accumulator bits, drains a finished copy
+                    footprint = footprint + accumulating + \
+                        np.where(inner >= 0, tile_bytes[C], 0)
+                else:
+                    footprint = footprint + np.where(inner >= 0, 2, 1) * tile_bytes[which]
         reads = [sweep_bytes[i] * multipliers[i] * (not operands[i].resident) for i in (A, B)]
         partial_elements = multipliers[C] * sweep_elements[C] - operands[C].elements
         partial = _bytes(partial_elements, gemm.accumulator_bits) * (not operands[C].resident)

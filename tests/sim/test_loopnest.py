@@ -43,9 +43,11 @@ def test_an_operand_is_read_once_when_the_others_fit(m, k, n, element_bits, stre
     """B whole and one row of A and C double-buffered fit: A (and everything) moves once."""
     problem = gemm(m, k, n, element_bits, element_bits, element_bits)
     if stream_a:  # A streams row by row beside a resident B
-        budget = nbytes(k * n, element_bits) + 2 * (nbytes(k, element_bits) + nbytes(n, 32))
+        budget = nbytes(k * n, element_bits) + 2 * nbytes(k, element_bits) + nbytes(n, 32) + \
+            nbytes(n, element_bits)
     else:  # B streams column by column beside a resident A
-        budget = nbytes(m * k, element_bits) + 2 * (nbytes(k, element_bits) + nbytes(m, 32))
+        budget = nbytes(m * k, element_bits) + 2 * nbytes(k, element_bits) + nbytes(m, 32) + \
+            nbytes(m, element_bits)
     mapping = search(problem, budget)
     assert mapping is not None
     assert mapping.read_bytes == (nbytes(m * k, element_bits), nbytes(k * n, element_bits))
