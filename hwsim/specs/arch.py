@@ -189,7 +189,9 @@ class Noc(FrozenModel):
 
     topology: Topology = Field(description="mesh (2-D), bus (one shared medium) or tree")
     link_bandwidth_bytes_per_cycle: PositiveFloat = Field(description="bytes per cycle per link")
-    hop_latency_cycles: Annotated[int, Field(ge=0)] = Field(description="cycles per hop")
+    hop_latency_cycles: Annotated[int, Field(ge=0)] = Field(
+        description="cycles per hop; on a bus a hop is one tile pitch of wire, and a transfer "
+        "crosses as many as the stretch of bus it drives")
     multicast: bool = Field(default=True, description="one injection reaches many tiles "
                             "(else one copy per destination)")
     energy_pj_per_bit_per_hop: Energy | None = Field(
@@ -203,11 +205,13 @@ class Mapping(FrozenModel):
                                   description="how neurons are assigned to tiles")
     backward: BackwardTransport = Field(default=BackwardTransport.PARTIAL_SUMS,
                                         description="how BP's δ·Wᵀ crosses the NoC")
-    allow_spill: bool = Field(default=True, description="weights that do not fit in tile SRAM "
-                              "live in DRAM (counted); false = an error instead")
+    allow_spill: bool = Field(default=True, description="weights and state that do not fit "
+                              "in tile SRAM, and activations and errors beyond a tile's "
+                              "reserve, live in DRAM (counted); false = an error instead")
     activation_reserve_fraction: float = Field(
         default=0.25, ge=0.0, lt=1.0,
-        description="fraction of each tile's SRAM kept for activations and errors")
+        description="fraction of each tile's SRAM kept for activations and errors (and for "
+        "the weights a time-shared convolution reloads)")
 
 
 class Schedule(FrozenModel):
