@@ -22,14 +22,15 @@ from hwsim.specs.arch import (
     Noc,
     PeArray,
     Precision,
+    Schedule,
     Sram,
     TechSpec,
     Tiles,
 )
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "arch-spec.md"
-MODELS = (ArchSpec, Precision, Dram, Sram, GlobalBuffer, PeArray, Tiles, Noc, Mapping, TechSpec,
-          ActionEnergies)
+MODELS = (ArchSpec, Precision, Dram, Sram, GlobalBuffer, PeArray, Tiles, Noc, Mapping, Schedule,
+          TechSpec, ActionEnergies)
 
 
 def _text() -> str:

@@ -44,8 +44,9 @@ def test_table_csv_and_out_folder(trace_path, tmp_path, capsys):
                  "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert printed.startswith("layer,phase,component,action,count,bytes,cycles,energy_pj\n")
-    assert sorted(p.name for p in out.iterdir()) == ["breakdown.csv", "resources.csv",
-                                                     "summary.json", "timeline.csv"]
+    assert sorted(p.name for p in out.iterdir()) == ["breakdown.csv", "mapping.csv",
+                                                     "resources.csv", "summary.json",
+                                                     "timeline.csv"]
     breakdown = pd.read_csv(out / "breakdown.csv")
     summary = json.loads((out / "summary.json").read_text())
     assert breakdown["energy_pj"].sum() == pytest.approx(summary["energy_pj"])

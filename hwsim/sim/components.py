@@ -7,6 +7,7 @@ the result derives utilisation and bandwidth over time.
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Generator
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ class Scope:
 
     layer: str
     phase: str
+    priority: int = 0  # lower first where ops contend (von Neumann: the record id)
 
 
 @dataclass
@@ -66,18 +68,87 @@ class Unit:
         self.env = env
         self.name = name
         self.ledger = ledger
-        self.resource = simpy.Resource(env, capacity=1)
+        self.resource = simpy.PriorityResource(env, capacity=1)
 
-    def hold(self, cycles: int, nbytes: int = 0) -> Process:
-        """Wait for the unit, keep it `cycles`, log the wait and the busy interval."""
+    def hold(self, cycles: int, nbytes: int = 0, priority: int = 0) -> Process:
+        """Wait for the unit (lowest `priority` first, then first come), keep it `cycles`,
+        log the wait and the busy interval."""
         asked = self.env.now
-        with self.resource.request() as request:
+        with self.resource.request(priority=priority) as request:
             yield request
             self.ledger.waits[self.name] += self.env.now - asked
             start = self.env.now
             if cycles > 0:
                 yield self.env.timeout(cycles)
             self.ledger.busy(self.name, start, self.env.now, nbytes)
+
+
+class SharedUnit:
+    """A resource shared by everything that uses it at once: the users of the lowest priority
+    present share it equally (processor sharing: n users each progress at 1/n of its rate, as
+    interleaved requests of concurrent ops share DRAM channels), the others wait until they
+    leave.  Completions land on whole cycles.  Busy intervals are the stretches with at least
+    one user."""
+
+    def __init__(self, env: simpy.Environment, name: str, ledger: Ledger) -> None:
+        self.env = env
+        self.name = name
+        self.ledger = ledger
+        self.jobs: dict[simpy.Event, float] = {}  # → cycles of work left (at the full rate)
+        self.priorities: dict[simpy.Event, int] = {}
+        self.updated = env.now
+        self.busy_since = 0
+        self.busy_bytes = 0
+        self.version = 0
+
+    def hold(self, cycles: int, nbytes: int = 0, priority: int = 0) -> Process:
+        """Do `cycles` of work (at the full rate) beside whoever else is using the unit."""
+        if cycles <= 0:
+            return
+        asked = self.env.now
+        done = self.env.event()
+        self._advance()
+        if not self.jobs:
+            self.busy_since, self.busy_bytes = self.env.now, 0
+        self.jobs[done] = float(cycles)
+        self.priorities[done] = priority
+        self.busy_bytes += nbytes
+        self._reschedule()
+        yield done
+        self.ledger.waits[self.name] += max(0, self.env.now - asked - cycles)
+
+    def _active(self) -> list[simpy.Event]:
+        first = min(self.priorities.values())
+        return [job for job in self.jobs if self.priorities[job] == first]
+
+    def _advance(self) -> None:
+        elapsed = self.env.now - self.updated
+        if self.jobs and elapsed:
+            active = self._active()
+            share = elapsed / len(active)
+            for job in active:
+                self.jobs[job] -= share
+        self.updated = self.env.now
+
+    def _reschedule(self) -> None:
+        self.version += 1
+        if self.jobs:
+            active = self._active()
+            least = min(self.jobs[job] for job in active)
+            delay = max(0, math.ceil(least * len(active) - 1e-6))
+            self.env.process(self._timer(self.version, delay))
+
+    def _timer(self, version: int, delay: int) -> Process:
+        yield self.env.timeout(delay)
+        if version != self.version:
+            return  # superseded by an arrival or another completion
+        self._advance()
+        for job in [job for job, left in self.jobs.items() if left <= 1e-6]:
+            del self.jobs[job], self.priorities[job]
+            job.succeed()
+        if not self.jobs:
+            self.ledger.busy(self.name, self.busy_since, self.env.now, self.busy_bytes)
+        self._reschedule()
 
 
 class Dram:
@@ -90,7 +161,7 @@ class Dram:
         self.ledger = ledger
         self.bytes_per_cycle = channels * bytes_per_cycle
         self.latency_cycles = latency_cycles
-        self.unit = Unit(env, "dram", ledger)
+        self.unit = SharedUnit(env, "dram", ledger)
 
     def transfer(self, scope: Scope, nbytes: int, action: str) -> Process:
         """Move `nbytes`; `action` is read or write."""
@@ -107,7 +178,8 @@ class Dram:
         if nbytes <= 0:
             return
         start = self.env.now
-        yield from self.unit.hold(ceil_div(nbytes, self.bytes_per_cycle), nbytes)
+        yield from self.unit.hold(ceil_div(nbytes, self.bytes_per_cycle), nbytes,
+                                  scope.priority)
         if latency and self.latency_cycles:
             yield self.env.timeout(self.latency_cycles)
         cycles = self.env.now - start
@@ -118,16 +190,17 @@ class Dram:
 
 
 class Compute:
-    """A group of MAC units and vector ALUs that runs one op at a time."""
+    """A group of MAC units or vector ALUs: one op at a time, or (`shared`) every op that uses
+    it at once progressing at an equal share of its rate."""
 
     def __init__(self, env: simpy.Environment, component: str, resource: str,
-                 ledger: Ledger) -> None:
-        self.unit = Unit(env, resource, ledger)
+                 ledger: Ledger, shared: bool = False) -> None:
+        self.unit = SharedUnit(env, resource, ledger) if shared else Unit(env, resource, ledger)
         self.component = component
         self.ledger = ledger
 
     def run(self, scope: Scope, cycles: int, macs: int, vector_ops: int) -> Process:
-        yield from self.unit.hold(cycles)
+        yield from self.unit.hold(cycles, priority=scope.priority)
         if macs:
             self.ledger.add(scope, self.component, "mac", count=macs, cycles=cycles)
         if vector_ops:

@@ -15,7 +15,8 @@ and run in one of six orders (outermost first).  For each (order, tiles):
   `accumulator_bits` beside a finished copy at its own precision that drains to DRAM.
 
 The search keeps the mapping with the least DRAM traffic (ties: fewest estimated cycles).
-Tile candidates per loop are ⌈size / 2^i⌉ (so a batch's candidates contain half the batch's).
+Tile candidates per loop are ⌈size / 2^i⌉ and ⌈size / (3·2^i)⌉ (so a batch's candidates contain
+half the batch's).
 
 Convolutions are tiled in their own terms: output positions in bands of whole output rows
 (or whole images), input channels with the whole R × S window, output channels.  The input
@@ -125,8 +126,10 @@ class Mapping:
 
 
 def _candidates(size: int) -> np.ndarray:
-    """⌈size / 2^i⌉ for i = 0, 1, ... down to 1."""
-    values = sorted({-(-size // (1 << i)) for i in range(size.bit_length() + 1)})
+    """⌈size / 2^i⌉ and ⌈size / (3·2^i)⌉ for i = 0, 1, ... down to 1 (a doubled size's
+    candidates contain the size's own)."""
+    values = sorted({-(-size // (factor << i)) for factor in (1, 3)
+                     for i in range(size.bit_length() + 1)})
     return np.array(values, dtype=np.int64)
 
 

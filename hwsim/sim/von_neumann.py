@@ -19,7 +19,7 @@ from collections import Counter, OrderedDict
 import simpy
 
 from hwsim.errors import SpecError
-from hwsim.sim.components import Compute, Dram, Ledger, Process, Scope, ceil_div
+from hwsim.sim.components import Compute, Dram, Ledger, Process, Scope, SharedUnit, ceil_div
 from hwsim.sim.tiling import NoFit, OpPlan, operand_bytes, plan_op
 from hwsim.specs.arch import ArchSpec
 from hwsim.specs.trace import OpRecord, Phase, Role, Trace
@@ -93,7 +93,11 @@ class VonNeumannSubstrate:
         self.released = env.event()
         # An op waits for stream space rather than start with less than half the share.
         self.min_budget_bytes = (self.capacity_bytes - self.reuse.capacity_bytes) // 2
+        # The MAC array and the vector unit beside it work in parallel; each, the buffer's
+        # port and DRAM are shared by the ops that use them at once (processor sharing).
         self.pe = Compute(env, "pe_array", "pe_array", ledger)
+        self.vector = Compute(env, "pe_array", "vector_unit", ledger)
+        self.port = SharedUnit(env, BUFFER, ledger)
         self.fused = self._fused_gradients(trace) if arch.schedule.fused_weight_update \
             else frozenset()
         self._check_dram_capacity(trace)
@@ -196,7 +200,7 @@ class VonNeumannSubstrate:
         released.succeed()
 
     def execute(self, record: OpRecord) -> Process:
-        scope = Scope(record.layer, record.phase.value)
+        scope = Scope(record.layer, record.phase.value, record.id)
         cached, kept, consumed, written_back, pinned = self._reuse(record)
         self._occupied()
         plan = yield from self._plan(record, cached, kept, consumed)
@@ -216,17 +220,17 @@ class VonNeumannSubstrate:
         self._release(plan.footprint_bytes)
 
     def _pipeline(self, scope: Scope, plan: OpPlan) -> Process:
-        """Prologue (first tile in), steady state (DRAM and array side by side), epilogue
-        (last tile computed and written)."""
+        """Prologue (first tile in), steady state (DRAM, array and buffer port side by side),
+        epilogue (last tile computed and written)."""
         env = self.env
         steps = plan.steps
         bandwidth = self.arch.global_buffer.bandwidth_bytes_per_cycle
         moved = plan.buffer_read_bytes + plan.buffer_write_bytes
-        cycles = max(plan.compute_cycles, ceil_div(moved, bandwidth))
+        work = (plan.compute_cycles, ceil_div(moved, bandwidth), plan.macs, plan.vector_ops,
+                moved)
+        last = tuple(ceil_div(amount, steps) for amount in work)
         first_read = ceil_div(plan.dram_read_bytes, steps)
         last_write = ceil_div(plan.dram_write_bytes, steps)
-        last = (ceil_div(cycles, steps), ceil_div(plan.macs, steps),
-                ceil_div(plan.vector_ops, steps), ceil_div(moved, steps))
         self.ledger.add(scope, BUFFER, "fill", nbytes=plan.dram_read_bytes)
         self.ledger.add(scope, BUFFER, "drain", nbytes=plan.dram_write_bytes)
         self.ledger.add(scope, BUFFER, "read", nbytes=plan.buffer_read_bytes)
@@ -236,17 +240,19 @@ class VonNeumannSubstrate:
             streams = env.process(self.dram.move(
                 scope, plan.dram_read_bytes - first_read, plan.dram_write_bytes - last_write,
                 latency=False))
-            work = env.process(self._compute(scope, cycles - last[0], plan.macs - last[1],
-                                             plan.vector_ops - last[2], moved - last[3]))
-            yield streams & work
+            compute = env.process(self._compute(
+                scope, *(amount - tail for amount, tail in zip(work, last, strict=True))))
+            yield streams & compute
         yield from self._compute(scope, *last)
         yield from self.dram.move(scope, 0, last_write)
 
-    def _compute(self, scope: Scope, cycles: int, macs: int, vector_ops: int,
-                 moved_bytes: int) -> Process:
-        start = self.env.now
-        yield from self.pe.run(scope, cycles, macs, vector_ops)
-        self.ledger.busy(BUFFER, start, self.env.now, moved_bytes)
+    def _compute(self, scope: Scope, cycles: int, port_cycles: int, macs: int,
+                 vector_ops: int, moved_bytes: int) -> Process:
+        """The array (or the vector unit) and the buffer port, side by side."""
+        unit = self.pe if macs else self.vector
+        work = self.env.process(unit.run(scope, cycles, macs, vector_ops))
+        port = self.env.process(self.port.hold(port_cycles, moved_bytes, scope.priority))
+        yield work & port
 
     def _log_mapping(self, record: OpRecord, plan: OpPlan) -> None:
         mapping = plan.mapping
