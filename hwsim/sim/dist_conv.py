@@ -1,17 +1,24 @@
 """How a convolution is cut over tiles on the distributed substrate (pure functions).
 
 A layer's output map (rows × columns × channels) is cut into `row_blocks` × `column_blocks`
-spatial blocks and `channel_groups` groups of output channels: one tile per (block, group).
-A tile keeps the weights of its channel group (all of W ÷ channel_groups) and needs the input
-window of its block — the block's rows and columns widened by the kernel's reach (the halo),
-over every input channel.  So the tiles of a layer together receive
+spatial blocks and `channel_groups` groups of output channels, and its reduction into
+`input_groups` groups of input channels: one tile per (block, output group, input group).
+A tile keeps W ÷ (channel_groups · input_groups) weights and needs the input window of its
+block — the block's rows and columns widened by the kernel's reach (the halo) — over its
+input channels.  So per pass the tiles of a layer together receive
 
-  weights  : spatial_blocks × W          (each spatial block needs every channel group)
-  inputs   : channel_groups × Σ windows   (each channel group needs every input channel)
+  weights : spatial_blocks × W           (every spatial block needs all the weights)
+  inputs  : channel_groups × Σ windows    (every output group needs every input channel)
 
-and Σ windows = Σ_row-blocks rows × Σ_column-blocks columns × input channels × batch, which
-exceeds the input map by the halo.  The partition is chosen to minimise the estimated cycles
-(compute ÷ tiles used vs. what one tile must receive over its link), then the bytes delivered.
+with Σ windows = Σ_row-blocks rows × Σ_column-blocks columns × input channels × batch, which
+exceeds the input map by the halo; and they exchange partial sums: of the output over the
+input groups (forward), of the input error over the output groups (BP's backward_data), of
+the weight gradient over the spatial blocks (backward_weight).  Spatial blocks replicate
+weights, input groups add partial sums of activations: which is cheaper depends on the layer
+(big maps and few weights early, the reverse late), so the cut is chosen per layer: the fewest
+bytes delivered (forward, plus the weight-gradient pass when the layer is trained) among the
+cuts whose estimated cycles — compute ÷ tiles used vs. what one tile must receive over its
+link — are within CYCLE_TOLERANCE of the fastest.
 """
 
 from __future__ import annotations
@@ -23,12 +30,15 @@ from hwsim.sim.components import ceil_div
 from hwsim.specs.network import Padding, same_padding
 from hwsim.specs.trace import Conv2DOp
 
+CYCLE_TOLERANCE = 1.25  # a cut may be this much slower than the fastest if it moves less
+
 
 @dataclass(frozen=True)
 class ConvPartition:
-    channel_groups: int
+    channel_groups: int  # of output channels
     row_blocks: int
     column_blocks: int
+    input_groups: int = 1  # of input channels (the reduction)
 
     @property
     def spatial_blocks(self) -> int:
@@ -36,37 +46,70 @@ class ConvPartition:
 
     @property
     def tiles(self) -> int:
-        return self.channel_groups * self.spatial_blocks
+        return self.channel_groups * self.input_groups * self.spatial_blocks
 
 
 def _candidates(channels: int, tiles: int) -> list[int]:
-    groups = {1 << i for i in range(max(1, min(channels, tiles)).bit_length())}
+    """Group counts to try: powers of two, and every channel on its own tile."""
+    limit = max(1, min(channels, tiles))
+    groups = {1 << i for i in range(limit.bit_length())}
     if channels <= tiles:
         groups.add(channels)
-    return sorted(group for group in groups if group <= min(channels, tiles))
+    return sorted(groups)
 
 
-def choose_partition(*, output_height: int, output_width: int, output_channels: int,
-                     tiles: int, macs: int, macs_per_tile_per_cycle: int,
-                     link_bytes_per_cycle: float, weight_bytes: int,
-                     input_bytes: int) -> ConvPartition:
-    """The cut over at most `tiles` tiles with the fewest estimated cycles, then bytes."""
-    best: tuple[tuple[int, int, int], ConvPartition] | None = None
-    for groups in _candidates(output_channels, max(1, tiles)):
-        spatial = max(1, tiles // groups)
-        rows = min(output_height, max(1, math.isqrt(spatial)))
-        columns = min(output_width, max(1, spatial // rows))
-        rows = min(output_height, max(rows, spatial // columns))
-        partition = ConvPartition(groups, rows, columns)
-        per_tile = ceil_div(weight_bytes, groups) + ceil_div(input_bytes, rows * columns)
-        cycles = max(ceil_div(macs, partition.tiles * macs_per_tile_per_cycle),
-                     ceil_div(per_tile, link_bytes_per_cycle))
-        delivered = partition.spatial_blocks * weight_bytes + groups * input_bytes
-        key = (cycles, delivered, groups)
-        if best is None or key < best[0]:
-            best = (key, partition)
-    assert best is not None
-    return best[1]
+@dataclass(frozen=True)
+class ConvShape:
+    """What the cut of one layer depends on, per training step."""
+
+    output_height: int
+    output_width: int
+    output_channels: int
+    input_channels: int
+    macs: int  # forward
+    weight_bytes: int
+    input_bytes: int  # the input map
+    output_bytes: int  # the output map
+    accumulator_ratio: float  # accumulator bits ÷ activation bits
+    trained: bool
+
+
+def delivered_bytes(shape: ConvShape, partition: ConvPartition) -> int:
+    """Bytes the cut makes the NoC deliver per step (halo left out): the forward pass, and
+    the weight-gradient pass when the layer is trained."""
+    spatial, groups, inputs = (partition.spatial_blocks, partition.channel_groups,
+                               partition.input_groups)
+    total = spatial * shape.weight_bytes + groups * shape.input_bytes
+    if inputs > 1:
+        total += int(inputs * shape.output_bytes * shape.accumulator_ratio)
+    if shape.trained:
+        total += groups * shape.input_bytes + inputs * shape.output_bytes
+        if spatial > 1:
+            total += int(spatial * shape.weight_bytes * shape.accumulator_ratio)
+    return total
+
+
+def choose_partition(shape: ConvShape, *, tiles: int, macs_per_tile_per_cycle: int,
+                     link_bytes_per_cycle: float) -> ConvPartition:
+    """The cut over at most `tiles` tiles that moves the fewest bytes among the near-fastest."""
+    scored: list[tuple[int, int, int, ConvPartition]] = []
+    for groups in _candidates(shape.output_channels, tiles):
+        for inputs in _candidates(shape.input_channels, tiles // groups):
+            spatial = max(1, tiles // (groups * inputs))
+            rows = min(shape.output_height, max(1, math.isqrt(spatial)))
+            columns = min(shape.output_width, max(1, spatial // rows))
+            rows = min(shape.output_height, max(rows, spatial // columns))
+            partition = ConvPartition(groups, rows, columns, inputs)
+            per_tile = ceil_div(shape.weight_bytes, groups * inputs) + \
+                ceil_div(shape.input_bytes, rows * columns * inputs)
+            cycles = max(ceil_div(shape.macs, partition.tiles * macs_per_tile_per_cycle),
+                         ceil_div(per_tile, link_bytes_per_cycle))
+            scored.append((cycles, delivered_bytes(shape, partition), partition.tiles,
+                           partition))
+    fastest = min(cycles for cycles, *_ in scored)
+    near = [entry for entry in scored if entry[0] <= fastest * CYCLE_TOLERANCE]
+    return min(near, key=lambda entry: (entry[1], entry[0], -entry[2],
+                                        entry[3].channel_groups))[3]
 
 
 def _split(total: int, parts: int) -> list[int]:

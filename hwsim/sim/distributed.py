@@ -242,7 +242,8 @@ class DistributedSubstrate:
                                       group.partition.spatial_blocks > 1):
                 # Reloaded (time-shared) or replicated over the spatial blocks: every tile
                 # gets its channel group's share, sent by the tiles that store it.
-                per_tile = ceil_div(nbytes, group.partition.channel_groups)
+                per_tile = ceil_div(nbytes, group.partition.channel_groups
+                                    * group.partition.input_groups)
                 moves.append(Move(0, geometry.broadcast(nbytes, own, region, per_tile,
                                                         sources=own.tiles), region))
             elif region.key != own.key:
@@ -297,6 +298,16 @@ class DistributedSubstrate:
             sources = 1 if source is None else source.tiles
             return geometry.broadcast(nbytes, source, region,
                                       ceil_div(delivered, region.tiles), sources)
+        if group is not None and operand.role == Role.ERROR and \
+                group.partition.input_groups > 1:
+            # δ of the output map, its slices wanted by the tiles of every input group.
+            delivered = group.partition.input_groups * nbytes
+            injected = nbytes if self.arch.noc.multicast else delivered
+            if near:
+                return geometry.neighbours(delivered, injected, region)
+            sources = 1 if source is None else source.tiles
+            return geometry.broadcast(nbytes, source, region,
+                                      ceil_div(delivered, region.tiles), sources)
         if isinstance(record.op, GatherOp) and operand.role == Role.ERROR:
             wanted = distinct_errors_per_tile(self.feedback[record.layer], region.tiles,
                                               self.arch.mapping.policy)
@@ -336,10 +347,20 @@ class DistributedSubstrate:
                 partition = group.partition
                 if partition.spatial_blocks > 1 or region.key != own.key:
                     partial = ceil_div(operand.elements * accumulator_bits,
-                                       8 * partition.channel_groups)
+                                       8 * partition.channel_groups * partition.input_groups)
                     yield from self.network.send(
                         scope, self.geometry.reduce(partial, region, own), own)
                 self._written(operand.tensor, own)
+            elif group is not None and operand.role == Role.ACTIVATION:
+                # The output map: the input groups' partial sums are added up between
+                # neighbouring tiles.
+                moved = ceil_div((group.partition.input_groups - 1) * operand.elements
+                                 * accumulator_bits, 8)
+                if moved > 0:
+                    yield from self.network.send(
+                        scope, self.geometry.neighbours(moved, moved, region), region)
+                self._written(operand.tensor, region)
+                held += nbytes
             elif group is not None and operand.role == Role.ERROR:
                 # δ of the input map: channel groups' partial sums and overlapping windows
                 # are summed between neighbouring tiles.

@@ -9,10 +9,11 @@ spilling.  Layers without weights (pooling, activations, dropout) belong to the 
 before them.
 
 Execution.  A dense layer computes on its storage region.  A convolution is cut into
-`channel_groups` × `row_blocks` × `column_blocks` tiles (output channels × output rows ×
-output columns, hwsim.sim.dist_conv); when that needs more tiles than the layer stores its
-weights on, the layer time-shares the chip: it borrows tiles (from tile 0 on) that hold other
-layers' weights, and its own weights are reloaded into them every time it runs.
+`channel_groups` × `input_groups` × `row_blocks` × `column_blocks` tiles (output channels ×
+input channels × output rows × output columns, hwsim.sim.dist_conv); when that needs more
+tiles than the layer stores its weights on, the layer time-shares the chip: it borrows tiles
+(from tile 0 on) that hold other layers' weights, and its own weights are reloaded into them
+every time it runs.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import math
 from dataclasses import dataclass
 
 from hwsim.errors import SpecError
-from hwsim.sim.dist_conv import ConvPartition, choose_partition
+from hwsim.sim.dist_conv import ConvPartition, ConvShape, choose_partition
 from hwsim.specs.arch import ArchSpec, MappingPolicy
 from hwsim.specs.trace import FeedbackInfo, LayerInfo, TraceHeader
 
@@ -128,18 +129,21 @@ def _fill(total: int, weights: list[float], minimum: list[int], caps: list[int])
 
 
 def _conv_group(layer: LayerInfo, home: Region, header: TraceHeader, arch: ArchSpec) -> ConvGroup:
-    tiles = arch.tiles
+    tiles, precision = arch.tiles, arch.precision
     height, width, channels = layer.output_shape
     batch = header.batch_size
-    partition = choose_partition(
+    shape = ConvShape(
         output_height=height, output_width=width, output_channels=channels,
-        tiles=min(tiles.count, parallelism(layer)),
-        macs=forward_macs_per_example(layer) * batch,
-        macs_per_tile_per_cycle=tiles.macs_per_cycle,
-        link_bytes_per_cycle=arch.noc.link_bandwidth_bytes_per_cycle,
-        weight_bytes=(layer.weights * arch.precision.weight_bits + 7) // 8,
-        input_bytes=(math.prod(layer.input_shape) * batch * arch.precision.activation_bits
-                     + 7) // 8)
+        input_channels=layer.input_shape[-1], macs=forward_macs_per_example(layer) * batch,
+        weight_bytes=(layer.weights * precision.weight_bits + 7) // 8,
+        input_bytes=(math.prod(layer.input_shape) * batch * precision.activation_bits + 7) // 8,
+        output_bytes=(math.prod(layer.output_shape) * batch * precision.activation_bits
+                      + 7) // 8,
+        accumulator_ratio=precision.accumulator_bits / precision.activation_bits,
+        trained=layer.trainable)
+    partition = choose_partition(shape, tiles=min(tiles.count, parallelism(layer)),
+                                 macs_per_tile_per_cycle=tiles.macs_per_cycle,
+                                 link_bytes_per_cycle=arch.noc.link_bandwidth_bytes_per_cycle)
     if partition.tiles <= home.tiles:
         region = Region(layer.name, home.first_tile, partition.tiles, home.resident_bytes,
                         home.spilled_bytes)

@@ -13,8 +13,11 @@ from hwsim.errors import SpecError
 from hwsim.io.arch import load_arch_with_energies
 from hwsim.io.networks import load_network
 from hwsim.sim.dist_conv import (
+    CYCLE_TOLERANCE,
     ConvPartition,
+    ConvShape,
     choose_partition,
+    delivered_bytes,
     halo_elements,
     input_window_elements,
 )
@@ -92,13 +95,47 @@ def test_halo_grows_with_the_cut_and_never_goes_negative(size, rows, columns):
     assert 0 <= halo_elements(op, coarse) <= halo_elements(op, fine)
 
 
-def test_partition_trades_compute_against_bytes():
-    # A tiny map with big weights: more spatial blocks would replicate the weights.
-    partition = choose_partition(output_height=2, output_width=2, output_channels=64,
-                                 tiles=64, macs=10**9, macs_per_tile_per_cycle=16,
-                                 link_bytes_per_cycle=32, weight_bytes=10**6,
-                                 input_bytes=10**3)
-    assert partition.tiles == 64 and partition.spatial_blocks * 16 <= 64
+def _shape(height: int, in_channels: int, out_channels: int, weights: int,
+           trained: bool = False) -> ConvShape:
+    return ConvShape(output_height=height, output_width=height, output_channels=out_channels,
+                     input_channels=in_channels, macs=10**9, weight_bytes=weights,
+                     input_bytes=height * height * in_channels * 2,
+                     output_bytes=height * height * out_channels * 2, accumulator_ratio=2.0,
+                     trained=trained)
+
+
+def test_a_small_map_with_big_weights_is_cut_by_channels_not_space():
+    # Spatial blocks would replicate the 1 MB of weights; input groups add small partial sums.
+    partition = choose_partition(_shape(2, 256, 64, 10**6), tiles=4096,
+                                 macs_per_tile_per_cycle=16, link_bytes_per_cycle=32)
+    assert partition.spatial_blocks == 1
+    assert partition.tiles >= 4096 / CYCLE_TOLERANCE
+
+
+def test_a_big_map_with_few_weights_is_cut_in_space():
+    partition = choose_partition(_shape(224, 3, 64, 3456), tiles=4096,
+                                 macs_per_tile_per_cycle=16, link_bytes_per_cycle=32)
+    assert partition.spatial_blocks >= 64 and partition.input_groups == 1
+
+
+@settings(max_examples=50, deadline=None)
+@given(height=st.integers(1, 64), in_channels=st.integers(1, 512),
+       out_channels=st.integers(1, 512), tiles=st.integers(1, 8192), trained=st.booleans())
+def test_the_chosen_cut_fits_and_is_near_the_fastest(height, in_channels, out_channels, tiles,
+                                                     trained):
+    shape = _shape(height, in_channels, out_channels, 9 * in_channels * out_channels * 2,
+                   trained)
+    partition = choose_partition(shape, tiles=tiles, macs_per_tile_per_cycle=16,
+                                 link_bytes_per_cycle=32)
+    assert 1 <= partition.tiles <= tiles
+    assert partition.row_blocks <= height and partition.column_blocks <= height
+    assert partition.channel_groups <= out_channels
+    assert partition.input_groups <= in_channels
+    # Never more bytes than the plain channel cut that keeps the weights in place.
+    plain = ConvPartition(channel_groups=min(out_channels, tiles), row_blocks=1,
+                          column_blocks=1)
+    if delivered_bytes(shape, plain) <= delivered_bytes(shape, partition):
+        assert plain.tiles <= partition.tiles
 
 
 def test_conv_tiles_receive_windows_and_reloaded_weights():
@@ -111,8 +148,10 @@ def test_conv_tiles_receive_windows_and_reloaded_weights():
     op = trace.records[0].op
     windows = input_window_elements(op, group.partition) * 2  # 16-bit
     weights = (72 + 4) * 2
-    delivered = group.partition.channel_groups * windows + \
-        group.partition.spatial_blocks * weights
+    partition = group.partition
+    delivered = partition.channel_groups * windows + partition.spatial_blocks * weights
+    if partition.input_groups > 1:  # the output's partial sums, at 32 bits
+        delivered += (partition.input_groups - 1) * 4 * 6 * 6 * 4 * 4
     # ± the rounding of per-tile shares of the weights and biases
     assert forward["bytes"].sum() == pytest.approx(delivered, rel=0.05)
 
@@ -238,4 +277,5 @@ def test_spatial_blocks_never_exceed_the_output_map():
             height, width, channels = layer.output_shape
             assert partition.row_blocks <= height and partition.column_blocks <= width
             assert partition.channel_groups <= channels
+            assert partition.input_groups <= layer.input_shape[-1]
             assert math.prod(layer.output_shape) >= partition.tiles
