@@ -2,7 +2,9 @@
 
 Traces BP, DFA and SSDFA on cifar100_conv (every layer trained) and alexnet (FC head trained)
 at their networks' default batch sizes, simulates each on the two default specs, and checks
-the paper's claims.
+the paper's claims.  Then compares the rules on every shipped von Neumann spec with the
+shipped AlexNet and VGG16 traces (workloads/traces/), and prices AlexNet's fc6 on the
+peer-matched specs of docs/peer-check/ beside the lower bounds and the peers' numbers.
 """
 
 from __future__ import annotations
@@ -12,9 +14,19 @@ from pathlib import Path
 
 import pandas as pd
 
+from hwsim.energy import summarize
+from hwsim.io.arch import load_arch, load_arch_with_energies, shipped_archs
 from hwsim.io.networks import load_network
-from hwsim.io.traces import atomic_output
+from hwsim.io.traces import atomic_output, read_trace
+from hwsim.sim.engine import simulate
+from hwsim.sim.tiling import operand_bytes
+from hwsim.specs.arch import Substrate
+from hwsim.specs.trace import Algorithm, Phase, Role, Trace
+from hwsim.train.loop import TrainConfig, trace_synthetic_step
 from hwsim.validation import CLAIM_BACKWARD_RATIO, CLAIM_OFF_TILE_RATIO, claims, measure
+
+ROOT = Path(__file__).resolve().parents[1]
+PEERS = Path(__file__).with_name("peer-check")
 
 NETWORKS = ("cifar100_conv", "alexnet")
 INTRO = """# Validation: the paper's claims, measured
@@ -90,6 +102,148 @@ Data movement, cycles and energy per training example (`off_tile_bytes` = DRAM +
 """
 
 
+def _mb(nbytes: float) -> str:
+    return f"{nbytes / 1e6:,.2f} MB" if nbytes >= 1e5 else f"{nbytes / 1e3:,.1f} kB"
+
+
+def rules_on_von_neumann() -> str:
+    """SSDFA ≤ DFA ≤ BP on every shipped von Neumann spec, and why the gaps are their size."""
+    specs = [name for name in shipped_archs()
+             if load_arch(name).substrate == Substrate.VON_NEUMANN]
+    lines = ["## The rules on the von Neumann specs (AlexNet, VGG16)", "",
+             "The shipped traces `workloads/traces/{alexnet,vgg16}_{bp,dfa,ssdfa}_b8.jsonl.gz` "
+             "(batch 8, Adam) on every shipped von Neumann spec. DRAM bytes per training "
+             "example by phase, with the schedule's default fused weight update:", "",
+             "| network | spec | rule | forward | error | gradient | update | DRAM total | "
+             "cycles | energy_pj |", "|---|---|---|---|---|---|---|---|---|---|"]
+    reasons = []
+    for network in ("alexnet", "vgg16"):
+        traces = {rule: read_trace(ROOT / "workloads" / "traces" /
+                                   f"{network}_{rule.value}_b8.jsonl.gz") for rule in Algorithm}
+        for spec in specs:
+            arch, energies = load_arch_with_energies(spec)
+            for rule, trace in traces.items():
+                result = simulate(arch, trace, source=spec)
+                summary = summarize(result, energies)
+                frame = result.breakdown
+                dram = frame[frame["component"] == "dram"].groupby("phase")["bytes"].sum()
+                by_phase = [dram.get(phase.value, 0) / trace.header.batch_size
+                            for phase in Phase]
+                total = summary["dram_read_bytes"] + summary["dram_write_bytes"]
+                lines.append(f"| {network} | {spec} | {rule.value} | " +
+                             " | ".join(f"{value:,.0f}" for value in by_phase) +
+                             f" | {total:,.0f} | {summary['cycles']:,.0f} | "
+                             f"{summary['energy_pj']:,.0f} |")
+        arch = load_arch(specs[0])
+        backward_operands = {
+            rule: sum(operand_bytes(operand, arch.precision) for record in trace.records
+                      if record.phase == Phase.ERROR for operand in record.reads
+                      if operand.role in (Role.WEIGHT, Role.FEEDBACK)) / trace.header.batch_size
+            for rule, trace in traces.items()}
+        bp, dfa, ssdfa = (backward_operands[rule] for rule in Algorithm)
+        update = sum(operand_bytes(operand, arch.precision)
+                     for record in traces[Algorithm.BP].records if record.phase == Phase.UPDATE
+                     for operand in (*record.reads, *record.writes)) / 8
+        reasons.append(
+            f"- **{network}**: the rules differ only in their error phase. BP reads the "
+            f"transposed weights of every trained layer above the lowest ({_mb(bp)} per "
+            f"example at {arch.precision.weight_bits}-bit weights), DFA the dense feedback "
+            f"matrices, C × N_l values per hidden layer ({_mb(dfa)}), SSDFA one feedback "
+            f"value per neuron ({_mb(ssdfa)}). Those reads are the gaps: BP − DFA ≈ "
+            f"{_mb(bp - dfa)}, DFA − SSDFA ≈ {_mb(dfa - ssdfa)}. The gaps are small beside "
+            f"the total because every rule pays the same forward pass (the frozen "
+            f"convolutions' weights and feature maps) and the same Adam update, which reads "
+            f"and writes W and its two moments ({_mb(update)} per example) — the paper's "
+            f"saving is in the backward pass, and on a von Neumann machine the backward "
+            f"pass is the smaller part of a transfer-learning step.")
+    lines += ["", "Why the differences are their size (from the traces' operands, on "
+              f"`{specs[0]}`):", "", *reasons, "",
+              "Cycles follow the same order: ops the trace leaves independent run side by "
+              "side, and where they contend the record earliest in the trace goes first "
+              "(docs/model.md, *Contention*), so a rule with less work never finishes later "
+              "for scheduling reasons alone. `tests/sim/test_von_neumann_networks.py` checks "
+              "SSDFA ≤ DFA ≤ BP in DRAM bytes, cycles and energy on every shipped spec.", ""]
+    return "\n".join(lines)
+
+
+# Measured by ../shared/reference/peer-runs (2026-11-27, ZigZag 3.9.1 and SCALE-Sim 3.0.0 on
+# the same layer and hardware; see docs/peer-check/README.md): cycles, DRAM read, DRAM write.
+PEER_NUMBERS = {
+    ("ZigZag", 1): (3_775_641, 37_760_260, 4_100),
+    ("ZigZag", 64): (4_271_245, 42_474_240, 262_160),
+    ("SCALE-Sim", 1): (3_506_378, 37_757_952, 1_179_679),
+    ("SCALE-Sim", 64): (5_833_108, 113_246_208, 75_497_534),
+}
+
+
+def fc6_forward(batch: int) -> Trace:
+    """AlexNet's fc6 forward GEMM (9216 → 4096) as a one-record trace."""
+    network = load_network(PEERS / "fc6_only.yaml")
+    trace = trace_synthetic_step(network, TrainConfig.from_network(
+        network, Algorithm.BP, epochs=1, batch_size=batch, seed=0))
+    record = next(record for record in trace.records
+                  if record.phase == Phase.FORWARD and record.op.kind == "matmul")
+    return Trace(header=trace.header.model_copy(update={"record_count": 1}),
+                 records=[record.model_copy(update={"id": 0, "deps": []})])
+
+
+def peer_check() -> str:
+    lines = ["## Peer cross-check: AlexNet fc6 on a 32 × 32 weight-stationary array", "",
+             "The forward GEMM of fc6 (9216 → 4096) at batch 1 and 64, 8-bit data, a 32 × 32 "
+             "weight-stationary array at 1 GHz, DRAM 10 bytes per cycle, no DRAM latency — "
+             "the hardware of the peer runs in `../shared/reference/peers.md`. hwsim prices "
+             "it on `docs/peer-check/ws32_64k.yaml` (one 64 KiB buffer) and "
+             "`ws32_192k.yaml` (192 KiB, the peers' three 64 kB scratchpads as one buffer). "
+             "Lower bounds: compute = MACs ÷ 1,024; bandwidth = every operand moved once ÷ "
+             "10 bytes per cycle.", "",
+             "| batch | tool | cycles | DRAM read (B) | DRAM write (B) | cycles ÷ bound | "
+             "DRAM bytes ÷ compulsory |", "|---|---|---|---|---|---|---|"]
+    notes = []
+    for batch in (1, 64):
+        trace = fc6_forward(batch)
+        macs = trace.macs
+        compulsory = 9216 * batch + 9216 * 4096 + 4096 * batch
+        bound = max(macs / 1024, compulsory / 10)
+        lines.append(f"| {batch} | lower bound | {bound:,.0f} | {9216 * batch + 9216 * 4096:,} "
+                     f"| {4096 * batch:,} | 1.00 | 1.00 |")
+        for spec in ("ws32_64k", "ws32_192k"):
+            arch = load_arch(str(PEERS / f"{spec}.yaml"))
+            result = simulate(arch, trace, source=spec)
+            totals = result.totals()
+            moved = totals["dram_read_bytes"] + totals["dram_write_bytes"]
+            row = result.mapping.iloc[0]
+            lines.append(f"| {batch} | hwsim {spec} | {result.cycles:,} | "
+                         f"{totals['dram_read_bytes']:,} | {totals['dram_write_bytes']:,} | "
+                         f"{result.cycles / bound:.2f} | {moved / compulsory:.2f} |")
+            if spec == "ws32_64k":
+                notes.append(f"batch {batch}: `{row['loop_order']}` with tiles "
+                             f"({row['tile_m']}, {row['tile_k']}, {row['tile_n']}), the "
+                             f"weights read {row['reread_b']:.0f}×, the input "
+                             f"{row['reread_a']:.0f}×")
+        for tool in ("ZigZag", "SCALE-Sim"):
+            cycles, read, write = PEER_NUMBERS[(tool, batch)]
+            lines.append(f"| {batch} | {tool} | {cycles:,} | {read:,} | {write:,} | "
+                         f"{cycles / bound:.2f} | {(read + write) / compulsory:.2f} |")
+    lines += ["", "What differs and why:", "",
+              "- hwsim's mapping on the 64 KiB buffer: " + "; ".join(notes) + ". Like "
+              "ZigZag's search it streams the weights once and re-reads the small input; "
+              "ZigZag re-reads it 8× at batch 64 with three separate 64 kB memories, hwsim a "
+              "little more with one 64 KiB buffer that also holds the output tile, and less "
+              "with 192 KiB. Before the mapping search (hwsim at 726d7ea, peers.md) the 64 KiB "
+              "spec read 1.54× (batch 1) and 24.8× (batch 64) the compulsory bytes.",
+              "- SCALE-Sim writes partial sums to DRAM once per reduction fold and, at batch "
+              "64, re-reads the input once per 32-column fold; its CALC mode does not enforce "
+              "DRAM bandwidth, so its batch-1 cycles (array fill and drain) sit below the "
+              "bandwidth bound that hwsim and ZigZag respect.",
+              "- hwsim's cycles are its DRAM time plus one tile's load and drain (the pipeline's "
+              "prologue and epilogue); the array time m·⌈k/32⌉·⌈n/32⌉ has no fill/drain term, "
+              "which matters only when an op is compute-bound.",
+              "- The peers' numbers are quoted from their recorded runs; rerun them with "
+              "`../shared/reference/peer-runs/run_all.sh` (SCALE-Sim needs ~40 CPU-minutes "
+              "and ~9 GB per layer).", ""]
+    return "\n".join(lines)
+
+
 def main() -> int:
     sections = []
     for name in NETWORKS:
@@ -97,6 +251,8 @@ def main() -> int:
         print(f"measuring {name} at batch {batch} ...", file=sys.stderr)
         sections.append(section(measure(name, batch, on_step=lambda s: print(
             f"  {s}", file=sys.stderr))))
+    print("the rules on the von Neumann specs, and the peer cross-check ...", file=sys.stderr)
+    sections += [rules_on_von_neumann(), peer_check()]
     text = INTRO + "\n" + "\n".join(sections) + "\n" + NOTES
     with atomic_output(OUT) as f:
         f.write(text)
