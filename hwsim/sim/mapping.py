@@ -13,7 +13,8 @@ Execution.  A dense layer computes on its storage region.  A convolution is cut 
 input channels × output rows × output columns, hwsim.sim.dist_conv); when that needs more
 tiles than the layer stores its weights on, the layer time-shares the chip: it borrows tiles
 (from tile 0 on) that hold other layers' weights, and its own weights are reloaded into them
-every time it runs.
+every time it runs (`mapping.spread_convolutions: false` keeps every convolution on its
+storage region, cut by output channel only).
 """
 
 from __future__ import annotations
@@ -141,9 +142,14 @@ def _conv_group(layer: LayerInfo, home: Region, header: TraceHeader, arch: ArchS
                       + 7) // 8,
         accumulator_ratio=precision.accumulator_bits / precision.activation_bits,
         trained=layer.trainable)
-    partition = choose_partition(shape, tiles=min(tiles.count, parallelism(layer)),
-                                 macs_per_tile_per_cycle=tiles.macs_per_cycle,
-                                 link_bytes_per_cycle=arch.noc.link_bandwidth_bytes_per_cycle)
+    if arch.mapping.spread_convolutions:
+        partition = choose_partition(
+            shape, tiles=min(tiles.count, parallelism(layer)),
+            macs_per_tile_per_cycle=tiles.macs_per_cycle,
+            link_bytes_per_cycle=arch.noc.link_bandwidth_bytes_per_cycle)
+    else:  # weights stay where they are stored: one output-channel group per storage tile
+        partition = ConvPartition(channel_groups=min(channels, home.tiles), row_blocks=1,
+                                  column_blocks=1)
     if partition.tiles <= home.tiles:
         region = Region(layer.name, home.first_tile, partition.tiles, home.resident_bytes,
                         home.spilled_bytes)

@@ -212,6 +212,11 @@ class Mapping(FrozenModel):
         default=0.25, ge=0.0, lt=1.0,
         description="fraction of each tile's SRAM kept for activations and errors (and for "
         "the weights a time-shared convolution reloads)")
+    spread_convolutions: bool = Field(
+        default=True, description="a convolution computes on as many tiles as pays (cut over "
+        "output rows, columns, channels and input channels, time-sharing tiles beyond its own "
+        "with its weights reloaded); false = its weights stay put and it computes on its "
+        "storage region, one output-channel group per tile")
 
 
 class Schedule(FrozenModel):

@@ -279,3 +279,27 @@ def test_spatial_blocks_never_exceed_the_output_map():
             assert partition.channel_groups <= channels
             assert partition.input_groups <= layer.input_shape[-1]
             assert math.prod(layer.output_shape) >= partition.tiles
+
+
+def test_stationary_convolutions_keep_their_weights_and_their_region():
+    header = network_header("alexnet")
+    chip, _ = load_arch_with_energies("distributed")
+    stationary = chip.model_copy(update={"mapping": chip.mapping.model_copy(
+        update={"spread_convolutions": False})})
+    placement = place(header, stationary)
+    for name, group in placement.groups.items():
+        home = placement.regions[name]
+        partition = group.partition
+        assert not group.region.shared and group.region.key == home.key
+        assert partition.spatial_blocks == partition.input_groups == 1
+        assert partition.tiles == min(home.tiles, group.partition.channel_groups)
+    trace = tiny_trace("ssdfa")
+    spec = arch(DISTRIBUTED, **{"mapping.spread_convolutions": False})
+    frame = simulate(spec, trace).breakdown
+    spread = simulate(arch(DISTRIBUTED), trace).breakdown
+
+    def conv_noc(rows):
+        return rows.query("layer == 'conv' and component == 'noc' and action == 'inject'")[
+            "bytes"].sum()
+
+    assert conv_noc(frame) < conv_noc(spread)  # no weight reloads, halos or partial sums
