@@ -95,8 +95,8 @@ class VonNeumannSubstrate:
         self.min_budget_bytes = (self.capacity_bytes - self.reuse.capacity_bytes) // 2
         # The MAC array and the vector unit beside it work in parallel; each, the buffer's
         # port and DRAM are shared by the ops that use them at once (processor sharing).
-        self.pe = Compute(env, "pe_array", "pe_array", ledger)
-        self.vector = Compute(env, "pe_array", "vector_unit", ledger)
+        self.pe = Compute(env, "pe_array", "pe_array", ledger, shared=True)
+        self.vector = Compute(env, "pe_array", "vector_unit", ledger, shared=True)
         self.port = SharedUnit(env, BUFFER, ledger)
         self.fused = self._fused_gradients(trace) if arch.schedule.fused_weight_update \
             else frozenset()
