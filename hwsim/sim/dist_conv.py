@@ -89,6 +89,15 @@ def delivered_bytes(shape: ConvShape, partition: ConvPartition) -> int:
     return total
 
 
+def estimated_cycles(shape: ConvShape, partition: ConvPartition, macs_per_tile_per_cycle: int,
+                     link_bytes_per_cycle: float) -> int:
+    """Compute over the tiles used, or what one tile receives over its link if slower."""
+    per_tile = ceil_div(shape.weight_bytes, partition.channel_groups * partition.input_groups) \
+        + ceil_div(shape.input_bytes, partition.spatial_blocks * partition.input_groups)
+    return max(ceil_div(shape.macs, partition.tiles * macs_per_tile_per_cycle),
+               ceil_div(per_tile, link_bytes_per_cycle))
+
+
 def choose_partition(shape: ConvShape, *, tiles: int, macs_per_tile_per_cycle: int,
                      link_bytes_per_cycle: float) -> ConvPartition:
     """The cut over at most `tiles` tiles that moves the fewest bytes among the near-fastest."""
@@ -100,10 +109,8 @@ def choose_partition(shape: ConvShape, *, tiles: int, macs_per_tile_per_cycle: i
             columns = min(shape.output_width, max(1, spatial // rows))
             rows = min(shape.output_height, max(rows, spatial // columns))
             partition = ConvPartition(groups, rows, columns, inputs)
-            per_tile = ceil_div(shape.weight_bytes, groups * inputs) + \
-                ceil_div(shape.input_bytes, rows * columns * inputs)
-            cycles = max(ceil_div(shape.macs, partition.tiles * macs_per_tile_per_cycle),
-                         ceil_div(per_tile, link_bytes_per_cycle))
+            cycles = estimated_cycles(shape, partition, macs_per_tile_per_cycle,
+                                      link_bytes_per_cycle)
             scored.append((cycles, delivered_bytes(shape, partition), partition.tiles,
                            partition))
     fastest = min(cycles for cycles, *_ in scored)

@@ -348,8 +348,8 @@ class DistributedSubstrate:
                 if partition.spatial_blocks > 1 or region.key != own.key:
                     partial = ceil_div(operand.elements * accumulator_bits,
                                        8 * partition.channel_groups * partition.input_groups)
-                    yield from self.network.send(
-                        scope, self.geometry.reduce(partial, region, own), own)
+                    yield from self._send_into(scope, self.geometry.reduce(partial, region, own),
+                                               own)
                 self._written(operand.tensor, own)
             elif group is not None and operand.role == Role.ACTIVATION:
                 # The output map: the input groups' partial sums are added up between
@@ -357,7 +357,7 @@ class DistributedSubstrate:
                 moved = ceil_div((group.partition.input_groups - 1) * operand.elements
                                  * accumulator_bits, 8)
                 if moved > 0:
-                    yield from self.network.send(
+                    yield from self._send_into(
                         scope, self.geometry.neighbours(moved, moved, region), region)
                 self._written(operand.tensor, region)
                 held += nbytes
@@ -368,7 +368,7 @@ class DistributedSubstrate:
                 moved = ceil_div((group.partition.channel_groups * windows - operand.elements)
                                  * accumulator_bits, 8)
                 if moved > 0:
-                    yield from self.network.send(
+                    yield from self._send_into(
                         scope, self.geometry.neighbours(moved, moved, region), region)
                 self._written(operand.tensor, region)
                 held += nbytes
@@ -377,6 +377,11 @@ class DistributedSubstrate:
                 if operand.role in HELD_ROLES:
                     held += nbytes
         yield from self._hold_or_spill(scope, record, region, held)
+
+    def _send_into(self, scope: Scope, transfer: Transfer, region: Region) -> Process:
+        """Send results into `region`: what arrives is written into its tiles' SRAM."""
+        yield from self.network.send(scope, transfer, region)
+        self.ledger.add(scope, SRAM, "write", nbytes=transfer.delivered_bytes)
 
     def _hold_or_spill(self, scope: Scope, record: OpRecord, region: Region,
                        held: int) -> Process:
