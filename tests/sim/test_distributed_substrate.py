@@ -23,8 +23,8 @@ from hwsim.sim.dist_conv import (
     input_window_elements,
 )
 from hwsim.sim.engine import simulate
-from hwsim.sim.mapping import forward_macs_per_example, place
-from hwsim.specs.network import infer_shapes
+from hwsim.sim.mapping import forward_macs_per_example, place, reserve_bytes
+from hwsim.specs.network import Conv2DLayer, infer_shapes
 from hwsim.specs.trace import Conv2DOp, LayerInfo, Trace, TraceHeader
 from tests.sim.conftest import DISTRIBUTED, arch, tiny_trace
 
@@ -308,3 +308,35 @@ def test_stationary_convolutions_keep_their_weights_and_their_region():
             "bytes"].sum()
 
     assert conv_noc(frame) < conv_noc(spread)  # no weight reloads, halos or partial sums
+
+
+def _conv_ops(name: str, batch: int) -> dict[str, Conv2DOp]:
+    """Forward conv ops of a shipped network, from its YAML (nothing traced)."""
+    network = load_network(name)
+    shapes = {shape.name: shape for shape in infer_shapes(network)}
+    ops = {}
+    for layer in network.layers:
+        if isinstance(layer, Conv2DLayer):
+            (height, width, channels), (rows, columns, filters) = (
+                shapes[layer.name].input_shape, shapes[layer.name].output_shape)
+            ops[layer.name] = Conv2DOp(
+                kind="conv2d", conv_pass="forward", batch=batch, input_height=height,
+                input_width=width, input_channels=channels, output_height=rows,
+                output_width=columns, output_channels=filters, kernel_height=layer.kernel_size,
+                kernel_width=layer.kernel_size, stride=layer.stride, padding=layer.padding,
+                m=batch * rows * columns, k=layer.kernel_size ** 2 * channels, n=filters)
+    return ops
+
+
+@pytest.mark.parametrize("network", ["alexnet", "vgg16"])
+def test_a_conv_tile_receives_a_window_that_fits_its_reserve(network):
+    chip, _ = load_arch_with_energies("distributed")
+    placement = place(network_header(network), chip)
+    for name, op in _conv_ops(network, batch=8).items():
+        partition = placement.groups[name].partition
+        per_tile_bytes = input_window_elements(op, partition) * 2 // (
+            partition.input_groups * partition.spatial_blocks)
+        assert per_tile_bytes <= reserve_bytes(chip), name
+        whole_input_bytes = op.input_height * op.input_width * op.input_channels * 8 * 2
+        if name == "conv1" and network == "alexnet":  # it used to receive all 2.47 MB
+            assert per_tile_bytes < whole_input_bytes / 100
