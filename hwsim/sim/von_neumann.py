@@ -101,6 +101,7 @@ class VonNeumannSubstrate:
         self.fused = self._fused_gradients(trace) if arch.schedule.fused_weight_update \
             else frozenset()
         self._check_dram_capacity(trace)
+        self.rank = self._critical_path_ranks(trace)
 
     @staticmethod
     def _fused_gradients(trace: Trace) -> frozenset[str]:
@@ -113,6 +114,43 @@ class VonNeumannSubstrate:
                 readers.setdefault(operand.tensor, set()).add(record.phase)
         return frozenset(tensor for tensor in written
                          if readers.get(tensor, set()) == {Phase.UPDATE})
+
+    def _critical_path_ranks(self, trace: Trace) -> dict[int, int]:
+        """Each record's rank where records contend (0 first): the longest estimated path from
+        its start to the end of the step first (list scheduling by bottom level, as HLFET),
+        then the record id.  Estimates price each record alone in the stream share."""
+        arch = self.arch
+        share = self.capacity_bytes - self.reuse.capacity_bytes
+        port = arch.global_buffer.bandwidth_bytes_per_cycle
+        alone: dict[int, int] = {}
+        for record in trace.records:
+            plan = self._plan_alone(record, share)
+            if plan is None:  # its smallest tiles do not fit: execute() says so
+                alone[record.id] = 0
+                continue
+            alone[record.id] = max(
+                plan.compute_cycles,
+                ceil_div(plan.buffer_read_bytes + plan.buffer_write_bytes, port),
+                ceil_div(plan.dram_read_bytes + plan.dram_write_bytes,
+                         self.dram.bytes_per_cycle)) + arch.dram.latency_cycles
+        successors: dict[int, list[int]] = {record.id: [] for record in trace.records}
+        for record in trace.records:
+            for dep in record.deps:
+                successors[dep].append(record.id)
+        remaining: dict[int, int] = {}
+        for record in reversed(trace.records):  # deps name earlier records only
+            remaining[record.id] = alone[record.id] + max(
+                (remaining[later] for later in successors[record.id]), default=0)
+        order = sorted(remaining, key=lambda record_id: (-remaining[record_id], record_id))
+        return {record_id: rank for rank, record_id in enumerate(order)}
+
+    def _plan_alone(self, record: OpRecord, share: int) -> OpPlan | None:
+        for budget in (share, self.capacity_bytes):
+            try:
+                return plan_op(record, self.arch.precision, budget, self.arch.pe_array)
+            except NoFit:
+                continue
+        return None
 
     def _check_dram_capacity(self, trace: Trace) -> None:
         capacity = self.arch.dram.capacity_bytes
@@ -200,7 +238,7 @@ class VonNeumannSubstrate:
         released.succeed()
 
     def execute(self, record: OpRecord) -> Process:
-        scope = Scope(record.layer, record.phase.value, record.id)
+        scope = Scope(record.layer, record.phase.value, self.rank[record.id])
         cached, kept, consumed, written_back, pinned = self._reuse(record)
         self._occupied()
         plan = yield from self._plan(record, cached, kept, consumed)
