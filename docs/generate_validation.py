@@ -159,8 +159,8 @@ def rules_on_von_neumann() -> str:
     lines += ["", "Why the differences are their size (from the traces' operands, on "
               f"`{specs[0]}`):", "", *reasons, "",
               "Cycles follow the same order: ops the trace leaves independent run side by "
-              "side, and where they contend the record earliest in the trace goes first "
-              "(docs/model.md, *Contention*), so a rule with less work never finishes later "
+              "side, and where they contend the one on the longest remaining path goes first "
+              "(docs/model.md, *Contention*), so a rule with less work does not finish later "
               "for scheduling reasons alone. `tests/sim/test_von_neumann_networks.py` checks "
               "SSDFA ≤ DFA ≤ BP in DRAM bytes, cycles and energy on every shipped spec.", ""]
     return "\n".join(lines)
