@@ -238,9 +238,12 @@ def peer_check() -> str:
               "- hwsim's cycles are its DRAM time plus one tile's load and drain (the pipeline's "
               "prologue and epilogue); the array time m·⌈k/32⌉·⌈n/32⌉ has no fill/drain term, "
               "which matters only when an op is compute-bound.",
-              "- The peers' numbers are quoted from their recorded runs; rerun them with "
-              "`../shared/reference/peer-runs/run_all.sh` (SCALE-Sim needs ~40 CPU-minutes "
-              "and ~9 GB per layer).", ""]
+              "- The peers' numbers are quoted from their recorded runs. ZigZag was rerun for "
+              "this page (`SCRATCH=$(mktemp -d) HWSIM_REPO=. bash "
+              "../shared/reference/peer-runs/run_all.sh hwsim zigzag collect` after creating "
+              "its two venvs as the script's `setup` stage does; zigzag-dse 3.9.1, "
+              "2026-11-27) and gave the same cycles and bytes to the unit; SCALE-Sim was not "
+              "rerun (~40 CPU-minutes and ~9 GB per layer).", ""]
     return "\n".join(lines)
 
 
