@@ -59,9 +59,11 @@ def test_accuracy_table_matches_the_command(algorithm, capsys):
 
 def test_validation_numbers_match_the_generated_doc():
     validation = (README.parent / "docs" / "validation.md").read_text()
-    ratios = re.findall(r"Off-tile bytes, BP on von Neumann ÷ SSDFA on distributed: \*\*(\d+)×",
-                        validation)
+    ratios = re.findall(r"Off-tile bytes, BP on von Neumann ÷ SSDFA on distributed: "
+                        r"\*\*([\d,]+)×", validation)
+    batched = re.search(r"holds\); (\d+)× at batch 64", validation).group(1)
     backward = re.search(r"BP ÷ SSDFA: \*\*([\d.]+)×", validation).group(1)
     text = " ".join(README.read_text().split())
-    assert f"moves {ratios[0]}× (cifar100_conv) and {ratios[1]}× (alexnet)" in text
+    assert f"moves {ratios[0]}× (cifar100_conv) and {ratios[1]}× (alexnet) fewer" in text
+    assert f"({batched}× at cifar100_conv's batch of 64)" in text
     assert f"needs {backward}× the MACs of SSDFA's on cifar100_conv" in text
