@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from hwsim.errors import TraceError
 from hwsim.specs.common import format_validation_error
-from hwsim.specs.trace import TRACE_SCHEMA_VERSION, OpRecord, Trace, TraceHeader
+from hwsim.specs.trace import TRACE_SCHEMA_VERSION, GatherOp, OpRecord, Trace, TraceHeader
 
 
 def _is_gzip(path: Path) -> bool:
@@ -103,6 +103,20 @@ def _validated(model, value: dict, path: Path, number: int):
         raise TraceError(f"{path}: line {number}: {problems[0]}") from None
 
 
+def _check_references(path: Path, header: TraceHeader, records: list[OpRecord]) -> None:
+    """Every record's layer is in the header; a gather's layer has a feedback matrix."""
+    layers = {layer.name for layer in header.layers}
+    feedback = {info.layer for info in header.feedback}
+    for record in records:
+        number = record.id + 2
+        if record.layer not in layers:
+            raise TraceError(f"{path}: line {number}: layer: {record.layer!r} is not one of the "
+                             f"header's layers")
+        if isinstance(record.op, GatherOp) and record.layer not in feedback:
+            raise TraceError(f"{path}: line {number}: layer: a gather needs the header's "
+                             f"feedback entry for {record.layer!r} (there is none)")
+
+
 def read_trace(path: str | Path) -> Trace:
     """Load and validate a trace; TraceError names the file, the line and the field."""
     path = Path(path)
@@ -115,8 +129,12 @@ def read_trace(path: str | Path) -> Trace:
         raise TraceError(f"{path}: line 1: kind: expected 'trace' (got {kind!r})")
     version = header_data.get("schema_version")
     if version != TRACE_SCHEMA_VERSION:
+        older = isinstance(version, int) and not isinstance(version, bool) and \
+            version < TRACE_SCHEMA_VERSION
+        advice = ("; regenerate it with this hwsim's `hwsim trace` or `hwsim train "
+                  "--trace-out`" if older else "")
         raise TraceError(f"{path}: line 1: schema_version: this hwsim reads version "
-                         f"{TRACE_SCHEMA_VERSION} (got {version!r})")
+                         f"{TRACE_SCHEMA_VERSION} (got {version!r}){advice}")
     header = _validated(TraceHeader, header_data, path, 1)
     records: list[OpRecord] = []
     body = lines[1:]
@@ -130,6 +148,7 @@ def read_trace(path: str | Path) -> Trace:
             raise TraceError(f"{path}: line {number}: id: records must be numbered 0, 1, 2, ... "
                              f"in order; expected {offset} (got {record.id})")
         records.append(record)
+    _check_references(path, header, records)
     if len(records) != header.record_count:
         raise TraceError(f"{path}: the header promises {header.record_count} records but the "
                          f"file has {len(records)}; the trace is truncated or was edited")

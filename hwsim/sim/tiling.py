@@ -11,12 +11,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from hwsim.errors import TraceError
 from hwsim.sim.components import ceil_div
 from hwsim.sim.loopnest import Mapping, gemm_of, search
 from hwsim.sim.loopnest import Operand as GemmOperand
 from hwsim.specs.arch import Dataflow, PeArray, Precision
-from hwsim.specs.trace import Conv2DOp, GatherOp, MatmulOp, Operand, OpRecord, Role
+from hwsim.specs.trace import Conv2DOp, GatherOp, MatmulOp, Operand, OpRecord, Slot
 
 
 def operand_bytes(operand: Operand, precision: Precision) -> int:
@@ -83,28 +82,9 @@ def bits_of(operand: Operand, precision: Precision) -> int:
 
 
 def gemm_slots(record: OpRecord) -> tuple[int, int, int]:
-    """Indexes of the reads that are the GEMM's A and B and of the write that is C, matched by
-    element count (A: m·k, B: k·n, C: m·n; a conv's feature maps by their geometry), never by
-    tensor name.  When A and B have the same size, m = n and the roles are symmetric."""
-    op = record.op
-    if isinstance(op, Conv2DOp):
-        image_in = op.batch * op.input_height * op.input_width * op.input_channels
-        image_out = op.batch * op.output_height * op.output_width * op.output_channels
-        filters = op.kernel_height * op.kernel_width * op.input_channels * op.output_channels
-        a, b, c = {"forward": (image_in, filters, image_out),
-                   "backward_data": (image_out, filters, image_in),
-                   "backward_weight": (image_in, image_out, filters)}[op.conv_pass.value]
-    else:
-        a, b, c = op.m * op.k, op.k * op.n, op.m * op.n
-    reads = [i for i, operand in enumerate(record.reads) if operand.role != Role.BIAS]
-    first = next((i for i in reads if record.reads[i].elements == a), None)
-    second = next((i for i in reads if i != first and record.reads[i].elements == b), None)
-    output = next((i for i, operand in enumerate(record.writes) if operand.elements == c), None)
-    if first is None or second is None or output is None:
-        raise TraceError(f"record {record.id} ({record.layer} {record.phase.value}): a "
-                         f"{op.kind} needs reads of {a} and {b} elements and a write of {c} "
-                         "elements")
-    return first, second, output
+    """Indexes of the reads in the GEMM's slots a and b and of the write in slot c (the
+    trace names them; OpRecord validates their sizes)."""
+    return record.slot_index(Slot.A), record.slot_index(Slot.B), record.slot_index(Slot.C)
 
 
 def plan_op(record: OpRecord, precision: Precision, budget_bytes: int, pe: PeArray,

@@ -13,7 +13,7 @@ from pydantic import Field, NonNegativeInt, PositiveInt, model_validator
 from hwsim.specs.common import FrozenModel
 from hwsim.specs.network import Padding
 
-TRACE_SCHEMA_VERSION = 1
+TRACE_SCHEMA_VERSION = 2
 
 
 class Phase(StrEnum):
@@ -47,11 +47,20 @@ class ConvPass(StrEnum):
     BACKWARD_WEIGHT = "backward_weight"
 
 
+class Slot(StrEnum):
+    """Where a matmul or conv operand sits in its GEMM  c[m, n] += a[m, k] · b[k, n]."""
+
+    A = "a"
+    B = "b"
+    C = "c"
+
+
 class Operand(FrozenModel):
     tensor: str = Field(min_length=1)
     role: Role
     elements: NonNegativeInt
     density: float = Field(ge=0.0, le=1.0)
+    slot: Slot | None = None  # matmul and conv records only: a and b read, c written
 
 
 class MatmulOp(FrozenModel):
@@ -65,6 +74,10 @@ class MatmulOp(FrozenModel):
     @property
     def macs(self) -> int:
         return self.m * self.k * self.n
+
+    def slot_elements(self) -> tuple[int, int, int]:
+        """Elements of a [m, k], b [k, n] and c [m, n]."""
+        return self.m * self.k, self.k * self.n, self.m * self.n
 
 
 class Conv2DOp(FrozenModel):
@@ -90,6 +103,16 @@ class Conv2DOp(FrozenModel):
     @property
     def macs(self) -> int:
         return self.m * self.k * self.n
+
+    def slot_elements(self) -> tuple[int, int, int]:
+        """Elements of a, b and c: the feature maps and the filters of this pass."""
+        image_in = self.batch * self.input_height * self.input_width * self.input_channels
+        image_out = self.batch * self.output_height * self.output_width * self.output_channels
+        filters = self.kernel_height * self.kernel_width * self.input_channels * \
+            self.output_channels
+        return {ConvPass.FORWARD: (image_in, filters, image_out),
+                ConvPass.BACKWARD_DATA: (image_out, filters, image_in),
+                ConvPass.BACKWARD_WEIGHT: (image_in, image_out, filters)}[self.conv_pass]
 
     @model_validator(mode="after")
     def _im2col(self) -> Conv2DOp:
@@ -150,7 +173,7 @@ OpSpec = Annotated[MatmulOp | Conv2DOp | ElementwiseOp | GatherOp | ReduceOp,
 
 
 class OpRecord(FrozenModel):
-    schema_version: Literal[1]
+    schema_version: Literal[2]
     id: NonNegativeInt
     layer: str
     phase: Phase
@@ -168,7 +191,36 @@ class OpRecord(FrozenModel):
                              f"(got {self.macs})")
         if any(dep >= self.id for dep in self.deps):
             raise ValueError(f"deps must name earlier records (< {self.id}) (got {self.deps})")
+        self._check_slots()
         return self
+
+    def _check_slots(self) -> None:
+        """A matmul or conv names its GEMM operands: one read in slot a, one in b, one write
+        in c, of the sizes its shape implies; no other record uses slots."""
+        reads = [operand.slot for operand in self.reads]
+        writes = [operand.slot for operand in self.writes]
+        if not isinstance(self.op, MatmulOp | Conv2DOp):
+            if any(slot is not None for slot in reads + writes):
+                raise ValueError(f"slot: only matmul and conv2d operands have one "
+                                 f"(a {self.op.kind} has reads {reads}, writes {writes})")
+            return
+        if sorted(slot for slot in reads if slot) != [Slot.A, Slot.B] or \
+                [slot for slot in writes if slot] != [Slot.C]:
+            raise ValueError(f"slot: a {self.op.kind} reads one operand in slot 'a' and one in "
+                             f"'b' and writes one in 'c' (got reads "
+                             f"{[s and s.value for s in reads]}, writes "
+                             f"{[s and s.value for s in writes]})")
+        expected = dict(zip(Slot, self.op.slot_elements(), strict=True))
+        for operand in (*self.reads, *self.writes):
+            if operand.slot is not None and operand.elements != expected[operand.slot]:
+                raise ValueError(f"slot: the '{operand.slot.value}' operand {operand.tensor!r} "
+                                 f"of this {self.op.kind} must have "
+                                 f"{expected[operand.slot]} elements (got {operand.elements})")
+
+    def slot_index(self, slot: Slot) -> int:
+        """Index of the operand in `slot` among the reads (a, b) or the writes (c)."""
+        operands = self.writes if slot == Slot.C else self.reads
+        return next(i for i, operand in enumerate(operands) if operand.slot == slot)
 
 
 class LayerInfo(FrozenModel):
@@ -210,7 +262,7 @@ class OptimizerInfo(FrozenModel):
 
 
 class TraceHeader(FrozenModel):
-    schema_version: Literal[1]
+    schema_version: Literal[2]
     kind: Literal["trace"]
     hwsim_version: str
     network: str

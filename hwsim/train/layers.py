@@ -34,6 +34,7 @@ from hwsim.specs.trace import (
     Phase,
     ReduceOp,
     Role,
+    Slot,
 )
 from hwsim.train.tracer import Access, Tracer
 
@@ -126,7 +127,8 @@ class WeightLayer(Layer):
         self._y: np.ndarray | None = None
 
     def weight_reads(self) -> list[Access]:
-        reads = [Access(f"{self.name}.weight", Role.WEIGHT, self.params["weight"])]
+        """The weights (the GEMM's b) and the bias a forward pass reads."""
+        reads = [Access(f"{self.name}.weight", Role.WEIGHT, self.params["weight"], Slot.B)]
         if "bias" in self.params:
             reads.append(Access(f"{self.name}.bias", Role.BIAS, self.params["bias"]))
         return reads
@@ -175,8 +177,9 @@ class Dense(WeightLayer):
             ctx.tracer.record(
                 layer=self.name, phase=Phase.FORWARD,
                 op=MatmulOp(kind="matmul", m=x.shape[0], k=weight.shape[0], n=weight.shape[1]),
-                reads=[Access(self.input_tensor, self.input_role(), x), *self.weight_reads()],
-                writes=[Access(self.pre_tensor, Role.ACTIVATION, h)],
+                reads=[Access(self.input_tensor, self.input_role(), x, Slot.A),
+                       *self.weight_reads()],
+                writes=[Access(self.pre_tensor, Role.ACTIVATION, h, Slot.C)],
                 other_ops=h.size if "bias" in self.params else 0)
         y = self._activate(h, ctx)
         if ctx.training:
@@ -193,9 +196,10 @@ class Dense(WeightLayer):
                 ctx.tracer.record(
                     layer=self.name, phase=Phase.GRADIENT,
                     op=MatmulOp(kind="matmul", m=x.shape[1], k=x.shape[0], n=dh.shape[1]),
-                    reads=[Access(self.input_tensor, self.input_role(), x), error_tensor],
+                    reads=[Access(self.input_tensor, self.input_role(), x, Slot.A),
+                           error_tensor.as_slot(Slot.B)],
                     writes=[Access(f"{self.name}.weight.grad", Role.GRADIENT,
-                                   self.grads["weight"])])
+                                   self.grads["weight"], Slot.C)])
             self._bias_gradient(dh, ctx)
         if not input_error:
             return None
@@ -204,8 +208,9 @@ class Dense(WeightLayer):
             ctx.tracer.record(
                 layer=self.name, phase=Phase.ERROR,
                 op=MatmulOp(kind="matmul", m=dh.shape[0], k=dh.shape[1], n=weight.shape[0]),
-                reads=[error_tensor, Access(f"{self.name}.weight", Role.WEIGHT, weight)],
-                writes=[Access(self.input_error_tensor, Role.ERROR, dx)])
+                reads=[error_tensor.as_slot(Slot.A),
+                       Access(f"{self.name}.weight", Role.WEIGHT, weight, Slot.B)],
+                writes=[Access(self.input_error_tensor, Role.ERROR, dx, Slot.C)])
         return dx
 
 
@@ -277,8 +282,9 @@ class Conv2D(WeightLayer):
         if ctx.tracer is not None:
             ctx.tracer.record(
                 layer=self.name, phase=Phase.FORWARD, op=self._op(batch, ConvPass.FORWARD),
-                reads=[Access(self.input_tensor, self.input_role(), x), *self.weight_reads()],
-                writes=[Access(self.pre_tensor, Role.ACTIVATION, h)],
+                reads=[Access(self.input_tensor, self.input_role(), x, Slot.A),
+                       *self.weight_reads()],
+                writes=[Access(self.pre_tensor, Role.ACTIVATION, h, Slot.C)],
                 other_ops=h.size if "bias" in self.params else 0)
         y = self._activate(h, ctx)
         if ctx.training:
@@ -299,9 +305,10 @@ class Conv2D(WeightLayer):
                 ctx.tracer.record(
                     layer=self.name, phase=Phase.GRADIENT,
                     op=self._op(batch, ConvPass.BACKWARD_WEIGHT),
-                    reads=[Access(self.input_tensor, self.input_role(), self._x), error_tensor],
+                    reads=[Access(self.input_tensor, self.input_role(), self._x, Slot.A),
+                           error_tensor.as_slot(Slot.B)],
                     writes=[Access(f"{self.name}.weight.grad", Role.GRADIENT,
-                                   self.grads["weight"])])
+                                   self.grads["weight"], Slot.C)])
             self._bias_gradient(dh, ctx)
         if not input_error:
             return None
@@ -314,8 +321,9 @@ class Conv2D(WeightLayer):
         if ctx.tracer is not None:
             ctx.tracer.record(
                 layer=self.name, phase=Phase.ERROR, op=self._op(batch, ConvPass.BACKWARD_DATA),
-                reads=[error_tensor, Access(f"{self.name}.weight", Role.WEIGHT, weight)],
-                writes=[Access(self.input_error_tensor, Role.ERROR, dx)])
+                reads=[error_tensor.as_slot(Slot.A),
+                       Access(f"{self.name}.weight", Role.WEIGHT, weight, Slot.B)],
+                writes=[Access(self.input_error_tensor, Role.ERROR, dx, Slot.C)])
         return dx
 
 

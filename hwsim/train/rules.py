@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from hwsim.specs.trace import Algorithm, GatherOp, MatmulOp, Phase, Role
+from hwsim.specs.trace import Algorithm, GatherOp, MatmulOp, Phase, Role, Slot
 from hwsim.train.feedback import DenseFeedback, SparseFeedback, make_feedback
 from hwsim.train.layers import StepContext
 from hwsim.train.model import FeedbackTarget, Model
@@ -70,13 +70,14 @@ class FeedbackAlignment:
         if isinstance(feedback, SparseFeedback):
             op = GatherOp(kind="gather", rows=batch, classes=classes, neurons=feedback.neurons,
                           nonzeros_per_neuron=feedback.nonzeros_per_neuron)
-            stored = feedback.values
-        else:
+            reads = [error, Access(f"{layer}.feedback", Role.FEEDBACK, feedback.values)]
+            writes = [delta]
+        else:  # e · B: a GEMM
             op = MatmulOp(kind="matmul", m=batch, k=classes, n=feedback.neurons)
-            stored = feedback.matrix
-        ctx.tracer.record(layer=layer, phase=Phase.ERROR, op=op,
-                          reads=[error, Access(f"{layer}.feedback", Role.FEEDBACK, stored)],
-                          writes=[delta])
+            reads = [error.as_slot(Slot.A),
+                     Access(f"{layer}.feedback", Role.FEEDBACK, feedback.matrix, Slot.B)]
+            writes = [delta.as_slot(Slot.C)]
+        ctx.tracer.record(layer=layer, phase=Phase.ERROR, op=op, reads=reads, writes=writes)
 
 
 class DirectFeedbackAlignment(FeedbackAlignment):

@@ -8,21 +8,26 @@ layer's error waits for the layer above; under DFA/SSDFA only for the output err
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
-from hwsim.specs.trace import TRACE_SCHEMA_VERSION, Operand, OpRecord, Phase, Role
+from hwsim.specs.trace import TRACE_SCHEMA_VERSION, Operand, OpRecord, Phase, Role, Slot
 
 
 @dataclass(frozen=True)
 class Access:
-    """A tensor touched by an op: its trace name, role and the array itself (for measuring)."""
+    """A tensor touched by an op: its trace name, role, the array itself (for measuring) and,
+    for a matmul or conv, its slot in the GEMM (a, b read; c written)."""
 
     tensor: str
     role: Role
     array: np.ndarray
+    slot: Slot | None = None
+
+    def as_slot(self, slot: Slot) -> Access:
+        return replace(self, slot=slot)
 
 
 def measure(access: Access | Operand) -> Operand:
@@ -31,7 +36,8 @@ def measure(access: Access | Operand) -> Operand:
     array = access.array
     elements = int(array.size)
     density = float(np.count_nonzero(array)) / elements if elements else 0.0
-    return Operand(tensor=access.tensor, role=access.role, elements=elements, density=density)
+    return Operand(tensor=access.tensor, role=access.role, elements=elements, density=density,
+                   slot=access.slot)
 
 
 class Tracer:

@@ -67,11 +67,12 @@ def test_same_seed_gives_byte_identical_files(tmp_path, algorithm):
                           st.floats(0, 1)), min_size=0, max_size=4))
 def test_operands_survive_the_round_trip(tmp_path_factory, operands):
     trace = make_trace_cached()
-    first = trace.records[0]
+    index = next(i for i, record in enumerate(trace.records) if record.op.kind == "elementwise")
     reads = [Operand(tensor=f"t{i}", role=role, elements=elements, density=density)
              for i, (role, elements, density) in enumerate(operands)]
-    edited = trace.model_copy(update={"records": [first.model_copy(update={"reads": reads}),
-                                                  *trace.records[1:]]})
+    records = list(trace.records)
+    records[index] = records[index].model_copy(update={"reads": reads})
+    edited = trace.model_copy(update={"records": records})
     path = write_trace(tmp_path_factory.mktemp("h") / "t.jsonl", edited)
     assert read_trace(path) == edited
 
@@ -106,7 +107,15 @@ def _edit_line(lines, index, **changes) -> list[str]:
 
 
 @pytest.mark.parametrize(("line", "changes", "message"), [
-    (0, {"schema_version": 2}, "line 1: schema_version: this hwsim reads version 1 (got 2)"),
+    (0, {"schema_version": 3}, "line 1: schema_version: this hwsim reads version 2 (got 3)"),
+    (0, {"schema_version": 1}, "line 1: schema_version: this hwsim reads version 2 (got 1); "
+                               "regenerate it with this hwsim's `hwsim trace` or `hwsim train "
+                               "--trace-out`"),
+    (1, {"reads__0__slot": None}, "line 2: slot: a conv2d reads one operand in slot 'a' and "
+                                  "one in 'b' and writes one in 'c' (got reads [None, 'b', "),
+    (1, {"reads__0__elements": 5}, "line 2: slot: the 'a' operand 'input' of this conv2d must "
+                                   "have"),
+    (2, {"reads__0__slot": "a"}, "line 3: slot: only matmul and conv2d operands have one"),
     (0, {"kind": "arch"}, "line 1: kind: expected 'trace' (got 'arch')"),
     (0, {"algorithm": "dfaa"}, "line 1: algorithm: must be 'bp', 'dfa' or 'ssdfa' (got 'dfaa')"),
     (0, {"batch_size": 0}, "line 1: batch_size: must be greater than 0 (got 0)"),
@@ -131,6 +140,21 @@ def test_bad_field_messages(tmp_path, trace, line, changes, message):
         read_trace(path)
     assert str(info.value).startswith(f"{path}: ")
     assert message in str(info.value)
+
+
+def test_records_must_name_header_layers_and_gathers_their_feedback(tmp_path, trace):
+    lines, path = _lines(tmp_path, trace)
+    _rewrite(path, _edit_line(lines, 1, layer="nowhere"))
+    with pytest.raises(TraceError, match=r"line 2: layer: 'nowhere' is not one of the header's"):
+        read_trace(path)
+    gather = next(i for i, line in enumerate(lines) if '"kind":"gather"' in line)
+    header = json.loads(lines[0])
+    header["feedback"] = [info for info in header["feedback"]
+                          if info["layer"] != json.loads(lines[gather])["layer"]]
+    _rewrite(path, [json.dumps(header, separators=(",", ":")), *lines[1:]])
+    with pytest.raises(TraceError, match=rf"line {gather + 1}: layer: a gather needs the "
+                                         r"header's feedback entry"):
+        read_trace(path)
 
 
 def test_conv_geometry_must_match_im2col(tmp_path, trace):

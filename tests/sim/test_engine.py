@@ -24,12 +24,21 @@ ENERGIES = ActionEnergies(mac_pj=1.5, vector_op_pj=0.4, dram_read_pj_per_bit=8,
 
 def record(id_: int, op: dict, reads: list, writes: list, deps=(), phase="forward",
            other_ops: int = 0) -> OpRecord:
-    macs = op["m"] * op["k"] * op["n"] if op["kind"] == "matmul" else 0
-    operand = lambda t, role, n: {"tensor": t, "role": role, "elements": n, "density": 1.0}  # noqa: E731
+    gemm = op["kind"] == "matmul"
+    macs = op["m"] * op["k"] * op["n"] if gemm else 0
+
+    def operand(tensor, role, elements, slot=None):
+        return {"tensor": tensor, "role": role, "elements": elements, "density": 1.0,
+                "slot": slot}
+
+    # A matmul's first two reads are its a and b, its first write its c.
+    slots = ("a", "b") if gemm else ()
     return OpRecord.model_validate({
-        "schema_version": 1, "id": id_, "layer": "fc1", "phase": phase, "op": op, "macs": macs,
-        "other_ops": other_ops, "reads": [operand(*r) for r in reads],
-        "writes": [operand(*w) for w in writes], "deps": list(deps)})
+        "schema_version": 2, "id": id_, "layer": "fc1", "phase": phase, "op": op, "macs": macs,
+        "other_ops": other_ops,
+        "reads": [operand(*r, *(slots[i:i + 1])) for i, r in enumerate(reads)],
+        "writes": [operand(*w, *(("c",) if gemm and i == 0 else ())) for i, w in
+                   enumerate(writes)], "deps": list(deps)})
 
 
 def one_op_trace(*records: OpRecord) -> Trace:
