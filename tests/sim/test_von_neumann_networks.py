@@ -127,3 +127,18 @@ def test_conv_passes_stay_within_3x_of_their_lower_bound(spec):
         moved = plan.dram_read_bytes + plan.dram_write_bytes
         bound = conv_bound_bytes(op, capacity, arch.precision.activation_bits)
         assert bound * (1 - 1e-9) <= moved <= 3 * bound, (op.layer, op.op.conv_pass)
+
+
+@pytest.mark.parametrize("network", ["alexnet", "vgg16"])
+def test_distributed_small_keeps_pace_with_von_neumann_at_equal_peak_macs(network):
+    """256 MACs per cycle on both: the distributed chip, using its tiles on convolutions, is
+    within a small factor of von_neumann's cycles and moves fewer DRAM bytes."""
+    small, _ = load_arch_with_energies("distributed_small")
+    buffer, _ = load_arch_with_energies("von_neumann")
+    assert small.peak_macs_per_cycle == buffer.peak_macs_per_cycle
+    for algorithm in RULES:
+        trace = shipped_trace(network, algorithm)
+        tiles, array = simulate(small, trace).totals(), simulate(buffer, trace).totals()
+        assert tiles["cycles"] <= 1.5 * array["cycles"]
+        assert tiles["dram_read_bytes"] + tiles["dram_write_bytes"] < \
+            array["dram_read_bytes"] + array["dram_write_bytes"]
