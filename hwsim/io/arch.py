@@ -1,16 +1,18 @@
-"""Arch specs and technology tables: the shipped ones under arch_specs/ and any path given."""
+"""Arch specs and technology tables: the shipped ones (arch_specs/, see hwsim.io.shipped) and
+any path given."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from hwsim.errors import SpecError
+from hwsim.io.shipped import shipped_dir
 from hwsim.io.yamlio import load_model, resolve_named_file
 from hwsim.specs.arch import ActionEnergies, ArchSpec, TechSpec, resolve_energies
 from hwsim.units import format_bytes, format_hertz
 
-ARCH_DIR = Path(__file__).resolve().parents[2] / "arch_specs"
-TECH_DIR = ARCH_DIR / "tech"
+ARCH_DIR = shipped_dir("arch")
+TECH_DIR = shipped_dir("tech")
 
 
 def shipped_archs() -> list[str]:

@@ -1,13 +1,13 @@
-"""Network files: the shipped ones under workloads/networks/ and any path the user gives."""
+"""Network files: the shipped ones (workloads/networks/, see hwsim.io.shipped) and any path the
+user gives."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
+from hwsim.io.shipped import shipped_dir
 from hwsim.io.yamlio import load_model, resolve_named_file
 from hwsim.specs.network import NetworkSpec
 
-NETWORKS_DIR = Path(__file__).resolve().parents[2] / "workloads" / "networks"
+NETWORKS_DIR = shipped_dir("network")
 
 
 def shipped_networks() -> list[str]:
