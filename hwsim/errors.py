@@ -17,3 +17,8 @@ class TraceError(HwsimError):
 
 class DataError(HwsimError):
     """A dataset is missing, malformed or does not fit the network."""
+
+
+class OutputError(HwsimError):
+    """An output path cannot be written: a read-only folder, a file where a folder should be,
+    a folder where a file should be, a full disk."""

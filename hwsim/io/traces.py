@@ -1,6 +1,7 @@
 """Trace files: JSON Lines (`.jsonl`, or gzip-compressed `.jsonl.gz`), header first.
 
-Writing is atomic (a temporary file renamed into place), so a failed run leaves no half trace.
+Writing is atomic (hwsim.io.outputs.atomic_output, re-exported here), so a failed run leaves no
+half trace.
 Reading validates every line and names the line and field of the first bad one.
 """
 
@@ -8,38 +9,25 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
-import tempfile
 import zlib
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
 from pydantic import ValidationError
 
 from hwsim.errors import TraceError
-from hwsim.specs.common import format_validation_error
+from hwsim.io.inputs import open_regular
+from hwsim.io.outputs import atomic_output
+from hwsim.specs.common import format_validation_error, short_repr
 from hwsim.specs.trace import TRACE_SCHEMA_VERSION, GatherOp, OpRecord, Trace, TraceHeader
+
+MAX_TRACE_LINE_BYTES = 2**20  # the VGG16 header, the longest shipped line, is 3.7 KB
+MAX_TRACE_BYTES = 2**30  # decompressed: ~4 million records
 
 
 def _is_gzip(path: Path) -> bool:
     return path.suffix == ".gz"
-
-
-@contextmanager
-def atomic_output(path: str | Path, binary: bool = False) -> Iterator[IO]:
-    """Open a temporary file beside `path`; rename it onto `path` only if the block succeeds."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb" if binary else "w", encoding=None if binary else "utf-8") as f:
-            yield f
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def trace_lines(header: TraceHeader, records: Sequence[OpRecord]) -> Iterator[str]:
@@ -61,25 +49,63 @@ def write_trace(path: str | Path, trace: Trace) -> Path:
     return path
 
 
-def _read_lines(path: Path) -> list[str]:
+def _lines(path: Path) -> Iterator[tuple[int, str, bool]]:
+    """(line number, text, is the last line) for each line of a trace, plain or gzip, read as a
+    stream: never more than MAX_TRACE_LINE_BYTES of one line or MAX_TRACE_BYTES in all."""
+    with open_regular(path, TraceError, "a trace file") as raw:
+        compressed = _is_gzip(path) or raw.peek(2)[:2] == b"\x1f\x8b"
+        if compressed:
+            _check_gzip(path, raw)
+        stream = gzip.GzipFile(fileobj=raw, mode="rb") if compressed else raw
+        total = 0
+        held: tuple[int, bytes] | None = None
+        number = 0
+        while True:
+            try:
+                line = stream.readline(MAX_TRACE_LINE_BYTES + 1)
+            except (OSError, EOFError, zlib.error) as exc:
+                problem = "corrupt or truncated gzip data" if compressed else "cannot read"
+                raise TraceError(f"{path}: {problem} ({exc})") from None
+            if not line:
+                break
+            number += 1
+            total += len(line)
+            if len(line) > MAX_TRACE_LINE_BYTES:
+                raise TraceError(f"{path}: line {number}: longer than {MAX_TRACE_LINE_BYTES:,} "
+                                 "bytes; is this a trace?")
+            if total > MAX_TRACE_BYTES:
+                raise TraceError(f"{path}: more than {MAX_TRACE_BYTES:,} bytes of trace text"
+                                 f"{' once decompressed' if compressed else ''}; refusing to "
+                                 "read further")
+            if held is not None:
+                yield held[0], _decoded(path, *held), False
+            held = (number, line)
+        if held is not None:
+            yield held[0], _decoded(path, *held), True
+
+
+def _check_gzip(path: Path, raw: IO[bytes]) -> None:
+    """Decompress once without keeping anything: a corrupt or truncated stream, or one that
+    inflates beyond MAX_TRACE_BYTES (a gzip bomb), is refused before any line is parsed."""
+    total = 0
     try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise TraceError(f"{path}: file not found") from None
-    except IsADirectoryError:
-        raise TraceError(f"{path}: is a directory, expected a trace file") from None
-    except OSError as exc:
-        raise TraceError(f"{path}: cannot read: {exc}") from None
-    if _is_gzip(path) or raw[:2] == b"\x1f\x8b":
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError, zlib.error) as exc:
-            raise TraceError(f"{path}: corrupt or truncated gzip data ({exc})") from None
+        with gzip.GzipFile(fileobj=raw, mode="rb") as stream:
+            while chunk := stream.read(2**20):
+                total += len(chunk)
+                if total > MAX_TRACE_BYTES:
+                    raise TraceError(f"{path}: decompresses to more than {MAX_TRACE_BYTES:,} "
+                                     "bytes; refusing to read it as a trace")
+    except (OSError, EOFError, zlib.error) as exc:
+        raise TraceError(f"{path}: corrupt or truncated gzip data ({exc})") from None
+    raw.seek(0)
+
+
+def _decoded(path: Path, number: int, line: bytes) -> str:
     try:
-        text = raw.decode("utf-8")
+        return line.decode("utf-8").rstrip("\r\n")
     except UnicodeDecodeError as exc:
-        raise TraceError(f"{path}: not UTF-8 text (byte {exc.start}); is this a trace?") from None
-    return text.splitlines()
+        raise TraceError(f"{path}: line {number}: not UTF-8 text (byte {exc.start}); is this a "
+                         "trace?") from None
 
 
 def _parse_json(path: Path, number: int, line: str, last: bool) -> dict:
@@ -89,6 +115,11 @@ def _parse_json(path: Path, number: int, line: str, last: bool) -> dict:
         hint = " (the file looks truncated)" if last else ""
         raise TraceError(f"{path}: line {number}: not valid JSON{hint}: {exc.msg} "
                          f"at column {exc.colno}") from None
+    except ValueError as exc:  # an integer beyond Python's 4,300-digit conversion limit
+        raise TraceError(f"{path}: line {number}: not a trace line ({exc})"[:300]) from None
+    except RecursionError:
+        raise TraceError(f"{path}: line {number}: JSON nested too deeply to be a trace "
+                         "line") from None
     if not isinstance(value, dict):
         raise TraceError(f"{path}: line {number}: expected a JSON object "
                          f"(got {type(value).__name__})")
@@ -120,13 +151,14 @@ def _check_references(path: Path, header: TraceHeader, records: list[OpRecord]) 
 def read_trace(path: str | Path) -> Trace:
     """Load and validate a trace; TraceError names the file, the line and the field."""
     path = Path(path)
-    lines = _read_lines(path)
-    if not lines or not lines[0].strip():
+    lines = _lines(path)
+    first = next(lines, None)
+    if first is None or not first[1].strip():
         raise TraceError(f"{path}: empty file, expected a trace header on line 1")
-    header_data = _parse_json(path, 1, lines[0], last=len(lines) == 1)
+    header_data = _parse_json(path, 1, first[1], last=first[2])
     if header_data.get("kind") != "trace":
         kind = header_data.get("kind")
-        raise TraceError(f"{path}: line 1: kind: expected 'trace' (got {kind!r})")
+        raise TraceError(f"{path}: line 1: kind: expected 'trace' (got {short_repr(kind)})")
     version = header_data.get("schema_version")
     if version != TRACE_SCHEMA_VERSION:
         older = isinstance(version, int) and not isinstance(version, bool) and \
@@ -134,15 +166,18 @@ def read_trace(path: str | Path) -> Trace:
         advice = ("; regenerate it with this hwsim's `hwsim trace` or `hwsim train "
                   "--trace-out`" if older else "")
         raise TraceError(f"{path}: line 1: schema_version: this hwsim reads version "
-                         f"{TRACE_SCHEMA_VERSION} (got {version!r}){advice}")
+                         f"{TRACE_SCHEMA_VERSION} (got {short_repr(version)}){advice}")
     header = _validated(TraceHeader, header_data, path, 1)
     records: list[OpRecord] = []
-    body = lines[1:]
-    for offset, line in enumerate(body):
-        number = offset + 2
+    for number, line, last in lines:
+        offset = number - 2
         if not line.strip():
             raise TraceError(f"{path}: line {number}: blank line inside the trace")
-        data = _parse_json(path, number, line, last=offset == len(body) - 1)
+        if offset >= header.record_count:
+            raise TraceError(f"{path}: line {number}: the header promises "
+                             f"{header.record_count} records but the file has more; the "
+                             "trace was edited or two traces were joined")
+        data = _parse_json(path, number, line, last=last)
         record = _validated(OpRecord, data, path, number)
         if record.id != offset:
             raise TraceError(f"{path}: line {number}: id: records must be numbered 0, 1, 2, ... "

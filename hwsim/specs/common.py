@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import reprlib
 import types
 import typing
 from collections.abc import Iterable
@@ -78,8 +79,17 @@ def _names(models: list[type[BaseModel]]) -> list[str]:
     return names
 
 
-def _short(value: Any) -> str:
-    text = repr(value)
+_REPR = reprlib.Repr()  # keyword arguments need Python 3.12
+_REPR.maxlevel, _REPR.maxstring, _REPR.maxlong, _REPR.maxother = 3, 50, 40, 50
+_REPR.maxlist = _REPR.maxtuple = _REPR.maxdict = _REPR.maxset = 6
+
+
+def short_repr(value: Any) -> str:
+    """At most 60 characters of `value`, built without walking the whole of a huge value."""
+    try:
+        text = _REPR.repr(value)
+    except ValueError:  # an int beyond Python's 4,300-digit conversion limit
+        text = f"<{type(value).__name__} too long to show>"
     return text if len(text) <= 60 else text[:57] + "..."
 
 
@@ -105,7 +115,7 @@ def format_validation_error(error: ValidationError, model: type[BaseModel]) -> l
         if kind == "value_error" and "(got " in message:
             problems.append(f"{path}: {message}")  # the rule already names what it got
             continue
-        problems.append(f"{path or '(top level)'}: {message} (got {_short(item.get('input'))})")
+        problems.append(f"{path or '(top level)'}: {message} (got {short_repr(item.get('input'))})")
     return problems
 
 

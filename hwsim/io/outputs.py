@@ -1,0 +1,128 @@
+"""Writing outputs: atomically, with the user's umask, and with path problems as OutputError.
+
+`atomic_output` writes to a temporary file beside the target and renames it into place only
+when the block succeeds, so an interrupted or failed run never leaves a half-written file, nor
+a `.part` file.  `check_output_file` and `check_output_dir` find the usual path problems
+before long work starts.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO
+
+from hwsim.errors import OutputError
+
+# Errors of the disk rather than of the code writing to it: reported as OutputError.
+_DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES,
+                errno.EPERM, errno.EIO}
+_DEFERRED_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _problem(exc: OSError) -> str:
+    return exc.strerror or str(exc)
+
+
+def _make_parent(path: Path) -> None:
+    """Create the folder `path` goes in; OutputError names the first part that is in the way."""
+    parent = path.parent
+    for ancestor in (parent, *parent.parents):
+        if ancestor.exists():
+            if not ancestor.is_dir():
+                raise OutputError(f"{path}: {ancestor} is a file, not a folder")
+            break
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot create the folder {parent}: {_problem(exc)}") from None
+
+
+def check_output_file(path: str | Path, flag: str = "") -> None:
+    """OutputError now if `path` could not be written later: its folder is not creatable or
+    writable, or a folder stands where the file should be.  Creates the missing folders."""
+    path = Path(path)
+    name = f"{flag} {path}" if flag else str(path)
+    if path.is_dir():
+        raise OutputError(f"{name}: is a folder, expected a file path")
+    try:
+        _make_parent(path)
+    except OutputError as exc:
+        raise OutputError(f"{flag} {exc}" if flag else str(exc)) from None
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        raise OutputError(f"{name}: the folder {path.parent} is not writable")
+
+
+def check_output_dir(path: str | Path, flag: str = "") -> None:
+    """OutputError now if files could not be written into the folder `path` later: a file
+    stands where the folder should be, or it is not creatable or writable.  Creates it."""
+    path = Path(path)
+    name = f"{flag} {path}" if flag else str(path)
+    if path.exists() and not path.is_dir():
+        raise OutputError(f"{name}: exists and is not a folder")
+    try:
+        _make_parent(path / "file")
+    except OutputError as exc:
+        raise OutputError(f"{name}: {str(exc).split(': ', 1)[1]}") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise OutputError(f"{name}: the folder is not writable")
+
+
+@contextmanager
+def _signals_held() -> Iterator[None]:
+    """Hold Ctrl-C and SIGTERM back for the block (they arrive right after it)."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, _DEFERRED_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+@contextmanager
+def atomic_output(path: str | Path, binary: bool = False) -> Iterator[IO]:
+    """Open a temporary file beside `path`; rename it onto `path` only if the block succeeds.
+
+    The file gets the permissions a plain `open` would give (0666 less the umask), not
+    mkstemp's 0600.  Path and disk problems raise OutputError naming `path`.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError(f"{path}: is a folder, expected a file path")
+    _make_parent(path)
+    temporary = None
+    try:
+        try:
+            # No interruption between creating the file and knowing its name to remove it.
+            with _signals_held():
+                handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part",
+                                                     dir=path.parent)
+            os.chmod(temporary, 0o666 & ~_umask())
+        except OSError as exc:
+            raise OutputError(f"{path}: cannot write in {path.parent}: {_problem(exc)}") from None
+        try:
+            with os.fdopen(handle, "wb" if binary else "w",
+                           encoding=None if binary else "utf-8") as f:
+                yield f
+            os.replace(temporary, path)
+        except OSError as exc:
+            if exc.errno not in _DISK_ERRNOS | {errno.EISDIR, errno.ENOTDIR}:
+                raise
+            raise OutputError(f"{path}: cannot write: {_problem(exc)}") from None
+        temporary = None
+    finally:
+        if temporary is not None:
+            Path(temporary).unlink(missing_ok=True)
