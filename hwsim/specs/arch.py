@@ -18,30 +18,50 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     BeforeValidator,
     Field,
-    PositiveFloat,
-    PositiveInt,
     ValidationInfo,
     WithJsonSchema,
     field_validator,
     model_validator,
 )
 
-from hwsim.specs.common import FrozenModel, raise_problems
+from hwsim.specs.common import FrozenModel, NotBool, finite_range, raise_problems
 from hwsim.specs.network import Name
 from hwsim.units import BYTES_PATTERN, HERTZ_PATTERN, KIB_BYTES, parse_bytes, parse_hertz
 
 ARCH_SCHEMA_VERSION = 1
 
+# Physically sensible ranges: wide enough for any real design, narrow enough that no count,
+# cycle or energy overflows a 64-bit table column or prints as Infinity.  docs/arch-spec.md.
+MAX_BYTES = 2**50  # 1 PiB
+MIN_CLOCK_HZ, MAX_CLOCK_HZ = 1e3, 1e11  # 1 kHz … 100 GHz
+MIN_BANDWIDTH_BYTES_PER_CYCLE, MAX_BANDWIDTH_BYTES_PER_CYCLE = 1e-3, 2.0**20
+MAX_LATENCY_CYCLES = 10**6
+MAX_ENERGY_PJ = 1e6  # any one action, per bit or per access or per cycle
+
+
+def _plain_bandwidth(value: object) -> object:
+    if isinstance(value, str):
+        raise ValueError(f"bandwidths are a plain number of bytes per cycle, without a unit: "
+                         f"bytes per second / clock_hz (got {value!r})")
+    return value
+
+
+Bandwidth = Annotated[float, BeforeValidator(_plain_bandwidth), NotBool, finite_range(
+    ge=MIN_BANDWIDTH_BYTES_PER_CYCLE, le=MAX_BANDWIDTH_BYTES_PER_CYCLE)]
+Latency = Annotated[int, NotBool, Field(ge=0, le=MAX_LATENCY_CYCLES)]
+Fraction = Annotated[float, NotBool]
 # The JSON Schema shows what a file may hold (a number or a unit string), not the parsed type.
-Bytes = Annotated[int, BeforeValidator(parse_bytes), Field(gt=0), WithJsonSchema(
-    {"anyOf": [{"type": "integer", "exclusiveMinimum": 0},
+Bytes = Annotated[int, BeforeValidator(parse_bytes), Field(gt=0, le=MAX_BYTES), WithJsonSchema(
+    {"anyOf": [{"type": "integer", "exclusiveMinimum": 0, "maximum": MAX_BYTES},
                {"type": "string", "pattern": BYTES_PATTERN,
                 "examples": ["512 B", "256 KiB", "4 GiB"]}]}, mode="validation")]
-Hertz = Annotated[float, BeforeValidator(parse_hertz), Field(gt=0), WithJsonSchema(
-    {"anyOf": [{"type": "number", "exclusiveMinimum": 0},
+Hertz = Annotated[float, BeforeValidator(parse_hertz), Field(ge=MIN_CLOCK_HZ, le=MAX_CLOCK_HZ),
+                  WithJsonSchema(
+    {"anyOf": [{"type": "number", "minimum": MIN_CLOCK_HZ, "maximum": MAX_CLOCK_HZ},
                {"type": "string", "pattern": HERTZ_PATTERN,
                 "examples": ["1 GHz", "800 MHz"]}]}, mode="validation")]
-Energy = Annotated[float, Field(ge=0)]
+Energy = Annotated[float, NotBool, finite_range(ge=0, le=MAX_ENERGY_PJ)]
+ResolvedEnergy = Annotated[float, finite_range(ge=0)]  # whole-chip leakage can exceed the bound
 Bits = Literal[4, 8, 16, 32, 64]
 BITS = (4, 8, 16, 32, 64)
 
@@ -106,10 +126,11 @@ class Dram(FrozenModel):
 
     technology: str = Field(default="lpddr4", description="key into the tech table's "
                             "dram_energy_pj_per_bit (lpddr4, hbm2, hmc, gddr5, ddr3, ...)")
-    channels: PositiveInt = Field(description="independent channels")
-    bandwidth_bytes_per_cycle: PositiveFloat = Field(  # per channel
+    channels: Annotated[int, NotBool, Field(ge=1, le=1024)] = Field(
+        description="independent channels")
+    bandwidth_bytes_per_cycle: Bandwidth = Field(  # per channel
         description="peak bytes per clock cycle of ONE channel")
-    latency_cycles: Annotated[int, Field(ge=0)] = Field(
+    latency_cycles: Latency = Field(
         description="cycles from request to first data")
     capacity_bytes: Bytes | None = Field(default=None,
                                          description="total capacity; null = unlimited")
@@ -123,10 +144,11 @@ class Sram(FrozenModel):
     """An on-chip SRAM: the von Neumann global buffer, or the SRAM of ONE distributed tile."""
 
     capacity_bytes: Bytes = Field(description="capacity of this SRAM (all banks)")
-    bandwidth_bytes_per_cycle: PositiveFloat = Field(
+    bandwidth_bytes_per_cycle: Bandwidth = Field(
         description="peak bytes per cycle, all banks together")
-    banks: PositiveInt = Field(default=1, description="banks; the access energy is that of "
-                               "one bank of capacity_bytes / banks")
+    banks: Annotated[int, NotBool, Field(ge=1, le=65536)] = Field(
+        default=1, description="banks; the access energy is that of one bank of "
+        "capacity_bytes / banks")
     read_energy_pj_per_bit: Energy | None = Field(
         default=None, description=f"{_OVERRIDE} CACTI curve at the bank capacity")
     write_energy_pj_per_bit: Energy | None = Field(
@@ -147,7 +169,7 @@ class Sram(FrozenModel):
 class GlobalBuffer(Sram):
     """The von Neumann global buffer: an SRAM part of which keeps tensors between ops."""
 
-    reuse_fraction: float = Field(
+    reuse_fraction: Fraction = Field(
         default=0.5, ge=0.0, le=0.9,
         description="share of the capacity that keeps activations, errors and gradients "
         "between the op that writes them and the ops that read them (LRU, written back to "
@@ -158,11 +180,12 @@ class GlobalBuffer(Sram):
 class PeArray(FrozenModel):
     """The von Neumann processing-element array."""
 
-    rows: PositiveInt = Field(description="PE rows")
-    columns: PositiveInt = Field(description="PE columns; peak MACs per cycle = rows × columns")
+    rows: Annotated[int, NotBool, Field(ge=1, le=16384)] = Field(description="PE rows")
+    columns: Annotated[int, NotBool, Field(ge=1, le=16384)] = Field(
+        description="PE columns; peak MACs per cycle = rows × columns")
     dataflow: Dataflow = Field(default=Dataflow.WEIGHT_STATIONARY,
                                description="which operand stays in the PEs")
-    vector_ops_per_cycle: PositiveInt = Field(
+    vector_ops_per_cycle: Annotated[int, NotBool, Field(ge=1, le=2**20)] = Field(
         description="element-wise (non-MAC) operations per cycle")
     mac_energy_pj: Energy | None = Field(
         default=None, description=f"{_OVERRIDE} mac_energy_pj[precision.weight_bits]")
@@ -173,10 +196,12 @@ class PeArray(FrozenModel):
 class Tiles(FrozenModel):
     """The distributed substrate's tiles: each has its own SRAM and MAC units."""
 
-    count: PositiveInt = Field(description="number of tiles")
+    count: Annotated[int, NotBool, Field(ge=1, le=65536)] = Field(
+        description="number of tiles")
     sram: Sram = Field(description="the SRAM of ONE tile")
-    macs_per_cycle: PositiveInt = Field(description="peak MACs per cycle of ONE tile")
-    vector_ops_per_cycle: PositiveInt = Field(
+    macs_per_cycle: Annotated[int, NotBool, Field(ge=1, le=2**20)] = Field(
+        description="peak MACs per cycle of ONE tile")
+    vector_ops_per_cycle: Annotated[int, NotBool, Field(ge=1, le=2**20)] = Field(
         description="element-wise (non-MAC) operations per cycle of ONE tile")
     mac_energy_pj: Energy | None = Field(
         default=None, description=f"{_OVERRIDE} mac_energy_pj[precision.weight_bits]")
@@ -188,8 +213,8 @@ class Noc(FrozenModel):
     """The distributed substrate's network-on-chip."""
 
     topology: Topology = Field(description="mesh (2-D), bus (one shared medium) or tree")
-    link_bandwidth_bytes_per_cycle: PositiveFloat = Field(description="bytes per cycle per link")
-    hop_latency_cycles: Annotated[int, Field(ge=0)] = Field(
+    link_bandwidth_bytes_per_cycle: Bandwidth = Field(description="bytes per cycle per link")
+    hop_latency_cycles: Latency = Field(
         description="cycles per hop; on a bus a hop is one tile pitch of wire, and a transfer "
         "crosses as many as the stretch of bus it drives")
     multicast: bool = Field(default=True, description="one injection reaches many tiles "
@@ -208,7 +233,7 @@ class Mapping(FrozenModel):
     allow_spill: bool = Field(default=True, description="weights and state that do not fit "
                               "in tile SRAM, and activations and errors beyond a tile's "
                               "reserve, live in DRAM (counted); false = an error instead")
-    activation_reserve_fraction: float = Field(
+    activation_reserve_fraction: Fraction = Field(
         default=0.25, ge=0.0, lt=1.0,
         description="fraction of each tile's SRAM kept for activations and errors (and for "
         "the weights a time-shared convolution reloads)")
@@ -297,18 +322,19 @@ class TechSpec(FrozenModel):
     schema_version: Literal[1] = Field(description="format version, 1")
     kind: Literal["tech"] = Field(description="file kind, 'tech'")
     name: str = Field(description="node name, e.g. 45nm")
-    node_nm: PositiveFloat = Field(description="feature size in nanometres")
+    node_nm: Annotated[float, NotBool, finite_range(gt=0, le=1e4)] = Field(
+        description="feature size in nanometres")
     mac_energy_pj: dict[int, Energy] = Field(  # by operand bits: multiply + add
         description="one multiply-accumulate (multiply + add), by operand bits")
     vector_op_energy_pj: dict[int, Energy] = Field(  # by operand bits: one add-class operation
         description="one element-wise (add-class) operation, by operand bits")
-    sram_access_bits: PositiveInt = Field(
+    sram_access_bits: Annotated[int, NotBool, Field(ge=1, le=4096)] = Field(
         default=64, description="bits per access of the SRAM curve's port")
     # [capacity_bytes, pJ per access of sram_access_bits] points, interpolated in log-log.
     sram_read_energy_pj_per_access: list[tuple[Bytes, Energy]] = Field(
         min_length=2, description="[capacity_bytes, pJ per read of sram_access_bits] points, "
         "capacities increasing; interpolated in log-log")
-    sram_write_to_read_ratio: PositiveFloat = Field(
+    sram_write_to_read_ratio: Annotated[float, NotBool, finite_range(gt=0, le=100)] = Field(
         default=1.0, description="SRAM write energy / read energy")
     sram_leakage_pj_per_cycle_per_kib: Energy = Field(
         default=0.0, description="SRAM leakage per cycle per KiB of capacity")
@@ -339,14 +365,14 @@ class TechSpec(FrozenModel):
 class ActionEnergies(FrozenModel):
     """Energy per action after resolving a spec against its technology table."""
 
-    mac_pj: Energy
-    vector_op_pj: Energy
-    dram_read_pj_per_bit: Energy
-    dram_write_pj_per_bit: Energy
-    sram_read_pj_per_bit: Energy  # the global buffer (von Neumann) or one tile's SRAM
-    sram_write_pj_per_bit: Energy
-    noc_pj_per_bit_per_hop: Energy
-    leakage_pj_per_cycle: Energy  # whole chip
+    mac_pj: ResolvedEnergy
+    vector_op_pj: ResolvedEnergy
+    dram_read_pj_per_bit: ResolvedEnergy
+    dram_write_pj_per_bit: ResolvedEnergy
+    sram_read_pj_per_bit: ResolvedEnergy  # the global buffer (von Neumann) or one tile's SRAM
+    sram_write_pj_per_bit: ResolvedEnergy
+    noc_pj_per_bit_per_hop: ResolvedEnergy
+    leakage_pj_per_cycle: ResolvedEnergy  # whole chip
 
 
 def sram_energy_pj_per_access(curve: list[tuple[int, float]], capacity_bytes: float) -> float:

@@ -9,11 +9,27 @@ import typing
 from collections.abc import Iterable
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from hwsim.errors import HwsimError, SpecError
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+def _not_bool(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError("must be a number, not true/false")
+    return value
+
+
+NotBool = BeforeValidator(_not_bool)
+"""Put in an `Annotated` number type: YAML's true/false are not 1 and 0 in hwsim files."""
+
+
+def finite_range(ge: float | None = None, le: float | None = None, gt: float | None = None,
+                 lt: float | None = None) -> Any:
+    """A `Field` for a number in a range: no inf or nan, so no `Infinity` in the outputs."""
+    return Field(ge=ge, le=le, gt=gt, lt=lt, allow_inf_nan=False)
 
 
 class FrozenModel(BaseModel):

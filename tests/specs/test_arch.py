@@ -260,7 +260,7 @@ def _edit_model(arch: ArchSpec, **dram) -> ArchSpec:
      "global_buffer.banks: must split capacity_bytes (65536) into equal banks (got 3)"),
     (_edit(VN, "clock_hz", "1 G"),
      "clock_hz: ambiguous unit 'G': write GHz or a plain number of hertz (got '1 G')"),
-    (_edit(VN, "clock_hz", 0), "clock_hz: must be greater than 0 (got 0)"),
+    (_edit(VN, "clock_hz", 0), "clock_hz: must be greater than or equal to 1000 (got 0)"),
     ({**VN, "tiles": DIST["tiles"]},
      "substrate: von_neumann has no tiles (remove it or set substrate: distributed)"),
     (_edit(DIST, "noc", ...), "substrate: distributed needs noc"),
@@ -322,7 +322,7 @@ def test_every_problem_is_reported_at_once(tmp_path):
     with pytest.raises(SpecError) as info:
         load_arch(path)
     assert str(info.value).splitlines() == [
-        f"{path}: clock_hz: must be greater than 0 (got -1)",
+        f"{path}: clock_hz: must be greater than or equal to 1000 (got -1)",
         f"{path}: dram: required key is missing",
         f"{path}: tiles.sram.capacity_bytes: ambiguous unit 'kB': write KiB (1024 bytes) or a "
         "plain number of bytes (got '4 kB')",
