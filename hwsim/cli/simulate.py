@@ -10,15 +10,20 @@ import pandas as pd
 
 from hwsim.energy import per_example_breakdown, summarize
 from hwsim.errors import SpecError
-from hwsim.io.arch import load_arch_with_energies
 from hwsim.io.traces import atomic_output, read_trace
 from hwsim.sim.engine import simulate
+from hwsim.sweep.overrides import load_arch_with_overrides
 
 
 def add_parser(commands) -> None:
     parser = commands.add_parser("simulate", help="simulate one traced training step on a spec")
     parser.add_argument("--arch", required=True,
                         help="shipped spec name (von_neumann, distributed, ...) or a YAML path")
+    parser.add_argument("--set", action="append", default=[], metavar="PATH=VALUE",
+                        dest="overrides",
+                        help="override a field of the spec before validation, e.g. --set "
+                             "global_buffer.capacity_bytes='1 MiB' --set dram.channels=4 "
+                             "(VALUE is read as YAML; repeatable)")
     parser.add_argument("--trace", required=True, type=Path, help="trace file (.jsonl[.gz])")
     parser.add_argument("--format", choices=("json", "table", "csv"), default="table",
                         help="what to print: per-example summary as JSON or a table, or the "
@@ -52,7 +57,7 @@ def _table(summary: dict) -> str:
 def cmd_simulate(args: argparse.Namespace) -> int:
     if args.out is not None and args.out.exists() and not args.out.is_dir():
         raise SpecError(f"--out {args.out}: exists and is not a folder")
-    arch, energies = load_arch_with_energies(args.arch)
+    arch, energies = load_arch_with_overrides(args.arch, args.overrides)
     trace = read_trace(args.trace)
     result = simulate(arch, trace, source=str(args.arch))
     summary = summarize(result, energies)

@@ -1,0 +1,118 @@
+"""Dotted-path overrides of an arch spec's YAML (`--set global_buffer.capacity_bytes="1 MiB"`),
+applied to the raw mapping before validation, so an overridden spec is checked as a file is."""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import types
+import typing
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel
+
+from hwsim.errors import SpecError
+from hwsim.io.arch import arch_path, load_tech
+from hwsim.io.yamlio import load_yaml
+from hwsim.specs.arch import ActionEnergies, ArchSpec, resolve_energies
+from hwsim.specs.common import validate
+
+
+def _model_of(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model a field holds (through Optional and Annotated), if any."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Annotated, typing.Union, types.UnionType):
+        for arg in typing.get_args(annotation):
+            found = _model_of(arg)
+            if found is not None:
+                return found
+    return None
+
+
+def check_path(path: str, model: type[BaseModel] = ArchSpec) -> str | None:
+    """None if `path` names a field of `model`, else what is wrong, with the nearest field."""
+    current: type[BaseModel] | None = model
+    walked: list[str] = []
+    for part in path.split("."):
+        if current is None:
+            return f"'{'.'.join(walked)}' is a value, not a mapping with '{part}'"
+        fields = list(current.model_fields)
+        if part not in fields:
+            near = difflib.get_close_matches(part, fields, n=1)
+            where = f" in '{'.'.join(walked)}'" if walked else ""
+            hint = f"; did you mean '{'.'.join([*walked, near[0]])}'?" if near else \
+                f"; valid keys{where}: {', '.join(fields)}"
+            return f"unknown field '{part}'{where}{hint}"
+        current = _model_of(current.model_fields[part].annotation)
+        walked.append(part)
+    return None
+
+
+def apply_overrides(data: Mapping[str, Any], overrides: Iterable[tuple[str, Any]]) -> dict:
+    """A deep copy of `data` with each dotted path set to its value (missing mappings made)."""
+    result = copy.deepcopy(dict(data))
+    for path, value in overrides:
+        *parents, leaf = path.split(".")
+        node = result
+        for part in parents:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                child = {}
+                node[part] = child
+            node = child
+        node[leaf] = copy.deepcopy(value)
+    return result
+
+
+def parse_assignment(text: str, flag: str = "--set") -> tuple[str, Any]:
+    """`path=value` → (path, yaml.safe_load(value)); SpecError naming the flag otherwise."""
+    path, equals, value = text.partition("=")
+    path = path.strip()
+    if not equals or not path:
+        raise SpecError(f"{flag} {text}: expected PATH=VALUE, e.g. "
+                        f"{flag} global_buffer.capacity_bytes='1 MiB'")
+    problem = check_path(path)
+    if problem is not None:
+        raise SpecError(f"{flag} {text}: {problem}")
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else None
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{flag} {text}: the value is not valid YAML ({exc})") from None
+    return path, parsed
+
+
+def load_arch_mapping(name_or_path: str | Path) -> tuple[Path, dict]:
+    """The file of a shipped name or path, and its raw YAML mapping (not yet validated)."""
+    path = arch_path(name_or_path)
+    data = load_yaml(path)
+    if not isinstance(data, dict):
+        raise SpecError(f"{path}: expected a mapping with 'schema_version' and 'kind: arch' "
+                        f"(got {type(data).__name__})")
+    found = data.get("kind")
+    if found is not None and found != "arch":
+        raise SpecError(f"{path}: kind: expected 'arch' (got {found!r})")
+    return path, data
+
+
+def validate_arch(data: Mapping[str, Any], path: Path,
+                  source: str) -> tuple[ArchSpec, ActionEnergies]:
+    """Validate an (overridden) arch mapping read from `path` and resolve its energies; errors
+    name `source`.  A relative `tech:` path is taken from `path`'s folder, as for the file."""
+    arch = validate(ArchSpec, data, source)
+    return arch, resolve_energies(arch, load_tech(arch, path), source=source)
+
+
+def load_arch_with_overrides(name_or_path: str | Path, assignments: Iterable[str],
+                             flag: str = "--set") -> tuple[ArchSpec, ActionEnergies]:
+    """`load_arch_with_energies` with `PATH=VALUE` assignments applied before validation."""
+    overrides = [parse_assignment(text, flag) for text in assignments]
+    path, data = load_arch_mapping(name_or_path)
+    source = str(path)
+    if overrides:
+        source += " with " + " ".join(f"{flag} {key}={value!r}" for key, value in overrides)
+    return validate_arch(apply_overrides(data, overrides), path, source)

@@ -1,0 +1,129 @@
+"""A sweep's output folder: one small JSON per finished row, the resolved spec of every point,
+and the results table assembled from them.
+
+    DIR/points/<row key>.json   {"key", "status", "error", "metrics"}: written atomically
+                                as each row finishes; a re-run skips rows found here with
+                                status ok
+    DIR/specs/<point key>.yaml  the resolved (validated) arch spec of each point
+    DIR/sweep.yaml              the sweep as it was run
+    DIR/results.csv             a row per point × workload (and results.parquet when pyarrow
+                                is installed)
+
+Everything in the table comes from the JSON files, so a resumed sweep's table is identical to
+an uninterrupted one's.
+"""
+
+from __future__ import annotations
+
+import json
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+from pydantic import BaseModel
+
+from hwsim.errors import SpecError
+from hwsim.io.traces import atomic_output
+from hwsim.specs.arch import ArchSpec
+from hwsim.specs.sweep import Metric
+from hwsim.sweep.expand import Expansion, Row
+
+POINTS = "points"
+SPECS = "specs"
+RESULTS_CSV = "results.csv"
+RESULTS_PARQUET = "results.parquet"
+
+
+def prepare(out: Path, expansion: Expansion) -> None:
+    """Create the folder, and write the sweep and each point's resolved spec."""
+    if out.exists() and not out.is_dir():
+        raise SpecError(f"--out {out}: exists and is not a folder")
+    (out / POINTS).mkdir(parents=True, exist_ok=True)
+    with atomic_output(out / "sweep.yaml") as f:
+        yaml.safe_dump(expansion.spec.model_dump(mode="json"), f, sort_keys=False)
+    for point in expansion.points:
+        path = out / SPECS / f"{point.key}.yaml"
+        if not path.exists():
+            with atomic_output(path) as f:
+                yaml.safe_dump(point.arch.model_dump(mode="json"), f, sort_keys=False)
+
+
+def point_path(out: Path, key: str) -> Path:
+    return out / POINTS / f"{key}.json"
+
+
+def read_point(out: Path, key: str) -> dict[str, Any] | None:
+    """A finished row's record, or None (missing, or unreadable: it will be run again)."""
+    try:
+        record = json.loads(point_path(out, key).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) and record.get("key") == key else None
+
+
+def write_point(out: Path, key: str, result: dict[str, Any]) -> None:
+    record = {"key": key, "status": result["status"], "error": result.get("error"),
+              "metrics": result.get("metrics", {})}
+    with atomic_output(point_path(out, key)) as f:
+        f.write(json.dumps(record, sort_keys=True) + "\n")
+
+
+def is_finished(out: Path, key: str) -> bool:
+    record = read_point(out, key)
+    return record is not None and record["status"] == "ok"
+
+
+def resolved_value(arch: ArchSpec, path: str) -> Any:
+    """The validated value at a dotted path: a number for "1 MiB", an enum's YAML spelling,
+    JSON text for a whole mapping."""
+    value: Any = arch
+    for part in path.split("."):
+        value = getattr(value, part, None)
+    if isinstance(value, BaseModel):
+        return json.dumps(value.model_dump(mode="json"), sort_keys=True)
+    return value.value if isinstance(value, Enum) else value
+
+
+def _row(row: Row, record: dict[str, Any] | None, metrics: list[Metric]) -> dict[str, Any]:
+    values = {"point": row.point.index, "base": row.point.base,
+              **{path: resolved_value(row.point.arch, path) for path in row.point.values},
+              **row.workload.columns()}
+    found = (record or {}).get("metrics", {})
+    for metric in metrics:
+        values[metric.value] = found.get(metric.value)
+    values["status"] = record["status"] if record else "missing"
+    values["error"] = (record or {}).get("error") or ""
+    values["point_key"] = row.point.key
+    values["row_key"] = row.key
+    return values
+
+
+def assemble(out: Path, expansion: Expansion) -> pd.DataFrame:
+    """The results table, from the finished rows' files, in expansion order."""
+    metrics = list(expansion.spec.metrics)
+    records = [_row(row, read_point(out, row.key), metrics) for row in expansion.rows]
+    table = pd.DataFrame(records)
+    table["nonzeros_per_neuron"] = table["nonzeros_per_neuron"].astype("Int64")
+    return table
+
+
+def parquet_available() -> bool:
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def write_table(out: Path, table: pd.DataFrame) -> list[Path]:
+    """results.csv, and results.parquet when pyarrow is installed; the paths written."""
+    written = [out / RESULTS_CSV]
+    with atomic_output(written[0]) as f:
+        table.to_csv(f, index=False, lineterminator="\n")
+    if parquet_available():
+        written.append(out / RESULTS_PARQUET)
+        with atomic_output(written[1], binary=True) as f:
+            table.to_parquet(f, index=False)
+    return written
