@@ -13,8 +13,13 @@ import pandas as pd
 import pytest
 
 from hwsim.cli import main
+from hwsim.energy import SUMMARY_KEYS, summarize
+from hwsim.io.arch import load_arch_with_energies
+from hwsim.io.traces import read_trace
+from hwsim.sim.engine import simulate
 from hwsim.sweep import run_sweep
-from tests.sweep.conftest import ROOT, write_sweep
+from hwsim.sweep.worker import price
+from tests.sweep.conftest import ROOT, TRACES, write_sweep
 
 KILL_AFTER_ROWS = 8
 
@@ -107,3 +112,13 @@ def test_bad_input_exits_2_before_anything_runs(tmp_path, capsys):
     assert not out.exists()
     assert main(["sweep", str(sweep), "--out", str(out), "--jobs", "2", "--dask-local", "2"]) == 2
     assert "--jobs sets the local process pool" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("arch", ["von_neumann", "distributed_small"])
+def test_row_figures_are_those_of_simulate_json(arch):
+    arch_spec, energies = load_arch_with_energies(arch)
+    for rule in ("bp", "ssdfa"):
+        trace = read_trace(TRACES / f"alexnet_{rule}_b8.jsonl.gz")
+        summary = summarize(simulate(arch_spec, trace), energies)
+        row = price(arch_spec, energies, trace)
+        assert row == {"status": "ok", "metrics": {key: summary[key] for key in SUMMARY_KEYS}}
