@@ -7,12 +7,24 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import Field, PositiveFloat, PositiveInt, model_validator
+from pydantic import Field, model_validator
 
-from hwsim.specs.common import FrozenModel
+from hwsim.specs.common import FrozenModel, NotBool, finite_range
 
 NETWORK_SCHEMA_VERSION = 1
 Name = Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_]*$", max_length=64)]
+
+
+def _count(most: int) -> object:
+    """A whole number 1…`most`; true/false are not numbers."""
+    return Annotated[int, NotBool, Field(ge=1, le=most)]
+
+
+# Ranges wide enough for any network a numpy trainer or a shape-only trace handles.
+Units = _count(2**24)  # neurons of a dense layer, elements of one input dimension
+Channels = _count(2**16)
+Window = _count(2**10)  # kernel, pool and stride sizes
+Fraction = Annotated[float, NotBool, finite_range(ge=0.0, lt=1.0)]
 
 
 class Activation(StrEnum):
@@ -35,7 +47,7 @@ class OptimizerName(StrEnum):
 class DenseLayer(FrozenModel):
     type: Literal["dense"]
     name: Name
-    units: PositiveInt
+    units: Units
     activation: Activation = Activation.LINEAR
     use_bias: bool = True
     trainable: bool = True
@@ -44,9 +56,9 @@ class DenseLayer(FrozenModel):
 class Conv2DLayer(FrozenModel):
     type: Literal["conv2d"]
     name: Name
-    filters: PositiveInt
-    kernel_size: PositiveInt
-    stride: PositiveInt = 1
+    filters: Channels
+    kernel_size: Window
+    stride: Window = 1
     padding: Padding = Padding.SAME
     activation: Activation = Activation.LINEAR
     use_bias: bool = True
@@ -56,8 +68,8 @@ class Conv2DLayer(FrozenModel):
 class MaxPoolLayer(FrozenModel):
     type: Literal["max_pool"]
     name: Name
-    pool_size: PositiveInt
-    stride: PositiveInt | None = None
+    pool_size: Window
+    stride: Window | None = None
     padding: Padding = Padding.VALID
 
 
@@ -69,7 +81,7 @@ class FlattenLayer(FrozenModel):
 class DropoutLayer(FrozenModel):
     type: Literal["dropout"]
     name: Name
-    rate: float = Field(ge=0.0, lt=1.0)
+    rate: Fraction
 
 
 class ActivationLayer(FrozenModel):
@@ -89,14 +101,14 @@ class TrainingDefaults(FrozenModel):
     """What `hwsim train` uses when a flag is not given (the authors' settings where known)."""
 
     optimizer: OptimizerName = OptimizerName.ADAM
-    learning_rate: PositiveFloat = 1e-3
-    momentum: float = Field(default=0.9, ge=0.0, lt=1.0)
-    adam_beta1: float = Field(default=0.9, ge=0.0, lt=1.0)
-    adam_beta2: float = Field(default=0.999, ge=0.0, lt=1.0)
-    adam_epsilon: PositiveFloat = 1e-8
-    batch_size: PositiveInt = 32
-    epochs: PositiveInt = 10
-    nonzeros_per_neuron: PositiveInt = 1
+    learning_rate: Annotated[float, NotBool, finite_range(gt=0, le=1e3)] = 1e-3
+    momentum: Fraction = 0.9
+    adam_beta1: Fraction = 0.9
+    adam_beta2: Fraction = 0.999
+    adam_epsilon: Annotated[float, NotBool, finite_range(gt=0, le=1)] = 1e-8
+    batch_size: _count(2**20) = 32
+    epochs: _count(10**6) = 10
+    nonzeros_per_neuron: _count(2**20) = 1
 
 
 class NetworkSpec(FrozenModel):
@@ -105,8 +117,8 @@ class NetworkSpec(FrozenModel):
     name: Name
     description: str = ""
     dataset: str
-    input_shape: tuple[PositiveInt, ...]
-    classes: Annotated[int, Field(ge=2)]
+    input_shape: tuple[Units, ...]
+    classes: Annotated[int, NotBool, Field(ge=2, le=2**20)]
     layers: list[LayerSpec] = Field(min_length=1)
     training: TrainingDefaults = TrainingDefaults()
 

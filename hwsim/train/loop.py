@@ -26,6 +26,7 @@ from hwsim.specs.trace import (
 )
 from hwsim.train.datasets import Dataset, load_dataset
 from hwsim.train.layers import StepContext
+from hwsim.train.memory import check_step_fits
 from hwsim.train.model import Model, WeightInit
 from hwsim.train.optim import Optimizer, optimizer_info
 from hwsim.train.rules import Backprop, FeedbackAlignment, Rule, make_rule
@@ -229,6 +230,8 @@ def train(network: NetworkSpec, dataset: Dataset, config: TrainConfig, *,
           on_batch: Callable[[], None] | None = None,
           on_epoch: Callable[[EpochMetrics], None] | None = None) -> TrainResult:
     """Train `network` on `dataset` with `config`; optionally trace the last epoch's first step."""
+    check_step_fits(network, config.batch_size, config.optimizer.value,
+                    np.dtype(config.dtype).itemsize)
     trainer = Trainer(network, config)
     x_train = reshape_inputs(dataset.x_train, network)
     x_test = reshape_inputs(dataset.x_test, network)
@@ -265,6 +268,8 @@ def trace_synthetic_step(network: NetworkSpec, config: TrainConfig) -> Trace:
     training (DFA's zero start would record all-zero weights).
     """
     config = replace(config, weight_init=WeightInit.GLOROT)
+    check_step_fits(network, config.batch_size, config.optimizer.value,
+                    np.dtype(config.dtype).itemsize, dataset_examples=config.batch_size + 1)
     dataset = load_dataset("synthetic", sample_shape=tuple(network.input_shape),
                            classes=network.classes, seed=config.seed,
                            synthetic_train=config.batch_size, synthetic_test=1)

@@ -84,7 +84,7 @@ def _edit(**changes):
     (_edit(layers=[{"type": "dense", "name": "fc1", "untis": 5}, GOOD["layers"][1]]),
      "layers.0.untis: unknown key; did you mean 'units'?"),
     (_edit(layers=[{"type": "dense", "name": "fc1", "units": 0}, GOOD["layers"][1]]),
-     "layers.0.units: must be greater than 0 (got 0)"),
+     "layers.0.units: must be greater than or equal to 1 (got 0)"),
     (_edit(layers=[{"type": "dense", "name": "fc1", "units": 5, "activation": "gelu"},
                    GOOD["layers"][1]]),
      "layers.0.activation: must be 'linear', 'relu', 'tanh' or 'sigmoid' (got 'gelu')"),
