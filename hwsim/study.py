@@ -3,23 +3,70 @@ training step costs on the default specs."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
+from pydantic import BaseModel
 
-from hwsim.energy import SUMMARY_KEYS, summarize
+from hwsim.energy import SUMMARY_KEYS, per_example_breakdown, summarize
 from hwsim.io.arch import load_arch_with_energies
 from hwsim.io.traces import atomic_output, write_trace
 from hwsim.sim.engine import simulate
+from hwsim.sim.result import SimResult
 from hwsim.specs.arch import ActionEnergies, ArchSpec
 from hwsim.specs.network import NetworkSpec
 from hwsim.specs.trace import Algorithm, Trace
 from hwsim.train.datasets import Dataset
-from hwsim.train.loop import EpochMetrics, TrainConfig, TrainResult, train
+from hwsim.train.loop import EpochMetrics, TrainConfig, TrainResult, trace_synthetic_step, train
 
 DEFAULT_SPECS = ("von_neumann", "distributed")
+STEP_FILES = ("summary.json", "breakdown.csv", "resources.csv", "timeline.csv", "mapping.csv")
+
+
+def spec_fields(arch: ArchSpec, source: str) -> pd.DataFrame:
+    """Every field of a resolved spec, flattened to dotted paths, with where it came from:
+    `source` (the spec file) when the file sets it, else `default`."""
+    rows: list[tuple[str, str, str]] = []
+
+    def walk(model: BaseModel, prefix: str, explicit: bool) -> None:
+        for name in type(model).model_fields:
+            value = getattr(model, name)
+            path = f"{prefix}{name}"
+            given = explicit and name in model.model_fields_set
+            if isinstance(value, BaseModel):
+                walk(value, f"{path}.", given)
+            else:
+                shown = value.value if hasattr(value, "value") else value
+                rows.append((path, json.dumps(shown, default=str), source if given else
+                             "default"))
+
+    walk(arch, "", True)
+    frame = pd.DataFrame(rows, columns=["field", "value", "source"])
+    frame.insert(0, "arch", arch.name)
+    return frame
+
+
+def write_step(out_dir: Path, result: SimResult, energies: ActionEnergies,
+               arch: ArchSpec | None = None, source: str = "") -> dict:
+    """Write one simulated step's files (the `simulate --out` layout) into `out_dir`."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    summary = summarize(result, energies)
+    with atomic_output(out_dir / "summary.json") as f:
+        f.write(json.dumps(summary, indent=2) + "\n")
+    frames = {"breakdown.csv": per_example_breakdown(result, energies),
+              "resources.csv": result.resources, "timeline.csv": result.timeline,
+              "mapping.csv": result.mapping}
+    if arch is not None:
+        frames["spec.csv"] = spec_fields(arch, source or arch.name)
+    for name, frame in frames.items():
+        with atomic_output(out_dir / name) as f:
+            frame.to_csv(f, index=False, lineterminator="\n")
+    return summary
+
+
 
 
 def trace_summary(trace: Trace) -> dict[str, float]:
@@ -46,10 +93,8 @@ def summary_row(result: TrainResult, trace_path: Path) -> dict:
     return row
 
 
-def cost_row(algorithm: Algorithm, spec: str, arch: ArchSpec, energies: ActionEnergies,
-             trace: Trace) -> dict:
+def cost_row(algorithm: Algorithm, spec: str, arch: ArchSpec, summary: dict) -> dict:
     """What one traced step of `algorithm` costs per training example on `arch`."""
-    summary = summarize(simulate(arch, trace, source=spec), energies)
     row = {"algorithm": algorithm.value, "arch": spec, "substrate": arch.substrate.value}
     row.update({key: summary[key] for key in SUMMARY_KEYS})
     row["off_tile_bytes"] = summary["dram_read_bytes"] + summary["dram_write_bytes"] + \
@@ -64,31 +109,73 @@ def _write_csv(path: Path, rows: list[dict]) -> pd.DataFrame:
     return table
 
 
+def step_folder(out_dir: Path, network: str, algorithm: Algorithm, spec: str) -> Path:
+    return out_dir / "steps" / network / algorithm.value / spec
+
+
+def price_step(trace: Trace, specs: dict[str, tuple[ArchSpec, ActionEnergies]],
+               out_dir: Path, on_step: Callable[[str], None] | None = None) -> list[dict]:
+    """Simulate one traced step on every spec, writing a simulation folder for each
+    (steps/<network>/<rule>/<spec>/, the `simulate --out` layout); the cost rows."""
+    rows = []
+    algorithm = trace.header.algorithm
+    for spec, (arch, energies) in specs.items():
+        if on_step is not None:
+            on_step(f"simulate {trace.header.network} {algorithm.value} on {spec}")
+        result = simulate(arch, trace, source=spec)
+        summary = write_step(step_folder(out_dir, trace.header.network, algorithm, spec),
+                             result, energies, arch, spec)
+        rows.append(cost_row(algorithm, spec, arch, summary))
+    return rows
+
+
 def run_study(network: NetworkSpec, dataset: Dataset, base: TrainConfig, out_dir: Path, *,
               algorithms: tuple[Algorithm, ...] = tuple(Algorithm),
               specs: tuple[str, ...] = DEFAULT_SPECS,
+              loaded: dict[str, tuple[ArchSpec, ActionEnergies]] | None = None,
               on_batch: Callable[[], None] | None = None,
               on_epoch: Callable[[Algorithm, EpochMetrics], None] | None = None,
-              ) -> tuple[pd.DataFrame, pd.DataFrame]:
+              on_step: Callable[[str], None] | None = None,
+              ) -> tuple[pd.DataFrame, pd.DataFrame, list[TrainResult]]:
     """Train with each rule, then simulate its traced step on each spec.
 
-    Writes `<network>_<rule>.jsonl`, `summary.csv` (training, one row per rule) and
-    `costs.csv` (per training example, one row per rule and spec) into `out_dir`, rewriting
-    the tables after each rule so an interrupted study keeps what it finished.
+    Writes `<network>_<rule>.jsonl`, `summary.csv` (training, one row per rule), `costs.csv`
+    (per training example, one row per rule and spec) and a simulation folder per rule and
+    spec under `steps/` into `out_dir`, rewriting the tables after each rule so an
+    interrupted study keeps what it finished.
     """
-    loaded = {spec: load_arch_with_energies(spec) for spec in specs}
+    loaded = loaded or {spec: load_arch_with_energies(spec) for spec in specs}
     rows: list[dict] = []
     costs: list[dict] = []
+    results: list[TrainResult] = []
     summary = cost_table = pd.DataFrame()
     for algorithm in algorithms:
         config = replace(base, algorithm=algorithm)
         epoch_hook = None if on_epoch is None else (lambda m, a=algorithm: on_epoch(a, m))
         result = train(network, dataset, config, record_trace=True, on_batch=on_batch,
                        on_epoch=epoch_hook)
+        results.append(result)
         trace_path = write_trace(out_dir / f"{network.name}_{algorithm.value}.jsonl",
                                  result.trace)
         rows.append(summary_row(result, trace_path))
         summary = _write_csv(out_dir / "summary.csv", rows)
-        costs.extend(cost_row(algorithm, spec, *loaded[spec], result.trace) for spec in specs)
+        costs.extend(price_step(result.trace, loaded, out_dir, on_step))
         cost_table = _write_csv(out_dir / "costs.csv", costs)
-    return summary, cost_table
+    return summary, cost_table, results
+
+
+def trace_and_price(network: NetworkSpec, specs: dict[str, tuple[ArchSpec, ActionEnergies]],
+                    out_dir: Path, *, seed: int = 0, batch_size: int | None = None,
+                    on_step: Callable[[str], None] | None = None) -> list[dict]:
+    """One traced step of each rule on synthetic data (at `batch_size`, default the
+    network's), written as `<network>_<rule>.jsonl.gz` and simulated on every spec."""
+    rows = []
+    for algorithm in Algorithm:
+        if on_step is not None:
+            on_step(f"trace {network.name} {algorithm.value}")
+        config = TrainConfig.from_network(network, algorithm, epochs=1, seed=seed,
+                                          batch_size=batch_size)
+        trace = trace_synthetic_step(network, config)
+        write_trace(out_dir / f"{network.name}_{algorithm.value}.jsonl.gz", trace)
+        rows.extend(price_step(trace, specs, out_dir, on_step))
+    return rows

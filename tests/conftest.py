@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+import os
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -21,3 +26,21 @@ def pytest_configure(config: pytest.Config) -> None:
 def rng() -> np.random.Generator:
     """A fresh, seeded generator per test so every test is reproducible on its own."""
     return np.random.default_rng(20240601)
+
+
+@pytest.fixture(scope="session")
+def main_job(tmp_path_factory) -> tuple[Path, str]:
+    """The README's main job, `hwsim run` with no options, run once for the whole session in
+    a fresh folder: (its output folder, what it printed)."""
+    from hwsim.cli import main
+
+    folder = tmp_path_factory.mktemp("main_job")
+    printed = io.StringIO()
+    here = Path.cwd()
+    os.chdir(folder)
+    try:
+        with contextlib.redirect_stdout(printed):
+            assert main(["run"]) == 0
+    finally:
+        os.chdir(here)
+    return folder / "reports" / "run", printed.getvalue()

@@ -72,7 +72,9 @@ def test_trace_command(tmp_path, tiny, algorithm, capsys):
 
 def test_run_writes_traces_and_summary(tmp_path, capsys):
     out = tmp_path / "run"
-    assert main(["run", "--epochs", "1", "--out", str(out)]) == 0
+    assert main(["run", "--epochs", "1", "--networks", "digits_fc", "--arch", "von_neumann",
+                 "--arch", "distributed", "--out", str(out)]) == 0
+    assert (out / "index.html").is_file()
     summary = pd.read_csv(out / "summary.csv")
     assert list(summary["algorithm"]) == ["bp", "dfa", "ssdfa"]
     for algorithm in ("bp", "dfa", "ssdfa"):
@@ -179,9 +181,11 @@ def test_failing_run_keeps_what_it_finished(tmp_path, monkeypatch):
 
     monkeypatch.setattr(study, "train", train_then_fail)
     out = tmp_path / "run"
-    assert main(["run", "--epochs", "1", "--out", str(out)]) == 130
+    assert main(["run", "--epochs", "1", "--networks", "digits_fc", "--arch", "von_neumann",
+                 "--arch", "distributed", "--out", str(out)]) == 130
+    # What finished is kept; no report is written for an interrupted run.
     assert sorted(path.name for path in out.iterdir()) == [
-        "costs.csv", "digits_fc_bp.jsonl", "digits_fc_dfa.jsonl", "summary.csv"]
+        "costs.csv", "digits_fc_bp.jsonl", "digits_fc_dfa.jsonl", "steps", "summary.csv"]
     assert list(pd.read_csv(out / "summary.csv")["algorithm"]) == ["bp", "dfa"]
     costs = pd.read_csv(out / "costs.csv")
     assert list(zip(costs["algorithm"], costs["arch"], strict=True)) == [

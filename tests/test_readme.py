@@ -31,12 +31,13 @@ def test_ci_runs_the_readme_test_command():
     assert "ruff check" in ci
 
 
-def test_main_job_runs(tmp_path, monkeypatch, capsys):
-    monkeypatch.chdir(tmp_path)
-    assert main(["run"]) == 0
-    out = capsys.readouterr().out
+def test_main_job_runs(main_job):
+    folder, out = main_job
     assert "digits_fc on digits (1437 train / 360 test examples), 30 epochs" in out
-    assert (tmp_path / "reports" / "run" / "summary.csv").exists()
+    assert (folder / "summary.csv").exists()
+    assert f"report: {Path('reports/run/index.html').resolve()}" not in out  # relative path
+    assert "report: reports/run/index.html" in out
+    assert (folder / "index.html").is_file() and (folder / "plotly.min.js").is_file()
 
 
 def _readme_accuracies() -> dict[str, float]:

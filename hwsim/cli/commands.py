@@ -10,7 +10,9 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
+from hwsim.cli.report import cmd_report, cmd_run
 from hwsim.cli.simulate import cmd_simulate
+from hwsim.cli.sweep import cmd_sweep
 from hwsim.errors import HwsimError, SpecError
 from hwsim.io.arch import describe_arch, describe_tech, load_arch_with_energies, load_tech_file
 from hwsim.io.networks import load_network
@@ -18,10 +20,12 @@ from hwsim.io.traces import atomic_output, read_trace, write_trace
 from hwsim.io.yamlio import load_yaml
 from hwsim.specs.arch import ArchSpec, TechSpec
 from hwsim.specs.network import NetworkSpec, infer_shapes
+from hwsim.specs.sweep import SweepSpec
 from hwsim.specs.trace import Algorithm, OpRecord, TraceHeader
-from hwsim.study import run_study, trace_summary
+from hwsim.study import trace_summary
 from hwsim.train.datasets import load_dataset
 from hwsim.train.loop import EpochMetrics, TrainConfig, trace_synthetic_step, train
+from hwsim.train.shapes import shape_only_trace
 
 
 def _progress(total: int, description: str) -> tqdm:
@@ -96,44 +100,13 @@ def cmd_trace(args: argparse.Namespace) -> int:
     _check_output(args.out, (".jsonl", ".jsonl.gz"), "--out")
     network = load_network(args.network)
     config = _config(args, network, 1)
-    trace = trace_synthetic_step(network, config)
+    trace = (shape_only_trace if args.shape_only else trace_synthetic_step)(network, config)
     write_trace(args.out, trace)
     summary = trace_summary(trace)
     print(f"{args.out}: {len(trace.records)} records, {network.name} {config.algorithm.value}, "
           f"batch {config.batch_size}; MACs per example: "
           + ", ".join(f"{phase} {summary[f'{phase}_macs_per_example']:,.0f}"
                       for phase in ("forward", "error", "gradient")))
-    return 0
-
-
-def cmd_run(args: argparse.Namespace) -> int:
-    network = load_network("digits_fc")
-    dataset = load_dataset(network.dataset, seed=args.seed)
-    base = TrainConfig.from_network(network, Algorithm.BP, epochs=args.epochs, seed=args.seed)
-    epochs = base.epochs
-    batches = -(-len(dataset.x_train) // base.batch_size)
-    with _progress(batches * epochs * len(Algorithm), "hwsim run") as bar:
-        def on_epoch(algorithm: Algorithm, metrics: EpochMetrics) -> None:
-            if metrics.epoch == epochs:
-                bar.write(_epoch_line(f"{algorithm.value} ", metrics, epochs), file=sys.stderr)
-
-        table, costs = run_study(network, dataset, base, args.out, on_batch=bar.update,
-                                 on_epoch=on_epoch)
-    columns = ["algorithm", "test_accuracy", "train_accuracy", "forward_macs_per_example",
-               "error_macs_per_example", "gradient_macs_per_example", "feedback_elements"]
-    shown = table[columns].copy()
-    for column in ("test_accuracy", "train_accuracy"):
-        shown[column] = shown[column].map("{:.2%}".format)
-    for column in columns[3:]:
-        shown[column] = shown[column].map("{:,.0f}".format)
-    print(f"{network.name} on {dataset.name} ({len(dataset.x_train)} train / "
-          f"{len(dataset.x_test)} test examples), {epochs} epochs, seed {args.seed}")
-    print(shown.to_string(index=False))
-    print("\nCost of one training example (hwsim simulate of each rule's traced step):")
-    cost_columns = ["algorithm", "arch", "macs", "cycles", "dram_read_bytes",
-                    "dram_write_bytes", "noc_bytes", "off_tile_bytes", "energy_pj"]
-    print(costs[cost_columns].to_string(index=False, float_format="{:,.0f}".format))
-    print(f"\ntraces, summary.csv and costs.csv in {args.out}")
     return 0
 
 
@@ -170,14 +143,15 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
-    model = {"network": NetworkSpec, "arch": ArchSpec, "tech": TechSpec,
+    model = {"network": NetworkSpec, "arch": ArchSpec, "tech": TechSpec, "sweep": SweepSpec,
              "trace-header": TraceHeader, "trace-record": OpRecord}[args.kind]
     print(json.dumps(model.model_json_schema(), indent=2, sort_keys=True))
     return 0
 
 
 COMMANDS = {"run": cmd_run, "train": cmd_train, "trace": cmd_trace, "validate": cmd_validate,
-            "schema": cmd_schema, "simulate": cmd_simulate}
+            "schema": cmd_schema, "simulate": cmd_simulate, "report": cmd_report,
+            "sweep": cmd_sweep}
 
 
 def dispatch(args: argparse.Namespace) -> int:

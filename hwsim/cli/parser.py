@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 
 from hwsim import __version__
-from hwsim.cli import simulate
+from hwsim.cli import report, simulate, sweep
 from hwsim.errors import HwsimError
 
 DEFAULT_NETWORK = "digits_fc"
@@ -69,12 +69,7 @@ def build_parser() -> Parser:
     commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser,
                                      metavar="COMMAND")
 
-    run = commands.add_parser("run", help="the default study on the bundled digits dataset")
-    run.add_argument("--out", type=Path, default=Path("reports/run"),
-                     help="output folder (default reports/run)")
-    run.add_argument("--epochs", type=positive_int, default=None,
-                     help="epochs per rule (default: the network's)")
-    run.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    report.add_run_parser(commands)
 
     train = commands.add_parser("train", help="train a network with one rule")
     _add_rule_flags(train)
@@ -96,14 +91,19 @@ def build_parser() -> Parser:
     trace = commands.add_parser("trace", help="trace one real training step on synthetic data")
     _add_rule_flags(trace)
     trace.add_argument("--out", type=Path, required=True, help="trace file (.jsonl[.gz])")
+    trace.add_argument("--shape-only", action="store_true",
+                       help="build the trace from the network's shapes without running the "
+                            "numpy step (milliseconds, any size; densities not measured: 1.0)")
 
     simulate.add_parser(commands)
+    sweep.add_parser(commands)
+    report.add_parser(commands)
 
     validate = commands.add_parser("validate",
                                    help="check network, arch and tech YAML and trace files")
     validate.add_argument("paths", nargs="+", type=Path, metavar="PATH")
 
     schema = commands.add_parser("schema", help="print the JSON Schema of a file kind")
-    schema.add_argument("kind", choices=("network", "arch", "tech", "trace-header",
+    schema.add_argument("kind", choices=("network", "arch", "tech", "sweep", "trace-header",
                                          "trace-record"))
     return parser

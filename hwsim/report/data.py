@@ -1,0 +1,168 @@
+"""What a report is made of: simulated steps (one folder each, the `simulate --out` layout),
+training histories and resolved specs, gathered into tidy pandas tables.
+
+A simulation folder holds `summary.json` (per-example figures and the run: network,
+algorithm, arch, substrate, batch), `breakdown.csv` (per example, priced), `resources.csv`,
+`timeline.csv`, `mapping.csv` and, when written by this package, `spec.csv` (every field of
+the resolved spec with its source).  A run folder (`hwsim run`) holds simulation folders under
+`steps/` and `history.csv` (the training curves).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from hwsim import __version__
+from hwsim.errors import DataError
+from hwsim.study import STEP_FILES
+
+KEYS = ["network", "algorithm", "arch", "substrate"]
+RULE_ORDER = {"bp": 0, "dfa": 1, "ssdfa": 2}
+
+
+@dataclass(frozen=True)
+class Step:
+    """One simulated step read back from its folder."""
+
+    folder: Path
+    summary: dict
+    breakdown: pd.DataFrame
+    resources: pd.DataFrame
+    timeline: pd.DataFrame
+    mapping: pd.DataFrame
+    spec: pd.DataFrame
+
+    @property
+    def key(self) -> dict[str, str]:
+        run = self.summary["run"]
+        return {"network": run["network"], "algorithm": run["algorithm"],
+                "arch": run["arch"], "substrate": run["substrate"]}
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    try:
+        return pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        return pd.DataFrame()
+    except (OSError, ValueError, pd.errors.ParserError) as exc:
+        raise DataError(f"{path}: cannot be read as CSV ({exc})") from None
+
+
+def read_step(folder: Path) -> Step:
+    """A simulation folder; DataError names the folder and the missing or broken file."""
+    missing = [name for name in STEP_FILES if not (folder / name).is_file()]
+    if missing:
+        raise DataError(f"{folder}: not a simulation folder: no {', '.join(missing)} "
+                        f"(write one with `hwsim simulate --out` or `hwsim run`)")
+    try:
+        summary = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
+        run = summary["run"]
+        missing = [key for key in ("network", "algorithm", "arch", "substrate", "batch_size")
+                   if key not in run]
+        if missing:
+            raise KeyError(", ".join(missing))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise DataError(f"{folder / 'summary.json'}: not a simulate summary ({exc})") from None
+    spec = _read_csv(folder / "spec.csv") if (folder / "spec.csv").is_file() else \
+        pd.DataFrame(columns=["arch", "field", "value", "source"])
+    return Step(folder, summary, _read_csv(folder / "breakdown.csv"),
+                _read_csv(folder / "resources.csv"), _read_csv(folder / "timeline.csv"),
+                _read_csv(folder / "mapping.csv"), spec)
+
+
+def find_steps(root: Path) -> list[Path]:
+    """Simulation folders at or under `root` (sorted, so reports are deterministic)."""
+    if (root / "summary.json").is_file():
+        return [root]
+    return sorted(path.parent for path in root.rglob("summary.json"))
+
+
+@dataclass(frozen=True)
+class ReportData:
+    """Everything the report draws, as tidy tables (one row per thing, per example)."""
+
+    costs: pd.DataFrame  # KEYS + summary figures + MACs by phase + off_tile_bytes
+    breakdown: pd.DataFrame  # KEYS + layer, phase, component, action, count, bytes, energy
+    resources: pd.DataFrame  # KEYS + resource, busy/idle/wait cycles, utilization
+    timeline: pd.DataFrame  # KEYS + resource, start/end cycle, busy_fraction, bytes_per_cycle
+    mapping: pd.DataFrame  # KEYS + each von Neumann op's mapping and bound
+    history: pd.DataFrame  # network, algorithm, epoch, accuracies, losses, angles
+    specs: pd.DataFrame  # arch, field, value, source
+    meta: dict  # hwsim version, seeds, inputs
+
+
+def _sort(frame: pd.DataFrame) -> pd.DataFrame:
+    if frame.empty or "algorithm" not in frame:
+        return frame
+    order = frame["algorithm"].map(RULE_ORDER).fillna(len(RULE_ORDER))
+    keys = [column for column in ("network", "arch") if column in frame]
+    return frame.assign(_rule=order).sort_values(
+        [*keys, "_rule"], kind="stable").drop(columns="_rule").reset_index(drop=True)
+
+
+def _with_keys(frame: pd.DataFrame, key: dict[str, str]) -> pd.DataFrame:
+    frame = frame.copy()
+    for column, value in reversed(list(key.items())):
+        frame.insert(0, column, value)
+    return frame
+
+
+def collect(steps: Iterable[Step], history: pd.DataFrame | None = None,
+            meta: dict | None = None) -> ReportData:
+    steps = list(steps)
+    costs, tables = [], {"breakdown": [], "resources": [], "timeline": [], "mapping": []}
+    specs = []
+    for step in steps:
+        key = step.key
+        summary = step.summary
+        row = dict(key)
+        row["batch_size"] = summary["run"]["batch_size"]
+        row.update({name: value for name, value in summary.items()
+                    if name not in ("breakdown", "run")})
+        row["off_tile_bytes"] = summary["dram_read_bytes"] + summary["dram_write_bytes"] + \
+            summary["noc_bytes"]
+        breakdown = step.breakdown
+        macs = breakdown[breakdown["action"] == "mac"].groupby("phase")["count"].sum()
+        for phase in ("forward", "error", "gradient", "update"):
+            row[f"{phase}_macs"] = float(macs.get(phase, 0.0))
+        row["backward_macs"] = row["error_macs"] + row["gradient_macs"]
+        costs.append(row)
+        for name in tables:
+            frame = getattr(step, name)
+            if not frame.empty:
+                tables[name].append(_with_keys(frame, key))
+        if not step.spec.empty:
+            specs.append(step.spec)
+
+    def frame(parts: list[pd.DataFrame]) -> pd.DataFrame:
+        return _sort(pd.concat(parts, ignore_index=True)) if parts else pd.DataFrame()
+
+    spec_table = pd.concat(specs, ignore_index=True).drop_duplicates(
+        ["arch", "field"]).reset_index(drop=True) if specs else \
+        pd.DataFrame(columns=["arch", "field", "value", "source"])
+    info = {"hwsim_version": __version__, **(meta or {})}
+    return ReportData(_sort(pd.DataFrame(costs)), frame(tables["breakdown"]),
+                      frame(tables["resources"]), frame(tables["timeline"]),
+                      frame(tables["mapping"]),
+                      history if history is not None else pd.DataFrame(), spec_table, info)
+
+
+def history_frame(network: str, algorithm: str, metrics: Iterable) -> pd.DataFrame:
+    """Training curves of one rule: a row per epoch (angles as `angle_<layer>_deg`)."""
+    rows = []
+    for epoch in metrics:
+        row = {"network": network, "algorithm": algorithm, "epoch": epoch.epoch,
+               "train_loss": epoch.train_loss, "train_accuracy": epoch.train_accuracy,
+               "test_loss": epoch.test_loss, "test_accuracy": epoch.test_accuracy}
+        for layer, angle in epoch.angles_deg.items():
+            row[f"angle_{layer}_deg"] = angle
+        angle = epoch.feedback_output_angle_deg
+        row["feedback_output_angle_deg"] = math.nan if angle is None else angle
+        rows.append(row)
+    return pd.DataFrame(rows)

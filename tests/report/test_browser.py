@@ -1,0 +1,62 @@
+"""The report drawn by a real browser: the operating system's Chromium, headless, offline.
+
+Needs the Debian packages `chromium` and `chromium-driver` (.ci/run installs them) and the
+`selenium` test dependency.  Outside CI the test is skipped when the browser is missing;
+with HWSIM_BROWSER_TEST=1 (set by .ci/run) a missing browser is a failure."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+DRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+REQUIRED = os.environ.get("HWSIM_BROWSER_TEST") == "1"
+
+# Every figure div, after plotly has drawn it: how many data-bearing marks (bars, points,
+# line paths) its SVG holds.
+MARKS = """
+return Array.from(document.querySelectorAll('.js-plotly-plot')).map(plot => [
+  plot.id,
+  plot.querySelectorAll('.main-svg').length,
+  plot.querySelectorAll('g.trace.bars g.point path, g.trace.scatter path.js-line, ' +
+                        'g.trace.scatter g.points path').length]);
+"""
+
+
+def _driver():
+    if not (os.path.exists(CHROMIUM) and os.path.exists(DRIVER)):
+        if REQUIRED:
+            pytest.fail(f"no browser: {CHROMIUM} and {DRIVER} are needed (apt-get install "
+                        "chromium chromium-driver)")
+        pytest.skip("the chromium and chromium-driver packages are not installed")
+    webdriver = pytest.importorskip("selenium.webdriver")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--window-size=1400,1000"):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    service = webdriver.ChromeService(executable_path=DRIVER)
+    return webdriver.Chrome(options=options, service=service)
+
+
+def test_every_figure_draws_data_in_a_real_browser_offline(main_job, tmp_path):
+    folder, _ = main_job
+    driver = _driver()
+    try:
+        driver.set_page_load_timeout(60)
+        driver.get((folder / "index.html").resolve().as_uri())
+        marks = driver.execute_script(MARKS)
+        assert len(marks) >= 10
+        for figure, svgs, drawn in marks:
+            assert svgs >= 1, f"{figure}: no SVG"
+            assert drawn > 0, f"{figure}: drew no bars, points or lines"
+        severe = [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+        assert severe == []
+        assert driver.save_screenshot(str(tmp_path / "report.png"))
+    finally:
+        driver.quit()

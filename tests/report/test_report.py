@@ -1,0 +1,114 @@
+"""The report: built from runs, simulation folders and traces; its figures carry exactly the
+numbers of the CSVs beside it; bad inputs stop before any work."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pandas as pd
+import pytest
+
+from hwsim.cli import main
+from hwsim.io.traces import write_trace
+from hwsim.report import gather
+from hwsim.report import figures as figs
+from hwsim.report.data import read_step
+from hwsim.report.html import report_figures
+from tests.sim.conftest import tiny_trace
+
+
+def _figure_data(page: str) -> list[dict]:
+    """The `data` array of every plotly figure on a page (the JSON plotly embeds)."""
+    return [json.loads(match) for match in re.findall(
+        r'Plotly\.newPlot\(\s*"figure-\d+",\s*(\[.*?\]),\s*\{', page, re.S)]
+
+
+def test_the_main_job_report_has_every_figure_with_data(main_job):
+    folder, _ = main_job
+    page = (folder / "index.html").read_text()
+    costs = pd.read_csv(folder / "costs.csv")
+    assert set(costs["network"]) == {"digits_fc", "cifar100_conv", "alexnet"}
+    assert set(costs["arch"]) == {"von_neumann", "distributed", "distributed_stationary"}
+    assert "<script src='plotly.min.js'></script>" in page
+    assert not re.findall(r"""<script[^>]*src=["']https?:""", page)  # nothing from the web
+    data = _figure_data(page)
+    assert len(data) == len(report_figures(gather([folder], folder, ())))
+    for traces in data:
+        assert traces, "a figure without traces"
+        assert any(len(trace.get("x", [])) or len(trace.get("y", [])) for trace in traces)
+    history = pd.read_csv(folder / "history.csv")
+    assert set(history["algorithm"]) == {"bp", "dfa", "ssdfa"} and history["epoch"].max() == 30
+
+
+def test_fig8_shows_the_csv_numbers_and_the_papers_gap(main_job):
+    folder, _ = main_job
+    costs = pd.read_csv(folder / "costs.csv")
+    figure = figs.fig8(costs)
+    shown = {}
+    for trace in figure.data:
+        for label, value in zip(trace.x, trace.y, strict=True):
+            shown[(trace.xaxis, label)] = value
+    movement = costs.set_index(["network", "algorithm", "arch"])["off_tile_bytes"] / 1e6
+    values = sorted(value for value in shown.values())
+    for number in movement:
+        assert any(abs(number - value) <= 1e-9 * max(1.0, number) for value in values)
+    # The paper's claim, on its own substrate, one example: orders of magnitude.
+    for network in ("cifar100_conv", "alexnet"):
+        assert movement[(network, "bp", "von_neumann")] > \
+            100 * movement[(network, "ssdfa", "distributed_stationary")]
+    macs = costs.set_index(["network", "algorithm", "arch"])["backward_macs"]
+    assert macs[("cifar100_conv", "bp", "von_neumann")] > \
+        1.8 * macs[("cifar100_conv", "ssdfa", "von_neumann")]
+
+
+def test_energy_figures_sum_to_the_summaries(main_job):
+    folder, _ = main_job
+    costs = pd.read_csv(folder / "costs.csv")
+    breakdown = pd.read_csv(folder / "breakdown.csv")
+    for by in ("component", "phase"):
+        figure = figs.energy(breakdown, by)
+        total = sum(sum(trace.y) for trace in figure.data) * 1e6
+        assert total == pytest.approx(costs["energy_pj"].sum(), rel=1e-9)
+
+
+def test_a_report_from_traces_and_simulation_folders(tmp_path, capsys):
+    traces = []
+    for algorithm in ("bp", "ssdfa"):
+        traces.append(write_trace(tmp_path / f"tiny_{algorithm}.jsonl", tiny_trace(algorithm)))
+    out = tmp_path / "report"
+    assert main(["report", *map(str, traces), "--arch", "von_neumann", "--out", str(out)]) == 0
+    assert f"report: {out / 'index.html'}" in capsys.readouterr().out
+    step = read_step(out / "steps" / "tiny" / "bp" / "von_neumann")
+    assert step.summary["run"]["algorithm"] == "bp"
+    assert set(step.spec["source"]) == {"von_neumann", "default"}
+    # A report of the simulation folders the first one wrote: the same numbers.
+    again = tmp_path / "again"
+    assert main(["report", str(out / "steps"), "--out", str(again)]) == 0
+    first, second = (pd.read_csv(path / "costs.csv") for path in (out, again))
+    pd.testing.assert_frame_equal(first, second)
+    simulated = tmp_path / "simulated"
+    assert main(["simulate", "--arch", "distributed", "--trace", str(traces[1]), "--out",
+                 str(simulated), "--format", "json"]) == 0
+    mixed = tmp_path / "mixed"
+    assert main(["report", str(simulated), str(out / "steps"), "--out", str(mixed)]) == 0
+    assert len(pd.read_csv(mixed / "costs.csv")) == 3
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["report", "missing_folder", "--out", "r"], "missing_folder: no such file or folder"),
+    (["report", ".", "--out", "r"], ".: holds no simulation folder"),
+    (["report", "notes.txt", "--out", "r"], "notes.txt: expected a trace"),
+    (["run", "--networks", "nope", "--out", "r"], "unknown network 'nope'"),
+    (["run", "--arch", "broken.yaml", "--out", "r"], "broken.yaml"),
+    (["report", "t.jsonl", "--arch", "broken.yaml", "--out", "r"], "broken.yaml"),
+])
+def test_bad_input_stops_before_any_work(tmp_path, monkeypatch, capsys, argv, message):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "notes.txt").write_text("hello\n")
+    (tmp_path / "broken.yaml").write_text("schema_version: 1\nkind: arch\nname: x\n")
+    write_trace(tmp_path / "t.jsonl", tiny_trace("bp"))
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("hwsim: error: ") and message in err and "Traceback" not in err
+    assert not (tmp_path / "r").exists()
