@@ -211,7 +211,8 @@ def training(history: pd.DataFrame) -> go.Figure:
     if history.empty:
         return _empty("Training curves", "no training history (hwsim run trains digits_fc)")
     figure = px.line(history, x="epoch", y="test_accuracy", color="algorithm",
-                     facet_col="network", markers=True, render_mode="svg", color_discrete_map=RULE_COLOURS,
+                     facet_col="network", markers=True, render_mode="svg",
+                     color_discrete_map=RULE_COLOURS,
                      hover_data={"train_accuracy": ":.2%", "test_accuracy": ":.2%",
                                  "train_loss": ":.4f"},
                      labels={"test_accuracy": "test accuracy"})
@@ -232,7 +233,8 @@ def angles(history: pd.DataFrame) -> go.Figure:
         return _empty("Alignment angles", "only BP was trained (its angle is 0)")
     frame["layer"] = frame["layer"].str.removeprefix("angle_").str.removesuffix("_deg")
     figure = px.line(frame, x="epoch", y="angle_deg", color="algorithm", line_dash="layer",
-                     facet_col="network", markers=True, render_mode="svg", color_discrete_map=RULE_COLOURS,
+                     facet_col="network", markers=True, render_mode="svg",
+                     color_discrete_map=RULE_COLOURS,
                      labels={"angle_deg": "angle to the BP gradient (degrees)"})
     figure.for_each_annotation(lambda a: a.update(text=a.text.split("=")[-1]))
     return _style(figure, "Alignment: angle between each rule's weight update and BP's, per "

@@ -11,8 +11,8 @@ import pytest
 
 from hwsim.cli import main
 from hwsim.io.traces import write_trace
-from hwsim.report import gather
 from hwsim.report import figures as figs
+from hwsim.report import gather
 from hwsim.report.data import read_step
 from hwsim.report.html import report_figures
 from tests.sim.conftest import tiny_trace
