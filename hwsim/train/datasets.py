@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import difflib
 import gzip
+import math
 import os
 import pickle
 import zlib
@@ -15,12 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
-from hwsim.errors import DataError
+from hwsim.errors import DataError, SpecError
 
 __all__ = [
     "DATASET_NAMES",
     "DIGITS_SPLIT_SEED",
     "Dataset",
+    "check_seed",
     "load_dataset",
 ]
 
@@ -42,6 +44,7 @@ _CIFAR_FILES = {
 }
 _CIFAR_LABEL_KEY = {"cifar10": "labels", "cifar100": "fine_labels"}
 _CIFAR_PIXELS = 3 * 32 * 32
+_MAX_DATA_FILE_BYTES = 2**30  # a dataset file, decompressed (CIFAR-100's train batch: 155 MB)
 
 # The only globals a CIFAR batch pickle (python 2 or 3, old or new numpy) refers to.
 _PICKLE_GLOBALS = frozenset(
@@ -99,6 +102,12 @@ class Dataset:
         return tuple(int(d) for d in self.x_train.shape[1:])
 
 
+def check_seed(seed: object) -> None:
+    """SpecError unless `seed` is a whole number numpy can seed with (0 ≤ seed < 2**128)."""
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or not 0 <= seed < 2**128:
+        raise SpecError(f"seed: must be a whole number from 0 to 2**128 - 1 (got {seed!r:.40})")
+
+
 def load_dataset(
     name: str,
     *,
@@ -110,6 +119,7 @@ def load_dataset(
     synthetic_test: int = 256,
 ) -> Dataset:
     """Load dataset `name`; `sample_shape` and `seed` only matter for synthetic data."""
+    check_seed(seed)
     if name not in DATASET_NAMES:
         close = difflib.get_close_matches(name.lower(), DATASET_NAMES, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
@@ -215,16 +225,20 @@ def _find_idx(directory: Path, stem: str, kind: str) -> Path:
 
 
 def _read_bytes(file: Path) -> bytes:
+    """A dataset file's bytes (decompressed if .gz), at most _MAX_DATA_FILE_BYTES of them."""
     try:
-        raw = file.read_bytes()
+        with file.open("rb") as raw:
+            stream = gzip.GzipFile(fileobj=raw) if file.suffix == ".gz" else raw
+            data = stream.read(_MAX_DATA_FILE_BYTES + 1)
+    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        raise DataError(f"{file}: corrupt gzip data ({exc})") from exc
     except OSError as exc:
         raise DataError(f"{file}: cannot read ({exc.strerror or exc})") from exc
-    if file.suffix != ".gz":
-        return raw
-    try:
-        return gzip.decompress(raw)
-    except (OSError, EOFError, zlib.error) as exc:
-        raise DataError(f"{file}: corrupt gzip data ({exc})") from exc
+    if len(data) > _MAX_DATA_FILE_BYTES:
+        raise DataError(f"{file}: more than {_MAX_DATA_FILE_BYTES:,} bytes"
+                        f"{' once decompressed' if file.suffix == '.gz' else ''}, larger than "
+                        "any dataset file hwsim reads")
+    return data
 
 
 def _read_idx(file: Path, magic: int) -> np.ndarray:
@@ -304,34 +318,92 @@ def _cifar_split(
     return x, np.concatenate([labels for _, labels in batches])
 
 
+class _RefusedPickle(Exception):
+    """The pickle asks for something a CIFAR batch never contains."""
+
+
+def _guarded_codecs_encode(text: object, encoding: object = "utf-8") -> bytes:
+    """`_codecs.encode` as python-2 CIFAR pickles use it: str → latin-1 bytes, nothing else
+    (other codecs, such as hex, would let a small pickle build a huge value)."""
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise _RefusedPickle(f"_codecs.encode with {type(text).__name__} and "
+                             f"{str(encoding)[:20]!r} (only str to latin1 is allowed)")
+    return text.encode("latin1")
+
+
 class _CifarUnpickler(pickle.Unpickler):
-    """Unpickler that resolves only the numpy globals a CIFAR batch uses."""
+    """Unpickler that resolves only the numpy globals a CIFAR batch uses, and refuses to build
+    an array larger than the file it comes from (so a 200-byte pickle cannot claim gigabytes)."""
+
+    def __init__(self, file, size_bytes: int) -> None:
+        super().__init__(file, encoding="bytes")
+        self._budget = max(size_bytes, 1) + 2**16
+
+    def _reconstruct(self, subtype: object, shape: object, dtype: object) -> object:
+        self._check_array(shape, dtype)
+        return np.ndarray.__new__(np.ndarray, shape, dtype)
+
+    def _ndarray(self, shape: object, dtype: object = float, *args: object) -> object:
+        self._check_array(shape, dtype)
+        return np.ndarray(shape, dtype, *args)
+
+    def _check_array(self, shape: object, dtype: object) -> None:
+        dims = shape if isinstance(shape, tuple) else (shape,)
+        if not all(isinstance(d, int) and d >= 0 for d in dims):
+            raise _RefusedPickle(f"an array of shape {str(shape)[:40]}")
+        try:
+            itemsize = np.dtype(dtype).itemsize
+        except TypeError as exc:
+            raise _RefusedPickle(f"an array of dtype {str(dtype)[:40]} ({exc})") from None
+        if math.prod(dims) * itemsize > self._budget:
+            raise _RefusedPickle(f"an array of {math.prod(dims) * itemsize:,} bytes from a file "
+                                 f"of {self._budget - 2**16:,} bytes")
 
     def find_class(self, module: str, name: str) -> object:
         if (module, name) not in _PICKLE_GLOBALS:
-            raise pickle.UnpicklingError(f"refusing to load global {module}.{name}")
+            raise _RefusedPickle(f"the global {module}.{name}")
+        if (module, name) == ("_codecs", "encode"):
+            return _guarded_codecs_encode
+        if name == "_reconstruct":
+            return self._reconstruct
+        if (module, name) == ("numpy", "ndarray"):
+            return self._ndarray
         return super().find_class(module, name)
 
 
 def _cifar_batch(name: str, file: Path) -> tuple[np.ndarray, np.ndarray]:
     try:
         with file.open("rb") as f:
-            batch = _CifarUnpickler(f, encoding="bytes").load()
+            size = os.fstat(f.fileno()).st_size
+            if size > _MAX_DATA_FILE_BYTES:
+                raise DataError(f"{file}: {size:,} bytes, larger than any CIFAR batch")
+            batch = _CifarUnpickler(f, size).load()
     except OSError as exc:
         raise DataError(f"{file}: cannot read ({exc.strerror or exc})") from exc
+    except _RefusedPickle as exc:
+        raise DataError(f"{file}: refused: not a CIFAR batch: the pickle asks for {exc}; a "
+                        "pickle can run code and build anything, so only the numpy arrays of "
+                        "a CIFAR batch are loaded") from None
+    except DataError:
+        raise
     except Exception as exc:  # a corrupt pickle can raise almost anything
-        problem = f"{type(exc).__name__}: {exc}"
-        raise DataError(f"{file}: truncated or corrupt pickle ({problem})") from exc
+        problem = f"{type(exc).__name__}: {exc}"[:200]
+        raise DataError(f"{file}: truncated or corrupt pickle ({problem})") from None
     label_key = _CIFAR_LABEL_KEY[name]
     if not isinstance(batch, dict):
         raise DataError(f"{file}: expected a pickled dict, got {type(batch).__name__}")
     data = _batch_entry(batch, "data", file)
     labels = _batch_entry(batch, label_key, file)
-    try:
-        pixels = np.asarray(data)
-        label_array = np.asarray(labels)
-    except (TypeError, ValueError) as exc:
-        raise DataError(f"{file}: unreadable data or {label_key} entry ({exc})") from exc
+    # Only the shapes CIFAR uses: data an array, labels an array or a flat list of ints.  A
+    # nested list (shared references cost nothing in a pickle) could expand to gigabytes.
+    if not isinstance(data, np.ndarray):
+        raise DataError(f"{file}: data must be a numpy array (got {type(data).__name__})")
+    if isinstance(labels, list) and all(type(label) is int for label in labels):
+        labels = np.array(labels, dtype=np.int64)
+    if not isinstance(labels, np.ndarray):
+        raise DataError(f"{file}: {label_key} must be a list of integers "
+                        f"(got {type(labels).__name__})")
+    pixels, label_array = data, labels
     if pixels.ndim != 2 or pixels.shape[1] != _CIFAR_PIXELS or pixels.shape[0] == 0:
         raise DataError(f"{file}: data must be [n, {_CIFAR_PIXELS}] (got shape {pixels.shape})")
     if pixels.dtype != np.uint8:
@@ -352,7 +424,9 @@ def _batch_entry(batch: dict[object, object], key: str, file: Path) -> object:
     for candidate in (key.encode(), key):
         if candidate in batch:
             return batch[candidate]
-    found = ", ".join(sorted(repr(k) for k in batch)[:8])
+    # Only short text keys are shown: repr of a crafted key could be exponentially long.
+    shown = [k for k in batch if isinstance(k, str | bytes) and len(k) <= 40]
+    found = ", ".join(sorted(repr(k) for k in shown)[:8])
     raise DataError(f"{file}: pickle has no {key.encode()!r} key (found {found or 'no keys'})")
 
 

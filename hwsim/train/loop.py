@@ -24,7 +24,7 @@ from hwsim.specs.trace import (
     Trace,
     TraceHeader,
 )
-from hwsim.train.datasets import Dataset, load_dataset
+from hwsim.train.datasets import Dataset, check_seed, load_dataset
 from hwsim.train.layers import StepContext
 from hwsim.train.memory import check_step_fits
 from hwsim.train.model import Model, WeightInit
@@ -51,6 +51,9 @@ class TrainConfig:
     adam_epsilon: float = 1e-8
     weight_init: WeightInit = WeightInit.AUTO
     dtype: str = "float32"
+
+    def __post_init__(self) -> None:
+        check_seed(self.seed)
 
     @classmethod
     def from_network(cls, network: NetworkSpec, algorithm: Algorithm,
