@@ -21,6 +21,7 @@ from hwsim.specs.network import NetworkSpec
 from hwsim.specs.trace import Algorithm, Trace
 from hwsim.train.datasets import Dataset
 from hwsim.train.loop import EpochMetrics, TrainConfig, TrainResult, trace_synthetic_step, train
+from hwsim.train.shapes import shape_only_trace
 
 DEFAULT_SPECS = ("von_neumann", "distributed")
 STEP_FILES = ("summary.json", "breakdown.csv", "resources.csv", "timeline.csv", "mapping.csv")
@@ -166,16 +167,19 @@ def run_study(network: NetworkSpec, dataset: Dataset, base: TrainConfig, out_dir
 
 def trace_and_price(network: NetworkSpec, specs: dict[str, tuple[ArchSpec, ActionEnergies]],
                     out_dir: Path, *, seed: int = 0, batch_size: int | None = None,
+                    shape_only: bool = False,
                     on_step: Callable[[str], None] | None = None) -> list[dict]:
     """One traced step of each rule on synthetic data (at `batch_size`, default the
-    network's), written as `<network>_<rule>.jsonl.gz` and simulated on every spec."""
+    network's) — or, `shape_only`, built from the network's shapes without running it (the
+    same records, densities not measured) — written as `<network>_<rule>.jsonl.gz` and
+    simulated on every spec."""
     rows = []
     for algorithm in Algorithm:
         if on_step is not None:
             on_step(f"trace {network.name} {algorithm.value}")
         config = TrainConfig.from_network(network, algorithm, epochs=1, seed=seed,
                                           batch_size=batch_size)
-        trace = trace_synthetic_step(network, config)
+        trace = (shape_only_trace if shape_only else trace_synthetic_step)(network, config)
         write_trace(out_dir / f"{network.name}_{algorithm.value}.jsonl.gz", trace)
         rows.extend(price_step(trace, specs, out_dir, on_step))
     return rows

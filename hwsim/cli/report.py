@@ -44,7 +44,7 @@ def add_run_parser(commands) -> None:
                           f"(default: {', '.join(RUN_SPECS)})")
     run.add_argument("--networks", nargs="+", default=None, metavar="NETWORK",
                      help="networks to study: those on the bundled digits dataset are trained, "
-                          "the others traced for one step of one example on synthetic data "
+                          "the others traced for one step of one example from their shapes "
                           f"(default: {' '.join(DEFAULT_NETWORKS)}; with --quick: digits_fc)")
     run.add_argument("--quick", action="store_true",
                      help=f"seconds, not minutes: {QUICK_EPOCHS} epochs and digits_fc only "
@@ -128,7 +128,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                                         result.history) for result in results]
         for network in traced:
             trace_and_price(network, loaded, args.out, seed=args.seed,
-                            batch_size=TRACED_BATCH, on_step=step)
+                            batch_size=TRACED_BATCH, shape_only=True, on_step=step)
 
     history = pd.concat(histories, ignore_index=True) if histories else pd.DataFrame()
     with atomic_output(args.out / "history.csv") as f:
