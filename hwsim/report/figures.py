@@ -52,14 +52,18 @@ def fig8(costs: pd.DataFrame) -> go.Figure:
                      "detail": f"DRAM {dram_mb:,.3f} MB, NoC {row['noc_bytes'] / 1e6:,.3f} MB"})
     frame = pd.DataFrame(rows)
     frame["rule · spec"] = _label(frame)
+    specs = list(dict.fromkeys(costs["arch"]))
+    order = [f"{rule} · {spec}" for rule in RULE_COLOURS for spec in specs]
     figure = px.bar(frame, x="rule · spec", y="value", color="algorithm",
                     pattern_shape="substrate", facet_row="quantity", facet_col="network",
                     color_discrete_map=RULE_COLOURS, pattern_shape_map=SUBSTRATE_PATTERNS,
                     hover_data={"detail": True, "value": ":,.4g"}, log_y=True,
+                    facet_row_spacing=0.28, facet_col_spacing=0.05, height=820,
                     category_orders={"quantity": ["MACs per example",
-                                                  "data movement (MB) per example"]})
-    figure.update_yaxes(matches=None, showticklabels=True)
-    figure.update_xaxes(matches=None, showticklabels=True, title_text="")
+                                                  "data movement (MB) per example"],
+                                     "rule · spec": order})
+    figure.update_yaxes(matches=None, showticklabels=True, title_text="")
+    figure.update_xaxes(matches=None, showticklabels=True, title_text="", tickangle=-45)
     figure.for_each_annotation(lambda a: a.update(text=a.text.split("=")[-1]))
     return _style(figure, "MACs and off-chip/off-tile data movement per training example "
                           "(the paper's Fig 8 view; DRAM + NoC bytes)")
