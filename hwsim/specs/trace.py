@@ -8,12 +8,25 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import Field, NonNegativeInt, PositiveInt, model_validator
+from pydantic import AfterValidator, Field, NonNegativeInt, PositiveInt, model_validator
 
 from hwsim.specs.common import FrozenModel
 from hwsim.specs.network import Padding
 
 TRACE_SCHEMA_VERSION = 2
+
+
+def _encodable(text: str) -> str:
+    """JSON can carry lone UTF-16 surrogates ("\\ud800") that no output file can hold."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"must be valid Unicode text (a lone surrogate at character "
+                         f"{exc.start})") from None
+    return text
+
+
+Text = Annotated[str, AfterValidator(_encodable)]
 
 
 class Phase(StrEnum):
@@ -56,7 +69,7 @@ class Slot(StrEnum):
 
 
 class Operand(FrozenModel):
-    tensor: str = Field(min_length=1)
+    tensor: Text = Field(min_length=1)
     role: Role
     elements: NonNegativeInt
     density: float = Field(ge=0.0, le=1.0)
@@ -133,7 +146,7 @@ class ElementwiseOp(FrozenModel):
     """`function` applied to `elements` numbers (activation, its derivative, dropout, loss, ...)."""
 
     kind: Literal["elementwise"]
-    function: str = Field(min_length=1)
+    function: Text = Field(min_length=1)
     elements: PositiveInt
 
     @property
@@ -159,7 +172,7 @@ class ReduceOp(FrozenModel):
     """`function` (sum, max) folding `inputs` numbers into `outputs`."""
 
     kind: Literal["reduce"]
-    function: str = Field(min_length=1)
+    function: Text = Field(min_length=1)
     inputs: PositiveInt
     outputs: PositiveInt
 
@@ -175,7 +188,7 @@ OpSpec = Annotated[MatmulOp | Conv2DOp | ElementwiseOp | GatherOp | ReduceOp,
 class OpRecord(FrozenModel):
     schema_version: Literal[2]
     id: NonNegativeInt
-    layer: str
+    layer: Text
     phase: Phase
     op: OpSpec
     macs: NonNegativeInt
@@ -224,8 +237,8 @@ class OpRecord(FrozenModel):
 
 
 class LayerInfo(FrozenModel):
-    name: str
-    type: str
+    name: Text
+    type: Text
     input_shape: list[PositiveInt]
     output_shape: list[PositiveInt]
     trainable: bool
@@ -236,7 +249,7 @@ class LayerInfo(FrozenModel):
 class FeedbackInfo(FrozenModel):
     """The fixed random matrix B [classes × neurons] that carries the output error to a layer."""
 
-    layer: str
+    layer: Text
     classes: PositiveInt
     neurons: PositiveInt
     nonzeros: NonNegativeInt
@@ -264,21 +277,32 @@ class OptimizerInfo(FrozenModel):
 class TraceHeader(FrozenModel):
     schema_version: Literal[2]
     kind: Literal["trace"]
-    hwsim_version: str
-    network: str
+    hwsim_version: Text
+    network: Text
     classes: Annotated[int, Field(ge=2)]
-    layers: list[LayerInfo]
+    layers: list[LayerInfo] = Field(min_length=1)
     algorithm: Algorithm
     feedback: list[FeedbackInfo]
     optimizer: OptimizerInfo
     batch_size: PositiveInt
-    dataset: str
+    dataset: Text
     seed: int
     dtype: Literal["float32", "float64"]
     record_count: NonNegativeInt
 
     @model_validator(mode="after")
     def _feedback_matches_algorithm(self) -> TraceHeader:
+        names = [layer.name for layer in self.layers]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise ValueError(f"layers: names must be unique; repeated: {', '.join(repeated)}")
+        targets = [info.layer for info in self.feedback]
+        unknown = [name for name in targets if name not in names]
+        if unknown:
+            raise ValueError(f"feedback: names layers the header does not have: "
+                             f"{', '.join(map(repr, unknown))}")
+        if len(set(targets)) != len(targets):
+            raise ValueError("feedback: one entry per layer (a layer is named twice)")
         if self.algorithm == Algorithm.BP and self.feedback:
             raise ValueError("a bp trace has no feedback matrices")
         sparse = [info.layer for info in self.feedback if info.nonzeros_per_neuron is None]
