@@ -115,6 +115,10 @@ def load_yaml(path: str | Path) -> Any:
     except UnicodeDecodeError as exc:
         raise SpecError(f"{path}: not UTF-8 text (byte {exc.start}), expected a YAML "
                         "file") from None
+    first_line = text.split("\n", 1)[0]
+    if first_line.startswith("{") and '"kind":"trace"' in first_line.replace(" ", ""):
+        raise SpecError(f"{path}: is a trace (JSON Lines), expected a YAML file; traces go to "
+                        "--trace (did you swap --arch and --trace?)")
     return parse_yaml(text, str(path))
 
 
