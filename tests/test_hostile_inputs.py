@@ -415,3 +415,21 @@ def test_an_interrupted_write_leaves_no_part_file(tmp_path):
         f.write("half")
         raise KeyboardInterrupt
     assert list(tmp_path.iterdir()) == []
+
+
+def test_sigterm_gets_the_same_clean_up_as_ctrl_c(tmp_path, capsys, monkeypatch):
+    import signal
+
+    import hwsim.cli.commands as commands
+
+    def write_then_get_terminated(args):
+        with atomic_output(tmp_path / "a.txt") as f:
+            f.write("half")
+            os.kill(os.getpid(), signal.SIGTERM)
+        raise AssertionError("SIGTERM did not interrupt the write")
+
+    monkeypatch.setattr(commands, "dispatch", write_then_get_terminated)
+    assert main(["validate", "x.yaml"]) == 128 + signal.SIGTERM
+    assert capsys.readouterr().err == "hwsim: terminated\n"
+    assert list(tmp_path.iterdir()) == []
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL

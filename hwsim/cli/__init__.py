@@ -3,14 +3,43 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 
 from hwsim.errors import HwsimError
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so that the same clean-up runs (no .part file survives)."""
+
+
+_MAIN_PID: list[int] = []  # the process that installed the handler (not a forked worker)
+
+
+def _terminate(signum: int, frame: object) -> None:
+    if _MAIN_PID and os.getpid() != _MAIN_PID[-1]:  # a pool worker: die as SIGTERM means
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+        return
+    raise _Terminated
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; 0 on success, 2 on bad input (one message on stderr)."""
+    if threading.current_thread() is not threading.main_thread():
+        return _main(argv)
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    _MAIN_PID.append(os.getpid())
+    try:
+        return _main(argv)
+    finally:
+        _MAIN_PID.pop()
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     from hwsim.cli.commands import dispatch
     from hwsim.cli.parser import build_parser
 
@@ -24,6 +53,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # `hwsim ... | head`: the reader has gone, nothing to report
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 — silence the flush at exit
         return 0
+    except _Terminated:
+        print("hwsim: terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print("hwsim: interrupted", file=sys.stderr)
         return 130
