@@ -19,7 +19,9 @@ while the tiles compute.
 
 from __future__ import annotations
 
+import heapq
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import simpy
@@ -36,6 +38,7 @@ from hwsim.sim.mapping import (
     reserve_bytes,
 )
 from hwsim.sim.noc import MEMORY, Network, Transfer
+from hwsim.sim.schedule import critical_path_ranks
 from hwsim.sim.tiling import compute_cycles, operand_bytes
 from hwsim.specs.arch import ArchSpec, BackwardTransport
 from hwsim.specs.trace import (
@@ -79,33 +82,63 @@ class Pending:
     record: OpRecord | None = None  # transpose_weights: computed where it is consumed
 
 
+class TilePool:
+    """The chip's free tiles, granted lowest priority first (then first come): a request
+    waits while an earlier-ranked one that does not fit yet is waiting, so a large group
+    cannot be starved by a stream of small ones, nor delay the step's critical path."""
+
+    def __init__(self, env: simpy.Environment, count: int) -> None:
+        self.env = env
+        self.free = count
+        self.waiting: list[tuple[int, int, int, simpy.Event]] = []
+        self.sequence = 0
+
+    def get(self, tiles: int, priority: int) -> simpy.Event:
+        granted = self.env.event()
+        self.sequence += 1
+        heapq.heappush(self.waiting, (priority, self.sequence, tiles, granted))
+        self._grant()
+        return granted
+
+    def put(self, tiles: int) -> None:
+        self.free += tiles
+        self._grant()
+
+    def _grant(self) -> None:
+        while self.waiting and self.waiting[0][2] <= self.free:
+            _, _, tiles, granted = heapq.heappop(self.waiting)
+            self.free -= tiles
+            granted.succeed()
+
+
 class TileGroups:
     """The chip's tiles: a pool every op draws its tiles from, one op at a time per region."""
 
     def __init__(self, env: simpy.Environment, count: int, ledger: Ledger) -> None:
         self.env = env
         self.ledger = ledger
-        self.free = simpy.Container(env, capacity=count, init=count)
-        self.locks: dict[str, simpy.Resource] = {}
+        self.pool = TilePool(env, count)
+        self.locks: dict[str, simpy.PriorityResource] = {}
 
-    def hold(self, region: Region, cycles: int) -> Process:
+    def hold(self, region: Region, cycles: int, priority: int = 0) -> Process:
         name = f"tiles.{region.key}"
-        lock = self.locks.setdefault(region.key, simpy.Resource(self.env, capacity=1))
+        lock = self.locks.setdefault(region.key, simpy.PriorityResource(self.env, capacity=1))
         asked = self.env.now
-        with lock.request() as request:
+        with lock.request(priority=priority) as request:
             yield request
-            yield self.free.get(region.tiles)
+            yield self.pool.get(region.tiles, priority)
             self.ledger.waits[name] += self.env.now - asked
             start = self.env.now
             if cycles > 0:
                 yield self.env.timeout(cycles)
             self.ledger.busy(name, start, self.env.now)
-            yield self.free.put(region.tiles)
+            self.pool.put(region.tiles)
 
 
 class DistributedSubstrate:
     def __init__(self, env: simpy.Environment, arch: ArchSpec, header: TraceHeader,
-                 ledger: Ledger, source: str = "arch") -> None:
+                 ledger: Ledger, source: str = "arch",
+                 records: Sequence[OpRecord] = ()) -> None:
         self.env = env
         self.arch = arch
         self.ledger = ledger
@@ -126,6 +159,25 @@ class DistributedSubstrate:
         self.pending: dict[str, Pending] = {}
         self.dram_bytes = self.placement.spilled_bytes  # what the substrate keeps in DRAM
         self.in_dram: set[str] = set()
+        self.rank = critical_path_ranks(records, {record.id: self._alone(record)
+                                                  for record in records})
+
+    def _alone(self, record: OpRecord) -> int:
+        """A record's cycles alone, roughly: compute on its tiles, or its operands over one
+        link into them, or its spilled share from DRAM — for ranking only."""
+        region, _ = self._region(record)
+        tiles = self.arch.tiles
+        compute = compute_cycles(record, vector_ops_per_cycle=region.tiles *
+                                 tiles.vector_ops_per_cycle,
+                                 macs_per_cycle=region.tiles * tiles.macs_per_cycle)
+        own = self.placement.region_of(record.layer)
+        moved = sum(self._bytes(operand) for operand in record.reads
+                    if operand.role not in RESIDENT_ROLES or region.key != own.key)
+        spilled = math.ceil(sum(self._bytes(operand) for operand in
+                                (*record.reads, *record.writes)
+                                if operand.role in RESIDENT_ROLES) * own.spilled_fraction)
+        return max(compute, ceil_div(moved, self.arch.noc.link_bandwidth_bytes_per_cycle),
+                   ceil_div(spilled, self.dram.bytes_per_cycle))
 
     def _bytes(self, operand: Operand) -> int:
         return operand_bytes(operand, self.arch.precision)
@@ -149,7 +201,7 @@ class DistributedSubstrate:
         return (group.region, None) if group is not None else (own, None)
 
     def execute(self, record: OpRecord, region: Region | None = None) -> Process:
-        scope = Scope(record.layer, record.phase.value)
+        scope = Scope(record.layer, record.phase.value, self.rank.get(record.id, 0))
         own = self.placement.region_of(record.layer)
         transport = (record.phase == Phase.ERROR and not isinstance(record.op, Conv2DOp)
                      and any(o.role == Role.WEIGHT for o in record.reads))
@@ -200,7 +252,7 @@ class DistributedSubstrate:
             if move.dram_read_bytes:
                 steps.append(self.dram.transfer(scope, move.dram_read_bytes, "read"))
             if move.transfer is not None:
-                steps.append(self.network.hold(move.transfer, move.region))
+                steps.append(self.network.hold(move.transfer, move.region, scope.priority))
             if len(steps) == 1:
                 yield from steps[0]
             elif steps:
@@ -217,14 +269,15 @@ class DistributedSubstrate:
         blocks = max(1, ceil_div(per_tile, max(1, self.reserve_bytes // 2)))
         if blocks == 1 or cycles == 0 or not moves:
             yield from self._perform(scope, moves)
-            yield from self.tiles.hold(region, cycles)
+            yield from self.tiles.hold(region, cycles, scope.priority)
             return
         yield from self._perform(scope, [move.part(1, blocks) for move in moves])
         rest = [move.part(blocks - 1, blocks) for move in moves]
         tail = ceil_div(cycles, blocks)
         yield self.env.all_of([self.env.process(self._perform(scope, rest)),
-                               self.env.process(self.tiles.hold(region, cycles - tail))])
-        yield from self.tiles.hold(region, tail)
+                               self.env.process(self.tiles.hold(region, cycles - tail,
+                                                                scope.priority))])
+        yield from self.tiles.hold(region, tail, scope.priority)
 
     # -- fetching operands ----------------------------------------------------------------
 

@@ -24,7 +24,8 @@ def simulate(arch: ArchSpec, trace: Trace, *, source: str = "arch",
     if arch.substrate == Substrate.VON_NEUMANN:
         substrate = VonNeumannSubstrate(env, arch, trace, ledger, source)
     else:
-        substrate = DistributedSubstrate(env, arch, trace.header, ledger, source)
+        substrate = DistributedSubstrate(env, arch, trace.header, ledger, source,
+                                         trace.records)
     finished: list[simpy.Process] = []
 
     def run(record: OpRecord) -> Process:

@@ -165,11 +165,12 @@ class Network:
                                                  self.ledger)
         return self.ingress[destination.key]
 
-    def hold(self, transfer: Transfer, destination: Region) -> Process:
-        """Occupy the links into `destination` for the transfer's cycles (no counting)."""
+    def hold(self, transfer: Transfer, destination: Region, priority: int = 0) -> Process:
+        """Occupy the links into `destination` for the transfer's cycles (no counting);
+        waiting transfers go lowest `priority` first."""
         if transfer.injected_bytes > 0 or transfer.delivered_bytes > 0:
             yield from self._ingress(destination).hold(transfer.cycles,
-                                                       transfer.injected_bytes)
+                                                       transfer.injected_bytes, priority)
 
     def count(self, scope: Scope, transfer: Transfer) -> None:
         if transfer.injected_bytes <= 0 and transfer.delivered_bytes <= 0:
@@ -180,5 +181,5 @@ class Network:
         self.ledger.add(scope, "noc", "byte_hop", count=transfer.byte_hops)
 
     def send(self, scope: Scope, transfer: Transfer, destination: Region) -> Process:
-        yield from self.hold(transfer, destination)
+        yield from self.hold(transfer, destination, scope.priority)
         self.count(scope, transfer)

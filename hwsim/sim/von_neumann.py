@@ -20,6 +20,7 @@ import simpy
 
 from hwsim.errors import SpecError
 from hwsim.sim.components import Compute, Dram, Ledger, Process, Scope, SharedUnit, ceil_div
+from hwsim.sim.schedule import critical_path_ranks
 from hwsim.sim.tiling import NoFit, OpPlan, operand_bytes, plan_op
 from hwsim.specs.arch import ArchSpec
 from hwsim.specs.trace import OpRecord, Phase, Role, Trace
@@ -116,9 +117,9 @@ class VonNeumannSubstrate:
                          if readers.get(tensor, set()) == {Phase.UPDATE})
 
     def _critical_path_ranks(self, trace: Trace) -> dict[int, int]:
-        """Each record's rank where records contend (0 first): the longest estimated path from
-        its start to the end of the step first (list scheduling by bottom level, as HLFET),
-        then the record id.  Estimates price each record alone in the stream share."""
+        """Where records contend, the one on the longest estimated path to the end of the
+        step goes first (hwsim.sim.schedule); each record is estimated alone in the stream
+        share."""
         arch = self.arch
         share = self.capacity_bytes - self.reuse.capacity_bytes
         port = arch.global_buffer.bandwidth_bytes_per_cycle
@@ -133,16 +134,7 @@ class VonNeumannSubstrate:
                 ceil_div(plan.buffer_read_bytes + plan.buffer_write_bytes, port),
                 ceil_div(plan.dram_read_bytes + plan.dram_write_bytes,
                          self.dram.bytes_per_cycle)) + arch.dram.latency_cycles
-        successors: dict[int, list[int]] = {record.id: [] for record in trace.records}
-        for record in trace.records:
-            for dep in record.deps:
-                successors[dep].append(record.id)
-        remaining: dict[int, int] = {}
-        for record in reversed(trace.records):  # deps name earlier records only
-            remaining[record.id] = alone[record.id] + max(
-                (remaining[later] for later in successors[record.id]), default=0)
-        order = sorted(remaining, key=lambda record_id: (-remaining[record_id], record_id))
-        return {record_id: rank for rank, record_id in enumerate(order)}
+        return critical_path_ranks(trace.records, alone)
 
     def _plan_alone(self, record: OpRecord, share: int) -> OpPlan | None:
         for budget in (share, self.capacity_bytes):

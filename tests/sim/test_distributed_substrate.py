@@ -340,3 +340,21 @@ def test_a_conv_tile_receives_a_window_that_fits_its_reserve(network):
         whole_input_bytes = op.input_height * op.input_width * op.input_channels * 8 * 2
         if name == "conv1" and network == "alexnet":  # it used to receive all 2.47 MB
             assert per_tile_bytes < whole_input_bytes / 100
+
+
+@pytest.mark.parametrize("spec", ["distributed", "distributed_small"])
+def test_local_rules_do_not_finish_later_for_scheduling_reasons(spec):
+    """cifar100_conv, one example: SSDFA and DFA no slower than BP on the distributed specs
+    (their conv gradients take the whole chip early; the critical path goes first)."""
+    from hwsim.io.arch import load_arch
+    from hwsim.io.networks import load_network
+    from hwsim.specs.trace import Algorithm
+    from hwsim.train.loop import TrainConfig
+    from hwsim.train.shapes import shape_only_trace
+
+    network = load_network("cifar100_conv")
+    arch = load_arch(spec)
+    cycles = {algorithm: simulate(arch, shape_only_trace(network, TrainConfig.from_network(
+        network, algorithm, epochs=1, batch_size=1))).cycles for algorithm in Algorithm}
+    assert cycles[Algorithm.SSDFA] <= cycles[Algorithm.BP]
+    assert cycles[Algorithm.DFA] <= cycles[Algorithm.BP]
