@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import signal
 import tempfile
 from collections.abc import Iterator
@@ -126,3 +127,39 @@ def atomic_output(path: str | Path, binary: bool = False) -> Iterator[IO]:
     finally:
         if temporary is not None:
             Path(temporary).unlink(missing_ok=True)
+
+
+@contextmanager
+def atomic_output_dir(path: str | Path) -> Iterator[Path]:
+    """A temporary folder beside `path` to write a set of files into; renamed onto `path` only
+    if the block succeeds (an existing folder there is replaced), so readers never see files
+    of two runs mixed.  Permissions as a plain mkdir gives (0777 less the umask)."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise OutputError(f"{path}: exists and is not a folder")
+    _make_parent(path / "file")
+    temporary = None
+    try:
+        with _signals_held():
+            try:
+                temporary = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".part",
+                                                  dir=path.parent))
+            except OSError as exc:
+                raise OutputError(f"{path}: cannot write in {path.parent}: "
+                                  f"{_problem(exc)}") from None
+        temporary.chmod(0o777 & ~_umask())
+        yield temporary
+        with _signals_held():  # the swap is two renames: no interruption between them
+            old = None
+            if path.exists():
+                old = path.with_name(f".{path.name}.{os.getpid()}.old")
+                os.replace(path, old)
+            os.replace(temporary, path)
+            temporary = old  # the previous run's files go in the clean-up below
+    except OSError as exc:
+        if exc.errno not in _DISK_ERRNOS | {errno.EISDIR, errno.ENOTDIR, errno.ENOTEMPTY}:
+            raise
+        raise OutputError(f"{path}: cannot write: {_problem(exc)}") from None
+    finally:
+        if temporary is not None:
+            shutil.rmtree(temporary, ignore_errors=True)

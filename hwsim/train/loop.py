@@ -30,6 +30,7 @@ from hwsim.train.memory import check_step_fits
 from hwsim.train.model import Model, WeightInit
 from hwsim.train.optim import Optimizer, optimizer_info
 from hwsim.train.rules import Backprop, FeedbackAlignment, Rule, make_rule
+from hwsim.train.threads import blas_threads_for
 from hwsim.train.tracer import Tracer
 
 ANGLE_PROBE_EXAMPLES = 256
@@ -235,6 +236,13 @@ def train(network: NetworkSpec, dataset: Dataset, config: TrainConfig, *,
     """Train `network` on `dataset` with `config`; optionally trace the last epoch's first step."""
     check_step_fits(network, config.batch_size, config.optimizer.value,
                     np.dtype(config.dtype).itemsize)
+    with blas_threads_for(network, config.batch_size):
+        return _train(network, dataset, config, record_trace, on_batch, on_epoch)
+
+
+def _train(network: NetworkSpec, dataset: Dataset, config: TrainConfig, record_trace: bool,
+           on_batch: Callable[[], None] | None,
+           on_epoch: Callable[[EpochMetrics], None] | None) -> TrainResult:
     trainer = Trainer(network, config)
     x_train = reshape_inputs(dataset.x_train, network)
     x_test = reshape_inputs(dataset.x_test, network)
@@ -276,9 +284,10 @@ def trace_synthetic_step(network: NetworkSpec, config: TrainConfig) -> Trace:
     dataset = load_dataset("synthetic", sample_shape=tuple(network.input_shape),
                            classes=network.classes, seed=config.seed,
                            synthetic_train=config.batch_size, synthetic_test=1)
-    trainer = Trainer(network, config)
-    x = reshape_inputs(dataset.x_train, network)
-    return trainer.traced_step(x, dataset.y_train, dataset.name)
+    with blas_threads_for(network, config.batch_size):
+        trainer = Trainer(network, config)
+        x = reshape_inputs(dataset.x_train, network)
+        return trainer.traced_step(x, dataset.y_train, dataset.name)
 
 
 def reshape_inputs(x: np.ndarray, network: NetworkSpec) -> np.ndarray:
