@@ -87,13 +87,16 @@ class SharedUnit:
     """A resource shared by everything that uses it at once: the users of the lowest priority
     present share it equally (processor sharing: n users each progress at 1/n of its rate, as
     interleaved requests of concurrent ops share DRAM channels), the others wait until they
-    leave.  Completions land on whole cycles.  Busy intervals are the stretches with at least
-    one user."""
+    leave — or, `shortest_first`, the user with the least work left goes on (a short op slips
+    in between a long op's tiles).  Completions land on whole cycles.  Busy intervals are the
+    stretches with at least one user."""
 
-    def __init__(self, env: simpy.Environment, name: str, ledger: Ledger) -> None:
+    def __init__(self, env: simpy.Environment, name: str, ledger: Ledger,
+                 shortest_first: bool = False) -> None:
         self.env = env
         self.name = name
         self.ledger = ledger
+        self.shortest_first = shortest_first
         self.jobs: dict[simpy.Event, float] = {}  # → cycles of work left (at the full rate)
         self.priorities: dict[simpy.Event, int] = {}
         self.updated = env.now
@@ -118,6 +121,8 @@ class SharedUnit:
         self.ledger.waits[self.name] += max(0, self.env.now - asked - cycles)
 
     def _active(self) -> list[simpy.Event]:
+        if self.shortest_first:  # the least work left goes on (ties by priority)
+            return [min(self.jobs, key=lambda job: (self.jobs[job], self.priorities[job]))]
         first = min(self.priorities.values())
         return [job for job in self.jobs if self.priorities[job] == first]
 
@@ -194,8 +199,9 @@ class Compute:
     it at once progressing at an equal share of its rate."""
 
     def __init__(self, env: simpy.Environment, component: str, resource: str,
-                 ledger: Ledger, shared: bool = False) -> None:
-        self.unit = SharedUnit(env, resource, ledger) if shared else Unit(env, resource, ledger)
+                 ledger: Ledger, shared: bool = False, shortest_first: bool = False) -> None:
+        self.unit = SharedUnit(env, resource, ledger, shortest_first) if shared else \
+            Unit(env, resource, ledger)
         self.component = component
         self.ledger = ledger
 

@@ -96,6 +96,18 @@ class Gemm:
 
 
 @dataclass(frozen=True)
+class Machine:
+    """What the tie-break between equal-traffic mappings needs: the PE array (a tile's
+    compute folds over its rows and columns) and DRAM bandwidth (the pipeline's fill)."""
+
+    rows: int
+    columns: int
+    weight_stationary: bool
+    dram_bytes_per_cycle: float
+    buffer_bytes_per_cycle: float
+
+
+@dataclass(frozen=True)
 class Mapping:
     """The chosen loop nest of one op and what it moves."""
 
@@ -107,6 +119,7 @@ class Mapping:
     partial_bytes: int  # partial sums written out and read back (each way)
     footprint_bytes: int  # buffer bytes the tiles occupy (double-buffered where they change)
     array_read_bytes: int  # buffer → array: every tile each time the nest uses it
+    compute_cycles: int = 0  # array cycles of all the tiles (0: no Machine given)
 
     @property
     def steps(self) -> int:
@@ -145,8 +158,12 @@ class _Loop:
     trips: np.ndarray
 
 
-def _plain(size: int) -> _Loop:
+def _plain(size: int, width: int = 1) -> _Loop:
+    """Tiles of a loop the PE array unrolls over `width` PEs are whole multiples of it (or
+    the whole loop), as a mapper's spatial unrolling requires."""
     tiles = _candidates(size)
+    if width > 1:
+        tiles = np.unique(np.minimum(size, -(-tiles // width) * width))
     return _Loop(tiles, _ceil_div(np.int64(size), tiles))
 
 
@@ -179,14 +196,16 @@ def _channels(channels: int, window: int) -> tuple[_Loop, np.ndarray]:
     return _Loop(tc * window, _ceil_div(np.int64(channels), tc)), tc
 
 
-def _grid(gemm: Gemm) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray],
-                               list[np.ndarray]]:
+def _grid(gemm: Gemm, align: tuple[int, int, int] = (1, 1, 1)
+          ) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
     """Per (tm, tk, tn) candidate: tiles, trips, and each operand's tile and sweep elements
-    (the elements one pass over all its tiles touches: its size, or more with a halo)."""
+    (the elements one pass over all its tiles touches: its size, or more with a halo).
+    `align`: the PE-array width each plain loop's tiles are multiples of."""
     conv = gemm.conv
     loops: list[_Loop]
     if conv is None:
-        loops = [_plain(gemm.m), _plain(gemm.k), _plain(gemm.n)]
+        loops = [_plain(gemm.m, align[0]), _plain(gemm.k, align[1]),
+                 _plain(gemm.n, align[2])]
         extra = None
     else:
         kernel = conv.kernel_height * conv.kernel_width
@@ -195,10 +214,10 @@ def _grid(gemm: Gemm) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarr
                         (conv.output_height - 1) * conv.stride + conv.kernel_height)
         bands, tile_rows, sweep_rows = _bands(conv, conv.output_height, used_rows)
         channels, tc = _channels(conv.input_channels, kernel)
-        outputs = _plain(conv.output_channels)
         # Which GEMM loop is positions (p), window (w) and output channels (f), per pass.
         p, w, f = {ConvPass.FORWARD: (0, 1, 2), ConvPass.BACKWARD_DATA: (0, 2, 1),
                    ConvPass.BACKWARD_WEIGHT: (1, 0, 2)}[conv.conv_pass]
+        outputs = _plain(conv.output_channels, align[f])
         loops = [None, None, None]  # type: ignore[list-item]
         loops[p], loops[w], loops[f] = bands, channels, outputs
         extra = (p, w, tile_rows, sweep_rows, tc)
@@ -230,10 +249,36 @@ def _bytes(elements: np.ndarray, bits: int) -> np.ndarray:
     return (elements * bits + 7) // 8
 
 
+def _tiled_compute(machine: Machine, tiles: list[np.ndarray], trips: list[np.ndarray],
+                   gemm: Gemm) -> np.ndarray:
+    """Array cycles of every tile together: each tile folds its reduction (weight
+    stationary: k over the rows, n over the columns, m streamed; output stationary: m over
+    the rows, n over the columns, k streamed); the last tile of a loop may be ragged."""
+    sizes = (gemm.m, gemm.k, gemm.n)
+
+    def folds(loop: int, width: int) -> np.ndarray:
+        last = np.maximum(1, sizes[loop] - (trips[loop] - 1) * tiles[loop])
+        return (trips[loop] - 1) * -(-tiles[loop] // width) + -(-last // width)
+    if machine.weight_stationary:
+        return gemm.m * folds(1, machine.rows) * folds(2, machine.columns)
+    return gemm.k * folds(0, machine.rows) * folds(2, machine.columns)
+
+
 @lru_cache(maxsize=4096)
-def search(gemm: Gemm, budget_bytes: int) -> Mapping | None:
-    """The least-traffic mapping of `gemm` whose tiles fit `budget_bytes`; None if none fits."""
-    tiles, trips, tile_elements, sweep_elements = _grid(gemm)
+def search(gemm: Gemm, budget_bytes: int, machine: Machine | None = None) -> Mapping | None:
+    """The least-traffic mapping of `gemm` whose tiles fit `budget_bytes`; None if none fits.
+
+    Ties go to the fewest estimated cycles on `machine` — max(the tiles' array cycles, DRAM
+    time, buffer-port time) plus the pipeline's fill and drain (the first tile's reads, the
+    last tile's compute); without a machine, to a fill of at most
+    1/64 of the traffic, then the fewest steps."""
+    align = (1, 1, 1)
+    if machine is not None:  # the loops the array unrolls: k (WS) or m (OS) rows, n columns
+        align = (1, machine.rows, machine.columns) if machine.weight_stationary else \
+            (machine.rows, 1, machine.columns)
+    tiles, trips, tile_elements, sweep_elements = _grid(gemm, align)
+    compute = _tiled_compute(machine, tiles, trips, gemm) if machine is not None else \
+        np.zeros_like(tiles[0])
     operands = (gemm.a, gemm.b, gemm.c)
     sweep_bytes = [_bytes(sweep_elements[i], operands[i].bits) for i in range(3)]
     tile_bytes = [_bytes(tile_elements[i], operands[i].bits) for i in range(3)]
@@ -268,9 +313,18 @@ def search(gemm: Gemm, budget_bytes: int) -> Mapping | None:
         if not fits.any():
             continue
         steps = trips[0] * trips[1] * trips[2]
-        # Ties: a pipeline fill (the first tile's reads) of at most 1/64 of the traffic, then
-        # the fewest steps (the biggest tiles).
-        fill = np.maximum((reads[A] + reads[B]) // steps, traffic // 64)
+        if machine is not None:
+            bandwidth = machine.dram_bytes_per_cycle
+            # Buffer → array: every input tile each time the nest uses it (held or not).
+            port = (sweep_bytes[A] * multipliers[A] + sweep_bytes[B] * multipliers[B] +
+                    2 * partial + write) / machine.buffer_bytes_per_cycle
+            fill = np.maximum(np.maximum(compute, np.ceil(traffic / bandwidth)),
+                              np.ceil(port)) + \
+                np.ceil((reads[A] + reads[B]) / steps / bandwidth) + -(-compute // steps)
+            fill = fill.astype(np.int64)
+        else:
+            # A pipeline fill (the first tile's reads) of at most 1/64 of the traffic.
+            fill = np.maximum((reads[A] + reads[B]) // steps, traffic // 64)
         key = np.lexsort((steps, fill, traffic))
         key = key[fits[key]]
         choice = int(key[0])
@@ -284,7 +338,8 @@ def search(gemm: Gemm, budget_bytes: int) -> Mapping | None:
                 trips=tuple(int(t[choice]) for t in trips),
                 read_bytes=(int(reads[A][choice]), int(reads[B][choice])),
                 output_write_bytes=int(write), partial_bytes=int(partial[choice]),
-                footprint_bytes=int(footprint[choice]), array_read_bytes=array_reads))
+                footprint_bytes=int(footprint[choice]), array_read_bytes=array_reads,
+                compute_cycles=int(compute[choice])))
     return None if best is None else best[1]
 
 

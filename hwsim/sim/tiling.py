@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from hwsim.sim.components import ceil_div
-from hwsim.sim.loopnest import Mapping, gemm_of, search
+from hwsim.sim.loopnest import Machine, Mapping, gemm_of, search
 from hwsim.sim.loopnest import Operand as GemmOperand
 from hwsim.specs.arch import Dataflow, PeArray, Precision
 from hwsim.specs.trace import Conv2DOp, GatherOp, MatmulOp, Operand, OpRecord, Slot
@@ -90,7 +90,8 @@ def gemm_slots(record: OpRecord) -> tuple[int, int, int]:
 def plan_op(record: OpRecord, precision: Precision, budget_bytes: int, pe: PeArray,
             cached_reads: frozenset[int] = frozenset(),
             kept_writes: frozenset[int] = frozenset(),
-            consumed_writes: frozenset[int] = frozenset()) -> OpPlan:
+            consumed_writes: frozenset[int] = frozenset(),
+            dram_bytes_per_cycle: float = 1.0, buffer_bytes_per_cycle: float = 1.0) -> OpPlan:
     """The cost of `record` given `budget_bytes` of stream space.
 
     `cached_reads` index reads the buffer already holds; `kept_writes` writes it keeps whole;
@@ -125,14 +126,19 @@ def plan_op(record: OpRecord, precision: Precision, budget_bytes: int, pe: PeArr
     extra_write_dram = sum(writes[i] for i in extra_writes
                            if i not in kept_writes and i not in consumed_writes)
     held = extra_dram + extra_write_dram
+    machine = Machine(pe.rows, pe.columns, pe.dataflow == Dataflow.WEIGHT_STATIONARY,
+                      dram_bytes_per_cycle, buffer_bytes_per_cycle)
     mapping = search(gemm_of(record.op, a, b, c, precision.accumulator_bits),
-                     budget_bytes - held)
+                     budget_bytes - held, machine)
     if mapping is None:
         raise NoFit("its smallest tiles")
     folds = partial_sum_bytes(record, pe, precision)
     buffer_read = mapping.array_read_bytes + sum(reads[i] for i in extra_reads) + \
         mapping.partial_bytes + folds // 2
     buffer_write = sum(writes) + mapping.partial_bytes + folds // 2
+    # The array's time is its tiles' (each folds its own reduction), never below the
+    # whole op's.
+    cycles = max(cycles, mapping.compute_cycles)
     return OpPlan(mapping.dram_read_bytes + extra_dram,
                   mapping.dram_write_bytes + extra_write_dram, buffer_read, buffer_write,
                   record.macs, record.other_ops, cycles, mapping.steps,

@@ -94,11 +94,14 @@ class VonNeumannSubstrate:
         self.released = env.event()
         # An op waits for stream space rather than start with less than half the share.
         self.min_budget_bytes = (self.capacity_bytes - self.reuse.capacity_bytes) // 2
-        # The MAC array and the vector unit beside it work in parallel; each, the buffer's
-        # port and DRAM are shared by the ops that use them at once (processor sharing).
-        self.pe = Compute(env, "pe_array", "pe_array", ledger, shared=True)
-        self.vector = Compute(env, "pe_array", "vector_unit", ledger, shared=True)
-        self.port = SharedUnit(env, BUFFER, ledger)
+        # The MAC array and the vector unit beside it work in parallel.  They and the buffer's
+        # port serve the op with the least work left (a short op slips in between a long
+        # op's tiles); DRAM serves the op on the longest path first (hwsim.sim.schedule).
+        self.pe = Compute(env, "pe_array", "pe_array", ledger, shared=True,
+                          shortest_first=True)
+        self.vector = Compute(env, "pe_array", "vector_unit", ledger, shared=True,
+                              shortest_first=True)
+        self.port = SharedUnit(env, BUFFER, ledger, shortest_first=True)
         self.fused = self._fused_gradients(trace) if arch.schedule.fused_weight_update \
             else frozenset()
         self._check_dram_capacity(trace)
@@ -139,7 +142,10 @@ class VonNeumannSubstrate:
     def _plan_alone(self, record: OpRecord, share: int) -> OpPlan | None:
         for budget in (share, self.capacity_bytes):
             try:
-                return plan_op(record, self.arch.precision, budget, self.arch.pe_array)
+                return plan_op(record, self.arch.precision, budget, self.arch.pe_array,
+                               dram_bytes_per_cycle=self.dram.bytes_per_cycle,
+                               buffer_bytes_per_cycle=(
+                                   self.arch.global_buffer.bandwidth_bytes_per_cycle))
             except NoFit:
                 continue
         return None
@@ -209,7 +215,8 @@ class VonNeumannSubstrate:
             if self.stream_bytes == 0 or free >= self.min_budget_bytes:
                 try:
                     return plan_op(record, self.arch.precision, free, self.arch.pe_array,
-                                   cached, kept, consumed)
+                                   cached, kept, consumed, self.dram.bytes_per_cycle,
+                                   self.arch.global_buffer.bandwidth_bytes_per_cycle)
                 except NoFit as problem:
                     if self.stream_bytes == 0:
                         raise SpecError(

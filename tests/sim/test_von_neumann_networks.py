@@ -56,9 +56,13 @@ def test_local_rules_never_cost_more_than_bp(spec, network):
     arch, energies = load_arch_with_energies(spec)
     summaries = [summarize(simulate(arch, shipped_trace(network, algorithm)), energies)
                  for algorithm in RULES]
-    for key in ("dram_read_bytes", "cycles", "energy_pj"):
+    for key in ("dram_read_bytes", "energy_pj"):
         ssdfa, dfa, bp = (summary[key] for summary in reversed(summaries))
         assert ssdfa <= dfa <= bp, key
+    # Cycles come out of a greedy list schedule, which is not monotone in the work it is
+    # given (Graham's anomalies): the order holds within 1% (docs/model.md, Contention).
+    ssdfa, dfa, bp = (summary["cycles"] for summary in reversed(summaries))
+    assert ssdfa <= 1.01 * dfa and dfa <= 1.01 * bp
     moved = [summary["dram_read_bytes"] + summary["dram_write_bytes"] for summary in summaries]
     assert moved[2] <= moved[1] <= moved[0]
 
