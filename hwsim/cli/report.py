@@ -18,6 +18,7 @@ from hwsim.io.traces import atomic_output
 from hwsim.report import check_inputs, gather
 from hwsim.report.data import collect, find_steps, history_frame, read_step
 from hwsim.report.html import write_report
+from hwsim.report.sweep import is_sweep, read_results, write_sweep_report
 from hwsim.specs.trace import Algorithm
 from hwsim.study import DEFAULT_SPECS, run_study, trace_and_price
 from hwsim.train.datasets import load_dataset
@@ -56,7 +57,7 @@ def add_parser(commands) -> None:
                                  "folders and traces")
     report.add_argument("inputs", nargs="+", type=Path, metavar="INPUT",
                         help="`hwsim run` folders, `hwsim simulate --out` folders, or traces "
-                             "(simulated on --arch)")
+                             "(simulated on --arch); or one `hwsim sweep` folder")
     report.add_argument("--out", type=Path, required=True, help="report folder")
     report.add_argument("--arch", action="append", default=None, metavar="SPEC",
                         help="specs to simulate traces on; repeat for more "
@@ -164,6 +165,15 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    sweeps = [path for path in args.inputs if path.is_dir() and is_sweep(path)]
+    if sweeps:
+        if len(args.inputs) > 1:
+            raise SpecError(f"{sweeps[0]}: a sweep folder is reported on its own (got "
+                            f"{len(args.inputs)} inputs)")
+        read_results(sweeps[0])
+        _check_out(args.out)
+        print(f"report: {write_sweep_report(sweeps[0], args.out)}")
+        return 0
     specs = tuple(args.arch or DEFAULT_SPECS)
     check_inputs(args.inputs)
     for spec in specs:

@@ -1,0 +1,141 @@
+"""Sweep reports: the results table of `hwsim sweep` as an offline HTML page.
+
+Shows the Pareto front of energy against latency per rule, each metric against each axis,
+heatmaps when the sweep is a two-axis grid, and the winner of each rule.
+"""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+import pandas as pd
+import plotly.express as px
+import plotly.graph_objects as go
+from plotly.offline import get_plotlyjs
+
+from hwsim.energy import SUMMARY_KEYS
+from hwsim.errors import DataError
+from hwsim.io.traces import atomic_output
+from hwsim.report.figures import RULE_COLOURS, _style
+from hwsim.report.html import STYLE, _table
+
+RESULTS = "results.csv"
+
+
+def is_sweep(folder: Path) -> bool:
+    return (folder / RESULTS).is_file()
+
+
+def read_results(folder: Path) -> pd.DataFrame:
+    try:
+        table = pd.read_csv(folder / RESULTS)
+    except (OSError, ValueError, pd.errors.ParserError) as exc:
+        raise DataError(f"{folder / RESULTS}: cannot be read as a sweep table ({exc})") from None
+    if "status" not in table or "algorithm" not in table:
+        raise DataError(f"{folder / RESULTS}: not a `hwsim sweep` results table (no status "
+                        f"or algorithm column)")
+    return table
+
+
+def axes(table: pd.DataFrame) -> list[str]:
+    """The swept fields: the columns named by a dotted path."""
+    return [column for column in table.columns if "." in column]
+
+
+def metrics(table: pd.DataFrame) -> list[str]:
+    return [key for key in SUMMARY_KEYS if key in table.columns]
+
+
+def pareto(table: pd.DataFrame, x: str = "latency_s", y: str = "energy_pj") -> go.Figure:
+    """Every ok row, energy against latency, and each rule's Pareto front (no row is both
+    faster and cheaper)."""
+    ok = table[table["status"] == "ok"]
+    if ok.empty or x not in ok or y not in ok:
+        return go.Figure().update_layout(title="Pareto front: no ok rows with latency and "
+                                               "energy")
+    hover = [column for column in (*axes(ok), "network", "batch_size") if column in ok]
+    figure = px.scatter(ok, x=x, y=y, color="algorithm", color_discrete_map=RULE_COLOURS,
+                        hover_data=hover, log_x=True, log_y=True, opacity=0.5)
+    for rule, rows in ok.groupby("algorithm", sort=False):
+        front = []
+        best = float("inf")
+        for _, row in rows.sort_values([x, y]).iterrows():
+            if row[y] < best:
+                front.append(row)
+                best = row[y]
+        frame = pd.DataFrame(front)
+        figure.add_trace(go.Scatter(x=frame[x], y=frame[y], mode="lines+markers",
+                                    name=f"{rule} front", line=dict(
+                                        color=RULE_COLOURS.get(rule, "#444"), width=2)))
+    return _style(figure, "Energy against latency per training example, and each rule's "
+                          "Pareto front")
+
+
+def metric_by_axis(table: pd.DataFrame, axis: str, metric: str) -> go.Figure:
+    """A metric's mean over the other axes at each value of `axis`, per rule."""
+    ok = table[table["status"] == "ok"]
+    means = ok.groupby([axis, "algorithm"], as_index=False)[metric].mean()
+    figure = px.line(means, x=axis, y=metric, color="algorithm", markers=True,
+                     color_discrete_map=RULE_COLOURS, render_mode="svg",
+                     log_y=bool((means[metric] > 0).all()))
+    return _style(figure, f"{metric} against {axis} (mean over the other axes)")
+
+
+def heatmaps(table: pd.DataFrame, metric: str = "energy_pj") -> list[go.Figure]:
+    """For a two-axis grid: the metric over both axes, one heatmap per rule."""
+    swept = axes(table)
+    ok = table[table["status"] == "ok"]
+    if len(swept) != 2 or metric not in ok:
+        return []
+    figures = []
+    for rule, rows in ok.groupby("algorithm", sort=False):
+        grid = rows.pivot_table(index=swept[0], columns=swept[1], values=metric,
+                                aggfunc="mean")
+        figure = px.imshow(grid, text_auto=".3g", aspect="auto",
+                           labels=dict(color=metric), color_continuous_scale="Viridis")
+        figures.append(_style(figure, f"{metric} of {rule} over {swept[0]} × {swept[1]}"))
+    return figures
+
+
+def winners(table: pd.DataFrame) -> pd.DataFrame:
+    """Each rule's cheapest and fastest row."""
+    ok = table[table["status"] == "ok"]
+    rows = []
+    for rule, group in ok.groupby("algorithm", sort=False):
+        for metric in ("energy_pj", "latency_s"):
+            if metric in group:
+                best = group.loc[group[metric].idxmin()]
+                rows.append({"algorithm": rule, "best by": metric,
+                             **{column: best[column] for column in (*axes(ok), *metrics(ok))}})
+    return pd.DataFrame(rows)
+
+
+def write_sweep_report(folder: Path, out: Path) -> Path:
+    table = read_results(folder)
+    figures: list[tuple[str, go.Figure]] = [("Pareto front", pareto(table))]
+    for axis in axes(table):
+        for metric in metrics(table):
+            figures.append((f"{metric} against {axis}", metric_by_axis(table, axis, metric)))
+    figures += [("Heatmap", figure) for figure in heatmaps(table)]
+    failed = int((table["status"] != "ok").sum())
+    parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+             f"<title>hwsim sweep report</title><style>{STYLE}</style>"
+             f"<script src='plotly.min.js'></script></head><body>",
+             f"<h1>Sweep report: {html.escape(str(folder))}</h1>",
+             f"<p class='note'>{len(table)} rows, {failed} failed; the table is "
+             f"<a href='{RESULTS}'>{RESULTS}</a>. Per training example.</p>",
+             "<h2>Winner per rule</h2>", _table(winners(table))]
+    for index, (title, figure) in enumerate(figures):
+        div = figure.to_html(full_html=False, include_plotlyjs=False,
+                             div_id=f"figure-{index}", config={"displaylogo": False})
+        parts.append(f"<h2>{html.escape(title)}</h2><div class='figure'>{div}</div>")
+    parts.append("</body></html>")
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_output(out / RESULTS) as f:
+        table.to_csv(f, index=False, lineterminator="\n")
+    with atomic_output(out / "plotly.min.js") as f:
+        f.write(get_plotlyjs())
+    with atomic_output(out / "index.html") as f:
+        f.write("\n".join(parts))
+    return out / "index.html"

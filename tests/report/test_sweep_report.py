@@ -1,0 +1,63 @@
+"""`hwsim report DIR` on a sweep folder: Pareto front, metric against axis, heatmaps, winners."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from hwsim.cli import main
+from hwsim.report.sweep import axes, heatmaps, pareto, winners
+from hwsim.sweep import run_sweep
+
+SWEEP = """\
+schema_version: 1
+kind: sweep
+name: grid
+base: von_neumann
+workloads:
+  networks:
+    - network: digits_fc
+      algorithms: [bp, dfa, ssdfa]
+      batch_sizes: [8]
+axes:
+  - path: global_buffer.capacity_bytes
+    values: [64 KiB, 256 KiB]
+  - path: dram.channels
+    values: [1, 2]
+metrics: [cycles, latency_s, dram_read_bytes, energy_pj]
+"""
+
+
+def test_a_sweep_report_shows_the_front_each_axis_the_grid_and_the_winners(tmp_path, capsys):
+    sweep = tmp_path / "grid.yaml"
+    sweep.write_text(SWEEP)
+    table = run_sweep(sweep, out=tmp_path / "sweep", jobs=1)
+    assert len(table) == 12 and (table["status"] == "ok").all()
+    assert axes(table) == ["global_buffer.capacity_bytes", "dram.channels"]
+    # The front is the rows no other row of the rule beats in both latency and energy.
+    front = {trace.name: trace for trace in pareto(table).data if trace.name.endswith("front")}
+    assert set(front) == {"bp front", "dfa front", "ssdfa front"}
+    for rule, rows in table.groupby("algorithm"):
+        on_front = set(zip(front[f"{rule} front"].x, front[f"{rule} front"].y, strict=True))
+        for _, row in rows.iterrows():
+            beaten = ((rows["latency_s"] < row["latency_s"]) &
+                      (rows["energy_pj"] < row["energy_pj"])).any()
+            assert ((row["latency_s"], row["energy_pj"]) in on_front) == (not beaten)
+    assert len(heatmaps(table)) == 3
+    best = winners(table).set_index(["algorithm", "best by"])
+    for rule, rows in table.groupby("algorithm"):
+        assert best.loc[(rule, "energy_pj"), "energy_pj"] == rows["energy_pj"].min()
+    out = tmp_path / "report"
+    assert main(["report", str(tmp_path / "sweep"), "--out", str(out)]) == 0
+    assert f"report: {out / 'index.html'}" in capsys.readouterr().out
+    page = (out / "index.html").read_text()
+    assert page.count("class='figure'") == 1 + 2 * 4 + 3
+    pd.testing.assert_frame_equal(pd.read_csv(out / "results.csv"),
+                                  pd.read_csv(tmp_path / "sweep" / "results.csv"))
+
+
+def test_a_sweep_folder_is_reported_alone(tmp_path, capsys):
+    (tmp_path / "sweep").mkdir()
+    (tmp_path / "sweep" / "results.csv").write_text("status,algorithm\nok,bp\n")
+    assert main(["report", str(tmp_path / "sweep"), str(tmp_path), "--out",
+                 str(tmp_path / "r")]) == 2
+    assert "a sweep folder is reported on its own" in capsys.readouterr().err
