@@ -214,6 +214,11 @@ def test_a_trace_from_another_hwsim_version_is_accepted(trace_file, tmp_path, ca
      "feedback: names layers the header does not have: 'nope'"),
     ("repeated layer", lambda h: h.update(layers=h["layers"] + h["layers"][:1]), None,
      "layers: names must be unique; repeated: fc1"),
+    ("beyond int64", None, lambda r: r[1]["writes"][0].update(elements=10**19),
+     "line 3: writes.0.elements: must be less than or equal to 281474976710656"),
+    ("step beyond int64", None,
+     lambda r: [record.update(other_ops=2**46) for record in r],
+     "more than hwsim simulates"),
 ])
 def test_hostile_traces_are_refused_by_validate_and_simulate_alike(
         trace_file, tmp_path, capsys, case, edit_header, edit_records, message):

@@ -148,6 +148,19 @@ def _check_references(path: Path, header: TraceHeader, records: list[OpRecord]) 
                              f"feedback entry for {record.layer!r} (there is none)")
 
 
+MAX_TRACE_MACS = 2**50  # the whole step; VGG16 at batch 8 is ~2^38.5, at batch 2048 ~2^46.5
+
+
+def _check_totals(path: Path, records: list[OpRecord]) -> None:
+    """The step's totals stay where the simulator's 64-bit counters and tables hold them."""
+    macs = sum(record.macs + record.other_ops for record in records)
+    elements = sum(operand.elements for record in records
+                   for operand in (*record.reads, *record.writes))
+    if macs > MAX_TRACE_MACS or elements > MAX_TRACE_MACS:
+        raise TraceError(f"{path}: the step does {macs:,} operations on {elements:,} operand "
+                         f"elements, more than hwsim simulates ({MAX_TRACE_MACS:,} of each)")
+
+
 def read_trace(path: str | Path) -> Trace:
     """Load and validate a trace; TraceError names the file, the line and the field."""
     path = Path(path)
@@ -184,6 +197,7 @@ def read_trace(path: str | Path) -> Trace:
                              f"in order; expected {offset} (got {record.id})")
         records.append(record)
     _check_references(path, header, records)
+    _check_totals(path, records)
     if len(records) != header.record_count:
         raise TraceError(f"{path}: the header promises {header.record_count} records but the "
                          f"file has {len(records)}; the trace is truncated or was edited")

@@ -8,12 +8,20 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, NonNegativeInt, PositiveInt, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
 from hwsim.specs.common import FrozenModel
 from hwsim.specs.network import Padding
 
 TRACE_SCHEMA_VERSION = 2
+
+# Bounds that keep every count, byte and cycle total of a simulation inside int64 (a record
+# of more than 2^52 MACs would be a year of a 100k-MAC chip); read_trace also bounds the totals.
+MAX_ELEMENTS = 2**48
+MAX_RECORD_MACS = 2**52
+Count = Annotated[int, Field(gt=0, le=MAX_ELEMENTS)]
+Amount = Annotated[int, Field(ge=0, le=MAX_ELEMENTS)]
+Work = Annotated[int, Field(ge=0, le=MAX_RECORD_MACS)]  # MACs or other operations of a record
 
 
 def _encodable(text: str) -> str:
@@ -71,7 +79,7 @@ class Slot(StrEnum):
 class Operand(FrozenModel):
     tensor: Text = Field(min_length=1)
     role: Role
-    elements: NonNegativeInt
+    elements: Amount
     density: float = Field(ge=0.0, le=1.0)
     slot: Slot | None = None  # matmul and conv records only: a and b read, c written
 
@@ -80,9 +88,9 @@ class MatmulOp(FrozenModel):
     """[m, k] @ [k, n]: m·k·n MACs."""
 
     kind: Literal["matmul"]
-    m: PositiveInt
-    k: PositiveInt
-    n: PositiveInt
+    m: Count
+    k: Count
+    n: Count
 
     @property
     def macs(self) -> int:
@@ -98,20 +106,20 @@ class Conv2DOp(FrozenModel):
 
     kind: Literal["conv2d"]
     conv_pass: ConvPass
-    batch: PositiveInt
-    input_height: PositiveInt
-    input_width: PositiveInt
-    input_channels: PositiveInt
-    output_height: PositiveInt
-    output_width: PositiveInt
-    output_channels: PositiveInt
-    kernel_height: PositiveInt
-    kernel_width: PositiveInt
-    stride: PositiveInt
+    batch: Count
+    input_height: Count
+    input_width: Count
+    input_channels: Count
+    output_height: Count
+    output_width: Count
+    output_channels: Count
+    kernel_height: Count
+    kernel_width: Count
+    stride: Count
     padding: Padding
-    m: PositiveInt
-    k: PositiveInt
-    n: PositiveInt
+    m: Count
+    k: Count
+    n: Count
 
     @property
     def macs(self) -> int:
@@ -147,7 +155,7 @@ class ElementwiseOp(FrozenModel):
 
     kind: Literal["elementwise"]
     function: Text = Field(min_length=1)
-    elements: PositiveInt
+    elements: Count
 
     @property
     def macs(self) -> int:
@@ -158,10 +166,10 @@ class GatherOp(FrozenModel):
     """SSDFA's error delivery: each of `neurons` picks `nonzeros_per_neuron` of `classes` errors."""
 
     kind: Literal["gather"]
-    rows: PositiveInt
-    classes: PositiveInt
-    neurons: PositiveInt
-    nonzeros_per_neuron: PositiveInt
+    rows: Count
+    classes: Count
+    neurons: Count
+    nonzeros_per_neuron: Count
 
     @property
     def macs(self) -> int:
@@ -173,8 +181,8 @@ class ReduceOp(FrozenModel):
 
     kind: Literal["reduce"]
     function: Text = Field(min_length=1)
-    inputs: PositiveInt
-    outputs: PositiveInt
+    inputs: Count
+    outputs: Count
 
     @property
     def macs(self) -> int:
@@ -187,15 +195,15 @@ OpSpec = Annotated[MatmulOp | Conv2DOp | ElementwiseOp | GatherOp | ReduceOp,
 
 class OpRecord(FrozenModel):
     schema_version: Literal[2]
-    id: NonNegativeInt
+    id: Amount
     layer: Text
     phase: Phase
     op: OpSpec
-    macs: NonNegativeInt
-    other_ops: NonNegativeInt
+    macs: Work
+    other_ops: Work
     reads: list[Operand]
     writes: list[Operand]
-    deps: list[NonNegativeInt]
+    deps: list[Amount]
 
     @model_validator(mode="after")
     def _consistent(self) -> OpRecord:
@@ -239,22 +247,22 @@ class OpRecord(FrozenModel):
 class LayerInfo(FrozenModel):
     name: Text
     type: Text
-    input_shape: list[PositiveInt]
-    output_shape: list[PositiveInt]
+    input_shape: list[Count]
+    output_shape: list[Count]
     trainable: bool
-    weights: NonNegativeInt
-    parameters: NonNegativeInt
+    weights: Amount
+    parameters: Amount
 
 
 class FeedbackInfo(FrozenModel):
     """The fixed random matrix B [classes × neurons] that carries the output error to a layer."""
 
     layer: Text
-    classes: PositiveInt
-    neurons: PositiveInt
-    nonzeros: NonNegativeInt
-    nonzeros_per_neuron: PositiveInt | None
-    rank: PositiveInt | None
+    classes: Count
+    neurons: Count
+    nonzeros: Amount
+    nonzeros_per_neuron: Count | None
+    rank: Count | None
 
     @model_validator(mode="after")
     def _fits(self) -> FeedbackInfo:
@@ -271,7 +279,7 @@ class OptimizerInfo(FrozenModel):
     beta1: float | None = None
     beta2: float | None = None
     epsilon: float | None = None
-    state_tensors_per_weight: NonNegativeInt
+    state_tensors_per_weight: Amount
 
 
 class TraceHeader(FrozenModel):
@@ -284,11 +292,11 @@ class TraceHeader(FrozenModel):
     algorithm: Algorithm
     feedback: list[FeedbackInfo]
     optimizer: OptimizerInfo
-    batch_size: PositiveInt
+    batch_size: Count
     dataset: Text
     seed: int
     dtype: Literal["float32", "float64"]
-    record_count: NonNegativeInt
+    record_count: Amount
 
     @model_validator(mode="after")
     def _feedback_matches_algorithm(self) -> TraceHeader:
