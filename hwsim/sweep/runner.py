@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import logging
 import os
+from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,8 @@ from hwsim.sweep.worker import price, price_in_worker, price_on_dask, start_work
 logger = logging.getLogger(__name__)
 
 Result = tuple[str, dict[str, Any]]
+IN_FLIGHT_PER_JOB = 4  # rows queued per worker: keeps it busy, bounds what a crash loses
+POOL_RESTARTS = 3
 
 
 def default_jobs() -> int:
@@ -35,23 +39,56 @@ def _serial(tasks: list[Row]) -> Iterator[Result]:
         yield row.key, price(row.point.arch, row.point.energies, row.workload.trace)
 
 
+def _error(exc: BaseException) -> dict[str, Any]:
+    return {"status": "error", "error": f"{type(exc).__name__}: {exc}"}
+
+
 def _pool(tasks: list[Row], expansion: Expansion, jobs: int) -> Iterator[Result]:
-    """A process pool (spawned workers, one BLAS thread each); traces sent once per worker."""
+    """A process pool (spawned workers, one BLAS thread each); traces sent once per worker.
+
+    At most `IN_FLIGHT_PER_JOB × jobs` rows are submitted at a time.  If a worker process dies
+    (killed, out of memory), the rows in flight are recorded as errors and a fresh pool takes
+    the rest, up to `POOL_RESTARTS` times.
+    """
     traces = [workload.trace for workload in expansion.workloads]
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"),
-                             initializer=start_worker, initargs=(traces,)) as pool:
-        futures = {pool.submit(price_in_worker, row.key, row.point.arch, row.point.energies,
-                               row.workload_index): row.key for row in tasks}
-        try:
-            for future in as_completed(futures):
-                try:
-                    yield future.result()
-                except Exception as exc:  # e.g. a worker died: record it
-                    yield futures[future], {"status": "error",
-                                            "error": f"{type(exc).__name__}: {exc}"}
-        finally:
-            for future in futures:
-                future.cancel()
+    queue = deque(tasks)
+    restarts = 0
+    while queue:
+        broken = False
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"),
+                                 initializer=start_worker, initargs=(traces,)) as pool:
+            in_flight: dict[Future, Row] = {}
+            try:
+                while (queue and not broken) or in_flight:
+                    while queue and not broken and len(in_flight) < IN_FLIGHT_PER_JOB * jobs:
+                        row = queue.popleft()
+                        in_flight[pool.submit(price_in_worker, row.key, row.point.arch,
+                                              row.point.energies, row.workload_index)] = row
+                    done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        row = in_flight.pop(future)
+                        try:
+                            yield future.result()
+                        except BrokenProcessPool as exc:
+                            broken = True
+                            yield row.key, {"status": "error", "error": (
+                                f"a worker process died while this row or another was running "
+                                f"({exc})")}
+                        except Exception as exc:  # e.g. a result that cannot be pickled
+                            yield row.key, _error(exc)
+            finally:
+                for future in in_flight:
+                    future.cancel()
+        if broken:
+            restarts += 1
+            logger.warning("sweep: a worker process died; %s", "starting a new pool"
+                           if restarts <= POOL_RESTARTS and queue else "giving up")
+            if restarts > POOL_RESTARTS:
+                for row in queue:
+                    yield row.key, {"status": "error",
+                                    "error": f"not run: worker processes died "
+                                             f"{restarts} times"}
+                return
 
 
 def _dask(tasks: list[Row], expansion: Expansion, scheduler: str | None,
@@ -79,8 +116,7 @@ def _dask(tasks: list[Row], expansion: Expansion, scheduler: str | None,
                 try:
                     yield future.result()
                 except Exception as exc:  # a lost worker: record it
-                    yield keys[future.key], {"status": "error",
-                                             "error": f"{type(exc).__name__}: {exc}"}
+                    yield keys[future.key], _error(exc)
     finally:
         if cluster is not None:
             cluster.close()
