@@ -35,7 +35,7 @@ from hwsim.train.loop import TrainConfig
 from hwsim.train.shapes import shape_only_trace
 
 KEY_HEX_DIGITS = 20  # 80 bits: collisions are out of reach for any sweep
-SHOWN_REPEATS = 3  # how many points a repeated problem names
+MAX_POINTS = 1_000_000  # beyond this, a grid is sampled (validating a point takes ~0.1 ms)
 
 
 def content_key(*parts: Any) -> str:
@@ -111,9 +111,14 @@ def grid_size(axes: list[Axis]) -> int:
     return math.prod(axis.length for axis in axes)
 
 
-def grid_indices(spec: SweepSpec) -> list[int]:
+def grid_indices(spec: SweepSpec, source: str = "sweep") -> list[int]:
     """Indices into the grid of every point of one base: all, or a seeded sample in order."""
     total = grid_size(spec.axes)
+    wanted = total if spec.sampling is None else min(total, spec.sampling.samples)
+    if wanted * len(spec.base) > MAX_POINTS:
+        raise SpecError(f"{source}: {'sampling.samples' if spec.sampling else 'axes'}: "
+                        f"{wanted * len(spec.base):,} points is more than {MAX_POINTS:,}; "
+                        f"draw fewer with sampling: {{samples: N, seed: S}}")
     if spec.sampling is None or spec.sampling.samples >= total:
         return list(range(total))
     rng = np.random.default_rng(spec.sampling.seed)
@@ -249,7 +254,7 @@ def expand(sweep: SweepSpec | str | Path) -> Expansion:
     raise_problems(source, _axis_problems(spec))
     builder = _Points()
     points: list[Point] = []
-    indices = grid_indices(spec)
+    indices = grid_indices(spec, source)
     count = 0
     for base in spec.base:
         path, data = load_arch_mapping(_relative(base, folder))

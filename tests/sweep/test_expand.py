@@ -149,3 +149,16 @@ def test_schema_sweep(capsys):
     schema = json.loads(capsys.readouterr().out)
     assert schema["title"] == "SweepSpec"
     assert {"base", "workloads", "axes", "sampling", "metrics"} <= set(schema["properties"])
+
+
+def test_a_huge_grid_must_be_sampled(tmp_path):
+    axes = [{"path": path, "values": list(range(1, 101))}
+            for path in ("pe_array.rows", "pe_array.columns", "dram.channels")]
+    path = write_sweep(tmp_path, axes=[*axes, {"path": "dram.latency_cycles", "values": [1, 2]}])
+    with pytest.raises(SpecError) as caught:
+        expand(path)
+    assert str(caught.value) == (
+        f"{path}: axes: 2,000,000 points is more than 1,000,000; draw fewer with sampling: "
+        "{samples: N, seed: S}")
+    sampled = expand(write_sweep(tmp_path, axes=axes, sampling={"samples": 5, "seed": 1}))
+    assert len(sampled.points) == 5
