@@ -167,7 +167,7 @@ def test_bad_input_is_one_message_and_status_2(tmp_path, monkeypatch, capsys, ar
     assert list(tmp_path.iterdir()) == []  # no half-written output
 
 
-def test_failing_run_keeps_what_it_finished(tmp_path, monkeypatch):
+def test_failing_run_keeps_what_it_finished(tmp_path, monkeypatch, capsys):
     import hwsim.study as study
 
     calls = []
@@ -183,9 +183,11 @@ def test_failing_run_keeps_what_it_finished(tmp_path, monkeypatch):
     out = tmp_path / "run"
     assert main(["run", "--epochs", "1", "--networks", "digits_fc", "--arch", "von_neumann",
                  "--arch", "distributed", "--out", str(out)]) == 130
-    # What finished is kept; no report is written for an interrupted run.
+    # What finished is kept and named; no report is written for an interrupted run.
     assert sorted(path.name for path in out.iterdir()) == [
         "costs.csv", "digits_fc_bp.jsonl", "digits_fc_dfa.jsonl", "steps", "summary.csv"]
+    assert (f"hwsim run: interrupted; no report written. Complete in {out}: costs.csv, "
+            "digits_fc_bp.jsonl, digits_fc_dfa.jsonl, summary.csv") in capsys.readouterr().err
     assert list(pd.read_csv(out / "summary.csv")["algorithm"]) == ["bp", "dfa"]
     costs = pd.read_csv(out / "costs.csv")
     assert list(zip(costs["algorithm"], costs["arch"], strict=True)) == [

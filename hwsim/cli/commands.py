@@ -16,6 +16,7 @@ from hwsim.cli.sweep import cmd_sweep
 from hwsim.errors import HwsimError, SpecError
 from hwsim.io.arch import describe_arch, describe_tech, load_arch_with_energies, load_tech_file
 from hwsim.io.networks import load_network
+from hwsim.io.outputs import check_output_file
 from hwsim.io.traces import atomic_output, read_trace, write_trace
 from hwsim.io.yamlio import load_yaml
 from hwsim.specs.arch import ArchSpec, TechSpec
@@ -55,8 +56,12 @@ def _config(args: argparse.Namespace, network: NetworkSpec, epochs: int | None) 
 
 
 def _check_output(path: Path | None, suffixes: tuple[str, ...], flag: str) -> None:
-    if path is not None and not str(path).endswith(suffixes):
+    """A usable output file (its name, and a writable place for it) before any work."""
+    if path is None:
+        return
+    if not str(path).endswith(suffixes):
         raise SpecError(f"{flag} {path}: expected a file ending in {' or '.join(suffixes)}")
+    check_output_file(path, flag)
 
 
 def cmd_train(args: argparse.Namespace) -> int:

@@ -14,6 +14,7 @@ from hwsim import __version__
 from hwsim.errors import SpecError
 from hwsim.io.arch import load_arch_with_energies
 from hwsim.io.networks import load_network
+from hwsim.io.outputs import check_output_dir
 from hwsim.io.traces import atomic_output
 from hwsim.report import check_inputs, gather
 from hwsim.report.data import collect, find_steps, history_frame, read_step
@@ -76,12 +77,8 @@ def _bar(total: int, description: str) -> tqdm:
 
 
 def _check_out(out: Path) -> None:
-    if out.exists() and not out.is_dir():
-        raise SpecError(f"--out {out}: exists and is not a folder")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise SpecError(f"--out {out}: cannot create the folder ({exc.strerror})") from None
+    """The output folder is usable (created, writable) before any work starts."""
+    check_output_dir(out, "--out")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -106,30 +103,37 @@ def cmd_run(args: argparse.Namespace) -> int:
         work += batches * config.epochs * len(Algorithm) + len(Algorithm) * len(specs)
     work += sum(len(Algorithm) * (1 + len(specs)) for _ in traced)
     histories, tables = [], []
-    with _bar(work, "hwsim run") as bar:
-        def step(_: str) -> None:
-            bar.update()
+    try:
+        with _bar(work, "hwsim run") as bar:
+            def step(_: str) -> None:
+                bar.update()
 
-        for network in trained:
-            config = configs[network.name]
+            for network in trained:
+                config = configs[network.name]
 
-            def on_epoch(algorithm: Algorithm, metrics: EpochMetrics,
-                         total: int = config.epochs, name: str = network.name) -> None:
-                if metrics.epoch == total:
-                    bar.write(f"{name} {algorithm.value}: test "
-                              f"{metrics.test_accuracy:.2%} after {total} epochs",
-                              file=sys.stderr)
+                def on_epoch(algorithm: Algorithm, metrics: EpochMetrics,
+                             total: int = config.epochs, name: str = network.name) -> None:
+                    if metrics.epoch == total:
+                        bar.write(f"{name} {algorithm.value}: test "
+                                  f"{metrics.test_accuracy:.2%} after {total} epochs",
+                                  file=sys.stderr)
 
-            table, _, results = run_study(network, datasets[network.name], config,
-                                              args.out, specs=specs, loaded=loaded,
-                                              on_batch=bar.update, on_epoch=on_epoch,
-                                              on_step=step)
-            tables.append((network, datasets[network.name], config, table))
-            histories += [history_frame(network.name, result.config.algorithm.value,
-                                        result.history) for result in results]
-        for network in traced:
-            trace_and_price(network, loaded, args.out, seed=args.seed,
-                            batch_size=TRACED_BATCH, shape_only=True, on_step=step)
+                table, _, results = run_study(network, datasets[network.name], config,
+                                                  args.out, specs=specs, loaded=loaded,
+                                                  on_batch=bar.update, on_epoch=on_epoch,
+                                                  on_step=step)
+                tables.append((network, datasets[network.name], config, table))
+                histories += [history_frame(network.name, result.config.algorithm.value,
+                                            result.history) for result in results]
+            for network in traced:
+                trace_and_price(network, loaded, args.out, seed=args.seed,
+                                batch_size=TRACED_BATCH, shape_only=True, on_step=step)
+    except KeyboardInterrupt:
+        done = sorted(path.name for path in args.out.iterdir() if path.is_file())
+        print(f"hwsim run: interrupted; no report written. Complete in {args.out}: "
+              f"{', '.join(done) or 'nothing'} (each file is whole; the tables hold the "
+              "rules that finished)", file=sys.stderr)
+        raise
 
     history = pd.concat(histories, ignore_index=True) if histories else pd.DataFrame()
     with atomic_output(args.out / "history.csv") as f:
