@@ -24,13 +24,21 @@ from hwsim.sweep.worker import price, price_in_worker, price_on_dask, start_work
 logger = logging.getLogger(__name__)
 
 Result = tuple[str, dict[str, Any]]
-IN_FLIGHT_PER_JOB = 4  # rows queued per worker: keeps it busy, bounds what a crash loses
+IN_FLIGHT_PER_JOB = 2  # points queued per worker: keeps it busy, bounds what a crash loses
 POOL_RESTARTS = 3
 
 
 def default_jobs() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else \
         os.cpu_count() or 1
+
+
+def _by_point(tasks: list[Row]) -> list[list[Row]]:
+    """The rows grouped by point, in order: a point's workloads run together on one worker."""
+    groups: dict[str, list[Row]] = {}
+    for row in tasks:
+        groups.setdefault(row.point.key, []).append(row)
+    return list(groups.values())
 
 
 def _serial(tasks: list[Row]) -> Iterator[Result]:
@@ -46,36 +54,40 @@ def _error(exc: BaseException) -> dict[str, Any]:
 def _pool(tasks: list[Row], expansion: Expansion, jobs: int) -> Iterator[Result]:
     """A process pool (spawned workers, one BLAS thread each); traces sent once per worker.
 
-    At most `IN_FLIGHT_PER_JOB × jobs` rows are submitted at a time.  If a worker process dies
-    (killed, out of memory), the rows in flight are recorded as errors and a fresh pool takes
-    the rest, up to `POOL_RESTARTS` times.
+    A task is one point with its workloads.  At most `IN_FLIGHT_PER_JOB × jobs` points are
+    submitted at a time.  If a worker process dies (killed, out of memory), the rows in flight
+    are recorded as errors and a fresh pool takes the rest, up to `POOL_RESTARTS` times.
     """
     traces = [workload.trace for workload in expansion.workloads]
-    queue = deque(tasks)
+    queue = deque(_by_point(tasks))
     restarts = 0
     while queue:
         broken = False
         with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"),
                                  initializer=start_worker, initargs=(traces,)) as pool:
-            in_flight: dict[Future, Row] = {}
+            in_flight: dict[Future, list[Row]] = {}
             try:
                 while (queue and not broken) or in_flight:
                     while queue and not broken and len(in_flight) < IN_FLIGHT_PER_JOB * jobs:
-                        row = queue.popleft()
-                        in_flight[pool.submit(price_in_worker, row.key, row.point.arch,
-                                              row.point.energies, row.workload_index)] = row
+                        rows = queue.popleft()
+                        point = rows[0].point
+                        in_flight[pool.submit(
+                            price_in_worker, point.arch, point.energies,
+                            [(row.key, row.workload_index) for row in rows])] = rows
                     done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
                     for future in done:
-                        row = in_flight.pop(future)
+                        rows = in_flight.pop(future)
                         try:
-                            yield future.result()
+                            yield from future.result()
                         except BrokenProcessPool as exc:
                             broken = True
-                            yield row.key, {"status": "error", "error": (
-                                f"a worker process died while this row or another was running "
-                                f"({exc})")}
+                            for row in rows:
+                                yield row.key, {"status": "error", "error": (
+                                    f"a worker process died while this point or another was "
+                                    f"running ({exc})")}
                         except Exception as exc:  # e.g. a result that cannot be pickled
-                            yield row.key, _error(exc)
+                            for row in rows:
+                                yield row.key, _error(exc)
             finally:
                 for future in in_flight:
                     future.cancel()
@@ -84,10 +96,11 @@ def _pool(tasks: list[Row], expansion: Expansion, jobs: int) -> Iterator[Result]
             logger.warning("sweep: a worker process died; %s", "starting a new pool"
                            if restarts <= POOL_RESTARTS and queue else "giving up")
             if restarts > POOL_RESTARTS:
-                for row in queue:
-                    yield row.key, {"status": "error",
-                                    "error": f"not run: worker processes died "
-                                             f"{restarts} times"}
+                for rows in queue:
+                    for row in rows:
+                        yield row.key, {"status": "error",
+                                        "error": f"not run: worker processes died "
+                                                 f"{restarts} times"}
                 return
 
 
@@ -108,15 +121,18 @@ def _dask(tasks: list[Row], expansion: Expansion, scheduler: str | None,
     try:
         with Client(cluster if cluster is not None else scheduler) as client:
             traces = client.scatter([w.trace for w in expansion.workloads], broadcast=True)
-            futures = [client.submit(price_on_dask, row.key, row.point.arch, row.point.energies,
-                                     traces[row.workload_index], key=f"hwsim-{row.key}",
-                                     pure=False) for row in tasks]
-            keys = {future.key: row.key for future, row in zip(futures, tasks, strict=True)}
+            groups = _by_point(tasks)
+            futures = [client.submit(
+                price_on_dask, rows[0].point.arch, rows[0].point.energies,
+                [(row.key, traces[row.workload_index]) for row in rows],
+                key=f"hwsim-{rows[0].key}", pure=False) for rows in groups]
+            by_key = {future.key: rows for future, rows in zip(futures, groups, strict=True)}
             for future in dask_completed(futures):
                 try:
-                    yield future.result()
+                    yield from future.result()
                 except Exception as exc:  # a lost worker: record it
-                    yield keys[future.key], _error(exc)
+                    for row in by_key[future.key]:
+                        yield row.key, _error(exc)
     finally:
         if cluster is not None:
             cluster.close()
@@ -159,7 +175,7 @@ def run_sweep(sweep: SweepSpec | str | Path, out: str | Path, *, jobs: int | Non
         if scheduler is not None or dask_local is not None:
             results = _dask(tasks, expansion, scheduler, dask_local)
         else:
-            jobs = min(jobs or default_jobs(), len(tasks))
+            jobs = min(jobs or default_jobs(), len({row.point.key for row in tasks}))
             results = _serial(tasks) if jobs == 1 else _pool(tasks, expansion, jobs)
         for key, result in results:
             store.write_point(out, key, result)

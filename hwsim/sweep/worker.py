@@ -1,7 +1,7 @@
 """What runs on a worker: price one point on one workload, never raising.
 
 Traces travel to each worker once (the process pool's initializer, Dask's broadcast scatter);
-a task carries only the point's spec, its energies and the workload's index.
+a task is one point — its spec, its energies — and the indices of the workloads to price it on.
 """
 
 from __future__ import annotations
@@ -78,13 +78,15 @@ def start_worker(traces: list[Trace]) -> None:
     _traces[:] = traces
 
 
-def price_in_worker(key: str, arch: ArchSpec, energies: ActionEnergies,
-                    workload: int) -> tuple[str, dict[str, Any]]:
-    """A process-pool task: the point priced on this worker's copy of workload `workload`."""
-    return key, price(arch, energies, _traces[workload])
+def price_in_worker(arch: ArchSpec, energies: ActionEnergies,
+                    rows: list[tuple[str, int]]) -> list[tuple[str, dict[str, Any]]]:
+    """A process-pool task: one point priced on this worker's copies of the workloads `rows`
+    names ((row key, workload index) pairs).  One worker prices all of a point's workloads, so
+    the mapping search's cache serves the ops they share."""
+    return [(key, price(arch, energies, _traces[workload])) for key, workload in rows]
 
 
-def price_on_dask(key: str, arch: ArchSpec, energies: ActionEnergies,
-                  trace: Trace) -> tuple[str, dict[str, Any]]:
-    """A Dask task: `trace` arrives as a scattered future, resolved by Dask."""
-    return key, price(arch, energies, trace)
+def price_on_dask(arch: ArchSpec, energies: ActionEnergies,
+                  rows: list[tuple[str, Trace]]) -> list[tuple[str, dict[str, Any]]]:
+    """A Dask task: as `price_in_worker`, the traces arriving as scattered futures."""
+    return [(key, price(arch, energies, trace)) for key, trace in rows]
