@@ -69,11 +69,15 @@ def _pool(tasks: list[Row], expansion: Expansion, jobs: int) -> Iterator[Result]
             try:
                 while (queue and not broken) or in_flight:
                     while queue and not broken and len(in_flight) < IN_FLIGHT_PER_JOB * jobs:
-                        rows = queue.popleft()
-                        point = rows[0].point
-                        in_flight[pool.submit(
-                            price_in_worker, point.arch, point.energies,
-                            [(row.key, row.workload_index) for row in rows])] = rows
+                        point = queue[0][0].point
+                        try:
+                            future = pool.submit(
+                                price_in_worker, point.arch, point.energies,
+                                [(row.key, row.workload_index) for row in queue[0]])
+                        except BrokenProcessPool:  # the next pool runs this point
+                            broken = True
+                            break
+                        in_flight[future] = queue.popleft()
                     done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
                     for future in done:
                         rows = in_flight.pop(future)

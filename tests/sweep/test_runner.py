@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import signal
 import subprocess
@@ -122,3 +123,22 @@ def test_row_figures_are_those_of_simulate_json(arch):
         summary = summarize(simulate(arch_spec, trace), energies)
         row = price(arch_spec, energies, trace)
         assert row == {"status": "ok", "metrics": {key: summary[key] for key in SUMMARY_KEYS}}
+
+
+def test_a_dead_worker_costs_only_the_rows_in_flight(small_sweep, tmp_path):
+    out = tmp_path / "out"
+    killed = []
+
+    def kill_a_worker(key, result):
+        workers = multiprocessing.active_children()
+        if not killed and workers:
+            killed.append(workers[0].pid)
+            os.kill(workers[0].pid, signal.SIGKILL)
+
+    table = run_sweep(small_sweep, out, jobs=2, on_result=kill_a_worker)
+    assert killed and len(table) == 12
+    failed = table[table["status"] != "ok"]
+    assert len(failed) <= 2 * 2 * 2  # at most the points in flight, 2 workloads each
+    assert failed["error"].str.startswith("a worker process died").all()
+    again = run_sweep(small_sweep, out, jobs=1)
+    assert set(again["status"]) == {"ok"}
