@@ -268,12 +268,25 @@ def _tiled_compute(machine: Machine, tiles: list[np.ndarray], trips: list[np.nda
 def search(gemm: Gemm, budget_bytes: int, machine: Machine | None = None) -> Mapping | None:
     """The least-traffic mapping of `gemm` whose tiles fit `budget_bytes`; None if none fits.
 
+    Tiles of the loops the array unrolls are whole multiples of its width; when a buffer is
+    too small for even that, tiles of any size (the array then runs partly idle, which the
+    tiles' compute cycles show)."""
+    found = _search(gemm, budget_bytes, machine, aligned=True)
+    if found is None and machine is not None:
+        found = _search(gemm, budget_bytes, machine, aligned=False)
+    return found
+
+
+def _search(gemm: Gemm, budget_bytes: int, machine: Machine | None,
+            aligned: bool) -> Mapping | None:
+    """The least-traffic mapping among the (aligned) candidates that fit.
+
     Ties go to the fewest estimated cycles on `machine` — max(the tiles' array cycles, DRAM
     time, buffer-port time) plus the pipeline's fill and drain (the first tile's reads, the
-    last tile's compute); without a machine, to a fill of at most
-    1/64 of the traffic, then the fewest steps."""
+    last tile's compute); without a machine, to a fill of at most 1/64 of the traffic, then
+    the fewest steps."""
     align = (1, 1, 1)
-    if machine is not None:  # the loops the array unrolls: k (WS) or m (OS) rows, n columns
+    if machine is not None and aligned:  # the array unrolls k (WS) or m (OS) and n
         align = (1, machine.rows, machine.columns) if machine.weight_stationary else \
             (machine.rows, 1, machine.columns)
     tiles, trips, tile_elements, sweep_elements = _grid(gemm, align)

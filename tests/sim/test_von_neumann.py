@@ -103,3 +103,19 @@ def test_writing_the_mapping_csv(tmp_path):
     text = (tmp_path / "out" / "mapping.csv").read_text()
     assert text.startswith("id,layer,phase,op,loop_order,tile_m,tile_k,tile_n,steps,")
     assert len(text.splitlines()) == len(tiny_trace("bp").records) + 1
+
+
+def test_a_buffer_too_small_for_array_wide_tiles_still_runs_the_array_partly_idle():
+    """A 64 × 64 array wants tiles 64 wide; a 2 KiB buffer cannot hold them, so the search
+    takes narrower tiles and the array's cycles show the idle PEs."""
+    big_array = {"pe_array.rows": 64, "pe_array.columns": 64, "dram.latency_cycles": 0}
+    roomy = simulate(arch(VON_NEUMANN, **big_array,
+                          **{"global_buffer.capacity_bytes": 1 << 20}),
+                     one_op_trace(matmul(64, 256, 256)))
+    cramped = simulate(arch(VON_NEUMANN, **big_array,
+                            **{"global_buffer.capacity_bytes": 2048,
+                               "global_buffer.banks": 1}),
+                       one_op_trace(matmul(64, 256, 256)))
+    narrow = cramped.mapping.iloc[0]
+    assert narrow["tile_k"] < 64 or narrow["tile_n"] < 64
+    assert narrow["compute_cycles"] > roomy.mapping.iloc[0]["compute_cycles"]
