@@ -107,7 +107,7 @@ def test_validate(tmp_path, tiny, capsys):
     sweep = tmp_path / "sweep.yaml"
     sweep.write_text("schema_version: 1\nkind: sweeep\n")
     assert main(["validate", str(sweep)]) == 2
-    assert "kind: expected 'network', 'arch' or 'tech' (got 'sweeep')" in capsys.readouterr().err
+    assert "kind: expected 'network', 'arch', 'tech' or 'sweep' (got 'sweeep')" in capsys.readouterr().err
 
 
 def test_schema(capsys):
@@ -193,3 +193,9 @@ def test_failing_run_keeps_what_it_finished(tmp_path, monkeypatch, capsys):
     assert list(zip(costs["algorithm"], costs["arch"], strict=True)) == [
         ("bp", "von_neumann"), ("bp", "distributed"), ("dfa", "von_neumann"),
         ("dfa", "distributed")]
+
+
+def test_validate_expands_sweep_files(capsys):
+    assert main(["validate", "arch_specs/sweeps/buffer_dram.yaml"]) == 0
+    assert ("ok: arch_specs/sweeps/buffer_dram.yaml: sweep: buffer_dram, 24 points × 3 "
+            "workloads = 72 rows, every point valid") in capsys.readouterr().out

@@ -24,6 +24,7 @@ from hwsim.specs.network import NetworkSpec, infer_shapes
 from hwsim.specs.sweep import SweepSpec
 from hwsim.specs.trace import Algorithm, OpRecord, TraceHeader
 from hwsim.study import trace_summary
+from hwsim.sweep.expand import expand
 from hwsim.train.datasets import load_dataset
 from hwsim.train.loop import EpochMetrics, TrainConfig, trace_synthetic_step, train
 from hwsim.train.shapes import shape_only_trace
@@ -131,8 +132,13 @@ def _validate_one(path: Path) -> str:
         return describe_arch(*load_arch_with_energies(path))
     if kind == "tech":
         return describe_tech(load_tech_file(path))
-    raise SpecError(f"{path}: kind: expected 'network', 'arch' or 'tech' (got {kind!r}); "
-                    "traces end in .jsonl")
+    if kind == "sweep":
+        expansion = expand(path)
+        return (f"sweep: {expansion.spec.name}, {len(expansion.points)} points × "
+                f"{len(expansion.workloads)} workloads = {len(expansion.rows)} rows, every "
+                f"point valid")
+    raise SpecError(f"{path}: kind: expected 'network', 'arch', 'tech' or 'sweep' (got "
+                    f"{kind!r}); traces end in .jsonl")
 
 
 def cmd_validate(args: argparse.Namespace) -> int:

@@ -407,8 +407,8 @@ def test_validate_arch_and_tech(capsys):
     (_edit(VN, "global_buffer.capacity_bytes", "256 kB"),
      "global_buffer.capacity_bytes: ambiguous unit 'kB'"),
     (_edit(VN, "dram.technology", "ddr9"), "dram.technology: 'ddr9' is not in tech 45nm"),
-    ({**VN, "kind": "sweeep"}, "kind: expected 'network', 'arch' or 'tech' (got 'sweeep'); "
-                               "traces end in .jsonl"),
+    ({**VN, "kind": "sweeep"}, "kind: expected 'network', 'arch', 'tech' or 'sweep' (got "
+                               "'sweeep'); traces end in .jsonl"),
 ])
 def test_validate_bad_arch_is_one_message_and_status_2(tmp_path, capsys, data, message):
     path = _write(tmp_path, data)
