@@ -107,7 +107,8 @@ def test_validate(tmp_path, tiny, capsys):
     sweep = tmp_path / "sweep.yaml"
     sweep.write_text("schema_version: 1\nkind: sweeep\n")
     assert main(["validate", str(sweep)]) == 2
-    assert "kind: expected 'network', 'arch', 'tech' or 'sweep' (got 'sweeep')" in capsys.readouterr().err
+    assert "kind: expected 'network', 'arch', 'tech' or 'sweep' (got 'sweeep')" in \
+        capsys.readouterr().err
 
 
 def test_schema(capsys):
