@@ -56,7 +56,7 @@ def write_step(out_dir: Path, result: SimResult, energies: ActionEnergies,
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = summarize(result, energies)
     with atomic_output(out_dir / "summary.json") as f:
-        f.write(json.dumps(summary, indent=2) + "\n")
+        f.write(json.dumps(summary, indent=2, allow_nan=False) + "\n")
     frames = {"breakdown.csv": per_example_breakdown(result, energies),
               "resources.csv": result.resources, "timeline.csv": result.timeline,
               "mapping.csv": result.mapping}

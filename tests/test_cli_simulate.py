@@ -45,8 +45,8 @@ def test_table_csv_and_out_folder(trace_path, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert printed.startswith("layer,phase,component,action,count,bytes,cycles,energy_pj\n")
     assert sorted(p.name for p in out.iterdir()) == ["breakdown.csv", "mapping.csv",
-                                                     "resources.csv", "summary.json",
-                                                     "timeline.csv"]
+                                                     "resources.csv", "spec.csv",
+                                                     "summary.json", "timeline.csv"]
     breakdown = pd.read_csv(out / "breakdown.csv")
     summary = json.loads((out / "summary.json").read_text())
     assert breakdown["energy_pj"].sum() == pytest.approx(summary["energy_pj"])
@@ -88,3 +88,16 @@ def test_a_spec_that_forbids_spilling(trace_path, tmp_path, capsys):
     assert main(["simulate", "--arch", str(spec), "--trace", trace_path]) == 2
     err = capsys.readouterr().err
     assert f"hwsim: error: {spec}: mapping.allow_spill: digits_fc's weights" in err
+
+
+def test_out_is_written_as_one_set(trace_path, tmp_path, capsys):
+    """The files of one run replace the folder whole: nothing of an earlier run survives."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "from_an_earlier_run.csv").write_text("stale\n")
+    assert main(["simulate", "--arch", "von_neumann", "--trace", trace_path, "--out",
+                 str(out), "--format", "json"]) == 0
+    assert "from_an_earlier_run.csv" not in {path.name for path in out.iterdir()}
+    assert not [path for path in tmp_path.iterdir() if path.name.endswith(".part")]
+    spec = (out / "spec.csv").read_text()
+    assert spec.startswith("arch,field,value,source\n") and ",von_neumann\n" in spec

@@ -10,8 +10,10 @@ import pandas as pd
 
 from hwsim.energy import per_example_breakdown, summarize
 from hwsim.errors import SpecError
+from hwsim.io.outputs import atomic_output_dir, check_output_dir
 from hwsim.io.traces import atomic_output, read_trace
 from hwsim.sim.engine import simulate
+from hwsim.study import write_step
 from hwsim.sweep.overrides import load_arch_with_overrides
 
 
@@ -55,22 +57,22 @@ def _table(summary: dict) -> str:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    if args.out is not None and args.out.exists() and not args.out.is_dir():
-        raise SpecError(f"--out {args.out}: exists and is not a folder")
+    if args.out is not None:
+        check_output_dir(args.out.parent if str(args.out.parent) else Path("."), "--out")
+        if args.out.exists() and not args.out.is_dir():
+            raise SpecError(f"--out {args.out}: exists and is not a folder")
     arch, energies = load_arch_with_overrides(args.arch, args.overrides)
     trace = read_trace(args.trace)
     result = simulate(arch, trace, source=str(args.arch))
     summary = summarize(result, energies)
     breakdown = per_example_breakdown(result, energies)
     if args.out is not None:
-        with atomic_output(args.out / "summary.json") as f:
-            f.write(json.dumps(summary, indent=2) + "\n")
-        _write_csv(args.out / "breakdown.csv", breakdown)
-        _write_csv(args.out / "resources.csv", result.resources)
-        _write_csv(args.out / "timeline.csv", result.timeline)
-        _write_csv(args.out / "mapping.csv", result.mapping)
+        # One set: written into a temporary folder renamed into place, so an interruption
+        # never leaves files of two runs mixed.
+        with atomic_output_dir(args.out) as folder:
+            write_step(folder, result, energies, arch, str(args.arch))
     if args.format == "json":
-        print(json.dumps(summary, indent=2))
+        print(json.dumps(summary, indent=2, allow_nan=False))
     elif args.format == "csv":
         print(breakdown.to_csv(index=False, lineterminator="\n"), end="")
     else:

@@ -11,12 +11,11 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel
 
 from hwsim.errors import SpecError
 from hwsim.io.arch import arch_path, load_tech
-from hwsim.io.yamlio import load_yaml
+from hwsim.io.yamlio import load_yaml, parse_yaml
 from hwsim.specs.arch import ActionEnergies, ArchSpec, resolve_energies
 from hwsim.specs.common import validate
 
@@ -70,7 +69,7 @@ def apply_overrides(data: Mapping[str, Any], overrides: Iterable[tuple[str, Any]
 
 
 def parse_assignment(text: str, flag: str = "--set") -> tuple[str, Any]:
-    """`path=value` → (path, yaml.safe_load(value)); SpecError naming the flag otherwise."""
+    """`path=value` → (path, the value parsed as YAML); SpecError naming the flag otherwise."""
     path, equals, value = text.partition("=")
     path = path.strip()
     if not equals or not path:
@@ -79,10 +78,8 @@ def parse_assignment(text: str, flag: str = "--set") -> tuple[str, Any]:
     problem = check_path(path)
     if problem is not None:
         raise SpecError(f"{flag} {text}: {problem}")
-    try:
-        parsed = yaml.safe_load(value) if value.strip() else None
-    except yaml.YAMLError as exc:
-        raise SpecError(f"{flag} {text}: the value is not valid YAML ({exc})") from None
+    # The spec loader's YAML (no aliases, bounded nesting and size), as for spec files.
+    parsed = parse_yaml(value, f"{flag} {path}") if value.strip() else None
     return path, parsed
 
 

@@ -46,8 +46,12 @@ def test_values_are_read_as_yaml():
     assert parse_assignment("precision={weight_bits: 8}") == ("precision", {"weight_bits": 8})
     with pytest.raises(SpecError, match=r"--set dram\.channels: expected PATH=VALUE"):
         parse_assignment("dram.channels")
-    with pytest.raises(SpecError, match=r"--set dram\.channels=\[: the value is not valid YAML"):
+    with pytest.raises(SpecError, match=r"--set dram\.channels: line 1, column 2: YAML syntax "
+                                        r"error"):
         parse_assignment("dram.channels=[")
+    # The spec loader's YAML, as for files: no aliases (a billion laughs on the command line).
+    with pytest.raises(SpecError, match=r"--set precision: .*alias"):
+        parse_assignment("precision=[&a [1, 2], *a, *a]")
 
 
 def test_overridden_spec_is_validated_like_a_file():
