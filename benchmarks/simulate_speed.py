@@ -374,6 +374,8 @@ def render(report: dict) -> str:
                    [[algorithm, spec, str(records), ms(t.median_s), ms(t.min_s), f"{cycles:,}"]
                     for (algorithm, spec), (t, cycles, records) in report["context"].items()],
                    text_columns=2)
+    lines += ["", "Sweeps (many simulations in a process pool or on Dask) are measured by "
+              "`benchmarks/sweep_speed.py`: see [performance-sweeps.md](performance-sweeps.md)."]
     lines += ["", "## Where the time goes", "",
               "One `cProfile` run of `simulate` per default spec (AlexNet BP). The top "
               f"{PROFILE_TOP} functions in hwsim and simpy by cumulative time, below "

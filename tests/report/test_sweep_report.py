@@ -61,3 +61,14 @@ def test_a_sweep_folder_is_reported_alone(tmp_path, capsys):
     assert main(["report", str(tmp_path / "sweep"), str(tmp_path), "--out",
                  str(tmp_path / "r")]) == 2
     assert "a sweep folder is reported on its own" in capsys.readouterr().err
+
+
+def test_the_sweep_table_is_also_parquet_with_the_same_rows(tmp_path):
+    sweep = tmp_path / "grid.yaml"
+    sweep.write_text(SWEEP)
+    run_sweep(sweep, out=tmp_path / "sweep", jobs=1)
+    csv = pd.read_csv(tmp_path / "sweep" / "results.csv")
+    parquet = pd.read_parquet(tmp_path / "sweep" / "results.parquet")
+    assert list(parquet.columns) == list(csv.columns) and len(parquet) == len(csv) == 12
+    for column in ("cycles", "energy_pj", "dram_read_bytes"):
+        assert parquet[column].tolist() == csv[column].tolist()
