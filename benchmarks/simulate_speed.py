@@ -117,13 +117,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch-size", type=int, default=8, help="examples per step (8)")
     parser.add_argument("--repeats", type=int, default=5, help="timed calls per figure (5)")
-    parser.add_argument("--trace", type=Path, default=None,
-                        help="reuse this AlexNet BP trace instead of tracing one")
-    parser.add_argument("--trace-dir", type=Path, default=None,
-                        help="find or write alexnet_{bp,dfa,ssdfa}_b<batch>.jsonl.gz here "
-                             "(default: a temporary folder, removed afterwards)")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="also write the markdown report here (docs/performance.md)")
+    parser.add_argument(
+        "--trace",
+        type=Path,
+        default=None,
+        help="reuse this AlexNet BP trace instead of tracing one",
+    )
+    parser.add_argument(
+        "--trace-dir",
+        type=Path,
+        default=None,
+        help="find or write alexnet_{bp,dfa,ssdfa}_b<batch>.jsonl.gz here "
+        "(default: a temporary folder, removed afterwards)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="also write the markdown report here (docs/performance.md)",
+    )
     args = parser.parse_args(argv)
     if args.repeats < 1 or args.batch_size < 1:
         parser.error("--repeats and --batch-size must be ≥ 1")
@@ -131,6 +143,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 # ---- measuring ------------------------------------------------------------------------------
+
 
 def time_calls(call: Callable[[], object], repeats: int) -> Timing:
     """`repeats` timed calls after one untimed warm-up call."""
@@ -148,8 +161,17 @@ def produce_trace(algorithm: str, batch_size: int, folder: Path) -> tuple[Path, 
     path = folder / f"{NETWORK}_{algorithm}_b{batch_size}.jsonl.gz"
     if path.is_file():
         return path, None
-    argv = ["trace", "--network", NETWORK, "--algorithm", algorithm,
-            "--batch-size", str(batch_size), "--out", str(path)]
+    argv = [
+        "trace",
+        "--network",
+        NETWORK,
+        "--algorithm",
+        algorithm,
+        "--batch-size",
+        str(batch_size),
+        "--out",
+        str(path),
+    ]
     start = time.perf_counter()
     with contextlib.redirect_stdout(io.StringIO()):
         status = hwsim_main(argv)
@@ -206,8 +228,9 @@ def profile(arch: ArchSpec, trace: Trace) -> Profile:
     rows.sort(key=lambda row: -row[3])
 
     def cumulative(module: str, suffix: str) -> tuple[int, float]:
-        row = next((row for row in rows
-                    if row[0].startswith(module) and row[0].endswith(suffix)), None)
+        row = next(
+            (row for row in rows if row[0].startswith(module) and row[0].endswith(suffix)), None
+        )
         return (row[1], row[3]) if row else (0, 0.0)
 
     events, _ = cumulative("simpy/core.py", " step")
@@ -218,6 +241,7 @@ def profile(arch: ArchSpec, trace: Trace) -> Profile:
 
 
 # ---- the machine ----------------------------------------------------------------------------
+
 
 def cpu_model() -> str:
     with contextlib.suppress(OSError):
@@ -236,8 +260,14 @@ def memory_total() -> str:
 
 
 def git_revision() -> str:
-    argv = ["git", "-C", str(Path(hwsim.__file__).resolve().parents[1]), "describe",
-            "--always", "--dirty"]
+    argv = [
+        "git",
+        "-C",
+        str(Path(hwsim.__file__).resolve().parents[1]),
+        "describe",
+        "--always",
+        "--dirty",
+    ]
     done = subprocess.run(argv, capture_output=True, text=True, check=False)
     return done.stdout.strip() if done.returncode == 0 else "unknown"
 
@@ -255,13 +285,15 @@ def machine() -> dict[str, str]:
         "load average at start (1, 5, 15 min)": load_average(),
         "OS": platform.platform(),
         "Python": f"{platform.python_implementation()} {platform.python_version()}",
-        "packages": ", ".join(f"{name} {version(name)}"
-                              for name in ("numpy", "simpy", "pandas", "pydantic")),
+        "packages": ", ".join(
+            f"{name} {version(name)}" for name in ("numpy", "simpy", "pandas", "pydantic")
+        ),
         "hwsim": f"{hwsim.__version__} (git {git_revision()})",
     }
 
 
 # ---- the report -----------------------------------------------------------------------------
+
 
 def ms(seconds: float) -> str:
     return f"{seconds * 1e3:.1f} ms"
@@ -273,34 +305,40 @@ def mb(nbytes: float) -> str:
 
 def table(header: list[str], rows: list[list[str]], text_columns: int = 1) -> list[str]:
     """A markdown table; the first `text_columns` columns left-aligned, numbers right."""
-    lines = ["| " + " | ".join(header) + " |",
-             "|" + "|".join("---" if i < text_columns else "---:"
-                            for i in range(len(header))) + "|"]
+    lines = [
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join("---" if i < text_columns else "---:" for i in range(len(header))) + "|",
+    ]
     return lines + ["| " + " | ".join(row) + " |" for row in rows]
 
 
 def verdict(measured: float, target: float, what: str) -> list[str]:
     share = measured / target
-    margin = (f"{share:.1%} of the target" if share <= 1 else
-              f"{share - 1:.0%} over the target")
+    margin = f"{share:.1%} of the target" if share <= 1 else f"{share - 1:.0%} over the target"
     return [what, "PASS" if share <= 1 else "MISS", margin]
 
 
 def profile_paragraph(spec: str, prof: Profile, records: int) -> str:
     loop, build = prof.run_s / prof.total_s, prof.build_result_s / prof.total_s
-    text = (f"**{spec}**: simpy's event loop (`Environment.run`) takes {loop:.0%} of the "
-            f"profiled call ({prof.events:,} events for {records} trace records, "
-            f"{prof.events / records:.0f} per record) and building the result tables "
-            f"(`build_result`: the breakdown, the resource table and the timeline, in pandas) "
-            f"{build:.0%}.")
+    text = (
+        f"**{spec}**: simpy's event loop (`Environment.run`) takes {loop:.0%} of the "
+        f"profiled call ({prof.events:,} events for {records} trace records, "
+        f"{prof.events / records:.0f} per record) and building the result tables "
+        f"(`build_result`: the breakdown, the resource table and the timeline, in pandas) "
+        f"{build:.0%}."
+    )
     if spec.startswith("von_neumann"):
-        text += (" Each record is a three-stretch pipeline (prologue, steady state, epilogue) "
-                 "whatever its size, so the event count follows the number of records, and "
-                 "the mapping search (numpy, cached per distinct op) is a few milliseconds.")
+        text += (
+            " Each record is a three-stretch pipeline (prologue, steady state, epilogue) "
+            "whatever its size, so the event count follows the number of records, and "
+            "the mapping search (numpy, cached per distinct op) is a few milliseconds."
+        )
     else:
-        text += (" The event loop is small because the distributed substrate simulates a NoC "
-                 "transfer as one event on the destination region's link, never per tile; "
-                 "what is left is a fixed cost of building a few pandas frames.")
+        text += (
+            " The event loop is small because the distributed substrate simulates a NoC "
+            "transfer as one event on the destination region's link, never per tile; "
+            "what is left is a fixed cost of building a few pandas frames."
+        )
     return text
 
 
@@ -308,90 +346,179 @@ def scaling_paragraph(scaling: dict) -> str:
     first, last = scaling[SCALED_TILES[0]], scaling[SCALED_TILES[-1]]
     ratio = last["timing"].median_s / first["timing"].median_s
     growth = "grows" if ratio > 1 else "does not grow"
-    return (f"The time {growth} with the tile count ({ratio:.2f}× from {SCALED_TILES[0]:,} to "
-            f"{SCALED_TILES[-1]:,} tiles): a transfer is one event on a region's link whatever "
-            f"the number of tiles it reaches, and the event count goes from "
-            f"{first['events']:,} to {last['events']:,} — the small specs have more, for the "
-            "DRAM reads and NoC scatters of their spilled weights.")
+    return (
+        f"The time {growth} with the tile count ({ratio:.2f}× from {SCALED_TILES[0]:,} to "
+        f"{SCALED_TILES[-1]:,} tiles): a transfer is one event on a region's link whatever "
+        f"the number of tiles it reaches, and the event count goes from "
+        f"{first['events']:,} to {last['events']:,} — the small specs have more, for the "
+        "DRAM reads and NoC scatters of their spilled weights."
+    )
 
 
 def render(report: dict) -> str:
     m = report["machine"]
-    lines = ["# Performance of `simulate`", "",
-             "Written by `benchmarks/simulate_speed.py` (see `benchmarks/README.md`); rerun it "
-             "to refresh every number here. Wall times are `time.perf_counter` around one "
-             "`simulate(arch, trace)` call (median and min of "
-             f"{report['repeats']} calls after one warm-up), garbage collector on. The machine "
-             "is shared and noisy, so compare ratios measured in one run rather than absolute "
-             "times across runs.", "",
-             "```", report["command"], "```", "",
-             f"Run {report['when']}.", "", "## Machine", ""]
+    lines = [
+        "# Performance of `simulate`",
+        "",
+        "Written by `benchmarks/simulate_speed.py` (see `benchmarks/README.md`); rerun it "
+        "to refresh every number here. Wall times are `time.perf_counter` around one "
+        "`simulate(arch, trace)` call (median and min of "
+        f"{report['repeats']} calls after one warm-up), garbage collector on. The machine "
+        "is shared and noisy, so compare ratios measured in one run rather than absolute "
+        "times across runs.",
+        "",
+        "```",
+        report["command"],
+        "```",
+        "",
+        f"Run {report['when']}.",
+        "",
+        "## Machine",
+        "",
+    ]
     lines += table(["what", "value"], [[key, value] for key, value in m.items()], text_columns=2)
     lines += ["", "## Targets", ""]
     lines += table(["target", "verdict", "margin"], report["verdicts"], text_columns=3)
-    lines += ["", "## Trace", "",
-              f"AlexNet, BP, batch {report['batch_size']}: {report['records']} records, "
-              f"{report['trace_file_bytes']:,} bytes gzip-compressed. "
-              f"`read_trace` takes {ms(report['load'].median_s)} (median; min "
-              f"{ms(report['load'].min_s)}). {report['trace_note']}", ""]
+    lines += [
+        "",
+        "## Trace",
+        "",
+        f"AlexNet, BP, batch {report['batch_size']}: {report['records']} records, "
+        f"{report['trace_file_bytes']:,} bytes gzip-compressed. "
+        f"`read_trace` takes {ms(report['load'].median_s)} (median; min "
+        f"{ms(report['load'].min_s)}). {report['trace_note']}",
+        "",
+    ]
     lines += ["## `simulate` on the default specs (AlexNet BP)", ""]
-    lines += table(["spec", "median", "min", "simulated cycles per step"],
-                   [[spec, ms(t.median_s), ms(t.min_s), f"{cycles:,}"]
-                    for spec, (t, cycles) in report["default"].items()])
-    lines += ["", "## Peak memory of one `simulate` (fresh process each)", "",
-              "Peak RSS (`VmHWM` of /proc/self/status) of a fresh `python -c` child: one that "
-              "imports hwsim and loads the trace and the spec, one that also simulates; the "
-              "difference is the simulate's own share. Not `getrusage`'s `ru_maxrss`: on Linux "
-              "it survives `exec`, so a child would report the benchmark process's own peak "
-              "(over a GiB after tracing). tracemalloc's peak is the Python allocations during "
-              "the call, measured in the benchmark process.", ""]
-    lines += table(["spec", "load only", "load + simulate", "simulate's share",
-                    "tracemalloc peak of simulate"],
-                   [[spec, mb(report["load_rss"]), mb(rss), mb(rss - report["load_rss"]),
-                     mb(traced)] for spec, (rss, traced) in report["memory"].items()])
-    lines += ["", "The RSS share is larger than tracemalloc's peak: it also holds what pandas "
-              "and pyarrow set up on their first use in a process (the child builds its first "
-              "data frames inside `simulate`) and memory the allocator keeps, while tracemalloc "
-              "counts only the live bytes allocated through Python."]
-    lines += ["", f"## Scaling: `{SCALED_SPEC}` from {SCALED_TILES[0]:,} to "
-              f"{SCALED_TILES[-1]:,} tiles (AlexNet BP)", "",
-              "Only `tiles.count` changes. Repeats are interleaved across sizes. With few "
-              "tiles the weights and optimizer state do not fit the tiles' SRAM and spill to "
-              "DRAM (`mapping.allow_spill: true`), which is counted and adds DRAM and NoC "
-              "events.", ""]
+    lines += table(
+        ["spec", "median", "min", "simulated cycles per step"],
+        [
+            [spec, ms(t.median_s), ms(t.min_s), f"{cycles:,}"]
+            for spec, (t, cycles) in report["default"].items()
+        ],
+    )
+    lines += [
+        "",
+        "## Peak memory of one `simulate` (fresh process each)",
+        "",
+        "Peak RSS (`VmHWM` of /proc/self/status) of a fresh `python -c` child: one that "
+        "imports hwsim and loads the trace and the spec, one that also simulates; the "
+        "difference is the simulate's own share. Not `getrusage`'s `ru_maxrss`: on Linux "
+        "it survives `exec`, so a child would report the benchmark process's own peak "
+        "(over a GiB after tracing). tracemalloc's peak is the Python allocations during "
+        "the call, measured in the benchmark process.",
+        "",
+    ]
+    lines += table(
+        [
+            "spec",
+            "load only",
+            "load + simulate",
+            "simulate's share",
+            "tracemalloc peak of simulate",
+        ],
+        [
+            [spec, mb(report["load_rss"]), mb(rss), mb(rss - report["load_rss"]), mb(traced)]
+            for spec, (rss, traced) in report["memory"].items()
+        ],
+    )
+    lines += [
+        "",
+        "The RSS share is larger than tracemalloc's peak: it also holds what pandas "
+        "and pyarrow set up on their first use in a process (the child builds its first "
+        "data frames inside `simulate`) and memory the allocator keeps, while tracemalloc "
+        "counts only the live bytes allocated through Python.",
+    ]
+    lines += [
+        "",
+        f"## Scaling: `{SCALED_SPEC}` from {SCALED_TILES[0]:,} to "
+        f"{SCALED_TILES[-1]:,} tiles (AlexNet BP)",
+        "",
+        "Only `tiles.count` changes. Repeats are interleaved across sizes. With few "
+        "tiles the weights and optimizer state do not fit the tiles' SRAM and spill to "
+        "DRAM (`mapping.allow_spill: true`), which is counted and adds DRAM and NoC "
+        "events.",
+        "",
+    ]
     base = report["scaling"][SCALED_TILES[0]]
-    lines += table(["tiles", "median", "min", "median ÷ 64-tile median", "simpy events",
-                    "weights etc. spilled", "DRAM read per step", "simulated cycles",
-                    "peak RSS (load + simulate)"],
-                   [[f"{tiles:,}", ms(row["timing"].median_s), ms(row["timing"].min_s),
-                     f"{row['timing'].median_s / base['timing'].median_s:.2f}×",
-                     f"{row['events']:,}", mb(row["spilled_bytes"]),
-                     mb(row["dram_read_bytes"]), f"{row['cycles']:,}", mb(row["rss"])]
-                    for tiles, row in report["scaling"].items()])
-    lines += ["", scaling_paragraph(report["scaling"]), "",
-              "## Other rules on the default specs (context)", ""]
-    lines += table(["rule", "spec", "records", "median", "min", "simulated cycles per step"],
-                   [[algorithm, spec, str(records), ms(t.median_s), ms(t.min_s), f"{cycles:,}"]
-                    for (algorithm, spec), (t, cycles, records) in report["context"].items()],
-                   text_columns=2)
-    lines += ["", "Sweeps (many simulations in a process pool or on Dask) are measured by "
-              "`benchmarks/sweep_speed.py`: see [performance-sweeps.md](performance-sweeps.md)."]
-    lines += ["", "## Where the time goes", "",
-              "One `cProfile` run of `simulate` per default spec (AlexNet BP). The top "
-              f"{PROFILE_TOP} functions in hwsim and simpy by cumulative time, below "
-              "`simulate` itself; the profiler slows the calls, so read the shares, not the "
-              "seconds.", ""]
+    lines += table(
+        [
+            "tiles",
+            "median",
+            "min",
+            "median ÷ 64-tile median",
+            "simpy events",
+            "weights etc. spilled",
+            "DRAM read per step",
+            "simulated cycles",
+            "peak RSS (load + simulate)",
+        ],
+        [
+            [
+                f"{tiles:,}",
+                ms(row["timing"].median_s),
+                ms(row["timing"].min_s),
+                f"{row['timing'].median_s / base['timing'].median_s:.2f}×",
+                f"{row['events']:,}",
+                mb(row["spilled_bytes"]),
+                mb(row["dram_read_bytes"]),
+                f"{row['cycles']:,}",
+                mb(row["rss"]),
+            ]
+            for tiles, row in report["scaling"].items()
+        ],
+    )
+    lines += [
+        "",
+        scaling_paragraph(report["scaling"]),
+        "",
+        "## Other rules on the default specs (context)",
+        "",
+    ]
+    lines += table(
+        ["rule", "spec", "records", "median", "min", "simulated cycles per step"],
+        [
+            [algorithm, spec, str(records), ms(t.median_s), ms(t.min_s), f"{cycles:,}"]
+            for (algorithm, spec), (t, cycles, records) in report["context"].items()
+        ],
+        text_columns=2,
+    )
+    lines += [
+        "",
+        "Sweeps (many simulations in a process pool or on Dask) are measured by "
+        "`benchmarks/sweep_speed.py`: see [performance-sweeps.md](performance-sweeps.md).",
+    ]
+    lines += [
+        "",
+        "## Where the time goes",
+        "",
+        "One `cProfile` run of `simulate` per default spec (AlexNet BP). The top "
+        f"{PROFILE_TOP} functions in hwsim and simpy by cumulative time, below "
+        "`simulate` itself; the profiler slows the calls, so read the shares, not the "
+        "seconds.",
+        "",
+    ]
     for spec, prof in report["profiles"].items():
         lines += [f"### {spec} ({ms(prof.total_s)} under the profiler)", ""]
-        lines += table(["function", "calls", "own time", "cumulative", "share"],
-                       [[f"`{label}`", f"{calls:,}", ms(own), ms(cumulative),
-                         f"{cumulative / prof.total_s:.0%}"]
-                        for label, calls, own, cumulative in prof.top])
+        lines += table(
+            ["function", "calls", "own time", "cumulative", "share"],
+            [
+                [
+                    f"`{label}`",
+                    f"{calls:,}",
+                    ms(own),
+                    ms(cumulative),
+                    f"{cumulative / prof.total_s:.0%}",
+                ]
+                for label, calls, own, cumulative in prof.top
+            ],
+        )
         lines += ["", profile_paragraph(spec, prof, report["records"]), ""]
     return "\n".join(lines).rstrip() + "\n"
 
 
 # ---- the run --------------------------------------------------------------------------------
+
 
 def run(args: argparse.Namespace, folder: Path) -> dict:
     host = machine()
@@ -415,8 +542,10 @@ def run(args: argparse.Namespace, folder: Path) -> dict:
         default[spec] = (timing, simulate(arch, trace).cycles)
     load_rss = child_peak_rss_bytes("load", trace_path, DEFAULT_SPECS[0])
     for spec, arch in archs.items():
-        memory[spec] = (child_peak_rss_bytes("simulate", trace_path, spec),
-                        traced_peak_bytes(arch, trace))
+        memory[spec] = (
+            child_peak_rss_bytes("simulate", trace_path, spec),
+            traced_peak_bytes(arch, trace),
+        )
 
     scaled = {tiles: with_tiles(archs[SCALED_SPEC], tiles) for tiles in SCALED_TILES}
     for arch in scaled.values():
@@ -432,10 +561,13 @@ def run(args: argparse.Namespace, folder: Path) -> dict:
         result = simulate(arch, trace)
         regions = place(trace.header, arch).regions.values()
         scaling[tiles] = {
-            "timing": Timing(tuple(samples[tiles])), "events": profile(arch, trace).events,
+            "timing": Timing(tuple(samples[tiles])),
+            "events": profile(arch, trace).events,
             "spilled_bytes": sum(region.spilled_bytes for region in regions),
-            "dram_read_bytes": result.total("dram", "read"), "cycles": result.cycles,
-            "rss": child_peak_rss_bytes("simulate", trace_path, SCALED_SPEC, tiles)}
+            "dram_read_bytes": result.total("dram", "read"),
+            "cycles": result.cycles,
+            "rss": child_peak_rss_bytes("simulate", trace_path, SCALED_SPEC, tiles),
+        }
 
     context = {}
     for algorithm in ALGORITHMS:
@@ -444,47 +576,93 @@ def run(args: argparse.Namespace, folder: Path) -> dict:
             if algorithm == "bp":
                 timing, cycles = default[spec]
             else:
-                timing = time_calls(lambda arch=arch, other=other: simulate(arch, other),
-                                    args.repeats)
+                timing = time_calls(
+                    lambda arch=arch, other=other: simulate(arch, other), args.repeats
+                )
                 cycles = simulate(arch, other).cycles
             context[(algorithm, spec)] = (timing, cycles, len(other.records))
 
     profiles = {spec: profile(arch, trace) for spec, arch in archs.items()}
 
-    ratio = scaling[SCALED_TILES[-1]]["timing"].median_s / \
-        scaling[SCALED_TILES[0]]["timing"].median_s
-    verdicts = [verdict(default[spec][0].median_s, TARGET_SECONDS,
-                        f"`simulate` on `{spec}` under 1 s (median "
-                        f"{ms(default[spec][0].median_s)})") for spec in DEFAULT_SPECS]
-    verdicts += [verdict(memory[spec][0], TARGET_PEAK_RSS_BYTES,
-                         f"peak RSS of load + simulate on `{spec}` under 500 MB "
-                         f"({mb(memory[spec][0])})") for spec in DEFAULT_SPECS]
+    ratio = (
+        scaling[SCALED_TILES[-1]]["timing"].median_s / scaling[SCALED_TILES[0]]["timing"].median_s
+    )
+    verdicts = [
+        verdict(
+            default[spec][0].median_s,
+            TARGET_SECONDS,
+            f"`simulate` on `{spec}` under 1 s (median {ms(default[spec][0].median_s)})",
+        )
+        for spec in DEFAULT_SPECS
+    ]
+    verdicts += [
+        verdict(
+            memory[spec][0],
+            TARGET_PEAK_RSS_BYTES,
+            f"peak RSS of load + simulate on `{spec}` under 500 MB ({mb(memory[spec][0])})",
+        )
+        for spec in DEFAULT_SPECS
+    ]
     vn_median = default["von_neumann"][0].median_s
-    verdicts.append(verdict(vn_median, TARGET_VON_NEUMANN_SECONDS,
-                            f"`simulate` on `von_neumann` faster than the chunked model's "
-                            f"~100 ms (median {ms(vn_median)})"))
+    verdicts.append(
+        verdict(
+            vn_median,
+            TARGET_VON_NEUMANN_SECONDS,
+            f"`simulate` on `von_neumann` faster than the chunked model's "
+            f"~100 ms (median {ms(vn_median)})",
+        )
+    )
     per_record = profiles["von_neumann"].events / len(trace.records)
-    verdicts.append(verdict(per_record, TARGET_EVENTS_PER_RECORD,
-                            f"fewer than {TARGET_EVENTS_PER_RECORD} simpy events per record on "
-                            f"`von_neumann` ({per_record:.1f})"))
-    verdicts.append(verdict(ratio, TARGET_SCALING_RATIO,
-                            f"{SCALED_TILES[-1]:,} tiles at most 4× the {SCALED_TILES[0]}"
-                            f"-tile time ({ratio:.2f}×, medians)"))
+    verdicts.append(
+        verdict(
+            per_record,
+            TARGET_EVENTS_PER_RECORD,
+            f"fewer than {TARGET_EVENTS_PER_RECORD} simpy events per record on "
+            f"`von_neumann` ({per_record:.1f})",
+        )
+    )
+    verdicts.append(
+        verdict(
+            ratio,
+            TARGET_SCALING_RATIO,
+            f"{SCALED_TILES[-1]:,} tiles at most 4× the {SCALED_TILES[0]}"
+            f"-tile time ({ratio:.2f}×, medians)",
+        )
+    )
     host["load average at end (1, 5, 15 min)"] = load_average()
     reused = [algorithm for algorithm in ALGORITHMS if algorithm not in trace_seconds]
-    note = " ".join(filter(None, [
-        "Traced in this run with `hwsim.cli.main(['trace', ...])` (a real numpy training "
-        "step, not part of the targets): " + ", ".join(
-            f"{algorithm} {seconds:.1f} s" for algorithm, seconds in trace_seconds.items())
-        + "." if trace_seconds else "",
-        f"Reused, not traced in this run: {', '.join(reused)}." if reused else ""]))
+    note = " ".join(
+        filter(
+            None,
+            [
+                "Traced in this run with `hwsim.cli.main(['trace', ...])` (a real numpy training "
+                "step, not part of the targets): "
+                + ", ".join(
+                    f"{algorithm} {seconds:.1f} s" for algorithm, seconds in trace_seconds.items()
+                )
+                + "."
+                if trace_seconds
+                else "",
+                f"Reused, not traced in this run: {', '.join(reused)}." if reused else "",
+            ],
+        )
+    )
     return {
         "command": shlex.join(["python", *sys.argv]),
         "when": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "machine": host, "repeats": args.repeats, "batch_size": trace.header.batch_size,
-        "records": len(trace.records), "trace_file_bytes": trace_path.stat().st_size,
-        "trace_note": note, "load": load, "default": default, "load_rss": load_rss,
-        "memory": memory, "scaling": scaling, "context": context, "profiles": profiles,
+        "machine": host,
+        "repeats": args.repeats,
+        "batch_size": trace.header.batch_size,
+        "records": len(trace.records),
+        "trace_file_bytes": trace_path.stat().st_size,
+        "trace_note": note,
+        "load": load,
+        "default": default,
+        "load_rss": load_rss,
+        "memory": memory,
+        "scaling": scaling,
+        "context": context,
+        "profiles": profiles,
         "verdicts": verdicts,
     }
 

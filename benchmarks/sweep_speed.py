@@ -38,21 +38,40 @@ SERIAL_SAMPLE = 50  # points run in-process, one after the other: the cost of a 
 BUFFER_KIB = [128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536]
 DRAM_BYTES_PER_CYCLE = [4, 8, 12, 17, 24, 34, 48, 68, 96, 136]
 # Every pair is a valid point: a 64 × 64 array's smallest conv1 tiles need a 128 KiB buffer.
-PE_ARRAYS = [(4, 4), (4, 8), (8, 8), (8, 16), (16, 16), (16, 32), (32, 32), (32, 64), (64, 64),
-             (64, 128)]
+PE_ARRAYS = [
+    (4, 4),
+    (4, 8),
+    (8, 8),
+    (8, 16),
+    (16, 16),
+    (16, 32),
+    (32, 32),
+    (32, 64),
+    (64, 64),
+    (64, 128),
+]
 
 
 def sweep_file(folder: Path, samples: int | None = None) -> Path:
-    traces = [str(ROOT / "workloads" / "traces" / f"alexnet_{rule}_b8.jsonl.gz")
-              for rule in ("bp", "dfa", "ssdfa")]
+    traces = [
+        str(ROOT / "workloads" / "traces" / f"alexnet_{rule}_b8.jsonl.gz")
+        for rule in ("bp", "dfa", "ssdfa")
+    ]
     sweep = {
-        "schema_version": 1, "kind": "sweep", "name": "sweep_speed", "base": ["von_neumann"],
+        "schema_version": 1,
+        "kind": "sweep",
+        "name": "sweep_speed",
+        "base": ["von_neumann"],
         "workloads": {"traces": traces},
         "axes": [
             {"path": "global_buffer.capacity_bytes", "values": [f"{k} KiB" for k in BUFFER_KIB]},
             {"path": "dram.bandwidth_bytes_per_cycle", "values": DRAM_BYTES_PER_CYCLE},
-            {"zip": [{"path": "pe_array.rows", "values": [r for r, _ in PE_ARRAYS]},
-                     {"path": "pe_array.columns", "values": [c for _, c in PE_ARRAYS]}]},
+            {
+                "zip": [
+                    {"path": "pe_array.rows", "values": [r for r, _ in PE_ARRAYS]},
+                    {"path": "pe_array.columns", "values": [c for _, c in PE_ARRAYS]},
+                ]
+            },
         ],
     }
     if samples is not None:
@@ -77,8 +96,13 @@ def _version(package: str) -> str:
 
 def _git_revision() -> str:
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, check=True,
-                              capture_output=True, text=True).stdout.strip()
+        return subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
 
@@ -135,12 +159,13 @@ def report(args: argparse.Namespace) -> str:
         f"| process pool, `--jobs {args.jobs}`, empty folder | {pool_s:.1f} s | "
         f"{pool_s / rows * 1e3:.1f} ms ({serial_s / serial_rows * rows / pool_s:.2f}× one "
         "core) |",
-        f"| the same folder again (every row finished: resume skips all) | {resume_s:.2f} s | "
-        "— |",
+        f"| the same folder again (every row finished: resume skips all) | {resume_s:.2f} s | — |",
     ]
     if dask_s is not None:
-        lines.append(f"| Dask LocalCluster, `--dask-local {args.dask_workers}`, empty folder | "
-                     f"{dask_s:.1f} s | {dask_s / rows * 1e3:.1f} ms |")
+        lines.append(
+            f"| Dask LocalCluster, `--dask-local {args.dask_workers}`, empty folder | "
+            f"{dask_s:.1f} s | {dask_s / rows * 1e3:.1f} ms |"
+        )
     lines += [
         "",
         "| target | verdict |",
@@ -149,24 +174,31 @@ def report(args: argparse.Namespace) -> str:
         f"({pool_s:.1f} s) | {verdict} |",
     ]
     if dask is not None:
-        lines.append(f"| Dask LocalCluster table identical to the pool's (DataFrame and "
-                     f"results.csv bytes) | {'PASS' if identical else 'MISS'} |")
+        lines.append(
+            f"| Dask LocalCluster table identical to the pool's (DataFrame and "
+            f"results.csv bytes) | {'PASS' if identical else 'MISS'} |"
+        )
     lines += [
-        "", f"Rows failed: {failed} of {rows}.", "",
+        "",
+        f"Rows failed: {failed} of {rows}.",
+        "",
         "Where the time goes: a row is one `simulate` of an AlexNet step plus its per-example "
         "figures; the first workload of a new point also runs the mapping search of every "
         "matmul and convolution (cached per op shape and machine, so the point's other "
         "workloads reuse the ops they share — which is why a task is a whole point, on one "
         "worker). Traces go to each worker once; a task carries one validated spec. The Dask "
-        "run pays the cluster's start-up and its scheduler's per-task overhead.", ""]
+        "run pays the cluster's start-up and its scheduler's per-task overhead.",
+        "",
+    ]
     return "\n".join(lines)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=2, help="process-pool workers (default 2)")
-    parser.add_argument("--dask-workers", type=int, default=2,
-                        help="LocalCluster worker processes (default 2)")
+    parser.add_argument(
+        "--dask-workers", type=int, default=2, help="LocalCluster worker processes (default 2)"
+    )
     parser.add_argument("--no-dask", action="store_true", help="skip the Dask run")
     parser.add_argument("--out", type=Path, default=None, help="also write the report here")
     args = parser.parse_args()

@@ -91,8 +91,9 @@ def markdown(frame: pd.DataFrame) -> str:
         return str(value)
 
     lines = ["| " + " | ".join(frame.columns) + " |", "|" + "---|" * len(frame.columns)]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |"
-              for row in frame.itertuples(index=False)]
+    lines += [
+        "| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)
+    ]
     return "\n".join(lines)
 
 
@@ -103,10 +104,22 @@ def section(table: pd.DataFrame, single: pd.DataFrame) -> str:
     batch = table["batch_size"].iloc[0]
     result, paper = claims(table), claims(single)
     macs = table[table["arch"] == "von_neumann"][
-        ["algorithm", "forward_macs", "error_macs", "gradient_macs", "backward_macs"]]
-    movement = table[["algorithm", "arch", "dram_bytes", "sram_bytes", "noc_bytes",
-                      "noc_byte_hops", "off_tile_bytes", "learning_off_tile_bytes", "cycles",
-                      "energy_pj"]]
+        ["algorithm", "forward_macs", "error_macs", "gradient_macs", "backward_macs"]
+    ]
+    movement = table[
+        [
+            "algorithm",
+            "arch",
+            "dram_bytes",
+            "sram_bytes",
+            "noc_bytes",
+            "noc_byte_hops",
+            "off_tile_bytes",
+            "learning_off_tile_bytes",
+            "cycles",
+            "energy_pj",
+        ]
+    ]
     verdict = "holds" if paper.off_tile_holds else "DOES NOT HOLD"
     return f"""## {name} (batch {batch})
 
@@ -136,18 +149,24 @@ def _mb(nbytes: float) -> str:
 
 def rules_on_von_neumann() -> str:
     """SSDFA ≤ DFA ≤ BP on every shipped von Neumann spec, and why the gaps are their size."""
-    specs = [name for name in shipped_archs()
-             if load_arch(name).substrate == Substrate.VON_NEUMANN]
-    lines = ["## The rules on the von Neumann specs (AlexNet, VGG16)", "",
-             "The shipped traces `workloads/traces/{alexnet,vgg16}_{bp,dfa,ssdfa}_b8.jsonl.gz` "
-             "(batch 8, Adam) on every shipped von Neumann spec. DRAM bytes per training "
-             "example by phase, with the schedule's default fused weight update:", "",
-             "| network | spec | rule | forward | error | gradient | update | DRAM total | "
-             "cycles | energy_pj |", "|---|---|---|---|---|---|---|---|---|---|"]
+    specs = [name for name in shipped_archs() if load_arch(name).substrate == Substrate.VON_NEUMANN]
+    lines = [
+        "## The rules on the von Neumann specs (AlexNet, VGG16)",
+        "",
+        "The shipped traces `workloads/traces/{alexnet,vgg16}_{bp,dfa,ssdfa}_b8.jsonl.gz` "
+        "(batch 8, Adam) on every shipped von Neumann spec. DRAM bytes per training "
+        "example by phase, with the schedule's default fused weight update:",
+        "",
+        "| network | spec | rule | forward | error | gradient | update | DRAM total | "
+        "cycles | energy_pj |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     reasons = []
     for network in ("alexnet", "vgg16"):
-        traces = {rule: read_trace(ROOT / "workloads" / "traces" /
-                                   f"{network}_{rule.value}_b8.jsonl.gz") for rule in Algorithm}
+        traces = {
+            rule: read_trace(ROOT / "workloads" / "traces" / f"{network}_{rule.value}_b8.jsonl.gz")
+            for rule in Algorithm
+        }
         for spec in specs:
             arch, energies = load_arch_with_energies(spec)
             for rule, trace in traces.items():
@@ -155,23 +174,36 @@ def rules_on_von_neumann() -> str:
                 summary = summarize(result, energies)
                 frame = result.breakdown
                 dram = frame[frame["component"] == "dram"].groupby("phase")["bytes"].sum()
-                by_phase = [dram.get(phase.value, 0) / trace.header.batch_size
-                            for phase in Phase]
+                by_phase = [dram.get(phase.value, 0) / trace.header.batch_size for phase in Phase]
                 total = summary["dram_read_bytes"] + summary["dram_write_bytes"]
-                lines.append(f"| {network} | {spec} | {rule.value} | " +
-                             " | ".join(f"{value:,.0f}" for value in by_phase) +
-                             f" | {total:,.0f} | {summary['cycles']:,.0f} | "
-                             f"{summary['energy_pj']:,.0f} |")
+                lines.append(
+                    f"| {network} | {spec} | {rule.value} | "
+                    + " | ".join(f"{value:,.0f}" for value in by_phase)
+                    + f" | {total:,.0f} | {summary['cycles']:,.0f} | "
+                    f"{summary['energy_pj']:,.0f} |"
+                )
         arch = load_arch(specs[0])
         backward_operands = {
-            rule: sum(operand_bytes(operand, arch.precision) for record in trace.records
-                      if record.phase == Phase.ERROR for operand in record.reads
-                      if operand.role in (Role.WEIGHT, Role.FEEDBACK)) / trace.header.batch_size
-            for rule, trace in traces.items()}
+            rule: sum(
+                operand_bytes(operand, arch.precision)
+                for record in trace.records
+                if record.phase == Phase.ERROR
+                for operand in record.reads
+                if operand.role in (Role.WEIGHT, Role.FEEDBACK)
+            )
+            / trace.header.batch_size
+            for rule, trace in traces.items()
+        }
         bp, dfa, ssdfa = (backward_operands[rule] for rule in Algorithm)
-        update = sum(operand_bytes(operand, arch.precision)
-                     for record in traces[Algorithm.BP].records if record.phase == Phase.UPDATE
-                     for operand in (*record.reads, *record.writes)) / 8
+        update = (
+            sum(
+                operand_bytes(operand, arch.precision)
+                for record in traces[Algorithm.BP].records
+                if record.phase == Phase.UPDATE
+                for operand in (*record.reads, *record.writes)
+            )
+            / 8
+        )
         reasons.append(
             f"- **{network}**: the rules differ only in their error phase. BP reads the "
             f"transposed weights of every trained layer above the lowest ({_mb(bp)} per "
@@ -183,64 +215,88 @@ def rules_on_von_neumann() -> str:
             f"convolutions' weights and feature maps) and the same Adam update, which reads "
             f"and writes W and its two moments ({_mb(update)} per example) — the paper's "
             f"saving is in the backward pass, and on a von Neumann machine the backward "
-            f"pass is the smaller part of a transfer-learning step.")
-    lines += ["", "Why the differences are their size (from the traces' operands, on "
-              f"`{specs[0]}`):", "", *reasons, "",
-              "Cycles follow the same order: ops the trace leaves independent run side by "
-              "side, and where they contend the one on the longest remaining path goes first "
-              "(docs/model.md, *Contention*), so a rule with less work does not finish later "
-              "for scheduling reasons alone. `tests/sim/test_von_neumann_networks.py` checks "
-              "SSDFA ≤ DFA ≤ BP in DRAM bytes, cycles and energy on every shipped spec.", ""]
+            f"pass is the smaller part of a transfer-learning step."
+        )
+    lines += [
+        "",
+        f"Why the differences are their size (from the traces' operands, on `{specs[0]}`):",
+        "",
+        *reasons,
+        "",
+        "Cycles follow the same order: ops the trace leaves independent run side by "
+        "side, and where they contend the one on the longest remaining path goes first "
+        "(docs/model.md, *Contention*), so a rule with less work does not finish later "
+        "for scheduling reasons alone. `tests/sim/test_von_neumann_networks.py` checks "
+        "SSDFA ≤ DFA ≤ BP in DRAM bytes, cycles and energy on every shipped spec.",
+        "",
+    ]
     return "\n".join(lines)
 
 
 def rules_on_distributed() -> str:
     """The shipped traces on the distributed specs, beside von_neumann at equal peak MACs."""
     specs = ["von_neumann", "distributed_small", "distributed", "distributed_stationary"]
-    lines = ["## The rules on the distributed specs (AlexNet, VGG16)", "",
-             "The same shipped traces; `distributed_small` has `von_neumann`'s peak MACs "
-             "(256 per cycle). Per training example:", "",
-             "| network | rule | spec | cycles | DRAM bytes | NoC bytes | energy_pj |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "## The rules on the distributed specs (AlexNet, VGG16)",
+        "",
+        "The same shipped traces; `distributed_small` has `von_neumann`'s peak MACs "
+        "(256 per cycle). Per training example:",
+        "",
+        "| network | rule | spec | cycles | DRAM bytes | NoC bytes | energy_pj |",
+        "|---|---|---|---|---|---|---|",
+    ]
     worst = []
     for network in ("alexnet", "vgg16"):
         for rule in Algorithm:
-            trace = read_trace(ROOT / "workloads" / "traces" /
-                               f"{network}_{rule.value}_b8.jsonl.gz")
+            trace = read_trace(
+                ROOT / "workloads" / "traces" / f"{network}_{rule.value}_b8.jsonl.gz"
+            )
             for spec in specs:
                 arch, energies = load_arch_with_energies(spec)
                 summary = summarize(simulate(arch, trace, source=spec), energies)
                 dram = summary["dram_read_bytes"] + summary["dram_write_bytes"]
-                lines.append(f"| {network} | {rule.value} | {spec} | {summary['cycles']:,.0f} | "
-                             f"{dram:,.0f} | {summary['noc_bytes']:,.0f} | "
-                             f"{summary['energy_pj']:,.0f} |")
+                lines.append(
+                    f"| {network} | {rule.value} | {spec} | {summary['cycles']:,.0f} | "
+                    f"{dram:,.0f} | {summary['noc_bytes']:,.0f} | "
+                    f"{summary['energy_pj']:,.0f} |"
+                )
                 worst.append((network, rule.value, spec, summary))
     by_key = {(n, r, s): summary for n, r, s, summary in worst}
-    slow = max(by_key[(n, r, "distributed_small")]["cycles"] / by_key[(n, r, "von_neumann")]
-               ["cycles"] for n in ("alexnet", "vgg16") for r in ("bp", "dfa", "ssdfa"))
-    vgg_bp, vgg_dfa = by_key[("vgg16", "bp", "distributed")], by_key[("vgg16", "dfa",
-                                                                       "distributed")]
+    slow = max(
+        by_key[(n, r, "distributed_small")]["cycles"] / by_key[(n, r, "von_neumann")]["cycles"]
+        for n in ("alexnet", "vgg16")
+        for r in ("bp", "dfa", "ssdfa")
+    )
+    vgg_bp, vgg_dfa = (
+        by_key[("vgg16", "bp", "distributed")],
+        by_key[("vgg16", "dfa", "distributed")],
+    )
     stationary = by_key[("vgg16", "bp", "distributed_stationary")]
     trace = read_trace(ROOT / "workloads" / "traces" / "vgg16_dfa_b8.jsonl.gz")
     arch = load_arch("distributed")
-    feedback = sum(info.nonzeros for info in trace.header.feedback) * \
-        arch.precision.feedback_bits / 8
-    lines += ["", f"- At equal peak MACs, `distributed_small` takes at most {slow:.2f}× "
-              "`von_neumann`'s cycles on these networks and moves fewer DRAM bytes (its NoC "
-              "carries the rest on chip).",
-              f"- On `distributed`, VGG16 with Adam does not fit on chip: its FC head's weights "
-              f"and moments spill to DRAM, and DFA's dense feedback matrices (C × N values per "
-              f"hidden layer, {_mb(feedback)} per step) compete for the same full tile SRAM "
-              f"and spill too. So DFA moves more DRAM bytes than BP there "
-              f"({_mb(vgg_dfa['dram_read_bytes'] + vgg_dfa['dram_write_bytes'])} against "
-              f"{_mb(vgg_bp['dram_read_bytes'] + vgg_bp['dram_write_bytes'])} per example) and "
-              f"takes {vgg_dfa['cycles'] / vgg_bp['cycles'] - 1:.1%} longer — the storage "
-              "cost the paper's SSDFA removes (one feedback weight per neuron).",
-              f"- `distributed_stationary` computes each convolution on the few tiles that "
-              f"store its weights: VGG16 takes {stationary['cycles'] / vgg_bp['cycles']:.0f}× "
-              f"the cycles of `distributed`, and with 1 GiB of SRAM leaking all the while, "
-              f"{stationary['energy_pj'] / vgg_bp['energy_pj']:.0f}× the energy. It is the "
-              "paper's counting setting, not a design to build.", ""]
+    feedback = (
+        sum(info.nonzeros for info in trace.header.feedback) * arch.precision.feedback_bits / 8
+    )
+    lines += [
+        "",
+        f"- At equal peak MACs, `distributed_small` takes at most {slow:.2f}× "
+        "`von_neumann`'s cycles on these networks and moves fewer DRAM bytes (its NoC "
+        "carries the rest on chip).",
+        f"- On `distributed`, VGG16 with Adam does not fit on chip: its FC head's weights "
+        f"and moments spill to DRAM, and DFA's dense feedback matrices (C × N values per "
+        f"hidden layer, {_mb(feedback)} per step) compete for the same full tile SRAM "
+        f"and spill too. So DFA moves more DRAM bytes than BP there "
+        f"({_mb(vgg_dfa['dram_read_bytes'] + vgg_dfa['dram_write_bytes'])} against "
+        f"{_mb(vgg_bp['dram_read_bytes'] + vgg_bp['dram_write_bytes'])} per example) and "
+        f"takes {vgg_dfa['cycles'] / vgg_bp['cycles'] - 1:.1%} longer — the storage "
+        "cost the paper's SSDFA removes (one feedback weight per neuron).",
+        f"- `distributed_stationary` computes each convolution on the few tiles that "
+        f"store its weights: VGG16 takes {stationary['cycles'] / vgg_bp['cycles']:.0f}× "
+        f"the cycles of `distributed`, and with 1 GiB of SRAM leaking all the while, "
+        f"{stationary['energy_pj'] / vgg_bp['energy_pj']:.0f}× the energy. It is the "
+        "paper's counting setting, not a design to build.",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -257,71 +313,95 @@ PEER_NUMBERS = {
 def fc6_forward(batch: int) -> Trace:
     """AlexNet's fc6 forward GEMM (9216 → 4096) as a one-record trace."""
     network = load_network(PEERS / "fc6_only.yaml")
-    trace = trace_synthetic_step(network, TrainConfig.from_network(
-        network, Algorithm.BP, epochs=1, batch_size=batch, seed=0))
-    record = next(record for record in trace.records
-                  if record.phase == Phase.FORWARD and record.op.kind == "matmul")
-    return Trace(header=trace.header.model_copy(update={"record_count": 1}),
-                 records=[record.model_copy(update={"id": 0, "deps": []})])
+    trace = trace_synthetic_step(
+        network, TrainConfig.from_network(network, Algorithm.BP, epochs=1, batch_size=batch, seed=0)
+    )
+    record = next(
+        record
+        for record in trace.records
+        if record.phase == Phase.FORWARD and record.op.kind == "matmul"
+    )
+    return Trace(
+        header=trace.header.model_copy(update={"record_count": 1}),
+        records=[record.model_copy(update={"id": 0, "deps": []})],
+    )
 
 
 def peer_check() -> str:
-    lines = ["## Peer cross-check: AlexNet fc6 on a 32 × 32 weight-stationary array", "",
-             "The forward GEMM of fc6 (9216 → 4096) at batch 1 and 64, 8-bit data, a 32 × 32 "
-             "weight-stationary array at 1 GHz, DRAM 10 bytes per cycle, no DRAM latency — "
-             "the hardware of the peer runs in `../shared/reference/peers.md`. hwsim prices "
-             "it on `docs/peer-check/ws32_64k.yaml` (one 64 KiB buffer) and "
-             "`ws32_192k.yaml` (192 KiB, the peers' three 64 kB scratchpads as one buffer). "
-             "Lower bounds: compute = MACs ÷ 1,024; bandwidth = every operand moved once ÷ "
-             "10 bytes per cycle.", "",
-             "| batch | tool | cycles | DRAM read (B) | DRAM write (B) | cycles ÷ bound | "
-             "DRAM bytes ÷ compulsory |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        "## Peer cross-check: AlexNet fc6 on a 32 × 32 weight-stationary array",
+        "",
+        "The forward GEMM of fc6 (9216 → 4096) at batch 1 and 64, 8-bit data, a 32 × 32 "
+        "weight-stationary array at 1 GHz, DRAM 10 bytes per cycle, no DRAM latency — "
+        "the hardware of the peer runs in `../shared/reference/peers.md`. hwsim prices "
+        "it on `docs/peer-check/ws32_64k.yaml` (one 64 KiB buffer) and "
+        "`ws32_192k.yaml` (192 KiB, the peers' three 64 kB scratchpads as one buffer). "
+        "Lower bounds: compute = MACs ÷ 1,024; bandwidth = every operand moved once ÷ "
+        "10 bytes per cycle.",
+        "",
+        "| batch | tool | cycles | DRAM read (B) | DRAM write (B) | cycles ÷ bound | "
+        "DRAM bytes ÷ compulsory |",
+        "|---|---|---|---|---|---|---|",
+    ]
     notes = []
     for batch in (1, 64):
         trace = fc6_forward(batch)
         macs = trace.macs
         compulsory = 9216 * batch + 9216 * 4096 + 4096 * batch
         bound = max(macs / 1024, compulsory / 10)
-        lines.append(f"| {batch} | lower bound | {bound:,.0f} | {9216 * batch + 9216 * 4096:,} "
-                     f"| {4096 * batch:,} | 1.00 | 1.00 |")
+        lines.append(
+            f"| {batch} | lower bound | {bound:,.0f} | {9216 * batch + 9216 * 4096:,} "
+            f"| {4096 * batch:,} | 1.00 | 1.00 |"
+        )
         for spec in ("ws32_64k", "ws32_192k"):
             arch = load_arch(str(PEERS / f"{spec}.yaml"))
             result = simulate(arch, trace, source=spec)
             totals = result.totals()
             moved = totals["dram_read_bytes"] + totals["dram_write_bytes"]
             row = result.mapping.iloc[0]
-            lines.append(f"| {batch} | hwsim {spec} | {result.cycles:,} | "
-                         f"{totals['dram_read_bytes']:,} | {totals['dram_write_bytes']:,} | "
-                         f"{result.cycles / bound:.2f} | {moved / compulsory:.2f} |")
+            lines.append(
+                f"| {batch} | hwsim {spec} | {result.cycles:,} | "
+                f"{totals['dram_read_bytes']:,} | {totals['dram_write_bytes']:,} | "
+                f"{result.cycles / bound:.2f} | {moved / compulsory:.2f} |"
+            )
             if spec == "ws32_64k":
-                notes.append(f"batch {batch}: `{row['loop_order']}` with tiles "
-                             f"({row['tile_m']}, {row['tile_k']}, {row['tile_n']}), the "
-                             f"weights read {row['reread_b']:.0f}×, the input "
-                             f"{row['reread_a']:.0f}×")
+                notes.append(
+                    f"batch {batch}: `{row['loop_order']}` with tiles "
+                    f"({row['tile_m']}, {row['tile_k']}, {row['tile_n']}), the "
+                    f"weights read {row['reread_b']:.0f}×, the input "
+                    f"{row['reread_a']:.0f}×"
+                )
         for tool in ("ZigZag", "SCALE-Sim"):
             cycles, read, write = PEER_NUMBERS[(tool, batch)]
-            lines.append(f"| {batch} | {tool} | {cycles:,} | {read:,} | {write:,} | "
-                         f"{cycles / bound:.2f} | {(read + write) / compulsory:.2f} |")
-    lines += ["", "What differs and why:", "",
-              "- hwsim's mapping on the 64 KiB buffer: " + "; ".join(notes) + ". Like "
-              "ZigZag's search it streams the weights once and re-reads the small input; "
-              "ZigZag re-reads it 8× at batch 64 with three separate 64 kB memories, hwsim a "
-              "little more with one 64 KiB buffer that also holds the output tile, and less "
-              "with 192 KiB. Before the mapping search (hwsim at 726d7ea, peers.md) the 64 KiB "
-              "spec read 1.54× (batch 1) and 24.8× (batch 64) the compulsory bytes.",
-              "- SCALE-Sim writes partial sums to DRAM once per reduction fold and, at batch "
-              "64, re-reads the input once per 32-column fold; its CALC mode does not enforce "
-              "DRAM bandwidth, so its batch-1 cycles (array fill and drain) sit below the "
-              "bandwidth bound that hwsim and ZigZag respect.",
-              "- hwsim's cycles are its DRAM time plus one tile's load and drain (the pipeline's "
-              "prologue and epilogue); the array time m·⌈k/32⌉·⌈n/32⌉ has no fill/drain term, "
-              "which matters only when an op is compute-bound.",
-              "- The peers' numbers are quoted from their recorded runs. ZigZag was rerun for "
-              "this page (`SCRATCH=$(mktemp -d) HWSIM_REPO=. bash "
-              "../shared/reference/peer-runs/run_all.sh hwsim zigzag collect` after creating "
-              "its two venvs as the script's `setup` stage does; zigzag-dse 3.9.1, "
-              "2026-11-27) and gave the same cycles and bytes to the unit; SCALE-Sim was not "
-              "rerun (~40 CPU-minutes and ~9 GB per layer).", ""]
+            lines.append(
+                f"| {batch} | {tool} | {cycles:,} | {read:,} | {write:,} | "
+                f"{cycles / bound:.2f} | {(read + write) / compulsory:.2f} |"
+            )
+    lines += [
+        "",
+        "What differs and why:",
+        "",
+        "- hwsim's mapping on the 64 KiB buffer: " + "; ".join(notes) + ". Like "
+        "ZigZag's search it streams the weights once and re-reads the small input; "
+        "ZigZag re-reads it 8× at batch 64 with three separate 64 kB memories, hwsim a "
+        "little more with one 64 KiB buffer that also holds the output tile, and less "
+        "with 192 KiB. Before the mapping search (hwsim at 726d7ea, peers.md) the 64 KiB "
+        "spec read 1.54× (batch 1) and 24.8× (batch 64) the compulsory bytes.",
+        "- SCALE-Sim writes partial sums to DRAM once per reduction fold and, at batch "
+        "64, re-reads the input once per 32-column fold; its CALC mode does not enforce "
+        "DRAM bandwidth, so its batch-1 cycles (array fill and drain) sit below the "
+        "bandwidth bound that hwsim and ZigZag respect.",
+        "- hwsim's cycles are its DRAM time plus one tile's load and drain (the pipeline's "
+        "prologue and epilogue); the array time m·⌈k/32⌉·⌈n/32⌉ has no fill/drain term, "
+        "which matters only when an op is compute-bound.",
+        "- The peers' numbers are quoted from their recorded runs. ZigZag was rerun for "
+        "this page (`SCRATCH=$(mktemp -d) HWSIM_REPO=. bash "
+        "../shared/reference/peer-runs/run_all.sh hwsim zigzag collect` after creating "
+        "its two venvs as the script's `setup` stage does; zigzag-dse 3.9.1, "
+        "2026-11-27) and gave the same cycles and bytes to the unit; SCALE-Sim was not "
+        "rerun (~40 CPU-minutes and ~9 GB per layer).",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -330,8 +410,10 @@ def main() -> int:
     for name in NETWORKS:
         batch = load_network(name).training.batch_size
         print(f"measuring {name} at batch {batch} ...", file=sys.stderr)
-        tables = [measure(name, size, on_step=lambda s: print(f"  {s}", file=sys.stderr))
-                  for size in (batch, 1)]
+        tables = [
+            measure(name, size, on_step=lambda s: print(f"  {s}", file=sys.stderr))
+            for size in (batch, 1)
+        ]
         sections.append(section(*tables))
     print("the rules on the von Neumann specs, and the peer cross-check ...", file=sys.stderr)
     sections += [rules_on_von_neumann(), rules_on_distributed(), peer_check()]

@@ -21,16 +21,25 @@ OUT = Path(__file__).with_name("report.png")
 def main() -> int:
     with tempfile.TemporaryDirectory() as folder:
         run = Path(folder) / "run"
-        subprocess.run([sys.executable, "-m", "hwsim", "run", "--out", str(run)], check=True,
-                       stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [sys.executable, "-m", "hwsim", "run", "--out", str(run)],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
         options = webdriver.ChromeOptions()
         options.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
-        for flag in ("--headless=new", "--no-sandbox", "--disable-gpu",
-                     "--disable-background-networking", "--window-size=1400,1200",
-                     "--hide-scrollbars"):
+        for flag in (
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--window-size=1400,1200",
+            "--hide-scrollbars",
+        ):
             options.add_argument(flag)
         service = webdriver.ChromeService(
-            executable_path=shutil.which("chromedriver") or "/usr/bin/chromedriver")
+            executable_path=shutil.which("chromedriver") or "/usr/bin/chromedriver"
+        )
         driver = webdriver.Chrome(options=options, service=service)
         try:
             driver.get((run / "index.html").as_uri())

@@ -60,13 +60,20 @@ def spec(name_or_path: str | Path) -> ArchSpec:
     return load_arch_with_energies(name_or_path)[0]
 
 
-def trace(network_name: str | NetworkSpec, algorithm: str, *, batch_size: int | None = None,
-          seed: int = 0, shape_only: bool = False) -> Trace:
+def trace(
+    network_name: str | NetworkSpec,
+    algorithm: str,
+    *,
+    batch_size: int | None = None,
+    seed: int = 0,
+    shape_only: bool = False,
+) -> Trace:
     """One training step of `algorithm` (bp, dfa, ssdfa) traced on synthetic data, or built
     from the network's shapes (`shape_only`: the same records, densities not measured)."""
     spec_ = network_name if isinstance(network_name, NetworkSpec) else load_network(network_name)
-    config = TrainConfig.from_network(spec_, Algorithm(algorithm), epochs=1,
-                                      batch_size=batch_size, seed=seed)
+    config = TrainConfig.from_network(
+        spec_, Algorithm(algorithm), epochs=1, batch_size=batch_size, seed=seed
+    )
     return (shape_only_trace if shape_only else trace_synthetic_step)(spec_, config)
 
 
@@ -102,15 +109,18 @@ class Result:
         `timeline`, `mapping` (von Neumann loop nests) or `spec` (every field, its source)."""
         if kind == "summary":
             summary = self.summary
-            row = {**summary["run"], **{key: value for key, value in summary.items()
-                                        if key not in ("run", "breakdown")}}
+            row = {
+                **summary["run"],
+                **{key: value for key, value in summary.items() if key not in ("run", "breakdown")},
+            }
             return pd.DataFrame([row])
         if kind == "breakdown":
             return per_example_breakdown(self.sim, self.energies)
         if kind == "layers":
             frame = per_example_breakdown(self.sim, self.energies)
             return frame.groupby(["layer", "phase"], as_index=False, sort=False)[
-                ["bytes", "energy_pj"]].sum()
+                ["bytes", "energy_pj"]
+            ].sum()
         if kind in ("resources", "timeline", "mapping"):
             return getattr(self.sim, kind).copy()
         if kind == "spec":
@@ -118,14 +128,16 @@ class Result:
         raise ValueError(f"kind must be one of {', '.join(FRAMES)} (got {kind!r})")
 
 
-def simulate(spec_: str | Path | ArchSpec, trace_: Trace,
-             energies: ActionEnergies | None = None) -> Result:
+def simulate(
+    spec_: str | Path | ArchSpec, trace_: Trace, energies: ActionEnergies | None = None
+) -> Result:
     """Simulate one traced step on a spec (a shipped name, a YAML path, or an ArchSpec with
     its `energies`)."""
     if isinstance(spec_, ArchSpec):
         if energies is None:
-            raise ValueError("an ArchSpec needs its energies: pass energies=, or the spec's "
-                             "name or path instead")
+            raise ValueError(
+                "an ArchSpec needs its energies: pass energies=, or the spec's name or path instead"
+            )
         arch, source = spec_, spec_.name
     else:
         arch, energies = load_arch_with_energies(spec_)
@@ -140,16 +152,29 @@ def _report_data(results: Iterable[Result]) -> ReportData:
     steps = []
     for result in results:
         summary = result.summary
-        steps.append(Step(Path("."), summary, result.to_frame("breakdown"),
-                          result.sim.resources, result.sim.timeline, result.sim.mapping,
-                          result.to_frame("spec")))
+        steps.append(
+            Step(
+                Path("."),
+                summary,
+                result.to_frame("breakdown"),
+                result.sim.resources,
+                result.sim.timeline,
+                result.sim.mapping,
+                result.to_frame("spec"),
+            )
+        )
     return collect(steps)
 
 
-def compare(network_names: Sequence[str], algorithms: Sequence[str] = ("bp", "dfa", "ssdfa"),
-            spec_names: Sequence[str] = ("von_neumann", "distributed"), *,
-            batch_size: int | None = None, shape_only: bool = True, seed: int = 0
-            ) -> pd.DataFrame:
+def compare(
+    network_names: Sequence[str],
+    algorithms: Sequence[str] = ("bp", "dfa", "ssdfa"),
+    spec_names: Sequence[str] = ("von_neumann", "distributed"),
+    *,
+    batch_size: int | None = None,
+    shape_only: bool = True,
+    seed: int = 0,
+) -> pd.DataFrame:
     """One row per network × rule × spec: the per-example figures of its simulated step (the
     table the report's Fig 8 view draws; `fig8(compare(...))`)."""
     loaded = {name: load_arch_with_energies(name) for name in spec_names}
@@ -157,11 +182,11 @@ def compare(network_names: Sequence[str], algorithms: Sequence[str] = ("bp", "df
     for name in network_names:
         spec_ = load_network(name)
         for algorithm in algorithms:
-            step = trace(spec_, algorithm, batch_size=batch_size, seed=seed,
-                         shape_only=shape_only)
+            step = trace(spec_, algorithm, batch_size=batch_size, seed=seed, shape_only=shape_only)
             for spec_name, (arch, energies) in loaded.items():
-                results.append(Result(arch, spec_name, energies,
-                                      _simulate(arch, step, source=spec_name)))
+                results.append(
+                    Result(arch, spec_name, energies, _simulate(arch, step, source=spec_name))
+                )
     return _report_data(results).costs
 
 
@@ -171,6 +196,7 @@ def report(results: Iterable[Result], out: str | Path, title: str = "hwsim repor
 
 
 # The report's figures, each from the tables above ------------------------------------------
+
 
 def fig8(costs: pd.DataFrame) -> Figure:
     """MACs and data movement per example (a `compare` table)."""
@@ -197,8 +223,7 @@ def resources_figure(results: Iterable[Result]) -> Figure:
     return _figures.resource_use(_report_data(results).resources)
 
 
-def timeline_figure(results: Iterable[Result], network_name: str, spec_name: str
-                    ) -> Figure:
+def timeline_figure(results: Iterable[Result], network_name: str, spec_name: str) -> Figure:
     """Busy fraction of each resource over the step, one row per rule."""
     return _figures.timeline(_report_data(results).timeline, network_name, spec_name)
 
@@ -213,7 +238,26 @@ def angles_figure(history: pd.DataFrame) -> Figure:
     return _figures.angles(history)
 
 
-__all__ = ["FRAMES", "Result", "angles_figure", "bounds_figure", "compare", "energy_figure",
-           "fig8", "load_trace", "network", "networks", "report", "resources_figure",
-           "run_sweep", "save_trace", "simulate", "spec", "specs", "timeline_figure", "trace",
-           "traffic_figure", "training_figure"]
+__all__ = [
+    "FRAMES",
+    "Result",
+    "angles_figure",
+    "bounds_figure",
+    "compare",
+    "energy_figure",
+    "fig8",
+    "load_trace",
+    "network",
+    "networks",
+    "report",
+    "resources_figure",
+    "run_sweep",
+    "save_trace",
+    "simulate",
+    "spec",
+    "specs",
+    "timeline_figure",
+    "trace",
+    "traffic_figure",
+    "training_figure",
+]

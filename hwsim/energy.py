@@ -10,9 +10,18 @@ from hwsim.sim.result import SimResult
 from hwsim.specs.arch import ActionEnergies
 from hwsim.units import BITS_PER_BYTE
 
-SUMMARY_KEYS = ("macs", "cycles", "latency_s", "dram_read_bytes", "dram_write_bytes",
-                "sram_read_bytes", "sram_write_bytes", "noc_bytes", "noc_byte_hops",
-                "energy_pj")
+SUMMARY_KEYS = (
+    "macs",
+    "cycles",
+    "latency_s",
+    "dram_read_bytes",
+    "dram_write_bytes",
+    "sram_read_bytes",
+    "sram_write_bytes",
+    "noc_bytes",
+    "noc_byte_hops",
+    "energy_pj",
+)
 SRAMS = ("global_buffer", "tile_sram")
 
 
@@ -23,12 +32,16 @@ def unit_energy(component: str, action: str, energies: ActionEnergies) -> tuple[
     if action == "vector_op":
         return "count", energies.vector_op_pj
     if component == "dram":
-        per_bit = energies.dram_read_pj_per_bit if action == "read" else \
-            energies.dram_write_pj_per_bit
+        per_bit = (
+            energies.dram_read_pj_per_bit if action == "read" else energies.dram_write_pj_per_bit
+        )
         return "bytes", per_bit * BITS_PER_BYTE
     if component in SRAMS:
-        per_bit = energies.sram_read_pj_per_bit if action in ("read", "drain") else \
-            energies.sram_write_pj_per_bit
+        per_bit = (
+            energies.sram_read_pj_per_bit
+            if action in ("read", "drain")
+            else energies.sram_write_pj_per_bit
+        )
         return "bytes", per_bit * BITS_PER_BYTE
     if component == "noc" and action == "byte_hop":
         return "count", energies.noc_pj_per_bit_per_hop * BITS_PER_BYTE
@@ -40,14 +53,25 @@ def price(breakdown: pd.DataFrame, cycles: int, energies: ActionEnergies) -> pd.
     priced = breakdown.copy()
     energy = np.zeros(len(priced))
     for i, (component, action, count, nbytes) in enumerate(
-            priced[["component", "action", "count", "bytes"]].itertuples(index=False)):
+        priced[["component", "action", "count", "bytes"]].itertuples(index=False)
+    ):
         column, per_unit = unit_energy(component, action, energies)
         energy[i] = (count if column == "count" else nbytes) * per_unit
     priced["energy_pj"] = energy
-    leakage = pd.DataFrame([{"layer": "(chip)", "phase": "(all)", "component": "chip",
-                             "action": "leakage", "count": cycles, "bytes": 0,
-                             "cycles": cycles,
-                             "energy_pj": cycles * energies.leakage_pj_per_cycle}])
+    leakage = pd.DataFrame(
+        [
+            {
+                "layer": "(chip)",
+                "phase": "(all)",
+                "component": "chip",
+                "action": "leakage",
+                "count": cycles,
+                "bytes": 0,
+                "cycles": cycles,
+                "energy_pj": cycles * energies.leakage_pj_per_cycle,
+            }
+        ]
+    )
     return pd.concat([priced, leakage], ignore_index=True)
 
 
@@ -70,10 +94,18 @@ def summarize(result: SimResult, energies: ActionEnergies) -> dict:
     summary["energy_pj"] = float(priced["energy_pj"].sum())
     summary = {key: summary[key] for key in SUMMARY_KEYS}
     summary["breakdown"] = {
-        f"energy_pj_by_{column}": {str(key): float(value) for key, value in
-                                   priced.groupby(column, sort=False)["energy_pj"].sum().items()}
-        for column in ("component", "phase", "layer")}
-    summary["run"] = {"arch": result.arch, "substrate": result.substrate,
-                      "network": result.network, "algorithm": result.algorithm,
-                      "batch_size": batch, "cycles_per_step": result.cycles}
+        f"energy_pj_by_{column}": {
+            str(key): float(value)
+            for key, value in priced.groupby(column, sort=False)["energy_pj"].sum().items()
+        }
+        for column in ("component", "phase", "layer")
+    }
+    summary["run"] = {
+        "arch": result.arch,
+        "substrate": result.substrate,
+        "network": result.network,
+        "algorithm": result.algorithm,
+        "batch_size": batch,
+        "cycles_per_step": result.cycles,
+    }
     return summary

@@ -41,8 +41,7 @@ def spec_fields(arch: ArchSpec, source: str) -> pd.DataFrame:
                 walk(value, f"{path}.", given)
             else:
                 shown = value.value if hasattr(value, "value") else value
-                rows.append((path, json.dumps(shown, default=str), source if given else
-                             "default"))
+                rows.append((path, json.dumps(shown, default=str), source if given else "default"))
 
     walk(arch, "", True)
     frame = pd.DataFrame(rows, columns=["field", "value", "source"])
@@ -50,24 +49,30 @@ def spec_fields(arch: ArchSpec, source: str) -> pd.DataFrame:
     return frame
 
 
-def write_step(out_dir: Path, result: SimResult, energies: ActionEnergies,
-               arch: ArchSpec | None = None, source: str = "") -> dict:
+def write_step(
+    out_dir: Path,
+    result: SimResult,
+    energies: ActionEnergies,
+    arch: ArchSpec | None = None,
+    source: str = "",
+) -> dict:
     """Write one simulated step's files (the `simulate --out` layout) into `out_dir`."""
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = summarize(result, energies)
     with atomic_output(out_dir / "summary.json") as f:
         f.write(json.dumps(summary, indent=2, allow_nan=False) + "\n")
-    frames = {"breakdown.csv": per_example_breakdown(result, energies),
-              "resources.csv": result.resources, "timeline.csv": result.timeline,
-              "mapping.csv": result.mapping}
+    frames = {
+        "breakdown.csv": per_example_breakdown(result, energies),
+        "resources.csv": result.resources,
+        "timeline.csv": result.timeline,
+        "mapping.csv": result.mapping,
+    }
     if arch is not None:
         frames["spec.csv"] = spec_fields(arch, source or arch.name)
     for name, frame in frames.items():
         with atomic_output(out_dir / name) as f:
             frame.to_csv(f, index=False, lineterminator="\n")
     return summary
-
-
 
 
 def trace_summary(trace: Trace) -> dict[str, float]:
@@ -83,9 +88,18 @@ def trace_summary(trace: Trace) -> dict[str, float]:
 
 def summary_row(result: TrainResult, trace_path: Path) -> dict:
     summary = result.summary()
-    row = {key: summary[key] for key in ("network", "algorithm", "dataset", "epochs",
-                                         "test_accuracy", "best_test_accuracy",
-                                         "train_accuracy")}
+    row = {
+        key: summary[key]
+        for key in (
+            "network",
+            "algorithm",
+            "dataset",
+            "epochs",
+            "test_accuracy",
+            "best_test_accuracy",
+            "train_accuracy",
+        )
+    }
     for layer, angle in summary["angles_deg"].items():
         row[f"angle_{layer}_deg"] = angle
     row["feedback_output_angle_deg"] = summary["feedback_output_angle_deg"]
@@ -98,8 +112,9 @@ def cost_row(algorithm: Algorithm, spec: str, arch: ArchSpec, summary: dict) -> 
     """What one traced step of `algorithm` costs per training example on `arch`."""
     row = {"algorithm": algorithm.value, "arch": spec, "substrate": arch.substrate.value}
     row.update({key: summary[key] for key in SUMMARY_KEYS})
-    row["off_tile_bytes"] = summary["dram_read_bytes"] + summary["dram_write_bytes"] + \
-        summary["noc_bytes"]
+    row["off_tile_bytes"] = (
+        summary["dram_read_bytes"] + summary["dram_write_bytes"] + summary["noc_bytes"]
+    )
     return row
 
 
@@ -114,8 +129,12 @@ def step_folder(out_dir: Path, network: str, algorithm: Algorithm, spec: str) ->
     return out_dir / "steps" / network / algorithm.value / spec
 
 
-def price_step(trace: Trace, specs: dict[str, tuple[ArchSpec, ActionEnergies]],
-               out_dir: Path, on_step: Callable[[str], None] | None = None) -> list[dict]:
+def price_step(
+    trace: Trace,
+    specs: dict[str, tuple[ArchSpec, ActionEnergies]],
+    out_dir: Path,
+    on_step: Callable[[str], None] | None = None,
+) -> list[dict]:
     """Simulate one traced step on every spec, writing a simulation folder for each
     (steps/<network>/<rule>/<spec>/, the `simulate --out` layout); the cost rows."""
     rows = []
@@ -124,20 +143,30 @@ def price_step(trace: Trace, specs: dict[str, tuple[ArchSpec, ActionEnergies]],
         if on_step is not None:
             on_step(f"simulate {trace.header.network} {algorithm.value} on {spec}")
         result = simulate(arch, trace, source=spec)
-        summary = write_step(step_folder(out_dir, trace.header.network, algorithm, spec),
-                             result, energies, arch, spec)
+        summary = write_step(
+            step_folder(out_dir, trace.header.network, algorithm, spec),
+            result,
+            energies,
+            arch,
+            spec,
+        )
         rows.append(cost_row(algorithm, spec, arch, summary))
     return rows
 
 
-def run_study(network: NetworkSpec, dataset: Dataset, base: TrainConfig, out_dir: Path, *,
-              algorithms: tuple[Algorithm, ...] = tuple(Algorithm),
-              specs: tuple[str, ...] = DEFAULT_SPECS,
-              loaded: dict[str, tuple[ArchSpec, ActionEnergies]] | None = None,
-              on_batch: Callable[[], None] | None = None,
-              on_epoch: Callable[[Algorithm, EpochMetrics], None] | None = None,
-              on_step: Callable[[str], None] | None = None,
-              ) -> tuple[pd.DataFrame, pd.DataFrame, list[TrainResult]]:
+def run_study(
+    network: NetworkSpec,
+    dataset: Dataset,
+    base: TrainConfig,
+    out_dir: Path,
+    *,
+    algorithms: tuple[Algorithm, ...] = tuple(Algorithm),
+    specs: tuple[str, ...] = DEFAULT_SPECS,
+    loaded: dict[str, tuple[ArchSpec, ActionEnergies]] | None = None,
+    on_batch: Callable[[], None] | None = None,
+    on_epoch: Callable[[Algorithm, EpochMetrics], None] | None = None,
+    on_step: Callable[[str], None] | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame, list[TrainResult]]:
     """Train with each rule, then simulate its traced step on each spec.
 
     Writes `<network>_<rule>.jsonl`, `summary.csv` (training, one row per rule), `costs.csv`
@@ -153,11 +182,11 @@ def run_study(network: NetworkSpec, dataset: Dataset, base: TrainConfig, out_dir
     for algorithm in algorithms:
         config = replace(base, algorithm=algorithm)
         epoch_hook = None if on_epoch is None else (lambda m, a=algorithm: on_epoch(a, m))
-        result = train(network, dataset, config, record_trace=True, on_batch=on_batch,
-                       on_epoch=epoch_hook)
+        result = train(
+            network, dataset, config, record_trace=True, on_batch=on_batch, on_epoch=epoch_hook
+        )
         results.append(result)
-        trace_path = write_trace(out_dir / f"{network.name}_{algorithm.value}.jsonl",
-                                 result.trace)
+        trace_path = write_trace(out_dir / f"{network.name}_{algorithm.value}.jsonl", result.trace)
         rows.append(summary_row(result, trace_path))
         summary = _write_csv(out_dir / "summary.csv", rows)
         costs.extend(price_step(result.trace, loaded, out_dir, on_step))
@@ -165,10 +194,16 @@ def run_study(network: NetworkSpec, dataset: Dataset, base: TrainConfig, out_dir
     return summary, cost_table, results
 
 
-def trace_and_price(network: NetworkSpec, specs: dict[str, tuple[ArchSpec, ActionEnergies]],
-                    out_dir: Path, *, seed: int = 0, batch_size: int | None = None,
-                    shape_only: bool = False,
-                    on_step: Callable[[str], None] | None = None) -> list[dict]:
+def trace_and_price(
+    network: NetworkSpec,
+    specs: dict[str, tuple[ArchSpec, ActionEnergies]],
+    out_dir: Path,
+    *,
+    seed: int = 0,
+    batch_size: int | None = None,
+    shape_only: bool = False,
+    on_step: Callable[[str], None] | None = None,
+) -> list[dict]:
     """One traced step of each rule on synthetic data (at `batch_size`, default the
     network's) — or, `shape_only`, built from the network's shapes without running it (the
     same records, densities not measured) — written as `<network>_<rule>.jsonl.gz` and
@@ -177,8 +212,9 @@ def trace_and_price(network: NetworkSpec, specs: dict[str, tuple[ArchSpec, Actio
     for algorithm in Algorithm:
         if on_step is not None:
             on_step(f"trace {network.name} {algorithm.value}")
-        config = TrainConfig.from_network(network, algorithm, epochs=1, seed=seed,
-                                          batch_size=batch_size)
+        config = TrainConfig.from_network(
+            network, algorithm, epochs=1, seed=seed, batch_size=batch_size
+        )
         trace = (shape_only_trace if shape_only else trace_synthetic_step)(network, config)
         write_trace(out_dir / f"{network.name}_{algorithm.value}.jsonl.gz", trace)
         rows.extend(price_step(trace, specs, out_dir, on_step))

@@ -24,9 +24,21 @@ BITS_PER_BYTE = 8
 BYTE_UNITS = {"B": 1, "KiB": KIB_BYTES, "MiB": MIB_BYTES, "GiB": GIB_BYTES, "TiB": TIB_BYTES}
 HERTZ_UNITS = {"Hz": 1, "kHz": int(KHZ_HZ), "MHz": int(MHZ_HZ), "GHz": int(GHZ_HZ)}
 # Decimal-or-binary prefixes a reader cannot resolve, and what to write instead.
-_AMBIGUOUS_BYTES = {"k": "KiB", "K": "KiB", "kB": "KiB", "KB": "KiB", "kb": "KiB",
-                    "M": "MiB", "MB": "MiB", "Mb": "MiB", "G": "GiB", "GB": "GiB", "Gb": "GiB",
-                    "T": "TiB", "TB": "TiB"}
+_AMBIGUOUS_BYTES = {
+    "k": "KiB",
+    "K": "KiB",
+    "kB": "KiB",
+    "KB": "KiB",
+    "kb": "KiB",
+    "M": "MiB",
+    "MB": "MiB",
+    "Mb": "MiB",
+    "G": "GiB",
+    "GB": "GiB",
+    "Gb": "GiB",
+    "T": "TiB",
+    "TB": "TiB",
+}
 _AMBIGUOUS_HERTZ = {"k": "kHz", "K": "kHz", "M": "MHz", "G": "GHz"}
 # JSON Schema patterns of the strings the parsers accept (editors flag "256 kB" as you type).
 _NUMBER = r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?"
@@ -54,8 +66,14 @@ def _unknown_unit(unit: str, units: dict[str, int]) -> ValueError:
     return ValueError(f"unknown unit '{unit}'{hint}: use {', '.join(units)} or a plain number")
 
 
-def _scale(text: str, units: dict[str, int], ambiguous: dict[str, str], plain: str,
-           example: str, show_size: bool) -> Fraction:
+def _scale(
+    text: str,
+    units: dict[str, int],
+    ambiguous: dict[str, str],
+    plain: str,
+    example: str,
+    show_size: bool,
+) -> Fraction:
     number, unit = _split(text, example)
     if not unit:
         return number
@@ -64,8 +82,9 @@ def _scale(text: str, units: dict[str, int], ambiguous: dict[str, str], plain: s
     if unit in ambiguous:
         better = ambiguous[unit]
         size = f" ({units[better]} {plain})" if show_size else ""
-        raise ValueError(f"ambiguous unit '{unit}': write {better}{size} "
-                         f"or a plain number of {plain}")
+        raise ValueError(
+            f"ambiguous unit '{unit}': write {better}{size} or a plain number of {plain}"
+        )
     raise _unknown_unit(unit, units)
 
 
@@ -102,8 +121,10 @@ def parse_hertz(value: object) -> object:
 
 
 def _format(value: float, units: dict[str, int]) -> str:
-    name, size = next(((name, size) for name, size in reversed(units.items())
-                       if abs(value) >= size), next(iter(units.items())))
+    name, size = next(
+        ((name, size) for name, size in reversed(units.items()) if abs(value) >= size),
+        next(iter(units.items())),
+    )
     return f"{value / size:.4g} {name}"
 
 

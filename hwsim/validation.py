@@ -37,9 +37,14 @@ class Claims:
         return self.off_tile_ratio >= CLAIM_OFF_TILE_RATIO
 
 
-def measure(network_name: str, batch_size: int, specs: Sequence[str] = DEFAULT_SPECS,
-            seed: int = 0, on_step: Callable[[str], None] | None = None,
-            traces: Mapping[Algorithm, Trace] | None = None) -> pd.DataFrame:
+def measure(
+    network_name: str,
+    batch_size: int,
+    specs: Sequence[str] = DEFAULT_SPECS,
+    seed: int = 0,
+    on_step: Callable[[str], None] | None = None,
+    traces: Mapping[Algorithm, Trace] | None = None,
+) -> pd.DataFrame:
     """One row per (rule, spec): MACs by phase and bytes moved, per training example.
 
     Each rule's step is traced here, unless `traces` gives them (e.g. the shipped ones)."""
@@ -51,11 +56,11 @@ def measure(network_name: str, batch_size: int, specs: Sequence[str] = DEFAULT_S
             trace = traces[algorithm]
             batch_size = trace.header.batch_size
         else:
-            config = TrainConfig.from_network(network, algorithm, epochs=1,
-                                              batch_size=batch_size, seed=seed)
+            config = TrainConfig.from_network(
+                network, algorithm, epochs=1, batch_size=batch_size, seed=seed
+            )
             trace = trace_synthetic_step(network, config)
-        phases = {phase.value: macs / batch_size for phase, macs in
-                  trace.macs_by_phase().items()}
+        phases = {phase.value: macs / batch_size for phase, macs in trace.macs_by_phase().items()}
         for name, (arch, energies) in loaded.items():
             if on_step is not None:
                 on_step(f"{network_name} {algorithm.value} on {name}")
@@ -63,39 +68,53 @@ def measure(network_name: str, batch_size: int, specs: Sequence[str] = DEFAULT_S
             summary = summarize(result, energies)
             dram = summary["dram_read_bytes"] + summary["dram_write_bytes"]
             frame = result.breakdown
-            moved = frame[((frame["component"] == "dram") &
-                           frame["action"].isin(["read", "write"])) |
-                          ((frame["component"] == "noc") & (frame["action"] == "inject"))]
+            moved = frame[
+                ((frame["component"] == "dram") & frame["action"].isin(["read", "write"]))
+                | ((frame["component"] == "noc") & (frame["action"] == "inject"))
+            ]
             learning = moved[moved["phase"].isin([phase.value for phase in LEARNING_PHASES])]
-            rows.append({
-                "network": network_name, "algorithm": algorithm.value, "arch": name,
-                "substrate": arch.substrate.value, "batch_size": batch_size,
-                "forward_macs": phases[Phase.FORWARD.value],
-                "error_macs": phases[Phase.ERROR.value],
-                "gradient_macs": phases[Phase.GRADIENT.value],
-                "backward_macs": phases[Phase.ERROR.value] + phases[Phase.GRADIENT.value],
-                "dram_bytes": dram,
-                "sram_bytes": summary["sram_read_bytes"] + summary["sram_write_bytes"],
-                "noc_bytes": summary["noc_bytes"], "noc_byte_hops": summary["noc_byte_hops"],
-                "off_tile_bytes": dram + summary["noc_bytes"],
-                "learning_off_tile_bytes": float(learning["bytes"].sum()) / batch_size,
-                "cycles": summary["cycles"], "energy_pj": summary["energy_pj"]})
+            rows.append(
+                {
+                    "network": network_name,
+                    "algorithm": algorithm.value,
+                    "arch": name,
+                    "substrate": arch.substrate.value,
+                    "batch_size": batch_size,
+                    "forward_macs": phases[Phase.FORWARD.value],
+                    "error_macs": phases[Phase.ERROR.value],
+                    "gradient_macs": phases[Phase.GRADIENT.value],
+                    "backward_macs": phases[Phase.ERROR.value] + phases[Phase.GRADIENT.value],
+                    "dram_bytes": dram,
+                    "sram_bytes": summary["sram_read_bytes"] + summary["sram_write_bytes"],
+                    "noc_bytes": summary["noc_bytes"],
+                    "noc_byte_hops": summary["noc_byte_hops"],
+                    "off_tile_bytes": dram + summary["noc_bytes"],
+                    "learning_off_tile_bytes": float(learning["bytes"].sum()) / batch_size,
+                    "cycles": summary["cycles"],
+                    "energy_pj": summary["energy_pj"],
+                }
+            )
     return pd.DataFrame(rows)
 
 
-def claims(table: pd.DataFrame, von_neumann: str = "von_neumann",
-           paper: str = PAPER_SPEC, distributed: str = "distributed") -> Claims:
+def claims(
+    table: pd.DataFrame,
+    von_neumann: str = "von_neumann",
+    paper: str = PAPER_SPEC,
+    distributed: str = "distributed",
+) -> Claims:
     def value(algorithm: str, arch: str, column: str) -> float:
         row = table[(table["algorithm"] == algorithm) & (table["arch"] == arch)]
         return float(row[column].iloc[0])
 
     return Claims(
         network=str(table["network"].iloc[0]),
-        off_tile_ratio=value("bp", von_neumann, "off_tile_bytes") /
-        value("ssdfa", paper, "off_tile_bytes"),
-        spread_ratio=value("bp", von_neumann, "off_tile_bytes") /
-        value("ssdfa", distributed, "off_tile_bytes"),
-        spread_learning_ratio=value("bp", von_neumann, "learning_off_tile_bytes") /
-        max(1.0, value("ssdfa", distributed, "learning_off_tile_bytes")),
-        backward_macs_ratio=value("bp", von_neumann, "backward_macs") /
-        value("ssdfa", von_neumann, "backward_macs"))
+        off_tile_ratio=value("bp", von_neumann, "off_tile_bytes")
+        / value("ssdfa", paper, "off_tile_bytes"),
+        spread_ratio=value("bp", von_neumann, "off_tile_bytes")
+        / value("ssdfa", distributed, "off_tile_bytes"),
+        spread_learning_ratio=value("bp", von_neumann, "learning_off_tile_bytes")
+        / max(1.0, value("ssdfa", distributed, "learning_off_tile_bytes")),
+        backward_macs_ratio=value("bp", von_neumann, "backward_macs")
+        / value("ssdfa", von_neumann, "backward_macs"),
+    )

@@ -12,14 +12,16 @@ import pytest
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption("--update-golden", action="store_true", default=False,
-                     help="rewrite tests/sim/golden/*.json from the current simulator")
+    parser.addoption(
+        "--update-golden",
+        action="store_true",
+        default=False,
+        help="rewrite tests/sim/golden/*.json from the current simulator",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers", "slow: long-running test (deselect with -m 'not slow')"
-    )
+    config.addinivalue_line("markers", "slow: long-running test (deselect with -m 'not slow')")
 
 
 @pytest.fixture

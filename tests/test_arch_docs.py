@@ -29,8 +29,20 @@ from hwsim.specs.arch import (
 )
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "arch-spec.md"
-MODELS = (ArchSpec, Precision, Dram, Sram, GlobalBuffer, PeArray, Tiles, Noc, Mapping, Schedule,
-          TechSpec, ActionEnergies)
+MODELS = (
+    ArchSpec,
+    Precision,
+    Dram,
+    Sram,
+    GlobalBuffer,
+    PeArray,
+    Tiles,
+    Noc,
+    Mapping,
+    Schedule,
+    TechSpec,
+    ActionEnergies,
+)
 
 
 def _text() -> str:
@@ -114,8 +126,13 @@ def test_examples_load_and_resolve_as_stated(tmp_path, capsys):
     assert energies.noc_pj_per_bit_per_hop == 0.3
     assert energies.leakage_pj_per_cycle == pytest.approx(10.24)
     every_key = yaml.safe_load(tiles_yaml)
-    for key, model in (("precision", Precision), ("dram", Dram), ("tiles", Tiles),
-                       ("noc", Noc), ("mapping", Mapping)):
+    for key, model in (
+        ("precision", Precision),
+        ("dram", Dram),
+        ("tiles", Tiles),
+        ("noc", Noc),
+        ("mapping", Mapping),
+    ):
         assert set(every_key[key]) == set(model.model_fields), f"the example omits {key} keys"
     assert set(every_key["tiles"]["sram"]) == set(Sram.model_fields)
 

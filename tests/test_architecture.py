@@ -9,9 +9,23 @@ import hwsim
 
 PACKAGE = Path(hwsim.__file__).parent
 # errors, units ← specs ← io ← train, sim ← energy ← study/sweep ← report ← api ← cli
-RANK = {"errors": 0, "units": 0, "specs": 1, "io": 2, "train": 3, "sim": 3, "energy": 4,
-        "study": 5, "validation": 5, "sweep": 5, "report": 6, "api": 7, "cli": 8,
-        "__init__": 0, "__main__": 9}
+RANK = {
+    "errors": 0,
+    "units": 0,
+    "specs": 1,
+    "io": 2,
+    "train": 3,
+    "sim": 3,
+    "energy": 4,
+    "study": 5,
+    "validation": 5,
+    "sweep": 5,
+    "report": 6,
+    "api": 7,
+    "cli": 8,
+    "__init__": 0,
+    "__main__": 9,
+}
 
 
 def _part(module: str) -> str:

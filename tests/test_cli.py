@@ -12,8 +12,12 @@ from hwsim.cli import main
 from hwsim.io.traces import read_trace
 
 TINY = {
-    "schema_version": 1, "kind": "network", "name": "tiny", "dataset": "synthetic",
-    "input_shape": [8, 8, 1], "classes": 4,
+    "schema_version": 1,
+    "kind": "network",
+    "name": "tiny",
+    "dataset": "synthetic",
+    "input_shape": [8, 8, 1],
+    "classes": 4,
     "layers": [
         {"type": "conv2d", "name": "conv", "filters": 3, "kernel_size": 3, "activation": "relu"},
         {"type": "max_pool", "name": "pool", "pool_size": 2},
@@ -33,8 +37,10 @@ def tiny(tmp_path) -> str:
 
 
 def test_train_json(capsys):
-    assert main(["train", "--network", "digits_fc", "--algorithm", "ssdfa", "--epochs", "2",
-                 "--json"]) == 0
+    assert (
+        main(["train", "--network", "digits_fc", "--algorithm", "ssdfa", "--epochs", "2", "--json"])
+        == 0
+    )
     out, err = capsys.readouterr()
     result = json.loads(out)
     assert result["algorithm"] == "ssdfa"
@@ -47,9 +53,28 @@ def test_train_json(capsys):
 
 def test_train_writes_trace_and_history(tmp_path, tiny, capsys):
     trace_path, history_path = tmp_path / "t.jsonl.gz", tmp_path / "h.csv"
-    assert main(["train", "--network", tiny, "--algorithm", "dfa", "--rank", "2",
-                 "--optimizer", "sgd", "--lr", "0.05", "--trace-out", str(trace_path),
-                 "--history-out", str(history_path)]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--network",
+                tiny,
+                "--algorithm",
+                "dfa",
+                "--rank",
+                "2",
+                "--optimizer",
+                "sgd",
+                "--lr",
+                "0.05",
+                "--trace-out",
+                str(trace_path),
+                "--history-out",
+                str(history_path),
+            ]
+        )
+        == 0
+    )
     trace = read_trace(trace_path)
     assert trace.header.algorithm.value == "dfa"
     assert trace.header.optimizer.name == "sgd"
@@ -62,8 +87,22 @@ def test_train_writes_trace_and_history(tmp_path, tiny, capsys):
 @pytest.mark.parametrize("algorithm", ["bp", "dfa", "ssdfa"])
 def test_trace_command(tmp_path, tiny, algorithm, capsys):
     out = tmp_path / f"{algorithm}.jsonl"
-    assert main(["trace", "--network", tiny, "--algorithm", algorithm, "--batch-size", "3",
-                 "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "trace",
+                "--network",
+                tiny,
+                "--algorithm",
+                algorithm,
+                "--batch-size",
+                "3",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     trace = read_trace(out)
     assert trace.header.batch_size == 3
     assert trace.header.dataset == "synthetic"
@@ -72,8 +111,24 @@ def test_trace_command(tmp_path, tiny, algorithm, capsys):
 
 def test_run_writes_traces_and_summary(tmp_path, capsys):
     out = tmp_path / "run"
-    assert main(["run", "--epochs", "1", "--networks", "digits_fc", "--arch", "von_neumann",
-                 "--arch", "distributed", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "--epochs",
+                "1",
+                "--networks",
+                "digits_fc",
+                "--arch",
+                "von_neumann",
+                "--arch",
+                "distributed",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert (out / "index.html").is_file()
     summary = pd.read_csv(out / "summary.csv")
     assert list(summary["algorithm"]) == ["bp", "dfa", "ssdfa"]
@@ -92,8 +147,9 @@ def test_validate(tmp_path, tiny, capsys):
     assert main(["trace", "--network", tiny, "--algorithm", "bp", "--out", str(trace)]) == 0
     assert main(["validate", tiny, str(trace), "workloads/networks/vgg16.yaml"]) == 0
     out = capsys.readouterr().out
-    assert "ok: workloads/networks/vgg16.yaml: network: vgg16, 24 layers, 138,344,128 weights" \
-        in out
+    assert (
+        "ok: workloads/networks/vgg16.yaml: network: vgg16, 24 layers, 138,344,128 weights" in out
+    )
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump({**TINY, "classes": 5}))
     assert main(["validate", tiny, str(bad)]) == 2
@@ -107,8 +163,10 @@ def test_validate(tmp_path, tiny, capsys):
     sweep = tmp_path / "sweep.yaml"
     sweep.write_text("schema_version: 1\nkind: sweeep\n")
     assert main(["validate", str(sweep)]) == 2
-    assert "kind: expected 'network', 'arch', 'tech' or 'sweep' (got 'sweeep')" in \
-        capsys.readouterr().err
+    assert (
+        "kind: expected 'network', 'arch', 'tech' or 'sweep' (got 'sweeep')"
+        in capsys.readouterr().err
+    )
 
 
 def test_schema(capsys):
@@ -126,38 +184,65 @@ def test_help_and_version(capsys):
     assert capsys.readouterr().out.startswith("hwsim ")
 
 
-@pytest.mark.parametrize(("argv", "message"), [
-    (["train", "--algorithm", "bpp"], "argument --algorithm: invalid choice: 'bpp' (choose from"),
-    (["train"], "the following arguments are required: --algorithm"),
-    (["train", "--algorithm", "bp", "--epochs", "0"], "argument --epochs: must be ≥ 1 (got 0)"),
-    (["train", "--algorithm", "bp", "--lr", "-1"],
-     "argument --lr: must be a finite number > 0 (got -1)"),
-    (["train", "--algorithm", "bp", "--lr", "inf"], "argument --lr: must be a finite number"),
-    (["train", "--algorithm", "bp", "--batch-size", "x"],
-     "argument --batch-size: expected a whole number (got 'x')"),
-    (["train", "--algorithm", "bp", "--lr", "fast"], "argument --lr: expected a number"),
-    (["train", "--algorithm", "bp", "--nonzeros-per-neuron", "2"],
-     "--nonzeros-per-neuron applies to --algorithm ssdfa only (got --algorithm bp)"),
-    (["train", "--algorithm", "bp", "--rank", "2"], "--rank applies to --algorithm dfa or ssdfa"),
-    (["train", "--algorithm", "ssdfa", "--nonzeros-per-neuron", "11"],
-     "--nonzeros-per-neuron must be between 1 and C=10 (got 11)"),
-    (["train", "--algorithm", "ssdfa", "--nonzeros-per-neuron", "2", "--rank", "3"],
-     "--nonzeros-per-neuron × --rank must be ≥ the 10 classes (got 2 × 3 = 6)"),
-    (["train", "--network", "digits_fcc", "--algorithm", "bp"],
-     "unknown network 'digits_fcc'; did you mean 'digits_fc'?"),
-    (["train", "--algorithm", "bp", "--dataset", "mnits"], "did you mean 'mnist'"),
-    (["train", "--algorithm", "bp", "--dataset", "mnist"], "needs --data-path"),
-    (["train", "--algorithm", "bp", "--trace-out", "t.json"],
-     "--trace-out t.json: expected a file ending in .jsonl or .jsonl.gz"),
-    (["train", "--algorithm", "bp", "--history-out", "h.txt"],
-     "--history-out h.txt: expected a file ending in .csv"),
-    (["train", "--network", "mnist_fc", "--algorithm", "bp", "--dataset", "digits"],
-     "the dataset's samples have shape [8, 8, 1] (64 values) but network 'mnist_fc' expects"),
-    (["trace", "--algorithm", "bp"], "the following arguments are required: --out"),
-    (["simulat"], "argument COMMAND: invalid choice: 'simulat'"),
-    (["simulate", "--trace", "t.jsonl"], "the following arguments are required: --arch"),
-    (["validate", "nowhere.yaml"], "nowhere.yaml: file not found"),
-])
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (
+            ["train", "--algorithm", "bpp"],
+            "argument --algorithm: invalid choice: 'bpp' (choose from",
+        ),
+        (["train"], "the following arguments are required: --algorithm"),
+        (["train", "--algorithm", "bp", "--epochs", "0"], "argument --epochs: must be ≥ 1 (got 0)"),
+        (
+            ["train", "--algorithm", "bp", "--lr", "-1"],
+            "argument --lr: must be a finite number > 0 (got -1)",
+        ),
+        (["train", "--algorithm", "bp", "--lr", "inf"], "argument --lr: must be a finite number"),
+        (
+            ["train", "--algorithm", "bp", "--batch-size", "x"],
+            "argument --batch-size: expected a whole number (got 'x')",
+        ),
+        (["train", "--algorithm", "bp", "--lr", "fast"], "argument --lr: expected a number"),
+        (
+            ["train", "--algorithm", "bp", "--nonzeros-per-neuron", "2"],
+            "--nonzeros-per-neuron applies to --algorithm ssdfa only (got --algorithm bp)",
+        ),
+        (
+            ["train", "--algorithm", "bp", "--rank", "2"],
+            "--rank applies to --algorithm dfa or ssdfa",
+        ),
+        (
+            ["train", "--algorithm", "ssdfa", "--nonzeros-per-neuron", "11"],
+            "--nonzeros-per-neuron must be between 1 and C=10 (got 11)",
+        ),
+        (
+            ["train", "--algorithm", "ssdfa", "--nonzeros-per-neuron", "2", "--rank", "3"],
+            "--nonzeros-per-neuron × --rank must be ≥ the 10 classes (got 2 × 3 = 6)",
+        ),
+        (
+            ["train", "--network", "digits_fcc", "--algorithm", "bp"],
+            "unknown network 'digits_fcc'; did you mean 'digits_fc'?",
+        ),
+        (["train", "--algorithm", "bp", "--dataset", "mnits"], "did you mean 'mnist'"),
+        (["train", "--algorithm", "bp", "--dataset", "mnist"], "needs --data-path"),
+        (
+            ["train", "--algorithm", "bp", "--trace-out", "t.json"],
+            "--trace-out t.json: expected a file ending in .jsonl or .jsonl.gz",
+        ),
+        (
+            ["train", "--algorithm", "bp", "--history-out", "h.txt"],
+            "--history-out h.txt: expected a file ending in .csv",
+        ),
+        (
+            ["train", "--network", "mnist_fc", "--algorithm", "bp", "--dataset", "digits"],
+            "the dataset's samples have shape [8, 8, 1] (64 values) but network 'mnist_fc' expects",
+        ),
+        (["trace", "--algorithm", "bp"], "the following arguments are required: --out"),
+        (["simulat"], "argument COMMAND: invalid choice: 'simulat'"),
+        (["simulate", "--trace", "t.jsonl"], "the following arguments are required: --arch"),
+        (["validate", "nowhere.yaml"], "nowhere.yaml: file not found"),
+    ],
+)
 def test_bad_input_is_one_message_and_status_2(tmp_path, monkeypatch, capsys, argv, message):
     monkeypatch.chdir(tmp_path)
     assert main(argv) == 2
@@ -182,21 +267,49 @@ def test_failing_run_keeps_what_it_finished(tmp_path, monkeypatch, capsys):
 
     monkeypatch.setattr(study, "train", train_then_fail)
     out = tmp_path / "run"
-    assert main(["run", "--epochs", "1", "--networks", "digits_fc", "--arch", "von_neumann",
-                 "--arch", "distributed", "--out", str(out)]) == 130
+    assert (
+        main(
+            [
+                "run",
+                "--epochs",
+                "1",
+                "--networks",
+                "digits_fc",
+                "--arch",
+                "von_neumann",
+                "--arch",
+                "distributed",
+                "--out",
+                str(out),
+            ]
+        )
+        == 130
+    )
     # What finished is kept and named; no report is written for an interrupted run.
     assert sorted(path.name for path in out.iterdir()) == [
-        "costs.csv", "digits_fc_bp.jsonl", "digits_fc_dfa.jsonl", "steps", "summary.csv"]
-    assert (f"hwsim run: interrupted; no report written. Complete in {out}: costs.csv, "
-            "digits_fc_bp.jsonl, digits_fc_dfa.jsonl, summary.csv") in capsys.readouterr().err
+        "costs.csv",
+        "digits_fc_bp.jsonl",
+        "digits_fc_dfa.jsonl",
+        "steps",
+        "summary.csv",
+    ]
+    assert (
+        f"hwsim run: interrupted; no report written. Complete in {out}: costs.csv, "
+        "digits_fc_bp.jsonl, digits_fc_dfa.jsonl, summary.csv"
+    ) in capsys.readouterr().err
     assert list(pd.read_csv(out / "summary.csv")["algorithm"]) == ["bp", "dfa"]
     costs = pd.read_csv(out / "costs.csv")
     assert list(zip(costs["algorithm"], costs["arch"], strict=True)) == [
-        ("bp", "von_neumann"), ("bp", "distributed"), ("dfa", "von_neumann"),
-        ("dfa", "distributed")]
+        ("bp", "von_neumann"),
+        ("bp", "distributed"),
+        ("dfa", "von_neumann"),
+        ("dfa", "distributed"),
+    ]
 
 
 def test_validate_expands_sweep_files(capsys):
     assert main(["validate", "arch_specs/sweeps/buffer_dram.yaml"]) == 0
-    assert ("ok: arch_specs/sweeps/buffer_dram.yaml: sweep: buffer_dram, 24 points × 3 "
-            "workloads = 72 rows, every point valid") in capsys.readouterr().out
+    assert (
+        "ok: arch_specs/sweeps/buffer_dram.yaml: sweep: buffer_dram, 24 points × 3 "
+        "workloads = 72 rows, every point valid"
+    ) in capsys.readouterr().out

@@ -17,8 +17,22 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def trace_path(tmp_path_factory) -> str:
     path = tmp_path_factory.mktemp("t") / "digits_ssdfa.jsonl.gz"
-    assert main(["trace", "--network", "digits_fc", "--algorithm", "ssdfa", "--batch-size", "4",
-                 "--out", str(path)]) == 0
+    assert (
+        main(
+            [
+                "trace",
+                "--network",
+                "digits_fc",
+                "--algorithm",
+                "ssdfa",
+                "--batch-size",
+                "4",
+                "--out",
+                str(path),
+            ]
+        )
+        == 0
+    )
     return str(path)
 
 
@@ -27,11 +41,14 @@ def test_json_has_the_documented_keys(trace_path, spec, capsys):
     capsys.readouterr()
     assert main(["simulate", "--arch", spec, "--trace", trace_path, "--format", "json"]) == 0
     summary = json.loads(capsys.readouterr().out)
-    assert list(summary)[:len(SUMMARY_KEYS)] == list(SUMMARY_KEYS)
+    assert list(summary)[: len(SUMMARY_KEYS)] == list(SUMMARY_KEYS)
     assert summary["macs"] == (84480 * 2 + 512)  # forward + gradient + SSDFA's error, per example
     assert summary["run"]["batch_size"] == 4
-    assert set(summary["breakdown"]) == {"energy_pj_by_component", "energy_pj_by_phase",
-                                         "energy_pj_by_layer"}
+    assert set(summary["breakdown"]) == {
+        "energy_pj_by_component",
+        "energy_pj_by_phase",
+        "energy_pj_by_layer",
+    }
 
 
 def test_table_csv_and_out_folder(trace_path, tmp_path, capsys):
@@ -40,13 +57,32 @@ def test_table_csv_and_out_folder(trace_path, tmp_path, capsys):
     table = capsys.readouterr().out
     assert "per training example (batch 4)" in table and "energy_pj" in table
     out = tmp_path / "out"
-    assert main(["simulate", "--arch", "distributed", "--trace", trace_path, "--format", "csv",
-                 "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "simulate",
+                "--arch",
+                "distributed",
+                "--trace",
+                trace_path,
+                "--format",
+                "csv",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert printed.startswith("layer,phase,component,action,count,bytes,cycles,energy_pj\n")
-    assert sorted(p.name for p in out.iterdir()) == ["breakdown.csv", "mapping.csv",
-                                                     "resources.csv", "spec.csv",
-                                                     "summary.json", "timeline.csv"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "breakdown.csv",
+        "mapping.csv",
+        "resources.csv",
+        "spec.csv",
+        "summary.json",
+        "timeline.csv",
+    ]
     breakdown = pd.read_csv(out / "breakdown.csv")
     summary = json.loads((out / "summary.json").read_text())
     assert breakdown["energy_pj"].sum() == pytest.approx(summary["energy_pj"])
@@ -56,14 +92,23 @@ def test_table_csv_and_out_folder(trace_path, tmp_path, capsys):
     assert (timeline["busy_fraction"].between(0, 1)).all()
 
 
-@pytest.mark.parametrize(("argv", "message"), [
-    (["simulate", "--arch", "von_neuman", "--trace", "t.jsonl"],
-     "unknown arch spec 'von_neuman'; did you mean 'von_neumann'?"),
-    (["simulate", "--arch", "von_neumann", "--trace", "missing.jsonl"],
-     "missing.jsonl: file not found"),
-    (["simulate", "--arch", "von_neumann", "--trace", "t.jsonl", "--format", "xml"],
-     "argument --format: invalid choice: 'xml'"),
-])
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (
+            ["simulate", "--arch", "von_neuman", "--trace", "t.jsonl"],
+            "unknown arch spec 'von_neuman'; did you mean 'von_neumann'?",
+        ),
+        (
+            ["simulate", "--arch", "von_neumann", "--trace", "missing.jsonl"],
+            "missing.jsonl: file not found",
+        ),
+        (
+            ["simulate", "--arch", "von_neumann", "--trace", "t.jsonl", "--format", "xml"],
+            "argument --format: invalid choice: 'xml'",
+        ),
+    ],
+)
 def test_bad_input(tmp_path, monkeypatch, capsys, argv, message):
     monkeypatch.chdir(tmp_path)
     assert main(argv) == 2
@@ -75,8 +120,9 @@ def test_bad_input(tmp_path, monkeypatch, capsys, argv, message):
 def test_out_must_be_a_folder(trace_path, tmp_path, capsys):
     taken = tmp_path / "taken"
     taken.write_text("")
-    assert main(["simulate", "--arch", "von_neumann", "--trace", trace_path,
-                 "--out", str(taken)]) == 2
+    assert (
+        main(["simulate", "--arch", "von_neumann", "--trace", trace_path, "--out", str(taken)]) == 2
+    )
     assert f"--out {taken}: exists and is not a folder" in capsys.readouterr().err
 
 
@@ -95,8 +141,22 @@ def test_out_is_written_as_one_set(trace_path, tmp_path, capsys):
     out = tmp_path / "out"
     out.mkdir()
     (out / "from_an_earlier_run.csv").write_text("stale\n")
-    assert main(["simulate", "--arch", "von_neumann", "--trace", trace_path, "--out",
-                 str(out), "--format", "json"]) == 0
+    assert (
+        main(
+            [
+                "simulate",
+                "--arch",
+                "von_neumann",
+                "--trace",
+                trace_path,
+                "--out",
+                str(out),
+                "--format",
+                "json",
+            ]
+        )
+        == 0
+    )
     assert "from_an_earlier_run.csv" not in {path.name for path in out.iterdir()}
     assert not [path for path in tmp_path.iterdir() if path.name.endswith(".part")]
     spec = (out / "spec.csv").read_text()

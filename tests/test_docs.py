@@ -30,8 +30,20 @@ def test_trace_format_example_loads_and_is_current(tmp_path, monkeypatch, capsys
     gather = next(r for r in trace.records if r.op.kind == "gather")
     output_error = next(r for r in trace.records if r.phase.value == "error")
     assert gather.deps == [output_error.id]
-    assert main(["trace", "--network", "example_network.yaml", "--algorithm", "ssdfa",
-                 "--out", "example.jsonl"]) == 0
+    assert (
+        main(
+            [
+                "trace",
+                "--network",
+                "example_network.yaml",
+                "--algorithm",
+                "ssdfa",
+                "--out",
+                "example.jsonl",
+            ]
+        )
+        == 0
+    )
     assert Path("example.jsonl").read_text() == example
 
 
@@ -48,11 +60,27 @@ def test_model_worked_example_is_current(tmp_path, capsys):
     text = (DOCS / "model.md").read_text()
     (documented,) = _blocks(text, "json")
     trace = tmp_path / "t.jsonl"
-    assert main(["trace", "--network", "digits_fc", "--algorithm", "ssdfa", "--batch-size", "4",
-                 "--out", str(trace)]) == 0
+    assert (
+        main(
+            [
+                "trace",
+                "--network",
+                "digits_fc",
+                "--algorithm",
+                "ssdfa",
+                "--batch-size",
+                "4",
+                "--out",
+                str(trace),
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
-    assert main(["simulate", "--arch", "distributed_small", "--trace", str(trace),
-                 "--format", "json"]) == 0
+    assert (
+        main(["simulate", "--arch", "distributed_small", "--trace", str(trace), "--format", "json"])
+        == 0
+    )
     result = json.loads(capsys.readouterr().out)
     expected = json.loads(documented)
     assert {key: result[key] for key in expected} == expected

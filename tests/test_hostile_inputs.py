@@ -69,8 +69,9 @@ def _arch(tmp_path: Path, name: str = "arch.yaml", **edits: object) -> Path:
 @pytest.fixture(scope="module")
 def trace_file(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("trace") / "ssdfa.jsonl"
-    assert main(["trace", "--network", "digits_fc", "--algorithm", "ssdfa",
-                 "--out", str(path)]) == 0
+    assert (
+        main(["trace", "--network", "digits_fc", "--algorithm", "ssdfa", "--out", str(path)]) == 0
+    )
     return path
 
 
@@ -94,8 +95,12 @@ def test_billion_laughs_yaml_is_refused(tmp_path, capsys):
     bomb = tmp_path / "laughs.yaml"
     bomb.write_text("\n".join(lines) + "\n")
     assert bomb.stat().st_size < 2000
-    refused(capsys, ["validate", str(bomb)], "laughs.yaml: line 2, column",
-            "aliases (*a0) are not allowed")
+    refused(
+        capsys,
+        ["validate", str(bomb)],
+        "laughs.yaml: line 2, column",
+        "aliases (*a0) are not allowed",
+    )
     refused(capsys, ["simulate", "--arch", str(bomb), "--trace", "x.jsonl"], "laughs.yaml")
 
 
@@ -110,10 +115,10 @@ def test_deeply_nested_yaml_is_refused(tmp_path, capsys):
 
 def test_duplicate_yaml_keys_are_refused(tmp_path, capsys):
     path = tmp_path / "twice.yaml"
-    path.write_text((shipped_dir("arch") / "von_neumann.yaml").read_text()
-                    + "clock_hz: 2 GHz\n")
-    refused(capsys, ["validate", str(path)], "twice.yaml: line",
-            "key 'clock_hz' appears more than once")
+    path.write_text((shipped_dir("arch") / "von_neumann.yaml").read_text() + "clock_hz: 2 GHz\n")
+    refused(
+        capsys, ["validate", str(path)], "twice.yaml: line", "key 'clock_hz' appears more than once"
+    )
 
 
 def test_a_number_too_long_for_python_is_refused(tmp_path, capsys):
@@ -132,12 +137,17 @@ def test_an_oversized_yaml_file_is_refused(tmp_path, capsys):
 
 
 def test_dev_zero_is_refused_before_reading(capsys):
-    refused(capsys, ["validate", "/dev/zero"],
-            "/dev/zero: is a character device")
-    refused(capsys, ["simulate", "--arch", "/dev/zero", "--trace", "x.jsonl"],
-            "/dev/zero: is a character device, expected a YAML file")
-    refused(capsys, ["simulate", "--arch", "von_neumann", "--trace", "/dev/zero"],
-            "/dev/zero: is a character device, expected a trace file")
+    refused(capsys, ["validate", "/dev/zero"], "/dev/zero: is a character device")
+    refused(
+        capsys,
+        ["simulate", "--arch", "/dev/zero", "--trace", "x.jsonl"],
+        "/dev/zero: is a character device, expected a YAML file",
+    )
+    refused(
+        capsys,
+        ["simulate", "--arch", "von_neumann", "--trace", "/dev/zero"],
+        "/dev/zero: is a character device, expected a trace file",
+    )
 
 
 def test_a_fifo_is_refused_without_blocking(tmp_path, capsys):
@@ -146,8 +156,19 @@ def test_a_fifo_is_refused_without_blocking(tmp_path, capsys):
     refused(capsys, ["validate", str(fifo)], "pipe.jsonl: is a FIFO (named pipe)")
     network = tmp_path / "pipe.yaml"
     os.mkfifo(network)
-    refused(capsys, ["trace", "--network", str(network), "--algorithm", "bp",
-                     "--out", str(tmp_path / "t.jsonl")], "pipe.yaml: is a FIFO")
+    refused(
+        capsys,
+        [
+            "trace",
+            "--network",
+            str(network),
+            "--algorithm",
+            "bp",
+            "--out",
+            str(tmp_path / "t.jsonl"),
+        ],
+        "pipe.yaml: is a FIFO",
+    )
 
 
 def test_a_folder_is_refused(tmp_path, capsys):
@@ -169,8 +190,11 @@ def test_gzip_bomb_one_endless_line(tmp_path, capsys):
     path = tmp_path / "bomb.jsonl.gz"
     path.write_bytes(gzip.compress(b"0" * (3 * 2**20), compresslevel=9))
     assert path.stat().st_size < 10_000
-    refused(capsys, ["simulate", "--arch", "von_neumann", "--trace", str(path)],
-            "bomb.jsonl.gz: line 1: longer than 1,048,576 bytes")
+    refused(
+        capsys,
+        ["simulate", "--arch", "von_neumann", "--trace", str(path)],
+        "bomb.jsonl.gz: line 1: longer than 1,048,576 bytes",
+    )
 
 
 def test_gzip_bomb_beyond_the_decompressed_bound(tmp_path, capsys, monkeypatch):
@@ -182,51 +206,100 @@ def test_gzip_bomb_beyond_the_decompressed_bound(tmp_path, capsys, monkeypatch):
 
 def test_gzip_trace_given_as_arch_suggests_swapping(capsys):
     trace = ROOT / "workloads" / "traces" / "alexnet_bp_b8.jsonl.gz"
-    refused(capsys, ["simulate", "--arch", str(trace), "--trace", "von_neumann"],
-            "alexnet_bp_b8.jsonl.gz: is gzip-compressed", "did you swap --arch and --trace?")
+    refused(
+        capsys,
+        ["simulate", "--arch", str(trace), "--trace", "von_neumann"],
+        "alexnet_bp_b8.jsonl.gz: is gzip-compressed",
+        "did you swap --arch and --trace?",
+    )
 
 
 def test_plain_trace_given_as_arch_says_so(trace_file, capsys):
-    refused(capsys, ["simulate", "--arch", str(trace_file), "--trace", str(trace_file)],
-            "ssdfa.jsonl: is a trace (JSON Lines), expected a YAML file")
+    refused(
+        capsys,
+        ["simulate", "--arch", str(trace_file), "--trace", str(trace_file)],
+        "ssdfa.jsonl: is a trace (JSON Lines), expected a YAML file",
+    )
 
 
 def test_a_trace_from_another_hwsim_version_is_accepted(trace_file, tmp_path, capsys):
-    other = _rewrite_trace(trace_file, tmp_path / "other.jsonl",
-                           lambda header: header.update(hwsim_version="0.0.1"))
-    assert main(["simulate", "--arch", "von_neumann", "--trace", str(other),
-                 "--format", "json"]) == 0
+    other = _rewrite_trace(
+        trace_file, tmp_path / "other.jsonl", lambda header: header.update(hwsim_version="0.0.1")
+    )
+    assert (
+        main(["simulate", "--arch", "von_neumann", "--trace", str(other), "--format", "json"]) == 0
+    )
     assert json.loads(capsys.readouterr().out)["macs"] > 0
 
 
-@pytest.mark.parametrize("case, edit_header, edit_records, message", [
-    ("no layers", lambda h: h.update(layers=[], feedback=[]), lambda r: r.clear(),
-     "layers: List should have at least 1 item"),
-    ("lone surrogate layer", lambda h: h["layers"][2].update(name="fc\udc80"), None,
-     "layers.2.name: must be valid Unicode text (a lone surrogate at character 2)"),
-    ("lone surrogate network", lambda h: h.update(network="\ud800"), None,
-     "network: must be valid Unicode text"),
-    ("unknown record layer", None, lambda r: r[0].update(layer="nope"),
-     "line 2: layer: 'nope' is not one of the header's layers"),
-    ("gather without feedback", lambda h: h.update(feedback=h["feedback"][1:]), None,
-     "a gather needs the header's feedback entry for 'fc1'"),
-    ("feedback for a missing layer", lambda h: h["feedback"][0].update(layer="nope"), None,
-     "feedback: names layers the header does not have: 'nope'"),
-    ("repeated layer", lambda h: h.update(layers=h["layers"] + h["layers"][:1]), None,
-     "layers: names must be unique; repeated: fc1"),
-    ("beyond int64", None, lambda r: r[1]["writes"][0].update(elements=10**19),
-     "line 3: writes.0.elements: must be less than or equal to 281474976710656"),
-    ("step beyond int64", None,
-     lambda r: [record.update(other_ops=2**46) for record in r],
-     "more than hwsim simulates"),
-])
+@pytest.mark.parametrize(
+    "case, edit_header, edit_records, message",
+    [
+        (
+            "no layers",
+            lambda h: h.update(layers=[], feedback=[]),
+            lambda r: r.clear(),
+            "layers: List should have at least 1 item",
+        ),
+        (
+            "lone surrogate layer",
+            lambda h: h["layers"][2].update(name="fc\udc80"),
+            None,
+            "layers.2.name: must be valid Unicode text (a lone surrogate at character 2)",
+        ),
+        (
+            "lone surrogate network",
+            lambda h: h.update(network="\ud800"),
+            None,
+            "network: must be valid Unicode text",
+        ),
+        (
+            "unknown record layer",
+            None,
+            lambda r: r[0].update(layer="nope"),
+            "line 2: layer: 'nope' is not one of the header's layers",
+        ),
+        (
+            "gather without feedback",
+            lambda h: h.update(feedback=h["feedback"][1:]),
+            None,
+            "a gather needs the header's feedback entry for 'fc1'",
+        ),
+        (
+            "feedback for a missing layer",
+            lambda h: h["feedback"][0].update(layer="nope"),
+            None,
+            "feedback: names layers the header does not have: 'nope'",
+        ),
+        (
+            "repeated layer",
+            lambda h: h.update(layers=h["layers"] + h["layers"][:1]),
+            None,
+            "layers: names must be unique; repeated: fc1",
+        ),
+        (
+            "beyond int64",
+            None,
+            lambda r: r[1]["writes"][0].update(elements=10**19),
+            "line 3: writes.0.elements: must be less than or equal to 281474976710656",
+        ),
+        (
+            "step beyond int64",
+            None,
+            lambda r: [record.update(other_ops=2**46) for record in r],
+            "more than hwsim simulates",
+        ),
+    ],
+)
 def test_hostile_traces_are_refused_by_validate_and_simulate_alike(
-        trace_file, tmp_path, capsys, case, edit_header, edit_records, message):
+    trace_file, tmp_path, capsys, case, edit_header, edit_records, message
+):
     path = _rewrite_trace(trace_file, tmp_path / "hostile.jsonl", edit_header, edit_records)
     refused(capsys, ["validate", str(path)], "hostile.jsonl: ", message)
     for arch in ("von_neumann", "distributed_small"):
-        refused(capsys, ["simulate", "--arch", arch, "--trace", str(path)], "hostile.jsonl: ",
-                message)
+        refused(
+            capsys, ["simulate", "--arch", arch, "--trace", str(path)], "hostile.jsonl: ", message
+        )
 
 
 def test_an_error_op_with_no_writes_simulates_on_both_substrates(trace_file, tmp_path, capsys):
@@ -245,35 +318,68 @@ def test_an_error_op_with_no_writes_simulates_on_both_substrates(trace_file, tmp
 # --------------------------------------------------------------------------- arch numbers
 
 
-@pytest.mark.parametrize("edits, message", [
-    ({"dram__channels": 20_000_000}, "dram.channels: must be less than or equal to 1024"),
-    ({"dram__channels": True}, "dram.channels: must be a number, not true/false"),
-    ({"dram__latency_cycles": 1e30}, "dram.latency_cycles"),
-    ({"dram__latency_cycles": 10**7}, "dram.latency_cycles: must be less than or equal to 1000000"),
-    ({"dram__bandwidth_bytes_per_cycle": 1e-300},
-     "dram.bandwidth_bytes_per_cycle: must be greater than or equal to 0.001"),
-    ({"dram__bandwidth_bytes_per_cycle": "17 GB/s"},
-     "bandwidths are a plain number of bytes per cycle, without a unit"),
-    ({"global_buffer__capacity_bytes": 10**400},
-     "global_buffer.capacity_bytes: must be less than or equal to 1125899906842624"),
-    ({"dram__read_energy_pj_per_bit": float("inf")},
-     "dram.read_energy_pj_per_bit: must be less than or equal to 1000000 (got inf)"),
-    ({"clock_hz": 5e-324}, "clock_hz: must be greater than or equal to 1000"),
-    ({"pe_array__rows": 10**9}, "pe_array.rows: must be less than or equal to 16384"),
-])
+@pytest.mark.parametrize(
+    "edits, message",
+    [
+        ({"dram__channels": 20_000_000}, "dram.channels: must be less than or equal to 1024"),
+        ({"dram__channels": True}, "dram.channels: must be a number, not true/false"),
+        ({"dram__latency_cycles": 1e30}, "dram.latency_cycles"),
+        (
+            {"dram__latency_cycles": 10**7},
+            "dram.latency_cycles: must be less than or equal to 1000000",
+        ),
+        (
+            {"dram__bandwidth_bytes_per_cycle": 1e-300},
+            "dram.bandwidth_bytes_per_cycle: must be greater than or equal to 0.001",
+        ),
+        (
+            {"dram__bandwidth_bytes_per_cycle": "17 GB/s"},
+            "bandwidths are a plain number of bytes per cycle, without a unit",
+        ),
+        (
+            {"global_buffer__capacity_bytes": 10**400},
+            "global_buffer.capacity_bytes: must be less than or equal to 1125899906842624",
+        ),
+        (
+            {"dram__read_energy_pj_per_bit": float("inf")},
+            "dram.read_energy_pj_per_bit: must be less than or equal to 1000000 (got inf)",
+        ),
+        ({"clock_hz": 5e-324}, "clock_hz: must be greater than or equal to 1000"),
+        ({"pe_array__rows": 10**9}, "pe_array.rows: must be less than or equal to 16384"),
+    ],
+)
 def test_extreme_arch_numbers_are_refused(tmp_path, capsys, edits, message):
     path = _arch(tmp_path, **edits)
     refused(capsys, ["validate", str(path)], "arch.yaml: ", message)
 
 
 def test_the_largest_valid_numbers_give_finite_results(tmp_path, capsys):
-    path = _arch(tmp_path, clock_hz=1e3, dram__latency_cycles=10**6,
-                 dram__bandwidth_bytes_per_cycle=1e-3, dram__read_energy_pj_per_bit=1e6,
-                 dram__write_energy_pj_per_bit=1e6)
+    path = _arch(
+        tmp_path,
+        clock_hz=1e3,
+        dram__latency_cycles=10**6,
+        dram__bandwidth_bytes_per_cycle=1e-3,
+        dram__read_energy_pj_per_bit=1e6,
+        dram__write_energy_pj_per_bit=1e6,
+    )
     trace = ROOT / "workloads" / "traces" / "alexnet_bp_b8.jsonl.gz"
     out = tmp_path / "out"
-    assert main(["simulate", "--arch", str(path), "--trace", str(trace), "--format", "json",
-                 "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "simulate",
+                "--arch",
+                str(path),
+                "--trace",
+                str(trace),
+                "--format",
+                "json",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "Infinity" not in printed and "NaN" not in printed
     summary = json.loads(printed)
@@ -288,39 +394,92 @@ def test_the_largest_valid_numbers_give_finite_results(tmp_path, capsys):
 
 def test_a_network_too_large_for_memory_is_refused_before_allocating(tmp_path, capsys):
     network = tmp_path / "huge.yaml"
-    network.write_text(yaml.safe_dump({
-        "schema_version": 1, "kind": "network", "name": "huge", "dataset": "synthetic",
-        "input_shape": [1_000_000], "classes": 10,
-        "layers": [{"type": "dense", "name": "fc1", "units": 1_000_000},
-                   {"type": "dense", "name": "out", "units": 10}]}))
-    refused(capsys, ["trace", "--network", str(network), "--algorithm", "bp",
-                     "--out", str(tmp_path / "t.jsonl")],
-            "network huge, batch size 32: one training step needs at least", "TiB")
+    network.write_text(
+        yaml.safe_dump(
+            {
+                "schema_version": 1,
+                "kind": "network",
+                "name": "huge",
+                "dataset": "synthetic",
+                "input_shape": [1_000_000],
+                "classes": 10,
+                "layers": [
+                    {"type": "dense", "name": "fc1", "units": 1_000_000},
+                    {"type": "dense", "name": "out", "units": 10},
+                ],
+            }
+        )
+    )
+    refused(
+        capsys,
+        [
+            "trace",
+            "--network",
+            str(network),
+            "--algorithm",
+            "bp",
+            "--out",
+            str(tmp_path / "t.jsonl"),
+        ],
+        "network huge, batch size 32: one training step needs at least",
+        "TiB",
+    )
     assert not (tmp_path / "t.jsonl").exists()
 
 
-def test_a_batch_too_large_for_memory_is_refused_before_allocating(tmp_path, capsys,
-                                                                   monkeypatch):
+def test_a_batch_too_large_for_memory_is_refused_before_allocating(tmp_path, capsys, monkeypatch):
     import hwsim.train.memory as memory
 
     monkeypatch.setattr(memory, "memory_limit_bytes", lambda: 4 * 2**30)
-    refused(capsys, ["trace", "--network", "digits_fc", "--algorithm", "bp",
-                     "--batch-size", "3000000", "--out", str(tmp_path / "t.jsonl")],
-            "network digits_fc, batch size 3000000: one training step needs at least",
-            "allows 4 GiB")
+    refused(
+        capsys,
+        [
+            "trace",
+            "--network",
+            "digits_fc",
+            "--algorithm",
+            "bp",
+            "--batch-size",
+            "3000000",
+            "--out",
+            str(tmp_path / "t.jsonl"),
+        ],
+        "network digits_fc, batch size 3000000: one training step needs at least",
+        "allows 4 GiB",
+    )
 
 
 def test_a_negative_seed_is_refused(tmp_path, capsys):
-    refused(capsys, ["trace", "--network", "digits_fc", "--algorithm", "bp", "--seed", "-1",
-                     "--out", str(tmp_path / "t.jsonl")], "seed: must be a whole number")
+    refused(
+        capsys,
+        [
+            "trace",
+            "--network",
+            "digits_fc",
+            "--algorithm",
+            "bp",
+            "--seed",
+            "-1",
+            "--out",
+            str(tmp_path / "t.jsonl"),
+        ],
+        "seed: must be a whole number",
+    )
 
 
 def test_a_network_with_a_boolean_count_is_refused(tmp_path, capsys):
     network = tmp_path / "bool.yaml"
-    network.write_text((shipped_dir("network") / "digits_fc.yaml").read_text()
-                       .replace("units: 256,", "units: true,", 1))
-    refused(capsys, ["validate", str(network)], "bool.yaml: ",
-            "layers.0.units: must be a number, not true/false")
+    network.write_text(
+        (shipped_dir("network") / "digits_fc.yaml")
+        .read_text()
+        .replace("units: 256,", "units: true,", 1)
+    )
+    refused(
+        capsys,
+        ["validate", str(network)],
+        "bool.yaml: ",
+        "layers.0.units: must be a number, not true/false",
+    )
 
 
 def _cifar_folder(tmp_path: Path, payload: bytes) -> Path:
@@ -337,9 +496,21 @@ def test_cifar_pickle_memo_bomb_is_refused(tmp_path, capsys):
         nested = [nested, nested]
     payload = pickle.dumps({b"data": nested, b"labels": [0]}, protocol=4)
     assert len(payload) < 300
-    refused(capsys, ["train", "--network", "cifar10_fc", "--algorithm", "bp", "--dataset",
-                     "cifar10", "--data-path", str(_cifar_folder(tmp_path, payload))],
-            "data_batch_1: data must be a numpy array (got list)")
+    refused(
+        capsys,
+        [
+            "train",
+            "--network",
+            "cifar10_fc",
+            "--algorithm",
+            "bp",
+            "--dataset",
+            "cifar10",
+            "--data-path",
+            str(_cifar_folder(tmp_path, payload)),
+        ],
+        "data_batch_1: data must be a numpy array (got list)",
+    )
 
 
 def test_cifar_pickle_asking_for_a_huge_array_is_refused(tmp_path, capsys):
@@ -350,17 +521,41 @@ def test_cifar_pickle_asking_for_a_huge_array_is_refused(tmp_path, capsys):
             return (np._core.multiarray._reconstruct, (np.ndarray, (10**10,), b"b"))
 
     payload = pickle.dumps({b"data": Huge(), b"labels": [0]}, protocol=2)
-    refused(capsys, ["train", "--network", "cifar10_fc", "--algorithm", "bp", "--dataset",
-                     "cifar10", "--data-path", str(_cifar_folder(tmp_path, payload))],
-            "data_batch_1: refused: not a CIFAR batch: the pickle asks for an array of "
-            "10,000,000,000 bytes")
+    refused(
+        capsys,
+        [
+            "train",
+            "--network",
+            "cifar10_fc",
+            "--algorithm",
+            "bp",
+            "--dataset",
+            "cifar10",
+            "--data-path",
+            str(_cifar_folder(tmp_path, payload)),
+        ],
+        "data_batch_1: refused: not a CIFAR batch: the pickle asks for an array of "
+        "10,000,000,000 bytes",
+    )
 
 
 def test_cifar_pickle_with_a_foreign_global_is_called_refused(tmp_path, capsys):
     payload = pickle.dumps({b"data": os.getcwd, b"labels": [0]}, protocol=2)
-    refused(capsys, ["train", "--network", "cifar10_fc", "--algorithm", "bp", "--dataset",
-                     "cifar10", "--data-path", str(_cifar_folder(tmp_path, payload))],
-            "refused: not a CIFAR batch: the pickle asks for the global posix.getcwd")
+    refused(
+        capsys,
+        [
+            "train",
+            "--network",
+            "cifar10_fc",
+            "--algorithm",
+            "bp",
+            "--dataset",
+            "cifar10",
+            "--data-path",
+            str(_cifar_folder(tmp_path, payload)),
+        ],
+        "refused: not a CIFAR batch: the pickle asks for the global posix.getcwd",
+    )
 
 
 # --------------------------------------------------------------------------- outputs
@@ -369,14 +564,28 @@ def test_cifar_pickle_with_a_foreign_global_is_called_refused(tmp_path, capsys):
 def test_output_under_a_file_is_one_message(tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("")
-    refused(capsys, ["trace", "--network", "digits_fc", "--algorithm", "bp",
-                     "--out", str(blocker / "t.jsonl")], "is a file, not a folder")
+    refused(
+        capsys,
+        ["trace", "--network", "digits_fc", "--algorithm", "bp", "--out", str(blocker / "t.jsonl")],
+        "is a file, not a folder",
+    )
 
 
 def test_output_where_a_folder_stands_is_one_message(tmp_path, capsys):
     (tmp_path / "t.jsonl").mkdir()
-    refused(capsys, ["trace", "--network", "digits_fc", "--algorithm", "bp",
-                     "--out", str(tmp_path / "t.jsonl")], "t.jsonl: is a folder")
+    refused(
+        capsys,
+        [
+            "trace",
+            "--network",
+            "digits_fc",
+            "--algorithm",
+            "bp",
+            "--out",
+            str(tmp_path / "t.jsonl"),
+        ],
+        "t.jsonl: is a folder",
+    )
 
 
 def test_output_in_a_read_only_folder_is_one_message(tmp_path, capsys, monkeypatch):
@@ -390,17 +599,30 @@ def test_output_in_a_read_only_folder_is_one_message(tmp_path, capsys, monkeypat
 
         monkeypatch.setattr(outputs.tempfile, "mkstemp", read_only)
     try:
-        refused(capsys, ["trace", "--network", "digits_fc", "--algorithm", "bp",
-                         "--out", str(folder / "t.jsonl")],
-                "t.jsonl: cannot write in", "Permission denied")
+        refused(
+            capsys,
+            [
+                "trace",
+                "--network",
+                "digits_fc",
+                "--algorithm",
+                "bp",
+                "--out",
+                str(folder / "t.jsonl"),
+            ],
+            "t.jsonl: cannot write in",
+            "Permission denied",
+        )
     finally:
         folder.chmod(0o755)
     assert list(folder.iterdir()) == []
 
 
 def test_a_full_disk_is_one_error_and_leaves_nothing(tmp_path):
-    with pytest.raises(OutputError, match=r"a.txt: cannot write: No space left on device"), \
-            atomic_output(tmp_path / "a.txt"):
+    with (
+        pytest.raises(OutputError, match=r"a.txt: cannot write: No space left on device"),
+        atomic_output(tmp_path / "a.txt"),
+    ):
         raise OSError(errno.ENOSPC, "No space left on device")
     assert list(tmp_path.iterdir()) == []
 

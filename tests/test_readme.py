@@ -73,15 +73,19 @@ def test_train_and_run_configure_a_rule_alike():
     network = load_network("digits_fc")
     base = TrainConfig.from_network(network, Algorithm.BP, epochs=None, seed=0)
     for algorithm in Algorithm:
-        args = build_parser().parse_args(["train", "--network", "digits_fc", "--algorithm",
-                                          algorithm.value])
+        args = build_parser().parse_args(
+            ["train", "--network", "digits_fc", "--algorithm", algorithm.value]
+        )
         assert _config(args, network, None) == replace(base, algorithm=algorithm)
 
 
 def test_validation_numbers_match_the_generated_doc():
     validation = (README.parent / "docs" / "validation.md").read_text()
-    ratios = re.findall(r"Off-tile bytes, BP on von Neumann ÷ SSDFA on distributed: "
-                        r"\*\*([\d,]+)×", validation)
+    ratios = re.findall(
+        r"Off-tile bytes, BP on von Neumann ÷ SSDFA on distributed: "
+        r"\*\*([\d,]+)×",
+        validation,
+    )
     batched = re.search(r"holds\); (\d+)× at batch 64", validation).group(1)
     backward = re.search(r"BP ÷ SSDFA: \*\*([\d.]+)×", validation).group(1)
     text = " ".join(README.read_text().split())

@@ -61,60 +61,87 @@ def parse_bytes_loose(text: str) -> float:
     return float(number) * {"B": 1, "KiB": KIB_BYTES, "MiB": MIB_BYTES, "GiB": GIB_BYTES}[unit]
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("256 KiB", 256 * KIB_BYTES), ("1 MiB", MIB_BYTES), ("4 GiB", 4 * GIB_BYTES), ("512 B", 512),
-    ("1024", 1024), ("1.5 KiB", 1536), ("1e3", 1000), (" 2 KiB ", 2048), ("0.5 MiB", 524288),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("256 KiB", 256 * KIB_BYTES),
+        ("1 MiB", MIB_BYTES),
+        ("4 GiB", 4 * GIB_BYTES),
+        ("512 B", 512),
+        ("1024", 1024),
+        ("1.5 KiB", 1536),
+        ("1e3", 1000),
+        (" 2 KiB ", 2048),
+        ("0.5 MiB", 524288),
+    ],
+)
 def test_byte_strings(text, expected):
     assert parse_bytes(text) == expected
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("1 GHz", GHZ_HZ), ("800 MHz", 800 * MHZ_HZ), ("1e9 Hz", GHZ_HZ), ("1.5 GHz", 1.5 * GHZ_HZ),
-    ("1e9", GHZ_HZ), ("100 kHz", 1e5),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("1 GHz", GHZ_HZ),
+        ("800 MHz", 800 * MHZ_HZ),
+        ("1e9 Hz", GHZ_HZ),
+        ("1.5 GHz", 1.5 * GHZ_HZ),
+        ("1e9", GHZ_HZ),
+        ("100 kHz", 1e5),
+    ],
+)
 def test_hertz_strings(text, expected):
     assert parse_hertz(text) == expected
 
 
-@pytest.mark.parametrize(("value", "message"), [
-    ("256 kB", "ambiguous unit 'kB': write KiB (1024 bytes) or a plain number of bytes"),
-    ("1 KB", "ambiguous unit 'KB': write KiB (1024 bytes) or a plain number of bytes"),
-    ("1 MB", "ambiguous unit 'MB': write MiB (1048576 bytes) or a plain number of bytes"),
-    ("4 GB", "ambiguous unit 'GB': write GiB (1073741824 bytes) or a plain number of bytes"),
-    ("1 k", "ambiguous unit 'k': write KiB (1024 bytes) or a plain number of bytes"),
-    ("1 K", "ambiguous unit 'K': write KiB (1024 bytes) or a plain number of bytes"),
-    ("1 M", "ambiguous unit 'M': write MiB (1048576 bytes) or a plain number of bytes"),
-    ("3 furlongs", "unknown unit 'furlongs': use B, KiB, MiB, GiB, TiB or a plain number"),
-    ("4 kib", "unknown unit 'kib' (did you mean 'KiB'?): use B, KiB, MiB, GiB, TiB or a plain "
-              "number"),
-    ("1.3 KiB", "must be a whole number of bytes"),
-    (2.5, "must be a whole number of bytes"),
-    (float("inf"), "must be a finite number of bytes"),
-    ("lots", "expected a number with an optional unit, like '256 KiB'"),
-    ("1e999999999 B", "number out of range (exponent beyond ±30)"),
-    ("", "expected a number with an optional unit, like '256 KiB'"),
-    (True, "expected a number of bytes or a string like '256 KiB'"),
-    (None, "expected a number of bytes or a string like '256 KiB'"),
-    ([1], "expected a number of bytes or a string like '256 KiB'"),
-])
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("256 kB", "ambiguous unit 'kB': write KiB (1024 bytes) or a plain number of bytes"),
+        ("1 KB", "ambiguous unit 'KB': write KiB (1024 bytes) or a plain number of bytes"),
+        ("1 MB", "ambiguous unit 'MB': write MiB (1048576 bytes) or a plain number of bytes"),
+        ("4 GB", "ambiguous unit 'GB': write GiB (1073741824 bytes) or a plain number of bytes"),
+        ("1 k", "ambiguous unit 'k': write KiB (1024 bytes) or a plain number of bytes"),
+        ("1 K", "ambiguous unit 'K': write KiB (1024 bytes) or a plain number of bytes"),
+        ("1 M", "ambiguous unit 'M': write MiB (1048576 bytes) or a plain number of bytes"),
+        ("3 furlongs", "unknown unit 'furlongs': use B, KiB, MiB, GiB, TiB or a plain number"),
+        (
+            "4 kib",
+            "unknown unit 'kib' (did you mean 'KiB'?): use B, KiB, MiB, GiB, TiB or a plain number",
+        ),
+        ("1.3 KiB", "must be a whole number of bytes"),
+        (2.5, "must be a whole number of bytes"),
+        (float("inf"), "must be a finite number of bytes"),
+        ("lots", "expected a number with an optional unit, like '256 KiB'"),
+        ("1e999999999 B", "number out of range (exponent beyond ±30)"),
+        ("", "expected a number with an optional unit, like '256 KiB'"),
+        (True, "expected a number of bytes or a string like '256 KiB'"),
+        (None, "expected a number of bytes or a string like '256 KiB'"),
+        ([1], "expected a number of bytes or a string like '256 KiB'"),
+    ],
+)
 def test_bad_bytes(value, message):
     with pytest.raises(ValueError) as info:
         parse_bytes(value)
     assert str(info.value) == message
 
 
-@pytest.mark.parametrize(("value", "message"), [
-    ("1 G", "ambiguous unit 'G': write GHz or a plain number of hertz"),
-    ("800 M", "ambiguous unit 'M': write MHz or a plain number of hertz"),
-    ("1 k", "ambiguous unit 'k': write kHz or a plain number of hertz"),
-    ("1 ghz", "unknown unit 'ghz' (did you mean 'GHz'?): use Hz, kHz, MHz, GHz or a plain "
-              "number"),
-    ("1 rpm", "unknown unit 'rpm': use Hz, kHz, MHz, GHz or a plain number"),
-    (False, "expected a number of hertz or a string like '1 GHz'"),
-    (float("nan"), "must be a finite number of hertz"),
-    ("fast", "expected a number with an optional unit, like '1 GHz'"),
-])
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("1 G", "ambiguous unit 'G': write GHz or a plain number of hertz"),
+        ("800 M", "ambiguous unit 'M': write MHz or a plain number of hertz"),
+        ("1 k", "ambiguous unit 'k': write kHz or a plain number of hertz"),
+        (
+            "1 ghz",
+            "unknown unit 'ghz' (did you mean 'GHz'?): use Hz, kHz, MHz, GHz or a plain number",
+        ),
+        ("1 rpm", "unknown unit 'rpm': use Hz, kHz, MHz, GHz or a plain number"),
+        (False, "expected a number of hertz or a string like '1 GHz'"),
+        (float("nan"), "must be a finite number of hertz"),
+        ("fast", "expected a number with an optional unit, like '1 GHz'"),
+    ],
+)
 def test_bad_hertz(value, message):
     with pytest.raises(ValueError) as info:
         parse_hertz(value)

@@ -9,15 +9,17 @@ from hwsim.validation import claims, measure
 from tests.sim.test_von_neumann_networks import shipped_trace
 
 
-@pytest.mark.parametrize(("network", "batch", "low", "high"), [
-    ("cifar100_conv", 2, 1.8, 2.1),  # every layer trained: BP's backward ≈ 2× SSDFA's
-    ("alexnet", 8, 1.0, 1.6),  # FC head only: a smaller gap (the shipped traces)
-])
+@pytest.mark.parametrize(
+    ("network", "batch", "low", "high"),
+    [
+        ("cifar100_conv", 2, 1.8, 2.1),  # every layer trained: BP's backward ≈ 2× SSDFA's
+        ("alexnet", 8, 1.0, 1.6),  # FC head only: a smaller gap (the shipped traces)
+    ],
+)
 def test_paper_claims(network, batch, low, high):
     traces = None
     if network == "alexnet":
-        traces = {algorithm: shipped_trace("alexnet", algorithm.value)
-                  for algorithm in Algorithm}
+        traces = {algorithm: shipped_trace("alexnet", algorithm.value) for algorithm in Algorithm}
     table = measure(network, batch, traces=traces)
     assert len(table) == 9
     result = claims(table)
@@ -34,7 +36,8 @@ def test_paper_claims(network, batch, low, high):
 def test_generated_doc_is_present_and_claims_hold():
     from pathlib import Path
 
-    text = " ".join((Path(__file__).resolve().parents[1] / "docs" /
-                     "validation.md").read_text().split())
+    text = " ".join(
+        (Path(__file__).resolve().parents[1] / "docs" / "validation.md").read_text().split()
+    )
     assert text.count("(claim: ≥ 100×, holds)") == 2
     assert "DOES NOT HOLD" not in text

@@ -12,19 +12,26 @@ import hwsim.api as hw
 out = sys.argv[1] if len(sys.argv) > 1 else "reports/notebook-example"
 
 # One training example of each rule, from AlexNet's shapes (no data, milliseconds).
-table = hw.compare(["alexnet"], ["bp", "dfa", "ssdfa"],
-                   ["von_neumann", "distributed", "distributed_stationary"], batch_size=1)
+table = hw.compare(
+    ["alexnet"],
+    ["bp", "dfa", "ssdfa"],
+    ["von_neumann", "distributed", "distributed_stationary"],
+    batch_size=1,
+)
 columns = ["algorithm", "arch", "macs", "backward_macs", "off_tile_bytes", "energy_pj"]
 print(table[columns].to_string(index=False, float_format="{:,.0f}".format))
 
 # The paper's claim on its own substrate: SSDFA moves orders of magnitude less than BP.
 moved = table.set_index(["algorithm", "arch"])["off_tile_bytes"]
 ratio = moved[("bp", "von_neumann")] / moved[("ssdfa", "distributed_stationary")]
-print(f"BP on von_neumann moves {ratio:,.0f}x the off-tile bytes of SSDFA on "
-      f"distributed_stationary")
+print(
+    f"BP on von_neumann moves {ratio:,.0f}x the off-tile bytes of SSDFA on distributed_stationary"
+)
 
 # Where the energy goes on the von Neumann spec, and a report of those steps.
-results = [hw.simulate("von_neumann", hw.trace("alexnet", rule, batch_size=1, shape_only=True))
-           for rule in ("bp", "ssdfa")]
+results = [
+    hw.simulate("von_neumann", hw.trace("alexnet", rule, batch_size=1, shape_only=True))
+    for rule in ("bp", "ssdfa")
+]
 by_phase = hw.energy_figure(results, by="phase")
 print(f"report: {hw.report(results, out, title='AlexNet, one example, von Neumann')}")

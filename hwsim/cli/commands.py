@@ -31,29 +31,47 @@ from hwsim.train.shapes import shape_only_trace
 
 
 def _progress(total: int, description: str) -> tqdm:
-    return tqdm(total=total, desc=description, unit="batch", file=sys.stderr, leave=False,
-                disable=not sys.stderr.isatty(), dynamic_ncols=True)
+    return tqdm(
+        total=total,
+        desc=description,
+        unit="batch",
+        file=sys.stderr,
+        leave=False,
+        disable=not sys.stderr.isatty(),
+        dynamic_ncols=True,
+    )
 
 
 def _epoch_line(prefix: str, metrics: EpochMetrics, epochs: int) -> str:
-    return (f"{prefix}epoch {metrics.epoch}/{epochs}: loss {metrics.train_loss:.4f}, "
-            f"train {metrics.train_accuracy:.2%}, test {metrics.test_accuracy:.2%}")
+    return (
+        f"{prefix}epoch {metrics.epoch}/{epochs}: loss {metrics.train_loss:.4f}, "
+        f"train {metrics.train_accuracy:.2%}, test {metrics.test_accuracy:.2%}"
+    )
 
 
 def _check_rule_flags(args: argparse.Namespace) -> None:
     algorithm = Algorithm(args.algorithm)
     if args.nonzeros_per_neuron is not None and algorithm != Algorithm.SSDFA:
-        raise SpecError(f"--nonzeros-per-neuron applies to --algorithm ssdfa only "
-                        f"(got --algorithm {algorithm.value})")
+        raise SpecError(
+            f"--nonzeros-per-neuron applies to --algorithm ssdfa only "
+            f"(got --algorithm {algorithm.value})"
+        )
     if args.rank is not None and algorithm == Algorithm.BP:
         raise SpecError("--rank applies to --algorithm dfa or ssdfa (bp has no feedback matrix)")
 
 
 def _config(args: argparse.Namespace, network: NetworkSpec, epochs: int | None) -> TrainConfig:
     return TrainConfig.from_network(
-        network, Algorithm(args.algorithm), epochs=epochs, batch_size=args.batch_size,
-        learning_rate=args.lr, optimizer=args.optimizer, seed=args.seed,
-        nonzeros_per_neuron=args.nonzeros_per_neuron, rank=args.rank)
+        network,
+        Algorithm(args.algorithm),
+        epochs=epochs,
+        batch_size=args.batch_size,
+        learning_rate=args.lr,
+        optimizer=args.optimizer,
+        seed=args.seed,
+        nonzeros_per_neuron=args.nonzeros_per_neuron,
+        rank=args.rank,
+    )
 
 
 def _check_output(path: Path | None, suffixes: tuple[str, ...], flag: str) -> None:
@@ -71,31 +89,46 @@ def cmd_train(args: argparse.Namespace) -> int:
     _check_output(args.history_out, (".csv",), "--history-out")
     network = load_network(args.network)
     config = _config(args, network, args.epochs)
-    dataset = load_dataset(args.dataset or network.dataset, path=args.data_path,
-                           sample_shape=tuple(network.input_shape), classes=network.classes,
-                           seed=args.seed)
+    dataset = load_dataset(
+        args.dataset or network.dataset,
+        path=args.data_path,
+        sample_shape=tuple(network.input_shape),
+        classes=network.classes,
+        seed=args.seed,
+    )
     batches = -(-len(dataset.x_train) // config.batch_size)
     with _progress(batches * config.epochs, f"{network.name} {config.algorithm.value}") as bar:
-        def on_epoch(metrics: EpochMetrics) -> None:
-            bar.write(_epoch_line(f"{config.algorithm.value} ", metrics, config.epochs),
-                      file=sys.stderr)
 
-        result = train(network, dataset, config, record_trace=args.trace_out is not None,
-                       on_batch=bar.update, on_epoch=on_epoch)
+        def on_epoch(metrics: EpochMetrics) -> None:
+            bar.write(
+                _epoch_line(f"{config.algorithm.value} ", metrics, config.epochs), file=sys.stderr
+            )
+
+        result = train(
+            network,
+            dataset,
+            config,
+            record_trace=args.trace_out is not None,
+            on_batch=bar.update,
+            on_epoch=on_epoch,
+        )
     if args.trace_out is not None:
         write_trace(args.trace_out, result.trace)
     if args.history_out is not None:
-        table = pd.DataFrame([vars(m) | {"angles_deg": json.dumps(m.angles_deg)}
-                              for m in result.history])
+        table = pd.DataFrame(
+            [vars(m) | {"angles_deg": json.dumps(m.angles_deg)} for m in result.history]
+        )
         with atomic_output(args.history_out) as f:
             table.to_csv(f, index=False, lineterminator="\n")
     summary = result.summary()
     if args.json:
         print(json.dumps(summary, sort_keys=True))
     else:
-        print(f"{network.name} {config.algorithm.value}: test accuracy "
-              f"{summary['test_accuracy']:.2%} (best {summary['best_test_accuracy']:.2%}), "
-              f"train {summary['train_accuracy']:.2%}")
+        print(
+            f"{network.name} {config.algorithm.value}: test accuracy "
+            f"{summary['test_accuracy']:.2%} (best {summary['best_test_accuracy']:.2%}), "
+            f"train {summary['train_accuracy']:.2%}"
+        )
         for layer, angle in summary["angles_deg"].items():
             print(f"  angle to the BP gradient, {layer}: {angle:.1f}°")
     return 0
@@ -109,10 +142,14 @@ def cmd_trace(args: argparse.Namespace) -> int:
     trace = (shape_only_trace if args.shape_only else trace_synthetic_step)(network, config)
     write_trace(args.out, trace)
     summary = trace_summary(trace)
-    print(f"{args.out}: {len(trace.records)} records, {network.name} {config.algorithm.value}, "
-          f"batch {config.batch_size}; MACs per example: "
-          + ", ".join(f"{phase} {summary[f'{phase}_macs_per_example']:,.0f}"
-                      for phase in ("forward", "error", "gradient")))
+    print(
+        f"{args.out}: {len(trace.records)} records, {network.name} {config.algorithm.value}, "
+        f"batch {config.batch_size}; MACs per example: "
+        + ", ".join(
+            f"{phase} {summary[f'{phase}_macs_per_example']:,.0f}"
+            for phase in ("forward", "error", "gradient")
+        )
+    )
     return 0
 
 
@@ -120,8 +157,10 @@ def _validate_one(path: Path) -> str:
     name = path.name
     if name.endswith((".jsonl", ".jsonl.gz")):
         trace = read_trace(path)
-        return (f"trace: {trace.header.network} {trace.header.algorithm.value}, "
-                f"{len(trace.records)} records")
+        return (
+            f"trace: {trace.header.network} {trace.header.algorithm.value}, "
+            f"{len(trace.records)} records"
+        )
     data = load_yaml(path)
     kind = data.get("kind") if isinstance(data, dict) else None
     if kind == "network":
@@ -134,11 +173,15 @@ def _validate_one(path: Path) -> str:
         return describe_tech(load_tech_file(path))
     if kind == "sweep":
         expansion = expand(path)
-        return (f"sweep: {expansion.spec.name}, {len(expansion.points)} points × "
-                f"{len(expansion.workloads)} workloads = {len(expansion.rows)} rows, every "
-                f"point valid")
-    raise SpecError(f"{path}: kind: expected 'network', 'arch', 'tech' or 'sweep' (got "
-                    f"{kind!r}); traces end in .jsonl")
+        return (
+            f"sweep: {expansion.spec.name}, {len(expansion.points)} points × "
+            f"{len(expansion.workloads)} workloads = {len(expansion.rows)} rows, every "
+            f"point valid"
+        )
+    raise SpecError(
+        f"{path}: kind: expected 'network', 'arch', 'tech' or 'sweep' (got "
+        f"{kind!r}); traces end in .jsonl"
+    )
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -154,15 +197,28 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
-    model = {"network": NetworkSpec, "arch": ArchSpec, "tech": TechSpec, "sweep": SweepSpec,
-             "trace-header": TraceHeader, "trace-record": OpRecord}[args.kind]
+    model = {
+        "network": NetworkSpec,
+        "arch": ArchSpec,
+        "tech": TechSpec,
+        "sweep": SweepSpec,
+        "trace-header": TraceHeader,
+        "trace-record": OpRecord,
+    }[args.kind]
     print(json.dumps(model.model_json_schema(), indent=2, sort_keys=True))
     return 0
 
 
-COMMANDS = {"run": cmd_run, "train": cmd_train, "trace": cmd_trace, "validate": cmd_validate,
-            "schema": cmd_schema, "simulate": cmd_simulate, "report": cmd_report,
-            "sweep": cmd_sweep}
+COMMANDS = {
+    "run": cmd_run,
+    "train": cmd_train,
+    "trace": cmd_trace,
+    "validate": cmd_validate,
+    "schema": cmd_schema,
+    "simulate": cmd_simulate,
+    "report": cmd_report,
+    "sweep": cmd_sweep,
+}
 
 
 def dispatch(args: argparse.Namespace) -> int:

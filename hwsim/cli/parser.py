@@ -44,66 +44,105 @@ def positive_float(text: str) -> float:
 
 
 def _add_rule_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--network", default=DEFAULT_NETWORK,
-                        help="shipped network name or path to a network YAML "
-                             f"(default {DEFAULT_NETWORK})")
-    parser.add_argument("--algorithm", choices=ALGORITHMS, required=True,
-                        help="learning rule")
-    parser.add_argument("--nonzeros-per-neuron", type=positive_int, default=None,
-                        help="ssdfa: feedback non-zeros per neuron s (default: the network's, 1)")
-    parser.add_argument("--rank", type=positive_int, default=None,
-                        help="dfa/ssdfa: rank of the feedback matrices (ssdfa needs s·r ≥ classes)")
-    parser.add_argument("--batch-size", type=positive_int, default=None,
-                        help="examples per step (default: the network's)")
-    parser.add_argument("--lr", type=positive_float, default=None,
-                        help="learning rate (default: the network's)")
-    parser.add_argument("--optimizer", choices=("sgd", "adam"), default=None,
-                        help="optimizer (default: the network's)")
+    parser.add_argument(
+        "--network",
+        default=DEFAULT_NETWORK,
+        help=f"shipped network name or path to a network YAML (default {DEFAULT_NETWORK})",
+    )
+    parser.add_argument("--algorithm", choices=ALGORITHMS, required=True, help="learning rule")
+    parser.add_argument(
+        "--nonzeros-per-neuron",
+        type=positive_int,
+        default=None,
+        help="ssdfa: feedback non-zeros per neuron s (default: the network's, 1)",
+    )
+    parser.add_argument(
+        "--rank",
+        type=positive_int,
+        default=None,
+        help="dfa/ssdfa: rank of the feedback matrices (ssdfa needs s·r ≥ classes)",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=None,
+        help="examples per step (default: the network's)",
+    )
+    parser.add_argument(
+        "--lr", type=positive_float, default=None, help="learning rate (default: the network's)"
+    )
+    parser.add_argument(
+        "--optimizer",
+        choices=("sgd", "adam"),
+        default=None,
+        help="optimizer (default: the network's)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
 
 
 def build_parser() -> Parser:
-    parser = Parser(prog="hwsim", description="Training cost of BP, DFA and sparse DFA on "
-                    "von Neumann and distributed-memory hardware.")
+    parser = Parser(
+        prog="hwsim",
+        description="Training cost of BP, DFA and sparse DFA on "
+        "von Neumann and distributed-memory hardware.",
+    )
     parser.add_argument("--version", action="version", version=f"hwsim {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser,
-                                     metavar="COMMAND")
+    commands = parser.add_subparsers(
+        dest="command", required=True, parser_class=Parser, metavar="COMMAND"
+    )
 
     report.add_run_parser(commands)
 
     train = commands.add_parser("train", help="train a network with one rule")
     _add_rule_flags(train)
-    train.add_argument("--epochs", type=positive_int, default=None,
-                       help="epochs (default: the network's)")
-    train.add_argument("--dataset", default=None,
-                       help="digits, mnist, cifar10, cifar100 or synthetic "
-                            "(default: the network's)")
-    train.add_argument("--data-path", type=Path, default=None,
-                       help="folder with the dataset's files (mnist, cifar10, cifar100)")
-    train.add_argument("--trace-out", type=Path, default=None,
-                       help="write the trace of the last epoch's first step here "
-                            "(.jsonl or .jsonl.gz)")
-    train.add_argument("--history-out", type=Path, default=None,
-                       help="write per-epoch metrics here as CSV")
-    train.add_argument("--json", action="store_true",
-                       help="print the final metrics as one JSON object")
+    train.add_argument(
+        "--epochs", type=positive_int, default=None, help="epochs (default: the network's)"
+    )
+    train.add_argument(
+        "--dataset",
+        default=None,
+        help="digits, mnist, cifar10, cifar100 or synthetic (default: the network's)",
+    )
+    train.add_argument(
+        "--data-path",
+        type=Path,
+        default=None,
+        help="folder with the dataset's files (mnist, cifar10, cifar100)",
+    )
+    train.add_argument(
+        "--trace-out",
+        type=Path,
+        default=None,
+        help="write the trace of the last epoch's first step here (.jsonl or .jsonl.gz)",
+    )
+    train.add_argument(
+        "--history-out", type=Path, default=None, help="write per-epoch metrics here as CSV"
+    )
+    train.add_argument(
+        "--json", action="store_true", help="print the final metrics as one JSON object"
+    )
 
     trace = commands.add_parser("trace", help="trace one real training step on synthetic data")
     _add_rule_flags(trace)
     trace.add_argument("--out", type=Path, required=True, help="trace file (.jsonl[.gz])")
-    trace.add_argument("--shape-only", action="store_true",
-                       help="build the trace from the network's shapes without running the "
-                            "numpy step (milliseconds, any size; densities not measured: 1.0)")
+    trace.add_argument(
+        "--shape-only",
+        action="store_true",
+        help="build the trace from the network's shapes without running the "
+        "numpy step (milliseconds, any size; densities not measured: 1.0)",
+    )
 
     simulate.add_parser(commands)
     sweep.add_parser(commands)
     report.add_parser(commands)
 
-    validate = commands.add_parser("validate",
-                                   help="check network, arch and tech YAML and trace files")
+    validate = commands.add_parser(
+        "validate", help="check network, arch and tech YAML and trace files"
+    )
     validate.add_argument("paths", nargs="+", type=Path, metavar="PATH")
 
     schema = commands.add_parser("schema", help="print the JSON Schema of a file kind")
-    schema.add_argument("kind", choices=("network", "arch", "tech", "sweep", "trace-header",
-                                         "trace-record"))
+    schema.add_argument(
+        "kind", choices=("network", "arch", "tech", "sweep", "trace-header", "trace-record")
+    )
     return parser

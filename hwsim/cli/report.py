@@ -34,35 +34,67 @@ TRACED_BATCH = 1  # networks traced on synthetic data: one training example, as 
 
 
 def add_run_parser(commands) -> None:
-    run = commands.add_parser("run", help="the main job: train on the bundled digits, trace "
-                              "the paper's networks, simulate, and write an HTML report")
-    run.add_argument("--out", type=Path, default=Path("reports/run"),
-                     help="output folder (default reports/run)")
-    run.add_argument("--epochs", type=_positive, default=None,
-                     help="epochs per rule for the trained network (default: the network's)")
+    run = commands.add_parser(
+        "run",
+        help="the main job: train on the bundled digits, trace "
+        "the paper's networks, simulate, and write an HTML report",
+    )
+    run.add_argument(
+        "--out", type=Path, default=Path("reports/run"), help="output folder (default reports/run)"
+    )
+    run.add_argument(
+        "--epochs",
+        type=_positive,
+        default=None,
+        help="epochs per rule for the trained network (default: the network's)",
+    )
     run.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    run.add_argument("--arch", action="append", default=None, metavar="SPEC",
-                     help="a spec to simulate on (shipped name or YAML path); repeat for more "
-                          f"(default: {', '.join(RUN_SPECS)})")
-    run.add_argument("--networks", nargs="+", default=None, metavar="NETWORK",
-                     help="networks to study: those on the bundled digits dataset are trained, "
-                          "the others traced for one step of one example from their shapes "
-                          f"(default: {' '.join(DEFAULT_NETWORKS)}; with --quick: digits_fc)")
-    run.add_argument("--quick", action="store_true",
-                     help=f"seconds, not minutes: {QUICK_EPOCHS} epochs and digits_fc only "
-                          "unless --networks says otherwise")
+    run.add_argument(
+        "--arch",
+        action="append",
+        default=None,
+        metavar="SPEC",
+        help="a spec to simulate on (shipped name or YAML path); repeat for more "
+        f"(default: {', '.join(RUN_SPECS)})",
+    )
+    run.add_argument(
+        "--networks",
+        nargs="+",
+        default=None,
+        metavar="NETWORK",
+        help="networks to study: those on the bundled digits dataset are trained, "
+        "the others traced for one step of one example from their shapes "
+        f"(default: {' '.join(DEFAULT_NETWORKS)}; with --quick: digits_fc)",
+    )
+    run.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"seconds, not minutes: {QUICK_EPOCHS} epochs and digits_fc only "
+        "unless --networks says otherwise",
+    )
 
 
 def add_parser(commands) -> None:
-    report = commands.add_parser("report", help="an HTML report from saved runs, simulation "
-                                 "folders and traces")
-    report.add_argument("inputs", nargs="+", type=Path, metavar="INPUT",
-                        help="`hwsim run` folders, `hwsim simulate --out` folders, or traces "
-                             "(simulated on --arch); or one `hwsim sweep` folder")
+    report = commands.add_parser(
+        "report", help="an HTML report from saved runs, simulation folders and traces"
+    )
+    report.add_argument(
+        "inputs",
+        nargs="+",
+        type=Path,
+        metavar="INPUT",
+        help="`hwsim run` folders, `hwsim simulate --out` folders, or traces "
+        "(simulated on --arch); or one `hwsim sweep` folder",
+    )
     report.add_argument("--out", type=Path, required=True, help="report folder")
-    report.add_argument("--arch", action="append", default=None, metavar="SPEC",
-                        help="specs to simulate traces on; repeat for more "
-                             f"(default: {' and '.join(DEFAULT_SPECS)})")
+    report.add_argument(
+        "--arch",
+        action="append",
+        default=None,
+        metavar="SPEC",
+        help="specs to simulate traces on; repeat for more "
+        f"(default: {' and '.join(DEFAULT_SPECS)})",
+    )
 
 
 def _positive(text: str) -> int:
@@ -72,8 +104,15 @@ def _positive(text: str) -> int:
 
 
 def _bar(total: int, description: str) -> tqdm:
-    return tqdm(total=total, desc=description, unit="step", file=sys.stderr, leave=False,
-                disable=not sys.stderr.isatty(), dynamic_ncols=True)
+    return tqdm(
+        total=total,
+        desc=description,
+        unit="step",
+        file=sys.stderr,
+        leave=False,
+        disable=not sys.stderr.isatty(),
+        dynamic_ncols=True,
+    )
 
 
 def _check_out(out: Path) -> None:
@@ -91,8 +130,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     traced = [network for network in networks if network.dataset != "digits"]
     epochs = QUICK_EPOCHS if args.quick and args.epochs is None else args.epochs
     _check_out(args.out)
-    datasets = {network.name: load_dataset(network.dataset, seed=args.seed)
-                for network in trained}
+    datasets = {network.name: load_dataset(network.dataset, seed=args.seed) for network in trained}
 
     work = 0
     configs = {}
@@ -105,63 +143,116 @@ def cmd_run(args: argparse.Namespace) -> int:
     histories, tables = [], []
     try:
         with _bar(work, "hwsim run") as bar:
+
             def step(_: str) -> None:
                 bar.update()
 
             for network in trained:
                 config = configs[network.name]
 
-                def on_epoch(algorithm: Algorithm, metrics: EpochMetrics,
-                             total: int = config.epochs, name: str = network.name) -> None:
+                def on_epoch(
+                    algorithm: Algorithm,
+                    metrics: EpochMetrics,
+                    total: int = config.epochs,
+                    name: str = network.name,
+                ) -> None:
                     if metrics.epoch == total:
-                        bar.write(f"{name} {algorithm.value}: test "
-                                  f"{metrics.test_accuracy:.2%} after {total} epochs",
-                                  file=sys.stderr)
+                        bar.write(
+                            f"{name} {algorithm.value}: test "
+                            f"{metrics.test_accuracy:.2%} after {total} epochs",
+                            file=sys.stderr,
+                        )
 
-                table, _, results = run_study(network, datasets[network.name], config,
-                                                  args.out, specs=specs, loaded=loaded,
-                                                  on_batch=bar.update, on_epoch=on_epoch,
-                                                  on_step=step)
+                table, _, results = run_study(
+                    network,
+                    datasets[network.name],
+                    config,
+                    args.out,
+                    specs=specs,
+                    loaded=loaded,
+                    on_batch=bar.update,
+                    on_epoch=on_epoch,
+                    on_step=step,
+                )
                 tables.append((network, datasets[network.name], config, table))
-                histories += [history_frame(network.name, result.config.algorithm.value,
-                                            result.history) for result in results]
+                histories += [
+                    history_frame(network.name, result.config.algorithm.value, result.history)
+                    for result in results
+                ]
             for network in traced:
-                trace_and_price(network, loaded, args.out, seed=args.seed,
-                                batch_size=TRACED_BATCH, shape_only=True, on_step=step)
+                trace_and_price(
+                    network,
+                    loaded,
+                    args.out,
+                    seed=args.seed,
+                    batch_size=TRACED_BATCH,
+                    shape_only=True,
+                    on_step=step,
+                )
     except KeyboardInterrupt:
         done = sorted(path.name for path in args.out.iterdir() if path.is_file())
-        print(f"hwsim run: interrupted; no report written. Complete in {args.out}: "
-              f"{', '.join(done) or 'nothing'} (each file is whole; the tables hold the "
-              "rules that finished)", file=sys.stderr)
+        print(
+            f"hwsim run: interrupted; no report written. Complete in {args.out}: "
+            f"{', '.join(done) or 'nothing'} (each file is whole; the tables hold the "
+            "rules that finished)",
+            file=sys.stderr,
+        )
         raise
 
     history = pd.concat(histories, ignore_index=True) if histories else pd.DataFrame()
     with atomic_output(args.out / "history.csv") as f:
         history.to_csv(f, index=False, lineterminator="\n")
-    steps = [read_step(folder) for folder in find_steps(args.out / "steps")
-             if folder.parts[-3] in {network.name for network in networks}
-             and folder.name in specs]
-    meta = {"command": "hwsim " + " ".join(sys.argv[1:]) if sys.argv[1:] else "hwsim run",
-            "seed": args.seed, "hwsim_version": __version__,
-            "networks": " ".join(network.name for network in networks),
-            "specs": " ".join(specs)}
-    page = write_report(collect(steps, history, meta), args.out, "hwsim run: what a training "
-                        "step costs under BP, DFA and SSDFA")
+    steps = [
+        read_step(folder)
+        for folder in find_steps(args.out / "steps")
+        if folder.parts[-3] in {network.name for network in networks} and folder.name in specs
+    ]
+    meta = {
+        "command": "hwsim " + " ".join(sys.argv[1:]) if sys.argv[1:] else "hwsim run",
+        "seed": args.seed,
+        "hwsim_version": __version__,
+        "networks": " ".join(network.name for network in networks),
+        "specs": " ".join(specs),
+    }
+    page = write_report(
+        collect(steps, history, meta),
+        args.out,
+        "hwsim run: what a training step costs under BP, DFA and SSDFA",
+    )
     for network, dataset, config, table in tables:
-        columns = ["algorithm", "test_accuracy", "train_accuracy", "forward_macs_per_example",
-                   "error_macs_per_example", "gradient_macs_per_example", "feedback_elements"]
+        columns = [
+            "algorithm",
+            "test_accuracy",
+            "train_accuracy",
+            "forward_macs_per_example",
+            "error_macs_per_example",
+            "gradient_macs_per_example",
+            "feedback_elements",
+        ]
         shown = table[columns].copy()
         for column in ("test_accuracy", "train_accuracy"):
             shown[column] = shown[column].map("{:.2%}".format)
         for column in columns[3:]:
             shown[column] = shown[column].map("{:,.0f}".format)
-        print(f"{network.name} on {dataset.name} ({len(dataset.x_train)} train / "
-              f"{len(dataset.x_test)} test examples), {config.epochs} epochs, seed {args.seed}")
+        print(
+            f"{network.name} on {dataset.name} ({len(dataset.x_train)} train / "
+            f"{len(dataset.x_test)} test examples), {config.epochs} epochs, seed {args.seed}"
+        )
         print(shown.to_string(index=False))
     frame = collect(steps).costs
     print("\nCost of one training example (hwsim simulate of each rule's traced step):")
-    cost_columns = ["network", "algorithm", "arch", "macs", "cycles", "dram_read_bytes",
-                    "dram_write_bytes", "noc_bytes", "off_tile_bytes", "energy_pj"]
+    cost_columns = [
+        "network",
+        "algorithm",
+        "arch",
+        "macs",
+        "cycles",
+        "dram_read_bytes",
+        "dram_write_bytes",
+        "noc_bytes",
+        "off_tile_bytes",
+        "energy_pj",
+    ]
     print(frame[cost_columns].to_string(index=False, float_format="{:,.0f}".format))
     print(f"\nreport: {page}")
     print(f"traces, tables and one simulation folder per step in {args.out}")
@@ -172,8 +263,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     sweeps = [path for path in args.inputs if path.is_dir() and is_sweep(path)]
     if sweeps:
         if len(args.inputs) > 1:
-            raise SpecError(f"{sweeps[0]}: a sweep folder is reported on its own (got "
-                            f"{len(args.inputs)} inputs)")
+            raise SpecError(
+                f"{sweeps[0]}: a sweep folder is reported on its own (got "
+                f"{len(args.inputs)} inputs)"
+            )
         read_results(sweeps[0])
         _check_out(args.out)
         print(f"report: {write_sweep_report(sweeps[0], args.out)}")
@@ -184,9 +277,13 @@ def cmd_report(args: argparse.Namespace) -> int:
         load_arch_with_energies(spec)
     _check_out(args.out)
     with _bar(len(args.inputs), "hwsim report") as bar:
-        data = gather(args.inputs, args.out, specs, on_step=lambda _: bar.update(0),
-                      meta={"hwsim_version": __version__,
-                            "command": "hwsim " + " ".join(sys.argv[1:])})
+        data = gather(
+            args.inputs,
+            args.out,
+            specs,
+            on_step=lambda _: bar.update(0),
+            meta={"hwsim_version": __version__, "command": "hwsim " + " ".join(sys.argv[1:])},
+        )
         bar.update(len(args.inputs))
     page = write_report(data, args.out)
     print(f"report: {page}")

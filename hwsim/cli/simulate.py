@@ -19,20 +19,36 @@ from hwsim.sweep.overrides import load_arch_with_overrides
 
 def add_parser(commands) -> None:
     parser = commands.add_parser("simulate", help="simulate one traced training step on a spec")
-    parser.add_argument("--arch", required=True,
-                        help="shipped spec name (von_neumann, distributed, ...) or a YAML path")
-    parser.add_argument("--set", action="append", default=[], metavar="PATH=VALUE",
-                        dest="overrides",
-                        help="override a field of the spec before validation, e.g. --set "
-                             "global_buffer.capacity_bytes='1 MiB' --set dram.channels=4 "
-                             "(VALUE is read as YAML; repeatable)")
+    parser.add_argument(
+        "--arch",
+        required=True,
+        help="shipped spec name (von_neumann, distributed, ...) or a YAML path",
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="PATH=VALUE",
+        dest="overrides",
+        help="override a field of the spec before validation, e.g. --set "
+        "global_buffer.capacity_bytes='1 MiB' --set dram.channels=4 "
+        "(VALUE is read as YAML; repeatable)",
+    )
     parser.add_argument("--trace", required=True, type=Path, help="trace file (.jsonl[.gz])")
-    parser.add_argument("--format", choices=("json", "table", "csv"), default="table",
-                        help="what to print: per-example summary as JSON or a table, or the "
-                             "per-example breakdown as CSV (default table)")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="also write summary.json, breakdown.csv, resources.csv, "
-                             "timeline.csv and mapping.csv into this folder")
+    parser.add_argument(
+        "--format",
+        choices=("json", "table", "csv"),
+        default="table",
+        help="what to print: per-example summary as JSON or a table, or the "
+        "per-example breakdown as CSV (default table)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="also write summary.json, breakdown.csv, resources.csv, "
+        "timeline.csv and mapping.csv into this folder",
+    )
 
 
 def _write_csv(path: Path, frame: pd.DataFrame) -> None:
@@ -42,8 +58,10 @@ def _write_csv(path: Path, frame: pd.DataFrame) -> None:
 
 def _table(summary: dict) -> str:
     run = summary["run"]
-    lines = [f"{run['network']} {run['algorithm']} on {run['arch']} ({run['substrate']}), "
-             f"per training example (batch {run['batch_size']}):"]
+    lines = [
+        f"{run['network']} {run['algorithm']} on {run['arch']} ({run['substrate']}), "
+        f"per training example (batch {run['batch_size']}):"
+    ]
     width = max(len(key) for key in summary if key not in ("breakdown", "run"))
     for key, value in summary.items():
         if key in ("breakdown", "run"):

@@ -26,16 +26,33 @@ def _count(text: str) -> int:
 def add_parser(commands) -> None:
     parser = commands.add_parser("sweep", help="run a design-space sweep file (kind: sweep)")
     parser.add_argument("file", type=Path, metavar="FILE", help="sweep file (.yaml)")
-    parser.add_argument("--out", type=Path, required=True,
-                        help="output folder: points/, specs/, results.csv (re-running the "
-                             "same folder skips finished points)")
-    parser.add_argument("--jobs", type=_count, default=None,
-                        help="worker processes of the local pool (default: the CPUs available)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="output folder: points/, specs/, results.csv (re-running the "
+        "same folder skips finished points)",
+    )
+    parser.add_argument(
+        "--jobs",
+        type=_count,
+        default=None,
+        help="worker processes of the local pool (default: the CPUs available)",
+    )
     dask = parser.add_mutually_exclusive_group()
-    dask.add_argument("--scheduler", default=None, metavar="ADDRESS",
-                      help="run on this Dask scheduler (tcp://host:8786); needs hwsim[dask]")
-    dask.add_argument("--dask-local", type=_count, default=None, metavar="N",
-                      help="run on a local Dask cluster of N worker processes")
+    dask.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="ADDRESS",
+        help="run on this Dask scheduler (tcp://host:8786); needs hwsim[dask]",
+    )
+    dask.add_argument(
+        "--dask-local",
+        type=_count,
+        default=None,
+        metavar="N",
+        help="run on a local Dask cluster of N worker processes",
+    )
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -46,11 +63,19 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     def on_start(to_run: int, skipped: int) -> None:
         if skipped:
-            print(f"{skipped} rows already finished in {args.out}; running {to_run}",
-                  file=sys.stderr)
-        bar.append(tqdm(total=to_run, desc=f"sweep {args.file.stem}", unit="point",
-                        file=sys.stderr, dynamic_ncols=True,
-                        disable=not to_run or not sys.stderr.isatty()))
+            print(
+                f"{skipped} rows already finished in {args.out}; running {to_run}", file=sys.stderr
+            )
+        bar.append(
+            tqdm(
+                total=to_run,
+                desc=f"sweep {args.file.stem}",
+                unit="point",
+                file=sys.stderr,
+                dynamic_ncols=True,
+                disable=not to_run or not sys.stderr.isatty(),
+            )
+        )
 
     def on_result(key: str, result: dict[str, Any]) -> None:
         if result["status"] != "ok":
@@ -58,8 +83,15 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         bar[0].update()
 
     try:
-        table = run_sweep(args.file, args.out, jobs=args.jobs, scheduler=args.scheduler,
-                          dask_local=args.dask_local, on_start=on_start, on_result=on_result)
+        table = run_sweep(
+            args.file,
+            args.out,
+            jobs=args.jobs,
+            scheduler=args.scheduler,
+            dask_local=args.dask_local,
+            on_start=on_start,
+            on_result=on_result,
+        )
     finally:
         for item in bar:
             item.close()
@@ -67,8 +99,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     for row in errors.itertuples(index=False):
         first = str(row.error).splitlines()[0] if row.error else row.status
         print(f"point {row.point} ({row.base}) × {row.workload}: {first}", file=sys.stderr)
-    print(f"{args.out / 'results.csv'}: {len(table)} rows "
-          f"({table['point'].nunique()} points × {table['workload'].nunique()} workloads)")
+    print(
+        f"{args.out / 'results.csv'}: {len(table)} rows "
+        f"({table['point'].nunique()} points × {table['workload'].nunique()} workloads)"
+    )
     if len(errors):
         print(f"{len(errors)} of {len(table)} rows failed (status error in the table)")
         return 1

@@ -67,22 +67,27 @@ def load_arch_with_energies(name_or_path: str | Path) -> tuple[ArchSpec, ActionE
 def describe_arch(arch: ArchSpec, energies: ActionEnergies) -> str:
     """One line with the numbers an architect checks first."""
     if arch.tiles is not None and arch.noc is not None:
-        memory = (f"{arch.tiles.count} tiles × {format_bytes(arch.tiles.sram.capacity_bytes)}"
-                  f" = {format_bytes(arch.sram_bytes)} SRAM, {arch.noc.topology.value} NoC")
+        memory = (
+            f"{arch.tiles.count} tiles × {format_bytes(arch.tiles.sram.capacity_bytes)}"
+            f" = {format_bytes(arch.sram_bytes)} SRAM, {arch.noc.topology.value} NoC"
+        )
     else:
         memory = f"{format_bytes(arch.sram_bytes)} SRAM"
-    noc = (f", NoC {energies.noc_pj_per_bit_per_hop:.3g} pJ/bit/hop"
-           if arch.noc is not None else "")
-    return (f"arch {arch.name} ({arch.substrate.value}, {format_hertz(arch.clock_hz)}, "
-            f"{arch.peak_macs_per_cycle:,} MACs/cycle, {memory}, DRAM {arch.dram.technology} "
-            f"{arch.dram_bandwidth_bytes_per_cycle:g} B/cycle; tech {arch.tech}: "
-            f"MAC {energies.mac_pj:.3g} pJ, SRAM {energies.sram_read_pj_per_bit:.3g} pJ/bit"
-            f"{noc}, DRAM {energies.dram_read_pj_per_bit:.3g} pJ/bit)")
+    noc = f", NoC {energies.noc_pj_per_bit_per_hop:.3g} pJ/bit/hop" if arch.noc is not None else ""
+    return (
+        f"arch {arch.name} ({arch.substrate.value}, {format_hertz(arch.clock_hz)}, "
+        f"{arch.peak_macs_per_cycle:,} MACs/cycle, {memory}, DRAM {arch.dram.technology} "
+        f"{arch.dram_bandwidth_bytes_per_cycle:g} B/cycle; tech {arch.tech}: "
+        f"MAC {energies.mac_pj:.3g} pJ, SRAM {energies.sram_read_pj_per_bit:.3g} pJ/bit"
+        f"{noc}, DRAM {energies.dram_read_pj_per_bit:.3g} pJ/bit)"
+    )
 
 
 def describe_tech(tech: TechSpec) -> str:
     curve = tech.sram_read_energy_pj_per_access
-    return (f"tech {tech.name} ({tech.node_nm:g} nm; MAC energies for "
-            f"{'/'.join(str(bits) for bits in sorted(tech.mac_energy_pj))}-bit operands, "
-            f"SRAM curve {format_bytes(curve[0][0])}–{format_bytes(curve[-1][0])} in "
-            f"{len(curve)} points, DRAM {', '.join(tech.dram_energy_pj_per_bit)})")
+    return (
+        f"tech {tech.name} ({tech.node_nm:g} nm; MAC energies for "
+        f"{'/'.join(str(bits) for bits in sorted(tech.mac_energy_pj))}-bit operands, "
+        f"SRAM curve {format_bytes(curve[0][0])}–{format_bytes(curve[-1][0])} in "
+        f"{len(curve)} points, DRAM {', '.join(tech.dram_energy_pj_per_bit)})"
+    )

@@ -21,8 +21,15 @@ from typing import IO
 from hwsim.errors import OutputError
 
 # Errors of the disk rather than of the code writing to it: reported as OutputError.
-_DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES,
-                errno.EPERM, errno.EIO}
+_DISK_ERRNOS = {
+    errno.ENOSPC,
+    errno.EDQUOT,
+    errno.EFBIG,
+    errno.EROFS,
+    errno.EACCES,
+    errno.EPERM,
+    errno.EIO,
+}
 _DEFERRED_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 
 
@@ -109,14 +116,16 @@ def atomic_output(path: str | Path, binary: bool = False) -> Iterator[IO]:
         try:
             # No interruption between creating the file and knowing its name to remove it.
             with _signals_held():
-                handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part",
-                                                     dir=path.parent)
+                handle, temporary = tempfile.mkstemp(
+                    prefix=f".{path.name}.", suffix=".part", dir=path.parent
+                )
             os.chmod(temporary, 0o666 & ~_umask())
         except OSError as exc:
             raise OutputError(f"{path}: cannot write in {path.parent}: {_problem(exc)}") from None
         try:
-            with os.fdopen(handle, "wb" if binary else "w",
-                           encoding=None if binary else "utf-8") as f:
+            with os.fdopen(
+                handle, "wb" if binary else "w", encoding=None if binary else "utf-8"
+            ) as f:
                 yield f
             os.replace(temporary, path)
         except OSError as exc:
@@ -142,11 +151,13 @@ def atomic_output_dir(path: str | Path) -> Iterator[Path]:
     try:
         with _signals_held():
             try:
-                temporary = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".part",
-                                                  dir=path.parent))
+                temporary = Path(
+                    tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+                )
             except OSError as exc:
-                raise OutputError(f"{path}: cannot write in {path.parent}: "
-                                  f"{_problem(exc)}") from None
+                raise OutputError(
+                    f"{path}: cannot write in {path.parent}: {_problem(exc)}"
+                ) from None
         temporary.chmod(0o777 & ~_umask())
         yield temporary
         with _signals_held():  # the swap is two renames: no interruption between them

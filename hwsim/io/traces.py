@@ -71,12 +71,16 @@ def _lines(path: Path) -> Iterator[tuple[int, str, bool]]:
             number += 1
             total += len(line)
             if len(line) > MAX_TRACE_LINE_BYTES:
-                raise TraceError(f"{path}: line {number}: longer than {MAX_TRACE_LINE_BYTES:,} "
-                                 "bytes; is this a trace?")
+                raise TraceError(
+                    f"{path}: line {number}: longer than {MAX_TRACE_LINE_BYTES:,} "
+                    "bytes; is this a trace?"
+                )
             if total > MAX_TRACE_BYTES:
-                raise TraceError(f"{path}: more than {MAX_TRACE_BYTES:,} bytes of trace text"
-                                 f"{' once decompressed' if compressed else ''}; refusing to "
-                                 "read further")
+                raise TraceError(
+                    f"{path}: more than {MAX_TRACE_BYTES:,} bytes of trace text"
+                    f"{' once decompressed' if compressed else ''}; refusing to "
+                    "read further"
+                )
             if held is not None:
                 yield held[0], _decoded(path, *held), False
             held = (number, line)
@@ -93,8 +97,10 @@ def _check_gzip(path: Path, raw: IO[bytes]) -> None:
             while chunk := stream.read(2**20):
                 total += len(chunk)
                 if total > MAX_TRACE_BYTES:
-                    raise TraceError(f"{path}: decompresses to more than {MAX_TRACE_BYTES:,} "
-                                     "bytes; refusing to read it as a trace")
+                    raise TraceError(
+                        f"{path}: decompresses to more than {MAX_TRACE_BYTES:,} "
+                        "bytes; refusing to read it as a trace"
+                    )
     except (OSError, EOFError, zlib.error) as exc:
         raise TraceError(f"{path}: corrupt or truncated gzip data ({exc})") from None
     raw.seek(0)
@@ -104,8 +110,9 @@ def _decoded(path: Path, number: int, line: bytes) -> str:
     try:
         return line.decode("utf-8").rstrip("\r\n")
     except UnicodeDecodeError as exc:
-        raise TraceError(f"{path}: line {number}: not UTF-8 text (byte {exc.start}); is this a "
-                         "trace?") from None
+        raise TraceError(
+            f"{path}: line {number}: not UTF-8 text (byte {exc.start}); is this a trace?"
+        ) from None
 
 
 def _parse_json(path: Path, number: int, line: str, last: bool) -> dict:
@@ -113,16 +120,19 @@ def _parse_json(path: Path, number: int, line: str, last: bool) -> dict:
         value = json.loads(line)
     except json.JSONDecodeError as exc:
         hint = " (the file looks truncated)" if last else ""
-        raise TraceError(f"{path}: line {number}: not valid JSON{hint}: {exc.msg} "
-                         f"at column {exc.colno}") from None
+        raise TraceError(
+            f"{path}: line {number}: not valid JSON{hint}: {exc.msg} at column {exc.colno}"
+        ) from None
     except ValueError as exc:  # an integer beyond Python's 4,300-digit conversion limit
         raise TraceError(f"{path}: line {number}: not a trace line ({exc})"[:300]) from None
     except RecursionError:
-        raise TraceError(f"{path}: line {number}: JSON nested too deeply to be a trace "
-                         "line") from None
+        raise TraceError(
+            f"{path}: line {number}: JSON nested too deeply to be a trace line"
+        ) from None
     if not isinstance(value, dict):
-        raise TraceError(f"{path}: line {number}: expected a JSON object "
-                         f"(got {type(value).__name__})")
+        raise TraceError(
+            f"{path}: line {number}: expected a JSON object (got {type(value).__name__})"
+        )
     return value
 
 
@@ -141,11 +151,14 @@ def _check_references(path: Path, header: TraceHeader, records: list[OpRecord]) 
     for record in records:
         number = record.id + 2
         if record.layer not in layers:
-            raise TraceError(f"{path}: line {number}: layer: {record.layer!r} is not one of the "
-                             f"header's layers")
+            raise TraceError(
+                f"{path}: line {number}: layer: {record.layer!r} is not one of the header's layers"
+            )
         if isinstance(record.op, GatherOp) and record.layer not in feedback:
-            raise TraceError(f"{path}: line {number}: layer: a gather needs the header's "
-                             f"feedback entry for {record.layer!r} (there is none)")
+            raise TraceError(
+                f"{path}: line {number}: layer: a gather needs the header's "
+                f"feedback entry for {record.layer!r} (there is none)"
+            )
 
 
 MAX_TRACE_MACS = 2**50  # the whole step; VGG16 at batch 8 is ~2^38.5, at batch 2048 ~2^46.5
@@ -154,11 +167,14 @@ MAX_TRACE_MACS = 2**50  # the whole step; VGG16 at batch 8 is ~2^38.5, at batch 
 def _check_totals(path: Path, records: list[OpRecord]) -> None:
     """The step's totals stay where the simulator's 64-bit counters and tables hold them."""
     macs = sum(record.macs + record.other_ops for record in records)
-    elements = sum(operand.elements for record in records
-                   for operand in (*record.reads, *record.writes))
+    elements = sum(
+        operand.elements for record in records for operand in (*record.reads, *record.writes)
+    )
     if macs > MAX_TRACE_MACS or elements > MAX_TRACE_MACS:
-        raise TraceError(f"{path}: the step does {macs:,} operations on {elements:,} operand "
-                         f"elements, more than hwsim simulates ({MAX_TRACE_MACS:,} of each)")
+        raise TraceError(
+            f"{path}: the step does {macs:,} operations on {elements:,} operand "
+            f"elements, more than hwsim simulates ({MAX_TRACE_MACS:,} of each)"
+        )
 
 
 def read_trace(path: str | Path) -> Trace:
@@ -174,12 +190,20 @@ def read_trace(path: str | Path) -> Trace:
         raise TraceError(f"{path}: line 1: kind: expected 'trace' (got {short_repr(kind)})")
     version = header_data.get("schema_version")
     if version != TRACE_SCHEMA_VERSION:
-        older = isinstance(version, int) and not isinstance(version, bool) and \
-            version < TRACE_SCHEMA_VERSION
-        advice = ("; regenerate it with this hwsim's `hwsim trace` or `hwsim train "
-                  "--trace-out`" if older else "")
-        raise TraceError(f"{path}: line 1: schema_version: this hwsim reads version "
-                         f"{TRACE_SCHEMA_VERSION} (got {short_repr(version)}){advice}")
+        older = (
+            isinstance(version, int)
+            and not isinstance(version, bool)
+            and version < TRACE_SCHEMA_VERSION
+        )
+        advice = (
+            "; regenerate it with this hwsim's `hwsim trace` or `hwsim train --trace-out`"
+            if older
+            else ""
+        )
+        raise TraceError(
+            f"{path}: line 1: schema_version: this hwsim reads version "
+            f"{TRACE_SCHEMA_VERSION} (got {short_repr(version)}){advice}"
+        )
     header = _validated(TraceHeader, header_data, path, 1)
     records: list[OpRecord] = []
     for number, line, last in lines:
@@ -187,18 +211,24 @@ def read_trace(path: str | Path) -> Trace:
         if not line.strip():
             raise TraceError(f"{path}: line {number}: blank line inside the trace")
         if offset >= header.record_count:
-            raise TraceError(f"{path}: line {number}: the header promises "
-                             f"{header.record_count} records but the file has more; the "
-                             "trace was edited or two traces were joined")
+            raise TraceError(
+                f"{path}: line {number}: the header promises "
+                f"{header.record_count} records but the file has more; the "
+                "trace was edited or two traces were joined"
+            )
         data = _parse_json(path, number, line, last=last)
         record = _validated(OpRecord, data, path, number)
         if record.id != offset:
-            raise TraceError(f"{path}: line {number}: id: records must be numbered 0, 1, 2, ... "
-                             f"in order; expected {offset} (got {record.id})")
+            raise TraceError(
+                f"{path}: line {number}: id: records must be numbered 0, 1, 2, ... "
+                f"in order; expected {offset} (got {record.id})"
+            )
         records.append(record)
     _check_references(path, header, records)
     _check_totals(path, records)
     if len(records) != header.record_count:
-        raise TraceError(f"{path}: the header promises {header.record_count} records but the "
-                         f"file has {len(records)}; the trace is truncated or was edited")
+        raise TraceError(
+            f"{path}: the header promises {header.record_count} records but the "
+            f"file has {len(records)}; the trace is truncated or was edited"
+        )
     return Trace(header=header, records=records)

@@ -39,12 +39,20 @@ class _SpecLoader(yaml.SafeLoader):
     def compose_node(self, parent, index):
         if self.check_event(yaml.AliasEvent):
             event = self.peek_event()
-            raise _Refused(None, None, f"aliases (*{event.anchor}) are not allowed in hwsim "
-                           "files; write the value out", event.start_mark)
+            raise _Refused(
+                None,
+                None,
+                f"aliases (*{event.anchor}) are not allowed in hwsim files; write the value out",
+                event.start_mark,
+            )
         self._depth += 1
         if self._depth > MAX_DEPTH:
-            raise _Refused(None, None, f"nested more than {MAX_DEPTH} levels deep",
-                           self.peek_event().start_mark)
+            raise _Refused(
+                None,
+                None,
+                f"nested more than {MAX_DEPTH} levels deep",
+                self.peek_event().start_mark,
+            )
         try:
             return super().compose_node(parent, index)
         finally:
@@ -59,8 +67,12 @@ class _SpecLoader(yaml.SafeLoader):
             except TypeError:  # an unhashable key: let PyYAML report it
                 break
             if repeated:
-                raise _Refused(None, None, f"key {_short_key(key)} appears more than once in "
-                               "this mapping", key_node.start_mark)
+                raise _Refused(
+                    None,
+                    None,
+                    f"key {_short_key(key)} appears more than once in this mapping",
+                    key_node.start_mark,
+                )
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
 
@@ -69,8 +81,9 @@ def _construct_int(loader: _SpecLoader, node: yaml.ScalarNode) -> int:
     try:
         return yaml.SafeLoader.construct_yaml_int(loader, node)
     except ValueError:  # more digits than Python converts (4,300)
-        raise _Refused(None, None, f"number too long ({len(node.value):,} characters)",
-                       node.start_mark) from None
+        raise _Refused(
+            None, None, f"number too long ({len(node.value):,} characters)", node.start_mark
+        ) from None
 
 
 _SpecLoader.add_constructor("tag:yaml.org,2002:int", _construct_int)
@@ -91,8 +104,9 @@ def parse_yaml(text: str, source: str) -> Any:
             loader.dispose()
     except _Refused as exc:
         mark = exc.problem_mark
-        raise SpecError(f"{source}: line {mark.line + 1}, column {mark.column + 1}: "
-                        f"{exc.problem}") from None
+        raise SpecError(
+            f"{source}: line {mark.line + 1}, column {mark.column + 1}: {exc.problem}"
+        ) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
@@ -108,17 +122,22 @@ def load_yaml(path: str | Path) -> Any:
     path = Path(path)
     raw = read_bounded(path, MAX_YAML_BYTES, SpecError, "a YAML file")
     if raw[:2] == b"\x1f\x8b":
-        raise SpecError(f"{path}: is gzip-compressed, expected a YAML file (a trace? traces go "
-                        "to --trace; did you swap --arch and --trace?)")
+        raise SpecError(
+            f"{path}: is gzip-compressed, expected a YAML file (a trace? traces go "
+            "to --trace; did you swap --arch and --trace?)"
+        )
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise SpecError(f"{path}: not UTF-8 text (byte {exc.start}), expected a YAML "
-                        "file") from None
+        raise SpecError(
+            f"{path}: not UTF-8 text (byte {exc.start}), expected a YAML file"
+        ) from None
     first_line = text.split("\n", 1)[0]
     if first_line.startswith("{") and '"kind":"trace"' in first_line.replace(" ", ""):
-        raise SpecError(f"{path}: is a trace (JSON Lines), expected a YAML file; traces go to "
-                        "--trace (did you swap --arch and --trace?)")
+        raise SpecError(
+            f"{path}: is a trace (JSON Lines), expected a YAML file; traces go to "
+            "--trace (did you swap --arch and --trace?)"
+        )
     return parse_yaml(text, str(path))
 
 
@@ -126,8 +145,10 @@ def load_model(model: type[ModelT], path: str | Path, kind: str) -> ModelT:
     """Load a YAML file of the given `kind` into `model`, reporting every problem at once."""
     data = load_yaml(path)
     if not isinstance(data, dict):
-        raise SpecError(f"{path}: expected a mapping with 'schema_version' and 'kind: {kind}' "
-                        f"(got {type(data).__name__})")
+        raise SpecError(
+            f"{path}: expected a mapping with 'schema_version' and 'kind: {kind}' "
+            f"(got {type(data).__name__})"
+        )
     found = data.get("kind")
     if found is not None and found != kind:
         hint = "; this is a trace: give it to --trace" if found == "trace" else ""
@@ -146,5 +167,7 @@ def resolve_named_file(name_or_path: str, folder: Path, what: str) -> Path:
     available = sorted(path.stem for path in folder.glob("*.yaml"))
     near = difflib.get_close_matches(name_or_path, available, n=1)
     hint = f"; did you mean '{near[0]}'?" if near else ""
-    raise SpecError(f"unknown {what} '{name_or_path}'{hint} (available: {', '.join(available)}; "
-                    f"or give a path to a .yaml file)")
+    raise SpecError(
+        f"unknown {what} '{name_or_path}'{hint} (available: {', '.join(available)}; "
+        f"or give a path to a .yaml file)"
+    )

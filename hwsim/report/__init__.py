@@ -32,21 +32,32 @@ def check_inputs(inputs: Sequence[Path]) -> None:
             raise DataError(f"{path}: no such file or folder")
         if path.is_dir():
             if not find_steps(path):
-                raise DataError(f"{path}: holds no simulation folder (no summary.json; write "
-                                f"one with `hwsim simulate --out` or `hwsim run`)")
+                raise DataError(
+                    f"{path}: holds no simulation folder (no summary.json; write "
+                    f"one with `hwsim simulate --out` or `hwsim run`)"
+                )
         elif not _is_trace(path):
-            raise DataError(f"{path}: expected a trace (.jsonl, .jsonl.gz), a `hwsim simulate "
-                            f"--out` folder or a `hwsim run` folder")
+            raise DataError(
+                f"{path}: expected a trace (.jsonl, .jsonl.gz), a `hwsim simulate "
+                f"--out` folder or a `hwsim run` folder"
+            )
 
 
-def gather(inputs: Sequence[Path], out_dir: Path, specs: Sequence[str],
-           on_step: Callable[[str], None] | None = None, meta: dict | None = None
-           ) -> ReportData:
+def gather(
+    inputs: Sequence[Path],
+    out_dir: Path,
+    specs: Sequence[str],
+    on_step: Callable[[str], None] | None = None,
+    meta: dict | None = None,
+) -> ReportData:
     """Read simulation folders and run folders; simulate traces on `specs` (writing their
     simulation folders under `out_dir/steps`).  History comes from run folders."""
     check_inputs(inputs)
-    loaded = {spec: load_arch_with_energies(spec) for spec in specs} if any(
-        _is_trace(path) for path in inputs) else {}
+    loaded = (
+        {spec: load_arch_with_energies(spec) for spec in specs}
+        if any(_is_trace(path) for path in inputs)
+        else {}
+    )
     folders: list[Path] = []
     histories: list[pd.DataFrame] = []
     for path in inputs:
@@ -58,8 +69,14 @@ def gather(inputs: Sequence[Path], out_dir: Path, specs: Sequence[str],
         else:
             trace = read_trace(path)
             rows = price_step(trace, loaded, out_dir, on_step)
-            folders += [out_dir / "steps" / trace.header.network /
-                        trace.header.algorithm.value / row["arch"] for row in rows]
+            folders += [
+                out_dir
+                / "steps"
+                / trace.header.network
+                / trace.header.algorithm.value
+                / row["arch"]
+                for row in rows
+            ]
     steps = [read_step(folder) for folder in dict.fromkeys(folders)]
     history = pd.concat(histories, ignore_index=True).drop_duplicates() if histories else None
     info = dict(meta or {})

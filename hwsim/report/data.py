@@ -41,8 +41,12 @@ class Step:
     @property
     def key(self) -> dict[str, str]:
         run = self.summary["run"]
-        return {"network": run["network"], "algorithm": run["algorithm"],
-                "arch": run["arch"], "substrate": run["substrate"]}
+        return {
+            "network": run["network"],
+            "algorithm": run["algorithm"],
+            "arch": run["arch"],
+            "substrate": run["substrate"],
+        }
 
 
 def _read_csv(path: Path) -> pd.DataFrame:
@@ -58,22 +62,36 @@ def read_step(folder: Path) -> Step:
     """A simulation folder; DataError names the folder and the missing or broken file."""
     missing = [name for name in STEP_FILES if not (folder / name).is_file()]
     if missing:
-        raise DataError(f"{folder}: not a simulation folder: no {', '.join(missing)} "
-                        f"(write one with `hwsim simulate --out` or `hwsim run`)")
+        raise DataError(
+            f"{folder}: not a simulation folder: no {', '.join(missing)} "
+            f"(write one with `hwsim simulate --out` or `hwsim run`)"
+        )
     try:
         summary = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
         run = summary["run"]
-        missing = [key for key in ("network", "algorithm", "arch", "substrate", "batch_size")
-                   if key not in run]
+        missing = [
+            key
+            for key in ("network", "algorithm", "arch", "substrate", "batch_size")
+            if key not in run
+        ]
         if missing:
             raise KeyError(", ".join(missing))
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise DataError(f"{folder / 'summary.json'}: not a simulate summary ({exc})") from None
-    spec = _read_csv(folder / "spec.csv") if (folder / "spec.csv").is_file() else \
-        pd.DataFrame(columns=["arch", "field", "value", "source"])
-    return Step(folder, summary, _read_csv(folder / "breakdown.csv"),
-                _read_csv(folder / "resources.csv"), _read_csv(folder / "timeline.csv"),
-                _read_csv(folder / "mapping.csv"), spec)
+    spec = (
+        _read_csv(folder / "spec.csv")
+        if (folder / "spec.csv").is_file()
+        else pd.DataFrame(columns=["arch", "field", "value", "source"])
+    )
+    return Step(
+        folder,
+        summary,
+        _read_csv(folder / "breakdown.csv"),
+        _read_csv(folder / "resources.csv"),
+        _read_csv(folder / "timeline.csv"),
+        _read_csv(folder / "mapping.csv"),
+        spec,
+    )
 
 
 def find_steps(root: Path) -> list[Path]:
@@ -102,8 +120,12 @@ def _sort(frame: pd.DataFrame) -> pd.DataFrame:
         return frame
     order = frame["algorithm"].map(RULE_ORDER).fillna(len(RULE_ORDER))
     keys = [column for column in ("network", "arch") if column in frame]
-    return frame.assign(_rule=order).sort_values(
-        [*keys, "_rule"], kind="stable").drop(columns="_rule").reset_index(drop=True)
+    return (
+        frame.assign(_rule=order)
+        .sort_values([*keys, "_rule"], kind="stable")
+        .drop(columns="_rule")
+        .reset_index(drop=True)
+    )
 
 
 def _with_keys(frame: pd.DataFrame, key: dict[str, str]) -> pd.DataFrame:
@@ -113,8 +135,9 @@ def _with_keys(frame: pd.DataFrame, key: dict[str, str]) -> pd.DataFrame:
     return frame
 
 
-def collect(steps: Iterable[Step], history: pd.DataFrame | None = None,
-            meta: dict | None = None) -> ReportData:
+def collect(
+    steps: Iterable[Step], history: pd.DataFrame | None = None, meta: dict | None = None
+) -> ReportData:
     steps = list(steps)
     costs, tables = [], {"breakdown": [], "resources": [], "timeline": [], "mapping": []}
     specs = []
@@ -123,10 +146,12 @@ def collect(steps: Iterable[Step], history: pd.DataFrame | None = None,
         summary = step.summary
         row = dict(key)
         row["batch_size"] = summary["run"]["batch_size"]
-        row.update({name: value for name, value in summary.items()
-                    if name not in ("breakdown", "run")})
-        row["off_tile_bytes"] = summary["dram_read_bytes"] + summary["dram_write_bytes"] + \
-            summary["noc_bytes"]
+        row.update(
+            {name: value for name, value in summary.items() if name not in ("breakdown", "run")}
+        )
+        row["off_tile_bytes"] = (
+            summary["dram_read_bytes"] + summary["dram_write_bytes"] + summary["noc_bytes"]
+        )
         breakdown = step.breakdown
         macs = breakdown[breakdown["action"] == "mac"].groupby("phase")["count"].sum()
         for phase in ("forward", "error", "gradient", "update"):
@@ -143,23 +168,39 @@ def collect(steps: Iterable[Step], history: pd.DataFrame | None = None,
     def frame(parts: list[pd.DataFrame]) -> pd.DataFrame:
         return _sort(pd.concat(parts, ignore_index=True)) if parts else pd.DataFrame()
 
-    spec_table = pd.concat(specs, ignore_index=True).drop_duplicates(
-        ["arch", "field"]).reset_index(drop=True) if specs else \
-        pd.DataFrame(columns=["arch", "field", "value", "source"])
+    spec_table = (
+        pd.concat(specs, ignore_index=True)
+        .drop_duplicates(["arch", "field"])
+        .reset_index(drop=True)
+        if specs
+        else pd.DataFrame(columns=["arch", "field", "value", "source"])
+    )
     info = {"hwsim_version": __version__, **(meta or {})}
-    return ReportData(_sort(pd.DataFrame(costs)), frame(tables["breakdown"]),
-                      frame(tables["resources"]), frame(tables["timeline"]),
-                      frame(tables["mapping"]),
-                      history if history is not None else pd.DataFrame(), spec_table, info)
+    return ReportData(
+        _sort(pd.DataFrame(costs)),
+        frame(tables["breakdown"]),
+        frame(tables["resources"]),
+        frame(tables["timeline"]),
+        frame(tables["mapping"]),
+        history if history is not None else pd.DataFrame(),
+        spec_table,
+        info,
+    )
 
 
 def history_frame(network: str, algorithm: str, metrics: Iterable) -> pd.DataFrame:
     """Training curves of one rule: a row per epoch (angles as `angle_<layer>_deg`)."""
     rows = []
     for epoch in metrics:
-        row = {"network": network, "algorithm": algorithm, "epoch": epoch.epoch,
-               "train_loss": epoch.train_loss, "train_accuracy": epoch.train_accuracy,
-               "test_loss": epoch.test_loss, "test_accuracy": epoch.test_accuracy}
+        row = {
+            "network": network,
+            "algorithm": algorithm,
+            "epoch": epoch.epoch,
+            "train_loss": epoch.train_loss,
+            "train_accuracy": epoch.train_accuracy,
+            "test_loss": epoch.test_loss,
+            "test_accuracy": epoch.test_accuracy,
+        }
         for layer, angle in epoch.angles_deg.items():
             row[f"angle_{layer}_deg"] = angle
         angle = epoch.feedback_output_angle_deg

@@ -11,23 +11,38 @@ import plotly.graph_objects as go
 RULE_COLOURS = {"bp": "#d62728", "dfa": "#1f77b4", "ssdfa": "#2ca02c"}
 SUBSTRATE_PATTERNS = {"von_neumann": "", "distributed": "/"}
 PHASES = ["forward", "error", "gradient", "update"]
-COMPONENT_GROUPS = {"mac": "MAC", "vector_op": "vector", "sram": "SRAM", "dram": "DRAM",
-                    "noc": "NoC", "leakage": "leakage"}
-LEVELS = {"dram": "DRAM bytes", "sram": "buffer / tile SRAM bytes", "noc": "NoC bytes",
-          "byte_hop": "NoC byte-hops"}
+COMPONENT_GROUPS = {
+    "mac": "MAC",
+    "vector_op": "vector",
+    "sram": "SRAM",
+    "dram": "DRAM",
+    "noc": "NoC",
+    "leakage": "leakage",
+}
+LEVELS = {
+    "dram": "DRAM bytes",
+    "sram": "buffer / tile SRAM bytes",
+    "noc": "NoC bytes",
+    "byte_hop": "NoC byte-hops",
+}
 
 
 def _empty(title: str, why: str) -> go.Figure:
     figure = go.Figure()
-    figure.update_layout(title=title, annotations=[dict(text=why, showarrow=False,
-                                                        xref="paper", yref="paper",
-                                                        x=0.5, y=0.5)])
+    figure.update_layout(
+        title=title,
+        annotations=[dict(text=why, showarrow=False, xref="paper", yref="paper", x=0.5, y=0.5)],
+    )
     return figure
 
 
 def _style(figure: go.Figure, title: str) -> go.Figure:
-    figure.update_layout(title=title, legend_title_text="", template="plotly_white",
-                         margin=dict(t=80, l=60, r=20, b=60))
+    figure.update_layout(
+        title=title,
+        legend_title_text="",
+        template="plotly_white",
+        margin=dict(t=80, l=60, r=20, b=60),
+    )
     return figure
 
 
@@ -42,31 +57,61 @@ def fig8(costs: pd.DataFrame) -> go.Figure:
         return _empty("MACs and data movement per training example", "no simulated steps")
     rows = []
     for _, row in costs.iterrows():
-        base = {"network": row["network"], "algorithm": row["algorithm"], "arch": row["arch"],
-                "substrate": row["substrate"]}
-        rows.append({**base, "quantity": "MACs per example", "value": row["macs"],
-                     "detail": f"backward MACs {row['backward_macs']:,.0f}"})
+        base = {
+            "network": row["network"],
+            "algorithm": row["algorithm"],
+            "arch": row["arch"],
+            "substrate": row["substrate"],
+        }
+        rows.append(
+            {
+                **base,
+                "quantity": "MACs per example",
+                "value": row["macs"],
+                "detail": f"backward MACs {row['backward_macs']:,.0f}",
+            }
+        )
         dram_mb = (row["dram_read_bytes"] + row["dram_write_bytes"]) / 1e6
-        rows.append({**base, "quantity": "data movement (MB) per example",
-                     "value": row["off_tile_bytes"] / 1e6,
-                     "detail": f"DRAM {dram_mb:,.3f} MB, NoC {row['noc_bytes'] / 1e6:,.3f} MB"})
+        rows.append(
+            {
+                **base,
+                "quantity": "data movement (MB) per example",
+                "value": row["off_tile_bytes"] / 1e6,
+                "detail": f"DRAM {dram_mb:,.3f} MB, NoC {row['noc_bytes'] / 1e6:,.3f} MB",
+            }
+        )
     frame = pd.DataFrame(rows)
     frame["rule · spec"] = _label(frame)
     specs = list(dict.fromkeys(costs["arch"]))
     order = [f"{rule} · {spec}" for rule in RULE_COLOURS for spec in specs]
-    figure = px.bar(frame, x="rule · spec", y="value", color="algorithm",
-                    pattern_shape="substrate", facet_row="quantity", facet_col="network",
-                    color_discrete_map=RULE_COLOURS, pattern_shape_map=SUBSTRATE_PATTERNS,
-                    hover_data={"detail": True, "value": ":,.4g"}, log_y=True,
-                    facet_row_spacing=0.28, facet_col_spacing=0.05, height=820,
-                    category_orders={"quantity": ["MACs per example",
-                                                  "data movement (MB) per example"],
-                                     "rule · spec": order})
+    figure = px.bar(
+        frame,
+        x="rule · spec",
+        y="value",
+        color="algorithm",
+        pattern_shape="substrate",
+        facet_row="quantity",
+        facet_col="network",
+        color_discrete_map=RULE_COLOURS,
+        pattern_shape_map=SUBSTRATE_PATTERNS,
+        hover_data={"detail": True, "value": ":,.4g"},
+        log_y=True,
+        facet_row_spacing=0.28,
+        facet_col_spacing=0.05,
+        height=820,
+        category_orders={
+            "quantity": ["MACs per example", "data movement (MB) per example"],
+            "rule · spec": order,
+        },
+    )
     figure.update_yaxes(matches=None, showticklabels=True, title_text="")
     figure.update_xaxes(matches=None, showticklabels=True, title_text="", tickangle=-45)
     figure.for_each_annotation(lambda a: a.update(text=a.text.split("=")[-1]))
-    return _style(figure, "MACs and off-chip/off-tile data movement per training example "
-                          "(the paper's Fig 8 view; DRAM + NoC bytes)")
+    return _style(
+        figure,
+        "MACs and off-chip/off-tile data movement per training example "
+        "(the paper's Fig 8 view; DRAM + NoC bytes)",
+    )
 
 
 def _group(component: str, action: str) -> str:
@@ -85,20 +130,29 @@ def energy(breakdown: pd.DataFrame, by: str) -> go.Figure:
     if breakdown.empty:
         return _empty(f"Energy per training example by {by}", "no simulated steps")
     frame = breakdown.copy()
-    frame["component group"] = [_group(c, a) for c, a in zip(frame["component"],
-                                                               frame["action"], strict=True)]
+    frame["component group"] = [
+        _group(c, a) for c, a in zip(frame["component"], frame["action"], strict=True)
+    ]
     column = "component group" if by == "component" else "phase"
     frame.loc[frame["phase"] == "(all)", "phase"] = "leakage (whole step)"
-    summed = frame.groupby(["network", "algorithm", "arch", "substrate", column],
-                           as_index=False)["energy_pj"].sum()
+    summed = frame.groupby(["network", "algorithm", "arch", "substrate", column], as_index=False)[
+        "energy_pj"
+    ].sum()
     summed["energy_uj"] = summed["energy_pj"] / 1e6
     summed["rule · spec"] = _label(summed)
-    order = list(COMPONENT_GROUPS.values()) if by == "component" else \
-        [*PHASES, "leakage (whole step)"]
-    figure = px.bar(summed, x="rule · spec", y="energy_uj", color=column,
-                    facet_col="network", category_orders={column: order},
-                    hover_data={"energy_uj": ":,.4g"},
-                    labels={"energy_uj": "energy (µJ) per example"})
+    order = (
+        list(COMPONENT_GROUPS.values()) if by == "component" else [*PHASES, "leakage (whole step)"]
+    )
+    figure = px.bar(
+        summed,
+        x="rule · spec",
+        y="energy_uj",
+        color=column,
+        facet_col="network",
+        category_orders={column: order},
+        hover_data={"energy_uj": ":,.4g"},
+        labels={"energy_uj": "energy (µJ) per example"},
+    )
     figure.update_yaxes(matches=None, showticklabels=True)
     figure.update_xaxes(matches=None, title_text="")
     figure.for_each_annotation(lambda a: a.update(text=a.text.split("=")[-1]))
@@ -120,23 +174,31 @@ def _level(component: str, action: str) -> str | None:
 def traffic_by_layer(breakdown: pd.DataFrame, network: str) -> go.Figure:
     """Bytes per training example of one network, per layer and phase, at each level (DRAM,
     buffer or tile SRAM, NoC bytes and byte-hops), for every rule and spec."""
-    frame = breakdown[breakdown["network"] == network].copy() if not breakdown.empty else \
-        breakdown
+    frame = breakdown[breakdown["network"] == network].copy() if not breakdown.empty else breakdown
     if frame.empty:
         return _empty(f"Traffic per layer: {network}", "no simulated steps")
-    frame["level"] = [_level(c, a) for c, a in zip(frame["component"], frame["action"],
-                                                    strict=True)]
+    frame["level"] = [
+        _level(c, a) for c, a in zip(frame["component"], frame["action"], strict=True)
+    ]
     frame = frame.dropna(subset=["level"])
     frame["amount"] = frame["bytes"].where(frame["level"] != "byte_hop", frame["count"])
-    summed = frame.groupby(["algorithm", "arch", "layer", "phase", "level"],
-                           as_index=False, sort=False)["amount"].sum()
+    summed = frame.groupby(
+        ["algorithm", "arch", "layer", "phase", "level"], as_index=False, sort=False
+    )["amount"].sum()
     summed["level"] = summed["level"].map(LEVELS)
     summed["rule · spec"] = _label(summed)
-    figure = px.bar(summed, x="layer", y="amount", color="phase", facet_row="level",
-                    facet_col="rule · spec", category_orders={"phase": PHASES,
-                                                              "level": list(LEVELS.values())},
-                    hover_data={"amount": ":,.0f"},
-                    labels={"amount": "per example"}, height=900)
+    figure = px.bar(
+        summed,
+        x="layer",
+        y="amount",
+        color="phase",
+        facet_row="level",
+        facet_col="rule · spec",
+        category_orders={"phase": PHASES, "level": list(LEVELS.values())},
+        hover_data={"amount": ":,.0f"},
+        labels={"amount": "per example"},
+        height=900,
+    )
     figure.update_yaxes(matches=None, showticklabels=True, title_text="")
     figure.for_each_annotation(lambda a: a.update(text=a.text.split("=")[-1]))
     return _style(figure, f"Traffic per layer and phase at each level: {network}")
@@ -149,23 +211,40 @@ def resource_use(resources: pd.DataFrame) -> go.Figure:
         for _, row in resources.iterrows():
             total = max(1, row["busy_cycles"] + row["idle_cycles"])
             for state in ("busy", "idle", "wait"):
-                rows.append({"network": row["network"], "algorithm": row["algorithm"],
-                             "arch": row["arch"], "resource": row["resource"],
-                             "state": state, "share": row[f"{state}_cycles"] / total})
+                rows.append(
+                    {
+                        "network": row["network"],
+                        "algorithm": row["algorithm"],
+                        "arch": row["arch"],
+                        "resource": row["resource"],
+                        "state": state,
+                        "share": row[f"{state}_cycles"] / total,
+                    }
+                )
     if not rows:
         return _empty("Resource use", "no simulated steps")
     frame = pd.DataFrame(rows)
     frame["what"] = frame["arch"] + ": " + frame["resource"]
-    figure = px.bar(frame, x="what", y="share", color="state", barmode="group",
-                    facet_col="algorithm", facet_row="network",
-                    color_discrete_map={"busy": "#444", "idle": "#ccc", "wait": "#ff7f0e"},
-                    hover_data={"share": ":.1%"},
-                    category_orders={"algorithm": list(RULE_COLOURS)},
-                    labels={"share": "share of the step"}, height=350 * frame["network"].nunique())
+    figure = px.bar(
+        frame,
+        x="what",
+        y="share",
+        color="state",
+        barmode="group",
+        facet_col="algorithm",
+        facet_row="network",
+        color_discrete_map={"busy": "#444", "idle": "#ccc", "wait": "#ff7f0e"},
+        hover_data={"share": ":.1%"},
+        category_orders={"algorithm": list(RULE_COLOURS)},
+        labels={"share": "share of the step"},
+        height=350 * frame["network"].nunique(),
+    )
     figure.update_xaxes(matches=None, title_text="")
     figure.for_each_annotation(lambda a: a.update(text=a.text.split("=")[-1]))
-    return _style(figure, "Resource use: busy, idle and wait (waiting for a busy resource) "
-                          "as a share of the step")
+    return _style(
+        figure,
+        "Resource use: busy, idle and wait (waiting for a busy resource) as a share of the step",
+    )
 
 
 def op_bounds(mapping: pd.DataFrame) -> go.Figure:
@@ -175,71 +254,112 @@ def op_bounds(mapping: pd.DataFrame) -> go.Figure:
         return _empty("What bounds each op", "no von Neumann steps")
     frame = mapping.copy()
     frame["cycles alone"] = frame[["compute_cycles", "buffer_cycles", "dram_cycles"]].max(axis=1)
-    summed = frame.groupby(["network", "algorithm", "arch", "bound"],
-                           as_index=False).agg(ops=("id", "count"),
-                                               cycles=("cycles alone", "sum"))
+    summed = frame.groupby(["network", "algorithm", "arch", "bound"], as_index=False).agg(
+        ops=("id", "count"), cycles=("cycles alone", "sum")
+    )
     summed["rule · spec"] = _label(summed)
-    figure = px.bar(summed, x="rule · spec", y="cycles", color="bound", facet_col="network",
-                    hover_data={"ops": True, "cycles": ":,.0f"},
-                    category_orders={"bound": ["compute", "buffer", "dram"]},
-                    labels={"cycles": "cycles of the ops, each alone"})
+    figure = px.bar(
+        summed,
+        x="rule · spec",
+        y="cycles",
+        color="bound",
+        facet_col="network",
+        hover_data={"ops": True, "cycles": ":,.0f"},
+        category_orders={"bound": ["compute", "buffer", "dram"]},
+        labels={"cycles": "cycles of the ops, each alone"},
+    )
     figure.update_yaxes(matches=None, showticklabels=True)
     figure.update_xaxes(matches=None, title_text="")
     figure.for_each_annotation(lambda a: a.update(text=a.text.split("=")[-1]))
-    return _style(figure, "What bounds each op on the von Neumann substrate (its mapping's "
-                          "compute, buffer and DRAM cycles; mapping.csv)")
+    return _style(
+        figure,
+        "What bounds each op on the von Neumann substrate (its mapping's "
+        "compute, buffer and DRAM cycles; mapping.csv)",
+    )
 
 
 def timeline(frame: pd.DataFrame, network: str, arch: str) -> go.Figure:
     """Busy fraction of each resource over the step, one row per rule: BP's layer-by-layer
     backward pass against DFA/SSDFA's parallel error delivery."""
-    selected = frame[(frame["network"] == network) & (frame["arch"] == arch)] \
-        if not frame.empty else frame
+    selected = (
+        frame[(frame["network"] == network) & (frame["arch"] == arch)] if not frame.empty else frame
+    )
     if selected.empty:
         return _empty(f"Timeline: {network} on {arch}", "no timeline")
     selected = selected.assign(cycle=(selected["start_cycle"] + selected["end_cycle"]) / 2)
-    figure = px.line(selected, x="cycle", y="busy_fraction", color="resource",
-                     facet_row="algorithm", hover_data={"bytes_per_cycle": ":,.2f"},
-                     render_mode="svg",
-                     category_orders={"algorithm": list(RULE_COLOURS)},
-                     labels={"busy_fraction": "busy", "cycle": "cycle of the step"},
-                     height=250 * selected["algorithm"].nunique() + 120)
+    figure = px.line(
+        selected,
+        x="cycle",
+        y="busy_fraction",
+        color="resource",
+        facet_row="algorithm",
+        hover_data={"bytes_per_cycle": ":,.2f"},
+        render_mode="svg",
+        category_orders={"algorithm": list(RULE_COLOURS)},
+        labels={"busy_fraction": "busy", "cycle": "cycle of the step"},
+        height=250 * selected["algorithm"].nunique() + 120,
+    )
     figure.update_xaxes(matches=None, showticklabels=True)
     figure.for_each_annotation(lambda a: a.update(text=a.text.split("=")[-1]))
-    return _style(figure, f"Timeline of one training step: {network} on {arch} "
-                          "(busy fraction per resource over time)")
+    return _style(
+        figure,
+        f"Timeline of one training step: {network} on {arch} "
+        "(busy fraction per resource over time)",
+    )
 
 
 def training(history: pd.DataFrame) -> go.Figure:
     """Test accuracy per epoch of each rule."""
     if history.empty:
         return _empty("Training curves", "no training history (hwsim run trains digits_fc)")
-    figure = px.line(history, x="epoch", y="test_accuracy", color="algorithm",
-                     facet_col="network", markers=True, render_mode="svg",
-                     color_discrete_map=RULE_COLOURS,
-                     hover_data={"train_accuracy": ":.2%", "test_accuracy": ":.2%",
-                                 "train_loss": ":.4f"},
-                     labels={"test_accuracy": "test accuracy"})
+    figure = px.line(
+        history,
+        x="epoch",
+        y="test_accuracy",
+        color="algorithm",
+        facet_col="network",
+        markers=True,
+        render_mode="svg",
+        color_discrete_map=RULE_COLOURS,
+        hover_data={"train_accuracy": ":.2%", "test_accuracy": ":.2%", "train_loss": ":.4f"},
+        labels={"test_accuracy": "test accuracy"},
+    )
     figure.for_each_annotation(lambda a: a.update(text=a.text.split("=")[-1]))
     return _style(figure, "Training curves: test accuracy per epoch")
 
 
 def angles(history: pd.DataFrame) -> go.Figure:
     """Angle between each rule's update and the true BP gradient, per hidden layer."""
-    columns = [column for column in history.columns
-               if column.startswith("angle_")] if not history.empty else []
+    columns = (
+        [column for column in history.columns if column.startswith("angle_")]
+        if not history.empty
+        else []
+    )
     if not columns:
         return _empty("Alignment angles", "no training history")
-    frame = history.melt(id_vars=["network", "algorithm", "epoch"], value_vars=columns,
-                         var_name="layer", value_name="angle_deg").dropna()
+    frame = history.melt(
+        id_vars=["network", "algorithm", "epoch"],
+        value_vars=columns,
+        var_name="layer",
+        value_name="angle_deg",
+    ).dropna()
     frame = frame[frame["algorithm"] != "bp"]
     if frame.empty:
         return _empty("Alignment angles", "only BP was trained (its angle is 0)")
     frame["layer"] = frame["layer"].str.removeprefix("angle_").str.removesuffix("_deg")
-    figure = px.line(frame, x="epoch", y="angle_deg", color="algorithm", line_dash="layer",
-                     facet_col="network", markers=True, render_mode="svg",
-                     color_discrete_map=RULE_COLOURS,
-                     labels={"angle_deg": "angle to the BP gradient (degrees)"})
+    figure = px.line(
+        frame,
+        x="epoch",
+        y="angle_deg",
+        color="algorithm",
+        line_dash="layer",
+        facet_col="network",
+        markers=True,
+        render_mode="svg",
+        color_discrete_map=RULE_COLOURS,
+        labels={"angle_deg": "angle to the BP gradient (degrees)"},
+    )
     figure.for_each_annotation(lambda a: a.update(text=a.text.split("=")[-1]))
-    return _style(figure, "Alignment: angle between each rule's weight update and BP's, per "
-                          "hidden layer")
+    return _style(
+        figure, "Alignment: angle between each rule's weight update and BP's, per hidden layer"
+    )

@@ -34,42 +34,75 @@ TABLES = ("costs", "breakdown", "resources", "timeline", "mapping", "history", "
 def report_figures(data: ReportData) -> list[tuple[str, str, go.Figure]]:
     """(section, explanation, figure) for everything the report shows, in order."""
     items: list[tuple[str, str, go.Figure]] = [
-        ("MACs and data movement", "Per training example, every rule on every spec. Data "
-         "movement counts bytes that leave a tile or the chip: DRAM reads and writes plus "
-         "bytes injected into the network-on-chip. Log axes; exact values on hover. The "
-         "batch of each network's traced step is in costs.csv (`hwsim run` traces the paper's "
-         "networks for one example, as the paper counts; a von Neumann machine fetches each "
-         "weight once per batch, so larger batches narrow its gap: docs/validation.md). "
-         "distributed_stationary is the paper's weight-stationary substrate.",
-         figures.fig8(data.costs)),
-        ("Energy by component", "Counts × energy per action (+ leakage × time), per training "
-         "example.", figures.energy(data.breakdown, "component")),
-        ("Energy by phase", "The same energy split by training phase; leakage is a whole-step "
-         "figure.", figures.energy(data.breakdown, "phase")),
+        (
+            "MACs and data movement",
+            "Per training example, every rule on every spec. Data "
+            "movement counts bytes that leave a tile or the chip: DRAM reads and writes plus "
+            "bytes injected into the network-on-chip. Log axes; exact values on hover. The "
+            "batch of each network's traced step is in costs.csv (`hwsim run` traces the paper's "
+            "networks for one example, as the paper counts; a von Neumann machine fetches each "
+            "weight once per batch, so larger batches narrow its gap: docs/validation.md). "
+            "distributed_stationary is the paper's weight-stationary substrate.",
+            figures.fig8(data.costs),
+        ),
+        (
+            "Energy by component",
+            "Counts × energy per action (+ leakage × time), per training example.",
+            figures.energy(data.breakdown, "component"),
+        ),
+        (
+            "Energy by phase",
+            "The same energy split by training phase; leakage is a whole-step figure.",
+            figures.energy(data.breakdown, "phase"),
+        ),
     ]
     networks = list(dict.fromkeys(data.costs["network"])) if not data.costs.empty else []
     for network in networks:
-        items.append((f"Traffic per layer: {network}", "Bytes per training example that each "
-                      "layer moves in each phase, at each level of the memory system.",
-                      figures.traffic_by_layer(data.breakdown, network)))
+        items.append(
+            (
+                f"Traffic per layer: {network}",
+                "Bytes per training example that each "
+                "layer moves in each phase, at each level of the memory system.",
+                figures.traffic_by_layer(data.breakdown, network),
+            )
+        )
     items += [
-        ("What bounds each op", "Von Neumann ops by what would limit each alone: the PE array "
-         "(compute), the buffer's bandwidth or DRAM (mapping.csv).",
-         figures.op_bounds(data.mapping)),
-        ("Resource use", "Busy and idle share of the step for every resource; wait is the "
-         "time ops spent waiting for it.", figures.resource_use(data.resources)),
+        (
+            "What bounds each op",
+            "Von Neumann ops by what would limit each alone: the PE array "
+            "(compute), the buffer's bandwidth or DRAM (mapping.csv).",
+            figures.op_bounds(data.mapping),
+        ),
+        (
+            "Resource use",
+            "Busy and idle share of the step for every resource; wait is the "
+            "time ops spent waiting for it.",
+            figures.resource_use(data.resources),
+        ),
     ]
     for network in networks:
         for arch in dict.fromkeys(data.costs.loc[data.costs["network"] == network, "arch"]):
-            items.append((f"Timeline: {network} on {arch}", "Busy fraction of each resource "
-                          "over the step: BP's backward pass runs layer after layer; DFA and "
-                          "SSDFA deliver every hidden layer's error at once.",
-                          figures.timeline(data.timeline, network, arch)))
+            items.append(
+                (
+                    f"Timeline: {network} on {arch}",
+                    "Busy fraction of each resource "
+                    "over the step: BP's backward pass runs layer after layer; DFA and "
+                    "SSDFA deliver every hidden layer's error at once.",
+                    figures.timeline(data.timeline, network, arch),
+                )
+            )
     items += [
-        ("Training curves", "Test accuracy per epoch of each rule.",
-         figures.training(data.history)),
-        ("Alignment angles", "Angle between each rule's weight update and the true BP "
-         "gradient on a fixed probe batch, per hidden layer.", figures.angles(data.history)),
+        (
+            "Training curves",
+            "Test accuracy per epoch of each rule.",
+            figures.training(data.history),
+        ),
+        (
+            "Alignment angles",
+            "Angle between each rule's weight update and the true BP "
+            "gradient on a fixed probe batch, per hidden layer.",
+            figures.angles(data.history),
+        ),
     ]
     return items
 
@@ -78,31 +111,46 @@ def _table(frame: pd.DataFrame) -> str:
     if frame.empty:
         return "<p class='note'>(none)</p>"
     head = "".join(f"<th>{html.escape(str(column))}</th>" for column in frame.columns)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(value))}</td>" for value in row)
-                   + "</tr>" for row in frame.itertuples(index=False))
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(str(value))}</td>" for value in row) + "</tr>"
+        for row in frame.itertuples(index=False)
+    )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def render(data: ReportData, title: str) -> str:
     """The page: figures as divs drawn by the plotly.min.js beside it."""
-    parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
-             f"<title>{html.escape(title)}</title><style>{STYLE}</style>"
-             f"<script src='plotly.min.js'></script></head><body>",
-             f"<h1>{html.escape(title)}</h1>",
-             "<p class='note'>Generated by hwsim; every figure is interactive (hover for "
-             "values, drag to zoom, double-click to reset). The tables behind the figures are "
-             "the CSV files in this folder: " + ", ".join(
-                 f"<a href='{name}.csv'>{name}.csv</a>" for name in TABLES) + ".</p>"]
+    parts = [
+        f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+        f"<title>{html.escape(title)}</title><style>{STYLE}</style>"
+        f"<script src='plotly.min.js'></script></head><body>",
+        f"<h1>{html.escape(title)}</h1>",
+        "<p class='note'>Generated by hwsim; every figure is interactive (hover for "
+        "values, drag to zoom, double-click to reset). The tables behind the figures are "
+        "the CSV files in this folder: "
+        + ", ".join(f"<a href='{name}.csv'>{name}.csv</a>" for name in TABLES)
+        + ".</p>",
+    ]
     for index, (section, note, figure) in enumerate(report_figures(data)):
-        div = figure.to_html(full_html=False, include_plotlyjs=False,
-                             div_id=f"figure-{index}", config={"displaylogo": False})
-        parts.append(f"<h2>{html.escape(section)}</h2><p class='note'>{html.escape(note)}</p>"
-                     f"<div class='figure'>{div}</div>")
+        div = figure.to_html(
+            full_html=False,
+            include_plotlyjs=False,
+            div_id=f"figure-{index}",
+            config={"displaylogo": False},
+        )
+        parts.append(
+            f"<h2>{html.escape(section)}</h2><p class='note'>{html.escape(note)}</p>"
+            f"<div class='figure'>{div}</div>"
+        )
     meta = pd.DataFrame(sorted(data.meta.items()), columns=["what", "value"])
-    parts += ["<h2>How to reproduce</h2>", _table(meta),
-              "<h2>Resolved specs</h2><p class='note'>Every field of every spec simulated here, "
-              "with its source: the spec file that sets it, or the schema default.</p>",
-              _table(data.specs), "</body></html>"]
+    parts += [
+        "<h2>How to reproduce</h2>",
+        _table(meta),
+        "<h2>Resolved specs</h2><p class='note'>Every field of every spec simulated here, "
+        "with its source: the spec file that sets it, or the schema default.</p>",
+        _table(data.specs),
+        "</body></html>",
+    ]
     return "\n".join(parts)
 
 

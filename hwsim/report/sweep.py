@@ -33,8 +33,9 @@ def read_results(folder: Path) -> pd.DataFrame:
     except (OSError, ValueError, pd.errors.ParserError) as exc:
         raise DataError(f"{folder / RESULTS}: cannot be read as a sweep table ({exc})") from None
     if "status" not in table or "algorithm" not in table:
-        raise DataError(f"{folder / RESULTS}: not a `hwsim sweep` results table (no status "
-                        f"or algorithm column)")
+        raise DataError(
+            f"{folder / RESULTS}: not a `hwsim sweep` results table (no status or algorithm column)"
+        )
     return table
 
 
@@ -52,11 +53,19 @@ def pareto(table: pd.DataFrame, x: str = "latency_s", y: str = "energy_pj") -> g
     faster and cheaper)."""
     ok = table[table["status"] == "ok"]
     if ok.empty or x not in ok or y not in ok:
-        return go.Figure().update_layout(title="Pareto front: no ok rows with latency and "
-                                               "energy")
+        return go.Figure().update_layout(title="Pareto front: no ok rows with latency and energy")
     hover = [column for column in (*axes(ok), "network", "batch_size") if column in ok]
-    figure = px.scatter(ok, x=x, y=y, color="algorithm", color_discrete_map=RULE_COLOURS,
-                        hover_data=hover, log_x=True, log_y=True, opacity=0.5)
+    figure = px.scatter(
+        ok,
+        x=x,
+        y=y,
+        color="algorithm",
+        color_discrete_map=RULE_COLOURS,
+        hover_data=hover,
+        log_x=True,
+        log_y=True,
+        opacity=0.5,
+    )
     for rule, rows in ok.groupby("algorithm", sort=False):
         front = []
         best = float("inf")
@@ -65,20 +74,34 @@ def pareto(table: pd.DataFrame, x: str = "latency_s", y: str = "energy_pj") -> g
                 front.append(row)
                 best = row[y]
         frame = pd.DataFrame(front)
-        figure.add_trace(go.Scatter(x=frame[x], y=frame[y], mode="lines+markers",
-                                    name=f"{rule} front", line=dict(
-                                        color=RULE_COLOURS.get(rule, "#444"), width=2)))
-    return _style(figure, "Energy against latency per training example, and each rule's "
-                          "Pareto front")
+        figure.add_trace(
+            go.Scatter(
+                x=frame[x],
+                y=frame[y],
+                mode="lines+markers",
+                name=f"{rule} front",
+                line=dict(color=RULE_COLOURS.get(rule, "#444"), width=2),
+            )
+        )
+    return _style(
+        figure, "Energy against latency per training example, and each rule's Pareto front"
+    )
 
 
 def metric_by_axis(table: pd.DataFrame, axis: str, metric: str) -> go.Figure:
     """A metric's mean over the other axes at each value of `axis`, per rule."""
     ok = table[table["status"] == "ok"]
     means = ok.groupby([axis, "algorithm"], as_index=False)[metric].mean()
-    figure = px.line(means, x=axis, y=metric, color="algorithm", markers=True,
-                     color_discrete_map=RULE_COLOURS, render_mode="svg",
-                     log_y=bool((means[metric] > 0).all()))
+    figure = px.line(
+        means,
+        x=axis,
+        y=metric,
+        color="algorithm",
+        markers=True,
+        color_discrete_map=RULE_COLOURS,
+        render_mode="svg",
+        log_y=bool((means[metric] > 0).all()),
+    )
     return _style(figure, f"{metric} against {axis} (mean over the other axes)")
 
 
@@ -90,10 +113,14 @@ def heatmaps(table: pd.DataFrame, metric: str = "energy_pj") -> list[go.Figure]:
         return []
     figures = []
     for rule, rows in ok.groupby("algorithm", sort=False):
-        grid = rows.pivot_table(index=swept[0], columns=swept[1], values=metric,
-                                aggfunc="mean")
-        figure = px.imshow(grid, text_auto=".3g", aspect="auto",
-                           labels=dict(color=metric), color_continuous_scale="Viridis")
+        grid = rows.pivot_table(index=swept[0], columns=swept[1], values=metric, aggfunc="mean")
+        figure = px.imshow(
+            grid,
+            text_auto=".3g",
+            aspect="auto",
+            labels=dict(color=metric),
+            color_continuous_scale="Viridis",
+        )
         figures.append(_style(figure, f"{metric} of {rule} over {swept[0]} × {swept[1]}"))
     return figures
 
@@ -106,8 +133,13 @@ def winners(table: pd.DataFrame) -> pd.DataFrame:
         for metric in ("energy_pj", "latency_s"):
             if metric in group:
                 best = group.loc[group[metric].idxmin()]
-                rows.append({"algorithm": rule, "best by": metric,
-                             **{column: best[column] for column in (*axes(ok), *metrics(ok))}})
+                rows.append(
+                    {
+                        "algorithm": rule,
+                        "best by": metric,
+                        **{column: best[column] for column in (*axes(ok), *metrics(ok))},
+                    }
+                )
     return pd.DataFrame(rows)
 
 
@@ -119,16 +151,23 @@ def write_sweep_report(folder: Path, out: Path) -> Path:
             figures.append((f"{metric} against {axis}", metric_by_axis(table, axis, metric)))
     figures += [("Heatmap", figure) for figure in heatmaps(table)]
     failed = int((table["status"] != "ok").sum())
-    parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
-             f"<title>hwsim sweep report</title><style>{STYLE}</style>"
-             f"<script src='plotly.min.js'></script></head><body>",
-             f"<h1>Sweep report: {html.escape(str(folder))}</h1>",
-             f"<p class='note'>{len(table)} rows, {failed} failed; the table is "
-             f"<a href='{RESULTS}'>{RESULTS}</a>. Per training example.</p>",
-             "<h2>Winner per rule</h2>", _table(winners(table))]
+    parts = [
+        f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+        f"<title>hwsim sweep report</title><style>{STYLE}</style>"
+        f"<script src='plotly.min.js'></script></head><body>",
+        f"<h1>Sweep report: {html.escape(str(folder))}</h1>",
+        f"<p class='note'>{len(table)} rows, {failed} failed; the table is "
+        f"<a href='{RESULTS}'>{RESULTS}</a>. Per training example.</p>",
+        "<h2>Winner per rule</h2>",
+        _table(winners(table)),
+    ]
     for index, (title, figure) in enumerate(figures):
-        div = figure.to_html(full_html=False, include_plotlyjs=False,
-                             div_id=f"figure-{index}", config={"displaylogo": False})
+        div = figure.to_html(
+            full_html=False,
+            include_plotlyjs=False,
+            div_id=f"figure-{index}",
+            config={"displaylogo": False},
+        )
         parts.append(f"<h2>{html.escape(title)}</h2><div class='figure'>{div}</div>")
     parts.append("</body></html>")
     out.mkdir(parents=True, exist_ok=True)

@@ -32,7 +32,8 @@ class Ledger:
     """All counters and busy intervals of one simulation."""
 
     counts: dict[tuple[str, str, str, str], list[int]] = field(
-        default_factory=lambda: defaultdict(lambda: [0, 0, 0]))
+        default_factory=lambda: defaultdict(lambda: [0, 0, 0])
+    )
     intervals: list[tuple[str, int, int, int]] = field(default_factory=list)
     waits: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     mappings: list[dict[str, Any]] = field(default_factory=list)  # one row per planned op
@@ -42,8 +43,16 @@ class Ledger:
         """Note a storage resource's occupancy; the result reports its peak."""
         self.peak_bytes[resource] = max(self.peak_bytes[resource], nbytes)
 
-    def add(self, scope: Scope, component: str, action: str, *, count: int = 0,
-            nbytes: int = 0, cycles: int = 0) -> None:
+    def add(
+        self,
+        scope: Scope,
+        component: str,
+        action: str,
+        *,
+        count: int = 0,
+        nbytes: int = 0,
+        cycles: int = 0,
+    ) -> None:
         row = self.counts[(scope.layer, scope.phase, component, action)]
         row[0] += count
         row[1] += nbytes
@@ -91,8 +100,9 @@ class SharedUnit:
     in between a long op's tiles).  Completions land on whole cycles.  Busy intervals are the
     stretches with at least one user."""
 
-    def __init__(self, env: simpy.Environment, name: str, ledger: Ledger,
-                 shortest_first: bool = False) -> None:
+    def __init__(
+        self, env: simpy.Environment, name: str, ledger: Ledger, shortest_first: bool = False
+    ) -> None:
         self.env = env
         self.name = name
         self.ledger = ledger
@@ -160,8 +170,14 @@ class Dram:
     """Off-chip memory: channels that every transfer stripes evenly, so they act as one
     resource of their summed bandwidth; a pipelined latency paid once per transfer."""
 
-    def __init__(self, env: simpy.Environment, channels: int, bytes_per_cycle: float,
-                 latency_cycles: int, ledger: Ledger) -> None:
+    def __init__(
+        self,
+        env: simpy.Environment,
+        channels: int,
+        bytes_per_cycle: float,
+        latency_cycles: int,
+        ledger: Ledger,
+    ) -> None:
         self.env = env
         self.ledger = ledger
         self.bytes_per_cycle = channels * bytes_per_cycle
@@ -175,33 +191,44 @@ class Dram:
         else:
             yield from self.move(scope, 0, nbytes)
 
-    def move(self, scope: Scope, read_bytes: int, write_bytes: int,
-             latency: bool = True) -> Process:
+    def move(
+        self, scope: Scope, read_bytes: int, write_bytes: int, latency: bool = True
+    ) -> Process:
         """Read and write in one stretch of the channels; `latency=False` for transfers whose
         latency hides behind earlier requests (a pipeline's steady state)."""
         nbytes = read_bytes + write_bytes
         if nbytes <= 0:
             return
         start = self.env.now
-        yield from self.unit.hold(ceil_div(nbytes, self.bytes_per_cycle), nbytes,
-                                  scope.priority)
+        yield from self.unit.hold(ceil_div(nbytes, self.bytes_per_cycle), nbytes, scope.priority)
         if latency and self.latency_cycles:
             yield self.env.timeout(self.latency_cycles)
         cycles = self.env.now - start
         for action, amount in (("read", read_bytes), ("write", write_bytes)):
             if amount:
-                self.ledger.add(scope, "dram", action, count=1, nbytes=amount,
-                                cycles=cycles * amount // nbytes)
+                self.ledger.add(
+                    scope, "dram", action, count=1, nbytes=amount, cycles=cycles * amount // nbytes
+                )
 
 
 class Compute:
     """A group of MAC units or vector ALUs: one op at a time, or (`shared`) every op that uses
     it at once progressing at an equal share of its rate."""
 
-    def __init__(self, env: simpy.Environment, component: str, resource: str,
-                 ledger: Ledger, shared: bool = False, shortest_first: bool = False) -> None:
-        self.unit = SharedUnit(env, resource, ledger, shortest_first) if shared else \
-            Unit(env, resource, ledger)
+    def __init__(
+        self,
+        env: simpy.Environment,
+        component: str,
+        resource: str,
+        ledger: Ledger,
+        shared: bool = False,
+        shortest_first: bool = False,
+    ) -> None:
+        self.unit = (
+            SharedUnit(env, resource, ledger, shortest_first)
+            if shared
+            else Unit(env, resource, ledger)
+        )
         self.component = component
         self.ledger = ledger
 
@@ -210,5 +237,6 @@ class Compute:
         if macs:
             self.ledger.add(scope, self.component, "mac", count=macs, cycles=cycles)
         if vector_ops:
-            self.ledger.add(scope, self.component, "vector_op", count=vector_ops,
-                            cycles=0 if macs else cycles)
+            self.ledger.add(
+                scope, self.component, "vector_op", count=vector_ops, cycles=0 if macs else cycles
+            )

@@ -77,8 +77,11 @@ class ConvShape:
 def delivered_bytes(shape: ConvShape, partition: ConvPartition) -> int:
     """Bytes the cut makes the NoC deliver per step (halo left out): the forward pass, and
     the weight-gradient pass when the layer is trained."""
-    spatial, groups, inputs = (partition.spatial_blocks, partition.channel_groups,
-                               partition.input_groups)
+    spatial, groups, inputs = (
+        partition.spatial_blocks,
+        partition.channel_groups,
+        partition.input_groups,
+    )
     total = spatial * shape.weight_bytes + groups * shape.input_bytes
     if inputs > 1:
         total += int(inputs * shape.output_bytes * shape.accumulator_ratio)
@@ -89,17 +92,25 @@ def delivered_bytes(shape: ConvShape, partition: ConvPartition) -> int:
     return total
 
 
-def estimated_cycles(shape: ConvShape, partition: ConvPartition, macs_per_tile_per_cycle: int,
-                     link_bytes_per_cycle: float) -> int:
+def estimated_cycles(
+    shape: ConvShape,
+    partition: ConvPartition,
+    macs_per_tile_per_cycle: int,
+    link_bytes_per_cycle: float,
+) -> int:
     """Compute over the tiles used, or what one tile receives over its link if slower."""
-    per_tile = ceil_div(shape.weight_bytes, partition.channel_groups * partition.input_groups) \
-        + ceil_div(shape.input_bytes, partition.spatial_blocks * partition.input_groups)
-    return max(ceil_div(shape.macs, partition.tiles * macs_per_tile_per_cycle),
-               ceil_div(per_tile, link_bytes_per_cycle))
+    per_tile = ceil_div(
+        shape.weight_bytes, partition.channel_groups * partition.input_groups
+    ) + ceil_div(shape.input_bytes, partition.spatial_blocks * partition.input_groups)
+    return max(
+        ceil_div(shape.macs, partition.tiles * macs_per_tile_per_cycle),
+        ceil_div(per_tile, link_bytes_per_cycle),
+    )
 
 
-def choose_partition(shape: ConvShape, *, tiles: int, macs_per_tile_per_cycle: int,
-                     link_bytes_per_cycle: float) -> ConvPartition:
+def choose_partition(
+    shape: ConvShape, *, tiles: int, macs_per_tile_per_cycle: int, link_bytes_per_cycle: float
+) -> ConvPartition:
     """The cut over at most `tiles` tiles that moves the fewest bytes among the near-fastest."""
     scored: list[tuple[int, int, int, ConvPartition]] = []
     for groups in _candidates(shape.output_channels, tiles):
@@ -109,14 +120,13 @@ def choose_partition(shape: ConvShape, *, tiles: int, macs_per_tile_per_cycle: i
             columns = min(shape.output_width, max(1, spatial // rows))
             rows = min(shape.output_height, max(rows, spatial // columns))
             partition = ConvPartition(groups, rows, columns, inputs)
-            cycles = estimated_cycles(shape, partition, macs_per_tile_per_cycle,
-                                      link_bytes_per_cycle)
-            scored.append((cycles, delivered_bytes(shape, partition), partition.tiles,
-                           partition))
+            cycles = estimated_cycles(
+                shape, partition, macs_per_tile_per_cycle, link_bytes_per_cycle
+            )
+            scored.append((cycles, delivered_bytes(shape, partition), partition.tiles, partition))
     fastest = min(cycles for cycles, *_ in scored)
     near = [entry for entry in scored if entry[0] <= fastest * CYCLE_TOLERANCE]
-    return min(near, key=lambda entry: (entry[1], entry[0], -entry[2],
-                                        entry[3].channel_groups))[3]
+    return min(near, key=lambda entry: (entry[1], entry[0], -entry[2], entry[3].channel_groups))[3]
 
 
 def _split(total: int, parts: int) -> list[int]:
@@ -124,8 +134,9 @@ def _split(total: int, parts: int) -> list[int]:
     return [share + (1 if i < extra else 0) for i in range(parts)]
 
 
-def window_lengths(output_size: int, blocks: int, kernel: int, stride: int, pad_before: int,
-                   input_size: int) -> list[int]:
+def window_lengths(
+    output_size: int, blocks: int, kernel: int, stride: int, pad_before: int, input_size: int
+) -> list[int]:
     """Input rows (or columns) each block of output rows reads, padding excluded."""
     lengths = []
     start = 0
@@ -141,13 +152,30 @@ def window_lengths(output_size: int, blocks: int, kernel: int, stride: int, pad_
 
 def input_window_elements(op: Conv2DOp, partition: ConvPartition) -> int:
     """Σ over spatial blocks of the input window (rows × columns × input channels × batch)."""
-    pads = [same_padding(size, kernel, op.stride)[0] if op.padding == Padding.SAME else 0
-            for size, kernel in ((op.input_height, op.kernel_height),
-                                 (op.input_width, op.kernel_width))]
-    rows = sum(window_lengths(op.output_height, min(partition.row_blocks, op.output_height),
-                              op.kernel_height, op.stride, pads[0], op.input_height))
-    columns = sum(window_lengths(op.output_width, min(partition.column_blocks, op.output_width),
-                                 op.kernel_width, op.stride, pads[1], op.input_width))
+    pads = [
+        same_padding(size, kernel, op.stride)[0] if op.padding == Padding.SAME else 0
+        for size, kernel in ((op.input_height, op.kernel_height), (op.input_width, op.kernel_width))
+    ]
+    rows = sum(
+        window_lengths(
+            op.output_height,
+            min(partition.row_blocks, op.output_height),
+            op.kernel_height,
+            op.stride,
+            pads[0],
+            op.input_height,
+        )
+    )
+    columns = sum(
+        window_lengths(
+            op.output_width,
+            min(partition.column_blocks, op.output_width),
+            op.kernel_width,
+            op.stride,
+            pads[1],
+            op.input_width,
+        )
+    )
     return rows * columns * op.input_channels * op.batch
 
 

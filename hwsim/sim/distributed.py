@@ -136,9 +136,15 @@ class TileGroups:
 
 
 class DistributedSubstrate:
-    def __init__(self, env: simpy.Environment, arch: ArchSpec, header: TraceHeader,
-                 ledger: Ledger, source: str = "arch",
-                 records: Sequence[OpRecord] = ()) -> None:
+    def __init__(
+        self,
+        env: simpy.Environment,
+        arch: ArchSpec,
+        header: TraceHeader,
+        ledger: Ledger,
+        source: str = "arch",
+        records: Sequence[OpRecord] = (),
+    ) -> None:
         self.env = env
         self.arch = arch
         self.ledger = ledger
@@ -148,8 +154,9 @@ class DistributedSubstrate:
         self.network = Network(env, arch.noc, self.placement, ledger)
         self.geometry = self.network.geometry
         dram = arch.dram
-        self.dram = Dram(env, dram.channels, dram.bandwidth_bytes_per_cycle,
-                         dram.latency_cycles, ledger)
+        self.dram = Dram(
+            env, dram.channels, dram.bandwidth_bytes_per_cycle, dram.latency_cycles, ledger
+        )
         self.tiles = TileGroups(env, arch.tiles.count, ledger)
         self.reserve_bytes = reserve_bytes(arch)
         self.feedback = {info.layer: info for info in header.feedback}
@@ -159,25 +166,39 @@ class DistributedSubstrate:
         self.pending: dict[str, Pending] = {}
         self.dram_bytes = self.placement.spilled_bytes  # what the substrate keeps in DRAM
         self.in_dram: set[str] = set()
-        self.rank = critical_path_ranks(records, {record.id: self._alone(record)
-                                                  for record in records})
+        self.rank = critical_path_ranks(
+            records, {record.id: self._alone(record) for record in records}
+        )
 
     def _alone(self, record: OpRecord) -> int:
         """A record's cycles alone, roughly: compute on its tiles, or its operands over one
         link into them, or its spilled share from DRAM — for ranking only."""
         region, _ = self._region(record)
         tiles = self.arch.tiles
-        compute = compute_cycles(record, vector_ops_per_cycle=region.tiles *
-                                 tiles.vector_ops_per_cycle,
-                                 macs_per_cycle=region.tiles * tiles.macs_per_cycle)
+        compute = compute_cycles(
+            record,
+            vector_ops_per_cycle=region.tiles * tiles.vector_ops_per_cycle,
+            macs_per_cycle=region.tiles * tiles.macs_per_cycle,
+        )
         own = self.placement.region_of(record.layer)
-        moved = sum(self._bytes(operand) for operand in record.reads
-                    if operand.role not in RESIDENT_ROLES or region.key != own.key)
-        spilled = math.ceil(sum(self._bytes(operand) for operand in
-                                (*record.reads, *record.writes)
-                                if operand.role in RESIDENT_ROLES) * own.spilled_fraction)
-        return max(compute, ceil_div(moved, self.arch.noc.link_bandwidth_bytes_per_cycle),
-                   ceil_div(spilled, self.dram.bytes_per_cycle))
+        moved = sum(
+            self._bytes(operand)
+            for operand in record.reads
+            if operand.role not in RESIDENT_ROLES or region.key != own.key
+        )
+        spilled = math.ceil(
+            sum(
+                self._bytes(operand)
+                for operand in (*record.reads, *record.writes)
+                if operand.role in RESIDENT_ROLES
+            )
+            * own.spilled_fraction
+        )
+        return max(
+            compute,
+            ceil_div(moved, self.arch.noc.link_bandwidth_bytes_per_cycle),
+            ceil_div(spilled, self.dram.bytes_per_cycle),
+        )
 
     def _bytes(self, operand: Operand) -> int:
         return operand_bytes(operand, self.arch.precision)
@@ -186,8 +207,10 @@ class DistributedSubstrate:
         self.dram_bytes += nbytes
         capacity = self.arch.dram.capacity_bytes
         if capacity is not None and self.dram_bytes > capacity:
-            raise SpecError(f"{self.source}: dram.capacity_bytes: {self.network_name} needs "
-                            f"{self.dram_bytes:,} bytes of DRAM ({what}) (got {capacity:,})")
+            raise SpecError(
+                f"{self.source}: dram.capacity_bytes: {self.network_name} needs "
+                f"{self.dram_bytes:,} bytes of DRAM ({what}) (got {capacity:,})"
+            )
 
     # -- where an op runs -----------------------------------------------------------------
 
@@ -203,8 +226,11 @@ class DistributedSubstrate:
     def execute(self, record: OpRecord, region: Region | None = None) -> Process:
         scope = Scope(record.layer, record.phase.value, self.rank.get(record.id, 0))
         own = self.placement.region_of(record.layer)
-        transport = (record.phase == Phase.ERROR and not isinstance(record.op, Conv2DOp)
-                     and any(o.role == Role.WEIGHT for o in record.reads))
+        transport = (
+            record.phase == Phase.ERROR
+            and not isinstance(record.op, Conv2DOp)
+            and any(o.role == Role.WEIGHT for o in record.reads)
+        )
         transpose = self.arch.mapping.backward == BackwardTransport.TRANSPOSE_WEIGHTS
         if transport and transpose and region is None:
             for operand in record.writes:  # computed in the region that first reads it
@@ -219,8 +245,11 @@ class DistributedSubstrate:
             if pending is not None and pending.record is not None:
                 del self.pending[operand.tensor]
                 yield from self.execute(pending.record, region)
-        moves = [move for operand in record.reads
-                 for move in self._fetch(scope, record, operand, own, region, group)]
+        moves = [
+            move
+            for operand in record.reads
+            for move in self._fetch(scope, record, operand, own, region, group)
+        ]
         received = sum(m.transfer.delivered_bytes for m in moves if m.transfer is not None)
         read_bytes = sum(self._bytes(operand) for operand in record.reads)
         write_bytes = sum(self._bytes(operand) for operand in record.writes)
@@ -229,17 +258,24 @@ class DistributedSubstrate:
         if record.macs:
             self.ledger.add(scope, "tiles", "mac", count=record.macs, cycles=cycles)
         if record.other_ops:
-            self.ledger.add(scope, "tiles", "vector_op", count=record.other_ops,
-                            cycles=0 if record.macs else cycles)
+            self.ledger.add(
+                scope,
+                "tiles",
+                "vector_op",
+                count=record.other_ops,
+                cycles=0 if record.macs else cycles,
+            )
         self.ledger.add(scope, SRAM, "read", nbytes=read_bytes)
         self.ledger.add(scope, SRAM, "write", nbytes=write_bytes + received)
         yield from self._store(scope, record, own, region, group, partial_sums)
 
     def _cycles(self, record: OpRecord, region: Region, sram_bytes: int) -> int:
         tiles = self.arch.tiles
-        cycles = compute_cycles(record, vector_ops_per_cycle=region.tiles *
-                                tiles.vector_ops_per_cycle,
-                                macs_per_cycle=region.tiles * tiles.macs_per_cycle)
+        cycles = compute_cycles(
+            record,
+            vector_ops_per_cycle=region.tiles * tiles.vector_ops_per_cycle,
+            macs_per_cycle=region.tiles * tiles.macs_per_cycle,
+        )
         bandwidth = region.tiles * tiles.sram.bandwidth_bytes_per_cycle
         return max(cycles, ceil_div(sram_bytes, bandwidth))
 
@@ -258,8 +294,9 @@ class DistributedSubstrate:
             elif steps:
                 yield self.env.all_of([self.env.process(step) for step in steps])
 
-    def _fetch_and_compute(self, scope: Scope, moves: list[Move], region: Region, cycles: int,
-                           received: int) -> Process:
+    def _fetch_and_compute(
+        self, scope: Scope, moves: list[Move], region: Region, cycles: int, received: int
+    ) -> Process:
         """The first block's operands, then the rest while the tiles compute, then the last
         block's compute; one block when everything fits in half the reserve."""
         for move in moves:
@@ -274,15 +311,25 @@ class DistributedSubstrate:
         yield from self._perform(scope, [move.part(1, blocks) for move in moves])
         rest = [move.part(blocks - 1, blocks) for move in moves]
         tail = ceil_div(cycles, blocks)
-        yield self.env.all_of([self.env.process(self._perform(scope, rest)),
-                               self.env.process(self.tiles.hold(region, cycles - tail,
-                                                                scope.priority))])
+        yield self.env.all_of(
+            [
+                self.env.process(self._perform(scope, rest)),
+                self.env.process(self.tiles.hold(region, cycles - tail, scope.priority)),
+            ]
+        )
         yield from self.tiles.hold(region, tail, scope.priority)
 
     # -- fetching operands ----------------------------------------------------------------
 
-    def _fetch(self, scope: Scope, record: OpRecord, operand: Operand, own: Region,
-               region: Region, group: ConvGroup | None) -> list[Move]:
+    def _fetch(
+        self,
+        scope: Scope,
+        record: OpRecord,
+        operand: Operand,
+        own: Region,
+        region: Region,
+        group: ConvGroup | None,
+    ) -> list[Move]:
         """What brings one read operand into `region`'s tiles."""
         nbytes = self._bytes(operand)
         geometry = self.geometry
@@ -291,14 +338,19 @@ class DistributedSubstrate:
             spilled = math.ceil(nbytes * own.spilled_fraction)
             if spilled:
                 moves.append(Move(spilled, geometry.scatter(spilled, MEMORY, own), own))
-            if group is not None and (region.key != own.key or
-                                      group.partition.spatial_blocks > 1):
+            if group is not None and (region.key != own.key or group.partition.spatial_blocks > 1):
                 # Reloaded (time-shared) or replicated over the spatial blocks: every tile
                 # gets its channel group's share, sent by the tiles that store it.
-                per_tile = ceil_div(nbytes, group.partition.channel_groups
-                                    * group.partition.input_groups)
-                moves.append(Move(0, geometry.broadcast(nbytes, own, region, per_tile,
-                                                        sources=own.tiles), region))
+                per_tile = ceil_div(
+                    nbytes, group.partition.channel_groups * group.partition.input_groups
+                )
+                moves.append(
+                    Move(
+                        0,
+                        geometry.broadcast(nbytes, own, region, per_tile, sources=own.tiles),
+                        region,
+                    )
+                )
             elif region.key != own.key:
                 moves.append(Move(0, geometry.scatter(nbytes, own, region), region))
             return moves
@@ -334,36 +386,52 @@ class DistributedSubstrate:
             self.copies.setdefault(operand.tensor, set()).add(region.key)  # kept for later
         return moves
 
-    def _transfer(self, record: OpRecord, operand: Operand, nbytes: int, source: Region | None,
-                  region: Region, group: ConvGroup | None) -> Transfer:
+    def _transfer(
+        self,
+        record: OpRecord,
+        operand: Operand,
+        nbytes: int,
+        source: Region | None,
+        region: Region,
+        group: ConvGroup | None,
+    ) -> Transfer:
         geometry = self.geometry
-        near = source is not None and self._is_group(source) and self._is_group(region) and \
-            _overlap(source, region)
+        near = (
+            source is not None
+            and self._is_group(source)
+            and self._is_group(region)
+            and _overlap(source, region)
+        )
         if group is not None and operand.role in MAP_ROLES:
             # A convolution's tiles each receive their input window: halo included, once per
             # channel group.
-            windows = math.ceil(nbytes * input_window_elements(record.op, group.partition)
-                                / max(1, operand.elements))
+            windows = math.ceil(
+                nbytes
+                * input_window_elements(record.op, group.partition)
+                / max(1, operand.elements)
+            )
             delivered = group.partition.channel_groups * windows
             if near:  # multicast injects each element once for all the tiles that need it
                 injected = nbytes if self.arch.noc.multicast else delivered
                 return geometry.neighbours(delivered, injected, region)
             sources = 1 if source is None else source.tiles
-            return geometry.broadcast(nbytes, source, region,
-                                      ceil_div(delivered, region.tiles), sources)
-        if group is not None and operand.role == Role.ERROR and \
-                group.partition.input_groups > 1:
+            return geometry.broadcast(
+                nbytes, source, region, ceil_div(delivered, region.tiles), sources
+            )
+        if group is not None and operand.role == Role.ERROR and group.partition.input_groups > 1:
             # δ of the output map, its slices wanted by the tiles of every input group.
             delivered = group.partition.input_groups * nbytes
             injected = nbytes if self.arch.noc.multicast else delivered
             if near:
                 return geometry.neighbours(delivered, injected, region)
             sources = 1 if source is None else source.tiles
-            return geometry.broadcast(nbytes, source, region,
-                                      ceil_div(delivered, region.tiles), sources)
+            return geometry.broadcast(
+                nbytes, source, region, ceil_div(delivered, region.tiles), sources
+            )
         if isinstance(record.op, GatherOp) and operand.role == Role.ERROR:
-            wanted = distinct_errors_per_tile(self.feedback[record.layer], region.tiles,
-                                              self.arch.mapping.policy)
+            wanted = distinct_errors_per_tile(
+                self.feedback[record.layer], region.tiles, self.arch.mapping.policy
+            )
             per_tile = math.ceil(nbytes * wanted / record.op.classes)
             return geometry.broadcast(nbytes, source, region, per_tile)
         if isinstance(record.op, MatmulOp) and operand.role != Role.LABEL:
@@ -380,8 +448,15 @@ class DistributedSubstrate:
 
     # -- storing results ------------------------------------------------------------------
 
-    def _store(self, scope: Scope, record: OpRecord, own: Region, region: Region,
-               group: ConvGroup | None, partial_sums: bool) -> Process:
+    def _store(
+        self,
+        scope: Scope,
+        record: OpRecord,
+        own: Region,
+        region: Region,
+        group: ConvGroup | None,
+        partial_sums: bool,
+    ) -> Process:
         accumulator_bits = self.arch.precision.accumulator_bits
         held = 0
         for operand in record.writes:
@@ -391,7 +466,8 @@ class DistributedSubstrate:
                 if spilled:
                     yield from self.dram.transfer(scope, spilled, "write")
                     yield from self.network.send(
-                        scope, self.geometry.scatter(spilled, MEMORY, own), own)
+                        scope, self.geometry.scatter(spilled, MEMORY, own), own
+                    )
             elif partial_sums:  # partial sums wait in this region for their reader
                 partial = ceil_div(operand.elements * accumulator_bits, 8)
                 self.pending[operand.tensor] = Pending(scope, region, partial_bytes=partial)
@@ -399,30 +475,39 @@ class DistributedSubstrate:
                 # Each spatial block holds a partial weight gradient: sum them at home.
                 partition = group.partition
                 if partition.spatial_blocks > 1 or region.key != own.key:
-                    partial = ceil_div(operand.elements * accumulator_bits,
-                                       8 * partition.channel_groups * partition.input_groups)
-                    yield from self._send_into(scope, self.geometry.reduce(partial, region, own),
-                                               own)
+                    partial = ceil_div(
+                        operand.elements * accumulator_bits,
+                        8 * partition.channel_groups * partition.input_groups,
+                    )
+                    yield from self._send_into(
+                        scope, self.geometry.reduce(partial, region, own), own
+                    )
                 self._written(operand.tensor, own)
             elif group is not None and operand.role == Role.ACTIVATION:
                 # The output map: the input groups' partial sums are added up between
                 # neighbouring tiles.
-                moved = ceil_div((group.partition.input_groups - 1) * operand.elements
-                                 * accumulator_bits, 8)
+                moved = ceil_div(
+                    (group.partition.input_groups - 1) * operand.elements * accumulator_bits, 8
+                )
                 if moved > 0:
                     yield from self._send_into(
-                        scope, self.geometry.neighbours(moved, moved, region), region)
+                        scope, self.geometry.neighbours(moved, moved, region), region
+                    )
                 self._written(operand.tensor, region)
                 held += nbytes
             elif group is not None and operand.role == Role.ERROR:
                 # δ of the input map: channel groups' partial sums and overlapping windows
                 # are summed between neighbouring tiles.
                 windows = input_window_elements(record.op, group.partition)
-                moved = ceil_div((group.partition.channel_groups * windows - operand.elements)
-                                 * accumulator_bits, 8)
+                moved = ceil_div(
+                    (group.partition.channel_groups * windows - operand.elements)
+                    * accumulator_bits,
+                    8,
+                )
                 if moved > 0:
                     yield from self._send_into(
-                        scope, self.geometry.neighbours(moved, moved, region), region)
+                        scope, self.geometry.neighbours(moved, moved, region), region
+                    )
                 self._written(operand.tensor, region)
                 held += nbytes
             else:
@@ -436,8 +521,7 @@ class DistributedSubstrate:
         yield from self.network.send(scope, transfer, region)
         self.ledger.add(scope, SRAM, "write", nbytes=transfer.delivered_bytes)
 
-    def _hold_or_spill(self, scope: Scope, record: OpRecord, region: Region,
-                       held: int) -> Process:
+    def _hold_or_spill(self, scope: Scope, record: OpRecord, region: Region, held: int) -> Process:
         """What the op's tiles must keep of activations and errors; beyond the reserve it
         goes to DRAM (counted, read back by whoever reads it) or the spec is refused."""
         excess = held - self.reserve_bytes * region.tiles
@@ -449,7 +533,8 @@ class DistributedSubstrate:
                 f"op writes {held:,} bytes of activations and errors into {region.tiles:,} "
                 f"tiles whose reserves (mapping.activation_reserve_fraction of "
                 f"tiles.sram.capacity_bytes) hold {self.reserve_bytes * region.tiles:,}; allow "
-                f"spilling to DRAM or enlarge the reserve (got false)")
+                f"spilling to DRAM or enlarge the reserve (got false)"
+            )
         self._keep_in_dram(excess, f"activations and errors spilled by {record.layer}")
         yield from self.dram.transfer(scope, excess, "write")
         for operand in record.writes:

@@ -16,16 +16,16 @@ from hwsim.specs.arch import ArchSpec, Substrate
 from hwsim.specs.trace import OpRecord, Trace
 
 
-def simulate(arch: ArchSpec, trace: Trace, *, source: str = "arch",
-             timeline_bins: int = 100) -> SimResult:
+def simulate(
+    arch: ArchSpec, trace: Trace, *, source: str = "arch", timeline_bins: int = 100
+) -> SimResult:
     """Run one traced training step on `arch`; counts and cycles, no energy yet."""
     env = simpy.Environment()
     ledger = Ledger()
     if arch.substrate == Substrate.VON_NEUMANN:
         substrate = VonNeumannSubstrate(env, arch, trace, ledger, source)
     else:
-        substrate = DistributedSubstrate(env, arch, trace.header, ledger, source,
-                                         trace.records)
+        substrate = DistributedSubstrate(env, arch, trace.header, ledger, source, trace.records)
     finished: list[simpy.Process] = []
 
     def run(record: OpRecord) -> Process:

@@ -76,9 +76,19 @@ class ConvGeometry:
 
     @classmethod
     def of(cls, op: Conv2DOp) -> ConvGeometry:
-        return cls(op.conv_pass, op.batch, op.input_height, op.input_width, op.input_channels,
-                   op.output_height, op.output_width, op.output_channels, op.kernel_height,
-                   op.kernel_width, op.stride)
+        return cls(
+            op.conv_pass,
+            op.batch,
+            op.input_height,
+            op.input_width,
+            op.input_channels,
+            op.output_height,
+            op.output_width,
+            op.output_channels,
+            op.kernel_height,
+            op.kernel_width,
+            op.stride,
+        )
 
 
 @dataclass(frozen=True)
@@ -141,8 +151,9 @@ class Mapping:
 def _candidates(size: int) -> np.ndarray:
     """⌈size / 2^i⌉ and ⌈size / (3·2^i)⌉ for i = 0, 1, ... down to 1 (a doubled size's
     candidates contain the size's own)."""
-    values = sorted({-(-size // (factor << i)) for factor in (1, 3)
-                     for i in range(size.bit_length() + 1)})
+    values = sorted(
+        {-(-size // (factor << i)) for factor in (1, 3) for i in range(size.bit_length() + 1)}
+    )
     return np.array(values, dtype=np.int64)
 
 
@@ -167,8 +178,9 @@ def _plain(size: int, width: int = 1) -> _Loop:
     return _Loop(tiles, _ceil_div(np.int64(size), tiles))
 
 
-def _bands(conv: ConvGeometry, output_rows: int, input_rows: int) -> tuple[_Loop, np.ndarray,
-                                                                            np.ndarray]:
+def _bands(
+    conv: ConvGeometry, output_rows: int, input_rows: int
+) -> tuple[_Loop, np.ndarray, np.ndarray]:
     """Output-position tiles of a conv: r whole output rows of one image, or b whole images.
 
     Returns the loop (tile = positions) and, per candidate, the input rows one tile touches
@@ -178,15 +190,21 @@ def _bands(conv: ConvGeometry, output_rows: int, input_rows: int) -> tuple[_Loop
     images = _candidates(conv.batch)
     window = np.minimum(input_rows, (rows - 1) * conv.stride + conv.kernel_height)
     full, rest = output_rows // rows, output_rows % rows
-    rest_window = np.where(rest > 0, np.minimum(input_rows, (rest - 1) * conv.stride +
-                                                conv.kernel_height), 0)
+    rest_window = np.where(
+        rest > 0, np.minimum(input_rows, (rest - 1) * conv.stride + conv.kernel_height), 0
+    )
     swept = np.maximum(full * window + rest_window, input_rows)
     tiles = np.concatenate([rows * per_row, images * output_rows * per_row])
-    trips = np.concatenate([conv.batch * _ceil_div(np.int64(output_rows), rows),
-                            _ceil_div(np.int64(conv.batch), images)])
+    trips = np.concatenate(
+        [
+            conv.batch * _ceil_div(np.int64(output_rows), rows),
+            _ceil_div(np.int64(conv.batch), images),
+        ]
+    )
     tile_rows = np.concatenate([window, images * input_rows])
-    sweep_rows = np.concatenate([conv.batch * swept,
-                                 np.full(len(images), conv.batch * input_rows, np.int64)])
+    sweep_rows = np.concatenate(
+        [conv.batch * swept, np.full(len(images), conv.batch * input_rows, np.int64)]
+    )
     return _Loop(tiles, trips), tile_rows, sweep_rows
 
 
@@ -196,27 +214,31 @@ def _channels(channels: int, window: int) -> tuple[_Loop, np.ndarray]:
     return _Loop(tc * window, _ceil_div(np.int64(channels), tc)), tc
 
 
-def _grid(gemm: Gemm, align: tuple[int, int, int] = (1, 1, 1)
-          ) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
+def _grid(
+    gemm: Gemm, align: tuple[int, int, int] = (1, 1, 1)
+) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
     """Per (tm, tk, tn) candidate: tiles, trips, and each operand's tile and sweep elements
     (the elements one pass over all its tiles touches: its size, or more with a halo).
     `align`: the PE-array width each plain loop's tiles are multiples of."""
     conv = gemm.conv
     loops: list[_Loop]
     if conv is None:
-        loops = [_plain(gemm.m, align[0]), _plain(gemm.k, align[1]),
-                 _plain(gemm.n, align[2])]
+        loops = [_plain(gemm.m, align[0]), _plain(gemm.k, align[1]), _plain(gemm.n, align[2])]
         extra = None
     else:
         kernel = conv.kernel_height * conv.kernel_width
         # The input map's rows actually used (VALID padding may leave trailing rows unread).
-        used_rows = min(conv.input_height,
-                        (conv.output_height - 1) * conv.stride + conv.kernel_height)
+        used_rows = min(
+            conv.input_height, (conv.output_height - 1) * conv.stride + conv.kernel_height
+        )
         bands, tile_rows, sweep_rows = _bands(conv, conv.output_height, used_rows)
         channels, tc = _channels(conv.input_channels, kernel)
         # Which GEMM loop is positions (p), window (w) and output channels (f), per pass.
-        p, w, f = {ConvPass.FORWARD: (0, 1, 2), ConvPass.BACKWARD_DATA: (0, 2, 1),
-                   ConvPass.BACKWARD_WEIGHT: (1, 0, 2)}[conv.conv_pass]
+        p, w, f = {
+            ConvPass.FORWARD: (0, 1, 2),
+            ConvPass.BACKWARD_DATA: (0, 2, 1),
+            ConvPass.BACKWARD_WEIGHT: (1, 0, 2),
+        }[conv.conv_pass]
         outputs = _plain(conv.output_channels, align[f])
         loops = [None, None, None]  # type: ignore[list-item]
         loops[p], loops[w], loops[f] = bands, channels, outputs
@@ -235,13 +257,13 @@ def _grid(gemm: Gemm, align: tuple[int, int, int] = (1, 1, 1)
         p, w, tile_rows, sweep_rows, tc = extra
         # The feature map that the window loop indexes: A in forward / backward-weight, C in
         # backward-data.  Its tiles are windows of input rows, whole input width.
-        which = next(i for i, loops_of in enumerate(OPERAND_LOOPS)
-                     if set(loops_of) == {p, w})
+        which = next(i for i, loops_of in enumerate(OPERAND_LOOPS) if set(loops_of) == {p, w})
         width = conv.input_width
         band = index[p]
         tile_elements[which] = tile_rows[band] * width * tc[index[w]]
-        sweep_elements[which] = np.maximum(sweep_rows[band] * width * conv.input_channels,
-                                           operands[which].elements)
+        sweep_elements[which] = np.maximum(
+            sweep_rows[band] * width * conv.input_channels, operands[which].elements
+        )
     return tiles, trips, tile_elements, sweep_elements
 
 
@@ -249,8 +271,9 @@ def _bytes(elements: np.ndarray, bits: int) -> np.ndarray:
     return (elements * bits + 7) // 8
 
 
-def _tiled_compute(machine: Machine, tiles: list[np.ndarray], trips: list[np.ndarray],
-                   gemm: Gemm) -> np.ndarray:
+def _tiled_compute(
+    machine: Machine, tiles: list[np.ndarray], trips: list[np.ndarray], gemm: Gemm
+) -> np.ndarray:
     """Array cycles of every tile together: each tile folds its reduction (weight
     stationary: k over the rows, n over the columns, m streamed; output stationary: m over
     the rows, n over the columns, k streamed); the last tile of a loop may be ragged."""
@@ -259,6 +282,7 @@ def _tiled_compute(machine: Machine, tiles: list[np.ndarray], trips: list[np.nda
     def folds(loop: int, width: int) -> np.ndarray:
         last = np.maximum(1, sizes[loop] - (trips[loop] - 1) * tiles[loop])
         return (trips[loop] - 1) * -(-tiles[loop] // width) + -(-last // width)
+
     if machine.weight_stationary:
         return gemm.m * folds(1, machine.rows) * folds(2, machine.columns)
     return gemm.k * folds(0, machine.rows) * folds(2, machine.columns)
@@ -277,8 +301,9 @@ def search(gemm: Gemm, budget_bytes: int, machine: Machine | None = None) -> Map
     return found
 
 
-def _search(gemm: Gemm, budget_bytes: int, machine: Machine | None,
-            aligned: bool) -> Mapping | None:
+def _search(
+    gemm: Gemm, budget_bytes: int, machine: Machine | None, aligned: bool
+) -> Mapping | None:
     """The least-traffic mapping among the (aligned) candidates that fit.
 
     Ties go to the fewest estimated cycles on `machine` — max(the tiles' array cycles, DRAM
@@ -287,11 +312,17 @@ def _search(gemm: Gemm, budget_bytes: int, machine: Machine | None,
     the fewest steps."""
     align = (1, 1, 1)
     if machine is not None and aligned:  # the array unrolls k (WS) or m (OS) and n
-        align = (1, machine.rows, machine.columns) if machine.weight_stationary else \
-            (machine.rows, 1, machine.columns)
+        align = (
+            (1, machine.rows, machine.columns)
+            if machine.weight_stationary
+            else (machine.rows, 1, machine.columns)
+        )
     tiles, trips, tile_elements, sweep_elements = _grid(gemm, align)
-    compute = _tiled_compute(machine, tiles, trips, gemm) if machine is not None else \
-        np.zeros_like(tiles[0])
+    compute = (
+        _tiled_compute(machine, tiles, trips, gemm)
+        if machine is not None
+        else np.zeros_like(tiles[0])
+    )
     operands = (gemm.a, gemm.b, gemm.c)
     sweep_bytes = [_bytes(sweep_elements[i], operands[i].bits) for i in range(3)]
     tile_bytes = [_bytes(tile_elements[i], operands[i].bits) for i in range(3)]
@@ -311,16 +342,18 @@ def _search(gemm: Gemm, budget_bytes: int, machine: Machine | None,
             multipliers.append(revisits)
             if not operands[which].resident:
                 if which == C:  # accumulates at accumulator bits, drains a finished copy
-                    footprint = footprint + accumulating + \
-                        np.where(inner >= 0, tile_bytes[C], 0)
+                    footprint = footprint + accumulating + np.where(inner >= 0, tile_bytes[C], 0)
                 else:
                     footprint = footprint + np.where(inner >= 0, 2, 1) * tile_bytes[which]
         reads = [sweep_bytes[i] * multipliers[i] * (not operands[i].resident) for i in (A, B)]
         partial_elements = multipliers[C] * sweep_elements[C] - operands[C].elements
         partial = _bytes(partial_elements, gemm.accumulator_bits) * (not operands[C].resident)
         output = operands[C]
-        write = (output.elements * output.bits + 7) // 8 \
-            if output.written and not output.resident else 0
+        write = (
+            (output.elements * output.bits + 7) // 8
+            if output.written and not output.resident
+            else 0
+        )
         traffic = reads[A] + reads[B] + 2 * partial + write
         fits = footprint <= budget_bytes
         if not fits.any():
@@ -329,11 +362,17 @@ def _search(gemm: Gemm, budget_bytes: int, machine: Machine | None,
         if machine is not None:
             bandwidth = machine.dram_bytes_per_cycle
             # Buffer → array: every input tile each time the nest uses it (held or not).
-            port = (sweep_bytes[A] * multipliers[A] + sweep_bytes[B] * multipliers[B] +
-                    2 * partial + write) / machine.buffer_bytes_per_cycle
-            fill = np.maximum(np.maximum(compute, np.ceil(traffic / bandwidth)),
-                              np.ceil(port)) + \
-                np.ceil((reads[A] + reads[B]) / steps / bandwidth) + -(-compute // steps)
+            port = (
+                sweep_bytes[A] * multipliers[A]
+                + sweep_bytes[B] * multipliers[B]
+                + 2 * partial
+                + write
+            ) / machine.buffer_bytes_per_cycle
+            fill = (
+                np.maximum(np.maximum(compute, np.ceil(traffic / bandwidth)), np.ceil(port))
+                + np.ceil((reads[A] + reads[B]) / steps / bandwidth)
+                + -(-compute // steps)
+            )
             fill = fill.astype(np.int64)
         else:
             # A pipeline fill (the first tile's reads) of at most 1/64 of the traffic.
@@ -343,21 +382,27 @@ def _search(gemm: Gemm, budget_bytes: int, machine: Machine | None,
         choice = int(key[0])
         score = (int(traffic[choice]), int(fill[choice]), int(steps[choice]), order)
         if best is None or score < best[0]:
-            array_reads = sum(int(sweep_bytes[i][choice] * multipliers[i][choice])
-                              for i in (A, B))
-            best = (score, Mapping(
-                order=">".join(LOOPS[loop] for loop in order),
-                tiles=tuple(int(t[choice]) for t in tiles),
-                trips=tuple(int(t[choice]) for t in trips),
-                read_bytes=(int(reads[A][choice]), int(reads[B][choice])),
-                output_write_bytes=int(write), partial_bytes=int(partial[choice]),
-                footprint_bytes=int(footprint[choice]), array_read_bytes=array_reads,
-                compute_cycles=int(compute[choice])))
+            array_reads = sum(int(sweep_bytes[i][choice] * multipliers[i][choice]) for i in (A, B))
+            best = (
+                score,
+                Mapping(
+                    order=">".join(LOOPS[loop] for loop in order),
+                    tiles=tuple(int(t[choice]) for t in tiles),
+                    trips=tuple(int(t[choice]) for t in trips),
+                    read_bytes=(int(reads[A][choice]), int(reads[B][choice])),
+                    output_write_bytes=int(write),
+                    partial_bytes=int(partial[choice]),
+                    footprint_bytes=int(footprint[choice]),
+                    array_read_bytes=array_reads,
+                    compute_cycles=int(compute[choice]),
+                ),
+            )
     return None if best is None else best[1]
 
 
-def gemm_of(op: MatmulOp | Conv2DOp, a: Operand, b: Operand, c: Operand,
-            accumulator_bits: int) -> Gemm:
+def gemm_of(
+    op: MatmulOp | Conv2DOp, a: Operand, b: Operand, c: Operand, accumulator_bits: int
+) -> Gemm:
     conv = ConvGeometry.of(op) if isinstance(op, Conv2DOp) else None
     return Gemm(op.m, op.k, op.n, a, b, c, accumulator_bits, conv)
 

@@ -88,8 +88,11 @@ def resident_bytes(layer: LayerInfo, header: TraceHeader, arch: ArchSpec) -> int
     biases = layer.parameters - layer.weights
     bits = layer.weights * precision.weight_bits + biases * precision.bias_bits
     if layer.trainable:
-        bits += header.optimizer.state_tensors_per_weight * layer.parameters * \
-            precision.optimizer_state_bits
+        bits += (
+            header.optimizer.state_tensors_per_weight
+            * layer.parameters
+            * precision.optimizer_state_bits
+        )
         feedback = _feedback_for(layer.name, header.feedback)
         if feedback is not None:
             bits += feedback.nonzeros * precision.feedback_bits
@@ -134,28 +137,36 @@ def _conv_group(layer: LayerInfo, home: Region, header: TraceHeader, arch: ArchS
     height, width, channels = layer.output_shape
     batch = header.batch_size
     shape = ConvShape(
-        output_height=height, output_width=width, output_channels=channels,
-        input_channels=layer.input_shape[-1], macs=forward_macs_per_example(layer) * batch,
+        output_height=height,
+        output_width=width,
+        output_channels=channels,
+        input_channels=layer.input_shape[-1],
+        macs=forward_macs_per_example(layer) * batch,
         weight_bytes=(layer.weights * precision.weight_bits + 7) // 8,
         input_bytes=(math.prod(layer.input_shape) * batch * precision.activation_bits + 7) // 8,
-        output_bytes=(math.prod(layer.output_shape) * batch * precision.activation_bits
-                      + 7) // 8,
+        output_bytes=(math.prod(layer.output_shape) * batch * precision.activation_bits + 7) // 8,
         accumulator_ratio=precision.accumulator_bits / precision.activation_bits,
-        trained=layer.trainable)
+        trained=layer.trainable,
+    )
     if arch.mapping.spread_convolutions:
         partition = choose_partition(
-            shape, tiles=min(tiles.count, parallelism(layer)),
+            shape,
+            tiles=min(tiles.count, parallelism(layer)),
             macs_per_tile_per_cycle=tiles.macs_per_cycle,
-            link_bytes_per_cycle=arch.noc.link_bandwidth_bytes_per_cycle)
+            link_bytes_per_cycle=arch.noc.link_bandwidth_bytes_per_cycle,
+        )
     else:  # weights stay where they are stored: one output-channel group per storage tile
-        partition = ConvPartition(channel_groups=min(channels, home.tiles), row_blocks=1,
-                                  column_blocks=1)
+        partition = ConvPartition(
+            channel_groups=min(channels, home.tiles), row_blocks=1, column_blocks=1
+        )
     if partition.tiles <= home.tiles:
-        region = Region(layer.name, home.first_tile, partition.tiles, home.resident_bytes,
-                        home.spilled_bytes)
+        region = Region(
+            layer.name, home.first_tile, partition.tiles, home.resident_bytes, home.spilled_bytes
+        )
     else:
-        region = Region(layer.name, 0, partition.tiles, home.resident_bytes,
-                        home.spilled_bytes, shared=True)
+        region = Region(
+            layer.name, 0, partition.tiles, home.resident_bytes, home.spilled_bytes, shared=True
+        )
     return ConvGroup(region, partition)
 
 
@@ -163,16 +174,18 @@ def place(header: TraceHeader, arch: ArchSpec, source: str = "arch") -> Placemen
     tiles = arch.tiles
     weight_layers = [layer for layer in header.layers if layer.type in WEIGHT_TYPES]
     if tiles.count < len(weight_layers):
-        raise SpecError(f"{source}: tiles.count: {header.network} has {len(weight_layers)} "
-                        f"weight layers and needs at least one tile each (got {tiles.count})")
+        raise SpecError(
+            f"{source}: tiles.count: {header.network} has {len(weight_layers)} "
+            f"weight layers and needs at least one tile each (got {tiles.count})"
+        )
     usable = tiles.sram.capacity_bytes - reserve_bytes(arch)
     resident = [resident_bytes(layer, header, arch) for layer in weight_layers]
-    needed = [max(1, math.ceil(size / usable)) if usable else tiles.count
-              for size in resident]
+    needed = [max(1, math.ceil(size / usable)) if usable else tiles.count for size in resident]
     macs = [forward_macs_per_example(layer) for layer in weight_layers]
     # More tiles than independent outputs would idle: cap each layer at its parallelism.
-    caps = [max(need, parallelism(layer)) for need, layer in zip(needed, weight_layers,
-                                                                 strict=True)]
+    caps = [
+        max(need, parallelism(layer)) for need, layer in zip(needed, weight_layers, strict=True)
+    ]
     if sum(needed) <= tiles.count:
         counts = _fill(tiles.count, [float(m) for m in macs], needed, caps)
     else:
@@ -180,7 +193,8 @@ def place(header: TraceHeader, arch: ArchSpec, source: str = "arch") -> Placemen
             raise SpecError(
                 f"{source}: mapping.allow_spill: {header.network}'s weights, optimizer state "
                 f"and feedback need {sum(needed):,} tiles of SRAM but the spec has "
-                f"{tiles.count:,}; allow spilling to DRAM or add tiles (got false)")
+                f"{tiles.count:,}; allow spilling to DRAM or add tiles (got false)"
+            )
         # Share the tiles by storage need to spill as little as possible: convolutions
         # compute on time-shared tiles whatever their storage region.
         counts = _fill(tiles.count, [float(n) for n in needed], [1] * len(needed), needed)
@@ -196,9 +210,11 @@ def place(header: TraceHeader, arch: ArchSpec, source: str = "arch") -> Placemen
     spilled = sum(region.spilled_bytes for region in regions.values())
     capacity = arch.dram.capacity_bytes
     if capacity is not None and spilled > capacity:
-        raise SpecError(f"{source}: dram.capacity_bytes: {header.network} spills {spilled:,} "
-                        f"bytes of weights, optimizer state and feedback to DRAM, more than "
-                        f"it holds; add DRAM or tiles (got {capacity:,})")
+        raise SpecError(
+            f"{source}: dram.capacity_bytes: {header.network} spills {spilled:,} "
+            f"bytes of weights, optimizer state and feedback to DRAM, more than "
+            f"it holds; add DRAM or tiles (got {capacity:,})"
+        )
     owner: dict[str, str] = {}
     current = weight_layers[0].name
     for layer in header.layers:

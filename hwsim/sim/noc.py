@@ -34,11 +34,17 @@ class Transfer:
 
     def part(self, share: int, parts: int) -> Transfer:
         """`share` of `parts` equal slices (cycles keep their latency in every slice)."""
+
         def cut(value: int) -> int:
             return value * share // parts
-        return replace(self, injected_bytes=cut(self.injected_bytes),
-                       delivered_bytes=cut(self.delivered_bytes),
-                       byte_hops=cut(self.byte_hops), cycles=max(1, cut(self.cycles)))
+
+        return replace(
+            self,
+            injected_bytes=cut(self.injected_bytes),
+            delivered_bytes=cut(self.delivered_bytes),
+            byte_hops=cut(self.byte_hops),
+            cycles=max(1, cut(self.cycles)),
+        )
 
 
 class Geometry:
@@ -86,8 +92,14 @@ class Geometry:
     def _latency(self, hops: int) -> int:
         return hops * self.noc.hop_latency_cycles
 
-    def broadcast(self, nbytes: int, source: Region | None, destination: Region,
-                  per_tile_bytes: int | None = None, sources: int = 1) -> Transfer:
+    def broadcast(
+        self,
+        nbytes: int,
+        source: Region | None,
+        destination: Region,
+        per_tile_bytes: int | None = None,
+        sources: int = 1,
+    ) -> Transfer:
         """Every destination tile receives `per_tile_bytes` (default: all `nbytes`), injected
         by `sources` tiles at once (each its slice) on a mesh or tree."""
         tiles = destination.tiles
@@ -95,8 +107,9 @@ class Geometry:
         distance = self.distance(source, destination)
         delivered = each * tiles
         if self.noc.topology == Topology.BUS:  # one drive of the bus reaches every tap
-            return Transfer(nbytes, delivered, nbytes * distance,
-                            self._serial(nbytes) + self._latency(distance))
+            return Transfer(
+                nbytes, delivered, nbytes * distance, self._serial(nbytes) + self._latency(distance)
+            )
         if self.noc.multicast:
             edges = tiles - 1 if self.noc.topology == Topology.MESH else 2 * tiles - 2
             hops = nbytes * distance + each * edges
@@ -105,31 +118,43 @@ class Geometry:
             return Transfer(nbytes, delivered, hops, cycles)
         average = distance + self.spread(destination) // 2
         latency = self._latency(distance + self.spread(destination))
-        return Transfer(delivered, delivered, delivered * average,
-                        self._serial(ceil_div(delivered, sources)) + latency)
+        return Transfer(
+            delivered,
+            delivered,
+            delivered * average,
+            self._serial(ceil_div(delivered, sources)) + latency,
+        )
 
     def scatter(self, nbytes: int, source: Region | None, destination: Region) -> Transfer:
         """Each destination tile receives its own slice; `nbytes` in all."""
         distance = self.distance(source, destination)
         if self.noc.topology == Topology.BUS:
-            return Transfer(nbytes, nbytes, nbytes * distance,
-                            self._serial(nbytes) + self._latency(distance))
+            return Transfer(
+                nbytes, nbytes, nbytes * distance, self._serial(nbytes) + self._latency(distance)
+            )
         average = distance + self.spread(destination) // 2
         cycles = self._serial(nbytes) + self._latency(distance + self.spread(destination))
         return Transfer(nbytes, nbytes, nbytes * average, cycles)
 
-    def neighbours(self, delivered_bytes: int, injected_bytes: int,
-                   region: Region) -> Transfer:
+    def neighbours(self, delivered_bytes: int, injected_bytes: int, region: Region) -> Transfer:
         """Tiles of one region swap data with their neighbours (halo exchange, re-cutting a
         map between layers that share the tiles): one hop per byte, all links at once."""
         if self.noc.topology == Topology.BUS:
             span = self.bus_span(region, region)
-            return Transfer(injected_bytes, delivered_bytes, injected_bytes * span,
-                            self._serial(injected_bytes) + self._latency(span))
+            return Transfer(
+                injected_bytes,
+                delivered_bytes,
+                injected_bytes * span,
+                self._serial(injected_bytes) + self._latency(span),
+            )
         hops = 1 if self.noc.topology == Topology.MESH else 2
         per_tile = ceil_div(delivered_bytes, region.tiles)
-        return Transfer(injected_bytes, delivered_bytes, delivered_bytes * hops,
-                        self._serial(per_tile) + self._latency(hops))
+        return Transfer(
+            injected_bytes,
+            delivered_bytes,
+            delivered_bytes * hops,
+            self._serial(per_tile) + self._latency(hops),
+        )
 
     def reduce(self, partial_bytes: int, source: Region, destination: Region) -> Transfer:
         """Every source tile holds a `partial_bytes` partial sum; their sum goes to `destination`
@@ -138,8 +163,12 @@ class Geometry:
         distance = self.distance(source, destination)
         injected = partial_bytes * tiles
         if self.noc.topology == Topology.BUS:  # every partial sum crosses the bus on its own
-            return Transfer(injected, injected, injected * distance,
-                            self._serial(injected) + self._latency(distance))
+            return Transfer(
+                injected,
+                injected,
+                injected * distance,
+                self._serial(injected) + self._latency(distance),
+            )
         edges = tiles - 1 if self.noc.topology == Topology.MESH else 2 * tiles - 2
         hops = partial_bytes * edges + partial_bytes * distance
         cycles = self._serial(partial_bytes) + self._latency(self.spread(source) + distance)
@@ -149,8 +178,9 @@ class Geometry:
 class Network:
     """The contended links: one ingress per region (and time-shared group), or one bus."""
 
-    def __init__(self, env: simpy.Environment, noc: Noc, placement: Placement,
-                 ledger: Ledger) -> None:
+    def __init__(
+        self, env: simpy.Environment, noc: Noc, placement: Placement, ledger: Ledger
+    ) -> None:
         self.env = env
         self.ledger = ledger
         self.geometry = Geometry(noc, placement)
@@ -161,22 +191,23 @@ class Network:
         if self.bus is not None:
             return self.bus
         if destination.key not in self.ingress:
-            self.ingress[destination.key] = Unit(self.env, f"noc.{destination.key}",
-                                                 self.ledger)
+            self.ingress[destination.key] = Unit(self.env, f"noc.{destination.key}", self.ledger)
         return self.ingress[destination.key]
 
     def hold(self, transfer: Transfer, destination: Region, priority: int = 0) -> Process:
         """Occupy the links into `destination` for the transfer's cycles (no counting);
         waiting transfers go lowest `priority` first."""
         if transfer.injected_bytes > 0 or transfer.delivered_bytes > 0:
-            yield from self._ingress(destination).hold(transfer.cycles,
-                                                       transfer.injected_bytes, priority)
+            yield from self._ingress(destination).hold(
+                transfer.cycles, transfer.injected_bytes, priority
+            )
 
     def count(self, scope: Scope, transfer: Transfer) -> None:
         if transfer.injected_bytes <= 0 and transfer.delivered_bytes <= 0:
             return
-        self.ledger.add(scope, "noc", "inject", count=1, nbytes=transfer.injected_bytes,
-                        cycles=transfer.cycles)
+        self.ledger.add(
+            scope, "noc", "inject", count=1, nbytes=transfer.injected_bytes, cycles=transfer.cycles
+        )
         self.ledger.add(scope, "noc", "deliver", nbytes=transfer.delivered_bytes)
         self.ledger.add(scope, "noc", "byte_hop", count=transfer.byte_hops)
 

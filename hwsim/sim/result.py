@@ -13,10 +13,30 @@ from hwsim.specs.arch import ArchSpec
 from hwsim.specs.trace import Phase, Trace
 
 BREAKDOWN_COLUMNS = ["layer", "phase", "component", "action", "count", "bytes", "cycles"]
-MAPPING_COLUMNS = ["id", "layer", "phase", "op", "loop_order", "tile_m", "tile_k", "tile_n",
-                   "steps", "tensor_a", "tensor_b", "tensor_c", "reread_a", "reread_b",
-                   "writes_c", "footprint_bytes", "dram_read_bytes", "dram_write_bytes",
-                   "compute_cycles", "buffer_cycles", "dram_cycles", "bound"]
+MAPPING_COLUMNS = [
+    "id",
+    "layer",
+    "phase",
+    "op",
+    "loop_order",
+    "tile_m",
+    "tile_k",
+    "tile_n",
+    "steps",
+    "tensor_a",
+    "tensor_b",
+    "tensor_c",
+    "reread_a",
+    "reread_b",
+    "writes_c",
+    "footprint_bytes",
+    "dram_read_bytes",
+    "dram_write_bytes",
+    "compute_cycles",
+    "buffer_cycles",
+    "dram_cycles",
+    "bound",
+]
 
 
 @dataclass(frozen=True, eq=False)
@@ -59,10 +79,18 @@ class SimResult:
 def _breakdown(ledger: Ledger, trace: Trace) -> pd.DataFrame:
     layer_order = {layer.name: i for i, layer in enumerate(trace.header.layers)}
     phase_order = {phase.value: i for i, phase in enumerate(Phase)}
-    rows = [(layer, phase, component, action, *values)
-            for (layer, phase, component, action), values in ledger.counts.items()]
-    rows.sort(key=lambda row: (layer_order.get(row[0], len(layer_order)), phase_order[row[1]],
-                               row[2], row[3]))
+    rows = [
+        (layer, phase, component, action, *values)
+        for (layer, phase, component, action), values in ledger.counts.items()
+    ]
+    rows.sort(
+        key=lambda row: (
+            layer_order.get(row[0], len(layer_order)),
+            phase_order[row[1]],
+            row[2],
+            row[3],
+        )
+    )
     frame = pd.DataFrame(rows, columns=BREAKDOWN_COLUMNS)
     return frame.astype({"count": "int64", "bytes": "int64", "cycles": "int64"})
 
@@ -89,11 +117,28 @@ def _busy_cycles(ledger: Ledger) -> dict[str, int]:
 def _resources(ledger: Ledger, cycles: int) -> pd.DataFrame:
     busy: dict[str, int] = defaultdict(int, _busy_cycles(ledger))
     names = sorted(set(busy) | set(ledger.waits) | set(ledger.peak_bytes))
-    rows = [(name, busy[name], max(0, cycles - busy[name]), ledger.waits.get(name, 0),
-             busy[name] / cycles if cycles else 0.0, ledger.peak_bytes.get(name, 0))
-            for name in names]
-    return pd.DataFrame(rows, columns=["resource", "busy_cycles", "idle_cycles", "wait_cycles",
-                                       "utilization", "peak_bytes"])
+    rows = [
+        (
+            name,
+            busy[name],
+            max(0, cycles - busy[name]),
+            ledger.waits.get(name, 0),
+            busy[name] / cycles if cycles else 0.0,
+            ledger.peak_bytes.get(name, 0),
+        )
+        for name in names
+    ]
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "resource",
+            "busy_cycles",
+            "idle_cycles",
+            "wait_cycles",
+            "utilization",
+            "peak_bytes",
+        ],
+    )
 
 
 def _timeline(ledger: Ledger, cycles: int, bins: int) -> pd.DataFrame:
@@ -107,26 +152,43 @@ def _timeline(ledger: Ledger, cycles: int, bins: int) -> pd.DataFrame:
     for resource in sorted(by_resource):
         spans = np.array(by_resource[resource], dtype=np.float64)
         starts, ends, amounts = spans[:, 0], spans[:, 1], spans[:, 2]
-        overlap = np.clip(np.minimum(ends[:, None], edges[None, 1:]) -
-                          np.maximum(starts[:, None], edges[None, :-1]), 0, None)
+        overlap = np.clip(
+            np.minimum(ends[:, None], edges[None, 1:])
+            - np.maximum(starts[:, None], edges[None, :-1]),
+            0,
+            None,
+        )
         width = np.diff(edges)
         share = overlap / np.maximum(ends - starts, 1)[:, None]
-        frames.append(pd.DataFrame({
-            "resource": resource, "start_cycle": edges[:-1].round().astype(np.int64),
-            "end_cycle": edges[1:].round().astype(np.int64),
-            "busy_fraction": np.minimum(overlap.sum(axis=0) / width, 1.0),
-            "bytes_per_cycle": (share * amounts[:, None]).sum(axis=0) / width}))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "resource": resource,
+                    "start_cycle": edges[:-1].round().astype(np.int64),
+                    "end_cycle": edges[1:].round().astype(np.int64),
+                    "busy_fraction": np.minimum(overlap.sum(axis=0) / width, 1.0),
+                    "bytes_per_cycle": (share * amounts[:, None]).sum(axis=0) / width,
+                }
+            )
+        )
     columns = ["resource", "start_cycle", "end_cycle", "busy_fraction", "bytes_per_cycle"]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
 
 
-def build_result(arch: ArchSpec, trace: Trace, ledger: Ledger, cycles: int,
-                 bins: int) -> SimResult:
+def build_result(arch: ArchSpec, trace: Trace, ledger: Ledger, cycles: int, bins: int) -> SimResult:
     header = trace.header
     return SimResult(
-        arch=arch.name, substrate=arch.substrate.value, network=header.network,
-        algorithm=header.algorithm.value, batch_size=header.batch_size,
-        clock_hz=arch.clock_hz, cycles=cycles, breakdown=_breakdown(ledger, trace),
-        resources=_resources(ledger, cycles), timeline=_timeline(ledger, cycles, bins),
-        mapping=pd.DataFrame(sorted(ledger.mappings, key=lambda row: row["id"]),
-                             columns=MAPPING_COLUMNS))
+        arch=arch.name,
+        substrate=arch.substrate.value,
+        network=header.network,
+        algorithm=header.algorithm.value,
+        batch_size=header.batch_size,
+        clock_hz=arch.clock_hz,
+        cycles=cycles,
+        breakdown=_breakdown(ledger, trace),
+        resources=_resources(ledger, cycles),
+        timeline=_timeline(ledger, cycles, bins),
+        mapping=pd.DataFrame(
+            sorted(ledger.mappings, key=lambda row: row["id"]), columns=MAPPING_COLUMNS
+        ),
+    )

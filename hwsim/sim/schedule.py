@@ -14,8 +14,9 @@ from collections.abc import Mapping, Sequence
 from hwsim.specs.trace import OpRecord
 
 
-def critical_path_ranks(records: Sequence[OpRecord], alone_cycles: Mapping[int, int]
-                        ) -> dict[int, int]:
+def critical_path_ranks(
+    records: Sequence[OpRecord], alone_cycles: Mapping[int, int]
+) -> dict[int, int]:
     """Rank of every record (0 first) given each one's estimated cycles alone."""
     successors: dict[int, list[int]] = {record.id: [] for record in records}
     for record in records:
@@ -24,6 +25,7 @@ def critical_path_ranks(records: Sequence[OpRecord], alone_cycles: Mapping[int, 
     remaining: dict[int, int] = {}
     for record in reversed(records):  # deps name earlier records only
         remaining[record.id] = alone_cycles[record.id] + max(
-            (remaining[later] for later in successors[record.id]), default=0)
+            (remaining[later] for later in successors[record.id]), default=0
+        )
     order = sorted(remaining, key=lambda record_id: (-remaining[record_id], record_id))
     return {record_id: rank for rank, record_id in enumerate(order)}

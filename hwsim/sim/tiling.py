@@ -51,8 +51,13 @@ def array_cycles(m: int, k: int, n: int, pe: PeArray) -> int:
     return k * ceil_div(m, pe.rows) * ceil_div(n, pe.columns)
 
 
-def compute_cycles(record: OpRecord, *, vector_ops_per_cycle: int, pe: PeArray | None = None,
-                   macs_per_cycle: int = 1) -> int:
+def compute_cycles(
+    record: OpRecord,
+    *,
+    vector_ops_per_cycle: int,
+    pe: PeArray | None = None,
+    macs_per_cycle: int = 1,
+) -> int:
     """Cycles on an array (`pe`) or on `macs_per_cycle` MAC units; other work on vector ALUs."""
     op = record.op
     if is_matmul_class(record):
@@ -87,11 +92,17 @@ def gemm_slots(record: OpRecord) -> tuple[int, int, int]:
     return record.slot_index(Slot.A), record.slot_index(Slot.B), record.slot_index(Slot.C)
 
 
-def plan_op(record: OpRecord, precision: Precision, budget_bytes: int, pe: PeArray,
-            cached_reads: frozenset[int] = frozenset(),
-            kept_writes: frozenset[int] = frozenset(),
-            consumed_writes: frozenset[int] = frozenset(),
-            dram_bytes_per_cycle: float = 1.0, buffer_bytes_per_cycle: float = 1.0) -> OpPlan:
+def plan_op(
+    record: OpRecord,
+    precision: Precision,
+    budget_bytes: int,
+    pe: PeArray,
+    cached_reads: frozenset[int] = frozenset(),
+    kept_writes: frozenset[int] = frozenset(),
+    consumed_writes: frozenset[int] = frozenset(),
+    dram_bytes_per_cycle: float = 1.0,
+    buffer_bytes_per_cycle: float = 1.0,
+) -> OpPlan:
     """The cost of `record` given `budget_bytes` of stream space.
 
     `cached_reads` index reads the buffer already holds; `kept_writes` writes it keeps whole;
@@ -101,8 +112,9 @@ def plan_op(record: OpRecord, precision: Precision, budget_bytes: int, pe: PeArr
     reads = [operand_bytes(operand, precision) for operand in record.reads]
     writes = [operand_bytes(operand, precision) for operand in record.writes]
     read_dram = [size for i, size in enumerate(reads) if i not in cached_reads]
-    write_dram = [size for i, size in enumerate(writes)
-                  if i not in kept_writes and i not in consumed_writes]
+    write_dram = [
+        size for i, size in enumerate(writes) if i not in kept_writes and i not in consumed_writes
+    ]
     cycles = compute_cycles(record, vector_ops_per_cycle=pe.vector_ops_per_cycle, pe=pe)
     if not is_matmul_class(record):
         moved = sum(read_dram) + sum(write_dram)
@@ -110,38 +122,76 @@ def plan_op(record: OpRecord, precision: Precision, budget_bytes: int, pe: PeArr
         footprint = moved if steps == 1 else 2 * ceil_div(moved, steps)
         if footprint > budget_bytes:
             raise NoFit(f"streams of {moved} bytes")
-        return OpPlan(sum(read_dram), sum(write_dram), sum(reads), sum(writes), record.macs,
-                      record.other_ops, cycles, steps, footprint, None)
+        return OpPlan(
+            sum(read_dram),
+            sum(write_dram),
+            sum(reads),
+            sum(writes),
+            record.macs,
+            record.other_ops,
+            cycles,
+            steps,
+            footprint,
+            None,
+        )
     first, second, output = gemm_slots(record)
-    a = GemmOperand(record.reads[first].elements, bits_of(record.reads[first], precision),
-                    resident=first in cached_reads)
-    b = GemmOperand(record.reads[second].elements, bits_of(record.reads[second], precision),
-                    resident=second in cached_reads)
-    c = GemmOperand(record.writes[output].elements, bits_of(record.writes[output], precision),
-                    resident=output in kept_writes, written=output not in consumed_writes)
+    a = GemmOperand(
+        record.reads[first].elements,
+        bits_of(record.reads[first], precision),
+        resident=first in cached_reads,
+    )
+    b = GemmOperand(
+        record.reads[second].elements,
+        bits_of(record.reads[second], precision),
+        resident=second in cached_reads,
+    )
+    c = GemmOperand(
+        record.writes[output].elements,
+        bits_of(record.writes[output], precision),
+        resident=output in kept_writes,
+        written=output not in consumed_writes,
+    )
     # Other operands (a bias) are small: read once and held whole while the op runs.
     extra_reads = [i for i in range(len(reads)) if i not in (first, second)]
     extra_dram = sum(reads[i] for i in extra_reads if i not in cached_reads)
     extra_writes = [i for i in range(len(writes)) if i != output]
-    extra_write_dram = sum(writes[i] for i in extra_writes
-                           if i not in kept_writes and i not in consumed_writes)
+    extra_write_dram = sum(
+        writes[i] for i in extra_writes if i not in kept_writes and i not in consumed_writes
+    )
     held = extra_dram + extra_write_dram
-    machine = Machine(pe.rows, pe.columns, pe.dataflow == Dataflow.WEIGHT_STATIONARY,
-                      dram_bytes_per_cycle, buffer_bytes_per_cycle)
-    mapping = search(gemm_of(record.op, a, b, c, precision.accumulator_bits),
-                     budget_bytes - held, machine)
+    machine = Machine(
+        pe.rows,
+        pe.columns,
+        pe.dataflow == Dataflow.WEIGHT_STATIONARY,
+        dram_bytes_per_cycle,
+        buffer_bytes_per_cycle,
+    )
+    mapping = search(
+        gemm_of(record.op, a, b, c, precision.accumulator_bits), budget_bytes - held, machine
+    )
     if mapping is None:
         raise NoFit("its smallest tiles")
     folds = partial_sum_bytes(record, pe, precision)
-    buffer_read = mapping.array_read_bytes + sum(reads[i] for i in extra_reads) + \
-        mapping.partial_bytes + folds // 2
+    buffer_read = (
+        mapping.array_read_bytes
+        + sum(reads[i] for i in extra_reads)
+        + mapping.partial_bytes
+        + folds // 2
+    )
     buffer_write = sum(writes) + mapping.partial_bytes + folds // 2
     # The array's time is its tiles' (each folds its own reduction), never below the
     # whole op's.
     cycles = max(cycles, mapping.compute_cycles)
-    return OpPlan(mapping.dram_read_bytes + extra_dram,
-                  mapping.dram_write_bytes + extra_write_dram, buffer_read, buffer_write,
-                  record.macs, record.other_ops, cycles, mapping.steps,
-                  mapping.footprint_bytes + held, mapping,
-                  (record.reads[first].tensor, record.reads[second].tensor,
-                   record.writes[output].tensor))
+    return OpPlan(
+        mapping.dram_read_bytes + extra_dram,
+        mapping.dram_write_bytes + extra_write_dram,
+        buffer_read,
+        buffer_write,
+        record.macs,
+        record.other_ops,
+        cycles,
+        mapping.steps,
+        mapping.footprint_bytes + held,
+        mapping,
+        (record.reads[first].tensor, record.reads[second].tensor, record.writes[output].tensor),
+    )

@@ -76,19 +76,29 @@ class ReuseShare:
 
 
 class VonNeumannSubstrate:
-    def __init__(self, env: simpy.Environment, arch: ArchSpec, trace: Trace,
-                 ledger: Ledger, source: str = "arch") -> None:
+    def __init__(
+        self,
+        env: simpy.Environment,
+        arch: ArchSpec,
+        trace: Trace,
+        ledger: Ledger,
+        source: str = "arch",
+    ) -> None:
         self.env = env
         self.arch = arch
         self.ledger = ledger
         self.source = source
         dram = arch.dram
-        self.dram = Dram(env, dram.channels, dram.bandwidth_bytes_per_cycle,
-                         dram.latency_cycles, ledger)
+        self.dram = Dram(
+            env, dram.channels, dram.bandwidth_bytes_per_cycle, dram.latency_cycles, ledger
+        )
         buffer = arch.global_buffer
         self.capacity_bytes = buffer.capacity_bytes
-        pending = Counter(operand.tensor for record in trace.records
-                          for operand in {o.tensor: o for o in record.reads}.values())
+        pending = Counter(
+            operand.tensor
+            for record in trace.records
+            for operand in {o.tensor: o for o in record.reads}.values()
+        )
         self.reuse = ReuseShare(int(buffer.capacity_bytes * buffer.reuse_fraction), pending)
         self.stream_bytes = 0  # stream space held by running ops
         self.released = env.event()
@@ -97,27 +107,34 @@ class VonNeumannSubstrate:
         # The MAC array and the vector unit beside it work in parallel.  They and the buffer's
         # port serve the op with the least work left (a short op slips in between a long
         # op's tiles); DRAM serves the op on the longest path first (hwsim.sim.schedule).
-        self.pe = Compute(env, "pe_array", "pe_array", ledger, shared=True,
-                          shortest_first=True)
-        self.vector = Compute(env, "pe_array", "vector_unit", ledger, shared=True,
-                              shortest_first=True)
+        self.pe = Compute(env, "pe_array", "pe_array", ledger, shared=True, shortest_first=True)
+        self.vector = Compute(
+            env, "pe_array", "vector_unit", ledger, shared=True, shortest_first=True
+        )
         self.port = SharedUnit(env, BUFFER, ledger, shortest_first=True)
-        self.fused = self._fused_gradients(trace) if arch.schedule.fused_weight_update \
-            else frozenset()
+        self.fused = (
+            self._fused_gradients(trace) if arch.schedule.fused_weight_update else frozenset()
+        )
         self._check_dram_capacity(trace)
         self.rank = self._critical_path_ranks(trace)
 
     @staticmethod
     def _fused_gradients(trace: Trace) -> frozenset[str]:
         """Gradients that a gradient-phase record writes and only update records read."""
-        written = {operand.tensor for record in trace.records if record.phase == Phase.GRADIENT
-                   for operand in record.writes if operand.role == Role.GRADIENT}
+        written = {
+            operand.tensor
+            for record in trace.records
+            if record.phase == Phase.GRADIENT
+            for operand in record.writes
+            if operand.role == Role.GRADIENT
+        }
         readers: dict[str, set[Phase]] = {}
         for record in trace.records:
             for operand in record.reads:
                 readers.setdefault(operand.tensor, set()).add(record.phase)
-        return frozenset(tensor for tensor in written
-                         if readers.get(tensor, set()) == {Phase.UPDATE})
+        return frozenset(
+            tensor for tensor in written if readers.get(tensor, set()) == {Phase.UPDATE}
+        )
 
     def _critical_path_ranks(self, trace: Trace) -> dict[int, int]:
         """Where records contend, the one on the longest estimated path to the end of the
@@ -132,20 +149,29 @@ class VonNeumannSubstrate:
             if plan is None:  # its smallest tiles do not fit: execute() says so
                 alone[record.id] = 0
                 continue
-            alone[record.id] = max(
-                plan.compute_cycles,
-                ceil_div(plan.buffer_read_bytes + plan.buffer_write_bytes, port),
-                ceil_div(plan.dram_read_bytes + plan.dram_write_bytes,
-                         self.dram.bytes_per_cycle)) + arch.dram.latency_cycles
+            alone[record.id] = (
+                max(
+                    plan.compute_cycles,
+                    ceil_div(plan.buffer_read_bytes + plan.buffer_write_bytes, port),
+                    ceil_div(
+                        plan.dram_read_bytes + plan.dram_write_bytes, self.dram.bytes_per_cycle
+                    ),
+                )
+                + arch.dram.latency_cycles
+            )
         return critical_path_ranks(trace.records, alone)
 
     def _plan_alone(self, record: OpRecord, share: int) -> OpPlan | None:
         for budget in (share, self.capacity_bytes):
             try:
-                return plan_op(record, self.arch.precision, budget, self.arch.pe_array,
-                               dram_bytes_per_cycle=self.dram.bytes_per_cycle,
-                               buffer_bytes_per_cycle=(
-                                   self.arch.global_buffer.bandwidth_bytes_per_cycle))
+                return plan_op(
+                    record,
+                    self.arch.precision,
+                    budget,
+                    self.arch.pe_array,
+                    dram_bytes_per_cycle=self.dram.bytes_per_cycle,
+                    buffer_bytes_per_cycle=(self.arch.global_buffer.bandwidth_bytes_per_cycle),
+                )
             except NoFit:
                 continue
         return None
@@ -158,8 +184,7 @@ class VonNeumannSubstrate:
         for record in trace.records:
             for operand in (*record.reads, *record.writes):
                 if operand.tensor not in self.fused:
-                    sizes[operand.tensor] = max(sizes.get(operand.tensor, 0),
-                                                self._bytes(operand))
+                    sizes[operand.tensor] = max(sizes.get(operand.tensor, 0), self._bytes(operand))
         needed = sum(sizes.values())
         if needed > capacity:
             header = trace.header
@@ -167,13 +192,15 @@ class VonNeumannSubstrate:
                 f"{self.source}: dram.capacity_bytes: {header.network} {header.algorithm.value} "
                 f"(batch {header.batch_size}) keeps {format_bytes(needed)} ({needed:,} bytes) "
                 f"of weights, optimizer state, feedback, data, activations, errors and "
-                f"gradients in DRAM (got {format_bytes(capacity)})")
+                f"gradients in DRAM (got {format_bytes(capacity)})"
+            )
 
     def _bytes(self, operand) -> int:
         return operand_bytes(operand, self.arch.precision)
 
-    def _reuse(self, record: OpRecord) -> tuple[frozenset[int], frozenset[int],
-                                                 frozenset[int], int, list[str]]:
+    def _reuse(
+        self, record: OpRecord
+    ) -> tuple[frozenset[int], frozenset[int], frozenset[int], int, list[str]]:
         """Which reads the buffer already holds, which writes it keeps, which writes are
         consumed on chip, bytes to write back, and the tensors pinned for this op."""
         cached, kept, consumed, written_back = set(), set(), set(), 0
@@ -186,8 +213,9 @@ class VonNeumannSubstrate:
                 self.reuse.touch(operand.tensor)
                 cached.add(index)
             elif operand.role in REUSABLE_ROLES and self.reuse.pending[operand.tensor] > 1:
-                written_back += self.reuse.keep(operand.tensor, self._bytes(operand), False,
-                                                limit) or 0
+                written_back += (
+                    self.reuse.keep(operand.tensor, self._bytes(operand), False, limit) or 0
+                )
             if operand.tensor in self.reuse:
                 self.reuse.pins[operand.tensor] += 1
                 pinned.append(operand.tensor)
@@ -207,23 +235,37 @@ class VonNeumannSubstrate:
                 pinned.append(operand.tensor)
         return frozenset(cached), frozenset(kept), frozenset(consumed), written_back, pinned
 
-    def _plan(self, record: OpRecord, cached: frozenset[int], kept: frozenset[int],
-              consumed: frozenset[int]) -> Process:
+    def _plan(
+        self,
+        record: OpRecord,
+        cached: frozenset[int],
+        kept: frozenset[int],
+        consumed: frozenset[int],
+    ) -> Process:
         """Wait for enough stream space, then plan the op in what is free."""
         while True:
             free = self.capacity_bytes - self.reuse.used_bytes - self.stream_bytes
             if self.stream_bytes == 0 or free >= self.min_budget_bytes:
                 try:
-                    return plan_op(record, self.arch.precision, free, self.arch.pe_array,
-                                   cached, kept, consumed, self.dram.bytes_per_cycle,
-                                   self.arch.global_buffer.bandwidth_bytes_per_cycle)
+                    return plan_op(
+                        record,
+                        self.arch.precision,
+                        free,
+                        self.arch.pe_array,
+                        cached,
+                        kept,
+                        consumed,
+                        self.dram.bytes_per_cycle,
+                        self.arch.global_buffer.bandwidth_bytes_per_cycle,
+                    )
                 except NoFit as problem:
                     if self.stream_bytes == 0:
                         raise SpecError(
                             f"{self.source}: global_buffer.capacity_bytes: record {record.id} "
                             f"({record.layer} {record.phase.value}): {problem} do not fit in "
                             f"the {free:,} bytes the buffer leaves for streams (got "
-                            f"{self.capacity_bytes:,})") from None
+                            f"{self.capacity_bytes:,})"
+                        ) from None
             yield self.released
 
     def _occupied(self) -> None:
@@ -263,8 +305,7 @@ class VonNeumannSubstrate:
         steps = plan.steps
         bandwidth = self.arch.global_buffer.bandwidth_bytes_per_cycle
         moved = plan.buffer_read_bytes + plan.buffer_write_bytes
-        work = (plan.compute_cycles, ceil_div(moved, bandwidth), plan.macs, plan.vector_ops,
-                moved)
+        work = (plan.compute_cycles, ceil_div(moved, bandwidth), plan.macs, plan.vector_ops, moved)
         last = tuple(ceil_div(amount, steps) for amount in work)
         first_read = ceil_div(plan.dram_read_bytes, steps)
         last_write = ceil_div(plan.dram_write_bytes, steps)
@@ -274,17 +315,32 @@ class VonNeumannSubstrate:
         self.ledger.add(scope, BUFFER, "write", nbytes=plan.buffer_write_bytes)
         yield from self.dram.move(scope, first_read, 0)
         if steps > 1:
-            streams = env.process(self.dram.move(
-                scope, plan.dram_read_bytes - first_read, plan.dram_write_bytes - last_write,
-                latency=False))
-            compute = env.process(self._compute(
-                scope, *(amount - tail for amount, tail in zip(work, last, strict=True))))
+            streams = env.process(
+                self.dram.move(
+                    scope,
+                    plan.dram_read_bytes - first_read,
+                    plan.dram_write_bytes - last_write,
+                    latency=False,
+                )
+            )
+            compute = env.process(
+                self._compute(
+                    scope, *(amount - tail for amount, tail in zip(work, last, strict=True))
+                )
+            )
             yield streams & compute
         yield from self._compute(scope, *last)
         yield from self.dram.move(scope, 0, last_write)
 
-    def _compute(self, scope: Scope, cycles: int, port_cycles: int, macs: int,
-                 vector_ops: int, moved_bytes: int) -> Process:
+    def _compute(
+        self,
+        scope: Scope,
+        cycles: int,
+        port_cycles: int,
+        macs: int,
+        vector_ops: int,
+        moved_bytes: int,
+    ) -> Process:
         """The array (or the vector unit) and the buffer port, side by side."""
         unit = self.pe if macs else self.vector
         work = self.env.process(unit.run(scope, cycles, macs, vector_ops))
@@ -293,32 +349,65 @@ class VonNeumannSubstrate:
 
     def _log_mapping(self, record: OpRecord, plan: OpPlan) -> None:
         mapping = plan.mapping
-        dram_cycles = ceil_div(plan.dram_read_bytes + plan.dram_write_bytes,
-                               self.dram.bytes_per_cycle)
-        buffer_cycles = ceil_div(plan.buffer_read_bytes + plan.buffer_write_bytes,
-                                 self.arch.global_buffer.bandwidth_bytes_per_cycle)
-        bound = max((plan.compute_cycles, "compute"), (buffer_cycles, "buffer"),
-                    (dram_cycles, "dram"), key=lambda pair: pair[0])[1]
-        row = {"id": record.id, "layer": record.layer, "phase": record.phase.value,
-               "op": record.op.kind, "loop_order": "stream", "tile_m": 0, "tile_k": 0,
-               "tile_n": 0, "steps": plan.steps, "tensor_a": "", "tensor_b": "",
-               "tensor_c": "", "reread_a": 1.0, "reread_b": 1.0, "writes_c": 1.0,
-               "footprint_bytes": plan.footprint_bytes,
-               "dram_read_bytes": plan.dram_read_bytes,
-               "dram_write_bytes": plan.dram_write_bytes, "compute_cycles": plan.compute_cycles,
-               "buffer_cycles": buffer_cycles, "dram_cycles": dram_cycles, "bound": bound}
+        dram_cycles = ceil_div(
+            plan.dram_read_bytes + plan.dram_write_bytes, self.dram.bytes_per_cycle
+        )
+        buffer_cycles = ceil_div(
+            plan.buffer_read_bytes + plan.buffer_write_bytes,
+            self.arch.global_buffer.bandwidth_bytes_per_cycle,
+        )
+        bound = max(
+            (plan.compute_cycles, "compute"),
+            (buffer_cycles, "buffer"),
+            (dram_cycles, "dram"),
+            key=lambda pair: pair[0],
+        )[1]
+        row = {
+            "id": record.id,
+            "layer": record.layer,
+            "phase": record.phase.value,
+            "op": record.op.kind,
+            "loop_order": "stream",
+            "tile_m": 0,
+            "tile_k": 0,
+            "tile_n": 0,
+            "steps": plan.steps,
+            "tensor_a": "",
+            "tensor_b": "",
+            "tensor_c": "",
+            "reread_a": 1.0,
+            "reread_b": 1.0,
+            "writes_c": 1.0,
+            "footprint_bytes": plan.footprint_bytes,
+            "dram_read_bytes": plan.dram_read_bytes,
+            "dram_write_bytes": plan.dram_write_bytes,
+            "compute_cycles": plan.compute_cycles,
+            "buffer_cycles": buffer_cycles,
+            "dram_cycles": dram_cycles,
+            "bound": bound,
+        }
         if mapping is not None:
-            sizes = [operand_bytes(operand, self.arch.precision) for operand in
-                     (*record.reads, *record.writes)]
-            by_tensor = dict(zip([o.tensor for o in (*record.reads, *record.writes)], sizes,
-                                 strict=True))
+            sizes = [
+                operand_bytes(operand, self.arch.precision)
+                for operand in (*record.reads, *record.writes)
+            ]
+            by_tensor = dict(
+                zip([o.tensor for o in (*record.reads, *record.writes)], sizes, strict=True)
+            )
             a, b, c = plan.operands
             output = mapping.output_write_bytes + mapping.partial_bytes
-            row.update({
-                "loop_order": mapping.order, "tile_m": mapping.tiles[0],
-                "tile_k": mapping.tiles[1], "tile_n": mapping.tiles[2], "tensor_a": a,
-                "tensor_b": b, "tensor_c": c,
-                "reread_a": mapping.read_bytes[0] / by_tensor[a] if by_tensor[a] else 0.0,
-                "reread_b": mapping.read_bytes[1] / by_tensor[b] if by_tensor[b] else 0.0,
-                "writes_c": output / by_tensor[c] if by_tensor[c] else 0.0})
+            row.update(
+                {
+                    "loop_order": mapping.order,
+                    "tile_m": mapping.tiles[0],
+                    "tile_k": mapping.tiles[1],
+                    "tile_n": mapping.tiles[2],
+                    "tensor_a": a,
+                    "tensor_b": b,
+                    "tensor_c": c,
+                    "reread_a": mapping.read_bytes[0] / by_tensor[a] if by_tensor[a] else 0.0,
+                    "reread_b": mapping.read_bytes[1] / by_tensor[b] if by_tensor[b] else 0.0,
+                    "writes_c": output / by_tensor[c] if by_tensor[c] else 0.0,
+                }
+            )
         self.ledger.mappings.append(row)

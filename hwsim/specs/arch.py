@@ -41,25 +41,54 @@ MAX_ENERGY_PJ = 1e6  # any one action, per bit or per access or per cycle
 
 def _plain_bandwidth(value: object) -> object:
     if isinstance(value, str):
-        raise ValueError(f"bandwidths are a plain number of bytes per cycle, without a unit: "
-                         f"bytes per second / clock_hz (got {value!r})")
+        raise ValueError(
+            f"bandwidths are a plain number of bytes per cycle, without a unit: "
+            f"bytes per second / clock_hz (got {value!r})"
+        )
     return value
 
 
-Bandwidth = Annotated[float, BeforeValidator(_plain_bandwidth), NotBool, finite_range(
-    ge=MIN_BANDWIDTH_BYTES_PER_CYCLE, le=MAX_BANDWIDTH_BYTES_PER_CYCLE)]
+Bandwidth = Annotated[
+    float,
+    BeforeValidator(_plain_bandwidth),
+    NotBool,
+    finite_range(ge=MIN_BANDWIDTH_BYTES_PER_CYCLE, le=MAX_BANDWIDTH_BYTES_PER_CYCLE),
+]
 Latency = Annotated[int, NotBool, Field(ge=0, le=MAX_LATENCY_CYCLES)]
 Fraction = Annotated[float, NotBool]
 # The JSON Schema shows what a file may hold (a number or a unit string), not the parsed type.
-Bytes = Annotated[int, BeforeValidator(parse_bytes), Field(gt=0, le=MAX_BYTES), WithJsonSchema(
-    {"anyOf": [{"type": "integer", "exclusiveMinimum": 0, "maximum": MAX_BYTES},
-               {"type": "string", "pattern": BYTES_PATTERN,
-                "examples": ["512 B", "256 KiB", "4 GiB"]}]}, mode="validation")]
-Hertz = Annotated[float, BeforeValidator(parse_hertz), Field(ge=MIN_CLOCK_HZ, le=MAX_CLOCK_HZ),
-                  WithJsonSchema(
-    {"anyOf": [{"type": "number", "minimum": MIN_CLOCK_HZ, "maximum": MAX_CLOCK_HZ},
-               {"type": "string", "pattern": HERTZ_PATTERN,
-                "examples": ["1 GHz", "800 MHz"]}]}, mode="validation")]
+Bytes = Annotated[
+    int,
+    BeforeValidator(parse_bytes),
+    Field(gt=0, le=MAX_BYTES),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "integer", "exclusiveMinimum": 0, "maximum": MAX_BYTES},
+                {
+                    "type": "string",
+                    "pattern": BYTES_PATTERN,
+                    "examples": ["512 B", "256 KiB", "4 GiB"],
+                },
+            ]
+        },
+        mode="validation",
+    ),
+]
+Hertz = Annotated[
+    float,
+    BeforeValidator(parse_hertz),
+    Field(ge=MIN_CLOCK_HZ, le=MAX_CLOCK_HZ),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "number", "minimum": MIN_CLOCK_HZ, "maximum": MAX_CLOCK_HZ},
+                {"type": "string", "pattern": HERTZ_PATTERN, "examples": ["1 GHz", "800 MHz"]},
+            ]
+        },
+        mode="validation",
+    ),
+]
 Energy = Annotated[float, NotBool, finite_range(ge=0, le=MAX_ENERGY_PJ)]
 ResolvedEnergy = Annotated[float, finite_range(ge=0)]  # whole-chip leakage can exceed the bound
 Bits = Literal[4, 8, 16, 32, 64]
@@ -105,16 +134,21 @@ class Precision(FrozenModel):
 
     input_bits: Bits = _bits("input")
     label_bits: Bits = _bits("label")
-    weight_bits: Bits = Field(default=16, description="bits per weight element; also selects "
-                              "the MAC energy in the tech table (mac_energy_pj)")
+    weight_bits: Bits = Field(
+        default=16,
+        description="bits per weight element; also selects "
+        "the MAC energy in the tech table (mac_energy_pj)",
+    )
     bias_bits: Bits = _bits("bias")
-    activation_bits: Bits = Field(default=16, description="bits per activation element; also "
-                                  "selects the vector-op energy in the tech table")
+    activation_bits: Bits = Field(
+        default=16,
+        description="bits per activation element; also "
+        "selects the vector-op energy in the tech table",
+    )
     error_bits: Bits = _bits("error")
     feedback_bits: Bits = _bits("feedback-matrix")
     gradient_bits: Bits = _bits("gradient")
-    optimizer_state_bits: Bits = Field(default=32,
-                                       description="bits per optimizer-state element")
+    optimizer_state_bits: Bits = Field(default=32, description="bits per optimizer-state element")
     accumulator_bits: Bits = Field(default=32, description="bits of a MAC's partial sum")
 
 
@@ -124,20 +158,27 @@ _OVERRIDE = "overrides the tech table's"
 class Dram(FrozenModel):
     """Off-chip DRAM: input data, and (von Neumann) everything else or (distributed) spills."""
 
-    technology: str = Field(default="lpddr4", description="key into the tech table's "
-                            "dram_energy_pj_per_bit (lpddr4, hbm2, hmc, gddr5, ddr3, ...)")
+    technology: str = Field(
+        default="lpddr4",
+        description="key into the tech table's "
+        "dram_energy_pj_per_bit (lpddr4, hbm2, hmc, gddr5, ddr3, ...)",
+    )
     channels: Annotated[int, NotBool, Field(ge=1, le=1024)] = Field(
-        description="independent channels")
+        description="independent channels"
+    )
     bandwidth_bytes_per_cycle: Bandwidth = Field(  # per channel
-        description="peak bytes per clock cycle of ONE channel")
-    latency_cycles: Latency = Field(
-        description="cycles from request to first data")
-    capacity_bytes: Bytes | None = Field(default=None,
-                                         description="total capacity; null = unlimited")
+        description="peak bytes per clock cycle of ONE channel"
+    )
+    latency_cycles: Latency = Field(description="cycles from request to first data")
+    capacity_bytes: Bytes | None = Field(
+        default=None, description="total capacity; null = unlimited"
+    )
     read_energy_pj_per_bit: Energy | None = Field(
-        default=None, description=f"{_OVERRIDE} dram_energy_pj_per_bit[technology]")
+        default=None, description=f"{_OVERRIDE} dram_energy_pj_per_bit[technology]"
+    )
     write_energy_pj_per_bit: Energy | None = Field(
-        default=None, description=f"{_OVERRIDE} dram_energy_pj_per_bit[technology]")
+        default=None, description=f"{_OVERRIDE} dram_energy_pj_per_bit[technology]"
+    )
 
 
 class Sram(FrozenModel):
@@ -145,17 +186,23 @@ class Sram(FrozenModel):
 
     capacity_bytes: Bytes = Field(description="capacity of this SRAM (all banks)")
     bandwidth_bytes_per_cycle: Bandwidth = Field(
-        description="peak bytes per cycle, all banks together")
+        description="peak bytes per cycle, all banks together"
+    )
     banks: Annotated[int, NotBool, Field(ge=1, le=65536)] = Field(
-        default=1, description="banks; the access energy is that of one bank of "
-        "capacity_bytes / banks")
+        default=1,
+        description="banks; the access energy is that of one bank of capacity_bytes / banks",
+    )
     read_energy_pj_per_bit: Energy | None = Field(
-        default=None, description=f"{_OVERRIDE} CACTI curve at the bank capacity")
+        default=None, description=f"{_OVERRIDE} CACTI curve at the bank capacity"
+    )
     write_energy_pj_per_bit: Energy | None = Field(
-        default=None, description="default: read energy × the tech's sram_write_to_read_ratio")
+        default=None, description="default: read energy × the tech's sram_write_to_read_ratio"
+    )
     leakage_pj_per_cycle: Energy | None = Field(
-        default=None, description="leakage of this SRAM per cycle; default: the tech's "
-        "sram_leakage_pj_per_cycle_per_kib × capacity in KiB")
+        default=None,
+        description="leakage of this SRAM per cycle; default: the tech's "
+        "sram_leakage_pj_per_cycle_per_kib × capacity in KiB",
+    )
 
     @field_validator("banks")
     @classmethod
@@ -170,11 +217,14 @@ class GlobalBuffer(Sram):
     """The von Neumann global buffer: an SRAM part of which keeps tensors between ops."""
 
     reuse_fraction: Fraction = Field(
-        default=0.5, ge=0.0, le=0.9,
+        default=0.5,
+        ge=0.0,
+        le=0.9,
         description="share of the capacity that keeps activations, errors and gradients "
         "between the op that writes them and the ops that read them (LRU, written back to "
         "DRAM only when evicted while still needed); the rest double-buffers the streams. "
-        "0 sends every tensor through DRAM")
+        "0 sends every tensor through DRAM",
+    )
 
 
 class PeArray(FrozenModel):
@@ -182,31 +232,39 @@ class PeArray(FrozenModel):
 
     rows: Annotated[int, NotBool, Field(ge=1, le=16384)] = Field(description="PE rows")
     columns: Annotated[int, NotBool, Field(ge=1, le=16384)] = Field(
-        description="PE columns; peak MACs per cycle = rows × columns")
-    dataflow: Dataflow = Field(default=Dataflow.WEIGHT_STATIONARY,
-                               description="which operand stays in the PEs")
+        description="PE columns; peak MACs per cycle = rows × columns"
+    )
+    dataflow: Dataflow = Field(
+        default=Dataflow.WEIGHT_STATIONARY, description="which operand stays in the PEs"
+    )
     vector_ops_per_cycle: Annotated[int, NotBool, Field(ge=1, le=2**20)] = Field(
-        description="element-wise (non-MAC) operations per cycle")
+        description="element-wise (non-MAC) operations per cycle"
+    )
     mac_energy_pj: Energy | None = Field(
-        default=None, description=f"{_OVERRIDE} mac_energy_pj[precision.weight_bits]")
+        default=None, description=f"{_OVERRIDE} mac_energy_pj[precision.weight_bits]"
+    )
     vector_op_energy_pj: Energy | None = Field(
-        default=None, description=f"{_OVERRIDE} vector_op_energy_pj[precision.activation_bits]")
+        default=None, description=f"{_OVERRIDE} vector_op_energy_pj[precision.activation_bits]"
+    )
 
 
 class Tiles(FrozenModel):
     """The distributed substrate's tiles: each has its own SRAM and MAC units."""
 
-    count: Annotated[int, NotBool, Field(ge=1, le=65536)] = Field(
-        description="number of tiles")
+    count: Annotated[int, NotBool, Field(ge=1, le=65536)] = Field(description="number of tiles")
     sram: Sram = Field(description="the SRAM of ONE tile")
     macs_per_cycle: Annotated[int, NotBool, Field(ge=1, le=2**20)] = Field(
-        description="peak MACs per cycle of ONE tile")
+        description="peak MACs per cycle of ONE tile"
+    )
     vector_ops_per_cycle: Annotated[int, NotBool, Field(ge=1, le=2**20)] = Field(
-        description="element-wise (non-MAC) operations per cycle of ONE tile")
+        description="element-wise (non-MAC) operations per cycle of ONE tile"
+    )
     mac_energy_pj: Energy | None = Field(
-        default=None, description=f"{_OVERRIDE} mac_energy_pj[precision.weight_bits]")
+        default=None, description=f"{_OVERRIDE} mac_energy_pj[precision.weight_bits]"
+    )
     vector_op_energy_pj: Energy | None = Field(
-        default=None, description=f"{_OVERRIDE} vector_op_energy_pj[precision.activation_bits]")
+        default=None, description=f"{_OVERRIDE} vector_op_energy_pj[precision.activation_bits]"
+    )
 
 
 class Noc(FrozenModel):
@@ -216,41 +274,56 @@ class Noc(FrozenModel):
     link_bandwidth_bytes_per_cycle: Bandwidth = Field(description="bytes per cycle per link")
     hop_latency_cycles: Latency = Field(
         description="cycles per hop; on a bus a hop is one tile pitch of wire, and a transfer "
-        "crosses as many as the stretch of bus it drives")
-    multicast: bool = Field(default=True, description="one injection reaches many tiles "
-                            "(else one copy per destination)")
+        "crosses as many as the stretch of bus it drives"
+    )
+    multicast: bool = Field(
+        default=True, description="one injection reaches many tiles (else one copy per destination)"
+    )
     energy_pj_per_bit_per_hop: Energy | None = Field(
-        default=None, description=f"{_OVERRIDE} noc_energy_pj_per_bit_per_hop")
+        default=None, description=f"{_OVERRIDE} noc_energy_pj_per_bit_per_hop"
+    )
 
 
 class Mapping(FrozenModel):
     """How a network is placed on the distributed substrate's tiles."""
 
-    policy: MappingPolicy = Field(default=MappingPolicy.COLOCATE,
-                                  description="how neurons are assigned to tiles")
-    backward: BackwardTransport = Field(default=BackwardTransport.PARTIAL_SUMS,
-                                        description="how BP's δ·Wᵀ crosses the NoC")
-    allow_spill: bool = Field(default=True, description="weights and state that do not fit "
-                              "in tile SRAM, and activations and errors beyond a tile's "
-                              "reserve, live in DRAM (counted); false = an error instead")
+    policy: MappingPolicy = Field(
+        default=MappingPolicy.COLOCATE, description="how neurons are assigned to tiles"
+    )
+    backward: BackwardTransport = Field(
+        default=BackwardTransport.PARTIAL_SUMS, description="how BP's δ·Wᵀ crosses the NoC"
+    )
+    allow_spill: bool = Field(
+        default=True,
+        description="weights and state that do not fit "
+        "in tile SRAM, and activations and errors beyond a tile's "
+        "reserve, live in DRAM (counted); false = an error instead",
+    )
     activation_reserve_fraction: Fraction = Field(
-        default=0.25, ge=0.0, lt=1.0,
+        default=0.25,
+        ge=0.0,
+        lt=1.0,
         description="fraction of each tile's SRAM kept for activations and errors (and for "
-        "the weights a time-shared convolution reloads)")
+        "the weights a time-shared convolution reloads)",
+    )
     spread_convolutions: bool = Field(
-        default=True, description="a convolution computes on as many tiles as pays (cut over "
+        default=True,
+        description="a convolution computes on as many tiles as pays (cut over "
         "output rows, columns, channels and input channels, time-sharing tiles beyond its own "
         "with its weights reloaded); false = its weights stay put and it computes on its "
-        "storage region, one output-channel group per tile")
+        "storage region, one output-channel group per tile",
+    )
 
 
 class Schedule(FrozenModel):
     """How a training step is scheduled on the chip."""
 
     fused_weight_update: bool = Field(
-        default=True, description="the weight gradient is applied to the weights as its tiles "
+        default=True,
+        description="the weight gradient is applied to the weights as its tiles "
         "finish (one read and one write of W and of the optimizer state) and never goes to "
-        "DRAM; false = the gradient op writes dW to DRAM and the update reads it back")
+        "DRAM; false = the gradient op writes dW to DRAM and the update reads it back",
+    )
 
 
 class ArchSpec(FrozenModel):
@@ -262,8 +335,10 @@ class ArchSpec(FrozenModel):
     description: str = Field(default="", description="free text")
     substrate: Substrate = Field(description="von_neumann or distributed")
     clock_hz: Hertz = Field(description="clock frequency; every _cycles figure counts these")
-    tech: str = Field(default="45nm", description="a shipped tech name (arch_specs/tech/) or "
-                      "a .yaml path relative to this file")
+    tech: str = Field(
+        default="45nm",
+        description="a shipped tech name (arch_specs/tech/) or a .yaml path relative to this file",
+    )
     precision: Precision = Field(default=Precision(), description="bits per element by role")
     dram: Dram
     global_buffer: GlobalBuffer | None = Field(default=None, description="von_neumann only")
@@ -281,15 +356,16 @@ class ArchSpec(FrozenModel):
             other = Substrate.DISTRIBUTED
         else:
             missing = [key for key in ("tiles", "noc") if getattr(self, key) is None]
-            extra = [key for key in ("global_buffer", "pe_array")
-                     if getattr(self, key) is not None]
+            extra = [key for key in ("global_buffer", "pe_array") if getattr(self, key) is not None]
             other = Substrate.VON_NEUMANN
         problems = []
         if missing:
             problems.append(f"{self.substrate.value} needs {', '.join(missing)}")
         if extra:
-            problems.append(f"{self.substrate.value} has no {', '.join(extra)} "
-                            f"(remove it or set substrate: {other.value})")
+            problems.append(
+                f"{self.substrate.value} has no {', '.join(extra)} "
+                f"(remove it or set substrate: {other.value})"
+            )
         if problems:
             raise ValueError("substrate: " + "; ".join(problems))
         return self
@@ -323,23 +399,32 @@ class TechSpec(FrozenModel):
     kind: Literal["tech"] = Field(description="file kind, 'tech'")
     name: str = Field(description="node name, e.g. 45nm")
     node_nm: Annotated[float, NotBool, finite_range(gt=0, le=1e4)] = Field(
-        description="feature size in nanometres")
+        description="feature size in nanometres"
+    )
     mac_energy_pj: dict[int, Energy] = Field(  # by operand bits: multiply + add
-        description="one multiply-accumulate (multiply + add), by operand bits")
+        description="one multiply-accumulate (multiply + add), by operand bits"
+    )
     vector_op_energy_pj: dict[int, Energy] = Field(  # by operand bits: one add-class operation
-        description="one element-wise (add-class) operation, by operand bits")
+        description="one element-wise (add-class) operation, by operand bits"
+    )
     sram_access_bits: Annotated[int, NotBool, Field(ge=1, le=4096)] = Field(
-        default=64, description="bits per access of the SRAM curve's port")
+        default=64, description="bits per access of the SRAM curve's port"
+    )
     # [capacity_bytes, pJ per access of sram_access_bits] points, interpolated in log-log.
     sram_read_energy_pj_per_access: list[tuple[Bytes, Energy]] = Field(
-        min_length=2, description="[capacity_bytes, pJ per read of sram_access_bits] points, "
-        "capacities increasing; interpolated in log-log")
+        min_length=2,
+        description="[capacity_bytes, pJ per read of sram_access_bits] points, "
+        "capacities increasing; interpolated in log-log",
+    )
     sram_write_to_read_ratio: Annotated[float, NotBool, finite_range(gt=0, le=100)] = Field(
-        default=1.0, description="SRAM write energy / read energy")
+        default=1.0, description="SRAM write energy / read energy"
+    )
     sram_leakage_pj_per_cycle_per_kib: Energy = Field(
-        default=0.0, description="SRAM leakage per cycle per KiB of capacity")
+        default=0.0, description="SRAM leakage per cycle per KiB of capacity"
+    )
     dram_energy_pj_per_bit: dict[str, Energy] = Field(
-        description="DRAM read or write energy per bit, by technology")
+        description="DRAM read or write energy per bit, by technology"
+    )
     noc_energy_pj_per_bit_per_hop: Energy = Field(description="one bit over one NoC hop")
 
     @field_validator("mac_energy_pj", "vector_op_energy_pj")
@@ -347,8 +432,10 @@ class TechSpec(FrozenModel):
     def _operand_bits(cls, table: dict[int, float]) -> dict[int, float]:
         odd = sorted(bits for bits in table if bits not in BITS)
         if odd:
-            raise ValueError(f"keys are operand bits, one of {', '.join(map(str, BITS))}; "
-                             f"{', '.join(map(str, odd))} is not")
+            raise ValueError(
+                f"keys are operand bits, one of {', '.join(map(str, BITS))}; "
+                f"{', '.join(map(str, odd))} is not"
+            )
         return table
 
     @field_validator("sram_read_energy_pj_per_access")
@@ -407,15 +494,24 @@ def resolve_energies(arch: ArchSpec, tech: TechSpec, source: str = "arch spec") 
 
     mac = compute.mac_energy_pj
     if mac is None:
-        mac = _table(tech.mac_energy_pj, weight_bits,
-                     f"precision.weight_bits: no MAC energy for {weight_bits}-bit operands in "
-                     f"tech {tech.name}", f"{prefix}.mac_energy_pj", problems)
+        mac = _table(
+            tech.mac_energy_pj,
+            weight_bits,
+            f"precision.weight_bits: no MAC energy for {weight_bits}-bit operands in "
+            f"tech {tech.name}",
+            f"{prefix}.mac_energy_pj",
+            problems,
+        )
     vector = compute.vector_op_energy_pj
     if vector is None:
-        vector = _table(tech.vector_op_energy_pj, activation_bits,
-                        f"precision.activation_bits: no vector-op energy for {activation_bits}-"
-                        f"bit operands in tech {tech.name}", f"{prefix}.vector_op_energy_pj",
-                        problems)
+        vector = _table(
+            tech.vector_op_energy_pj,
+            activation_bits,
+            f"precision.activation_bits: no vector-op energy for {activation_bits}-"
+            f"bit operands in tech {tech.name}",
+            f"{prefix}.vector_op_energy_pj",
+            problems,
+        )
     dram_read, dram_write = arch.dram.read_energy_pj_per_bit, arch.dram.write_energy_pj_per_bit
     if dram_read is None or dram_write is None:
         technology = arch.dram.technology
@@ -424,8 +520,10 @@ def resolve_energies(arch: ArchSpec, tech: TechSpec, source: str = "arch spec") 
         else:
             near = difflib.get_close_matches(technology, tech.dram_energy_pj_per_bit, n=1)
             hint = f"; did you mean '{near[0]}'?" if near else ""
-            problems.append(f"dram.technology: {technology!r} is not in tech {tech.name} "
-                            f"(known: {', '.join(sorted(tech.dram_energy_pj_per_bit))}){hint}")
+            problems.append(
+                f"dram.technology: {technology!r} is not in tech {tech.name} "
+                f"(known: {', '.join(sorted(tech.dram_energy_pj_per_bit))}){hint}"
+            )
             dram_default = 0.0
         dram_read = dram_default if dram_read is None else dram_read
         dram_write = dram_default if dram_write is None else dram_write
@@ -434,8 +532,10 @@ def resolve_energies(arch: ArchSpec, tech: TechSpec, source: str = "arch spec") 
     sram_read = sram.read_energy_pj_per_bit
     if sram_read is None:
         bank_bytes = sram.capacity_bytes / sram.banks
-        sram_read = (sram_energy_pj_per_access(tech.sram_read_energy_pj_per_access, bank_bytes)
-                     / tech.sram_access_bits)
+        sram_read = (
+            sram_energy_pj_per_access(tech.sram_read_energy_pj_per_access, bank_bytes)
+            / tech.sram_access_bits
+        )
     sram_write = sram.write_energy_pj_per_bit
     if sram_write is None:
         sram_write = sram_read * tech.sram_write_to_read_ratio
@@ -448,7 +548,12 @@ def resolve_energies(arch: ArchSpec, tech: TechSpec, source: str = "arch spec") 
     if leakage is None:
         leakage = tech.sram_leakage_pj_per_cycle_per_kib * sram.capacity_bytes / KIB_BYTES
     return ActionEnergies(
-        mac_pj=mac, vector_op_pj=vector, dram_read_pj_per_bit=dram_read,
-        dram_write_pj_per_bit=dram_write, sram_read_pj_per_bit=sram_read,
-        sram_write_pj_per_bit=sram_write, noc_pj_per_bit_per_hop=noc,
-        leakage_pj_per_cycle=leakage * sram_count)
+        mac_pj=mac,
+        vector_op_pj=vector,
+        dram_read_pj_per_bit=dram_read,
+        dram_write_pj_per_bit=dram_write,
+        sram_read_pj_per_bit=sram_read,
+        sram_write_pj_per_bit=sram_write,
+        noc_pj_per_bit_per_hop=noc,
+        leakage_pj_per_cycle=leakage * sram_count,
+    )

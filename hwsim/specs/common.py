@@ -26,8 +26,12 @@ NotBool = BeforeValidator(_not_bool)
 """Put in an `Annotated` number type: YAML's true/false are not 1 and 0 in hwsim files."""
 
 
-def finite_range(ge: float | None = None, le: float | None = None, gt: float | None = None,
-                 lt: float | None = None) -> Any:
+def finite_range(
+    ge: float | None = None,
+    le: float | None = None,
+    gt: float | None = None,
+    lt: float | None = None,
+) -> Any:
     """A `Field` for a number in a range: no inf or nan, so no `Infinity` in the outputs."""
     return Field(ge=ge, le=le, gt=gt, lt=lt, allow_inf_nan=False)
 
@@ -135,16 +139,18 @@ def format_validation_error(error: ValidationError, model: type[BaseModel]) -> l
     return problems
 
 
-def raise_problems(source: str, problems: Iterable[str],
-                   error: type[HwsimError] = SpecError) -> None:
+def raise_problems(
+    source: str, problems: Iterable[str], error: type[HwsimError] = SpecError
+) -> None:
     """Raise one error listing every problem, each prefixed with the file."""
     lines = [f"{source}: {problem}" for problem in problems]
     if lines:
         raise error("\n".join(lines))
 
 
-def validate(model: type[ModelT], data: Any, source: str,
-             error: type[HwsimError] = SpecError) -> ModelT:
+def validate(
+    model: type[ModelT], data: Any, source: str, error: type[HwsimError] = SpecError
+) -> ModelT:
     """Build `model` from plain data or raise `error` naming the file and every bad field."""
     try:
         return model.model_validate(data)

@@ -125,16 +125,20 @@ class NetworkSpec(FrozenModel):
     @model_validator(mode="after")
     def _check(self) -> NetworkSpec:
         if not 1 <= len(self.input_shape) <= 3:
-            raise ValueError("input_shape must be [features] or [height, width, channels] "
-                             f"(got {list(self.input_shape)})")
+            raise ValueError(
+                "input_shape must be [features] or [height, width, channels] "
+                f"(got {list(self.input_shape)})"
+            )
         names = [layer.name for layer in self.layers]
         duplicates = sorted({name for name in names if names.count(name) > 1})
         if duplicates:
             raise ValueError(f"layer names must be unique; repeated: {', '.join(duplicates)}")
         last = self.layers[-1]
         if not isinstance(last, DenseLayer) or last.activation != Activation.LINEAR:
-            raise ValueError("the last layer must be a dense layer with linear activation "
-                             "(softmax cross-entropy is applied to its output)")
+            raise ValueError(
+                "the last layer must be a dense layer with linear activation "
+                "(softmax cross-entropy is applied to its output)"
+            )
         if last.units != self.classes:
             raise ValueError(f"the last layer has {last.units} units but classes is {self.classes}")
         if not last.trainable:
@@ -184,42 +188,57 @@ def infer_shapes(network: NetworkSpec) -> list[LayerShape]:
         trainable = False
         if isinstance(layer, DenseLayer):
             if len(shape) != 1:
-                raise ValueError(f"{where}: needs a flat input but gets shape {list(shape)}; "
-                                 "add a flatten layer before it")
+                raise ValueError(
+                    f"{where}: needs a flat input but gets shape {list(shape)}; "
+                    "add a flatten layer before it"
+                )
             out: tuple[int, ...] = (layer.units,)
             weights = shape[0] * layer.units
             parameters = weights + (layer.units if layer.use_bias else 0)
             trainable = layer.trainable
         elif isinstance(layer, Conv2DLayer):
             if len(shape) != 3:
-                raise ValueError(f"{where}: needs a [height, width, channels] input "
-                                 f"but gets shape {list(shape)}")
+                raise ValueError(
+                    f"{where}: needs a [height, width, channels] input but gets shape {list(shape)}"
+                )
             height, width, channels = shape
             kernel = layer.kernel_size
             if layer.padding == Padding.VALID and (kernel > height or kernel > width):
-                raise ValueError(f"{where}: kernel {kernel} is larger than its "
-                                 f"{height}x{width} input with valid padding")
-            out = (conv_output_size(height, kernel, layer.stride, layer.padding),
-                   conv_output_size(width, kernel, layer.stride, layer.padding), layer.filters)
+                raise ValueError(
+                    f"{where}: kernel {kernel} is larger than its "
+                    f"{height}x{width} input with valid padding"
+                )
+            out = (
+                conv_output_size(height, kernel, layer.stride, layer.padding),
+                conv_output_size(width, kernel, layer.stride, layer.padding),
+                layer.filters,
+            )
             weights = kernel * kernel * channels * layer.filters
             parameters = weights + (layer.filters if layer.use_bias else 0)
             trainable = layer.trainable
         elif isinstance(layer, MaxPoolLayer):
             if len(shape) != 3:
-                raise ValueError(f"{where}: needs a [height, width, channels] input "
-                                 f"but gets shape {list(shape)}")
+                raise ValueError(
+                    f"{where}: needs a [height, width, channels] input but gets shape {list(shape)}"
+                )
             height, width, channels = shape
             stride = layer.stride or layer.pool_size
             if layer.padding == Padding.VALID and layer.pool_size > min(height, width):
-                raise ValueError(f"{where}: pool {layer.pool_size} is larger than its "
-                                 f"{height}x{width} input with valid padding")
-            out = (conv_output_size(height, layer.pool_size, stride, layer.padding),
-                   conv_output_size(width, layer.pool_size, stride, layer.padding), channels)
+                raise ValueError(
+                    f"{where}: pool {layer.pool_size} is larger than its "
+                    f"{height}x{width} input with valid padding"
+                )
+            out = (
+                conv_output_size(height, layer.pool_size, stride, layer.padding),
+                conv_output_size(width, layer.pool_size, stride, layer.padding),
+                channels,
+            )
         elif isinstance(layer, FlattenLayer):
             out = (math.prod(shape),)
         else:  # dropout and activation keep the shape
             out = shape
-        shapes.append(LayerShape(layer.name, layer.type, shape, out, trainable, weights,
-                                 parameters))
+        shapes.append(
+            LayerShape(layer.name, layer.type, shape, out, trainable, weights, parameters)
+        )
         shape = out
     return shapes

@@ -20,8 +20,13 @@ from hwsim.specs.trace import Algorithm
 
 SWEEP_SCHEMA_VERSION = 1
 DOTTED_PATH_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"
-DottedPath = Annotated[str, Field(pattern=DOTTED_PATH_PATTERN, description=(
-    "dotted path into the arch spec's YAML, e.g. global_buffer.capacity_bytes"))]
+DottedPath = Annotated[
+    str,
+    Field(
+        pattern=DOTTED_PATH_PATTERN,
+        description=("dotted path into the arch spec's YAML, e.g. global_buffer.capacity_bytes"),
+    ),
+]
 
 
 class Metric(StrEnum):
@@ -41,31 +46,38 @@ class Metric(StrEnum):
 
 def _as_list(value: Any) -> Any:
     """A single entry written without brackets (`base: von_neumann`) is a list of one."""
-    return [value] if isinstance(value, str | int | float) and not isinstance(value, bool) \
-        else value
+    return (
+        [value] if isinstance(value, str | int | float) and not isinstance(value, bool) else value
+    )
 
 
 class Axis(FrozenModel):
     """One swept field (`path` and `values`), or a `zip` group of fields that advance together."""
 
     path: DottedPath | None = None
-    values: list[Any] | None = Field(default=None, min_length=1,
-                                     description="the values the field takes, in order")
-    zip: list[Axis] | None = Field(default=None, min_length=2, description=(
-        "fields that advance together (one dimension of the grid); equal numbers of values"))
+    values: list[Any] | None = Field(
+        default=None, min_length=1, description="the values the field takes, in order"
+    )
+    zip: list[Axis] | None = Field(
+        default=None,
+        min_length=2,
+        description=(
+            "fields that advance together (one dimension of the grid); equal numbers of values"
+        ),
+    )
 
     @model_validator(mode="after")
     def _one_form(self) -> Axis:
         if self.zip is not None:
             if self.path is not None or self.values is not None:
-                raise ValueError("an axis is either 'path' with 'values' or a 'zip' group, "
-                                 "not both")
+                raise ValueError(
+                    "an axis is either 'path' with 'values' or a 'zip' group, not both"
+                )
             if any(member.zip is not None for member in self.zip):
                 raise ValueError("zip: a zip group holds plain axes, not other zip groups")
             lengths = [len(member.values or ()) for member in self.zip]
             if len(set(lengths)) > 1:
-                paths = ", ".join(f"{m.path} ({n})" for m, n in zip(self.zip, lengths,
-                                                                      strict=True))
+                paths = ", ".join(f"{m.path} ({n})" for m, n in zip(self.zip, lengths, strict=True))
                 raise ValueError(f"zip: every axis needs the same number of values (got {paths})")
             return self
         if self.path is None or self.values is None:
@@ -85,28 +97,40 @@ class Axis(FrozenModel):
 class NetworkWorkload(FrozenModel):
     """Networks traced shape-only (no numpy step) under each rule and batch size."""
 
-    network: str = Field(min_length=1, description="shipped network name or a network YAML "
-                         "path (relative to the sweep file)")
-    algorithms: list[Algorithm] = Field(default=[Algorithm.BP, Algorithm.DFA, Algorithm.SSDFA],
-                                        min_length=1, description="learning rules")
+    network: str = Field(
+        min_length=1,
+        description="shipped network name or a network YAML path (relative to the sweep file)",
+    )
+    algorithms: list[Algorithm] = Field(
+        default=[Algorithm.BP, Algorithm.DFA, Algorithm.SSDFA],
+        min_length=1,
+        description="learning rules",
+    )
     batch_sizes: list[PositiveInt] | None = Field(
-        default=None, min_length=1, description="examples per step (default: the network's)")
+        default=None, min_length=1, description="examples per step (default: the network's)"
+    )
     nonzeros_per_neuron: list[PositiveInt] | None = Field(
-        default=None, min_length=1, description="ssdfa: feedback non-zeros per neuron s, one "
-        "workload each (default: the network's)")
+        default=None,
+        min_length=1,
+        description="ssdfa: feedback non-zeros per neuron s, one "
+        "workload each (default: the network's)",
+    )
     rank: PositiveInt | None = Field(default=None, description="dfa/ssdfa: feedback rank")
-    optimizer: OptimizerName | None = Field(default=None,
-                                            description="sgd or adam (default: the network's)")
+    optimizer: OptimizerName | None = Field(
+        default=None, description="sgd or adam (default: the network's)"
+    )
     seed: int = Field(default=0, description="seed recorded in the trace header")
 
 
 class Workloads(FrozenModel):
     """What each point is priced on: trace files, and networks traced shape-only."""
 
-    traces: list[str] = Field(default=[], description="trace files (.jsonl[.gz]), relative to "
-                              "the sweep file")
-    networks: list[NetworkWorkload] = Field(default=[], description="networks × rules × batch "
-                                            "sizes, traced shape-only")
+    traces: list[str] = Field(
+        default=[], description="trace files (.jsonl[.gz]), relative to the sweep file"
+    )
+    networks: list[NetworkWorkload] = Field(
+        default=[], description="networks × rules × batch sizes, traced shape-only"
+    )
 
     @model_validator(mode="after")
     def _something(self) -> Workloads:
@@ -118,8 +142,10 @@ class Workloads(FrozenModel):
 class Sampling(FrozenModel):
     """A seeded random sample of the grid instead of all of it."""
 
-    samples: PositiveInt = Field(description="points drawn per base spec, without replacement "
-                                 "(all of the grid if it has fewer)")
+    samples: PositiveInt = Field(
+        description="points drawn per base spec, without replacement "
+        "(all of the grid if it has fewer)"
+    )
     seed: NonNegativeInt = Field(default=0, description="seed of the draw")
 
 
@@ -131,22 +157,23 @@ class SweepSpec(FrozenModel):
     name: Name = Field(description="identifier: a letter, then letters, digits, _")
     description: str = Field(default="", description="free text")
     base: Annotated[list[str], BeforeValidator(_as_list)] = Field(
-        min_length=1, description="arch specs the axes modify: shipped names or YAML paths "
-        "(relative to the sweep file)")
+        min_length=1,
+        description="arch specs the axes modify: shipped names or YAML paths "
+        "(relative to the sweep file)",
+    )
     workloads: Workloads
     axes: list[Axis] = Field(default=[], description="grid dimensions, outermost first")
-    sampling: Sampling | None = Field(default=None,
-                                      description="draw a random subset of the grid")
-    metrics: list[Metric] = Field(default=list(Metric), min_length=1,
-                                  description="per-example figures kept in the table")
+    sampling: Sampling | None = Field(default=None, description="draw a random subset of the grid")
+    metrics: list[Metric] = Field(
+        default=list(Metric), min_length=1, description="per-example figures kept in the table"
+    )
 
     @model_validator(mode="after")
     def _distinct_paths(self) -> SweepSpec:
         paths = [member.path for axis in self.axes for member in axis.members]
         repeated = sorted({path for path in paths if paths.count(path) > 1})
         if repeated:
-            raise ValueError(f"axes: each path may be swept once; repeated: "
-                             f"{', '.join(repeated)}")
+            raise ValueError(f"axes: each path may be swept once; repeated: {', '.join(repeated)}")
         return self
 
     @property

@@ -29,8 +29,9 @@ def _encodable(text: str) -> str:
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as exc:
-        raise ValueError(f"must be valid Unicode text (a lone surrogate at character "
-                         f"{exc.start})") from None
+        raise ValueError(
+            f"must be valid Unicode text (a lone surrogate at character {exc.start})"
+        ) from None
     return text
 
 
@@ -129,11 +130,14 @@ class Conv2DOp(FrozenModel):
         """Elements of a, b and c: the feature maps and the filters of this pass."""
         image_in = self.batch * self.input_height * self.input_width * self.input_channels
         image_out = self.batch * self.output_height * self.output_width * self.output_channels
-        filters = self.kernel_height * self.kernel_width * self.input_channels * \
-            self.output_channels
-        return {ConvPass.FORWARD: (image_in, filters, image_out),
-                ConvPass.BACKWARD_DATA: (image_out, filters, image_in),
-                ConvPass.BACKWARD_WEIGHT: (image_in, image_out, filters)}[self.conv_pass]
+        filters = (
+            self.kernel_height * self.kernel_width * self.input_channels * self.output_channels
+        )
+        return {
+            ConvPass.FORWARD: (image_in, filters, image_out),
+            ConvPass.BACKWARD_DATA: (image_out, filters, image_in),
+            ConvPass.BACKWARD_WEIGHT: (image_in, image_out, filters),
+        }[self.conv_pass]
 
     @model_validator(mode="after")
     def _im2col(self) -> Conv2DOp:
@@ -145,8 +149,10 @@ class Conv2DOp(FrozenModel):
             ConvPass.BACKWARD_WEIGHT: (window, positions, self.output_channels),
         }[self.conv_pass]
         if (self.m, self.k, self.n) != expected:
-            raise ValueError(f"m, k, n must be {list(expected)} for a {self.conv_pass.value} "
-                             f"pass of this geometry (got {[self.m, self.k, self.n]})")
+            raise ValueError(
+                f"m, k, n must be {list(expected)} for a {self.conv_pass.value} "
+                f"pass of this geometry (got {[self.m, self.k, self.n]})"
+            )
         return self
 
 
@@ -189,8 +195,9 @@ class ReduceOp(FrozenModel):
         return 0
 
 
-OpSpec = Annotated[MatmulOp | Conv2DOp | ElementwiseOp | GatherOp | ReduceOp,
-                   Field(discriminator="kind")]
+OpSpec = Annotated[
+    MatmulOp | Conv2DOp | ElementwiseOp | GatherOp | ReduceOp, Field(discriminator="kind")
+]
 
 
 class OpRecord(FrozenModel):
@@ -208,8 +215,9 @@ class OpRecord(FrozenModel):
     @model_validator(mode="after")
     def _consistent(self) -> OpRecord:
         if self.macs != self.op.macs:
-            raise ValueError(f"macs must equal the op's closed form {self.op.macs} "
-                             f"(got {self.macs})")
+            raise ValueError(
+                f"macs must equal the op's closed form {self.op.macs} (got {self.macs})"
+            )
         if any(dep >= self.id for dep in self.deps):
             raise ValueError(f"deps must name earlier records (< {self.id}) (got {self.deps})")
         self._check_slots()
@@ -222,21 +230,28 @@ class OpRecord(FrozenModel):
         writes = [operand.slot for operand in self.writes]
         if not isinstance(self.op, MatmulOp | Conv2DOp):
             if any(slot is not None for slot in reads + writes):
-                raise ValueError(f"slot: only matmul and conv2d operands have one "
-                                 f"(a {self.op.kind} has reads {reads}, writes {writes})")
+                raise ValueError(
+                    f"slot: only matmul and conv2d operands have one "
+                    f"(a {self.op.kind} has reads {reads}, writes {writes})"
+                )
             return
-        if sorted(slot for slot in reads if slot) != [Slot.A, Slot.B] or \
-                [slot for slot in writes if slot] != [Slot.C]:
-            raise ValueError(f"slot: a {self.op.kind} reads one operand in slot 'a' and one in "
-                             f"'b' and writes one in 'c' (got reads "
-                             f"{[s and s.value for s in reads]}, writes "
-                             f"{[s and s.value for s in writes]})")
+        if sorted(slot for slot in reads if slot) != [Slot.A, Slot.B] or [
+            slot for slot in writes if slot
+        ] != [Slot.C]:
+            raise ValueError(
+                f"slot: a {self.op.kind} reads one operand in slot 'a' and one in "
+                f"'b' and writes one in 'c' (got reads "
+                f"{[s and s.value for s in reads]}, writes "
+                f"{[s and s.value for s in writes]})"
+            )
         expected = dict(zip(Slot, self.op.slot_elements(), strict=True))
         for operand in (*self.reads, *self.writes):
             if operand.slot is not None and operand.elements != expected[operand.slot]:
-                raise ValueError(f"slot: the '{operand.slot.value}' operand {operand.tensor!r} "
-                                 f"of this {self.op.kind} must have "
-                                 f"{expected[operand.slot]} elements (got {operand.elements})")
+                raise ValueError(
+                    f"slot: the '{operand.slot.value}' operand {operand.tensor!r} "
+                    f"of this {self.op.kind} must have "
+                    f"{expected[operand.slot]} elements (got {operand.elements})"
+                )
 
     def slot_index(self, slot: Slot) -> int:
         """Index of the operand in `slot` among the reads (a, b) or the writes (c)."""
@@ -267,8 +282,10 @@ class FeedbackInfo(FrozenModel):
     @model_validator(mode="after")
     def _fits(self) -> FeedbackInfo:
         if self.nonzeros > self.classes * self.neurons:
-            raise ValueError(f"nonzeros cannot exceed classes × neurons = "
-                             f"{self.classes * self.neurons} (got {self.nonzeros})")
+            raise ValueError(
+                f"nonzeros cannot exceed classes × neurons = "
+                f"{self.classes * self.neurons} (got {self.nonzeros})"
+            )
         return self
 
 
@@ -307,8 +324,9 @@ class TraceHeader(FrozenModel):
         targets = [info.layer for info in self.feedback]
         unknown = [name for name in targets if name not in names]
         if unknown:
-            raise ValueError(f"feedback: names layers the header does not have: "
-                             f"{', '.join(map(repr, unknown))}")
+            raise ValueError(
+                f"feedback: names layers the header does not have: {', '.join(map(repr, unknown))}"
+            )
         if len(set(targets)) != len(targets):
             raise ValueError("feedback: one entry per layer (a layer is named twice)")
         if self.algorithm == Algorithm.BP and self.feedback:

@@ -5,5 +5,11 @@ from hwsim.sweep.expand import Expansion, expand, load_sweep_spec
 from hwsim.sweep.overrides import apply_overrides, load_arch_with_overrides
 from hwsim.sweep.runner import run_sweep
 
-__all__ = ["Expansion", "apply_overrides", "expand", "load_arch_with_overrides",
-           "load_sweep_spec", "run_sweep"]
+__all__ = [
+    "Expansion",
+    "apply_overrides",
+    "expand",
+    "load_arch_with_overrides",
+    "load_sweep_spec",
+    "run_sweep",
+]

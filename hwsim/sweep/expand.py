@@ -55,12 +55,19 @@ class Workload:
 
     def columns(self) -> dict[str, Any]:
         header = self.trace.header
-        sparse = [info.nonzeros_per_neuron for info in header.feedback
-                  if info.nonzeros_per_neuron is not None]
-        return {"workload": self.label, "network": header.network,
-                "algorithm": header.algorithm.value, "batch_size": header.batch_size,
-                "nonzeros_per_neuron": sparse[0] if sparse else None,
-                "shape_only": self.source == "shape-only"}
+        sparse = [
+            info.nonzeros_per_neuron
+            for info in header.feedback
+            if info.nonzeros_per_neuron is not None
+        ]
+        return {
+            "workload": self.label,
+            "network": header.network,
+            "algorithm": header.algorithm.value,
+            "batch_size": header.batch_size,
+            "nonzeros_per_neuron": sparse[0] if sparse else None,
+            "shape_only": self.source == "shape-only",
+        }
 
 
 @dataclass(frozen=True)
@@ -94,15 +101,19 @@ class Expansion:
 
     @property
     def rows(self) -> list[Row]:
-        return [Row(point, workload, index,
-                    content_key(point.key, workload.key, __version__))
-                for point in self.points for index, workload in enumerate(self.workloads)]
+        return [
+            Row(point, workload, index, content_key(point.key, workload.key, __version__))
+            for point in self.points
+            for index, workload in enumerate(self.workloads)
+        ]
 
 
 def _relative(name_or_path: str, folder: Path) -> str:
     """Paths in a sweep file are relative to its folder; bare names stay names."""
-    if Path(name_or_path).suffix in (".yaml", ".yml", ".gz", ".jsonl") and \
-            not Path(name_or_path).is_absolute():
+    if (
+        Path(name_or_path).suffix in (".yaml", ".yml", ".gz", ".jsonl")
+        and not Path(name_or_path).is_absolute()
+    ):
         return str(folder / name_or_path)
     return name_or_path
 
@@ -116,9 +127,11 @@ def grid_indices(spec: SweepSpec, source: str = "sweep") -> list[int]:
     total = grid_size(spec.axes)
     wanted = total if spec.sampling is None else min(total, spec.sampling.samples)
     if wanted * len(spec.base) > MAX_POINTS:
-        raise SpecError(f"{source}: {'sampling.samples' if spec.sampling else 'axes'}: "
-                        f"{wanted * len(spec.base):,} points is more than {MAX_POINTS:,}; "
-                        f"draw fewer with sampling: {{samples: N, seed: S}}")
+        raise SpecError(
+            f"{source}: {'sampling.samples' if spec.sampling else 'axes'}: "
+            f"{wanted * len(spec.base):,} points is more than {MAX_POINTS:,}; "
+            f"draw fewer with sampling: {{samples: N, seed: S}}"
+        )
     if spec.sampling is None or spec.sampling.samples >= total:
         return list(range(total))
     rng = np.random.default_rng(spec.sampling.seed)
@@ -138,8 +151,11 @@ def grid_values(axes: list[Axis], index: int) -> dict[str, Any]:
 def _axis_problems(spec: SweepSpec) -> list[str]:
     problems = []
     for i, axis in enumerate(spec.axes):
-        members = [(f"axes.{i}.zip.{j}", m) for j, m in enumerate(axis.zip)] \
-            if axis.zip is not None else [(f"axes.{i}", axis)]
+        members = (
+            [(f"axes.{i}.zip.{j}", m) for j, m in enumerate(axis.zip)]
+            if axis.zip is not None
+            else [(f"axes.{i}", axis)]
+        )
         for where, member in members:
             problem = check_path(member.path)
             if problem is not None:
@@ -164,8 +180,9 @@ class _Points:
             self._techs[where] = load_model(TechSpec, where, "tech")
         return self._techs[where]
 
-    def build(self, index: int, base: str, path: Path, data: dict,
-              values: dict[str, Any]) -> Point | None:
+    def build(
+        self, index: int, base: str, path: Path, data: dict, values: dict[str, Any]
+    ) -> Point | None:
         where = f"point {index} ({base}{'; ' + _describe(values) if values else ''})"
         found: list[str] = []
         try:
@@ -206,9 +223,15 @@ def _network_workloads(spec: SweepSpec, folder: Path, source: str) -> Iterator[W
             for batch in item.batch_sizes or [network.training.batch_size]:
                 for s in counts:
                     config = TrainConfig.from_network(
-                        network, algorithm, epochs=1, batch_size=batch, seed=item.seed,
-                        optimizer=item.optimizer, nonzeros_per_neuron=s,
-                        rank=None if algorithm == Algorithm.BP else item.rank)
+                        network,
+                        algorithm,
+                        epochs=1,
+                        batch_size=batch,
+                        seed=item.seed,
+                        optimizer=item.optimizer,
+                        nonzeros_per_neuron=s,
+                        rank=None if algorithm == Algorithm.BP else item.rank,
+                    )
                     try:
                         trace = shape_only_trace(network, config)
                     except SpecError as exc:
@@ -218,8 +241,9 @@ def _network_workloads(spec: SweepSpec, folder: Path, source: str) -> Iterator[W
                         label += f"_s{config.nonzeros_per_neuron}"
                     if config.rank is not None:
                         label += f"_r{config.rank}"
-                    yield Workload(label, "shape-only", trace,
-                                   content_key(trace.model_dump(mode="json")))
+                    yield Workload(
+                        label, "shape-only", trace, content_key(trace.model_dump(mode="json"))
+                    )
 
 
 def load_workloads(spec: SweepSpec, folder: Path, source: str) -> list[Workload]:
@@ -229,14 +253,14 @@ def load_workloads(spec: SweepSpec, folder: Path, source: str) -> list[Workload]
         path = Path(_relative(name, folder))
         trace = read_trace(path)
         label = path.name.removesuffix(".gz").removesuffix(".jsonl")
-        workloads.append(Workload(label, str(path), trace,
-                                  content_key(trace.model_dump(mode="json"))))
+        workloads.append(
+            Workload(label, str(path), trace, content_key(trace.model_dump(mode="json")))
+        )
     workloads.extend(_network_workloads(spec, folder, source))
     labels = [workload.label for workload in workloads]
     repeated = sorted({label for label in labels if labels.count(label) > 1})
     if repeated:
-        raise SpecError(f"{source}: workloads: each workload once; repeated: "
-                        f"{', '.join(repeated)}")
+        raise SpecError(f"{source}: workloads: each workload once; repeated: {', '.join(repeated)}")
     return workloads
 
 
@@ -259,8 +283,7 @@ def expand(sweep: SweepSpec | str | Path) -> Expansion:
     for base in spec.base:
         path, data = load_arch_mapping(_relative(base, folder))
         for grid_index in indices:
-            point = builder.build(count, path.stem, path, data,
-                                  grid_values(spec.axes, grid_index))
+            point = builder.build(count, path.stem, path, data, grid_values(spec.axes, grid_index))
             count += 1
             if point is not None:
                 points.append(point)

@@ -44,8 +44,11 @@ def check_path(path: str, model: type[BaseModel] = ArchSpec) -> str | None:
         if part not in fields:
             near = difflib.get_close_matches(part, fields, n=1)
             where = f" in '{'.'.join(walked)}'" if walked else ""
-            hint = f"; did you mean '{'.'.join([*walked, near[0]])}'?" if near else \
-                f"; valid keys{where}: {', '.join(fields)}"
+            hint = (
+                f"; did you mean '{'.'.join([*walked, near[0]])}'?"
+                if near
+                else f"; valid keys{where}: {', '.join(fields)}"
+            )
             return f"unknown field '{part}'{where}{hint}"
         current = _model_of(current.model_fields[part].annotation)
         walked.append(part)
@@ -73,8 +76,9 @@ def parse_assignment(text: str, flag: str = "--set") -> tuple[str, Any]:
     path, equals, value = text.partition("=")
     path = path.strip()
     if not equals or not path:
-        raise SpecError(f"{flag} {text}: expected PATH=VALUE, e.g. "
-                        f"{flag} global_buffer.capacity_bytes='1 MiB'")
+        raise SpecError(
+            f"{flag} {text}: expected PATH=VALUE, e.g. {flag} global_buffer.capacity_bytes='1 MiB'"
+        )
     problem = check_path(path)
     if problem is not None:
         raise SpecError(f"{flag} {text}: {problem}")
@@ -88,24 +92,28 @@ def load_arch_mapping(name_or_path: str | Path) -> tuple[Path, dict]:
     path = arch_path(name_or_path)
     data = load_yaml(path)
     if not isinstance(data, dict):
-        raise SpecError(f"{path}: expected a mapping with 'schema_version' and 'kind: arch' "
-                        f"(got {type(data).__name__})")
+        raise SpecError(
+            f"{path}: expected a mapping with 'schema_version' and 'kind: arch' "
+            f"(got {type(data).__name__})"
+        )
     found = data.get("kind")
     if found is not None and found != "arch":
         raise SpecError(f"{path}: kind: expected 'arch' (got {found!r})")
     return path, data
 
 
-def validate_arch(data: Mapping[str, Any], path: Path,
-                  source: str) -> tuple[ArchSpec, ActionEnergies]:
+def validate_arch(
+    data: Mapping[str, Any], path: Path, source: str
+) -> tuple[ArchSpec, ActionEnergies]:
     """Validate an (overridden) arch mapping read from `path` and resolve its energies; errors
     name `source`.  A relative `tech:` path is taken from `path`'s folder, as for the file."""
     arch = validate(ArchSpec, data, source)
     return arch, resolve_energies(arch, load_tech(arch, path), source=source)
 
 
-def load_arch_with_overrides(name_or_path: str | Path, assignments: Iterable[str],
-                             flag: str = "--set") -> tuple[ArchSpec, ActionEnergies]:
+def load_arch_with_overrides(
+    name_or_path: str | Path, assignments: Iterable[str], flag: str = "--set"
+) -> tuple[ArchSpec, ActionEnergies]:
     """`load_arch_with_energies` with `PATH=VALUE` assignments applied before validation."""
     overrides = [parse_assignment(text, flag) for text in assignments]
     path, data = load_arch_mapping(name_or_path)

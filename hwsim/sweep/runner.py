@@ -29,8 +29,7 @@ POOL_RESTARTS = 3
 
 
 def default_jobs() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else \
-        os.cpu_count() or 1
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _by_point(tasks: list[Row]) -> list[list[Row]]:
@@ -63,8 +62,12 @@ def _pool(tasks: list[Row], expansion: Expansion, jobs: int) -> Iterator[Result]
     restarts = 0
     while queue:
         broken = False
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"),
-                                 initializer=start_worker, initargs=(traces,)) as pool:
+        with ProcessPoolExecutor(
+            max_workers=jobs,
+            mp_context=get_context("spawn"),
+            initializer=start_worker,
+            initargs=(traces,),
+        ) as pool:
             in_flight: dict[Future, list[Row]] = {}
             try:
                 while (queue and not broken) or in_flight:
@@ -72,8 +75,11 @@ def _pool(tasks: list[Row], expansion: Expansion, jobs: int) -> Iterator[Result]
                         point = queue[0][0].point
                         try:
                             future = pool.submit(
-                                price_in_worker, point.arch, point.energies,
-                                [(row.key, row.workload_index) for row in queue[0]])
+                                price_in_worker,
+                                point.arch,
+                                point.energies,
+                                [(row.key, row.workload_index) for row in queue[0]],
+                            )
                         except BrokenProcessPool:  # the next pool runs this point
                             broken = True
                             break
@@ -86,9 +92,17 @@ def _pool(tasks: list[Row], expansion: Expansion, jobs: int) -> Iterator[Result]
                         except BrokenProcessPool as exc:
                             broken = True
                             for row in rows:
-                                yield row.key, {"status": "error", "error": (
-                                    f"a worker process died while this point or another was "
-                                    f"running ({exc})")}
+                                yield (
+                                    row.key,
+                                    {
+                                        "status": "error",
+                                        "error": (
+                                            "a worker process died while this point or another "
+                                            "was "
+                                            f"running ({exc})"
+                                        ),
+                                    },
+                                )
                         except Exception as exc:  # e.g. a result that cannot be pickled
                             for row in rows:
                                 yield row.key, _error(exc)
@@ -97,39 +111,55 @@ def _pool(tasks: list[Row], expansion: Expansion, jobs: int) -> Iterator[Result]
                     future.cancel()
         if broken:
             restarts += 1
-            logger.warning("sweep: a worker process died; %s", "starting a new pool"
-                           if restarts <= POOL_RESTARTS and queue else "giving up")
+            logger.warning(
+                "sweep: a worker process died; %s",
+                "starting a new pool" if restarts <= POOL_RESTARTS and queue else "giving up",
+            )
             if restarts > POOL_RESTARTS:
                 for rows in queue:
                     for row in rows:
-                        yield row.key, {"status": "error",
-                                        "error": f"not run: worker processes died "
-                                                 f"{restarts} times"}
+                        yield (
+                            row.key,
+                            {
+                                "status": "error",
+                                "error": f"not run: worker processes died {restarts} times",
+                            },
+                        )
                 return
 
 
-def _dask(tasks: list[Row], expansion: Expansion, scheduler: str | None,
-          local_workers: int | None) -> Iterator[Result]:
+def _dask(
+    tasks: list[Row], expansion: Expansion, scheduler: str | None, local_workers: int | None
+) -> Iterator[Result]:
     """Dask: an existing scheduler, or a LocalCluster of `local_workers` processes; each trace
     scattered once to every worker."""
     try:
         from dask.distributed import Client, LocalCluster
         from dask.distributed import as_completed as dask_completed
     except ImportError:
-        raise SpecError("--scheduler/--dask-local need dask.distributed: "
-                        "pip install 'hwsim[dask]'") from None
+        raise SpecError(
+            "--scheduler/--dask-local need dask.distributed: pip install 'hwsim[dask]'"
+        ) from None
     cluster = None
     if scheduler is None:
-        cluster = LocalCluster(n_workers=local_workers, threads_per_worker=1, processes=True,
-                               dashboard_address=None)
+        cluster = LocalCluster(
+            n_workers=local_workers, threads_per_worker=1, processes=True, dashboard_address=None
+        )
     try:
         with Client(cluster if cluster is not None else scheduler) as client:
             traces = client.scatter([w.trace for w in expansion.workloads], broadcast=True)
             groups = _by_point(tasks)
-            futures = [client.submit(
-                price_on_dask, rows[0].point.arch, rows[0].point.energies,
-                [(row.key, traces[row.workload_index]) for row in rows],
-                key=f"hwsim-{rows[0].key}", pure=False) for rows in groups]
+            futures = [
+                client.submit(
+                    price_on_dask,
+                    rows[0].point.arch,
+                    rows[0].point.energies,
+                    [(row.key, traces[row.workload_index]) for row in rows],
+                    key=f"hwsim-{rows[0].key}",
+                    pure=False,
+                )
+                for rows in groups
+            ]
             by_key = {future.key: rows for future, rows in zip(futures, groups, strict=True)}
             for future in dask_completed(futures):
                 try:
@@ -142,10 +172,16 @@ def _dask(tasks: list[Row], expansion: Expansion, scheduler: str | None,
             cluster.close()
 
 
-def run_sweep(sweep: SweepSpec | str | Path, out: str | Path, *, jobs: int | None = None,
-              scheduler: str | None = None, dask_local: int | None = None,
-              on_start: Callable[[int, int], None] | None = None,
-              on_result: Callable[[str, dict[str, Any]], None] | None = None) -> pd.DataFrame:
+def run_sweep(
+    sweep: SweepSpec | str | Path,
+    out: str | Path,
+    *,
+    jobs: int | None = None,
+    scheduler: str | None = None,
+    dask_local: int | None = None,
+    on_start: Callable[[int, int], None] | None = None,
+    on_result: Callable[[str, dict[str, Any]], None] | None = None,
+) -> pd.DataFrame:
     """Run the sweep `sweep` (a file or a SweepSpec) into the folder `out`; the results table.
 
     Every point is validated before any runs (one SpecError lists every problem).  Rows
@@ -173,8 +209,9 @@ def run_sweep(sweep: SweepSpec | str | Path, out: str | Path, *, jobs: int | Non
     tasks = list(pending.values())
     if on_start is not None:
         on_start(len(tasks), skipped)
-    logger.info("sweep %s: %d rows to run, %d already finished", expansion.spec.name,
-                len(tasks), skipped)
+    logger.info(
+        "sweep %s: %d rows to run, %d already finished", expansion.spec.name, len(tasks), skipped
+    )
     if tasks:
         if scheduler is not None or dask_local is not None:
             results = _dask(tasks, expansion, scheduler, dask_local)

@@ -64,8 +64,12 @@ def read_point(out: Path, key: str) -> dict[str, Any] | None:
 
 
 def write_point(out: Path, key: str, result: dict[str, Any]) -> None:
-    record = {"key": key, "status": result["status"], "error": result.get("error"),
-              "metrics": result.get("metrics", {})}
+    record = {
+        "key": key,
+        "status": result["status"],
+        "error": result.get("error"),
+        "metrics": result.get("metrics", {}),
+    }
     with atomic_output(point_path(out, key)) as f:
         f.write(json.dumps(record, sort_keys=True) + "\n")
 
@@ -87,9 +91,12 @@ def resolved_value(arch: ArchSpec, path: str) -> Any:
 
 
 def _row(row: Row, record: dict[str, Any] | None, metrics: list[Metric]) -> dict[str, Any]:
-    values = {"point": row.point.index, "base": row.point.base,
-              **{path: resolved_value(row.point.arch, path) for path in row.point.values},
-              **row.workload.columns()}
+    values = {
+        "point": row.point.index,
+        "base": row.point.base,
+        **{path: resolved_value(row.point.arch, path) for path in row.point.values},
+        **row.workload.columns(),
+    }
     found = (record or {}).get("metrics", {})
     for metric in metrics:
         values[metric.value] = found.get(metric.value)

@@ -29,8 +29,12 @@ def metrics(result: SimResult, energies: ActionEnergies) -> dict[str, float]:
     sums: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
     rows = result.breakdown
     for component, action, count, nbytes in zip(
-            rows["component"].tolist(), rows["action"].tolist(), rows["count"].tolist(),
-            rows["bytes"].tolist(), strict=True):
+        rows["component"].tolist(),
+        rows["action"].tolist(),
+        rows["count"].tolist(),
+        rows["bytes"].tolist(),
+        strict=True,
+    ):
         entry = sums[component, action]
         entry[0] += count
         entry[1] += nbytes
@@ -78,15 +82,17 @@ def start_worker(traces: list[Trace]) -> None:
     _traces[:] = traces
 
 
-def price_in_worker(arch: ArchSpec, energies: ActionEnergies,
-                    rows: list[tuple[str, int]]) -> list[tuple[str, dict[str, Any]]]:
+def price_in_worker(
+    arch: ArchSpec, energies: ActionEnergies, rows: list[tuple[str, int]]
+) -> list[tuple[str, dict[str, Any]]]:
     """A process-pool task: one point priced on this worker's copies of the workloads `rows`
     names ((row key, workload index) pairs).  One worker prices all of a point's workloads, so
     the mapping search's cache serves the ops they share."""
     return [(key, price(arch, energies, _traces[workload])) for key, workload in rows]
 
 
-def price_on_dask(arch: ArchSpec, energies: ActionEnergies,
-                  rows: list[tuple[str, Trace]]) -> list[tuple[str, dict[str, Any]]]:
+def price_on_dask(
+    arch: ArchSpec, energies: ActionEnergies, rows: list[tuple[str, Trace]]
+) -> list[tuple[str, dict[str, Any]]]:
     """A Dask task: as `price_in_worker`, the traces arriving as scattered futures."""
     return [(key, price(arch, energies, trace)) for key, trace in rows]

@@ -235,9 +235,11 @@ def _read_bytes(file: Path) -> bytes:
     except OSError as exc:
         raise DataError(f"{file}: cannot read ({exc.strerror or exc})") from exc
     if len(data) > _MAX_DATA_FILE_BYTES:
-        raise DataError(f"{file}: more than {_MAX_DATA_FILE_BYTES:,} bytes"
-                        f"{' once decompressed' if file.suffix == '.gz' else ''}, larger than "
-                        "any dataset file hwsim reads")
+        raise DataError(
+            f"{file}: more than {_MAX_DATA_FILE_BYTES:,} bytes"
+            f"{' once decompressed' if file.suffix == '.gz' else ''}, larger than "
+            "any dataset file hwsim reads"
+        )
     return data
 
 
@@ -326,8 +328,10 @@ def _guarded_codecs_encode(text: object, encoding: object = "utf-8") -> bytes:
     """`_codecs.encode` as python-2 CIFAR pickles use it: str → latin-1 bytes, nothing else
     (other codecs, such as hex, would let a small pickle build a huge value)."""
     if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
-        raise _RefusedPickle(f"_codecs.encode with {type(text).__name__} and "
-                             f"{str(encoding)[:20]!r} (only str to latin1 is allowed)")
+        raise _RefusedPickle(
+            f"_codecs.encode with {type(text).__name__} and "
+            f"{str(encoding)[:20]!r} (only str to latin1 is allowed)"
+        )
     return text.encode("latin1")
 
 
@@ -356,8 +360,10 @@ class _CifarUnpickler(pickle.Unpickler):
         except TypeError as exc:
             raise _RefusedPickle(f"an array of dtype {str(dtype)[:40]} ({exc})") from None
         if math.prod(dims) * itemsize > self._budget:
-            raise _RefusedPickle(f"an array of {math.prod(dims) * itemsize:,} bytes from a file "
-                                 f"of {self._budget - 2**16:,} bytes")
+            raise _RefusedPickle(
+                f"an array of {math.prod(dims) * itemsize:,} bytes from a file "
+                f"of {self._budget - 2**16:,} bytes"
+            )
 
     def find_class(self, module: str, name: str) -> object:
         if (module, name) not in _PICKLE_GLOBALS:
@@ -381,9 +387,11 @@ def _cifar_batch(name: str, file: Path) -> tuple[np.ndarray, np.ndarray]:
     except OSError as exc:
         raise DataError(f"{file}: cannot read ({exc.strerror or exc})") from exc
     except _RefusedPickle as exc:
-        raise DataError(f"{file}: refused: not a CIFAR batch: the pickle asks for {exc}; a "
-                        "pickle can run code and build anything, so only the numpy arrays of "
-                        "a CIFAR batch are loaded") from None
+        raise DataError(
+            f"{file}: refused: not a CIFAR batch: the pickle asks for {exc}; a "
+            "pickle can run code and build anything, so only the numpy arrays of "
+            "a CIFAR batch are loaded"
+        ) from None
     except DataError:
         raise
     except Exception as exc:  # a corrupt pickle can raise almost anything
@@ -401,8 +409,9 @@ def _cifar_batch(name: str, file: Path) -> tuple[np.ndarray, np.ndarray]:
     if isinstance(labels, list) and all(type(label) is int for label in labels):
         labels = np.array(labels, dtype=np.int64)
     if not isinstance(labels, np.ndarray):
-        raise DataError(f"{file}: {label_key} must be a list of integers "
-                        f"(got {type(labels).__name__})")
+        raise DataError(
+            f"{file}: {label_key} must be a list of integers (got {type(labels).__name__})"
+        )
     pixels, label_array = data, labels
     if pixels.ndim != 2 or pixels.shape[1] != _CIFAR_PIXELS or pixels.shape[0] == 0:
         raise DataError(f"{file}: data must be [n, {_CIFAR_PIXELS}] (got shape {pixels.shape})")

@@ -102,13 +102,24 @@ class Layer:
     def backward(self, dy: np.ndarray, ctx: StepContext, input_error: bool) -> np.ndarray | None:
         raise NotImplementedError
 
-    def _elementwise(self, ctx: StepContext, phase: Phase, function: str, reads: list[Access],
-                     writes: list[Access], elements: int) -> None:
+    def _elementwise(
+        self,
+        ctx: StepContext,
+        phase: Phase,
+        function: str,
+        reads: list[Access],
+        writes: list[Access],
+        elements: int,
+    ) -> None:
         if ctx.tracer is not None:
-            ctx.tracer.record(layer=self.name, phase=phase,
-                              op=ElementwiseOp(kind="elementwise", function=function,
-                                               elements=elements),
-                              reads=reads, writes=writes, other_ops=elements)
+            ctx.tracer.record(
+                layer=self.name,
+                phase=phase,
+                op=ElementwiseOp(kind="elementwise", function=function, elements=elements),
+                reads=reads,
+                writes=writes,
+                other_ops=elements,
+            )
 
 
 class WeightLayer(Layer):
@@ -116,8 +127,9 @@ class WeightLayer(Layer):
 
     has_weights = True
 
-    def __init__(self, spec: DenseLayer | Conv2DLayer, shape: LayerShape,
-                 input_tensor: str) -> None:
+    def __init__(
+        self, spec: DenseLayer | Conv2DLayer, shape: LayerShape, input_tensor: str
+    ) -> None:
         super().__init__(spec, shape, input_tensor)
         self.trainable = spec.trainable
         self.activation = spec.activation
@@ -137,19 +149,31 @@ class WeightLayer(Layer):
         if self.activation == Activation.LINEAR:
             return h
         y = activate(self.activation, h)
-        self._elementwise(ctx, Phase.FORWARD, self.activation.value,
-                          [Access(self.pre_tensor, Role.ACTIVATION, h)],
-                          [Access(self.output_tensor, Role.ACTIVATION, y)], h.size)
+        self._elementwise(
+            ctx,
+            Phase.FORWARD,
+            self.activation.value,
+            [Access(self.pre_tensor, Role.ACTIVATION, h)],
+            [Access(self.output_tensor, Role.ACTIVATION, y)],
+            h.size,
+        )
         return y
 
     def _activation_backward(self, dy: np.ndarray, ctx: StepContext) -> np.ndarray:
         if self.activation == Activation.LINEAR:
             return dy
         dh = dy * activation_derivative(self.activation, self._y)
-        self._elementwise(ctx, Phase.ERROR, f"{self.activation.value}_derivative",
-                          [Access(self.output_error_tensor, Role.ERROR, dy),
-                           Access(self.output_tensor, Role.ACTIVATION, self._y)],
-                          [Access(f"{self.pre_tensor}.error", Role.ERROR, dh)], dh.size)
+        self._elementwise(
+            ctx,
+            Phase.ERROR,
+            f"{self.activation.value}_derivative",
+            [
+                Access(self.output_error_tensor, Role.ERROR, dy),
+                Access(self.output_tensor, Role.ACTIVATION, self._y),
+            ],
+            [Access(f"{self.pre_tensor}.error", Role.ERROR, dh)],
+            dh.size,
+        )
         return dh
 
     def _bias_gradient(self, dh: np.ndarray, ctx: StepContext) -> None:
@@ -159,12 +183,15 @@ class WeightLayer(Layer):
         self.grads["bias"] = dh.sum(axis=reduce_axes)
         if ctx.tracer is not None:
             ctx.tracer.record(
-                layer=self.name, phase=Phase.GRADIENT,
-                op=ReduceOp(kind="reduce", function="sum", inputs=dh.size,
-                            outputs=self.grads["bias"].size),
+                layer=self.name,
+                phase=Phase.GRADIENT,
+                op=ReduceOp(
+                    kind="reduce", function="sum", inputs=dh.size, outputs=self.grads["bias"].size
+                ),
                 reads=[Access(f"{self.pre_tensor}.error", Role.ERROR, dh)],
                 writes=[Access(f"{self.name}.bias.grad", Role.GRADIENT, self.grads["bias"])],
-                other_ops=dh.size)
+                other_ops=dh.size,
+            )
 
 
 class Dense(WeightLayer):
@@ -175,12 +202,16 @@ class Dense(WeightLayer):
             h += self.params["bias"]
         if ctx.tracer is not None:
             ctx.tracer.record(
-                layer=self.name, phase=Phase.FORWARD,
+                layer=self.name,
+                phase=Phase.FORWARD,
                 op=MatmulOp(kind="matmul", m=x.shape[0], k=weight.shape[0], n=weight.shape[1]),
-                reads=[Access(self.input_tensor, self.input_role(), x, Slot.A),
-                       *self.weight_reads()],
+                reads=[
+                    Access(self.input_tensor, self.input_role(), x, Slot.A),
+                    *self.weight_reads(),
+                ],
                 writes=[Access(self.pre_tensor, Role.ACTIVATION, h, Slot.C)],
-                other_ops=h.size if "bias" in self.params else 0)
+                other_ops=h.size if "bias" in self.params else 0,
+            )
         y = self._activate(h, ctx)
         if ctx.training:
             self._x, self._y = x, y
@@ -194,23 +225,34 @@ class Dense(WeightLayer):
             self.grads["weight"] = x.T @ dh
             if ctx.tracer is not None:
                 ctx.tracer.record(
-                    layer=self.name, phase=Phase.GRADIENT,
+                    layer=self.name,
+                    phase=Phase.GRADIENT,
                     op=MatmulOp(kind="matmul", m=x.shape[1], k=x.shape[0], n=dh.shape[1]),
-                    reads=[Access(self.input_tensor, self.input_role(), x, Slot.A),
-                           error_tensor.as_slot(Slot.B)],
-                    writes=[Access(f"{self.name}.weight.grad", Role.GRADIENT,
-                                   self.grads["weight"], Slot.C)])
+                    reads=[
+                        Access(self.input_tensor, self.input_role(), x, Slot.A),
+                        error_tensor.as_slot(Slot.B),
+                    ],
+                    writes=[
+                        Access(
+                            f"{self.name}.weight.grad", Role.GRADIENT, self.grads["weight"], Slot.C
+                        )
+                    ],
+                )
             self._bias_gradient(dh, ctx)
         if not input_error:
             return None
         dx = dh @ weight.T
         if ctx.tracer is not None:
             ctx.tracer.record(
-                layer=self.name, phase=Phase.ERROR,
+                layer=self.name,
+                phase=Phase.ERROR,
                 op=MatmulOp(kind="matmul", m=dh.shape[0], k=dh.shape[1], n=weight.shape[0]),
-                reads=[error_tensor.as_slot(Slot.A),
-                       Access(f"{self.name}.weight", Role.WEIGHT, weight, Slot.B)],
-                writes=[Access(self.input_error_tensor, Role.ERROR, dx, Slot.C)])
+                reads=[
+                    error_tensor.as_slot(Slot.A),
+                    Access(f"{self.name}.weight", Role.WEIGHT, weight, Slot.B),
+                ],
+                writes=[Access(self.input_error_tensor, Role.ERROR, dx, Slot.C)],
+            )
         return dx
 
 
@@ -220,8 +262,15 @@ def _window_padding(size: int, kernel: int, stride: int, padding: Padding) -> tu
     return 0, 0
 
 
-def windows(x: np.ndarray, kernel: int, stride: int, out_h: int, out_w: int,
-            pads: tuple[tuple[int, int], tuple[int, int]], fill: float = 0.0) -> np.ndarray:
+def windows(
+    x: np.ndarray,
+    kernel: int,
+    stride: int,
+    out_h: int,
+    out_w: int,
+    pads: tuple[tuple[int, int], tuple[int, int]],
+    fill: float = 0.0,
+) -> np.ndarray:
     """Strided view [B, out_h, out_w, C, kernel, kernel] of the padded input."""
     if any(pads[0]) or any(pads[1]):
         x = np.pad(x, ((0, 0), pads[0], pads[1], (0, 0)), constant_values=fill)
@@ -229,8 +278,13 @@ def windows(x: np.ndarray, kernel: int, stride: int, out_h: int, out_w: int,
     return view[:, ::stride, ::stride][:, :out_h, :out_w]
 
 
-def scatter_windows(dwin: np.ndarray, input_shape: tuple[int, ...], kernel: int, stride: int,
-                    pads: tuple[tuple[int, int], tuple[int, int]]) -> np.ndarray:
+def scatter_windows(
+    dwin: np.ndarray,
+    input_shape: tuple[int, ...],
+    kernel: int,
+    stride: int,
+    pads: tuple[tuple[int, int], tuple[int, int]],
+) -> np.ndarray:
     """Adjoint of `windows`: add [B, oh, ow, kernel, kernel, C] window errors back to the input."""
     batch, height, width, channels = input_shape
     out_h, out_w = dwin.shape[1], dwin.shape[2]
@@ -240,9 +294,9 @@ def scatter_windows(dwin: np.ndarray, input_shape: tuple[int, ...], kernel: int,
     for i in range(kernel):
         for j in range(kernel):
             rows = slice(i, i + stride * out_h, stride)
-            dx[:, rows, j:j + stride * out_w:stride, :] += dwin[:, :, :, i, j]
+            dx[:, rows, j : j + stride * out_w : stride, :] += dwin[:, :, :, i, j]
     top, left = pads[0][0], pads[1][0]
-    return dx[:, top:top + height, left:left + width, :]
+    return dx[:, top : top + height, left : left + width, :]
 
 
 class Conv2D(WeightLayer):
@@ -250,23 +304,40 @@ class Conv2D(WeightLayer):
         super().__init__(spec, shape, input_tensor)
         height, width, _ = shape.input_shape
         k, s = spec.kernel_size, spec.stride
-        self.pads = (_window_padding(height, k, s, spec.padding),
-                     _window_padding(width, k, s, spec.padding))
+        self.pads = (
+            _window_padding(height, k, s, spec.padding),
+            _window_padding(width, k, s, spec.padding),
+        )
         self._cols: np.ndarray | None = None
 
     def _op(self, batch: int, conv_pass: ConvPass) -> Conv2DOp:
         spec = self.spec
         height, width, channels = self.shape.input_shape
         out_h, out_w, filters = self.shape.output_shape
-        positions, window = batch * out_h * out_w, spec.kernel_size ** 2 * channels
-        m, k, n = {ConvPass.FORWARD: (positions, window, filters),
-                   ConvPass.BACKWARD_DATA: (positions, filters, window),
-                   ConvPass.BACKWARD_WEIGHT: (window, positions, filters)}[conv_pass]
-        return Conv2DOp(kind="conv2d", conv_pass=conv_pass, batch=batch, input_height=height,
-                        input_width=width, input_channels=channels, output_height=out_h,
-                        output_width=out_w, output_channels=filters,
-                        kernel_height=spec.kernel_size, kernel_width=spec.kernel_size,
-                        stride=spec.stride, padding=spec.padding, m=m, k=k, n=n)
+        positions, window = batch * out_h * out_w, spec.kernel_size**2 * channels
+        m, k, n = {
+            ConvPass.FORWARD: (positions, window, filters),
+            ConvPass.BACKWARD_DATA: (positions, filters, window),
+            ConvPass.BACKWARD_WEIGHT: (window, positions, filters),
+        }[conv_pass]
+        return Conv2DOp(
+            kind="conv2d",
+            conv_pass=conv_pass,
+            batch=batch,
+            input_height=height,
+            input_width=width,
+            input_channels=channels,
+            output_height=out_h,
+            output_width=out_w,
+            output_channels=filters,
+            kernel_height=spec.kernel_size,
+            kernel_width=spec.kernel_size,
+            stride=spec.stride,
+            padding=spec.padding,
+            m=m,
+            k=k,
+            n=n,
+        )
 
     def forward(self, x: np.ndarray, ctx: StepContext) -> np.ndarray:
         batch = x.shape[0]
@@ -281,11 +352,16 @@ class Conv2D(WeightLayer):
         h = h.reshape(batch, out_h, out_w, filters)
         if ctx.tracer is not None:
             ctx.tracer.record(
-                layer=self.name, phase=Phase.FORWARD, op=self._op(batch, ConvPass.FORWARD),
-                reads=[Access(self.input_tensor, self.input_role(), x, Slot.A),
-                       *self.weight_reads()],
+                layer=self.name,
+                phase=Phase.FORWARD,
+                op=self._op(batch, ConvPass.FORWARD),
+                reads=[
+                    Access(self.input_tensor, self.input_role(), x, Slot.A),
+                    *self.weight_reads(),
+                ],
                 writes=[Access(self.pre_tensor, Role.ACTIVATION, h, Slot.C)],
-                other_ops=h.size if "bias" in self.params else 0)
+                other_ops=h.size if "bias" in self.params else 0,
+            )
         y = self._activate(h, ctx)
         if ctx.training:
             self._x, self._y = x, y
@@ -303,12 +379,19 @@ class Conv2D(WeightLayer):
             self.grads["weight"] = (self._cols.T @ dh_cols).reshape(weight.shape)
             if ctx.tracer is not None:
                 ctx.tracer.record(
-                    layer=self.name, phase=Phase.GRADIENT,
+                    layer=self.name,
+                    phase=Phase.GRADIENT,
                     op=self._op(batch, ConvPass.BACKWARD_WEIGHT),
-                    reads=[Access(self.input_tensor, self.input_role(), self._x, Slot.A),
-                           error_tensor.as_slot(Slot.B)],
-                    writes=[Access(f"{self.name}.weight.grad", Role.GRADIENT,
-                                   self.grads["weight"], Slot.C)])
+                    reads=[
+                        Access(self.input_tensor, self.input_role(), self._x, Slot.A),
+                        error_tensor.as_slot(Slot.B),
+                    ],
+                    writes=[
+                        Access(
+                            f"{self.name}.weight.grad", Role.GRADIENT, self.grads["weight"], Slot.C
+                        )
+                    ],
+                )
             self._bias_gradient(dh, ctx)
         if not input_error:
             return None
@@ -320,10 +403,15 @@ class Conv2D(WeightLayer):
         dx = scatter_windows(dwin, self._x.shape, k, self.spec.stride, self.pads)
         if ctx.tracer is not None:
             ctx.tracer.record(
-                layer=self.name, phase=Phase.ERROR, op=self._op(batch, ConvPass.BACKWARD_DATA),
-                reads=[error_tensor.as_slot(Slot.A),
-                       Access(f"{self.name}.weight", Role.WEIGHT, weight, Slot.B)],
-                writes=[Access(self.input_error_tensor, Role.ERROR, dx, Slot.C)])
+                layer=self.name,
+                phase=Phase.ERROR,
+                op=self._op(batch, ConvPass.BACKWARD_DATA),
+                reads=[
+                    error_tensor.as_slot(Slot.A),
+                    Access(f"{self.name}.weight", Role.WEIGHT, weight, Slot.B),
+                ],
+                writes=[Access(self.input_error_tensor, Role.ERROR, dx, Slot.C)],
+            )
         return dx
 
 
@@ -332,8 +420,10 @@ class MaxPool(Layer):
         super().__init__(spec, shape, input_tensor)
         self.stride = spec.stride or spec.pool_size
         height, width, _ = shape.input_shape
-        self.pads = (_window_padding(height, spec.pool_size, self.stride, spec.padding),
-                     _window_padding(width, spec.pool_size, self.stride, spec.padding))
+        self.pads = (
+            _window_padding(height, spec.pool_size, self.stride, spec.padding),
+            _window_padding(width, spec.pool_size, self.stride, spec.padding),
+        )
         self._argmax: np.ndarray | None = None
         self._input_shape: tuple[int, ...] = ()
 
@@ -346,10 +436,13 @@ class MaxPool(Layer):
         y = np.take_along_axis(flat, argmax[..., None], axis=-1)[..., 0]
         if ctx.tracer is not None:
             ctx.tracer.record(
-                layer=self.name, phase=Phase.FORWARD,
+                layer=self.name,
+                phase=Phase.FORWARD,
                 op=ReduceOp(kind="reduce", function="max", inputs=flat.size, outputs=y.size),
                 reads=[Access(self.input_tensor, self.input_role(), x)],
-                writes=[Access(self.output_tensor, Role.ACTIVATION, y)], other_ops=flat.size)
+                writes=[Access(self.output_tensor, Role.ACTIVATION, y)],
+                other_ops=flat.size,
+            )
         if ctx.training:
             self._argmax, self._input_shape = argmax, x.shape
         return y
@@ -362,9 +455,14 @@ class MaxPool(Layer):
         b, i, j, c = np.indices(dy.shape, sparse=True)
         dwin[b, i, j, rows, cols, c] = dy
         dx = scatter_windows(dwin, self._input_shape, k, self.stride, self.pads)
-        self._elementwise(ctx, Phase.ERROR, "max_pool_route",
-                          [Access(self.output_error_tensor, Role.ERROR, dy)],
-                          [Access(self.input_error_tensor, Role.ERROR, dx)], dx.size)
+        self._elementwise(
+            ctx,
+            Phase.ERROR,
+            "max_pool_route",
+            [Access(self.output_error_tensor, Role.ERROR, dy)],
+            [Access(self.input_error_tensor, Role.ERROR, dx)],
+            dx.size,
+        )
         return dx
 
 
@@ -397,20 +495,34 @@ class Dropout(Layer):
         keep = ctx.rng.random(x.shape, dtype=np.float32) >= rate
         self._mask = keep.astype(x.dtype) / (1 - rate)
         y = x * self._mask
-        self._elementwise(ctx, Phase.FORWARD, "dropout",
-                          [Access(self.input_tensor, self.input_role(), x)],
-                          [Access(self.output_tensor, Role.ACTIVATION, y),
-                           Access(f"{self.name}.mask", Role.ACTIVATION, self._mask)], x.size)
+        self._elementwise(
+            ctx,
+            Phase.FORWARD,
+            "dropout",
+            [Access(self.input_tensor, self.input_role(), x)],
+            [
+                Access(self.output_tensor, Role.ACTIVATION, y),
+                Access(f"{self.name}.mask", Role.ACTIVATION, self._mask),
+            ],
+            x.size,
+        )
         return y
 
     def backward(self, dy: np.ndarray, ctx: StepContext, input_error: bool) -> np.ndarray | None:
         if self._mask is None:
             return dy
         dx = dy * self._mask
-        self._elementwise(ctx, Phase.ERROR, "dropout_mask",
-                          [Access(self.output_error_tensor, Role.ERROR, dy),
-                           Access(f"{self.name}.mask", Role.ACTIVATION, self._mask)],
-                          [Access(self.input_error_tensor, Role.ERROR, dx)], dx.size)
+        self._elementwise(
+            ctx,
+            Phase.ERROR,
+            "dropout_mask",
+            [
+                Access(self.output_error_tensor, Role.ERROR, dy),
+                Access(f"{self.name}.mask", Role.ACTIVATION, self._mask),
+            ],
+            [Access(self.input_error_tensor, Role.ERROR, dx)],
+            dx.size,
+        )
         return dx
 
 
@@ -421,23 +533,39 @@ class ActivationFunction(Layer):
 
     def forward(self, x: np.ndarray, ctx: StepContext) -> np.ndarray:
         y = activate(self.spec.function, x)
-        self._elementwise(ctx, Phase.FORWARD, self.spec.function.value,
-                          [Access(self.input_tensor, self.input_role(), x)],
-                          [Access(self.output_tensor, Role.ACTIVATION, y)], x.size)
+        self._elementwise(
+            ctx,
+            Phase.FORWARD,
+            self.spec.function.value,
+            [Access(self.input_tensor, self.input_role(), x)],
+            [Access(self.output_tensor, Role.ACTIVATION, y)],
+            x.size,
+        )
         if ctx.training:
             self._y = y
         return y
 
     def backward(self, dy: np.ndarray, ctx: StepContext, input_error: bool) -> np.ndarray | None:
         dx = dy * activation_derivative(self.spec.function, self._y)
-        self._elementwise(ctx, Phase.ERROR, f"{self.spec.function.value}_derivative",
-                          [Access(self.output_error_tensor, Role.ERROR, dy),
-                           Access(self.output_tensor, Role.ACTIVATION, self._y)],
-                          [Access(self.input_error_tensor, Role.ERROR, dx)], dx.size)
+        self._elementwise(
+            ctx,
+            Phase.ERROR,
+            f"{self.spec.function.value}_derivative",
+            [
+                Access(self.output_error_tensor, Role.ERROR, dy),
+                Access(self.output_tensor, Role.ACTIVATION, self._y),
+            ],
+            [Access(self.input_error_tensor, Role.ERROR, dx)],
+            dx.size,
+        )
         return dx
 
 
 LAYER_CLASSES: dict[str, type[Layer]] = {
-    "dense": Dense, "conv2d": Conv2D, "max_pool": MaxPool, "flatten": Flatten,
-    "dropout": Dropout, "activation": ActivationFunction,
+    "dense": Dense,
+    "conv2d": Conv2D,
+    "max_pool": MaxPool,
+    "flatten": Flatten,
+    "dropout": Dropout,
+    "activation": ActivationFunction,
 }

@@ -57,26 +57,36 @@ class TrainConfig:
         check_seed(self.seed)
 
     @classmethod
-    def from_network(cls, network: NetworkSpec, algorithm: Algorithm,
-                     **overrides: object) -> TrainConfig:
+    def from_network(
+        cls, network: NetworkSpec, algorithm: Algorithm, **overrides: object
+    ) -> TrainConfig:
         """The network's training defaults; `overrides` that are not None win."""
         defaults = network.training
         values = {
-            "algorithm": algorithm, "epochs": defaults.epochs,
-            "batch_size": defaults.batch_size, "learning_rate": defaults.learning_rate,
+            "algorithm": algorithm,
+            "epochs": defaults.epochs,
+            "batch_size": defaults.batch_size,
+            "learning_rate": defaults.learning_rate,
             "optimizer": OptimizerName(defaults.optimizer),
             "nonzeros_per_neuron": defaults.nonzeros_per_neuron,
-            "momentum": defaults.momentum, "adam_beta1": defaults.adam_beta1,
-            "adam_beta2": defaults.adam_beta2, "adam_epsilon": defaults.adam_epsilon,
+            "momentum": defaults.momentum,
+            "adam_beta1": defaults.adam_beta1,
+            "adam_beta2": defaults.adam_beta2,
+            "adam_epsilon": defaults.adam_epsilon,
         }
         values.update({key: value for key, value in overrides.items() if value is not None})
         values["optimizer"] = OptimizerName(values["optimizer"])
         return cls(**values)
 
     def optimizer_info(self) -> OptimizerInfo:
-        return optimizer_info(self.optimizer, self.learning_rate, momentum=self.momentum,
-                              beta1=self.adam_beta1, beta2=self.adam_beta2,
-                              epsilon=self.adam_epsilon)
+        return optimizer_info(
+            self.optimizer,
+            self.learning_rate,
+            momentum=self.momentum,
+            beta1=self.adam_beta1,
+            beta2=self.adam_beta2,
+            epsilon=self.adam_epsilon,
+        )
 
 
 @dataclass(frozen=True)
@@ -103,14 +113,20 @@ class Trainer:
     def __post_init__(self) -> None:
         streams = np.random.SeedSequence(self.config.seed).spawn(4)
         init_rng, feedback_rng, self.shuffle_rng, self.dropout_rng = (
-            np.random.default_rng(stream) for stream in streams)
+            np.random.default_rng(stream) for stream in streams
+        )
         self.model = Model(self.network, np.dtype(self.config.dtype))
         init = self.config.weight_init
         if init == WeightInit.AUTO and self.config.algorithm == Algorithm.BP:
             init = WeightInit.GLOROT
         self.model.initialize(init_rng, init)
-        self.rule = make_rule(self.config.algorithm, self.model, feedback_rng,
-                              self.config.nonzeros_per_neuron, self.config.rank)
+        self.rule = make_rule(
+            self.config.algorithm,
+            self.model,
+            feedback_rng,
+            self.config.nonzeros_per_neuron,
+            self.config.rank,
+        )
         self.optimizer = Optimizer(self.config.optimizer_info())
 
     def step(self, x: np.ndarray, y: np.ndarray, tracer: Tracer | None = None) -> float:
@@ -167,21 +183,45 @@ class Trainer:
     def trace_header(self, batch_size: int, dataset: str, record_count: int) -> TraceHeader:
         feedback = []
         if isinstance(self.rule, FeedbackAlignment):
-            feedback = [FeedbackInfo(layer=name, classes=matrix.classes, neurons=matrix.neurons,
-                                     nonzeros=matrix.nonzeros,
-                                     nonzeros_per_neuron=matrix.nonzeros_per_neuron,
-                                     rank=matrix.rank)
-                        for name, matrix in self.rule.feedback.items()]
-        layers = [LayerInfo(name=s.name, type=s.type, input_shape=list(s.input_shape),
-                            output_shape=list(s.output_shape), trainable=s.trainable,
-                            weights=s.weights, parameters=s.parameters)
-                  for s in self.model.shapes]
+            feedback = [
+                FeedbackInfo(
+                    layer=name,
+                    classes=matrix.classes,
+                    neurons=matrix.neurons,
+                    nonzeros=matrix.nonzeros,
+                    nonzeros_per_neuron=matrix.nonzeros_per_neuron,
+                    rank=matrix.rank,
+                )
+                for name, matrix in self.rule.feedback.items()
+            ]
+        layers = [
+            LayerInfo(
+                name=s.name,
+                type=s.type,
+                input_shape=list(s.input_shape),
+                output_shape=list(s.output_shape),
+                trainable=s.trainable,
+                weights=s.weights,
+                parameters=s.parameters,
+            )
+            for s in self.model.shapes
+        ]
         return TraceHeader(
-            schema_version=TRACE_SCHEMA_VERSION, kind="trace", hwsim_version=__version__,
-            network=self.network.name, classes=self.network.classes, layers=layers,
-            algorithm=self.config.algorithm, feedback=feedback,
-            optimizer=self.config.optimizer_info(), batch_size=batch_size, dataset=dataset,
-            seed=self.config.seed, dtype=self.config.dtype, record_count=record_count)
+            schema_version=TRACE_SCHEMA_VERSION,
+            kind="trace",
+            hwsim_version=__version__,
+            network=self.network.name,
+            classes=self.network.classes,
+            layers=layers,
+            algorithm=self.config.algorithm,
+            feedback=feedback,
+            optimizer=self.config.optimizer_info(),
+            batch_size=batch_size,
+            dataset=dataset,
+            seed=self.config.seed,
+            dtype=self.config.dtype,
+            record_count=record_count,
+        )
 
     def traced_step(self, x: np.ndarray, y: np.ndarray, dataset: str) -> Trace:
         """Run one real training step with the tracer on, and return what it did."""
@@ -219,30 +259,46 @@ class TrainResult:
         """Final metrics as plain JSON-ready values (`hwsim train --json`)."""
         final = self.final
         return {
-            "network": self.network, "algorithm": self.config.algorithm.value,
-            "dataset": self.dataset, "epochs": len(self.history), "seed": self.config.seed,
-            "test_accuracy": final.test_accuracy, "train_accuracy": final.train_accuracy,
-            "test_loss": final.test_loss, "train_loss": final.train_loss,
+            "network": self.network,
+            "algorithm": self.config.algorithm.value,
+            "dataset": self.dataset,
+            "epochs": len(self.history),
+            "seed": self.config.seed,
+            "test_accuracy": final.test_accuracy,
+            "train_accuracy": final.train_accuracy,
+            "test_loss": final.test_loss,
+            "train_loss": final.train_loss,
             "best_test_accuracy": max(epoch.test_accuracy for epoch in self.history),
             "angles_deg": final.angles_deg,
             "feedback_output_angle_deg": final.feedback_output_angle_deg,
         }
 
 
-def train(network: NetworkSpec, dataset: Dataset, config: TrainConfig, *,
-          record_trace: bool = False,
-          on_batch: Callable[[], None] | None = None,
-          on_epoch: Callable[[EpochMetrics], None] | None = None) -> TrainResult:
+def train(
+    network: NetworkSpec,
+    dataset: Dataset,
+    config: TrainConfig,
+    *,
+    record_trace: bool = False,
+    on_batch: Callable[[], None] | None = None,
+    on_epoch: Callable[[EpochMetrics], None] | None = None,
+) -> TrainResult:
     """Train `network` on `dataset` with `config`; optionally trace the last epoch's first step."""
-    check_step_fits(network, config.batch_size, config.optimizer.value,
-                    np.dtype(config.dtype).itemsize)
+    check_step_fits(
+        network, config.batch_size, config.optimizer.value, np.dtype(config.dtype).itemsize
+    )
     with blas_threads_for(network, config.batch_size):
         return _train(network, dataset, config, record_trace, on_batch, on_epoch)
 
 
-def _train(network: NetworkSpec, dataset: Dataset, config: TrainConfig, record_trace: bool,
-           on_batch: Callable[[], None] | None,
-           on_epoch: Callable[[EpochMetrics], None] | None) -> TrainResult:
+def _train(
+    network: NetworkSpec,
+    dataset: Dataset,
+    config: TrainConfig,
+    record_trace: bool,
+    on_batch: Callable[[], None] | None,
+    on_epoch: Callable[[EpochMetrics], None] | None,
+) -> TrainResult:
     trainer = Trainer(network, config)
     x_train = reshape_inputs(dataset.x_train, network)
     x_test = reshape_inputs(dataset.x_test, network)
@@ -252,7 +308,7 @@ def _train(network: NetworkSpec, dataset: Dataset, config: TrainConfig, record_t
     for epoch in range(1, config.epochs + 1):
         order = trainer.shuffle_rng.permutation(len(x_train))
         for start in range(0, len(order), config.batch_size):
-            batch = order[start:start + config.batch_size]
+            batch = order[start : start + config.batch_size]
             if record_trace and epoch == config.epochs and start == 0:
                 trace = trainer.traced_step(x_train[batch], dataset.y_train[batch], dataset.name)
             else:
@@ -262,10 +318,14 @@ def _train(network: NetworkSpec, dataset: Dataset, config: TrainConfig, record_t
         train_loss, train_accuracy = trainer.evaluate(x_train, dataset.y_train)
         test_loss, test_accuracy = trainer.evaluate(x_test, dataset.y_test)
         metrics = EpochMetrics(
-            epoch=epoch, train_loss=train_loss, train_accuracy=train_accuracy,
-            test_loss=test_loss, test_accuracy=test_accuracy,
+            epoch=epoch,
+            train_loss=train_loss,
+            train_accuracy=train_accuracy,
+            test_loss=test_loss,
+            test_accuracy=test_accuracy,
             angles_deg=trainer.angles(x_train[probe], dataset.y_train[probe]),
-            feedback_output_angle_deg=trainer.feedback_output_angle())
+            feedback_output_angle_deg=trainer.feedback_output_angle(),
+        )
         history.append(metrics)
         if on_epoch is not None:
             on_epoch(metrics)
@@ -279,11 +339,21 @@ def trace_synthetic_step(network: NetworkSpec, config: TrainConfig) -> Trace:
     training (DFA's zero start would record all-zero weights).
     """
     config = replace(config, weight_init=WeightInit.GLOROT)
-    check_step_fits(network, config.batch_size, config.optimizer.value,
-                    np.dtype(config.dtype).itemsize, dataset_examples=config.batch_size + 1)
-    dataset = load_dataset("synthetic", sample_shape=tuple(network.input_shape),
-                           classes=network.classes, seed=config.seed,
-                           synthetic_train=config.batch_size, synthetic_test=1)
+    check_step_fits(
+        network,
+        config.batch_size,
+        config.optimizer.value,
+        np.dtype(config.dtype).itemsize,
+        dataset_examples=config.batch_size + 1,
+    )
+    dataset = load_dataset(
+        "synthetic",
+        sample_shape=tuple(network.input_shape),
+        classes=network.classes,
+        seed=config.seed,
+        synthetic_train=config.batch_size,
+        synthetic_test=1,
+    )
     with blas_threads_for(network, config.batch_size):
         trainer = Trainer(network, config)
         x = reshape_inputs(dataset.x_train, network)
@@ -296,7 +366,9 @@ def reshape_inputs(x: np.ndarray, network: NetworkSpec) -> np.ndarray:
     if x.shape[1:] == expected:
         return x
     if math.prod(x.shape[1:]) != math.prod(expected):
-        raise DataError(f"the dataset's samples have shape {list(x.shape[1:])} "
-                        f"({math.prod(x.shape[1:])} values) but network '{network.name}' "
-                        f"expects input_shape {list(expected)} ({math.prod(expected)} values)")
+        raise DataError(
+            f"the dataset's samples have shape {list(x.shape[1:])} "
+            f"({math.prod(x.shape[1:])} values) but network '{network.name}' "
+            f"expects input_shape {list(expected)} ({math.prod(expected)} values)"
+        )
     return x.reshape(len(x), *expected)

@@ -21,8 +21,13 @@ _STATE_TENSORS = {"sgd": 1, "adam": 2}  # momentum; Adam's two moments
 _INIT_BYTES = 8  # rng.uniform draws float64 before the cast to the training dtype
 
 
-def step_bytes(network: NetworkSpec, batch_size: int, optimizer: str, itemsize: int = 4,
-               dataset_examples: int = 0) -> int:
+def step_bytes(
+    network: NetworkSpec,
+    batch_size: int,
+    optimizer: str,
+    itemsize: int = 4,
+    dataset_examples: int = 0,
+) -> int:
     """Bytes of the arrays one training step of `network` on `batch_size` examples holds:
     weights, gradients, optimizer state, the largest initialisation draw, activations and
     errors of every layer, a convolution's im2col windows, and `dataset_examples` inputs."""
@@ -35,12 +40,14 @@ def step_bytes(network: NetworkSpec, batch_size: int, optimizer: str, itemsize: 
     for spec, shape in zip(network.layers, shapes, strict=True):
         if isinstance(spec, Conv2DLayer):
             positions = shape.output_shape[0] * shape.output_shape[1]
-            windows = max(windows, positions * spec.kernel_size ** 2 * shape.input_shape[2])
+            windows = max(windows, positions * spec.kernel_size**2 * shape.input_shape[2])
     inputs = math.prod(network.input_shape)
-    return (itemsize * (parameters + trained * (1 + _STATE_TENSORS.get(optimizer, 0)))
-            + _INIT_BYTES * largest
-            + itemsize * batch_size * (per_example + windows + inputs)
-            + itemsize * dataset_examples * inputs)
+    return (
+        itemsize * (parameters + trained * (1 + _STATE_TENSORS.get(optimizer, 0)))
+        + _INIT_BYTES * largest
+        + itemsize * batch_size * (per_example + windows + inputs)
+        + itemsize * dataset_examples * inputs
+    )
 
 
 def memory_limit_bytes() -> int | None:
@@ -55,15 +62,23 @@ def memory_limit_bytes() -> int | None:
     return min(limits) if limits else None
 
 
-def check_step_fits(network: NetworkSpec, batch_size: int, optimizer: str, itemsize: int = 4,
-                    dataset_examples: int = 0, limit_bytes: int | None = None) -> None:
+def check_step_fits(
+    network: NetworkSpec,
+    batch_size: int,
+    optimizer: str,
+    itemsize: int = 4,
+    dataset_examples: int = 0,
+    limit_bytes: int | None = None,
+) -> None:
     """SpecError, before any allocation, if one step cannot fit in memory."""
     limit = memory_limit_bytes() if limit_bytes is None else limit_bytes
     if limit is None:
         return
     needed = step_bytes(network, batch_size, optimizer, itemsize, dataset_examples)
     if needed > limit:
-        raise SpecError(f"network {network.name}, batch size {batch_size}: one training step "
-                        f"needs at least {format_bytes(needed)} of memory (weights, gradients, "
-                        f"optimizer state, activations and errors) but this machine allows "
-                        f"{format_bytes(limit)}; use a smaller batch size or network")
+        raise SpecError(
+            f"network {network.name}, batch size {batch_size}: one training step "
+            f"needs at least {format_bytes(needed)} of memory (weights, gradients, "
+            f"optimizer state, activations and errors) but this machine allows "
+            f"{format_bytes(limit)}; use a smaller batch size or network"
+        )

@@ -92,8 +92,9 @@ class Model:
             x = layer.forward(x, ctx)
         return x
 
-    def loss_and_error(self, logits: np.ndarray, labels: np.ndarray,
-                       ctx: StepContext) -> tuple[float, np.ndarray, np.ndarray]:
+    def loss_and_error(
+        self, logits: np.ndarray, labels: np.ndarray, ctx: StepContext
+    ) -> tuple[float, np.ndarray, np.ndarray]:
         """Mean softmax cross-entropy, the output error E = (softmax − Y) / batch, and softmax."""
         shifted = logits - logits.max(axis=1, keepdims=True)
         exp = np.exp(shifted)
@@ -109,26 +110,35 @@ class Model:
         if ctx.tracer is not None:
             out = self.output_layer
             ctx.tracer.record(
-                layer=out.name, phase=Phase.FORWARD,
+                layer=out.name,
+                phase=Phase.FORWARD,
                 op=ElementwiseOp(kind="elementwise", function="softmax", elements=logits.size),
                 reads=[Access(out.output_tensor, Role.ACTIVATION, logits)],
                 writes=[Access("softmax.out", Role.ACTIVATION, probabilities)],
-                other_ops=3 * logits.size)
+                other_ops=3 * logits.size,
+            )
             ctx.tracer.record(
-                layer=out.name, phase=Phase.ERROR,
-                op=ElementwiseOp(kind="elementwise", function="softmax_cross_entropy_error",
-                                 elements=logits.size),
-                reads=[Access("softmax.out", Role.ACTIVATION, probabilities),
-                       Access("label", Role.LABEL, labels)],
+                layer=out.name,
+                phase=Phase.ERROR,
+                op=ElementwiseOp(
+                    kind="elementwise", function="softmax_cross_entropy_error", elements=logits.size
+                ),
+                reads=[
+                    Access("softmax.out", Role.ACTIVATION, probabilities),
+                    Access("label", Role.LABEL, labels),
+                ],
                 writes=[Access(out.output_error_tensor, Role.ERROR, error)],
-                other_ops=2 * logits.size)
+                other_ops=2 * logits.size,
+            )
         return loss, error, probabilities
 
     def predict(self, x: np.ndarray, chunk: int = 512) -> np.ndarray:
         """Logits in evaluation mode (no dropout), in chunks to bound memory."""
         ctx = StepContext(training=False)
-        parts = [self.forward(x[i:i + chunk].astype(self.dtype, copy=False), ctx)
-                 for i in range(0, len(x), chunk)]
+        parts = [
+            self.forward(x[i : i + chunk].astype(self.dtype, copy=False), ctx)
+            for i in range(0, len(x), chunk)
+        ]
         return np.concatenate(parts)
 
 

@@ -36,8 +36,11 @@ class Optimizer:
                     self.state[key] = [np.zeros_like(value) for _ in self.state_names]
                 state = self.state[key]
                 grad = layer.grads[param]
-                reads = self._reads(layer.name, param, value, grad, state) \
-                    if ctx.tracer is not None else []
+                reads = (
+                    self._reads(layer.name, param, value, grad, state)
+                    if ctx.tracer is not None
+                    else []
+                )
                 ops = self._apply(value, grad, state)
                 if ctx.tracer is not None:
                     self._record(ctx, layer.name, param, value, reads, state, ops)
@@ -54,8 +57,11 @@ class Optimizer:
             v += scratch
             # A Python float keeps the arithmetic in the weights' dtype (a numpy float64
             # scalar would promote float32 tensors to float64 copies).
-            step_size = float(info.learning_rate * np.sqrt(1 - info.beta2 ** self.steps) /
-                              (1 - info.beta1 ** self.steps))
+            step_size = float(
+                info.learning_rate
+                * np.sqrt(1 - info.beta2**self.steps)
+                / (1 - info.beta1**self.steps)
+            )
             np.sqrt(v, out=scratch)
             scratch += info.epsilon
             np.divide(m, scratch, out=scratch)
@@ -71,35 +77,70 @@ class Optimizer:
         value -= info.learning_rate * grad
         return SGD_OPS_PER_ELEMENT
 
-    def _accesses(self, layer: str, param: str, value: np.ndarray,
-                  state: list[np.ndarray]) -> list[Access]:
+    def _accesses(
+        self, layer: str, param: str, value: np.ndarray, state: list[np.ndarray]
+    ) -> list[Access]:
         role = Role.WEIGHT if param == "weight" else Role.BIAS
         tensor = f"{layer}.{param}"
-        return [Access(tensor, role, value),
-                *(Access(f"{tensor}.{name}", Role.OPTIMIZER_STATE, array)
-                  for name, array in zip(self.state_names, state, strict=True))]
+        return [
+            Access(tensor, role, value),
+            *(
+                Access(f"{tensor}.{name}", Role.OPTIMIZER_STATE, array)
+                for name, array in zip(self.state_names, state, strict=True)
+            ),
+        ]
 
-    def _reads(self, layer: str, param: str, value: np.ndarray, grad: np.ndarray,
-               state: list[np.ndarray]) -> list[Operand]:
+    def _reads(
+        self, layer: str, param: str, value: np.ndarray, grad: np.ndarray, state: list[np.ndarray]
+    ) -> list[Operand]:
         """Measured before the update overwrites them."""
         weight, *states = self._accesses(layer, param, value, state)
         gradient = Access(f"{layer}.{param}.grad", Role.GRADIENT, grad)
         return [measure(access) for access in (weight, gradient, *states)]
 
-    def _record(self, ctx: StepContext, layer: str, param: str, value: np.ndarray,
-                reads: list[Operand], state: list[np.ndarray], ops_per_element: int) -> None:
+    def _record(
+        self,
+        ctx: StepContext,
+        layer: str,
+        param: str,
+        value: np.ndarray,
+        reads: list[Operand],
+        state: list[np.ndarray],
+        ops_per_element: int,
+    ) -> None:
         ctx.tracer.record(
-            layer=layer, phase=Phase.UPDATE,
-            op=ElementwiseOp(kind="elementwise", function=f"{self.info.name}_update",
-                             elements=value.size),
-            reads=reads, writes=self._accesses(layer, param, value, state),
-            other_ops=ops_per_element * value.size)
+            layer=layer,
+            phase=Phase.UPDATE,
+            op=ElementwiseOp(
+                kind="elementwise", function=f"{self.info.name}_update", elements=value.size
+            ),
+            reads=reads,
+            writes=self._accesses(layer, param, value, state),
+            other_ops=ops_per_element * value.size,
+        )
 
 
-def optimizer_info(name: OptimizerName, learning_rate: float, *, momentum: float,
-                   beta1: float, beta2: float, epsilon: float) -> OptimizerInfo:
+def optimizer_info(
+    name: OptimizerName,
+    learning_rate: float,
+    *,
+    momentum: float,
+    beta1: float,
+    beta2: float,
+    epsilon: float,
+) -> OptimizerInfo:
     if name == OptimizerName.ADAM:
-        return OptimizerInfo(name="adam", learning_rate=learning_rate, beta1=beta1, beta2=beta2,
-                             epsilon=epsilon, state_tensors_per_weight=2)
-    return OptimizerInfo(name="sgd", learning_rate=learning_rate, momentum=momentum,
-                         state_tensors_per_weight=1 if momentum else 0)
+        return OptimizerInfo(
+            name="adam",
+            learning_rate=learning_rate,
+            beta1=beta1,
+            beta2=beta2,
+            epsilon=epsilon,
+            state_tensors_per_weight=2,
+        )
+    return OptimizerInfo(
+        name="sgd",
+        learning_rate=learning_rate,
+        momentum=momentum,
+        state_tensors_per_weight=1 if momentum else 0,
+    )

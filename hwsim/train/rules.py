@@ -23,8 +23,9 @@ class Backprop:
     algorithm = Algorithm.BP
 
     def backward(self, model: Model, error: np.ndarray, ctx: StepContext) -> None:
-        trainable = [i for i, layer in enumerate(model.layers)
-                     if layer.has_weights and layer.trainable]
+        trainable = [
+            i for i, layer in enumerate(model.layers) if layer.has_weights and layer.trainable
+        ]
         lowest = min(trainable)
         delta = error
         for index in range(len(model.layers) - 1, lowest - 1, -1):
@@ -36,14 +37,24 @@ class FeedbackAlignment:
 
     algorithm = Algorithm.DFA
 
-    def __init__(self, model: Model, rng: np.random.Generator,
-                 nonzeros_per_neuron: int | None = None, rank: int | None = None) -> None:
+    def __init__(
+        self,
+        model: Model,
+        rng: np.random.Generator,
+        nonzeros_per_neuron: int | None = None,
+        rank: int | None = None,
+    ) -> None:
         classes = model.network.classes
         self.targets: list[FeedbackTarget] = model.feedback_targets()
         self.feedback: dict[str, DenseFeedback | SparseFeedback] = {
             model.layers[target.layer_index].name: make_feedback(
-                classes, target.neurons, rng=rng, nonzeros_per_neuron=nonzeros_per_neuron,
-                rank=rank, dtype=model.dtype)
+                classes,
+                target.neurons,
+                rng=rng,
+                nonzeros_per_neuron=nonzeros_per_neuron,
+                rank=rank,
+                dtype=model.dtype,
+            )
             for target in self.targets
         }
 
@@ -55,27 +66,46 @@ class FeedbackAlignment:
             end = model.layers[target.block_end]
             feedback = self.feedback[layer.name]
             delta = feedback.project(error)
-            self._record(ctx, layer.name, feedback, error_access,
-                         Access(end.output_error_tensor, Role.ERROR, delta))
+            self._record(
+                ctx,
+                layer.name,
+                feedback,
+                error_access,
+                Access(end.output_error_tensor, Role.ERROR, delta),
+            )
             delta = delta.reshape(error.shape[0], *model.shapes[target.block_end].output_shape)
             for index in range(target.block_end, target.layer_index - 1, -1):
-                delta = model.layers[index].backward(delta, ctx,
-                                                     input_error=index > target.layer_index)
+                delta = model.layers[index].backward(
+                    delta, ctx, input_error=index > target.layer_index
+                )
 
-    def _record(self, ctx: StepContext, layer: str, feedback: DenseFeedback | SparseFeedback,
-                error: Access, delta: Access) -> None:
+    def _record(
+        self,
+        ctx: StepContext,
+        layer: str,
+        feedback: DenseFeedback | SparseFeedback,
+        error: Access,
+        delta: Access,
+    ) -> None:
         if ctx.tracer is None:
             return
         batch, classes = error.array.shape
         if isinstance(feedback, SparseFeedback):
-            op = GatherOp(kind="gather", rows=batch, classes=classes, neurons=feedback.neurons,
-                          nonzeros_per_neuron=feedback.nonzeros_per_neuron)
+            op = GatherOp(
+                kind="gather",
+                rows=batch,
+                classes=classes,
+                neurons=feedback.neurons,
+                nonzeros_per_neuron=feedback.nonzeros_per_neuron,
+            )
             reads = [error, Access(f"{layer}.feedback", Role.FEEDBACK, feedback.values)]
             writes = [delta]
         else:  # e · B: a GEMM
             op = MatmulOp(kind="matmul", m=batch, k=classes, n=feedback.neurons)
-            reads = [error.as_slot(Slot.A),
-                     Access(f"{layer}.feedback", Role.FEEDBACK, feedback.matrix, Slot.B)]
+            reads = [
+                error.as_slot(Slot.A),
+                Access(f"{layer}.feedback", Role.FEEDBACK, feedback.matrix, Slot.B),
+            ]
             writes = [delta.as_slot(Slot.C)]
         ctx.tracer.record(layer=layer, phase=Phase.ERROR, op=op, reads=reads, writes=writes)
 
@@ -90,16 +120,26 @@ class DirectFeedbackAlignment(FeedbackAlignment):
 class SparseDirectFeedbackAlignment(FeedbackAlignment):
     algorithm = Algorithm.SSDFA
 
-    def __init__(self, model: Model, rng: np.random.Generator, nonzeros_per_neuron: int = 1,
-                 rank: int | None = None) -> None:
+    def __init__(
+        self,
+        model: Model,
+        rng: np.random.Generator,
+        nonzeros_per_neuron: int = 1,
+        rank: int | None = None,
+    ) -> None:
         super().__init__(model, rng, nonzeros_per_neuron=nonzeros_per_neuron, rank=rank)
 
 
 Rule = Backprop | DirectFeedbackAlignment | SparseDirectFeedbackAlignment
 
 
-def make_rule(algorithm: Algorithm, model: Model, rng: np.random.Generator,
-              nonzeros_per_neuron: int = 1, rank: int | None = None) -> Rule:
+def make_rule(
+    algorithm: Algorithm,
+    model: Model,
+    rng: np.random.Generator,
+    nonzeros_per_neuron: int = 1,
+    rank: int | None = None,
+) -> Rule:
     if algorithm == Algorithm.BP:
         return Backprop()
     if algorithm == Algorithm.DFA:

@@ -55,8 +55,9 @@ SYNTHETIC_DATASET = "synthetic"
 
 
 def _operand(tensor: str, role: Role, elements: int, slot: Slot | None = None) -> Operand:
-    return Operand(tensor=tensor, role=role, elements=elements, density=SHAPE_ONLY_DENSITY,
-                   slot=slot)
+    return Operand(
+        tensor=tensor, role=role, elements=elements, density=SHAPE_ONLY_DENSITY, slot=slot
+    )
 
 
 @dataclass
@@ -71,13 +72,21 @@ class _Step:
         return self.batch * math.prod(shape)
 
     def record(self, layer: Layer, phase: Phase, op, reads, writes, other_ops: int = 0) -> None:
-        self.tracer.record(layer=layer.name, phase=phase, op=op, reads=reads, writes=writes,
-                           other_ops=other_ops)
+        self.tracer.record(
+            layer=layer.name, phase=phase, op=op, reads=reads, writes=writes, other_ops=other_ops
+        )
 
-    def elementwise(self, layer: Layer, phase: Phase, function: str, reads, writes,
-                    elements: int) -> None:
-        self.record(layer, phase, ElementwiseOp(kind="elementwise", function=function,
-                                                elements=elements), reads, writes, elements)
+    def elementwise(
+        self, layer: Layer, phase: Phase, function: str, reads, writes, elements: int
+    ) -> None:
+        self.record(
+            layer,
+            phase,
+            ElementwiseOp(kind="elementwise", function=function, elements=elements),
+            reads,
+            writes,
+            elements,
+        )
 
     # ------------------------------------------------------------------ forward
     def forward(self, layer: Layer) -> None:
@@ -87,54 +96,99 @@ class _Step:
         if isinstance(layer, WeightLayer):
             self._weight_forward(layer, x, y)
         elif isinstance(layer, MaxPool):
-            window = layer.spec.pool_size ** 2
-            self.record(layer, Phase.FORWARD,
-                        ReduceOp(kind="reduce", function="max", inputs=y * window, outputs=y),
-                        [source], [_operand(layer.output_tensor, Role.ACTIVATION, y)], y * window)
+            window = layer.spec.pool_size**2
+            self.record(
+                layer,
+                Phase.FORWARD,
+                ReduceOp(kind="reduce", function="max", inputs=y * window, outputs=y),
+                [source],
+                [_operand(layer.output_tensor, Role.ACTIVATION, y)],
+                y * window,
+            )
         elif isinstance(layer, Dropout) and layer.spec.rate > 0:
-            self.elementwise(layer, Phase.FORWARD, "dropout", [source],
-                             [_operand(layer.output_tensor, Role.ACTIVATION, x),
-                              _operand(f"{layer.name}.mask", Role.ACTIVATION, x)], x)
+            self.elementwise(
+                layer,
+                Phase.FORWARD,
+                "dropout",
+                [source],
+                [
+                    _operand(layer.output_tensor, Role.ACTIVATION, x),
+                    _operand(f"{layer.name}.mask", Role.ACTIVATION, x),
+                ],
+                x,
+            )
         elif isinstance(layer, ActivationFunction):
-            self.elementwise(layer, Phase.FORWARD, layer.spec.function.value, [source],
-                             [_operand(layer.output_tensor, Role.ACTIVATION, y)], x)
+            self.elementwise(
+                layer,
+                Phase.FORWARD,
+                layer.spec.function.value,
+                [source],
+                [_operand(layer.output_tensor, Role.ACTIVATION, y)],
+                x,
+            )
         # flatten and dropout at rate 0 move nothing and record nothing
 
     def _weight_forward(self, layer: WeightLayer, x: int, y: int) -> None:
         bias = layer.spec.use_bias
-        reads = [_operand(layer.input_tensor, layer.input_role(), x, Slot.A),
-                 _operand(f"{layer.name}.weight", Role.WEIGHT, layer.shape.weights, Slot.B)]
+        reads = [
+            _operand(layer.input_tensor, layer.input_role(), x, Slot.A),
+            _operand(f"{layer.name}.weight", Role.WEIGHT, layer.shape.weights, Slot.B),
+        ]
         if bias:
             reads.append(_operand(f"{layer.name}.bias", Role.BIAS, layer.shape.output_shape[-1]))
-        self.record(layer, Phase.FORWARD, self._gemm(layer, x, ConvPass.FORWARD), reads,
-                    [_operand(layer.pre_tensor, Role.ACTIVATION, y, Slot.C)], y if bias else 0)
+        self.record(
+            layer,
+            Phase.FORWARD,
+            self._gemm(layer, x, ConvPass.FORWARD),
+            reads,
+            [_operand(layer.pre_tensor, Role.ACTIVATION, y, Slot.C)],
+            y if bias else 0,
+        )
         if layer.activation != Activation.LINEAR:
-            self.elementwise(layer, Phase.FORWARD, layer.activation.value,
-                             [_operand(layer.pre_tensor, Role.ACTIVATION, y)],
-                             [_operand(layer.output_tensor, Role.ACTIVATION, y)], y)
+            self.elementwise(
+                layer,
+                Phase.FORWARD,
+                layer.activation.value,
+                [_operand(layer.pre_tensor, Role.ACTIVATION, y)],
+                [_operand(layer.output_tensor, Role.ACTIVATION, y)],
+                y,
+            )
 
     def _gemm(self, layer: WeightLayer, x: int, conv_pass: ConvPass) -> MatmulOp | Conv2DOp:
         if isinstance(layer, Conv2D):
             return layer._op(self.batch, conv_pass)
         features, units = layer.shape.input_shape[0], layer.shape.output_shape[0]
-        m, k, n = {ConvPass.FORWARD: (self.batch, features, units),
-                   ConvPass.BACKWARD_WEIGHT: (features, self.batch, units),
-                   ConvPass.BACKWARD_DATA: (self.batch, units, features)}[conv_pass]
+        m, k, n = {
+            ConvPass.FORWARD: (self.batch, features, units),
+            ConvPass.BACKWARD_WEIGHT: (features, self.batch, units),
+            ConvPass.BACKWARD_DATA: (self.batch, units, features),
+        }[conv_pass]
         return MatmulOp(kind="matmul", m=m, k=k, n=n)
 
     def loss(self) -> None:
         out = self.model.output_layer
         logits = self.batch * self.model.network.classes
-        self.record(out, Phase.FORWARD,
-                    ElementwiseOp(kind="elementwise", function="softmax", elements=logits),
-                    [_operand(out.output_tensor, Role.ACTIVATION, logits)],
-                    [_operand("softmax.out", Role.ACTIVATION, logits)], 3 * logits)
-        self.record(out, Phase.ERROR,
-                    ElementwiseOp(kind="elementwise", function="softmax_cross_entropy_error",
-                                  elements=logits),
-                    [_operand("softmax.out", Role.ACTIVATION, logits),
-                     _operand("label", Role.LABEL, self.batch)],
-                    [_operand(out.output_error_tensor, Role.ERROR, logits)], 2 * logits)
+        self.record(
+            out,
+            Phase.FORWARD,
+            ElementwiseOp(kind="elementwise", function="softmax", elements=logits),
+            [_operand(out.output_tensor, Role.ACTIVATION, logits)],
+            [_operand("softmax.out", Role.ACTIVATION, logits)],
+            3 * logits,
+        )
+        self.record(
+            out,
+            Phase.ERROR,
+            ElementwiseOp(
+                kind="elementwise", function="softmax_cross_entropy_error", elements=logits
+            ),
+            [
+                _operand("softmax.out", Role.ACTIVATION, logits),
+                _operand("label", Role.LABEL, self.batch),
+            ],
+            [_operand(out.output_error_tensor, Role.ERROR, logits)],
+            2 * logits,
+        )
 
     # ----------------------------------------------------------------- backward
     def backward(self, layer: Layer, input_error: bool) -> None:
@@ -147,37 +201,70 @@ class _Step:
         elif isinstance(layer, MaxPool):
             self.elementwise(layer, Phase.ERROR, "max_pool_route", [dy], [dx], x)
         elif isinstance(layer, Dropout) and layer.spec.rate > 0:
-            self.elementwise(layer, Phase.ERROR, "dropout_mask",
-                             [dy, _operand(f"{layer.name}.mask", Role.ACTIVATION, x)], [dx], x)
+            self.elementwise(
+                layer,
+                Phase.ERROR,
+                "dropout_mask",
+                [dy, _operand(f"{layer.name}.mask", Role.ACTIVATION, x)],
+                [dx],
+                x,
+            )
         elif isinstance(layer, ActivationFunction):
-            self.elementwise(layer, Phase.ERROR, f"{layer.spec.function.value}_derivative",
-                             [dy, _operand(layer.output_tensor, Role.ACTIVATION, y)], [dx], x)
+            self.elementwise(
+                layer,
+                Phase.ERROR,
+                f"{layer.spec.function.value}_derivative",
+                [dy, _operand(layer.output_tensor, Role.ACTIVATION, y)],
+                [dx],
+                x,
+            )
 
     def _weight_backward(self, layer: WeightLayer, x: int, y: int, input_error: bool) -> None:
         error = f"{layer.pre_tensor}.error"
         if layer.activation != Activation.LINEAR:
-            self.elementwise(layer, Phase.ERROR, f"{layer.activation.value}_derivative",
-                             [_operand(layer.output_error_tensor, Role.ERROR, y),
-                              _operand(layer.output_tensor, Role.ACTIVATION, y)],
-                             [_operand(error, Role.ERROR, y)], y)
+            self.elementwise(
+                layer,
+                Phase.ERROR,
+                f"{layer.activation.value}_derivative",
+                [
+                    _operand(layer.output_error_tensor, Role.ERROR, y),
+                    _operand(layer.output_tensor, Role.ACTIVATION, y),
+                ],
+                [_operand(error, Role.ERROR, y)],
+                y,
+            )
         if layer.trainable:
-            self.record(layer, Phase.GRADIENT, self._gemm(layer, x, ConvPass.BACKWARD_WEIGHT),
-                        [_operand(layer.input_tensor, layer.input_role(), x, Slot.A),
-                         _operand(error, Role.ERROR, y, Slot.B)],
-                        [_operand(f"{layer.name}.weight.grad", Role.GRADIENT,
-                                  layer.shape.weights, Slot.C)])
+            self.record(
+                layer,
+                Phase.GRADIENT,
+                self._gemm(layer, x, ConvPass.BACKWARD_WEIGHT),
+                [
+                    _operand(layer.input_tensor, layer.input_role(), x, Slot.A),
+                    _operand(error, Role.ERROR, y, Slot.B),
+                ],
+                [_operand(f"{layer.name}.weight.grad", Role.GRADIENT, layer.shape.weights, Slot.C)],
+            )
             if layer.spec.use_bias:
                 outputs = layer.shape.output_shape[-1]
-                self.record(layer, Phase.GRADIENT,
-                            ReduceOp(kind="reduce", function="sum", inputs=y, outputs=outputs),
-                            [_operand(error, Role.ERROR, y)],
-                            [_operand(f"{layer.name}.bias.grad", Role.GRADIENT, outputs)], y)
+                self.record(
+                    layer,
+                    Phase.GRADIENT,
+                    ReduceOp(kind="reduce", function="sum", inputs=y, outputs=outputs),
+                    [_operand(error, Role.ERROR, y)],
+                    [_operand(f"{layer.name}.bias.grad", Role.GRADIENT, outputs)],
+                    y,
+                )
         if input_error:
-            self.record(layer, Phase.ERROR, self._gemm(layer, x, ConvPass.BACKWARD_DATA),
-                        [_operand(error, Role.ERROR, y, Slot.A),
-                         _operand(f"{layer.name}.weight", Role.WEIGHT, layer.shape.weights,
-                                  Slot.B)],
-                        [_operand(layer.input_error_tensor, Role.ERROR, x, Slot.C)])
+            self.record(
+                layer,
+                Phase.ERROR,
+                self._gemm(layer, x, ConvPass.BACKWARD_DATA),
+                [
+                    _operand(error, Role.ERROR, y, Slot.A),
+                    _operand(f"{layer.name}.weight", Role.WEIGHT, layer.shape.weights, Slot.B),
+                ],
+                [_operand(layer.input_error_tensor, Role.ERROR, x, Slot.C)],
+            )
 
     def backprop(self) -> None:
         layers = self.model.layers
@@ -193,19 +280,36 @@ class _Step:
         error = _operand(out.output_error_tensor, Role.ERROR, self.batch * classes)
         for target in model.feedback_targets():
             layer = model.layers[target.layer_index]
-            delta = _operand(model.layers[target.block_end].output_error_tensor, Role.ERROR,
-                             self.batch * target.neurons)
+            delta = _operand(
+                model.layers[target.block_end].output_error_tensor,
+                Role.ERROR,
+                self.batch * target.neurons,
+            )
             if nonzeros_per_neuron is not None:
-                op = GatherOp(kind="gather", rows=self.batch, classes=classes,
-                              neurons=target.neurons, nonzeros_per_neuron=nonzeros_per_neuron)
-                reads = [error, _operand(f"{layer.name}.feedback", Role.FEEDBACK,
-                                         target.neurons * nonzeros_per_neuron)]
+                op = GatherOp(
+                    kind="gather",
+                    rows=self.batch,
+                    classes=classes,
+                    neurons=target.neurons,
+                    nonzeros_per_neuron=nonzeros_per_neuron,
+                )
+                reads = [
+                    error,
+                    _operand(
+                        f"{layer.name}.feedback",
+                        Role.FEEDBACK,
+                        target.neurons * nonzeros_per_neuron,
+                    ),
+                ]
                 writes = [delta]
             else:
                 op = MatmulOp(kind="matmul", m=self.batch, k=classes, n=target.neurons)
-                reads = [error.model_copy(update={"slot": Slot.A}),
-                         _operand(f"{layer.name}.feedback", Role.FEEDBACK,
-                                  classes * target.neurons, Slot.B)]
+                reads = [
+                    error.model_copy(update={"slot": Slot.A}),
+                    _operand(
+                        f"{layer.name}.feedback", Role.FEEDBACK, classes * target.neurons, Slot.B
+                    ),
+                ]
                 writes = [delta.model_copy(update={"slot": Slot.C})]
             self.record(layer, Phase.ERROR, op, reads, writes)
             for index in range(target.block_end, target.layer_index - 1, -1):
@@ -225,14 +329,22 @@ class _Step:
                 params.append(("bias", Role.BIAS, layer.shape.output_shape[-1]))
             for param, role, size in params:
                 tensor = f"{layer.name}.{param}"
-                kept = [_operand(tensor, role, size),
-                        *(_operand(f"{tensor}.{state}", Role.OPTIMIZER_STATE, size)
-                          for state in states)]
+                kept = [
+                    _operand(tensor, role, size),
+                    *(
+                        _operand(f"{tensor}.{state}", Role.OPTIMIZER_STATE, size)
+                        for state in states
+                    ),
+                ]
                 reads = [kept[0], _operand(f"{tensor}.grad", Role.GRADIENT, size), *kept[1:]]
-                self.record(layer, Phase.UPDATE,
-                            ElementwiseOp(kind="elementwise", function=f"{name}_update",
-                                          elements=size),
-                            reads, kept, per_element * size)
+                self.record(
+                    layer,
+                    Phase.UPDATE,
+                    ElementwiseOp(kind="elementwise", function=f"{name}_update", elements=size),
+                    reads,
+                    kept,
+                    per_element * size,
+                )
 
 
 def _feedback_infos(model: Model, config: TrainConfig) -> list[FeedbackInfo]:
@@ -246,9 +358,16 @@ def _feedback_infos(model: Model, config: TrainConfig) -> list[FeedbackInfo]:
         validate_feedback(classes, target.neurons, s, config.rank)
         # A dense random matrix has no exact zeros (its values are drawn away from none).
         nonzeros = target.neurons * s if sparse else classes * target.neurons
-        infos.append(FeedbackInfo(layer=model.layers[target.layer_index].name, classes=classes,
-                                  neurons=target.neurons, nonzeros=nonzeros,
-                                  nonzeros_per_neuron=s, rank=config.rank))
+        infos.append(
+            FeedbackInfo(
+                layer=model.layers[target.layer_index].name,
+                classes=classes,
+                neurons=target.neurons,
+                nonzeros=nonzeros,
+                nonzeros_per_neuron=s,
+                rank=config.rank,
+            )
+        )
     return infos
 
 
@@ -264,17 +383,37 @@ def shape_only_trace(network: NetworkSpec, config: TrainConfig) -> Trace:
     if config.algorithm == Algorithm.BP:
         step.backprop()
     else:
-        step.feedback_alignment(config.nonzeros_per_neuron
-                                if config.algorithm == Algorithm.SSDFA else None)
+        step.feedback_alignment(
+            config.nonzeros_per_neuron if config.algorithm == Algorithm.SSDFA else None
+        )
     step.update(config)
     records = step.tracer.records
-    layers = [LayerInfo(name=s.name, type=s.type, input_shape=list(s.input_shape),
-                        output_shape=list(s.output_shape), trainable=s.trainable,
-                        weights=s.weights, parameters=s.parameters) for s in model.shapes]
+    layers = [
+        LayerInfo(
+            name=s.name,
+            type=s.type,
+            input_shape=list(s.input_shape),
+            output_shape=list(s.output_shape),
+            trainable=s.trainable,
+            weights=s.weights,
+            parameters=s.parameters,
+        )
+        for s in model.shapes
+    ]
     header = TraceHeader(
-        schema_version=TRACE_SCHEMA_VERSION, kind="trace", hwsim_version=__version__,
-        network=network.name, classes=network.classes, layers=layers,
-        algorithm=config.algorithm, feedback=feedback, optimizer=config.optimizer_info(),
-        batch_size=config.batch_size, dataset=SYNTHETIC_DATASET, seed=config.seed,
-        dtype=config.dtype, record_count=len(records))
+        schema_version=TRACE_SCHEMA_VERSION,
+        kind="trace",
+        hwsim_version=__version__,
+        network=network.name,
+        classes=network.classes,
+        layers=layers,
+        algorithm=config.algorithm,
+        feedback=feedback,
+        optimizer=config.optimizer_info(),
+        batch_size=config.batch_size,
+        dataset=SYNTHETIC_DATASET,
+        seed=config.seed,
+        dtype=config.dtype,
+        record_count=len(records),
+    )
     return Trace(header=header, records=records)

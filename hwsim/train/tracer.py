@@ -36,8 +36,9 @@ def measure(access: Access | Operand) -> Operand:
     array = access.array
     elements = int(array.size)
     density = float(np.count_nonzero(array)) / elements if elements else 0.0
-    return Operand(tensor=access.tensor, role=access.role, elements=elements, density=density,
-                   slot=access.slot)
+    return Operand(
+        tensor=access.tensor, role=access.role, elements=elements, density=density, slot=access.slot
+    )
 
 
 class Tracer:
@@ -48,8 +49,16 @@ class Tracer:
         self._last_writer: dict[str, int] = {}
         self._readers: dict[str, list[int]] = {}
 
-    def record(self, *, layer: str, phase: Phase, op: Any, reads: Sequence[Access | Operand],
-               writes: Sequence[Access | Operand], other_ops: int = 0) -> int:
+    def record(
+        self,
+        *,
+        layer: str,
+        phase: Phase,
+        op: Any,
+        reads: Sequence[Access | Operand],
+        writes: Sequence[Access | Operand],
+        other_ops: int = 0,
+    ) -> int:
         """Append one record; returns its id.  An `Operand` is taken as already measured
         (an in-place op measures what it read before it overwrites it)."""
         record_id = len(self.records)
@@ -62,10 +71,20 @@ class Tracer:
                 deps.add(self._last_writer[access.tensor])
             deps.update(self._readers.get(access.tensor, ()))
         deps.discard(record_id)
-        self.records.append(OpRecord(
-            schema_version=TRACE_SCHEMA_VERSION, id=record_id, layer=layer, phase=phase, op=op,
-            macs=op.macs, other_ops=int(other_ops), reads=[measure(a) for a in reads],
-            writes=[measure(a) for a in writes], deps=sorted(deps)))
+        self.records.append(
+            OpRecord(
+                schema_version=TRACE_SCHEMA_VERSION,
+                id=record_id,
+                layer=layer,
+                phase=phase,
+                op=op,
+                macs=op.macs,
+                other_ops=int(other_ops),
+                reads=[measure(a) for a in reads],
+                writes=[measure(a) for a in writes],
+                deps=sorted(deps),
+            )
+        )
         for access in reads:
             self._readers.setdefault(access.tensor, []).append(record_id)
         for access in writes:

@@ -15,8 +15,11 @@ def test_check_output_file(tmp_path):
     with pytest.raises(OutputError, match=r"--out .*folder.jsonl: is a folder, expected a file"):
         check_output_file(tmp_path / "folder.jsonl", "--out")
     (tmp_path / "file").write_text("")
-    with pytest.raises(OutputError, match=r"--trace-out .*t.jsonl: .*file is a file, not a "
-                                          r"folder"):
+    with pytest.raises(
+        OutputError,
+        match=r"--trace-out .*t.jsonl: .*file is a file, not a "
+        r"folder",
+    ):
         check_output_file(tmp_path / "file" / "sub" / "t.jsonl", "--trace-out")
 
 

@@ -35,6 +35,9 @@ def test_the_wheel_build_copies_every_shipped_yaml():
     for folder in ("arch_specs", "arch_specs/tech", "workloads/networks"):
         assert (folder, "*.yaml") in copied
     targets = {source: target for source, _, target in _setup_globs()}
-    for kind, folder in (("arch", "arch_specs"), ("tech", "arch_specs/tech"),
-                         ("network", "workloads/networks")):
+    for kind, folder in (
+        ("arch", "arch_specs"),
+        ("tech", "arch_specs/tech"),
+        ("network", "workloads/networks"),
+    ):
         assert shipped._FOLDERS[kind] == (targets[folder], folder)

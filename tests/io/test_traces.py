@@ -16,23 +16,41 @@ from hwsim.specs.network import NetworkSpec, OptimizerName
 from hwsim.specs.trace import Algorithm, Operand, Role, Trace
 from hwsim.train.loop import TrainConfig, Trainer
 
-TINY = NetworkSpec.model_validate({
-    "schema_version": 1, "kind": "network", "name": "tiny", "dataset": "synthetic",
-    "input_shape": [6, 6, 1], "classes": 3,
-    "layers": [
-        {"type": "conv2d", "name": "conv", "filters": 2, "kernel_size": 3, "activation": "relu"},
-        {"type": "max_pool", "name": "pool", "pool_size": 2},
-        {"type": "flatten", "name": "flat"},
-        {"type": "dense", "name": "fc1", "units": 5, "activation": "tanh"},
-        {"type": "dropout", "name": "drop", "rate": 0.5},
-        {"type": "dense", "name": "fc2", "units": 3},
-    ],
-})
+TINY = NetworkSpec.model_validate(
+    {
+        "schema_version": 1,
+        "kind": "network",
+        "name": "tiny",
+        "dataset": "synthetic",
+        "input_shape": [6, 6, 1],
+        "classes": 3,
+        "layers": [
+            {
+                "type": "conv2d",
+                "name": "conv",
+                "filters": 2,
+                "kernel_size": 3,
+                "activation": "relu",
+            },
+            {"type": "max_pool", "name": "pool", "pool_size": 2},
+            {"type": "flatten", "name": "flat"},
+            {"type": "dense", "name": "fc1", "units": 5, "activation": "tanh"},
+            {"type": "dropout", "name": "drop", "rate": 0.5},
+            {"type": "dense", "name": "fc2", "units": 3},
+        ],
+    }
+)
 
 
 def make_trace(algorithm: str = "ssdfa", seed: int = 0) -> Trace:
-    config = TrainConfig(algorithm=Algorithm(algorithm), epochs=1, batch_size=4,
-                         learning_rate=0.01, optimizer=OptimizerName.ADAM, seed=seed)
+    config = TrainConfig(
+        algorithm=Algorithm(algorithm),
+        epochs=1,
+        batch_size=4,
+        learning_rate=0.01,
+        optimizer=OptimizerName.ADAM,
+        seed=seed,
+    )
     trainer = Trainer(TINY, config)
     rng = np.random.default_rng(seed)
     x = rng.random((4, 6, 6, 1), dtype=np.float32)
@@ -63,13 +81,20 @@ def test_same_seed_gives_byte_identical_files(tmp_path, algorithm):
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.lists(st.tuples(st.sampled_from(list(Role)), st.integers(0, 10**12),
-                          st.floats(0, 1)), min_size=0, max_size=4))
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(list(Role)), st.integers(0, 10**12), st.floats(0, 1)),
+        min_size=0,
+        max_size=4,
+    )
+)
 def test_operands_survive_the_round_trip(tmp_path_factory, operands):
     trace = make_trace_cached()
     index = next(i for i, record in enumerate(trace.records) if record.op.kind == "elementwise")
-    reads = [Operand(tensor=f"t{i}", role=role, elements=elements, density=density)
-             for i, (role, elements, density) in enumerate(operands)]
+    reads = [
+        Operand(tensor=f"t{i}", role=role, elements=elements, density=density)
+        for i, (role, elements, density) in enumerate(operands)
+    ]
     records = list(trace.records)
     records[index] = records[index].model_copy(update={"reads": reads})
     edited = trace.model_copy(update={"records": records})
@@ -103,36 +128,60 @@ def _edit_line(lines, index, **changes) -> list[str]:
         for part in parents:
             target = target[int(part)] if part.isdigit() else target[part]
         target[last] = value
-    return [*lines[:index], json.dumps(data), *lines[index + 1:]]
+    return [*lines[:index], json.dumps(data), *lines[index + 1 :]]
 
 
-@pytest.mark.parametrize(("line", "changes", "message"), [
-    (0, {"schema_version": 3}, "line 1: schema_version: this hwsim reads version 2 (got 3)"),
-    (0, {"schema_version": 1}, "line 1: schema_version: this hwsim reads version 2 (got 1); "
-                               "regenerate it with this hwsim's `hwsim trace` or `hwsim train "
-                               "--trace-out`"),
-    (1, {"reads__0__slot": None}, "line 2: slot: a conv2d reads one operand in slot 'a' and "
-                                  "one in 'b' and writes one in 'c' (got reads [None, 'b', "),
-    (1, {"reads__0__elements": 5}, "line 2: slot: the 'a' operand 'input' of this conv2d must "
-                                   "have"),
-    (2, {"reads__0__slot": "a"}, "line 3: slot: only matmul and conv2d operands have one"),
-    (0, {"kind": "arch"}, "line 1: kind: expected 'trace' (got 'arch')"),
-    (0, {"algorithm": "dfaa"}, "line 1: algorithm: must be 'bp', 'dfa' or 'ssdfa' (got 'dfaa')"),
-    (0, {"batch_size": 0}, "line 1: batch_size: must be greater than 0 (got 0)"),
-    (0, {"feedback__0__nonzeros": 10**9},
-     "line 1: feedback.0: nonzeros cannot exceed classes × neurons = 54 (got 1000000000)"),
-    (0, {"algorithm": "bp"}, "line 1: a bp trace has no feedback matrices"),
-    (0, {"feedback__0__nonzeros_per_neuron": None},
-     "line 1: ssdfa feedback must be sparse; dense for conv"),
-    (2, {"reads__0__density": 1.5}, "line 3: reads.0.density: must be less than or equal to 1"),
-    (2, {"reads__0__rol": "input"}, "line 3: reads.0.rol: unknown key; did you mean 'role'?"),
-    (2, {"reads__0__role": "weights"}, "line 3: reads.0.role: must be 'input', 'label'"),
-    (2, {"phase": "backward"}, "line 3: phase: must be 'forward', 'error', 'gradient' or"),
-    (2, {"macs": 7}, "line 3: macs must equal the op's closed form"),
-    (2, {"deps": [5]}, "line 3: deps must name earlier records (< 1) (got [5])"),
-    (3, {"id": 9}, "line 4: id: records must be numbered 0, 1, 2, ... in order; expected 2"),
-    (1, {"op__m": 0}, "line 2: op.m: must be greater than 0 (got 0)"),
-])
+@pytest.mark.parametrize(
+    ("line", "changes", "message"),
+    [
+        (0, {"schema_version": 3}, "line 1: schema_version: this hwsim reads version 2 (got 3)"),
+        (
+            0,
+            {"schema_version": 1},
+            "line 1: schema_version: this hwsim reads version 2 (got 1); "
+            "regenerate it with this hwsim's `hwsim trace` or `hwsim train "
+            "--trace-out`",
+        ),
+        (
+            1,
+            {"reads__0__slot": None},
+            "line 2: slot: a conv2d reads one operand in slot 'a' and "
+            "one in 'b' and writes one in 'c' (got reads [None, 'b', ",
+        ),
+        (
+            1,
+            {"reads__0__elements": 5},
+            "line 2: slot: the 'a' operand 'input' of this conv2d must have",
+        ),
+        (2, {"reads__0__slot": "a"}, "line 3: slot: only matmul and conv2d operands have one"),
+        (0, {"kind": "arch"}, "line 1: kind: expected 'trace' (got 'arch')"),
+        (
+            0,
+            {"algorithm": "dfaa"},
+            "line 1: algorithm: must be 'bp', 'dfa' or 'ssdfa' (got 'dfaa')",
+        ),
+        (0, {"batch_size": 0}, "line 1: batch_size: must be greater than 0 (got 0)"),
+        (
+            0,
+            {"feedback__0__nonzeros": 10**9},
+            "line 1: feedback.0: nonzeros cannot exceed classes × neurons = 54 (got 1000000000)",
+        ),
+        (0, {"algorithm": "bp"}, "line 1: a bp trace has no feedback matrices"),
+        (
+            0,
+            {"feedback__0__nonzeros_per_neuron": None},
+            "line 1: ssdfa feedback must be sparse; dense for conv",
+        ),
+        (2, {"reads__0__density": 1.5}, "line 3: reads.0.density: must be less than or equal to 1"),
+        (2, {"reads__0__rol": "input"}, "line 3: reads.0.rol: unknown key; did you mean 'role'?"),
+        (2, {"reads__0__role": "weights"}, "line 3: reads.0.role: must be 'input', 'label'"),
+        (2, {"phase": "backward"}, "line 3: phase: must be 'forward', 'error', 'gradient' or"),
+        (2, {"macs": 7}, "line 3: macs must equal the op's closed form"),
+        (2, {"deps": [5]}, "line 3: deps must name earlier records (< 1) (got [5])"),
+        (3, {"id": 9}, "line 4: id: records must be numbered 0, 1, 2, ... in order; expected 2"),
+        (1, {"op__m": 0}, "line 2: op.m: must be greater than 0 (got 0)"),
+    ],
+)
 def test_bad_field_messages(tmp_path, trace, line, changes, message):
     lines, path = _lines(tmp_path, trace)
     _rewrite(path, _edit_line(lines, line, **changes))
@@ -149,11 +198,15 @@ def test_records_must_name_header_layers_and_gathers_their_feedback(tmp_path, tr
         read_trace(path)
     gather = next(i for i, line in enumerate(lines) if '"kind":"gather"' in line)
     header = json.loads(lines[0])
-    header["feedback"] = [info for info in header["feedback"]
-                          if info["layer"] != json.loads(lines[gather])["layer"]]
+    header["feedback"] = [
+        info for info in header["feedback"] if info["layer"] != json.loads(lines[gather])["layer"]
+    ]
     _rewrite(path, [json.dumps(header, separators=(",", ":")), *lines[1:]])
-    with pytest.raises(TraceError, match=rf"line {gather + 1}: layer: a gather needs the "
-                                         r"header's feedback entry"):
+    with pytest.raises(
+        TraceError,
+        match=rf"line {gather + 1}: layer: a gather needs the "
+        r"header's feedback entry",
+    ):
         read_trace(path)
 
 
@@ -176,8 +229,10 @@ def test_truncated_mid_line(tmp_path, trace):
 def test_truncated_at_a_line_boundary(tmp_path, trace):
     lines, path = _lines(tmp_path, trace)
     _rewrite(path, lines[:-3])
-    with pytest.raises(TraceError, match=f"promises {len(trace.records)} records but the file "
-                                         f"has {len(trace.records) - 3}"):
+    with pytest.raises(
+        TraceError,
+        match=f"promises {len(trace.records)} records but the file has {len(trace.records) - 3}",
+    ):
         read_trace(path)
 
 

@@ -29,15 +29,25 @@ return Array.from(document.querySelectorAll('.js-plotly-plot')).map(plot => [
 def _driver():
     if not (os.path.exists(CHROMIUM) and os.path.exists(DRIVER)):
         if REQUIRED:
-            pytest.fail(f"no browser: {CHROMIUM} and {DRIVER} are needed (apt-get install "
-                        "chromium chromium-driver)")
+            pytest.fail(
+                f"no browser: {CHROMIUM} and {DRIVER} are needed (apt-get install "
+                "chromium chromium-driver)"
+            )
         pytest.skip("the chromium and chromium-driver packages are not installed")
     webdriver = pytest.importorskip("selenium.webdriver")
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--window-size=1400,1000"):
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1400,1000",
+    ):
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     service = webdriver.ChromeService(executable_path=DRIVER)

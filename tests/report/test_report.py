@@ -20,8 +20,10 @@ from tests.sim.conftest import tiny_trace
 
 def _figure_data(page: str) -> list[dict]:
     """The `data` array of every plotly figure on a page (the JSON plotly embeds)."""
-    return [json.loads(match) for match in re.findall(
-        r'Plotly\.newPlot\(\s*"figure-\d+",\s*(\[.*?\]),\s*\{', page, re.S)]
+    return [
+        json.loads(match)
+        for match in re.findall(r'Plotly\.newPlot\(\s*"figure-\d+",\s*(\[.*?\]),\s*\{', page, re.S)
+    ]
 
 
 def test_the_main_job_report_has_every_figure_with_data(main_job):
@@ -55,11 +57,15 @@ def test_fig8_shows_the_csv_numbers_and_the_papers_gap(main_job):
         assert any(abs(number - value) <= 1e-9 * max(1.0, number) for value in values)
     # The paper's claim, on its own substrate, one example: orders of magnitude.
     for network in ("cifar100_conv", "alexnet"):
-        assert movement[(network, "bp", "von_neumann")] > \
-            100 * movement[(network, "ssdfa", "distributed_stationary")]
+        assert (
+            movement[(network, "bp", "von_neumann")]
+            > 100 * movement[(network, "ssdfa", "distributed_stationary")]
+        )
     macs = costs.set_index(["network", "algorithm", "arch"])["backward_macs"]
-    assert macs[("cifar100_conv", "bp", "von_neumann")] > \
-        1.8 * macs[("cifar100_conv", "ssdfa", "von_neumann")]
+    assert (
+        macs[("cifar100_conv", "bp", "von_neumann")]
+        > 1.8 * macs[("cifar100_conv", "ssdfa", "von_neumann")]
+    )
 
 
 def test_energy_figures_sum_to_the_summaries(main_job):
@@ -88,21 +94,38 @@ def test_a_report_from_traces_and_simulation_folders(tmp_path, capsys):
     first, second = (pd.read_csv(path / "costs.csv") for path in (out, again))
     pd.testing.assert_frame_equal(first, second)
     simulated = tmp_path / "simulated"
-    assert main(["simulate", "--arch", "distributed", "--trace", str(traces[1]), "--out",
-                 str(simulated), "--format", "json"]) == 0
+    assert (
+        main(
+            [
+                "simulate",
+                "--arch",
+                "distributed",
+                "--trace",
+                str(traces[1]),
+                "--out",
+                str(simulated),
+                "--format",
+                "json",
+            ]
+        )
+        == 0
+    )
     mixed = tmp_path / "mixed"
     assert main(["report", str(simulated), str(out / "steps"), "--out", str(mixed)]) == 0
     assert len(pd.read_csv(mixed / "costs.csv")) == 3
 
 
-@pytest.mark.parametrize(("argv", "message"), [
-    (["report", "missing_folder", "--out", "r"], "missing_folder: no such file or folder"),
-    (["report", ".", "--out", "r"], ".: holds no simulation folder"),
-    (["report", "notes.txt", "--out", "r"], "notes.txt: expected a trace"),
-    (["run", "--networks", "nope", "--out", "r"], "unknown network 'nope'"),
-    (["run", "--arch", "broken.yaml", "--out", "r"], "broken.yaml"),
-    (["report", "t.jsonl", "--arch", "broken.yaml", "--out", "r"], "broken.yaml"),
-])
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["report", "missing_folder", "--out", "r"], "missing_folder: no such file or folder"),
+        (["report", ".", "--out", "r"], ".: holds no simulation folder"),
+        (["report", "notes.txt", "--out", "r"], "notes.txt: expected a trace"),
+        (["run", "--networks", "nope", "--out", "r"], "unknown network 'nope'"),
+        (["run", "--arch", "broken.yaml", "--out", "r"], "broken.yaml"),
+        (["report", "t.jsonl", "--arch", "broken.yaml", "--out", "r"], "broken.yaml"),
+    ],
+)
 def test_bad_input_stops_before_any_work(tmp_path, monkeypatch, capsys, argv, message):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "notes.txt").write_text("hello\n")

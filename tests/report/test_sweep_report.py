@@ -39,8 +39,9 @@ def test_a_sweep_report_shows_the_front_each_axis_the_grid_and_the_winners(tmp_p
     for rule, rows in table.groupby("algorithm"):
         on_front = set(zip(front[f"{rule} front"].x, front[f"{rule} front"].y, strict=True))
         for _, row in rows.iterrows():
-            beaten = ((rows["latency_s"] < row["latency_s"]) &
-                      (rows["energy_pj"] < row["energy_pj"])).any()
+            beaten = (
+                (rows["latency_s"] < row["latency_s"]) & (rows["energy_pj"] < row["energy_pj"])
+            ).any()
             assert ((row["latency_s"], row["energy_pj"]) in on_front) == (not beaten)
     assert len(heatmaps(table)) == 3
     best = winners(table).set_index(["algorithm", "best by"])
@@ -51,15 +52,17 @@ def test_a_sweep_report_shows_the_front_each_axis_the_grid_and_the_winners(tmp_p
     assert f"report: {out / 'index.html'}" in capsys.readouterr().out
     page = (out / "index.html").read_text()
     assert page.count("class='figure'") == 1 + 2 * 4 + 3
-    pd.testing.assert_frame_equal(pd.read_csv(out / "results.csv"),
-                                  pd.read_csv(tmp_path / "sweep" / "results.csv"))
+    pd.testing.assert_frame_equal(
+        pd.read_csv(out / "results.csv"), pd.read_csv(tmp_path / "sweep" / "results.csv")
+    )
 
 
 def test_a_sweep_folder_is_reported_alone(tmp_path, capsys):
     (tmp_path / "sweep").mkdir()
     (tmp_path / "sweep" / "results.csv").write_text("status,algorithm\nok,bp\n")
-    assert main(["report", str(tmp_path / "sweep"), str(tmp_path), "--out",
-                 str(tmp_path / "r")]) == 2
+    assert (
+        main(["report", str(tmp_path / "sweep"), str(tmp_path), "--out", str(tmp_path / "r")]) == 2
+    )
     assert "a sweep folder is reported on its own" in capsys.readouterr().err
 
 

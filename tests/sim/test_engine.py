@@ -16,29 +16,45 @@ from hwsim.specs.arch import ActionEnergies
 from hwsim.specs.trace import OpRecord, Trace
 from tests.sim.conftest import DISTRIBUTED, VON_NEUMANN, arch, tiny_trace
 
-ENERGIES = ActionEnergies(mac_pj=1.5, vector_op_pj=0.4, dram_read_pj_per_bit=8,
-                          dram_write_pj_per_bit=8, sram_read_pj_per_bit=0.3,
-                          sram_write_pj_per_bit=0.3, noc_pj_per_bit_per_hop=0.2,
-                          leakage_pj_per_cycle=1.0)
+ENERGIES = ActionEnergies(
+    mac_pj=1.5,
+    vector_op_pj=0.4,
+    dram_read_pj_per_bit=8,
+    dram_write_pj_per_bit=8,
+    sram_read_pj_per_bit=0.3,
+    sram_write_pj_per_bit=0.3,
+    noc_pj_per_bit_per_hop=0.2,
+    leakage_pj_per_cycle=1.0,
+)
 
 
-def record(id_: int, op: dict, reads: list, writes: list, deps=(), phase="forward",
-           other_ops: int = 0) -> OpRecord:
+def record(
+    id_: int, op: dict, reads: list, writes: list, deps=(), phase="forward", other_ops: int = 0
+) -> OpRecord:
     gemm = op["kind"] == "matmul"
     macs = op["m"] * op["k"] * op["n"] if gemm else 0
 
     def operand(tensor, role, elements, slot=None):
-        return {"tensor": tensor, "role": role, "elements": elements, "density": 1.0,
-                "slot": slot}
+        return {"tensor": tensor, "role": role, "elements": elements, "density": 1.0, "slot": slot}
 
     # A matmul's first two reads are its a and b, its first write its c.
     slots = ("a", "b") if gemm else ()
-    return OpRecord.model_validate({
-        "schema_version": 2, "id": id_, "layer": "fc1", "phase": phase, "op": op, "macs": macs,
-        "other_ops": other_ops,
-        "reads": [operand(*r, *(slots[i:i + 1])) for i, r in enumerate(reads)],
-        "writes": [operand(*w, *(("c",) if gemm and i == 0 else ())) for i, w in
-                   enumerate(writes)], "deps": list(deps)})
+    return OpRecord.model_validate(
+        {
+            "schema_version": 2,
+            "id": id_,
+            "layer": "fc1",
+            "phase": phase,
+            "op": op,
+            "macs": macs,
+            "other_ops": other_ops,
+            "reads": [operand(*r, *(slots[i : i + 1])) for i, r in enumerate(reads)],
+            "writes": [
+                operand(*w, *(("c",) if gemm and i == 0 else ())) for i, w in enumerate(writes)
+            ],
+            "deps": list(deps),
+        }
+    )
 
 
 def one_op_trace(*records: OpRecord) -> Trace:
@@ -48,15 +64,25 @@ def one_op_trace(*records: OpRecord) -> Trace:
 
 
 def matmul(m: int, k: int, n: int, id_: int = 0, deps=()) -> OpRecord:
-    return record(id_, {"kind": "matmul", "m": m, "k": k, "n": n},
-                  [("x", "activation", m * k), ("w", "weight", k * n)],
-                  [(f"y{id_}", "activation", m * n)], deps)
+    return record(
+        id_,
+        {"kind": "matmul", "m": m, "k": k, "n": n},
+        [("x", "activation", m * k), ("w", "weight", k * n)],
+        [(f"y{id_}", "activation", m * n)],
+        deps,
+    )
 
 
 def test_compute_bound_matmul_takes_macs_over_array_size():
-    fast = arch(VON_NEUMANN, **{"dram.bandwidth_bytes_per_cycle": 1e6, "dram.latency_cycles": 0,
-                               "global_buffer.capacity_bytes": 10**7,
-                               "global_buffer.bandwidth_bytes_per_cycle": 1e6})
+    fast = arch(
+        VON_NEUMANN,
+        **{
+            "dram.bandwidth_bytes_per_cycle": 1e6,
+            "dram.latency_cycles": 0,
+            "global_buffer.capacity_bytes": 10**7,
+            "global_buffer.bandwidth_bytes_per_cycle": 1e6,
+        },
+    )
     m, k, n = 64, 4, 8
     result = simulate(fast, one_op_trace(matmul(m, k, n)))
     # One cycle to load, MACs / (4 × 4) to compute, one cycle to store.
@@ -65,31 +91,52 @@ def test_compute_bound_matmul_takes_macs_over_array_size():
 
 
 def test_unaligned_matmul_pays_for_idle_array_columns():
-    fast = arch(VON_NEUMANN, **{"dram.bandwidth_bytes_per_cycle": 1e6, "dram.latency_cycles": 0,
-                               "global_buffer.capacity_bytes": 10**7,
-                               "global_buffer.bandwidth_bytes_per_cycle": 1e6})
+    fast = arch(
+        VON_NEUMANN,
+        **{
+            "dram.bandwidth_bytes_per_cycle": 1e6,
+            "dram.latency_cycles": 0,
+            "global_buffer.capacity_bytes": 10**7,
+            "global_buffer.bandwidth_bytes_per_cycle": 1e6,
+        },
+    )
     result = simulate(fast, one_op_trace(matmul(10, 5, 5)))
     assert result.cycles == 1 + 10 * math.ceil(5 / 4) * math.ceil(5 / 4) + 1
 
 
 def test_bandwidth_bound_op_takes_bytes_over_bandwidth_plus_latency():
-    slow = arch(VON_NEUMANN, **{"dram.channels": 2, "dram.bandwidth_bytes_per_cycle": 4,
-                               "dram.latency_cycles": 30,
-                               "global_buffer.capacity_bytes": 10**7,
-                               "global_buffer.bandwidth_bytes_per_cycle": 10**6,
-                               "pe_array.vector_ops_per_cycle": 10**6})
+    slow = arch(
+        VON_NEUMANN,
+        **{
+            "dram.channels": 2,
+            "dram.bandwidth_bytes_per_cycle": 4,
+            "dram.latency_cycles": 30,
+            "global_buffer.capacity_bytes": 10**7,
+            "global_buffer.bandwidth_bytes_per_cycle": 10**6,
+            "pe_array.vector_ops_per_cycle": 10**6,
+        },
+    )
     elements = 1000  # 2,000 bytes at 16 bits, read and then written
-    op = record(0, {"kind": "elementwise", "function": "relu", "elements": elements},
-                [("x", "activation", elements)], [("y", "activation", elements)],
-                other_ops=elements)
+    op = record(
+        0,
+        {"kind": "elementwise", "function": "relu", "elements": elements},
+        [("x", "activation", elements)],
+        [("y", "activation", elements)],
+        other_ops=elements,
+    )
     result = simulate(slow, one_op_trace(op))
     transfer = 2000 / (2 * 4) + 30
     assert result.cycles == transfer + 1 + transfer
 
 
 def test_latency_dominates_a_tiny_op():
-    op = record(0, {"kind": "elementwise", "function": "relu", "elements": 2},
-                [("x", "activation", 2)], [("y", "activation", 2)], other_ops=2)
+    op = record(
+        0,
+        {"kind": "elementwise", "function": "relu", "elements": 2},
+        [("x", "activation", 2)],
+        [("y", "activation", 2)],
+        other_ops=2,
+    )
     result = simulate(arch(VON_NEUMANN, **{"dram.latency_cycles": 500}), one_op_trace(op))
     assert 1000 < result.cycles < 1010
 
@@ -106,22 +153,38 @@ def test_a_small_buffer_rereads_operands_from_dram():
 
 
 def _reads(id_: int, tensor: str, elements: int, deps=()) -> OpRecord:
-    return record(id_, {"kind": "elementwise", "function": "relu", "elements": elements},
-                  [(tensor, "activation", elements)], [(f"out{id_}", "activation", elements)],
-                  deps, other_ops=elements)
+    return record(
+        id_,
+        {"kind": "elementwise", "function": "relu", "elements": elements},
+        [(tensor, "activation", elements)],
+        [(f"out{id_}", "activation", elements)],
+        deps,
+        other_ops=elements,
+    )
 
 
 def _writes(id_: int, tensor: str, elements: int) -> OpRecord:
-    return record(id_, {"kind": "elementwise", "function": "relu", "elements": elements},
-                  [(f"x{id_}", "input", elements)], [(tensor, "activation", elements)],
-                  other_ops=elements)
+    return record(
+        id_,
+        {"kind": "elementwise", "function": "relu", "elements": elements},
+        [(f"x{id_}", "input", elements)],
+        [(tensor, "activation", elements)],
+        other_ops=elements,
+    )
 
 
 def test_the_reuse_share_keeps_activations_between_ops():
-    trace = one_op_trace(_writes(0, "a", 100), _reads(1, "a", 100, [0]), _reads(2, "a", 100, [1]),
-                         _reads(3, "out1", 100, [1]), _reads(4, "out2", 100, [2]),
-                         _reads(5, "out3", 100, [3]), _reads(6, "out4", 100, [4]),
-                         _reads(7, "out5", 100, [5]), _reads(8, "out6", 100, [6]))
+    trace = one_op_trace(
+        _writes(0, "a", 100),
+        _reads(1, "a", 100, [0]),
+        _reads(2, "a", 100, [1]),
+        _reads(3, "out1", 100, [1]),
+        _reads(4, "out2", 100, [2]),
+        _reads(5, "out3", 100, [3]),
+        _reads(6, "out4", 100, [4]),
+        _reads(7, "out5", 100, [5]),
+        _reads(8, "out6", 100, [6]),
+    )
     streaming = simulate(arch(VON_NEUMANN), trace).totals()
     reusing = simulate(arch(VON_NEUMANN, **{"global_buffer.reuse_fraction": 0.5}), trace).totals()
     assert streaming["dram_read_bytes"] == 9 * 200  # every op reads its 100 values from DRAM
@@ -137,11 +200,18 @@ def test_the_reuse_share_keeps_activations_between_ops():
 
 def test_a_full_reuse_share_writes_back_only_what_is_still_needed():
     # Three 1,000-byte activations written before any is read; the share holds two.
-    trace = one_op_trace(_writes(0, "a", 500), _writes(1, "b", 500), _writes(2, "c", 500),
-                         _reads(3, "a", 500, [0, 1, 2]), _reads(4, "b", 500, [3]),
-                         _reads(5, "c", 500, [4]))
-    spec = arch(VON_NEUMANN, **{"global_buffer.capacity_bytes": 8192,
-                               "global_buffer.reuse_fraction": 2200 / 8192})
+    trace = one_op_trace(
+        _writes(0, "a", 500),
+        _writes(1, "b", 500),
+        _writes(2, "c", 500),
+        _reads(3, "a", 500, [0, 1, 2]),
+        _reads(4, "b", 500, [3]),
+        _reads(5, "c", 500, [4]),
+    )
+    spec = arch(
+        VON_NEUMANN,
+        **{"global_buffer.capacity_bytes": 8192, "global_buffer.reuse_fraction": 2200 / 8192},
+    )
     totals = simulate(spec, trace).totals()
     # "a", evicted by "c" while still needed, and the three results no op reads.
     assert totals["dram_write_bytes"] == 1000 + 3 * 1000
@@ -195,8 +265,9 @@ def test_ssdfa_delivers_fewer_error_bytes_than_dfa_on_tiles():
 
 def test_bp_backward_moves_weights_or_partial_sums_across_the_noc():
     partial = simulate(arch(DISTRIBUTED), tiny_trace("bp")).breakdown
-    transposed = simulate(arch(DISTRIBUTED, **{"mapping.backward": "transpose_weights"}),
-                          tiny_trace("bp")).breakdown
+    transposed = simulate(
+        arch(DISTRIBUTED, **{"mapping.backward": "transpose_weights"}), tiny_trace("bp")
+    ).breakdown
     for frame in (partial, transposed):
         noc = frame[(frame["phase"] == "error") & (frame["component"] == "noc")]
         assert noc["bytes"].sum() > 0
@@ -207,11 +278,16 @@ def test_spilling_is_counted_or_refused():
     cramped = arch(DISTRIBUTED, **{"tiles.count": 4, "tiles.sram.capacity_bytes": 1024})
     result = simulate(cramped, tiny_trace("bp"))
     assert result.total("dram", "write") > 0  # spilled weights and optimizer state written back
-    refused = arch(DISTRIBUTED, **{"tiles.count": 4, "tiles.sram.capacity_bytes": 1024,
-                                   "mapping.allow_spill": False})
-    with pytest.raises(SpecError, match=r"mapping.allow_spill: tiny's weights, optimizer state "
-                                        r"and feedback need [\d,]+ tiles of SRAM but the spec "
-                                        r"has 4; allow spilling to DRAM or add tiles"):
+    refused = arch(
+        DISTRIBUTED,
+        **{"tiles.count": 4, "tiles.sram.capacity_bytes": 1024, "mapping.allow_spill": False},
+    )
+    with pytest.raises(
+        SpecError,
+        match=r"mapping.allow_spill: tiny's weights, optimizer state "
+        r"and feedback need [\d,]+ tiles of SRAM but the spec "
+        r"has 4; allow spilling to DRAM or add tiles",
+    ):
         simulate(refused, tiny_trace("bp"))
     too_few = arch(DISTRIBUTED, **{"tiles.count": 2})
     with pytest.raises(SpecError, match="tiny has 4 weight layers and needs at least one tile"):
@@ -237,17 +313,31 @@ def test_cost_does_not_grow_with_identical_tiles():
 
 
 @settings(max_examples=25, deadline=None)
-@given(channels=st.integers(1, 4), dram_bw=st.integers(1, 64), latency=st.integers(0, 200),
-       buffer_kib=st.integers(1, 64), rows=st.integers(1, 16), columns=st.integers(1, 16),
-       reuse=st.floats(0, 0.9), algorithm=st.sampled_from(["bp", "dfa", "ssdfa"]))
-def test_cycles_never_beat_the_roofline(channels, dram_bw, latency, buffer_kib, rows, columns,
-                                        reuse, algorithm):
-    spec = arch(VON_NEUMANN, **{"dram.channels": channels,
-                               "global_buffer.reuse_fraction": reuse,
-                               "dram.bandwidth_bytes_per_cycle": dram_bw,
-                               "dram.latency_cycles": latency,
-                               "global_buffer.capacity_bytes": buffer_kib * 1024,
-                               "pe_array.rows": rows, "pe_array.columns": columns})
+@given(
+    channels=st.integers(1, 4),
+    dram_bw=st.integers(1, 64),
+    latency=st.integers(0, 200),
+    buffer_kib=st.integers(1, 64),
+    rows=st.integers(1, 16),
+    columns=st.integers(1, 16),
+    reuse=st.floats(0, 0.9),
+    algorithm=st.sampled_from(["bp", "dfa", "ssdfa"]),
+)
+def test_cycles_never_beat_the_roofline(
+    channels, dram_bw, latency, buffer_kib, rows, columns, reuse, algorithm
+):
+    spec = arch(
+        VON_NEUMANN,
+        **{
+            "dram.channels": channels,
+            "global_buffer.reuse_fraction": reuse,
+            "dram.bandwidth_bytes_per_cycle": dram_bw,
+            "dram.latency_cycles": latency,
+            "global_buffer.capacity_bytes": buffer_kib * 1024,
+            "pe_array.rows": rows,
+            "pe_array.columns": columns,
+        },
+    )
     result = simulate(spec, tiny_trace(algorithm))
     totals = result.totals()
     compute_bound = totals["macs"] / (rows * columns)
@@ -256,13 +346,24 @@ def test_cycles_never_beat_the_roofline(channels, dram_bw, latency, buffer_kib, 
 
 
 @settings(max_examples=40, deadline=None)
-@given(scale=st.integers(1, 1000), mac=st.floats(0, 10), dram=st.floats(0, 100),
-       sram=st.floats(0, 5), noc=st.floats(0, 2))
+@given(
+    scale=st.integers(1, 1000),
+    mac=st.floats(0, 10),
+    dram=st.floats(0, 100),
+    sram=st.floats(0, 5),
+    noc=st.floats(0, 2),
+)
 def test_energy_is_linear_in_counts(scale, mac, dram, sram, noc):
-    energies = ActionEnergies(mac_pj=mac, vector_op_pj=mac / 4, dram_read_pj_per_bit=dram,
-                              dram_write_pj_per_bit=dram, sram_read_pj_per_bit=sram,
-                              sram_write_pj_per_bit=sram, noc_pj_per_bit_per_hop=noc,
-                              leakage_pj_per_cycle=mac)
+    energies = ActionEnergies(
+        mac_pj=mac,
+        vector_op_pj=mac / 4,
+        dram_read_pj_per_bit=dram,
+        dram_write_pj_per_bit=dram,
+        sram_read_pj_per_bit=sram,
+        sram_write_pj_per_bit=sram,
+        noc_pj_per_bit_per_hop=noc,
+        leakage_pj_per_cycle=mac,
+    )
     result = simulate(arch(DISTRIBUTED), tiny_trace("dfa"))
     once = price(result.breakdown, result.cycles, energies)["energy_pj"].sum()
     scaled = result.breakdown.copy()
@@ -274,9 +375,18 @@ def test_energy_is_linear_in_counts(scale, mac, dram, sram, noc):
 def test_summary_has_the_documented_keys_per_example():
     result = simulate(arch(VON_NEUMANN), tiny_trace("bp", batch_size=4))
     summary = summarize(result, ENERGIES)
-    assert list(summary)[:10] == ["macs", "cycles", "latency_s", "dram_read_bytes",
-                                  "dram_write_bytes", "sram_read_bytes", "sram_write_bytes",
-                                  "noc_bytes", "noc_byte_hops", "energy_pj"]
+    assert list(summary)[:10] == [
+        "macs",
+        "cycles",
+        "latency_s",
+        "dram_read_bytes",
+        "dram_write_bytes",
+        "sram_read_bytes",
+        "sram_write_bytes",
+        "noc_bytes",
+        "noc_byte_hops",
+        "energy_pj",
+    ]
     assert summary["macs"] == tiny_trace("bp", batch_size=4).macs / 4
     assert summary["latency_s"] == pytest.approx(result.cycles / 4 / 1e9)
     components = summary["breakdown"]["energy_pj_by_component"]
@@ -284,15 +394,29 @@ def test_summary_has_the_documented_keys_per_example():
 
 
 @settings(max_examples=25, deadline=None)
-@given(tiles=st.integers(4, 4096), macs=st.integers(1, 16), link=st.integers(1, 64),
-       sram_kib=st.integers(1, 64), topology=st.sampled_from(["mesh", "tree", "bus"]),
-       multicast=st.booleans(), algorithm=st.sampled_from(["bp", "dfa", "ssdfa"]))
-def test_distributed_cycles_never_beat_the_roofline(tiles, macs, link, sram_kib, topology,
-                                                    multicast, algorithm):
-    spec = arch(DISTRIBUTED, **{"tiles.count": tiles, "tiles.macs_per_cycle": macs,
-                               "tiles.sram.capacity_bytes": sram_kib * 1024,
-                               "noc.topology": topology, "noc.multicast": multicast,
-                               "noc.link_bandwidth_bytes_per_cycle": link})
+@given(
+    tiles=st.integers(4, 4096),
+    macs=st.integers(1, 16),
+    link=st.integers(1, 64),
+    sram_kib=st.integers(1, 64),
+    topology=st.sampled_from(["mesh", "tree", "bus"]),
+    multicast=st.booleans(),
+    algorithm=st.sampled_from(["bp", "dfa", "ssdfa"]),
+)
+def test_distributed_cycles_never_beat_the_roofline(
+    tiles, macs, link, sram_kib, topology, multicast, algorithm
+):
+    spec = arch(
+        DISTRIBUTED,
+        **{
+            "tiles.count": tiles,
+            "tiles.macs_per_cycle": macs,
+            "tiles.sram.capacity_bytes": sram_kib * 1024,
+            "noc.topology": topology,
+            "noc.multicast": multicast,
+            "noc.link_bandwidth_bytes_per_cycle": link,
+        },
+    )
     result = simulate(spec, tiny_trace(algorithm))
     totals = result.totals()
     compute_bound = totals["macs"] / (tiles * macs)

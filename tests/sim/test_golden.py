@@ -23,15 +23,23 @@ GOLDEN = Path(__file__).with_name("golden")
 
 @cache
 def digits_trace(algorithm: str) -> Trace:
-    config = TrainConfig(algorithm=Algorithm(algorithm), epochs=1, batch_size=4,
-                         learning_rate=1e-3, optimizer=OptimizerName.ADAM, seed=0)
+    config = TrainConfig(
+        algorithm=Algorithm(algorithm),
+        epochs=1,
+        batch_size=4,
+        learning_rate=1e-3,
+        optimizer=OptimizerName.ADAM,
+        seed=0,
+    )
     return trace_synthetic_step(load_network("digits_fc"), config)
 
 
 def results(spec: str) -> dict:
     arch, energies = load_arch_with_energies(spec)
-    return {algorithm: summarize(simulate(arch, digits_trace(algorithm)), energies)
-            for algorithm in ("bp", "dfa", "ssdfa")}
+    return {
+        algorithm: summarize(simulate(arch, digits_trace(algorithm)), energies)
+        for algorithm in ("bp", "dfa", "ssdfa")
+    }
 
 
 @pytest.mark.parametrize("spec", shipped_archs())

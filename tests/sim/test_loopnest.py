@@ -15,11 +15,25 @@ budgets = st.integers(256, 1 << 20)
 bits = st.sampled_from([8, 16, 32])
 
 
-def gemm(m: int, k: int, n: int, bits_a: int = 16, bits_b: int = 16, bits_c: int = 16,
-         accumulator_bits: int = 32, **flags) -> Gemm:
-    return Gemm(m, k, n, Operand(m * k, bits_a, **flags.get("a", {})),
-                Operand(k * n, bits_b, **flags.get("b", {})),
-                Operand(m * n, bits_c, **flags.get("c", {})), accumulator_bits)
+def gemm(
+    m: int,
+    k: int,
+    n: int,
+    bits_a: int = 16,
+    bits_b: int = 16,
+    bits_c: int = 16,
+    accumulator_bits: int = 32,
+    **flags,
+) -> Gemm:
+    return Gemm(
+        m,
+        k,
+        n,
+        Operand(m * k, bits_a, **flags.get("a", {})),
+        Operand(k * n, bits_b, **flags.get("b", {})),
+        Operand(m * n, bits_c, **flags.get("c", {})),
+        accumulator_bits,
+    )
 
 
 def nbytes(elements: int, element_bits: int) -> int:
@@ -43,11 +57,19 @@ def test_an_operand_is_read_once_when_the_others_fit(m, k, n, element_bits, stre
     """B whole and one row of A and C double-buffered fit: A (and everything) moves once."""
     problem = gemm(m, k, n, element_bits, element_bits, element_bits)
     if stream_a:  # A streams row by row beside a resident B
-        budget = nbytes(k * n, element_bits) + 2 * nbytes(k, element_bits) + nbytes(n, 32) + \
-            nbytes(n, element_bits)
+        budget = (
+            nbytes(k * n, element_bits)
+            + 2 * nbytes(k, element_bits)
+            + nbytes(n, 32)
+            + nbytes(n, element_bits)
+        )
     else:  # B streams column by column beside a resident A
-        budget = nbytes(m * k, element_bits) + 2 * nbytes(k, element_bits) + nbytes(m, 32) + \
-            nbytes(m, element_bits)
+        budget = (
+            nbytes(m * k, element_bits)
+            + 2 * nbytes(k, element_bits)
+            + nbytes(m, 32)
+            + nbytes(m, element_bits)
+        )
     mapping = search(problem, budget)
     assert mapping is not None
     assert mapping.read_bytes == (nbytes(m * k, element_bits), nbytes(k * n, element_bits))
@@ -67,29 +89,40 @@ def test_traffic_never_grows_when_the_buffer_grows(m, k, n, budget, more, elemen
 @given(dims, dims, dims, budgets, st.sampled_from([8, 16]), st.sampled_from([2, 4]))
 def test_traffic_scales_linearly_with_every_precision(m, k, n, budget, element_bits, factor):
     """Every role's bits × f on a buffer × f: the same mapping, f × the bytes."""
-    base = search(gemm(m, k, n, element_bits, element_bits, element_bits, element_bits * 2),
-                  budget)
+    base = search(gemm(m, k, n, element_bits, element_bits, element_bits, element_bits * 2), budget)
     scaled_bits = element_bits * factor
-    scaled = search(gemm(m, k, n, scaled_bits, scaled_bits, scaled_bits, scaled_bits * 2),
-                    budget * factor)
+    scaled = search(
+        gemm(m, k, n, scaled_bits, scaled_bits, scaled_bits, scaled_bits * 2), budget * factor
+    )
     assume(base is not None)
     assert scaled.dram_bytes == factor * base.dram_bytes
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.integers(1, 256), st.integers(1, 4096), st.integers(1, 4096), budgets,
-       st.sampled_from(["forward", "error", "gradient"]))
-def test_per_example_traffic_of_a_dense_layer_never_grows_with_batch(batch, inputs, outputs,
-                                                                      budget, phase):
+@given(
+    st.integers(1, 256),
+    st.integers(1, 4096),
+    st.integers(1, 4096),
+    budgets,
+    st.sampled_from(["forward", "error", "gradient"]),
+)
+def test_per_example_traffic_of_a_dense_layer_never_grows_with_batch(
+    batch, inputs, outputs, budget, phase
+):
     """Doubling the batch at most doubles a dense layer's traffic, in every phase.
 
     Proof sketch the test checks: run the smaller batch's nest twice (forward, error: its
     batch loop outermost) or with twice the batch per tile (gradient, when its batch loop is
     whole), which needs at most twice its buffer space.  Without that room, a doubled batch
     can push a tile out of a tiny buffer and cost more per example — a real effect."""
+
     def shape(b: int) -> tuple[int, int, int]:
-        return {"forward": (b, inputs, outputs), "error": (b, outputs, inputs),
-                "gradient": (inputs, b, outputs)}[phase]
+        return {
+            "forward": (b, inputs, outputs),
+            "error": (b, outputs, inputs),
+            "gradient": (inputs, b, outputs),
+        }[phase]
+
     one = search(gemm(*shape(batch)), budget)
     assume(one is not None and 2 * one.footprint_bytes <= budget)
     assume(phase != "gradient" or one.trips[1] == 1)
@@ -100,8 +133,7 @@ def test_per_example_traffic_of_a_dense_layer_never_grows_with_batch(batch, inpu
 @settings(max_examples=200, deadline=None)
 @given(dims, dims, dims, budgets, bits)
 def test_gemm_traffic_never_beats_the_hong_kung_bound(m, k, n, budget, element_bits):
-    mapping = search(gemm(m, k, n, element_bits, element_bits, element_bits, element_bits),
-                     budget)
+    mapping = search(gemm(m, k, n, element_bits, element_bits, element_bits, element_bits), budget)
     assume(mapping is not None)
     bound = hong_kung_bound_bytes(m, k, n, budget, element_bits)
     assert mapping.dram_bytes >= bound * (1 - 1e-9)
@@ -130,35 +162,45 @@ def test_resident_operands_move_nothing_and_a_consumed_output_is_not_written():
 
 # Convolutions ------------------------------------------------------------------------------
 
-def conv_gemm(conv_pass: str, batch: int, size: int, channels: int, filters: int,
-              kernel: int, stride: int) -> tuple[Gemm, int, int, int]:
+
+def conv_gemm(
+    conv_pass: str, batch: int, size: int, channels: int, filters: int, kernel: int, stride: int
+) -> tuple[Gemm, int, int, int]:
     out = (size - kernel) // stride + 1
     image_in = batch * size * size * channels
     image_out = batch * out * out * filters
     weights = kernel * kernel * channels * filters
     positions, window = batch * out * out, kernel * kernel * channels
-    geometry = ConvGeometry(ConvPass(conv_pass), batch, size, size, channels, out, out, filters,
-                            kernel, kernel, stride)
+    geometry = ConvGeometry(
+        ConvPass(conv_pass), batch, size, size, channels, out, out, filters, kernel, kernel, stride
+    )
     m, k, n, sizes = {
         "forward": (positions, window, filters, (image_in, weights, image_out)),
         "backward_data": (positions, filters, window, (image_out, weights, image_in)),
         "backward_weight": (window, positions, filters, (image_in, image_out, weights)),
     }[conv_pass]
-    problem = Gemm(m, k, n, Operand(sizes[0], 16), Operand(sizes[1], 16),
-                   Operand(sizes[2], 16), 32, geometry)
+    problem = Gemm(
+        m, k, n, Operand(sizes[0], 16), Operand(sizes[1], 16), Operand(sizes[2], 16), 32, geometry
+    )
     return problem, image_in, weights, image_out
 
 
-convs = st.tuples(st.sampled_from(["forward", "backward_data", "backward_weight"]),
-                  st.integers(1, 8), st.integers(3, 40), st.integers(1, 64),
-                  st.integers(1, 64), st.sampled_from([1, 3, 5]), st.sampled_from([1, 2]))
+convs = st.tuples(
+    st.sampled_from(["forward", "backward_data", "backward_weight"]),
+    st.integers(1, 8),
+    st.integers(3, 40),
+    st.integers(1, 64),
+    st.integers(1, 64),
+    st.sampled_from([1, 3, 5]),
+    st.sampled_from([1, 2]),
+)
 
 
 def conv_bound_bytes(problem: Gemm, budget: int, compulsory_elements: int) -> float:
     """Hong–Kung for a convolution: each input value feeds up to R·S/stride² windows, so the
     fast memory acts as if it were that much larger (Demmel & Dinh 2018, up to constants)."""
     conv = problem.conv
-    reuse = max(1.0, conv.kernel_height * conv.kernel_width / conv.stride ** 2)
+    reuse = max(1.0, conv.kernel_height * conv.kernel_width / conv.stride**2)
     words = budget * 8 / 16
     macs = problem.m * problem.k * problem.n
     return max(2 * macs / math.sqrt(words * reuse), compulsory_elements) * 2
@@ -174,8 +216,9 @@ def test_conv_traffic_covers_every_operand_and_never_beats_the_bound(shape, budg
     assume(mapping is not None)
     assert mapping.read_bytes[0] >= problem.a.elements * 2
     assert mapping.read_bytes[1] >= problem.b.elements * 2
-    assert mapping.dram_bytes >= conv_bound_bytes(problem, budget,
-                                                  image_in + weights + image_out) * (1 - 1e-9)
+    assert mapping.dram_bytes >= conv_bound_bytes(
+        problem, budget, image_in + weights + image_out
+    ) * (1 - 1e-9)
     assert mapping.footprint_bytes <= budget
 
 

@@ -21,9 +21,13 @@ def test_resident_bytes_count_weights_state_and_feedback():
     fc1 = next(layer for layer in header.layers if layer.name == "fc1")
     feedback = next(info for info in header.feedback if info.layer == "fc1")
     spec = arch(DISTRIBUTED)
-    expected_bits = (fc1.weights * 16 + (fc1.parameters - fc1.weights) * 16
-                     + 2 * fc1.parameters * 32
-                     + feedback.nonzeros * 16 + feedback.nonzeros * 2)  # ⌈log2 4⌉ index bits
+    expected_bits = (
+        fc1.weights * 16
+        + (fc1.parameters - fc1.weights) * 16
+        + 2 * fc1.parameters * 32
+        + feedback.nonzeros * 16
+        + feedback.nonzeros * 2
+    )  # ⌈log2 4⌉ index bits
     assert resident_bytes(fc1, header, spec) == (expected_bits + 7) // 8
 
 
@@ -32,8 +36,10 @@ def test_regions_are_contiguous_capped_and_cover_every_layer():
     placement = place(header, arch(DISTRIBUTED, **{"tiles.count": 1024}))
     regions = list(placement.regions.values())
     assert [r.layer for r in regions] == ["conv", "fc1", "fc2", "fc3"]
-    assert [r.first_tile for r in regions] == [0, *[sum(x.tiles for x in regions[:i])
-                                                    for i in range(1, 4)]]
+    assert [r.first_tile for r in regions] == [
+        0,
+        *[sum(x.tiles for x in regions[:i]) for i in range(1, 4)],
+    ]
     # No region has more tiles than independent outputs: 6·6 positions × 4 filters, then
     # 16, 12 and 4 units; the convolution's share is no longer capped by its 4 channels.
     caps = [6 * 6 * 4, 16, 12, 4]
@@ -57,8 +63,9 @@ def test_cramped_chips_spill_what_does_not_fit():
     placement = place(header, spec)
     usable = int(1024 * 0.75)
     for region in placement.regions.values():
-        resident = resident_bytes(next(x for x in header.layers if x.name == region.layer),
-                                  header, spec)
+        resident = resident_bytes(
+            next(x for x in header.layers if x.name == region.layer), header, spec
+        )
         assert region.spilled_bytes == max(0, resident - region.tiles * usable)
     assert sum(r.spilled_bytes for r in placement.regions.values()) > 0
 
@@ -68,20 +75,25 @@ def test_forward_macs_of_a_conv_layer_count_positions():
     assert forward_macs_per_example(conv) == conv.weights * 6 * 6
 
 
-@pytest.mark.parametrize(("tiles", "policy", "expected"), [
-    (100, MappingPolicy.COLOCATE, 1.0),  # more tiles than classes: one error per tile
-    (2, MappingPolicy.COLOCATE, 5.0),  # each tile hosts half the classes
-    (1, MappingPolicy.ROUND_ROBIN, 10 * (1 - 0.9 ** 1000)),
-])
+@pytest.mark.parametrize(
+    ("tiles", "policy", "expected"),
+    [
+        (100, MappingPolicy.COLOCATE, 1.0),  # more tiles than classes: one error per tile
+        (2, MappingPolicy.COLOCATE, 5.0),  # each tile hosts half the classes
+        (1, MappingPolicy.ROUND_ROBIN, 10 * (1 - 0.9**1000)),
+    ],
+)
 def test_errors_a_tile_must_receive_under_ssdfa(tiles, policy, expected):
-    info = FeedbackInfo(layer="fc1", classes=10, neurons=1000, nonzeros=1000,
-                        nonzeros_per_neuron=1, rank=None)
+    info = FeedbackInfo(
+        layer="fc1", classes=10, neurons=1000, nonzeros=1000, nonzeros_per_neuron=1, rank=None
+    )
     assert distinct_errors_per_tile(info, tiles, policy) == pytest.approx(expected)
 
 
 def test_colocation_needs_fewer_errors_than_scattering():
-    info = FeedbackInfo(layer="fc1", classes=100, neurons=4096, nonzeros=4096,
-                        nonzeros_per_neuron=1, rank=None)
+    info = FeedbackInfo(
+        layer="fc1", classes=100, neurons=4096, nonzeros=4096, nonzeros_per_neuron=1, rank=None
+    )
     colocated = distinct_errors_per_tile(info, 64, MappingPolicy.COLOCATE)
     scattered = distinct_errors_per_tile(info, 64, MappingPolicy.ROUND_ROBIN)
     assert colocated == 2 and scattered > 40
@@ -89,11 +101,18 @@ def test_colocation_needs_fewer_errors_than_scattering():
 
 def _geometry(topology: str, multicast: bool = True, tiles: int = 64):
     header = tiny_trace("bp").header
-    spec = arch(DISTRIBUTED, **{"tiles.count": tiles, "noc.topology": topology,
-                               "noc.multicast": multicast})
+    spec = arch(
+        DISTRIBUTED, **{"tiles.count": tiles, "noc.topology": topology, "noc.multicast": multicast}
+    )
     placement = place(header, spec)
-    noc = Noc.model_validate({"topology": topology, "link_bandwidth_bytes_per_cycle": 8,
-                              "hop_latency_cycles": 2, "multicast": multicast})
+    noc = Noc.model_validate(
+        {
+            "topology": topology,
+            "link_bandwidth_bytes_per_cycle": 8,
+            "hop_latency_cycles": 2,
+            "multicast": multicast,
+        }
+    )
     return Geometry(noc, placement), placement
 
 
@@ -132,8 +151,9 @@ def test_bus_wire_energy_grows_with_the_tiles_it_spans():
         transfer = geometry.broadcast(100, None, placement.regions["fc3"])
         hops.append(transfer.byte_hops)
     assert hops[0] < hops[1] < hops[2]
-    assert hops[2] == 100 * (placement.regions["fc3"].first_tile
-                             + placement.regions["fc3"].tiles - 1)
+    assert hops[2] == 100 * (
+        placement.regions["fc3"].first_tile + placement.regions["fc3"].tiles - 1
+    )
 
 
 def test_tree_distances_grow_with_log_of_tiles():

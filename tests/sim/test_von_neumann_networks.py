@@ -25,8 +25,11 @@ from hwsim.train.loop import TrainConfig, trace_synthetic_step
 from tests.sim.test_engine import one_op_trace, record
 
 TRACES = Path(__file__).parents[2] / "workloads" / "traces"
-VON_NEUMANN_SPECS = [name for name in shipped_archs()
-                     if load_arch_with_energies(name)[0].substrate == Substrate.VON_NEUMANN]
+VON_NEUMANN_SPECS = [
+    name
+    for name in shipped_archs()
+    if load_arch_with_energies(name)[0].substrate == Substrate.VON_NEUMANN
+]
 RULES = ("bp", "dfa", "ssdfa")
 
 
@@ -41,12 +44,20 @@ def test_shipped_traces_match_their_network(network):
     for algorithm in RULES:
         trace = shipped_trace(network, algorithm)
         header = trace.header
-        assert (header.network, header.algorithm.value, header.batch_size) == \
-            (network, algorithm, 8)
+        assert (header.network, header.algorithm.value, header.batch_size) == (
+            network,
+            algorithm,
+            8,
+        )
         assert [layer.name for layer in header.layers] == [layer.name for layer in spec.layers]
-        forward = sum(layer.weights * (math.prod(layer.output_shape[:-1])
-                                       if layer.type == "conv2d" else 1)
-                      for layer in header.layers) * header.batch_size
+        forward = (
+            sum(
+                layer.weights
+                * (math.prod(layer.output_shape[:-1]) if layer.type == "conv2d" else 1)
+                for layer in header.layers
+            )
+            * header.batch_size
+        )
         assert trace.macs_by_phase()[Phase.FORWARD] == forward
 
 
@@ -54,8 +65,10 @@ def test_shipped_traces_match_their_network(network):
 @pytest.mark.parametrize("network", ["alexnet", "vgg16"])
 def test_local_rules_never_cost_more_than_bp(spec, network):
     arch, energies = load_arch_with_energies(spec)
-    summaries = [summarize(simulate(arch, shipped_trace(network, algorithm)), energies)
-                 for algorithm in RULES]
+    summaries = [
+        summarize(simulate(arch, shipped_trace(network, algorithm)), energies)
+        for algorithm in RULES
+    ]
     for key in ("dram_read_bytes", "energy_pj"):
         ssdfa, dfa, bp = (summary[key] for summary in reversed(summaries))
         assert ssdfa <= dfa <= bp, key
@@ -72,17 +85,35 @@ DENSE_LAYERS = [(9216, 4096), (4096, 4096), (4096, 1000), (784, 1000), (3072, 40
 
 def dense_records(batch: int, inputs: int, outputs: int):
     """One record per matmul phase of a dense layer (each simulated alone)."""
-    yield "forward", record(0, {"kind": "matmul", "m": batch, "k": inputs, "n": outputs},
-                            [("x", "activation", batch * inputs), ("w", "weight",
-                                                                   inputs * outputs)],
-                            [("y", "activation", batch * outputs)])
-    yield "error", record(0, {"kind": "matmul", "m": batch, "k": outputs, "n": inputs},
-                          [("d", "error", batch * outputs), ("w", "weight", inputs * outputs)],
-                          [("dx", "error", batch * inputs)], phase="error")
-    yield "gradient", record(0, {"kind": "matmul", "m": inputs, "k": batch, "n": outputs},
-                             [("x", "activation", batch * inputs), ("d", "error",
-                                                                    batch * outputs)],
-                             [("dw", "gradient", inputs * outputs)], phase="gradient")
+    yield (
+        "forward",
+        record(
+            0,
+            {"kind": "matmul", "m": batch, "k": inputs, "n": outputs},
+            [("x", "activation", batch * inputs), ("w", "weight", inputs * outputs)],
+            [("y", "activation", batch * outputs)],
+        ),
+    )
+    yield (
+        "error",
+        record(
+            0,
+            {"kind": "matmul", "m": batch, "k": outputs, "n": inputs},
+            [("d", "error", batch * outputs), ("w", "weight", inputs * outputs)],
+            [("dx", "error", batch * inputs)],
+            phase="error",
+        ),
+    )
+    yield (
+        "gradient",
+        record(
+            0,
+            {"kind": "matmul", "m": inputs, "k": batch, "n": outputs},
+            [("x", "activation", batch * inputs), ("d", "error", batch * outputs)],
+            [("dw", "gradient", inputs * outputs)],
+            phase="gradient",
+        ),
+    )
 
 
 @pytest.mark.parametrize("spec", VON_NEUMANN_SPECS)
@@ -95,7 +126,8 @@ def test_dense_layers_move_within_1_2x_of_their_compulsory_traffic(spec):
             for phase, op in dense_records(batch, inputs, outputs):
                 compulsory = sum(
                     operand.elements * getattr(precision, f"{operand.role.value}_bits") // 8
-                    for operand in (*op.reads, *op.writes))
+                    for operand in (*op.reads, *op.writes)
+                )
                 totals = simulate(arch, one_op_trace(op)).totals()
                 moved = totals["dram_read_bytes"] + totals["dram_write_bytes"]
                 assert compulsory <= moved <= 1.2 * compulsory, (phase, inputs, outputs, batch)
@@ -105,7 +137,7 @@ def conv_bound_bytes(record, buffer_bytes: int, bits: int) -> float:
     """Hong–Kung for a conv pass: the buffer acts R·S/stride² times larger (each input value
     feeds that many windows), never below each operand moved once."""
     op = record.op
-    reuse = max(1.0, op.kernel_height * op.kernel_width / op.stride ** 2)
+    reuse = max(1.0, op.kernel_height * op.kernel_width / op.stride**2)
     words = buffer_bytes * 8 / bits
     compulsory = sum(operand.elements for operand in (*record.reads, *record.writes))
     return max(2 * op.macs / math.sqrt(words * reuse), compulsory) * bits / 8
@@ -116,14 +148,25 @@ def test_conv_passes_stay_within_3x_of_their_lower_bound(spec):
     """Every conv pass (forward, backward-data, backward-weight), planned alone in the whole
     buffer, moves between 1× and 3× its bound (docs/model.md states the measured 2.8×)."""
     arch, _ = load_arch_with_energies(spec)
-    assert len({getattr(arch.precision, f"{role}_bits") for role in
-                ("input", "activation", "error", "weight", "gradient")}) == 1
+    assert (
+        len(
+            {
+                getattr(arch.precision, f"{role}_bits")
+                for role in ("input", "activation", "error", "weight", "gradient")
+            }
+        )
+        == 1
+    )
     network = load_network("cifar10_conv")
-    cifar = trace_synthetic_step(network, TrainConfig.from_network(
-        network, Algorithm.BP, epochs=1, batch_size=2, seed=0))
-    convs = [op for trace in (shipped_trace("alexnet", "bp"), shipped_trace("vgg16", "bp"),
-                              cifar)
-             for op in trace.records if isinstance(op.op, Conv2DOp)]
+    cifar = trace_synthetic_step(
+        network, TrainConfig.from_network(network, Algorithm.BP, epochs=1, batch_size=2, seed=0)
+    )
+    convs = [
+        op
+        for trace in (shipped_trace("alexnet", "bp"), shipped_trace("vgg16", "bp"), cifar)
+        for op in trace.records
+        if isinstance(op.op, Conv2DOp)
+    ]
     assert {op.op.conv_pass for op in convs} == set(ConvPass)
     capacity = arch.global_buffer.capacity_bytes
     for op in convs:
@@ -144,5 +187,7 @@ def test_distributed_small_keeps_pace_with_von_neumann_at_equal_peak_macs(networ
         trace = shipped_trace(network, algorithm)
         tiles, array = simulate(small, trace).totals(), simulate(buffer, trace).totals()
         assert tiles["cycles"] <= 1.5 * array["cycles"]
-        assert tiles["dram_read_bytes"] + tiles["dram_write_bytes"] < \
-            array["dram_read_bytes"] + array["dram_write_bytes"]
+        assert (
+            tiles["dram_read_bytes"] + tiles["dram_write_bytes"]
+            < array["dram_read_bytes"] + array["dram_write_bytes"]
+        )

@@ -31,10 +31,22 @@ from hwsim.specs.arch import ArchSpec, resolve_energies, sram_energy_pj_per_acce
 from hwsim.units import GIB_BYTES, KIB_BYTES, MIB_BYTES
 
 # reference/energy.md, CACTI 7 at 45 nm: pJ per 64-bit read by capacity.
-CACTI_45NM = {512: 1.41, 1 * KIB_BYTES: 1.67, 2 * KIB_BYTES: 2.76, 4 * KIB_BYTES: 3.39,
-              8 * KIB_BYTES: 6.14, 16 * KIB_BYTES: 11.6, 32 * KIB_BYTES: 17.0,
-              64 * KIB_BYTES: 25.9, 128 * KIB_BYTES: 32.3, 256 * KIB_BYTES: 44.7,
-              512 * KIB_BYTES: 68.4, MIB_BYTES: 93.5, 2 * MIB_BYTES: 128, 4 * MIB_BYTES: 189}
+CACTI_45NM = {
+    512: 1.41,
+    1 * KIB_BYTES: 1.67,
+    2 * KIB_BYTES: 2.76,
+    4 * KIB_BYTES: 3.39,
+    8 * KIB_BYTES: 6.14,
+    16 * KIB_BYTES: 11.6,
+    32 * KIB_BYTES: 17.0,
+    64 * KIB_BYTES: 25.9,
+    128 * KIB_BYTES: 32.3,
+    256 * KIB_BYTES: 44.7,
+    512 * KIB_BYTES: 68.4,
+    MIB_BYTES: 93.5,
+    2 * MIB_BYTES: 128,
+    4 * MIB_BYTES: 189,
+}
 
 
 def _shipped_files() -> list[Path]:
@@ -54,8 +66,14 @@ def test_every_shipped_file_loads(path):
 
 
 def test_the_shipped_set():
-    assert {"von_neumann", "von_neumann_hbm", "distributed", "distributed_tree",
-            "distributed_small", "distributed_small_bus"} <= set(shipped_archs())
+    assert {
+        "von_neumann",
+        "von_neumann_hbm",
+        "distributed",
+        "distributed_tree",
+        "distributed_small",
+        "distributed_small_bus",
+    } <= set(shipped_archs())
     assert "45nm" in shipped_techs()
     for name in shipped_archs():
         first = (ARCH_DIR / f"{name}.yaml").read_text().splitlines()[0]
@@ -68,8 +86,13 @@ def test_tech_45nm_matches_the_reference():
     assert tech.sram_access_bits == 64
     assert tech.mac_energy_pj == pytest.approx({8: 0.2 + 0.03, 16: 1.1 + 0.4, 32: 3.7 + 0.9})
     assert tech.vector_op_energy_pj == {8: 0.03, 16: 0.4, 32: 0.9}
-    assert tech.dram_energy_pj_per_bit == {"lpddr4": 8, "hbm2": 3.9, "hmc": 4.2, "gddr5": 14,
-                                           "ddr3": 70}
+    assert tech.dram_energy_pj_per_bit == {
+        "lpddr4": 8,
+        "hbm2": 3.9,
+        "hmc": 4.2,
+        "gddr5": 14,
+        "ddr3": 70,
+    }
     assert tech.noc_energy_pj_per_bit_per_hop == 0.2
 
 
@@ -95,8 +118,10 @@ def test_hbm_variant_differs_only_in_dram():
     assert hbm.dram_bandwidth_bytes_per_cycle == 256
     assert hbm_energies.dram_read_pj_per_bit == 3.9
     assert hbm.global_buffer == base.global_buffer and hbm.pe_array == base.pe_array
-    assert hbm_energies.model_copy(update={"dram_read_pj_per_bit": 8,
-                                           "dram_write_pj_per_bit": 8}) == base_energies
+    assert (
+        hbm_energies.model_copy(update={"dram_read_pj_per_bit": 8, "dram_write_pj_per_bit": 8})
+        == base_energies
+    )
 
 
 def test_distributed_numbers():
@@ -130,29 +155,42 @@ def test_sram_curve_passes_through_its_points_and_extends_its_ends():
     assert sram_energy_pj_per_access(curve, 8 * MIB_BYTES) == pytest.approx(189 * 2**slope)
 
 
-@given(st.floats(min_value=100, max_value=64 * MIB_BYTES),
-       st.floats(min_value=100, max_value=64 * MIB_BYTES))
+@given(
+    st.floats(min_value=100, max_value=64 * MIB_BYTES),
+    st.floats(min_value=100, max_value=64 * MIB_BYTES),
+)
 def test_sram_energy_grows_with_capacity(a, b):
     curve = sorted(CACTI_45NM.items())
     low, high = sorted((a, b))
     assert sram_energy_pj_per_access(curve, low) <= sram_energy_pj_per_access(curve, high) * (
-        1 + 1e-12)
+        1 + 1e-12
+    )
 
 
 # A tiny von Neumann spec and a tiny distributed one, written to tmp_path by the tests.
 VN = {
-    "schema_version": 1, "kind": "arch", "name": "tiny_vn", "substrate": "von_neumann",
+    "schema_version": 1,
+    "kind": "arch",
+    "name": "tiny_vn",
+    "substrate": "von_neumann",
     "clock_hz": "1 GHz",
     "dram": {"channels": 1, "bandwidth_bytes_per_cycle": 8, "latency_cycles": 10},
     "global_buffer": {"capacity_bytes": "64 KiB", "banks": 2, "bandwidth_bytes_per_cycle": 16},
     "pe_array": {"rows": 4, "columns": 4, "vector_ops_per_cycle": 4},
 }
 DIST = {
-    "schema_version": 1, "kind": "arch", "name": "tiny_dist", "substrate": "distributed",
+    "schema_version": 1,
+    "kind": "arch",
+    "name": "tiny_dist",
+    "substrate": "distributed",
     "clock_hz": 500_000_000,
     "dram": {"channels": 1, "bandwidth_bytes_per_cycle": 8, "latency_cycles": 10},
-    "tiles": {"count": 4, "macs_per_cycle": 2, "vector_ops_per_cycle": 1,
-              "sram": {"capacity_bytes": 4096, "bandwidth_bytes_per_cycle": 8}},
+    "tiles": {
+        "count": 4,
+        "macs_per_cycle": 2,
+        "vector_ops_per_cycle": 1,
+        "sram": {"capacity_bytes": 4096, "bandwidth_bytes_per_cycle": 8},
+    },
     "noc": {"topology": "mesh", "link_bandwidth_bytes_per_cycle": 8, "hop_latency_cycles": 1},
 }
 
@@ -217,8 +255,9 @@ def test_spec_energies_override_the_tech_table(tmp_path):
 def test_write_ratio_and_tech_path_relative_to_the_arch_file(tmp_path):
     tech = yaml.safe_load((TECH_DIR / "45nm.yaml").read_text())
     (tmp_path / "techs").mkdir()
-    _write(tmp_path / "techs", {**tech, "name": "mine", "sram_write_to_read_ratio": 1.5},
-           "mine.yaml")
+    _write(
+        tmp_path / "techs", {**tech, "name": "mine", "sram_write_to_read_ratio": 1.5}, "mine.yaml"
+    )
     path = _write(tmp_path, {**VN, "tech": "techs/mine.yaml"})
     arch = load_arch(path)
     assert load_tech(arch, path).name == "mine"
@@ -238,48 +277,84 @@ def _edit_model(arch: ArchSpec, **dram) -> ArchSpec:
     return arch.model_copy(update={"dram": arch.dram.model_copy(update=dram)})
 
 
-@pytest.mark.parametrize(("data", "message"), [
-    (_rename(VN, "global_buffer", "global_bufer"),
-     "global_bufer: unknown key; did you mean 'global_buffer'?"),
-    (_edit(VN, "global_buffer.capacity_bytes", 0),
-     "global_buffer.capacity_bytes: must be greater than 0 (got 0)"),
-    (_edit(VN, "global_buffer.capacity_bytes", "-1 KiB"),
-     "global_buffer.capacity_bytes: must be greater than 0 (got '-1 KiB')"),
-    (_edit(VN, "global_buffer.capacity_bytes", "256 kB"),
-     "global_buffer.capacity_bytes: ambiguous unit 'kB': write KiB (1024 bytes) or a plain "
-     "number of bytes (got '256 kB')"),
-    (_edit(VN, "global_buffer.capacity_bytes", "256 kibibytes"),
-     "global_buffer.capacity_bytes: unknown unit 'kibibytes': use B, KiB, MiB, GiB, TiB or a "
-     "plain number (got '256 kibibytes')"),
-    (_edit(VN, "global_buffer.capacity_bytes", 1000.5),
-     "global_buffer.capacity_bytes: must be a whole number of bytes (got 1000.5)"),
-    (_edit(VN, "global_buffer.capacity_bytes", True),
-     "global_buffer.capacity_bytes: expected a number of bytes or a string like '256 KiB' "
-     "(got True)"),
-    (_edit(VN, "global_buffer.banks", 3),
-     "global_buffer.banks: must split capacity_bytes (65536) into equal banks (got 3)"),
-    (_edit(VN, "clock_hz", "1 G"),
-     "clock_hz: ambiguous unit 'G': write GHz or a plain number of hertz (got '1 G')"),
-    (_edit(VN, "clock_hz", 0), "clock_hz: must be greater than or equal to 1000 (got 0)"),
-    ({**VN, "tiles": DIST["tiles"]},
-     "substrate: von_neumann has no tiles (remove it or set substrate: distributed)"),
-    (_edit(DIST, "noc", ...), "substrate: distributed needs noc"),
-    ({**_edit(DIST, "noc", ...), "pe_array": VN["pe_array"]},
-     "substrate: distributed needs noc; distributed has no pe_array (remove it or set "
-     "substrate: von_neumann)"),
-    (_edit(VN, "precision", {"weight_bits": 12}),
-     "precision.weight_bits: must be 4, 8, 16, 32 or 64 (got 12)"),
-    (_edit(DIST, "noc.topology", "ring"),
-     "noc.topology: must be 'mesh', 'bus' or 'tree' (got 'ring')"),
-    (_edit(DIST, "mapping", {"activation_reserve_fraction": 1}),
-     "mapping.activation_reserve_fraction: must be less than 1 (got 1)"),
-    (_edit(VN, "substrate", "dataflow"),
-     "substrate: must be 'von_neumann' or 'distributed' (got 'dataflow')"),
-    (_edit(VN, "dram.channels", ...), "dram.channels: required key is missing"),
-    (_edit(VN, "schema_version", 2), "schema_version: must be 1 (got 2)"),
-    (_edit(VN, "name", "tiny vn"),
-     "name: String should match pattern '^[A-Za-z][A-Za-z0-9_]*$' (got 'tiny vn')"),
-])
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (
+            _rename(VN, "global_buffer", "global_bufer"),
+            "global_bufer: unknown key; did you mean 'global_buffer'?",
+        ),
+        (
+            _edit(VN, "global_buffer.capacity_bytes", 0),
+            "global_buffer.capacity_bytes: must be greater than 0 (got 0)",
+        ),
+        (
+            _edit(VN, "global_buffer.capacity_bytes", "-1 KiB"),
+            "global_buffer.capacity_bytes: must be greater than 0 (got '-1 KiB')",
+        ),
+        (
+            _edit(VN, "global_buffer.capacity_bytes", "256 kB"),
+            "global_buffer.capacity_bytes: ambiguous unit 'kB': write KiB (1024 bytes) or a plain "
+            "number of bytes (got '256 kB')",
+        ),
+        (
+            _edit(VN, "global_buffer.capacity_bytes", "256 kibibytes"),
+            "global_buffer.capacity_bytes: unknown unit 'kibibytes': use B, KiB, MiB, GiB, TiB "
+            "or a "
+            "plain number (got '256 kibibytes')",
+        ),
+        (
+            _edit(VN, "global_buffer.capacity_bytes", 1000.5),
+            "global_buffer.capacity_bytes: must be a whole number of bytes (got 1000.5)",
+        ),
+        (
+            _edit(VN, "global_buffer.capacity_bytes", True),
+            "global_buffer.capacity_bytes: expected a number of bytes or a string like '256 KiB' "
+            "(got True)",
+        ),
+        (
+            _edit(VN, "global_buffer.banks", 3),
+            "global_buffer.banks: must split capacity_bytes (65536) into equal banks (got 3)",
+        ),
+        (
+            _edit(VN, "clock_hz", "1 G"),
+            "clock_hz: ambiguous unit 'G': write GHz or a plain number of hertz (got '1 G')",
+        ),
+        (_edit(VN, "clock_hz", 0), "clock_hz: must be greater than or equal to 1000 (got 0)"),
+        (
+            {**VN, "tiles": DIST["tiles"]},
+            "substrate: von_neumann has no tiles (remove it or set substrate: distributed)",
+        ),
+        (_edit(DIST, "noc", ...), "substrate: distributed needs noc"),
+        (
+            {**_edit(DIST, "noc", ...), "pe_array": VN["pe_array"]},
+            "substrate: distributed needs noc; distributed has no pe_array (remove it or set "
+            "substrate: von_neumann)",
+        ),
+        (
+            _edit(VN, "precision", {"weight_bits": 12}),
+            "precision.weight_bits: must be 4, 8, 16, 32 or 64 (got 12)",
+        ),
+        (
+            _edit(DIST, "noc.topology", "ring"),
+            "noc.topology: must be 'mesh', 'bus' or 'tree' (got 'ring')",
+        ),
+        (
+            _edit(DIST, "mapping", {"activation_reserve_fraction": 1}),
+            "mapping.activation_reserve_fraction: must be less than 1 (got 1)",
+        ),
+        (
+            _edit(VN, "substrate", "dataflow"),
+            "substrate: must be 'von_neumann' or 'distributed' (got 'dataflow')",
+        ),
+        (_edit(VN, "dram.channels", ...), "dram.channels: required key is missing"),
+        (_edit(VN, "schema_version", 2), "schema_version: must be 1 (got 2)"),
+        (
+            _edit(VN, "name", "tiny vn"),
+            "name: String should match pattern '^[A-Za-z][A-Za-z0-9_]*$' (got 'tiny vn')",
+        ),
+    ],
+)
 def test_bad_spec_messages(tmp_path, data, message):
     path = _write(tmp_path, data)
     with pytest.raises(SpecError) as info:
@@ -287,24 +362,42 @@ def test_bad_spec_messages(tmp_path, data, message):
     assert str(info.value) == f"{path}: {message}"
 
 
-@pytest.mark.parametrize(("data", "message"), [
-    (_edit(VN, "tech", "45mn"),
-     "tech: unknown tech '45mn'; did you mean '45nm'? (available: {techs}; or give a path to a "
-     ".yaml file)"),
-    (_edit(VN, "tech", "nowhere.yaml"),
-     "tech: no tech file at {dir}/nowhere.yaml (got 'nowhere.yaml')"),
-    (_edit(VN, "dram.technology", "ddr9"),
-     "dram.technology: 'ddr9' is not in tech 45nm (known: ddr3, gddr5, hbm2, hmc, lpddr4); "
-     "did you mean 'ddr3'?"),
-    (_edit(VN, "dram.technology", "sram"),
-     "dram.technology: 'sram' is not in tech 45nm (known: ddr3, gddr5, hbm2, hmc, lpddr4)"),
-    (_edit(VN, "precision", {"weight_bits": 4}),
-     "precision.weight_bits: no MAC energy for 4-bit operands in tech 45nm (known: 8, 16, 32; "
-     "or set pe_array.mac_energy_pj)"),
-    (_edit(DIST, "precision", {"activation_bits": 64}),
-     "precision.activation_bits: no vector-op energy for 64-bit operands in tech 45nm (known: "
-     "8, 16, 32; or set tiles.vector_op_energy_pj)"),
-])
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (
+            _edit(VN, "tech", "45mn"),
+            "tech: unknown tech '45mn'; did you mean '45nm'? (available: {techs}; or give a path "
+            "to a "
+            ".yaml file)",
+        ),
+        (
+            _edit(VN, "tech", "nowhere.yaml"),
+            "tech: no tech file at {dir}/nowhere.yaml (got 'nowhere.yaml')",
+        ),
+        (
+            _edit(VN, "dram.technology", "ddr9"),
+            "dram.technology: 'ddr9' is not in tech 45nm (known: ddr3, gddr5, hbm2, hmc, lpddr4); "
+            "did you mean 'ddr3'?",
+        ),
+        (
+            _edit(VN, "dram.technology", "sram"),
+            "dram.technology: 'sram' is not in tech 45nm (known: ddr3, gddr5, hbm2, hmc, lpddr4)",
+        ),
+        (
+            _edit(VN, "precision", {"weight_bits": 4}),
+            "precision.weight_bits: no MAC energy for 4-bit operands in tech 45nm (known: 8, 16, "
+            "32; "
+            "or set pe_array.mac_energy_pj)",
+        ),
+        (
+            _edit(DIST, "precision", {"activation_bits": 64}),
+            "precision.activation_bits: no vector-op energy for 64-bit operands in tech 45nm "
+            "(known: "
+            "8, 16, 32; or set tiles.vector_op_energy_pj)",
+        ),
+    ],
+)
 def test_bad_tech_references(tmp_path, data, message):
     path = _write(tmp_path, data)
     with pytest.raises(SpecError) as info:
@@ -336,7 +429,10 @@ def test_every_problem_is_reported_at_once(tmp_path):
         load_arch_with_energies(path)
     lines = str(info.value).splitlines()
     assert [line.split(": ")[1] for line in lines] == [
-        "precision.weight_bits", "precision.activation_bits", "dram.technology"]
+        "precision.weight_bits",
+        "precision.activation_bits",
+        "dram.technology",
+    ]
 
 
 def test_yaml_syntax_error_names_the_line(tmp_path):
@@ -348,8 +444,9 @@ def test_yaml_syntax_error_names_the_line(tmp_path):
 def test_wrong_kind_names_and_missing_files(tmp_path):
     with pytest.raises(SpecError, match=r"arch\.yaml: kind: expected 'arch' \(got 'network'\)"):
         load_arch(_write(tmp_path, {**VN, "kind": "network"}))
-    with pytest.raises(SpecError, match="unknown arch spec 'von_neuman'; did you mean "
-                                        "'von_neumann'"):
+    with pytest.raises(
+        SpecError, match="unknown arch spec 'von_neuman'; did you mean 'von_neumann'"
+    ):
         load_arch("von_neuman")
     with pytest.raises(SpecError, match=r"missing\.yaml: file not found"):
         load_arch(str(tmp_path / "missing.yaml"))
@@ -358,25 +455,42 @@ def test_wrong_kind_names_and_missing_files(tmp_path):
 TECH = yaml.safe_load((TECH_DIR / "45nm.yaml").read_text())
 
 
-@pytest.mark.parametrize(("data", "message"), [
-    ({**TECH, "sram_read_energy_pj_per_access": [[1024, 2.0], [512, 1.0]]},
-     "sram_read_energy_pj_per_access: capacities must increase strictly from point to point "
-     "(got [[1024, 2.0], [512, 1.0]])"),
-    ({**TECH, "sram_read_energy_pj_per_access": [[512, 0.0], [1024, 1.0]]},
-     "sram_read_energy_pj_per_access: energies must be > 0 (the curve is interpolated in "
-     "log-log) (got [[512, 0.0], [1024, 1.0]])"),
-    ({**TECH, "sram_read_energy_pj_per_access": [["1 kB", 1.0], [2048, 2.0]]},
-     "sram_read_energy_pj_per_access.0.0: ambiguous unit 'kB': write KiB (1024 bytes) or a "
-     "plain number of bytes (got '1 kB')"),
-    ({**TECH, "sram_read_energy_pj_per_access": [[512, 1.0]]},
-     "sram_read_energy_pj_per_access: List should have at least 2 items after validation, not "
-     "1 (got [[512, 1.0]])"),
-    ({**TECH, "mac_energy_pj": {12: 1.0}},
-     "mac_energy_pj: keys are operand bits, one of 4, 8, 16, 32, 64; 12 is not (got {12: 1.0})"),
-    ({**TECH, "noc_energy_pj_per_bit_per_hop": -0.2},
-     "noc_energy_pj_per_bit_per_hop: must be greater than or equal to 0 (got -0.2)"),
-    ({**TECH, "kind": "arch"}, "kind: expected 'tech' (got 'arch')"),
-])
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (
+            {**TECH, "sram_read_energy_pj_per_access": [[1024, 2.0], [512, 1.0]]},
+            "sram_read_energy_pj_per_access: capacities must increase strictly from point to point "
+            "(got [[1024, 2.0], [512, 1.0]])",
+        ),
+        (
+            {**TECH, "sram_read_energy_pj_per_access": [[512, 0.0], [1024, 1.0]]},
+            "sram_read_energy_pj_per_access: energies must be > 0 (the curve is interpolated in "
+            "log-log) (got [[512, 0.0], [1024, 1.0]])",
+        ),
+        (
+            {**TECH, "sram_read_energy_pj_per_access": [["1 kB", 1.0], [2048, 2.0]]},
+            "sram_read_energy_pj_per_access.0.0: ambiguous unit 'kB': write KiB (1024 bytes) or a "
+            "plain number of bytes (got '1 kB')",
+        ),
+        (
+            {**TECH, "sram_read_energy_pj_per_access": [[512, 1.0]]},
+            "sram_read_energy_pj_per_access: List should have at least 2 items after validation, "
+            "not "
+            "1 (got [[512, 1.0]])",
+        ),
+        (
+            {**TECH, "mac_energy_pj": {12: 1.0}},
+            "mac_energy_pj: keys are operand bits, one of 4, 8, 16, 32, 64; 12 is not (got {12: "
+            "1.0})",
+        ),
+        (
+            {**TECH, "noc_energy_pj_per_bit_per_hop": -0.2},
+            "noc_energy_pj_per_bit_per_hop: must be greater than or equal to 0 (got -0.2)",
+        ),
+        ({**TECH, "kind": "arch"}, "kind: expected 'tech' (got 'arch')"),
+    ],
+)
 def test_bad_tech_messages(tmp_path, data, message):
     path = _write(tmp_path, data, "tech.yaml")
     with pytest.raises(SpecError) as info:
@@ -386,9 +500,13 @@ def test_bad_tech_messages(tmp_path, data, message):
 
 # The command line, in-process.
 
+
 def test_validate_arch_and_tech(capsys):
-    paths = ["arch_specs/von_neumann.yaml", "arch_specs/distributed.yaml",
-             "arch_specs/tech/45nm.yaml"]
+    paths = [
+        "arch_specs/von_neumann.yaml",
+        "arch_specs/distributed.yaml",
+        "arch_specs/tech/45nm.yaml",
+    ]
     assert main(["validate", *paths]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out == [
@@ -403,13 +521,21 @@ def test_validate_arch_and_tech(capsys):
     ]
 
 
-@pytest.mark.parametrize(("data", "message"), [
-    (_edit(VN, "global_buffer.capacity_bytes", "256 kB"),
-     "global_buffer.capacity_bytes: ambiguous unit 'kB'"),
-    (_edit(VN, "dram.technology", "ddr9"), "dram.technology: 'ddr9' is not in tech 45nm"),
-    ({**VN, "kind": "sweeep"}, "kind: expected 'network', 'arch', 'tech' or 'sweep' (got "
-                               "'sweeep'); traces end in .jsonl"),
-])
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (
+            _edit(VN, "global_buffer.capacity_bytes", "256 kB"),
+            "global_buffer.capacity_bytes: ambiguous unit 'kB'",
+        ),
+        (_edit(VN, "dram.technology", "ddr9"), "dram.technology: 'ddr9' is not in tech 45nm"),
+        (
+            {**VN, "kind": "sweeep"},
+            "kind: expected 'network', 'arch', 'tech' or 'sweep' (got "
+            "'sweeep'); traces end in .jsonl",
+        ),
+    ],
+)
 def test_validate_bad_arch_is_one_message_and_status_2(tmp_path, capsys, data, message):
     path = _write(tmp_path, data)
     assert main(["validate", path]) == 2
@@ -437,5 +563,7 @@ def test_schema_arch_and_tech(capsys):
 def test_validate_a_copied_spec_with_its_tech(tmp_path, capsys):
     shutil.copy(ARCH_DIR / "distributed_small.yaml", tmp_path / "mine.yaml")
     assert main(["validate", str(tmp_path / "mine.yaml")]) == 0
-    assert "arch distributed_small (distributed, 1 GHz, 256 MACs/cycle, 64 tiles × 64 KiB" \
+    assert (
+        "arch distributed_small (distributed, 1 GHz, 256 MACs/cycle, 64 tiles × 64 KiB"
         in capsys.readouterr().out
+    )

@@ -17,8 +17,13 @@ PAPER_WEIGHTS = {
     "alexnet": 62_367_776,
     "vgg16": 138_344_128,
 }
-PAPER_ROUNDED = {"mnist_fc": "317.6k", "cifar100_fc": "5.17M", "cifar100_conv": "13.9M",
-                 "alexnet": "62.4M", "vgg16": "138.3M"}
+PAPER_ROUNDED = {
+    "mnist_fc": "317.6k",
+    "cifar100_fc": "5.17M",
+    "cifar100_conv": "13.9M",
+    "alexnet": "62.4M",
+    "vgg16": "138.3M",
+}
 
 
 def _rounded(count: int, like: str) -> str:
@@ -30,8 +35,16 @@ def _rounded(count: int, like: str) -> str:
 
 def test_all_shipped_networks_load():
     names = shipped_networks()
-    assert {"digits_fc", "mnist_fc", "cifar10_fc", "cifar100_fc", "cifar10_conv",
-            "cifar100_conv", "alexnet", "vgg16"} <= set(names)
+    assert {
+        "digits_fc",
+        "mnist_fc",
+        "cifar10_fc",
+        "cifar100_fc",
+        "cifar10_conv",
+        "cifar100_conv",
+        "alexnet",
+        "vgg16",
+    } <= set(names)
     for name in names:
         assert load_network(name).name == name
 
@@ -62,10 +75,16 @@ def test_shapes_of_the_conv_networks():
 
 
 GOOD = {
-    "schema_version": 1, "kind": "network", "name": "tiny", "dataset": "synthetic",
-    "input_shape": [4], "classes": 3,
-    "layers": [{"type": "dense", "name": "fc1", "units": 5, "activation": "tanh"},
-               {"type": "dense", "name": "fc2", "units": 3}],
+    "schema_version": 1,
+    "kind": "network",
+    "name": "tiny",
+    "dataset": "synthetic",
+    "input_shape": [4],
+    "classes": 3,
+    "layers": [
+        {"type": "dense", "name": "fc1", "units": 5, "activation": "tanh"},
+        {"type": "dense", "name": "fc2", "units": 3},
+    ],
 }
 
 
@@ -80,38 +99,84 @@ def _edit(**changes):
     return data
 
 
-@pytest.mark.parametrize(("data", "message"), [
-    (_edit(layers=[{"type": "dense", "name": "fc1", "untis": 5}, GOOD["layers"][1]]),
-     "layers.0.untis: unknown key; did you mean 'units'?"),
-    (_edit(layers=[{"type": "dense", "name": "fc1", "units": 0}, GOOD["layers"][1]]),
-     "layers.0.units: must be greater than or equal to 1 (got 0)"),
-    (_edit(layers=[{"type": "dense", "name": "fc1", "units": 5, "activation": "gelu"},
-                   GOOD["layers"][1]]),
-     "layers.0.activation: must be 'linear', 'relu', 'tanh' or 'sigmoid' (got 'gelu')"),
-    (_edit(layers=[{"type": "dens", "name": "fc1", "units": 5}, GOOD["layers"][1]]),
-     "layers.0: Input tag 'dens' found using 'type' does not match any of the expected tags"),
-    (_edit(layers=[GOOD["layers"][0], {"type": "dense", "name": "fc1", "units": 3}]),
-     "layer names must be unique; repeated: fc1"),
-    (_edit(classes=4), "the last layer has 3 units but classes is 4"),
-    (_edit(layers=[GOOD["layers"][0]]), "the last layer must be a dense layer with linear"),
-    (_edit(input_shape=[2, 2, 1]),
-     "layers.0 (dense 'fc1'): needs a flat input but gets shape [2, 2, 1]; add a flatten layer"),
-    (_edit(input_shape=[4], layers=[{"type": "conv2d", "name": "c", "filters": 2,
-                                     "kernel_size": 3}, GOOD["layers"][1]]),
-     "layers.0 (conv2d 'c'): needs a [height, width, channels] input but gets shape [4]"),
-    (_edit(input_shape=[2, 2, 1], layers=[
-        {"type": "conv2d", "name": "c", "filters": 2, "kernel_size": 3, "padding": "valid"},
-        {"type": "flatten", "name": "f"}, GOOD["layers"][1]]),
-     "kernel 3 is larger than its 2x2 input with valid padding"),
-    (_edit(layers=[{**GOOD["layers"][0]}, {**GOOD["layers"][1], "trainable": False}]),
-     "the output layer 'fc2' must be trainable"),
-    (_edit(schema_version=2), "schema_version: must be 1 (got 2)"),
-    (_edit(input_shape=[2, 2, 2, 2]),
-     "input_shape must be [features] or [height, width, channels] (got [2, 2, 2, 2])"),
-    ({k: v for k, v in GOOD.items() if k != "classes"}, "classes: required key is missing"),
-    (_edit(layers=[{"type": "dropout", "name": "d", "rate": 1.0}, *GOOD["layers"]]),
-     "layers.0.rate: must be less than 1 (got 1.0)"),
-])
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (
+            _edit(layers=[{"type": "dense", "name": "fc1", "untis": 5}, GOOD["layers"][1]]),
+            "layers.0.untis: unknown key; did you mean 'units'?",
+        ),
+        (
+            _edit(layers=[{"type": "dense", "name": "fc1", "units": 0}, GOOD["layers"][1]]),
+            "layers.0.units: must be greater than or equal to 1 (got 0)",
+        ),
+        (
+            _edit(
+                layers=[
+                    {"type": "dense", "name": "fc1", "units": 5, "activation": "gelu"},
+                    GOOD["layers"][1],
+                ]
+            ),
+            "layers.0.activation: must be 'linear', 'relu', 'tanh' or 'sigmoid' (got 'gelu')",
+        ),
+        (
+            _edit(layers=[{"type": "dens", "name": "fc1", "units": 5}, GOOD["layers"][1]]),
+            "layers.0: Input tag 'dens' found using 'type' does not match any of the expected tags",
+        ),
+        (
+            _edit(layers=[GOOD["layers"][0], {"type": "dense", "name": "fc1", "units": 3}]),
+            "layer names must be unique; repeated: fc1",
+        ),
+        (_edit(classes=4), "the last layer has 3 units but classes is 4"),
+        (_edit(layers=[GOOD["layers"][0]]), "the last layer must be a dense layer with linear"),
+        (
+            _edit(input_shape=[2, 2, 1]),
+            "layers.0 (dense 'fc1'): needs a flat input but gets shape [2, 2, 1]; add a flatten "
+            "layer",
+        ),
+        (
+            _edit(
+                input_shape=[4],
+                layers=[
+                    {"type": "conv2d", "name": "c", "filters": 2, "kernel_size": 3},
+                    GOOD["layers"][1],
+                ],
+            ),
+            "layers.0 (conv2d 'c'): needs a [height, width, channels] input but gets shape [4]",
+        ),
+        (
+            _edit(
+                input_shape=[2, 2, 1],
+                layers=[
+                    {
+                        "type": "conv2d",
+                        "name": "c",
+                        "filters": 2,
+                        "kernel_size": 3,
+                        "padding": "valid",
+                    },
+                    {"type": "flatten", "name": "f"},
+                    GOOD["layers"][1],
+                ],
+            ),
+            "kernel 3 is larger than its 2x2 input with valid padding",
+        ),
+        (
+            _edit(layers=[{**GOOD["layers"][0]}, {**GOOD["layers"][1], "trainable": False}]),
+            "the output layer 'fc2' must be trainable",
+        ),
+        (_edit(schema_version=2), "schema_version: must be 1 (got 2)"),
+        (
+            _edit(input_shape=[2, 2, 2, 2]),
+            "input_shape must be [features] or [height, width, channels] (got [2, 2, 2, 2])",
+        ),
+        ({k: v for k, v in GOOD.items() if k != "classes"}, "classes: required key is missing"),
+        (
+            _edit(layers=[{"type": "dropout", "name": "d", "rate": 1.0}, *GOOD["layers"]]),
+            "layers.0.rate: must be less than 1 (got 1.0)",
+        ),
+    ],
+)
 def test_bad_network_messages(tmp_path, data, message):
     path = _write(tmp_path, data)
     with pytest.raises(SpecError) as info:
@@ -121,9 +186,11 @@ def test_bad_network_messages(tmp_path, data, message):
 
 
 def test_every_problem_is_reported_at_once(tmp_path):
-    data = _edit(classes=1, input_shape=[0],
-                 layers=[{"type": "dense", "name": "fc1", "units": 5, "colour": 1},
-                         GOOD["layers"][1]])
+    data = _edit(
+        classes=1,
+        input_shape=[0],
+        layers=[{"type": "dense", "name": "fc1", "units": 5, "colour": 1}, GOOD["layers"][1]],
+    )
     path = _write(tmp_path, data)
     with pytest.raises(SpecError) as info:
         load_network(path)

@@ -34,9 +34,24 @@ def test_pool_writes_a_row_per_point_and_workload_and_dask_agrees(small_sweep, t
     table = run_sweep(small_sweep, out, jobs=2)
     assert len(table) == 12 and set(table["status"]) == {"ok"}
     assert list(table.columns) == [
-        "point", "base", "global_buffer.capacity_bytes", "dram.channels", "workload", "network",
-        "algorithm", "batch_size", "nonzeros_per_neuron", "shape_only", "cycles", "energy_pj",
-        "dram_read_bytes", "status", "error", "point_key", "row_key"]
+        "point",
+        "base",
+        "global_buffer.capacity_bytes",
+        "dram.channels",
+        "workload",
+        "network",
+        "algorithm",
+        "batch_size",
+        "nonzeros_per_neuron",
+        "shape_only",
+        "cycles",
+        "energy_pj",
+        "dram_read_bytes",
+        "status",
+        "error",
+        "point_key",
+        "row_key",
+    ]
     assert list(table["global_buffer.capacity_bytes"][::2]) == [65536] * 3 + [262144] * 3
     assert (table["cycles"] > 0).all() and (table["energy_pj"] > 0).all()
     assert len(_files(out, "points", ".json")) == 12
@@ -56,13 +71,21 @@ def test_pool_writes_a_row_per_point_and_workload_and_dask_agrees(small_sweep, t
 
 
 def test_resume_after_sigkill_runs_every_row_once(tmp_path):
-    sweep = write_sweep(tmp_path, axes=[
-        {"path": "global_buffer.capacity_bytes", "values": ["64 KiB", "128 KiB", "256 KiB"]},
-        {"path": "dram.channels", "values": [1, 2, 3, 4, 5, 6, 7, 8]}])
+    sweep = write_sweep(
+        tmp_path,
+        axes=[
+            {"path": "global_buffer.capacity_bytes", "values": ["64 KiB", "128 KiB", "256 KiB"]},
+            {"path": "dram.channels", "values": [1, 2, 3, 4, 5, 6, 7, 8]},
+        ],
+    )
     out = tmp_path / "killed"
     process = subprocess.Popen(
         [sys.executable, "-m", "hwsim", "sweep", str(sweep), "--out", str(out), "--jobs", "1"],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 60
     while len(_files(out, "points", ".json")) < KILL_AFTER_ROWS:
         assert process.poll() is None, "the sweep finished before it could be killed"
@@ -85,17 +108,23 @@ def test_resume_after_sigkill_runs_every_row_once(tmp_path):
 
 
 def test_a_failing_point_is_recorded_and_the_rest_go_on(tmp_path, capsys):
-    sweep = write_sweep(tmp_path, base=["distributed_small"], axes=[
-        {"path": "tiles.count", "values": [4, 128]},
-        {"path": "mapping.allow_spill", "values": [True, False]}],
-        workloads={"networks": [{"network": "mnist_fc", "algorithms": ["bp"],
-                                 "batch_sizes": [4]}]})
+    sweep = write_sweep(
+        tmp_path,
+        base=["distributed_small"],
+        axes=[
+            {"path": "tiles.count", "values": [4, 128]},
+            {"path": "mapping.allow_spill", "values": [True, False]},
+        ],
+        workloads={"networks": [{"network": "mnist_fc", "algorithms": ["bp"], "batch_sizes": [4]}]},
+    )
     out = tmp_path / "out"
     assert main(["sweep", str(sweep), "--out", str(out), "--jobs", "1"]) == 1
     captured = capsys.readouterr()
     assert captured.out.splitlines()[-1] == "1 of 4 rows failed (status error in the table)"
-    assert "point 1 (distributed_small) × mnist_fc_bp_b4: distributed_small: " \
-           "mapping.allow_spill: mnist_fc's weights" in captured.err
+    assert (
+        "point 1 (distributed_small) × mnist_fc_bp_b4: distributed_small: "
+        "mapping.allow_spill: mnist_fc's weights" in captured.err
+    )
     table = pd.read_csv(out / "results.csv", keep_default_na=False)
     assert list(table["status"]) == ["ok", "error", "ok", "ok"]
     assert "need 65 tiles of SRAM but the spec has 4" in table["error"][1]
@@ -108,8 +137,10 @@ def test_bad_input_exits_2_before_anything_runs(tmp_path, capsys):
     sweep = write_sweep(tmp_path, axes=[{"path": "dram.channels", "values": [2, -1]}])
     out = tmp_path / "out"
     assert main(["sweep", str(sweep), "--out", str(out)]) == 2
-    assert f"hwsim: error: {sweep}: point 1 (von_neumann; dram.channels=-1): dram.channels:" \
+    assert (
+        f"hwsim: error: {sweep}: point 1 (von_neumann; dram.channels=-1): dram.channels:"
         in capsys.readouterr().err
+    )
     assert not out.exists()
     assert main(["sweep", str(sweep), "--out", str(out), "--jobs", "2", "--dask-local", "2"]) == 2
     assert "--jobs sets the local process pool" in capsys.readouterr().err

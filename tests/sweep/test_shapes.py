@@ -60,40 +60,84 @@ def test_equals_the_shipped_measured_trace(name, rule):
 
 
 @pytest.mark.parametrize("rule", RULES, ids=str)
-@pytest.mark.parametrize("name", [*SMALL, "cifar10_fc", "cifar100_fc", "cifar10_conv",
-                                  "cifar100_conv"])
+@pytest.mark.parametrize(
+    "name", [*SMALL, "cifar10_fc", "cifar100_fc", "cifar10_conv", "cifar100_conv"]
+)
 def test_equals_a_real_traced_step(name, rule):
     network = load_network(name)
     if name.startswith("cifar"):
         network = _narrowed(network)
     config = _config(network, rule, 2)
-    assert _without_densities(shape_only_trace(network, config)) == \
-        _without_densities(trace_synthetic_step(network, config))
+    assert _without_densities(shape_only_trace(network, config)) == _without_densities(
+        trace_synthetic_step(network, config)
+    )
 
 
-@pytest.mark.parametrize("extra", [{"optimizer": "sgd"}, {"optimizer": "sgd", "momentum": 0.0},
-                                   {"nonzeros_per_neuron": 3, "rank": 5}], ids=str)
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"optimizer": "sgd"},
+        {"optimizer": "sgd", "momentum": 0.0},
+        {"nonzeros_per_neuron": 3, "rank": 5},
+    ],
+    ids=str,
+)
 def test_optimizers_and_feedback_settings(extra):
     network = load_network("digits_fc")
     rule = Algorithm.SSDFA if "rank" in extra else Algorithm.BP
     config = _config(network, rule, 3, **extra)
-    assert _without_densities(shape_only_trace(network, config)) == \
-        _without_densities(trace_synthetic_step(network, config))
+    assert _without_densities(shape_only_trace(network, config)) == _without_densities(
+        trace_synthetic_step(network, config)
+    )
 
 
 def test_bad_feedback_settings_are_refused_as_the_trainer_does(tmp_path, capsys):
     out = tmp_path / "x.jsonl"
-    assert main(["trace", "--network", "digits_fc", "--algorithm", "ssdfa", "--shape-only",
-                 "--nonzeros-per-neuron", "2", "--rank", "2", "--out", str(out)]) == 2
+    assert (
+        main(
+            [
+                "trace",
+                "--network",
+                "digits_fc",
+                "--algorithm",
+                "ssdfa",
+                "--shape-only",
+                "--nonzeros-per-neuron",
+                "2",
+                "--rank",
+                "2",
+                "--out",
+                str(out),
+            ]
+        )
+        == 2
+    )
     assert not out.exists()
-    assert "--nonzeros-per-neuron × --rank must be ≥ the 10 classes (got 2 × 2 = 4)" in \
-        capsys.readouterr().err
+    assert (
+        "--nonzeros-per-neuron × --rank must be ≥ the 10 classes (got 2 × 2 = 4)"
+        in capsys.readouterr().err
+    )
 
 
 def test_trace_shape_only_on_the_command_line(tmp_path, capsys):
     out = tmp_path / "vgg16.jsonl.gz"
-    assert main(["trace", "--network", "vgg16", "--algorithm", "bp", "--batch-size", "8",
-                 "--shape-only", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "trace",
+                "--network",
+                "vgg16",
+                "--algorithm",
+                "bp",
+                "--batch-size",
+                "8",
+                "--shape-only",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert capsys.readouterr().out.startswith(f"{out}: 58 records, vgg16 bp, batch 8")
     shipped = read_trace(TRACES / "vgg16_bp_b8.jsonl.gz")
     assert _without_densities(read_trace(out)) == _without_densities(shipped)

@@ -20,21 +20,30 @@ def test_the_example_expands_as_documented(tmp_path):
     path.write_text(example)
     expansion = expand(path)
     assert [w.label for w in expansion.workloads] == [
-        "digits_fc_bp_b8", "digits_fc_dfa_b8", "digits_fc_ssdfa_b8_s1", "digits_fc_ssdfa_b8_s2"]
+        "digits_fc_bp_b8",
+        "digits_fc_dfa_b8",
+        "digits_fc_ssdfa_b8_s1",
+        "digits_fc_ssdfa_b8_s2",
+    ]
     assert len(expansion.points) == 4 and len(expansion.rows) == 16
     assert "2 × 2 = 4 points, each priced on 4 workloads" in TEXT
 
 
 def test_the_documented_point_error_is_real(tmp_path):
-    path = write_sweep(tmp_path, axes=[
-        {"path": "global_buffer.capacity_bytes", "values": ["64 KiB", "1 kB"]},
-        {"path": "dram.channels", "values": [1, 2, 3]}])
+    path = write_sweep(
+        tmp_path,
+        axes=[
+            {"path": "global_buffer.capacity_bytes", "values": ["64 KiB", "1 kB"]},
+            {"path": "dram.channels", "values": [1, 2, 3]},
+        ],
+    )
     with pytest.raises(SpecError) as caught:
         expand(path)
     (line,) = str(caught.value).splitlines()
     documented = next(text for text in TEXT.splitlines() if "ambiguous unit" in text)
-    assert line.replace(str(tmp_path / "sweep.yaml"), "sweep.yaml") == \
-        documented.removeprefix("hwsim: error: ")
+    assert line.replace(str(tmp_path / "sweep.yaml"), "sweep.yaml") == documented.removeprefix(
+        "hwsim: error: "
+    )
 
 
 def test_every_field_is_documented():

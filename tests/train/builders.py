@@ -10,12 +10,20 @@ from hwsim.specs.network import NetworkSpec
 from hwsim.train.model import Model, WeightInit
 
 
-def make_network(input_shape: list[int], classes: int, layers: list[dict[str, Any]],
-                 name: str = "t") -> NetworkSpec:
-    return NetworkSpec.model_validate({
-        "schema_version": 1, "kind": "network", "name": name, "dataset": "synthetic",
-        "input_shape": input_shape, "classes": classes, "layers": layers,
-    })
+def make_network(
+    input_shape: list[int], classes: int, layers: list[dict[str, Any]], name: str = "t"
+) -> NetworkSpec:
+    return NetworkSpec.model_validate(
+        {
+            "schema_version": 1,
+            "kind": "network",
+            "name": name,
+            "dataset": "synthetic",
+            "input_shape": input_shape,
+            "classes": classes,
+            "layers": layers,
+        }
+    )
 
 
 def make_model(network: NetworkSpec, rng: np.random.Generator) -> Model:

@@ -25,43 +25,47 @@ EPS = 1e-6
 RTOL = 1e-5
 
 
-
-
 # --------------------------------------------------------------------------- helpers
 
 
-
-
-
-
-def batch(network: NetworkSpec, size: int, rng: np.random.Generator) -> tuple[np.ndarray,
-                                                                             np.ndarray]:
+def batch(
+    network: NetworkSpec, size: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     x = rng.standard_normal((size, *network.input_shape))
     y = rng.integers(0, network.classes, size)
     return x, y
 
 
-def loss_of(model: Model, x: np.ndarray, y: np.ndarray,
-            ctx_factory: Callable[[], StepContext] | None = None) -> float:
+def loss_of(
+    model: Model, x: np.ndarray, y: np.ndarray, ctx_factory: Callable[[], StepContext] | None = None
+) -> float:
     ctx = ctx_factory() if ctx_factory else StepContext(training=True, dropout=False)
     logits = model.forward(x, ctx)
     loss, _, _ = model.loss_and_error(logits, y, ctx)
     return loss
 
 
-def bp_grads(model: Model, x: np.ndarray, y: np.ndarray,
-             ctx_factory: Callable[[], StepContext] | None = None) -> dict[tuple[str, str],
-                                                                           np.ndarray]:
+def bp_grads(
+    model: Model, x: np.ndarray, y: np.ndarray, ctx_factory: Callable[[], StepContext] | None = None
+) -> dict[tuple[str, str], np.ndarray]:
     ctx = ctx_factory() if ctx_factory else StepContext(training=True, dropout=False)
     logits = model.forward(x, ctx)
     _, error, _ = model.loss_and_error(logits, y, ctx)
     Backprop().backward(model, error, ctx)
-    return {(layer.name, param): grad.copy()
-            for layer in model.trainable_layers() for param, grad in layer.grads.items()}
+    return {
+        (layer.name, param): grad.copy()
+        for layer in model.trainable_layers()
+        for param, grad in layer.grads.items()
+    }
 
 
-def numeric_grad(model: Model, param: np.ndarray, x: np.ndarray, y: np.ndarray,
-                 ctx_factory: Callable[[], StepContext] | None = None) -> np.ndarray:
+def numeric_grad(
+    model: Model,
+    param: np.ndarray,
+    x: np.ndarray,
+    y: np.ndarray,
+    ctx_factory: Callable[[], StepContext] | None = None,
+) -> np.ndarray:
     """Central differences of the loss with respect to every entry of `param` (in place)."""
     grad = np.zeros_like(param)
     for i in range(param.size):
@@ -80,11 +84,13 @@ def relative_error(analytic: np.ndarray, numeric: np.ndarray) -> float:
     return float(np.linalg.norm(analytic - numeric) / scale)
 
 
-def check_all_gradients(model: Model, x: np.ndarray, y: np.ndarray,
-                        ctx_factory: Callable[[], StepContext] | None = None) -> None:
+def check_all_gradients(
+    model: Model, x: np.ndarray, y: np.ndarray, ctx_factory: Callable[[], StepContext] | None = None
+) -> None:
     analytic = bp_grads(model, x, y, ctx_factory)
-    expected_keys = {(layer.name, param) for layer in model.trainable_layers()
-                     for param in layer.params}
+    expected_keys = {
+        (layer.name, param) for layer in model.trainable_layers() for param in layer.params
+    }
     assert set(analytic) == expected_keys, "every trainable weight and bias needs a gradient"
     for layer in model.trainable_layers():
         for param, value in layer.params.items():
@@ -100,7 +106,8 @@ def check_all_gradients(model: Model, x: np.ndarray, y: np.ndarray,
 
 
 def test_loss_is_mean_softmax_cross_entropy_and_error_is_its_gradient(
-        rng: np.random.Generator) -> None:
+    rng: np.random.Generator,
+) -> None:
     network = make_network([4], 5, [{"type": "dense", "name": "out", "units": 5}])
     model = make_model(network, rng)
     logits = 3 * rng.standard_normal((6, 5))
@@ -126,8 +133,9 @@ def test_loss_is_mean_softmax_cross_entropy_and_error_is_its_gradient(
     assert relative_error(error, numeric) < RTOL
 
     # A mean, not a sum: repeating the batch leaves the loss unchanged and halves the error.
-    loss2, error2, _ = model.loss_and_error(np.concatenate([logits, logits]),
-                                            np.concatenate([labels, labels]), ctx)
+    loss2, error2, _ = model.loss_and_error(
+        np.concatenate([logits, logits]), np.concatenate([labels, labels]), ctx
+    )
     assert loss2 == pytest.approx(loss, rel=1e-12)
     np.testing.assert_allclose(error2[:6], error / 2, rtol=1e-12)
 
@@ -156,25 +164,33 @@ def test_loss_is_stable_for_huge_logits(rng: np.random.Generator) -> None:
 
 
 def test_dense_gradients_match_finite_differences(rng: np.random.Generator) -> None:
-    network = make_network([6], 3, [
-        {"type": "dense", "name": "h1", "units": 5, "activation": "tanh"},
-        {"type": "dense", "name": "h2", "units": 5, "activation": "sigmoid"},
-        {"type": "dense", "name": "h3", "units": 4, "activation": "relu"},
-        {"type": "dense", "name": "out", "units": 3},
-    ])
+    network = make_network(
+        [6],
+        3,
+        [
+            {"type": "dense", "name": "h1", "units": 5, "activation": "tanh"},
+            {"type": "dense", "name": "h2", "units": 5, "activation": "sigmoid"},
+            {"type": "dense", "name": "h3", "units": 4, "activation": "relu"},
+            {"type": "dense", "name": "out", "units": 3},
+        ],
+    )
     model = make_model(network, rng)
     x, y = batch(network, 4, rng)
     check_all_gradients(model, x, y)
 
 
 def test_standalone_activation_layer_gradients(rng: np.random.Generator) -> None:
-    network = make_network([5], 3, [
-        {"type": "dense", "name": "h1", "units": 6},
-        {"type": "activation", "name": "act1", "function": "sigmoid"},
-        {"type": "dense", "name": "h2", "units": 4, "use_bias": False},
-        {"type": "activation", "name": "act2", "function": "tanh"},
-        {"type": "dense", "name": "out", "units": 3},
-    ])
+    network = make_network(
+        [5],
+        3,
+        [
+            {"type": "dense", "name": "h1", "units": 6},
+            {"type": "activation", "name": "act1", "function": "sigmoid"},
+            {"type": "dense", "name": "h2", "units": 4, "use_bias": False},
+            {"type": "activation", "name": "act2", "function": "tanh"},
+            {"type": "dense", "name": "out", "units": 3},
+        ],
+    )
     model = make_model(network, rng)
     assert "bias" not in model.layers[2].params
     x, y = batch(network, 3, rng)
@@ -184,46 +200,91 @@ def test_standalone_activation_layer_gradients(rng: np.random.Generator) -> None
 CONV_NETWORKS = {
     # conv 3x3 stride 1 SAME, pool 3/2 SAME (odd input: asymmetric padding), conv 5x5 stride 2
     # SAME, flatten, dense.
-    "s1same_k3-pool3s2same-s2same_k5": ([9, 9, 2], [
-        {"type": "conv2d", "name": "c1", "filters": 3, "kernel_size": 3, "activation": "tanh"},
-        {"type": "max_pool", "name": "p1", "pool_size": 3, "stride": 2, "padding": "same"},
-        {"type": "conv2d", "name": "c2", "filters": 4, "kernel_size": 5, "stride": 2,
-         "activation": "sigmoid"},
-        {"type": "flatten", "name": "flat"},
-        {"type": "dense", "name": "out", "units": 4},
-    ]),
+    "s1same_k3-pool3s2same-s2same_k5": (
+        [9, 9, 2],
+        [
+            {"type": "conv2d", "name": "c1", "filters": 3, "kernel_size": 3, "activation": "tanh"},
+            {"type": "max_pool", "name": "p1", "pool_size": 3, "stride": 2, "padding": "same"},
+            {
+                "type": "conv2d",
+                "name": "c2",
+                "filters": 4,
+                "kernel_size": 5,
+                "stride": 2,
+                "activation": "sigmoid",
+            },
+            {"type": "flatten", "name": "flat"},
+            {"type": "dense", "name": "out", "units": 4},
+        ],
+    ),
     # conv 5x5 stride 2 VALID (relu), pool 2/2 VALID, conv 3x3 stride 2 VALID, flatten,
     # hidden dense, dense.
-    "s2valid_k5-pool2s2valid-s2valid_k3": ([23, 21, 2], [
-        {"type": "conv2d", "name": "c1", "filters": 3, "kernel_size": 5, "stride": 2,
-         "padding": "valid", "activation": "relu"},
-        {"type": "max_pool", "name": "p1", "pool_size": 2, "stride": 2},
-        {"type": "conv2d", "name": "c2", "filters": 3, "kernel_size": 3, "stride": 2,
-         "padding": "valid", "activation": "tanh"},
-        {"type": "flatten", "name": "flat"},
-        {"type": "dense", "name": "h", "units": 5, "activation": "tanh"},
-        {"type": "dense", "name": "out", "units": 4},
-    ]),
+    "s2valid_k5-pool2s2valid-s2valid_k3": (
+        [23, 21, 2],
+        [
+            {
+                "type": "conv2d",
+                "name": "c1",
+                "filters": 3,
+                "kernel_size": 5,
+                "stride": 2,
+                "padding": "valid",
+                "activation": "relu",
+            },
+            {"type": "max_pool", "name": "p1", "pool_size": 2, "stride": 2},
+            {
+                "type": "conv2d",
+                "name": "c2",
+                "filters": 3,
+                "kernel_size": 3,
+                "stride": 2,
+                "padding": "valid",
+                "activation": "tanh",
+            },
+            {"type": "flatten", "name": "flat"},
+            {"type": "dense", "name": "h", "units": 5, "activation": "tanh"},
+            {"type": "dense", "name": "out", "units": 4},
+        ],
+    ),
     # conv 3x3 stride 2 SAME on an even input, pool 3/2 VALID, conv 5x5 stride 1 SAME,
     # pool 2/2 SAME on an odd size, flatten, dense.
-    "s2same_k3-pool3s2valid-s1same_k5-pool2s2same": ([14, 14, 1], [
-        {"type": "conv2d", "name": "c1", "filters": 3, "kernel_size": 3, "stride": 2,
-         "activation": "tanh"},
-        {"type": "max_pool", "name": "p1", "pool_size": 3, "stride": 2, "padding": "valid"},
-        {"type": "conv2d", "name": "c2", "filters": 3, "kernel_size": 5, "activation": "tanh"},
-        {"type": "max_pool", "name": "p2", "pool_size": 2, "stride": 2, "padding": "same"},
-        {"type": "flatten", "name": "flat"},
-        {"type": "dense", "name": "out", "units": 4},
-    ]),
+    "s2same_k3-pool3s2valid-s1same_k5-pool2s2same": (
+        [14, 14, 1],
+        [
+            {
+                "type": "conv2d",
+                "name": "c1",
+                "filters": 3,
+                "kernel_size": 3,
+                "stride": 2,
+                "activation": "tanh",
+            },
+            {"type": "max_pool", "name": "p1", "pool_size": 3, "stride": 2, "padding": "valid"},
+            {"type": "conv2d", "name": "c2", "filters": 3, "kernel_size": 5, "activation": "tanh"},
+            {"type": "max_pool", "name": "p2", "pool_size": 2, "stride": 2, "padding": "same"},
+            {"type": "flatten", "name": "flat"},
+            {"type": "dense", "name": "out", "units": 4},
+        ],
+    ),
     # Strides larger than the window: conv 3x3 stride 4 VALID, pool 2 stride 3 VALID (inputs
     # that no window covers get no error).
-    "s4valid_k3-pool2s3valid": ([18, 15, 2], [
-        {"type": "conv2d", "name": "c1", "filters": 3, "kernel_size": 3, "stride": 4,
-         "padding": "valid", "activation": "tanh"},
-        {"type": "max_pool", "name": "p1", "pool_size": 2, "stride": 3},
-        {"type": "flatten", "name": "flat"},
-        {"type": "dense", "name": "out", "units": 4},
-    ]),
+    "s4valid_k3-pool2s3valid": (
+        [18, 15, 2],
+        [
+            {
+                "type": "conv2d",
+                "name": "c1",
+                "filters": 3,
+                "kernel_size": 3,
+                "stride": 4,
+                "padding": "valid",
+                "activation": "tanh",
+            },
+            {"type": "max_pool", "name": "p1", "pool_size": 2, "stride": 3},
+            {"type": "flatten", "name": "flat"},
+            {"type": "dense", "name": "out", "units": 4},
+        ],
+    ),
 }
 
 
@@ -240,11 +301,15 @@ def test_conv_gradients_match_finite_differences(case: str, rng: np.random.Gener
 
 def test_conv_forward_matches_direct_convolution(rng: np.random.Generator) -> None:
     """An independent loop-based convolution (TensorFlow SAME padding: extra on the after side)."""
-    network = make_network([6, 7, 2], 3, [
-        {"type": "conv2d", "name": "c", "filters": 3, "kernel_size": 4, "stride": 2},
-        {"type": "flatten", "name": "flat"},
-        {"type": "dense", "name": "out", "units": 3},
-    ])
+    network = make_network(
+        [6, 7, 2],
+        3,
+        [
+            {"type": "conv2d", "name": "c", "filters": 3, "kernel_size": 4, "stride": 2},
+            {"type": "flatten", "name": "flat"},
+            {"type": "dense", "name": "out", "units": 3},
+        ],
+    )
     model = make_model(network, rng)
     conv = model.layers[0]
     x = rng.standard_normal((2, 6, 7, 2))
@@ -253,12 +318,13 @@ def test_conv_forward_matches_direct_convolution(rng: np.random.Generator) -> No
     out_h, out_w = -(-6 // 2), -(-7 // 2)
     pad_h = max((out_h - 1) * 2 + 4 - 6, 0)
     pad_w = max((out_w - 1) * 2 + 4 - 7, 0)
-    padded = np.pad(x, ((0, 0), (pad_h // 2, pad_h - pad_h // 2),
-                        (pad_w // 2, pad_w - pad_w // 2), (0, 0)))
+    padded = np.pad(
+        x, ((0, 0), (pad_h // 2, pad_h - pad_h // 2), (pad_w // 2, pad_w - pad_w // 2), (0, 0))
+    )
     expected = np.zeros((2, out_h, out_w, 3))
     for i in range(out_h):
         for j in range(out_w):
-            patch = padded[:, 2 * i:2 * i + 4, 2 * j:2 * j + 4, :]
+            patch = padded[:, 2 * i : 2 * i + 4, 2 * j : 2 * j + 4, :]
             expected[:, i, j, :] = np.einsum("bhwc,hwcf->bf", patch, weight) + bias
     np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
 
@@ -267,15 +333,18 @@ def test_conv_forward_matches_direct_convolution(rng: np.random.Generator) -> No
 
 
 def dropout_network(rate: float) -> NetworkSpec:
-    return make_network([30], 3, [
-        {"type": "dense", "name": "h", "units": 40, "activation": "tanh"},
-        {"type": "dropout", "name": "drop", "rate": rate},
-        {"type": "dense", "name": "out", "units": 3},
-    ])
+    return make_network(
+        [30],
+        3,
+        [
+            {"type": "dense", "name": "h", "units": 40, "activation": "tanh"},
+            {"type": "dropout", "name": "drop", "rate": rate},
+            {"type": "dense", "name": "out", "units": 3},
+        ],
+    )
 
 
-def test_dropout_masks_forward_and_backward_with_inverted_scaling(
-        rng: np.random.Generator) -> None:
+def test_dropout_masks_forward_and_backward_with_inverted_scaling(rng: np.random.Generator) -> None:
     rate = 0.25
     model = make_model(dropout_network(rate), rng)
     drop = model.layers[1]
@@ -294,9 +363,11 @@ def test_dropout_masks_forward_and_backward_with_inverted_scaling(
     assert drop.forward(big, ctx).mean() == pytest.approx(1.0, abs=0.01)
 
 
-@pytest.mark.parametrize("ctx", [StepContext(training=False),
-                                 StepContext(training=True, dropout=False)],
-                         ids=["eval", "dropout-off"])
+@pytest.mark.parametrize(
+    "ctx",
+    [StepContext(training=False), StepContext(training=True, dropout=False)],
+    ids=["eval", "dropout-off"],
+)
 def test_dropout_is_identity_when_off(ctx: StepContext, rng: np.random.Generator) -> None:
     model = make_model(dropout_network(0.5), rng)
     drop = model.layers[1]
@@ -310,7 +381,8 @@ def test_dropout_is_identity_when_off(ctx: StepContext, rng: np.random.Generator
 
 
 def test_gradients_through_dropout_match_finite_differences_with_a_fixed_mask(
-        rng: np.random.Generator) -> None:
+    rng: np.random.Generator,
+) -> None:
     """Reseeding the dropout RNG for every forward pass fixes the mask, so the loss is a smooth
     function of the weights and BP through the mask must match finite differences."""
     model = make_model(dropout_network(0.5), rng)
@@ -338,16 +410,27 @@ def spy_backward(layer: Any, calls: list[tuple[str, bool]]) -> None:
 
 
 def test_frozen_layers_below_get_no_gradients_and_bp_stops_at_lowest_trainable(
-        rng: np.random.Generator) -> None:
-    network = make_network([8, 8, 1], 3, [
-        {"type": "conv2d", "name": "c1", "filters": 2, "kernel_size": 3, "activation": "relu",
-         "trainable": False},
-        {"type": "max_pool", "name": "p1", "pool_size": 2},
-        {"type": "flatten", "name": "flat"},
-        {"type": "dense", "name": "h1", "units": 6, "activation": "tanh", "trainable": False},
-        {"type": "dense", "name": "h2", "units": 5, "activation": "tanh"},
-        {"type": "dense", "name": "out", "units": 3},
-    ])
+    rng: np.random.Generator,
+) -> None:
+    network = make_network(
+        [8, 8, 1],
+        3,
+        [
+            {
+                "type": "conv2d",
+                "name": "c1",
+                "filters": 2,
+                "kernel_size": 3,
+                "activation": "relu",
+                "trainable": False,
+            },
+            {"type": "max_pool", "name": "p1", "pool_size": 2},
+            {"type": "flatten", "name": "flat"},
+            {"type": "dense", "name": "h1", "units": 6, "activation": "tanh", "trainable": False},
+            {"type": "dense", "name": "h2", "units": 5, "activation": "tanh"},
+            {"type": "dense", "name": "out", "units": 3},
+        ],
+    )
     model = make_model(network, rng)
     assert [layer.name for layer in model.trainable_layers()] == ["h2", "out"]
     calls: list[tuple[str, bool]] = []
@@ -366,20 +449,26 @@ def test_frozen_layers_below_get_no_gradients_and_bp_stops_at_lowest_trainable(
     below = {"c1", "p1", "flat", "h1"}
     backward_records = [r for r in tracer.records if r.phase != Phase.FORWARD]
     assert not [r for r in backward_records if r.layer in below]
-    error_matmuls = [r.layer for r in backward_records
-                     if r.phase == Phase.ERROR and r.op.kind == "matmul"]
+    error_matmuls = [
+        r.layer for r in backward_records if r.phase == Phase.ERROR and r.op.kind == "matmul"
+    ]
     assert error_matmuls == ["out"]
     # The trainable layers' gradients are still exact.
     check_all_gradients(model, x, y)
 
 
 def test_bp_propagates_through_a_frozen_layer_above_a_trainable_one(
-        rng: np.random.Generator) -> None:
-    network = make_network([5], 3, [
-        {"type": "dense", "name": "h1", "units": 6, "activation": "tanh"},
-        {"type": "dense", "name": "h2", "units": 4, "activation": "tanh", "trainable": False},
-        {"type": "dense", "name": "out", "units": 3},
-    ])
+    rng: np.random.Generator,
+) -> None:
+    network = make_network(
+        [5],
+        3,
+        [
+            {"type": "dense", "name": "h1", "units": 6, "activation": "tanh"},
+            {"type": "dense", "name": "h2", "units": 4, "activation": "tanh", "trainable": False},
+            {"type": "dense", "name": "out", "units": 3},
+        ],
+    )
     model = make_model(network, rng)
     x, y = batch(network, 3, rng)
     frozen = model.layers[1]
@@ -390,15 +479,27 @@ def test_bp_propagates_through_a_frozen_layer_above_a_trainable_one(
 
 
 def test_bp_propagates_through_a_frozen_conv_above_a_trainable_one(
-        rng: np.random.Generator) -> None:
-    network = make_network([7, 7, 2], 3, [
-        {"type": "conv2d", "name": "c1", "filters": 3, "kernel_size": 3, "activation": "tanh"},
-        {"type": "conv2d", "name": "c2", "filters": 3, "kernel_size": 3, "stride": 2,
-         "activation": "tanh", "trainable": False},
-        {"type": "max_pool", "name": "p", "pool_size": 2, "padding": "same"},
-        {"type": "flatten", "name": "flat"},
-        {"type": "dense", "name": "out", "units": 3},
-    ])
+    rng: np.random.Generator,
+) -> None:
+    network = make_network(
+        [7, 7, 2],
+        3,
+        [
+            {"type": "conv2d", "name": "c1", "filters": 3, "kernel_size": 3, "activation": "tanh"},
+            {
+                "type": "conv2d",
+                "name": "c2",
+                "filters": 3,
+                "kernel_size": 3,
+                "stride": 2,
+                "activation": "tanh",
+                "trainable": False,
+            },
+            {"type": "max_pool", "name": "p", "pool_size": 2, "padding": "same"},
+            {"type": "flatten", "name": "flat"},
+            {"type": "dense", "name": "out", "units": 3},
+        ],
+    )
     model = make_model(network, rng)
     x, y = batch(network, 2, rng)
     check_all_gradients(model, x, y)
@@ -408,14 +509,24 @@ def test_bp_propagates_through_a_frozen_conv_above_a_trainable_one(
 # --------------------------------------------------------------------------- max pool
 
 
-def pool_layer(input_shape: list[int], pool: int, stride: int, padding: str,
-               rng: np.random.Generator) -> Layer:
-    network = make_network(input_shape, 2, [
-        {"type": "max_pool", "name": "p", "pool_size": pool, "stride": stride,
-         "padding": padding},
-        {"type": "flatten", "name": "flat"},
-        {"type": "dense", "name": "out", "units": 2},
-    ])
+def pool_layer(
+    input_shape: list[int], pool: int, stride: int, padding: str, rng: np.random.Generator
+) -> Layer:
+    network = make_network(
+        input_shape,
+        2,
+        [
+            {
+                "type": "max_pool",
+                "name": "p",
+                "pool_size": pool,
+                "stride": stride,
+                "padding": padding,
+            },
+            {"type": "flatten", "name": "flat"},
+            {"type": "dense", "name": "out", "units": 2},
+        ],
+    )
     return make_model(network, rng).layers[0]
 
 
@@ -431,10 +542,10 @@ def test_max_pool_routes_the_error_to_the_argmax_only(rng: np.random.Generator) 
         for i in range(2):
             for j in range(2):
                 for c in range(2):
-                    window = x[b, 2 * i:2 * i + 2, 2 * j:2 * j + 2, c]
+                    window = x[b, 2 * i : 2 * i + 2, 2 * j : 2 * j + 2, c]
                     assert y[b, i, j, c] == window.max()
                     r, s = np.unravel_index(window.argmax(), window.shape)
-                    routed = dx[b, 2 * i:2 * i + 2, 2 * j:2 * j + 2, c]
+                    routed = dx[b, 2 * i : 2 * i + 2, 2 * j : 2 * j + 2, c]
                     expected = np.zeros((2, 2))
                     expected[r, s] = dy[b, i, j, c]
                     np.testing.assert_array_equal(routed, expected)

@@ -31,17 +31,17 @@ from tests.train.builders import make_model, make_network
 # --------------------------------------------------------------------------- helpers
 
 
-
-
-
-
 def default_ctx() -> StepContext:
     return StepContext(training=True, dropout=False)
 
 
-def rule_grads(model: Model, rule: Rule, x: np.ndarray, y: np.ndarray,
-               ctx_factory: Callable[[], StepContext] = default_ctx,
-               ) -> tuple[dict[tuple[str, str], np.ndarray], np.ndarray]:
+def rule_grads(
+    model: Model,
+    rule: Rule,
+    x: np.ndarray,
+    y: np.ndarray,
+    ctx_factory: Callable[[], StepContext] = default_ctx,
+) -> tuple[dict[tuple[str, str], np.ndarray], np.ndarray]:
     """All parameter gradients the rule prescribes, and the output error E."""
     for layer in model.layers:
         layer.grads = {}
@@ -49,13 +49,17 @@ def rule_grads(model: Model, rule: Rule, x: np.ndarray, y: np.ndarray,
     logits = model.forward(x, ctx)
     _, error, _ = model.loss_and_error(logits, y, ctx)
     rule.backward(model, error, ctx)
-    grads = {(layer.name, param): grad.copy()
-             for layer in model.trainable_layers() for param, grad in layer.grads.items()}
+    grads = {
+        (layer.name, param): grad.copy()
+        for layer in model.trainable_layers()
+        for param, grad in layer.grads.items()
+    }
     return grads, error
 
 
-def assert_same_grads(got: dict[tuple[str, str], np.ndarray],
-                      expected: dict[tuple[str, str], np.ndarray]) -> None:
+def assert_same_grads(
+    got: dict[tuple[str, str], np.ndarray], expected: dict[tuple[str, str], np.ndarray]
+) -> None:
     assert set(got) == set(expected)
     for key, value in expected.items():
         assert np.linalg.norm(value) > 0, f"{key}: trivially zero"
@@ -77,10 +81,12 @@ def spy_backward(layer: Any, seen: list[np.ndarray]) -> None:
 
 @pytest.mark.parametrize("activation", ["tanh", "sigmoid", "relu"])
 @pytest.mark.parametrize("dropout", [False, True], ids=["no-dropout", "dropout"])
-def test_dfa_with_transposed_output_weights_is_bp(activation: str, dropout: bool,
-                                                  rng: np.random.Generator) -> None:
+def test_dfa_with_transposed_output_weights_is_bp(
+    activation: str, dropout: bool, rng: np.random.Generator
+) -> None:
     layers: list[dict[str, Any]] = [
-        {"type": "dense", "name": "h", "units": 7, "activation": activation}]
+        {"type": "dense", "name": "h", "units": 7, "activation": activation}
+    ]
     if dropout:
         layers.append({"type": "dropout", "name": "drop", "rate": 0.3})
     layers.append({"type": "dense", "name": "out", "units": 4})
@@ -110,13 +116,17 @@ def test_dfa_with_transposed_output_weights_is_bp(activation: str, dropout: bool
 
 
 def test_ssdfa_gather_equals_dfa_with_the_dense_equivalent(rng: np.random.Generator) -> None:
-    network = make_network([6, 6, 2], 5, [
-        {"type": "conv2d", "name": "c1", "filters": 3, "kernel_size": 3, "activation": "tanh"},
-        {"type": "max_pool", "name": "p1", "pool_size": 2},
-        {"type": "flatten", "name": "flat"},
-        {"type": "dense", "name": "h", "units": 8, "activation": "relu"},
-        {"type": "dense", "name": "out", "units": 5},
-    ])
+    network = make_network(
+        [6, 6, 2],
+        5,
+        [
+            {"type": "conv2d", "name": "c1", "filters": 3, "kernel_size": 3, "activation": "tanh"},
+            {"type": "max_pool", "name": "p1", "pool_size": 2},
+            {"type": "flatten", "name": "flat"},
+            {"type": "dense", "name": "h", "units": 8, "activation": "relu"},
+            {"type": "dense", "name": "out", "units": 5},
+        ],
+    )
     model = make_model(network, rng)
     x = rng.standard_normal((4, 6, 6, 2))
     y = rng.integers(0, 5, 4)
@@ -132,14 +142,18 @@ def test_ssdfa_gather_equals_dfa_with_the_dense_equivalent(rng: np.random.Genera
 
 
 def test_dfa_injects_e_times_b_at_the_end_of_each_conv_block(rng: np.random.Generator) -> None:
-    network = make_network([6, 6, 2], 3, [
-        {"type": "conv2d", "name": "c1", "filters": 3, "kernel_size": 3, "activation": "tanh"},
-        {"type": "max_pool", "name": "p1", "pool_size": 2},
-        {"type": "conv2d", "name": "c2", "filters": 4, "kernel_size": 3, "activation": "tanh"},
-        {"type": "max_pool", "name": "p2", "pool_size": 3, "stride": 2, "padding": "same"},
-        {"type": "flatten", "name": "flat"},
-        {"type": "dense", "name": "out", "units": 3},
-    ])
+    network = make_network(
+        [6, 6, 2],
+        3,
+        [
+            {"type": "conv2d", "name": "c1", "filters": 3, "kernel_size": 3, "activation": "tanh"},
+            {"type": "max_pool", "name": "p1", "pool_size": 2},
+            {"type": "conv2d", "name": "c2", "filters": 4, "kernel_size": 3, "activation": "tanh"},
+            {"type": "max_pool", "name": "p2", "pool_size": 3, "stride": 2, "padding": "same"},
+            {"type": "flatten", "name": "flat"},
+            {"type": "dense", "name": "out", "units": 3},
+        ],
+    )
     model = make_model(network, rng)
     dfa = DirectFeedbackAlignment(model, rng)
     assert {dfa.feedback[name].neurons for name in ("c1", "c2")} == {3 * 3 * 3, 2 * 2 * 4}
@@ -199,28 +213,40 @@ def test_angle_deg_basics(rng: np.random.Generator) -> None:
     assert angle_deg(np.zeros(3), np.zeros(3)) == 90.0
     # Tensors are compared as flat vectors, in float64 even for float32 inputs.
     b = rng.standard_normal((4, 5))
-    expected = np.degrees(np.arccos(a.ravel() @ b.ravel()
-                                    / np.linalg.norm(a) / np.linalg.norm(b)))
+    expected = np.degrees(np.arccos(a.ravel() @ b.ravel() / np.linalg.norm(a) / np.linalg.norm(b)))
     assert angle_deg(a, b) == pytest.approx(expected, rel=1e-9)
-    assert angle_deg(a.astype(np.float32), b.astype(np.float32)) == pytest.approx(expected,
-                                                                                  rel=1e-5)
+    assert angle_deg(a.astype(np.float32), b.astype(np.float32)) == pytest.approx(
+        expected, rel=1e-5
+    )
 
 
 # --------------------------------------------------------------------------- initialisation
 
 
-INIT_NETWORK = make_network([40], 10, [
-    {"type": "dense", "name": "frozen", "units": 30, "activation": "tanh", "trainable": False},
-    {"type": "dense", "name": "tanh_h", "units": 30, "activation": "tanh"},
-    {"type": "dense", "name": "relu_h", "units": 30, "activation": "relu"},
-    {"type": "dense", "name": "out", "units": 10},
-])
+INIT_NETWORK = make_network(
+    [40],
+    10,
+    [
+        {"type": "dense", "name": "frozen", "units": 30, "activation": "tanh", "trainable": False},
+        {"type": "dense", "name": "tanh_h", "units": 30, "activation": "tanh"},
+        {"type": "dense", "name": "relu_h", "units": 30, "activation": "relu"},
+        {"type": "dense", "name": "out", "units": 10},
+    ],
+)
 
 
 def weights_of(algorithm: Algorithm, init: WeightInit = WeightInit.AUTO) -> dict[str, np.ndarray]:
-    trainer = Trainer(INIT_NETWORK, TrainConfig(algorithm=algorithm, epochs=1, batch_size=8,
-                                                learning_rate=1e-3, optimizer=OptimizerName.ADAM,
-                                                weight_init=init))
+    trainer = Trainer(
+        INIT_NETWORK,
+        TrainConfig(
+            algorithm=algorithm,
+            epochs=1,
+            batch_size=8,
+            learning_rate=1e-3,
+            optimizer=OptimizerName.ADAM,
+            weight_init=init,
+        ),
+    )
     for layer in trainer.model.trainable_layers():
         np.testing.assert_array_equal(layer.params["bias"], 0)
     return {layer.name: layer.params["weight"] for layer in trainer.model.layers}
@@ -236,7 +262,8 @@ def assert_glorot(weight: np.ndarray) -> None:
 
 @pytest.mark.parametrize("algorithm", [Algorithm.DFA, Algorithm.SSDFA])
 def test_feedback_rules_start_tanh_layers_at_zero_and_relu_layers_at_glorot(
-        algorithm: Algorithm) -> None:
+    algorithm: Algorithm,
+) -> None:
     weights = weights_of(algorithm)
     np.testing.assert_array_equal(weights["tanh_h"], 0)
     assert_glorot(weights["relu_h"])  # relu'(0) = 0: a zero relu layer would never learn
@@ -272,12 +299,18 @@ class CapturingTrainer(Trainer):
         CapturingTrainer.built.append(self)
 
 
-def run_digits(dataset: Dataset, algorithm: Algorithm,
-               seed: int = 0) -> tuple[TrainResult, Trainer]:
+def run_digits(
+    dataset: Dataset, algorithm: Algorithm, seed: int = 0
+) -> tuple[TrainResult, Trainer]:
     network = load_network("digits_fc")
-    config = TrainConfig(algorithm=algorithm, epochs=3, batch_size=network.training.batch_size,
-                         learning_rate=network.training.learning_rate,
-                         optimizer=network.training.optimizer, seed=seed)
+    config = TrainConfig(
+        algorithm=algorithm,
+        epochs=3,
+        batch_size=network.training.batch_size,
+        learning_rate=network.training.learning_rate,
+        optimizer=network.training.optimizer,
+        seed=seed,
+    )
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(loop, "Trainer", CapturingTrainer)
         CapturingTrainer.built.clear()
@@ -298,7 +331,8 @@ def digits_runs(digits: Dataset) -> dict[Algorithm, tuple[TrainResult, Trainer]]
 
 @pytest.mark.parametrize("algorithm", list(Algorithm))
 def test_three_epochs_on_digits_learn_well_above_chance(
-        algorithm: Algorithm, digits_runs: dict[Algorithm, tuple[TrainResult, Trainer]]) -> None:
+    algorithm: Algorithm, digits_runs: dict[Algorithm, tuple[TrainResult, Trainer]]
+) -> None:
     result, trainer = digits_runs[algorithm]
     assert [epoch.epoch for epoch in result.history] == [1, 2, 3]
     assert result.final.test_accuracy > 0.8  # chance is 0.1
@@ -316,8 +350,8 @@ def test_three_epochs_on_digits_learn_well_above_chance(
 
 @pytest.mark.parametrize("algorithm", list(Algorithm))
 def test_same_seed_gives_identical_weights_and_metrics(
-        algorithm: Algorithm, digits: Dataset,
-        digits_runs: dict[Algorithm, tuple[TrainResult, Trainer]]) -> None:
+    algorithm: Algorithm, digits: Dataset, digits_runs: dict[Algorithm, tuple[TrainResult, Trainer]]
+) -> None:
     first, first_trainer = digits_runs[algorithm]
     second, second_trainer = run_digits(digits, algorithm, seed=0)
     assert second.history == first.history
@@ -326,9 +360,12 @@ def test_same_seed_gives_identical_weights_and_metrics(
             np.testing.assert_array_equal(a.params[param], b.params[param])
     if algorithm != Algorithm.BP:
         for name, matrix in first_trainer.rule.feedback.items():
-            np.testing.assert_array_equal(matrix.to_dense(),
-                                          second_trainer.rule.feedback[name].to_dense())
+            np.testing.assert_array_equal(
+                matrix.to_dense(), second_trainer.rule.feedback[name].to_dense()
+            )
     other, other_trainer = run_digits(digits, algorithm, seed=1)
     assert other.history != first.history
-    assert not np.array_equal(other_trainer.model.layers[0].params["weight"],
-                              first_trainer.model.layers[0].params["weight"])
+    assert not np.array_equal(
+        other_trainer.model.layers[0].params["weight"],
+        first_trainer.model.layers[0].params["weight"],
+    )

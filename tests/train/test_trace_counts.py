@@ -34,24 +34,39 @@ WEIGHT_TYPES = ("dense", "conv2d")
 MAC_KINDS = ("matmul", "conv2d", "gather")
 
 
-
-
 # --------------------------------------------------------------------------- helpers
 
 
+def make_trainer(
+    network: NetworkSpec,
+    algorithm: Algorithm,
+    *,
+    batch_size: int = 1,
+    optimizer: OptimizerName = OptimizerName.ADAM,
+    momentum: float = 0.9,
+    nonzeros_per_neuron: int = 1,
+) -> Trainer:
+    return Trainer(
+        network,
+        TrainConfig(
+            algorithm=algorithm,
+            epochs=1,
+            batch_size=batch_size,
+            learning_rate=1e-3,
+            optimizer=optimizer,
+            momentum=momentum,
+            nonzeros_per_neuron=nonzeros_per_neuron,
+        ),
+    )
 
 
-def make_trainer(network: NetworkSpec, algorithm: Algorithm, *, batch_size: int = 1,
-                 optimizer: OptimizerName = OptimizerName.ADAM, momentum: float = 0.9,
-                 nonzeros_per_neuron: int = 1) -> Trainer:
-    return Trainer(network, TrainConfig(algorithm=algorithm, epochs=1, batch_size=batch_size,
-                                        learning_rate=1e-3, optimizer=optimizer,
-                                        momentum=momentum,
-                                        nonzeros_per_neuron=nonzeros_per_neuron))
-
-
-def traced(network: NetworkSpec, algorithm: Algorithm, rng: np.random.Generator,
-           batch: int = 3, **kwargs: Any) -> Trace:
+def traced(
+    network: NetworkSpec,
+    algorithm: Algorithm,
+    rng: np.random.Generator,
+    batch: int = 3,
+    **kwargs: Any,
+) -> Trace:
     trainer = make_trainer(network, algorithm, batch_size=batch, **kwargs)
     x = rng.standard_normal((batch, *network.input_shape)).astype(np.float32)
     y = rng.integers(0, network.classes, batch)
@@ -59,8 +74,9 @@ def traced(network: NetworkSpec, algorithm: Algorithm, rng: np.random.Generator,
 
 
 def mac_records(trace: Trace, layer: str, phase: Phase) -> list[OpRecord]:
-    return [r for r in trace.records
-            if r.layer == layer and r.phase == phase and r.op.kind in MAC_KINDS]
+    return [
+        r for r in trace.records if r.layer == layer and r.phase == phase and r.op.kind in MAC_KINDS
+    ]
 
 
 def only(records: list[OpRecord]) -> OpRecord:
@@ -81,18 +97,27 @@ def ancestors(trace: Trace, record_id: int) -> set[int]:
 
 
 def output_error_record(trace: Trace) -> OpRecord:
-    return only([r for r in trace.records
-                 if r.op.kind == "elementwise" and r.op.function == "softmax_cross_entropy_error"])
+    return only(
+        [
+            r
+            for r in trace.records
+            if r.op.kind == "elementwise" and r.op.function == "softmax_cross_entropy_error"
+        ]
+    )
 
 
 # --------------------------------------------------------------------------- per-op MACs
 
 
-DENSE_NET = make_network([7], 3, [
-    {"type": "dense", "name": "h1", "units": 5, "activation": "tanh"},
-    {"type": "dense", "name": "h2", "units": 6, "activation": "relu"},
-    {"type": "dense", "name": "out", "units": 3},
-])
+DENSE_NET = make_network(
+    [7],
+    3,
+    [
+        {"type": "dense", "name": "h1", "units": 5, "activation": "tanh"},
+        {"type": "dense", "name": "h2", "units": 6, "activation": "relu"},
+        {"type": "dense", "name": "out", "units": 3},
+    ],
+)
 
 
 def test_dense_macs_per_op(rng: np.random.Generator) -> None:
@@ -126,24 +151,45 @@ def textbook_size(size: int, kernel: int, stride: int, padding: str) -> int:
     [(3, 1, "same", 13, 10), (5, 2, "same", 7, 5), (3, 4, "valid", 3, 2)],
     ids=["s1-same-k3", "s2-same-k5", "s4-valid-k3"],
 )
-def test_conv_macs_per_op(kernel: int, stride: int, padding: str, out_h: int, out_w: int,
-                          rng: np.random.Generator) -> None:
+def test_conv_macs_per_op(
+    kernel: int, stride: int, padding: str, out_h: int, out_w: int, rng: np.random.Generator
+) -> None:
     height, width, channels, filters, batch = 13, 10, 3, 4, 2
-    assert (textbook_size(height, kernel, stride, padding),
-            textbook_size(width, kernel, stride, padding)) == (out_h, out_w)
-    network = make_network([height, width, 2], 3, [
-        {"type": "conv2d", "name": "c0", "filters": channels, "kernel_size": 3,
-         "activation": "tanh"},
-        {"type": "conv2d", "name": "c", "filters": filters, "kernel_size": kernel,
-         "stride": stride, "padding": padding, "activation": "relu"},
-        {"type": "flatten", "name": "flat"},
-        {"type": "dense", "name": "out", "units": 3},
-    ])
+    assert (
+        textbook_size(height, kernel, stride, padding),
+        textbook_size(width, kernel, stride, padding),
+    ) == (out_h, out_w)
+    network = make_network(
+        [height, width, 2],
+        3,
+        [
+            {
+                "type": "conv2d",
+                "name": "c0",
+                "filters": channels,
+                "kernel_size": 3,
+                "activation": "tanh",
+            },
+            {
+                "type": "conv2d",
+                "name": "c",
+                "filters": filters,
+                "kernel_size": kernel,
+                "stride": stride,
+                "padding": padding,
+                "activation": "relu",
+            },
+            {"type": "flatten", "name": "flat"},
+            {"type": "dense", "name": "out", "units": 3},
+        ],
+    )
     trace = traced(network, Algorithm.BP, rng, batch=batch)
     expected = batch * out_h * out_w * (kernel * kernel * channels) * filters
-    for phase, conv_pass in ((Phase.FORWARD, ConvPass.FORWARD),
-                             (Phase.GRADIENT, ConvPass.BACKWARD_WEIGHT),
-                             (Phase.ERROR, ConvPass.BACKWARD_DATA)):
+    for phase, conv_pass in (
+        (Phase.FORWARD, ConvPass.FORWARD),
+        (Phase.GRADIENT, ConvPass.BACKWARD_WEIGHT),
+        (Phase.ERROR, ConvPass.BACKWARD_DATA),
+    ):
         record = only(mac_records(trace, "c", phase))
         assert isinstance(record.op, Conv2DOp) and record.op.conv_pass == conv_pass
         assert (record.op.output_height, record.op.output_width) == (out_h, out_w)
@@ -156,14 +202,18 @@ def test_conv_macs_per_op(kernel: int, stride: int, padding: str, out_h: int, ou
     assert dense.op.k == out_h * out_w * filters
 
 
-FEEDBACK_NET = make_network([8, 8, 2], 5, [
-    {"type": "conv2d", "name": "c1", "filters": 4, "kernel_size": 3, "activation": "relu"},
-    {"type": "max_pool", "name": "p1", "pool_size": 2},
-    {"type": "flatten", "name": "flat"},
-    {"type": "dense", "name": "h", "units": 12, "activation": "tanh"},
-    {"type": "dropout", "name": "drop", "rate": 0.5},
-    {"type": "dense", "name": "out", "units": 5},
-])
+FEEDBACK_NET = make_network(
+    [8, 8, 2],
+    5,
+    [
+        {"type": "conv2d", "name": "c1", "filters": 4, "kernel_size": 3, "activation": "relu"},
+        {"type": "max_pool", "name": "p1", "pool_size": 2},
+        {"type": "flatten", "name": "flat"},
+        {"type": "dense", "name": "h", "units": 12, "activation": "tanh"},
+        {"type": "dropout", "name": "drop", "rate": 0.5},
+        {"type": "dense", "name": "out", "units": 5},
+    ],
+)
 FEEDBACK_NEURONS = {"c1": 4 * 4 * 4, "h": 12}  # block outputs: after p1, after drop
 
 
@@ -185,8 +235,9 @@ def test_ssdfa_error_macs_are_b_s_n_gathers(s: int, rng: np.random.Generator) ->
     trace = traced(FEEDBACK_NET, Algorithm.SSDFA, rng, batch=batch, nonzeros_per_neuron=s)
     for name, neurons in FEEDBACK_NEURONS.items():
         record = only(mac_records(trace, name, Phase.ERROR))
-        assert record.op == GatherOp(kind="gather", rows=batch, classes=classes,
-                                     neurons=neurons, nonzeros_per_neuron=s)
+        assert record.op == GatherOp(
+            kind="gather", rows=batch, classes=classes, neurons=neurons, nonzeros_per_neuron=s
+        )
         assert record.macs == batch * s * neurons
         feedback = [r for r in record.reads if r.role == Role.FEEDBACK]
         assert [r.elements for r in feedback] == [s * neurons]  # only the non-zeros are stored
@@ -196,12 +247,16 @@ def test_ssdfa_error_macs_are_b_s_n_gathers(s: int, rng: np.random.Generator) ->
 # --------------------------------------------------------------------------- deps
 
 
-DEEP_NET = make_network([6], 4, [
-    {"type": "dense", "name": "h1", "units": 8, "activation": "tanh"},
-    {"type": "dense", "name": "h2", "units": 8, "activation": "relu"},
-    {"type": "dense", "name": "h3", "units": 8, "activation": "sigmoid"},
-    {"type": "dense", "name": "out", "units": 4},
-])
+DEEP_NET = make_network(
+    [6],
+    4,
+    [
+        {"type": "dense", "name": "h1", "units": 8, "activation": "tanh"},
+        {"type": "dense", "name": "h2", "units": 8, "activation": "relu"},
+        {"type": "dense", "name": "h3", "units": 8, "activation": "sigmoid"},
+        {"type": "dense", "name": "out", "units": 4},
+    ],
+)
 HIDDEN = ["h1", "h2", "h3"]
 
 
@@ -224,14 +279,16 @@ def test_bp_error_of_each_layer_waits_for_the_layer_above(rng: np.random.Generat
 
 
 @pytest.mark.parametrize("algorithm", [Algorithm.DFA, Algorithm.SSDFA])
-def test_feedback_errors_depend_only_on_the_output_error(algorithm: Algorithm,
-                                                         rng: np.random.Generator) -> None:
+def test_feedback_errors_depend_only_on_the_output_error(
+    algorithm: Algorithm, rng: np.random.Generator
+) -> None:
     trace = traced(DEEP_NET, algorithm, rng)
     loss = output_error_record(trace).id
     error_ids = {r.id for r in trace.records if r.phase == Phase.ERROR}
     for name in HIDDEN:
-        feedback = only([r for r in error_records(trace, name)
-                         if any(o.role == Role.FEEDBACK for o in r.reads)])
+        feedback = only(
+            [r for r in error_records(trace, name) if any(o.role == Role.FEEDBACK for o in r.reads)]
+        )
         assert set(feedback.deps) & error_ids == {loss}
         assert ancestors(trace, feedback.id) & error_ids == {loss}
         others = {r.id for other in HIDDEN if other != name for r in error_records(trace, other)}
@@ -253,31 +310,45 @@ def assert_no_dangling_reads(trace: Trace) -> None:
 
 @pytest.mark.parametrize("algorithm", list(Algorithm))
 @pytest.mark.parametrize("network", [DEEP_NET, FEEDBACK_NET], ids=["dense", "conv-dropout"])
-def test_every_read_activation_or_error_has_a_writer(network: NetworkSpec, algorithm: Algorithm,
-                                                     rng: np.random.Generator) -> None:
+def test_every_read_activation_or_error_has_a_writer(
+    network: NetworkSpec, algorithm: Algorithm, rng: np.random.Generator
+) -> None:
     assert_no_dangling_reads(traced(network, algorithm, rng))
 
 
-ZERO_DROPOUT_NET = make_network([6], 3, [
-    {"type": "dense", "name": "h1", "units": 5, "activation": "tanh"},
-    {"type": "dropout", "name": "drop", "rate": 0.0},
-    {"type": "dense", "name": "h2", "units": 4, "activation": "tanh"},
-    {"type": "dense", "name": "out", "units": 3},
-])
+ZERO_DROPOUT_NET = make_network(
+    [6],
+    3,
+    [
+        {"type": "dense", "name": "h1", "units": 5, "activation": "tanh"},
+        {"type": "dropout", "name": "drop", "rate": 0.0},
+        {"type": "dense", "name": "h2", "units": 4, "activation": "tanh"},
+        {"type": "dense", "name": "out", "units": 3},
+    ],
+)
 
 
 @pytest.mark.parametrize("algorithm", [Algorithm.BP, Algorithm.DFA])
-def test_rate_zero_dropout_keeps_the_data_flow(algorithm: Algorithm,
-                                               rng: np.random.Generator) -> None:
+def test_rate_zero_dropout_keeps_the_data_flow(
+    algorithm: Algorithm, rng: np.random.Generator
+) -> None:
     # Regression: a rate-0 dropout recorded nothing yet had its own tensor names, so h2 read a
     # tensor nobody wrote and the trace lost the h1 -> h2 (and h2 -> h1 error) data flow.
     trace = traced(ZERO_DROPOUT_NET, algorithm, rng)
-    h1_out = only([r for r in trace.records if r.layer == "h1" and r.phase == Phase.FORWARD
-                   and r.op.kind == "elementwise"])
+    h1_out = only(
+        [
+            r
+            for r in trace.records
+            if r.layer == "h1" and r.phase == Phase.FORWARD and r.op.kind == "elementwise"
+        ]
+    )
     h2_forward = only(mac_records(trace, "h2", Phase.FORWARD))
     assert h1_out.id in ancestors(trace, h2_forward.id), "h2 runs before h1's output exists"
-    upstream = ({r.id for r in error_records(trace, "h2")} if algorithm == Algorithm.BP
-                else {r.id for r in mac_records(trace, "h1", Phase.ERROR)})
+    upstream = (
+        {r.id for r in error_records(trace, "h2")}
+        if algorithm == Algorithm.BP
+        else {r.id for r in mac_records(trace, "h1", Phase.ERROR)}
+    )
     derivative = only([r for r in error_records(trace, "h1") if r.op.kind == "elementwise"])
     assert ancestors(trace, derivative.id) & upstream, "h1's error does not wait for its input"
     assert_no_dangling_reads(trace)
@@ -292,22 +363,33 @@ def test_rate_zero_dropout_keeps_the_data_flow(algorithm: Algorithm,
     ids=["adam", "sgd-momentum", "sgd"],
 )
 def test_update_records_read_weight_gradient_and_optimizer_state(
-        optimizer: OptimizerName, momentum: float, states: int,
-        rng: np.random.Generator) -> None:
-    network = make_network([6], 3, [
-        {"type": "dense", "name": "frozen", "units": 5, "activation": "tanh",
-         "trainable": False},
-        {"type": "dense", "name": "h", "units": 4, "activation": "tanh"},
-        {"type": "dense", "name": "out", "units": 3, "use_bias": False},
-    ])
+    optimizer: OptimizerName, momentum: float, states: int, rng: np.random.Generator
+) -> None:
+    network = make_network(
+        [6],
+        3,
+        [
+            {
+                "type": "dense",
+                "name": "frozen",
+                "units": 5,
+                "activation": "tanh",
+                "trainable": False,
+            },
+            {"type": "dense", "name": "h", "units": 4, "activation": "tanh"},
+            {"type": "dense", "name": "out", "units": 3, "use_bias": False},
+        ],
+    )
     trace = traced(network, Algorithm.BP, rng, optimizer=optimizer, momentum=momentum)
     assert trace.header.optimizer.state_tensors_per_weight == states
     updates = [r for r in trace.records if r.phase == Phase.UPDATE]
     sizes = {"h.weight": 20, "h.bias": 4, "out.weight": 12}
-    assert sorted(o.tensor for r in updates for o in r.reads
-                  if o.role in (Role.WEIGHT, Role.BIAS)) == sorted(sizes)
-    gradient_writers = {o.tensor: r.id for r in trace.records if r.phase == Phase.GRADIENT
-                        for o in r.writes}
+    assert sorted(
+        o.tensor for r in updates for o in r.reads if o.role in (Role.WEIGHT, Role.BIAS)
+    ) == sorted(sizes)
+    gradient_writers = {
+        o.tensor: r.id for r in trace.records if r.phase == Phase.GRADIENT for o in r.writes
+    }
     for record in updates:
         (param,) = [o for o in record.reads if o.role in (Role.WEIGHT, Role.BIAS)]
         (grad,) = [o for o in record.reads if o.role == Role.GRADIENT]
@@ -321,8 +403,11 @@ def test_update_records_read_weight_gradient_and_optimizer_state(
         assert gradient_writers[grad.tensor] in record.deps
         # Write-after-read: the old weight must have been used by every op that reads it
         # (forward, and the BP error of the layer) before it is overwritten.
-        readers = {r.id for r in trace.records if r.id < record.id
-                   and any(o.tensor == param.tensor for o in r.reads)}
+        readers = {
+            r.id
+            for r in trace.records
+            if r.id < record.id and any(o.tensor == param.tensor for o in r.reads)
+        }
         assert len(readers) >= 1 and readers <= set(record.deps)
         assert record.macs == 0
 
@@ -332,16 +417,25 @@ def test_update_read_operands_are_measured_before_the_update(rng: np.random.Gene
     # measured on the updated values.
     # Under DFA the tanh layer starts at zero: the step's forward reads an all-zero weight, and
     # Adam's moments are all zero before the first update.
-    network = make_network([6], 3, [
-        {"type": "dense", "name": "h", "units": 5, "activation": "tanh"},
-        {"type": "dense", "name": "out", "units": 3},
-    ])
+    network = make_network(
+        [6],
+        3,
+        [
+            {"type": "dense", "name": "h", "units": 5, "activation": "tanh"},
+            {"type": "dense", "name": "out", "units": 3},
+        ],
+    )
     trace = traced(network, Algorithm.DFA, rng)
     forward = only(mac_records(trace, "h", Phase.FORWARD))
     (forward_weight,) = [o for o in forward.reads if o.tensor == "h.weight"]
     assert forward_weight.density == 0.0
-    update = only([r for r in trace.records if r.phase == Phase.UPDATE
-                   and any(o.tensor == "h.weight" for o in r.writes)])
+    update = only(
+        [
+            r
+            for r in trace.records
+            if r.phase == Phase.UPDATE and any(o.tensor == "h.weight" for o in r.writes)
+        ]
+    )
     reads = {o.tensor: o.density for o in update.reads}
     assert reads["h.weight"] == forward_weight.density  # nothing wrote it in between
     assert reads["h.weight.adam_m"] == reads["h.weight.adam_v"] == 0.0
@@ -353,11 +447,16 @@ def test_update_read_operands_are_measured_before_the_update(rng: np.random.Gene
 
 
 def test_relu_output_density_is_the_measured_fraction_of_non_zeros(
-        rng: np.random.Generator) -> None:
-    network = make_network([20], 4, [
-        {"type": "dense", "name": "h", "units": 30, "activation": "relu"},
-        {"type": "dense", "name": "out", "units": 4},
-    ])
+    rng: np.random.Generator,
+) -> None:
+    network = make_network(
+        [20],
+        4,
+        [
+            {"type": "dense", "name": "h", "units": 30, "activation": "relu"},
+            {"type": "dense", "name": "out", "units": 4},
+        ],
+    )
     trainer = make_trainer(network, Algorithm.BP, batch_size=8)
     x = rng.standard_normal((8, 20)).astype(np.float32)
     layer = trainer.model.layers[0]
@@ -365,8 +464,9 @@ def test_relu_output_density_is_the_measured_fraction_of_non_zeros(
     expected = np.count_nonzero(np.maximum(pre, 0)) / pre.size
     trace = trainer.traced_step(x, rng.integers(0, 4, 8), "synthetic")
 
-    relu = only([r for r in trace.records if r.op.kind == "elementwise"
-                 and r.op.function == "relu"])
+    relu = only(
+        [r for r in trace.records if r.op.kind == "elementwise" and r.op.function == "relu"]
+    )
     (pre_read,) = relu.reads
     (out,) = relu.writes
     assert out.tensor == "h.out" and out.elements == 8 * 30
@@ -386,8 +486,9 @@ def positions(shape: Any) -> int:
     return shape.output_shape[0] * shape.output_shape[1] if shape.type == "conv2d" else 1
 
 
-def closed_form_macs(network: NetworkSpec, algorithm: Algorithm,
-                     nonzeros_per_neuron: int = 1) -> dict[Phase, int]:
+def closed_form_macs(
+    network: NetworkSpec, algorithm: Algorithm, nonzeros_per_neuron: int = 1
+) -> dict[Phase, int]:
     """Per-phase MACs of one step at batch size 1, from the layer shapes alone."""
     shapes = infer_shapes(network)
     weights = [i for i, s in enumerate(shapes) if s.type in WEIGHT_TYPES]
@@ -400,22 +501,31 @@ def closed_form_macs(network: NetworkSpec, algorithm: Algorithm,
         error = sum(cost(i) for i in weights if i > min(trainable))
     else:
         # A hidden layer's block ends where the next weight layer's input starts.
-        neurons = sum(math.prod(shapes[after].input_shape)
-                      for i, after in itertools.pairwise(weights)
-                      if shapes[i].trainable)
+        neurons = sum(
+            math.prod(shapes[after].input_shape)
+            for i, after in itertools.pairwise(weights)
+            if shapes[i].trainable
+        )
         per_neuron = network.classes if algorithm == Algorithm.DFA else nonzeros_per_neuron
         error = per_neuron * neurons
-    return {Phase.FORWARD: sum(cost(i) for i in weights),
-            Phase.ERROR: error,
-            Phase.GRADIENT: sum(cost(i) for i in trainable),
-            Phase.UPDATE: 0}
+    return {
+        Phase.FORWARD: sum(cost(i) for i in weights),
+        Phase.ERROR: error,
+        Phase.GRADIENT: sum(cost(i) for i in trainable),
+        Phase.UPDATE: 0,
+    }
 
 
 BIG_NETWORKS = {"vgg16", "alexnet"}
 NETWORK_CASES = [
-    pytest.param(name, algorithm, id=f"{name}-{algorithm.value}",
-                 marks=[pytest.mark.slow] if name in BIG_NETWORKS else [])
-    for name in shipped_networks() for algorithm in Algorithm
+    pytest.param(
+        name,
+        algorithm,
+        id=f"{name}-{algorithm.value}",
+        marks=[pytest.mark.slow] if name in BIG_NETWORKS else [],
+    )
+    for name in shipped_networks()
+    for algorithm in Algorithm
 ]
 
 
@@ -425,19 +535,36 @@ def test_shipped_network_phase_macs_match_closed_form(name: str, algorithm: Algo
     if name in BIG_NETWORKS:
         # Their real numpy steps ship in workloads/traces/ (batch 8): tracing VGG16 here would
         # take ~7 s and 3 GB per rule.
-        trace = read_trace(Path(__file__).parents[2] / "workloads" / "traces" /
-                           f"{name}_{algorithm.value}_b8.jsonl.gz")
+        trace = read_trace(
+            Path(__file__).parents[2]
+            / "workloads"
+            / "traces"
+            / f"{name}_{algorithm.value}_b8.jsonl.gz"
+        )
     else:
-        data = load_dataset("synthetic", sample_shape=tuple(network.input_shape),
-                            classes=network.classes, synthetic_train=1, synthetic_test=1)
-        trainer = Trainer(network, TrainConfig(algorithm=algorithm, epochs=1, batch_size=1,
-                                               learning_rate=1e-3,
-                                               optimizer=OptimizerName.ADAM))
+        data = load_dataset(
+            "synthetic",
+            sample_shape=tuple(network.input_shape),
+            classes=network.classes,
+            synthetic_train=1,
+            synthetic_test=1,
+        )
+        trainer = Trainer(
+            network,
+            TrainConfig(
+                algorithm=algorithm,
+                epochs=1,
+                batch_size=1,
+                learning_rate=1e-3,
+                optimizer=OptimizerName.ADAM,
+            ),
+        )
         trace = trainer.traced_step(data.x_train, data.y_train, "synthetic")
     batch = trace.header.batch_size
     assert trace.header.algorithm == algorithm
-    assert trace.macs_by_phase() == {phase: batch * macs for phase, macs in
-                                     closed_form_macs(network, algorithm).items()}
+    assert trace.macs_by_phase() == {
+        phase: batch * macs for phase, macs in closed_form_macs(network, algorithm).items()
+    }
     shapes = infer_shapes(network)
     assert trace.header.weights == sum(s.weights for s in shapes)
     assert trace.header.trained_weights == sum(s.weights for s in shapes if s.trainable)
@@ -450,17 +577,24 @@ def test_closed_form_on_a_hand_counted_network() -> None:
     dense = [4096 * 2048, 2048 * 2048, 2048 * 10]
     neurons = 16 * 16 * 96 + 8 * 8 * 128 + 4 * 4 * 256 + 2048 + 2048
     assert closed_form_macs(network, Algorithm.BP) == {
-        Phase.FORWARD: sum(convs + dense), Phase.GRADIENT: sum(convs + dense),
-        Phase.ERROR: sum(convs[1:] + dense), Phase.UPDATE: 0}
+        Phase.FORWARD: sum(convs + dense),
+        Phase.GRADIENT: sum(convs + dense),
+        Phase.ERROR: sum(convs[1:] + dense),
+        Phase.UPDATE: 0,
+    }
     assert closed_form_macs(network, Algorithm.DFA)[Phase.ERROR] == 10 * neurons
     assert closed_form_macs(network, Algorithm.SSDFA)[Phase.ERROR] == neurons
 
 
 @pytest.mark.parametrize(
     ("name", "weights", "millions"),
-    [("mnist_fc", 317_600, 0.3), ("cifar100_fc", 5_172_000, 5.2),
-     ("cifar100_conv", 13_921_312, 13.9), ("alexnet", 62_367_776, 62.4),
-     ("vgg16", 138_344_128, 138.3)],
+    [
+        ("mnist_fc", 317_600, 0.3),
+        ("cifar100_fc", 5_172_000, 5.2),
+        ("cifar100_conv", 13_921_312, 13.9),
+        ("alexnet", 62_367_776, 62.4),
+        ("vgg16", 138_344_128, 138.3),
+    ],
 )
 def test_paper_weight_counts(name: str, weights: int, millions: float) -> None:
     shapes = infer_shapes(load_network(name))
