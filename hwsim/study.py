@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 from pydantic import BaseModel
 
+from hwsim.defaults import DEFAULT_SPECS
 from hwsim.energy import SUMMARY_KEYS, per_example_breakdown, summarize
 from hwsim.io.arch import load_arch_with_energies
 from hwsim.io.traces import atomic_output, write_trace
@@ -23,7 +24,6 @@ from hwsim.train.datasets import Dataset
 from hwsim.train.loop import EpochMetrics, TrainConfig, TrainResult, trace_synthetic_step, train
 from hwsim.train.shapes import shape_only_trace
 
-DEFAULT_SPECS = ("von_neumann", "distributed")
 STEP_FILES = ("summary.json", "breakdown.csv", "resources.csv", "timeline.csv", "mapping.csv")
 
 

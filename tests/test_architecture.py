@@ -12,6 +12,7 @@ PACKAGE = Path(hwsim.__file__).parent
 RANK = {
     "errors": 0,
     "units": 0,
+    "defaults": 0,
     "specs": 1,
     "io": 2,
     "train": 3,
@@ -92,3 +93,20 @@ def test_only_the_cli_prints():
             if isinstance(node, ast.Call) and getattr(node.func, "id", None) in ("print", "exit"):
                 printing.append(name)
     assert printing == []
+
+
+def test_help_and_version_load_no_heavy_library():
+    """`hwsim --help` and `--version` parse without importing numpy, pandas or simpy."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from hwsim.cli import main\n"
+        "for argv in (['--version'], ['--help'], ['run', '--help'], ['sweep', '--help']):\n"
+        "    assert main(argv) == 0\n"
+        "heavy = sorted({'numpy', 'pandas', 'simpy', 'plotly'} & set(sys.modules))\n"
+        "assert not heavy, heavy\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

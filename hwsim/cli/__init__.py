@@ -40,11 +40,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(argv: Sequence[str] | None) -> int:
-    from hwsim.cli.commands import dispatch
     from hwsim.cli.parser import build_parser
 
     try:
-        return dispatch(build_parser().parse_args(argv))
+        args = build_parser().parse_args(argv)  # --help and --version end here, light
+        from hwsim.cli.commands import dispatch  # the library: numpy, pandas, simpy
+
+        return dispatch(args)
     except HwsimError as exc:
         print(f"hwsim: error: {exc}", file=sys.stderr)
         return 2

@@ -6,29 +6,14 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
-from tqdm import tqdm
-
-from hwsim import __version__
+from hwsim.defaults import DEFAULT_NETWORKS, DEFAULT_SPECS, RUN_SPECS
 from hwsim.errors import SpecError
-from hwsim.io.arch import load_arch_with_energies
-from hwsim.io.networks import load_network
-from hwsim.io.outputs import check_output_dir
-from hwsim.io.traces import atomic_output
-from hwsim.report import check_inputs, gather
-from hwsim.report.data import collect, find_steps, history_frame, read_step
-from hwsim.report.html import write_report
-from hwsim.report.sweep import is_sweep, read_results, write_sweep_report
-from hwsim.specs.trace import Algorithm
-from hwsim.study import DEFAULT_SPECS, run_study, trace_and_price
-from hwsim.train.datasets import load_dataset
-from hwsim.train.loop import EpochMetrics, TrainConfig
 
-DEFAULT_NETWORKS = ("digits_fc", "cifar100_conv", "alexnet")
-# The paper's weight-stationary substrate beside the two default specs, so the Fig 8 view
-# shows the paper's setting (docs/validation.md).
-RUN_SPECS = (*DEFAULT_SPECS, "distributed_stationary")
+if TYPE_CHECKING:
+    from tqdm import tqdm
+
 QUICK_EPOCHS = 2
 TRACED_BATCH = 1  # networks traced on synthetic data: one training example, as the paper counts
 
@@ -104,6 +89,8 @@ def _positive(text: str) -> int:
 
 
 def _bar(total: int, description: str) -> tqdm:
+    from tqdm import tqdm
+
     return tqdm(
         total=total,
         desc=description,
@@ -117,10 +104,25 @@ def _bar(total: int, description: str) -> tqdm:
 
 def _check_out(out: Path) -> None:
     """The output folder is usable (created, writable) before any work starts."""
+    from hwsim.io.outputs import check_output_dir
+
     check_output_dir(out, "--out")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from hwsim import __version__
+    from hwsim.io.arch import load_arch_with_energies
+    from hwsim.io.networks import load_network
+    from hwsim.io.traces import atomic_output
+    from hwsim.report.data import collect, find_steps, history_frame, read_step
+    from hwsim.report.html import write_report
+    from hwsim.specs.trace import Algorithm
+    from hwsim.study import run_study, trace_and_price
+    from hwsim.train.datasets import load_dataset
+    from hwsim.train.loop import EpochMetrics, TrainConfig
+
     # Everything the run needs is loaded and checked before any work starts.
     specs = tuple(args.arch or RUN_SPECS)
     loaded = {spec: load_arch_with_energies(spec) for spec in specs}
@@ -260,6 +262,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from hwsim import __version__
+    from hwsim.io.arch import load_arch_with_energies
+    from hwsim.report import check_inputs, gather
+    from hwsim.report.html import write_report
+    from hwsim.report.sweep import is_sweep, read_results, write_sweep_report
+
     sweeps = [path for path in args.inputs if path.is_dir() and is_sweep(path)]
     if sweeps:
         if len(args.inputs) > 1:

@@ -5,16 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
-
-from hwsim.energy import per_example_breakdown, summarize
 from hwsim.errors import SpecError
-from hwsim.io.outputs import atomic_output_dir, check_output_dir
-from hwsim.io.traces import atomic_output, read_trace
-from hwsim.sim.engine import simulate
-from hwsim.study import write_step
-from hwsim.sweep.overrides import load_arch_with_overrides
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def add_parser(commands) -> None:
@@ -52,6 +48,8 @@ def add_parser(commands) -> None:
 
 
 def _write_csv(path: Path, frame: pd.DataFrame) -> None:
+    from hwsim.io.traces import atomic_output
+
     with atomic_output(path) as f:
         frame.to_csv(f, index=False, lineterminator="\n")
 
@@ -75,6 +73,13 @@ def _table(summary: dict) -> str:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
+    from hwsim.energy import per_example_breakdown, summarize
+    from hwsim.io.outputs import atomic_output_dir, check_output_dir
+    from hwsim.io.traces import read_trace
+    from hwsim.sim.engine import simulate
+    from hwsim.study import write_step
+    from hwsim.sweep.overrides import load_arch_with_overrides
+
     if args.out is not None:
         check_output_dir(args.out.parent if str(args.out.parent) else Path("."), "--out")
         if args.out.exists() and not args.out.is_dir():

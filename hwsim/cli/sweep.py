@@ -7,10 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
-
 from hwsim.errors import SpecError
-from hwsim.sweep.runner import run_sweep
 
 
 def _count(text: str) -> int:
@@ -56,6 +53,10 @@ def add_parser(commands) -> None:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from hwsim.sweep.runner import run_sweep
+
     if args.jobs is not None and (args.scheduler or args.dask_local):
         raise SpecError("--jobs sets the local process pool; with Dask give --dask-local N")
     bar: list[tqdm] = []
