@@ -13,7 +13,7 @@ from pydantic import AfterValidator, Field, model_validator
 from hwsim.specs.common import FrozenModel
 from hwsim.specs.network import Padding
 
-TRACE_SCHEMA_VERSION = 2
+TRACE_SCHEMA_VERSION = 3
 
 # Bounds that keep every count, byte and cycle total of a simulation inside int64 (a record
 # of more than 2^52 MACs would be a year of a 100k-MAC chip); read_trace also bounds the totals.
@@ -201,7 +201,7 @@ OpSpec = Annotated[
 
 
 class OpRecord(FrozenModel):
-    schema_version: Literal[2]
+    schema_version: Literal[3]
     id: Amount
     layer: Text
     phase: Phase
@@ -300,7 +300,7 @@ class OptimizerInfo(FrozenModel):
 
 
 class TraceHeader(FrozenModel):
-    schema_version: Literal[2]
+    schema_version: Literal[3]
     kind: Literal["trace"]
     hwsim_version: Text
     network: Text
@@ -313,6 +313,7 @@ class TraceHeader(FrozenModel):
     dataset: Text
     seed: int
     dtype: Literal["float32", "float64"]
+    densities_measured: bool  # false: built from shapes (`trace --shape-only`), densities 1.0
     record_count: Amount
 
     @model_validator(mode="after")

@@ -220,6 +220,7 @@ class Trainer:
             dataset=dataset,
             seed=self.config.seed,
             dtype=self.config.dtype,
+            densities_measured=True,
             record_count=record_count,
         )
 

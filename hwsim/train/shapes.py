@@ -414,6 +414,7 @@ def shape_only_trace(network: NetworkSpec, config: TrainConfig) -> Trace:
         dataset=SYNTHETIC_DATASET,
         seed=config.seed,
         dtype=config.dtype,
+        densities_measured=False,  # built from shapes: no operand was measured
         record_count=len(records),
     )
     return Trace(header=header, records=records)

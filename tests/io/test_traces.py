@@ -134,11 +134,11 @@ def _edit_line(lines, index, **changes) -> list[str]:
 @pytest.mark.parametrize(
     ("line", "changes", "message"),
     [
-        (0, {"schema_version": 3}, "line 1: schema_version: this hwsim reads version 2 (got 3)"),
+        (0, {"schema_version": 4}, "line 1: schema_version: this hwsim reads version 3 (got 4)"),
         (
             0,
-            {"schema_version": 1},
-            "line 1: schema_version: this hwsim reads version 2 (got 1); "
+            {"schema_version": 2},
+            "line 1: schema_version: this hwsim reads version 3 (got 2); "
             "regenerate it with this hwsim's `hwsim trace` or `hwsim train "
             "--trace-out`",
         ),

@@ -41,7 +41,7 @@ def record(
     slots = ("a", "b") if gemm else ()
     return OpRecord.model_validate(
         {
-            "schema_version": 2,
+            "schema_version": 3,
             "id": id_,
             "layer": "fc1",
             "phase": phase,
