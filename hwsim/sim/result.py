@@ -141,33 +141,46 @@ def _resources(ledger: Ledger, cycles: int) -> pd.DataFrame:
     )
 
 
+def _integral(points: np.ndarray, weights: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Σ_i weights_i · min(edge, points_i) at every edge, in O((n + bins) log n) time and O(n)
+    memory: sorted points, prefix sums, one binary search per edge."""
+    order = np.argsort(points, kind="stable")
+    points, weights = points[order], weights[order]
+    below = np.searchsorted(points, edges, side="left")  # points_i < edge: take points_i
+    weighted = np.concatenate([[0.0], np.cumsum(weights * points)])
+    total = np.concatenate([[0.0], np.cumsum(weights)])
+    return weighted[below] + edges * (total[-1] - total[below])
+
+
 def _timeline(ledger: Ledger, cycles: int, bins: int) -> pd.DataFrame:
-    """Busy fraction and bytes per cycle of every resource in `bins` equal slices of time."""
+    """Busy fraction and bytes per cycle of every resource in `bins` equal slices of time.
+
+    An interval's busy time and its bytes (spread evenly over it) fall into the slices it
+    overlaps; computed from prefix sums, never an intervals × slices array, so memory stays
+    linear in the number of intervals."""
     bins = max(1, min(bins, cycles or 1))
     edges = np.linspace(0, max(cycles, 1), bins + 1)
     by_resource: dict[str, list[tuple[int, int, int]]] = defaultdict(list)
     for resource, start, end, nbytes in ledger.intervals:
         by_resource[resource].append((start, end, nbytes))
     frames = []
+    width = np.diff(edges)
     for resource in sorted(by_resource):
         spans = np.array(by_resource[resource], dtype=np.float64)
         starts, ends, amounts = spans[:, 0], spans[:, 1], spans[:, 2]
-        overlap = np.clip(
-            np.minimum(ends[:, None], edges[None, 1:])
-            - np.maximum(starts[:, None], edges[None, :-1]),
-            0,
-            None,
-        )
-        width = np.diff(edges)
-        share = overlap / np.maximum(ends - starts, 1)[:, None]
+        ones = np.ones_like(starts)
+        # Overlap of [s, e] with [0, edge] is min(edge, e) − min(edge, s).
+        busy = _integral(ends, ones, edges) - _integral(starts, ones, edges)
+        rate = amounts / np.maximum(ends - starts, 1)
+        moved = _integral(ends, rate, edges) - _integral(starts, rate, edges)
         frames.append(
             pd.DataFrame(
                 {
                     "resource": resource,
                     "start_cycle": edges[:-1].round().astype(np.int64),
                     "end_cycle": edges[1:].round().astype(np.int64),
-                    "busy_fraction": np.minimum(overlap.sum(axis=0) / width, 1.0),
-                    "bytes_per_cycle": (share * amounts[:, None]).sum(axis=0) / width,
+                    "busy_fraction": np.clip(np.diff(busy) / width, 0.0, 1.0),
+                    "bytes_per_cycle": np.maximum(np.diff(moved), 0.0) / width,
                 }
             )
         )

@@ -423,3 +423,41 @@ def test_distributed_cycles_never_beat_the_roofline(
     memory_bound = (totals["dram_read_bytes"] + totals["dram_write_bytes"]) / 8
     assert result.cycles >= max(compute_bound, memory_bound)
     assert totals["macs"] == tiny_trace(algorithm).macs
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.integers(1, 10**6),
+    st.integers(1, 150),
+    st.lists(st.tuples(st.floats(0, 1), st.floats(0, 1), st.integers(0, 10**9)), max_size=60),
+)
+def test_the_timeline_spreads_busy_time_and_bytes_over_the_slices_exactly(cycles, bins, spans):
+    """Against the dense intervals × slices formula it replaced (linear memory now)."""
+    import numpy as np
+
+    from hwsim.sim.components import Ledger
+    from hwsim.sim.result import _timeline
+
+    ledger = Ledger()
+    for a, b, nbytes in spans:
+        start, end = sorted((int(a * cycles), int(b * cycles)))
+        ledger.intervals.append(("unit", start, end, nbytes))
+    frame = _timeline(ledger, cycles, bins)
+    if not spans:
+        assert frame.empty
+        return
+    edges = np.linspace(0, cycles, max(1, min(bins, cycles)) + 1)
+    starts, ends, amounts = (
+        np.array(column, dtype=float)
+        for column in zip(*[(s, e, n) for _, s, e, n in ledger.intervals], strict=True)
+    )
+    overlap = np.clip(
+        np.minimum(ends[:, None], edges[None, 1:]) - np.maximum(starts[:, None], edges[None, :-1]),
+        0,
+        None,
+    )
+    width = np.diff(edges)
+    busy = np.minimum(overlap.sum(axis=0) / width, 1.0)
+    moved = (overlap / np.maximum(ends - starts, 1)[:, None] * amounts[:, None]).sum(axis=0)
+    assert np.allclose(frame["busy_fraction"], busy, atol=1e-9)
+    assert np.allclose(frame["bytes_per_cycle"], moved / width, rtol=1e-7, atol=1e-6)
