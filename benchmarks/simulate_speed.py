@@ -486,7 +486,9 @@ def render(report: dict) -> str:
     lines += [
         "",
         "Sweeps (many simulations in a process pool or on Dask) are measured by "
-        "`benchmarks/sweep_speed.py`: see [performance-sweeps.md](performance-sweeps.md).",
+        "`benchmarks/sweep_speed.py`: see [performance-sweeps.md](performance-sweeps.md). "
+        "Training beside CPU-bound neighbours (BLAS threads sized by problem) is measured by "
+        "`benchmarks/busy_machine.py`: see [performance-busy.md](performance-busy.md).",
     ]
     lines += [
         "",
