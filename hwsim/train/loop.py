@@ -7,14 +7,14 @@ run is reproduced exactly by its seed.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from hwsim import __version__
 from hwsim.errors import DataError
-from hwsim.specs.network import NetworkSpec, OptimizerName
+from hwsim.specs.network import LayerShape, NetworkSpec, OptimizerName
 from hwsim.specs.trace import (
     TRACE_SCHEMA_VERSION,
     Algorithm,
@@ -194,34 +194,15 @@ class Trainer:
                 )
                 for name, matrix in self.rule.feedback.items()
             ]
-        layers = [
-            LayerInfo(
-                name=s.name,
-                type=s.type,
-                input_shape=list(s.input_shape),
-                output_shape=list(s.output_shape),
-                trainable=s.trainable,
-                weights=s.weights,
-                parameters=s.parameters,
-            )
-            for s in self.model.shapes
-        ]
-        return TraceHeader(
-            schema_version=TRACE_SCHEMA_VERSION,
-            kind="trace",
-            hwsim_version=__version__,
-            network=self.network.name,
-            classes=self.network.classes,
-            layers=layers,
-            algorithm=self.config.algorithm,
-            feedback=feedback,
-            optimizer=self.config.optimizer_info(),
+        return trace_header(
+            self.network,
+            self.config,
+            self.model.shapes,
+            feedback,
             batch_size=batch_size,
             dataset=dataset,
-            seed=self.config.seed,
-            dtype=self.config.dtype,
-            densities_measured=True,
             record_count=record_count,
+            densities_measured=True,
         )
 
     def traced_step(self, x: np.ndarray, y: np.ndarray, dataset: str) -> Trace:
@@ -230,6 +211,50 @@ class Trainer:
         self.step(x, y, tracer)
         header = self.trace_header(len(x), dataset, len(tracer.records))
         return Trace(header=header, records=tracer.records)
+
+
+def trace_header(
+    network: NetworkSpec,
+    config: TrainConfig,
+    shapes: Sequence[LayerShape],
+    feedback: list[FeedbackInfo],
+    *,
+    batch_size: int,
+    dataset: str,
+    record_count: int,
+    densities_measured: bool,
+) -> TraceHeader:
+    """The header of a trace of one step of `network` under `config` (the trainer's traced
+    steps and the shape-only traces share it)."""
+    layers = [
+        LayerInfo(
+            name=shape.name,
+            type=shape.type,
+            input_shape=list(shape.input_shape),
+            output_shape=list(shape.output_shape),
+            trainable=shape.trainable,
+            weights=shape.weights,
+            parameters=shape.parameters,
+        )
+        for shape in shapes
+    ]
+    return TraceHeader(
+        schema_version=TRACE_SCHEMA_VERSION,
+        kind="trace",
+        hwsim_version=__version__,
+        network=network.name,
+        classes=network.classes,
+        layers=layers,
+        algorithm=config.algorithm,
+        feedback=feedback,
+        optimizer=config.optimizer_info(),
+        batch_size=batch_size,
+        dataset=dataset,
+        seed=config.seed,
+        dtype=config.dtype,
+        densities_measured=densities_measured,
+        record_count=record_count,
+    )
 
 
 def angle_deg(a: np.ndarray, b: np.ndarray) -> float:

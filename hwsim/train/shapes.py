@@ -16,17 +16,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hwsim import __version__
 from hwsim.specs.network import Activation, NetworkSpec, OptimizerName
 from hwsim.specs.trace import (
-    TRACE_SCHEMA_VERSION,
     Algorithm,
     Conv2DOp,
     ConvPass,
     ElementwiseOp,
     FeedbackInfo,
     GatherOp,
-    LayerInfo,
     MatmulOp,
     Operand,
     Phase,
@@ -34,7 +31,6 @@ from hwsim.specs.trace import (
     Role,
     Slot,
     Trace,
-    TraceHeader,
 )
 from hwsim.train.feedback import _validate as validate_feedback
 from hwsim.train.layers import (
@@ -45,7 +41,7 @@ from hwsim.train.layers import (
     MaxPool,
     WeightLayer,
 )
-from hwsim.train.loop import TrainConfig
+from hwsim.train.loop import TrainConfig, trace_header
 from hwsim.train.model import Model
 from hwsim.train.optim import ADAM_OPS_PER_ELEMENT, MOMENTUM_OPS_PER_ELEMENT, SGD_OPS_PER_ELEMENT
 from hwsim.train.tracer import Tracer
@@ -388,33 +384,14 @@ def shape_only_trace(network: NetworkSpec, config: TrainConfig) -> Trace:
         )
     step.update(config)
     records = step.tracer.records
-    layers = [
-        LayerInfo(
-            name=s.name,
-            type=s.type,
-            input_shape=list(s.input_shape),
-            output_shape=list(s.output_shape),
-            trainable=s.trainable,
-            weights=s.weights,
-            parameters=s.parameters,
-        )
-        for s in model.shapes
-    ]
-    header = TraceHeader(
-        schema_version=TRACE_SCHEMA_VERSION,
-        kind="trace",
-        hwsim_version=__version__,
-        network=network.name,
-        classes=network.classes,
-        layers=layers,
-        algorithm=config.algorithm,
-        feedback=feedback,
-        optimizer=config.optimizer_info(),
+    header = trace_header(
+        network,
+        config,
+        model.shapes,
+        feedback,
         batch_size=config.batch_size,
         dataset=SYNTHETIC_DATASET,
-        seed=config.seed,
-        dtype=config.dtype,
-        densities_measured=False,  # built from shapes: no operand was measured
         record_count=len(records),
+        densities_measured=False,  # built from shapes: no operand was measured
     )
     return Trace(header=header, records=records)

@@ -25,32 +25,24 @@ from hwsim.sim.dist_conv import (
 from hwsim.sim.engine import simulate
 from hwsim.sim.mapping import forward_macs_per_example, place, reserve_bytes
 from hwsim.specs.network import Conv2DLayer, infer_shapes
-from hwsim.specs.trace import Conv2DOp, LayerInfo, Trace, TraceHeader
+from hwsim.specs.trace import Algorithm, Conv2DOp, Trace, TraceHeader
+from hwsim.train.loop import TrainConfig, trace_header
 from tests.sim.conftest import DISTRIBUTED, arch, tiny_trace
 
 
 def network_header(name: str, batch_size: int = 8) -> TraceHeader:
     """A trace header with a shipped network's layer table (shapes only, nothing traced)."""
     network = load_network(name)
-    layers = [
-        LayerInfo(
-            name=s.name,
-            type=s.type,
-            input_shape=list(s.input_shape),
-            output_shape=list(s.output_shape),
-            trainable=s.trainable,
-            weights=s.weights,
-            parameters=s.parameters,
-        )
-        for s in infer_shapes(network)
-    ]
-    return tiny_trace("bp").header.model_copy(
-        update={
-            "layers": layers,
-            "network": name,
-            "classes": network.classes,
-            "batch_size": batch_size,
-        }
+    config = TrainConfig.from_network(network, Algorithm.BP, epochs=1, batch_size=batch_size)
+    return trace_header(
+        network,
+        config,
+        infer_shapes(network),
+        [],
+        batch_size=batch_size,
+        dataset="synthetic",
+        record_count=0,
+        densities_measured=False,
     )
 
 
