@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 import pandas as pd
-from tqdm import tqdm
 
+from hwsim.cli.common import progress
 from hwsim.cli.report import cmd_report, cmd_run
 from hwsim.cli.simulate import cmd_simulate
 from hwsim.cli.sweep import cmd_sweep
@@ -28,18 +28,6 @@ from hwsim.sweep.expand import expand
 from hwsim.train.datasets import load_dataset
 from hwsim.train.loop import EpochMetrics, TrainConfig, trace_synthetic_step, train
 from hwsim.train.shapes import shape_only_trace
-
-
-def _progress(total: int, description: str) -> tqdm:
-    return tqdm(
-        total=total,
-        desc=description,
-        unit="batch",
-        file=sys.stderr,
-        leave=False,
-        disable=not sys.stderr.isatty(),
-        dynamic_ncols=True,
-    )
 
 
 def _epoch_line(prefix: str, metrics: EpochMetrics, epochs: int) -> str:
@@ -97,7 +85,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     batches = -(-len(dataset.x_train) // config.batch_size)
-    with _progress(batches * config.epochs, f"{network.name} {config.algorithm.value}") as bar:
+    with progress(
+        batches * config.epochs, f"{network.name} {config.algorithm.value}", "batch"
+    ) as bar:
 
         def on_epoch(metrics: EpochMetrics) -> None:
             bar.write(

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import math
 from pathlib import Path
 
 from hwsim import __version__
 from hwsim.cli import report, simulate, sweep
+from hwsim.cli.common import positive_float, positive_int
 from hwsim.errors import HwsimError
 
 DEFAULT_NETWORK = "digits_fc"
@@ -21,26 +21,6 @@ class UsageError(HwsimError):
 class Parser(argparse.ArgumentParser):
     def error(self, message: str):
         raise UsageError(f"{self.prog}: {message} (see '{self.prog} --help')")
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number (got {text!r})") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be ≥ 1 (got {value})")
-    return value
-
-
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number (got {text!r})") from None
-    if not (value > 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"must be a finite number > 0 (got {text})")
-    return value
 
 
 def _add_rule_flags(parser: argparse.ArgumentParser) -> None:

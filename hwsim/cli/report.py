@@ -6,13 +6,10 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from hwsim.cli.common import positive_int, progress
 from hwsim.defaults import DEFAULT_NETWORKS, DEFAULT_SPECS, RUN_SPECS
 from hwsim.errors import SpecError
-
-if TYPE_CHECKING:
-    from tqdm import tqdm
 
 QUICK_EPOCHS = 2
 TRACED_BATCH = 1  # networks traced on synthetic data: one training example, as the paper counts
@@ -29,7 +26,7 @@ def add_run_parser(commands) -> None:
     )
     run.add_argument(
         "--epochs",
-        type=_positive,
+        type=positive_int,
         default=None,
         help="epochs per rule for the trained network (default: the network's)",
     )
@@ -82,26 +79,6 @@ def add_parser(commands) -> None:
     )
 
 
-def _positive(text: str) -> int:
-    from hwsim.cli.parser import positive_int
-
-    return positive_int(text)
-
-
-def _bar(total: int, description: str) -> tqdm:
-    from tqdm import tqdm
-
-    return tqdm(
-        total=total,
-        desc=description,
-        unit="step",
-        file=sys.stderr,
-        leave=False,
-        disable=not sys.stderr.isatty(),
-        dynamic_ncols=True,
-    )
-
-
 def _check_out(out: Path) -> None:
     """The output folder is usable (created, writable) before any work starts."""
     from hwsim.io.outputs import check_output_dir
@@ -144,7 +121,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     work += sum(len(Algorithm) * (1 + len(specs)) for _ in traced)
     histories, tables = [], []
     try:
-        with _bar(work, "hwsim run") as bar:
+        with progress(work, "hwsim run", "step") as bar:
 
             def step(_: str) -> None:
                 bar.update()
@@ -284,7 +261,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     for spec in specs:
         load_arch_with_energies(spec)
     _check_out(args.out)
-    with _bar(len(args.inputs), "hwsim report") as bar:
+    with progress(len(args.inputs), "hwsim report", "input") as bar:
         data = gather(
             args.inputs,
             args.out,

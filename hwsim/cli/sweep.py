@@ -7,17 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from hwsim.cli.common import positive_int
 from hwsim.errors import SpecError
-
-
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number (got {text!r})") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be ≥ 1 (got {value})")
-    return value
 
 
 def add_parser(commands) -> None:
@@ -32,7 +23,7 @@ def add_parser(commands) -> None:
     )
     parser.add_argument(
         "--jobs",
-        type=_count,
+        type=positive_int,
         default=None,
         help="worker processes of the local pool (default: the CPUs available)",
     )
@@ -45,7 +36,7 @@ def add_parser(commands) -> None:
     )
     dask.add_argument(
         "--dask-local",
-        type=_count,
+        type=positive_int,
         default=None,
         metavar="N",
         help="run on a local Dask cluster of N worker processes",
