@@ -193,8 +193,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         "networks": " ".join(network.name for network in networks),
         "specs": " ".join(specs),
     }
+    data = collect(steps, history, meta)
     page = write_report(
-        collect(steps, history, meta),
+        data,
         args.out,
         "hwsim run: what a training step costs under BP, DFA and SSDFA",
     )
@@ -218,7 +219,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             f"{len(dataset.x_test)} test examples), {config.epochs} epochs, seed {args.seed}"
         )
         print(shown.to_string(index=False))
-    frame = collect(steps).costs
+    frame = data.costs
     print("\nCost of one training example (hwsim simulate of each rule's traced step):")
     cost_columns = [
         "network",

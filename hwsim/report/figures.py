@@ -36,7 +36,9 @@ def _empty(title: str, why: str) -> go.Figure:
     return figure
 
 
-def _style(figure: go.Figure, title: str) -> go.Figure:
+def style(figure: go.Figure, title: str) -> go.Figure:
+    """The report's look; facet labels show the value alone ("alexnet", not "network=alexnet")."""
+    figure.for_each_annotation(lambda a: a.update(text=a.text.split("=")[-1]))
     figure.update_layout(
         title=title,
         legend_title_text="",
@@ -106,8 +108,7 @@ def fig8(costs: pd.DataFrame) -> go.Figure:
     )
     figure.update_yaxes(matches=None, showticklabels=True, title_text="")
     figure.update_xaxes(matches=None, showticklabels=True, title_text="", tickangle=-45)
-    figure.for_each_annotation(lambda a: a.update(text=a.text.split("=")[-1]))
-    return _style(
+    return style(
         figure,
         "MACs and off-chip/off-tile data movement per training example "
         "(the paper's Fig 8 view; DRAM + NoC bytes)",
@@ -155,8 +156,7 @@ def energy(breakdown: pd.DataFrame, by: str) -> go.Figure:
     )
     figure.update_yaxes(matches=None, showticklabels=True)
     figure.update_xaxes(matches=None, title_text="")
-    figure.for_each_annotation(lambda a: a.update(text=a.text.split("=")[-1]))
-    return _style(figure, f"Energy per training example by {by}")
+    return style(figure, f"Energy per training example by {by}")
 
 
 def _level(component: str, action: str) -> str | None:
@@ -200,8 +200,7 @@ def traffic_by_layer(breakdown: pd.DataFrame, network: str) -> go.Figure:
         height=900,
     )
     figure.update_yaxes(matches=None, showticklabels=True, title_text="")
-    figure.for_each_annotation(lambda a: a.update(text=a.text.split("=")[-1]))
-    return _style(figure, f"Traffic per layer and phase at each level: {network}")
+    return style(figure, f"Traffic per layer and phase at each level: {network}")
 
 
 def resource_use(resources: pd.DataFrame) -> go.Figure:
@@ -240,8 +239,7 @@ def resource_use(resources: pd.DataFrame) -> go.Figure:
         height=350 * frame["network"].nunique(),
     )
     figure.update_xaxes(matches=None, title_text="")
-    figure.for_each_annotation(lambda a: a.update(text=a.text.split("=")[-1]))
-    return _style(
+    return style(
         figure,
         "Resource use: busy, idle and wait (waiting for a busy resource) as a share of the step",
     )
@@ -270,8 +268,7 @@ def op_bounds(mapping: pd.DataFrame) -> go.Figure:
     )
     figure.update_yaxes(matches=None, showticklabels=True)
     figure.update_xaxes(matches=None, title_text="")
-    figure.for_each_annotation(lambda a: a.update(text=a.text.split("=")[-1]))
-    return _style(
+    return style(
         figure,
         "What bounds each op on the von Neumann substrate (its mapping's "
         "compute, buffer and DRAM cycles; mapping.csv)",
@@ -300,8 +297,7 @@ def timeline(frame: pd.DataFrame, network: str, arch: str) -> go.Figure:
         height=250 * selected["algorithm"].nunique() + 120,
     )
     figure.update_xaxes(matches=None, showticklabels=True)
-    figure.for_each_annotation(lambda a: a.update(text=a.text.split("=")[-1]))
-    return _style(
+    return style(
         figure,
         f"Timeline of one training step: {network} on {arch} "
         "(busy fraction per resource over time)",
@@ -324,8 +320,7 @@ def training(history: pd.DataFrame) -> go.Figure:
         hover_data={"train_accuracy": ":.2%", "test_accuracy": ":.2%", "train_loss": ":.4f"},
         labels={"test_accuracy": "test accuracy"},
     )
-    figure.for_each_annotation(lambda a: a.update(text=a.text.split("=")[-1]))
-    return _style(figure, "Training curves: test accuracy per epoch")
+    return style(figure, "Training curves: test accuracy per epoch")
 
 
 def angles(history: pd.DataFrame) -> go.Figure:
@@ -359,7 +354,6 @@ def angles(history: pd.DataFrame) -> go.Figure:
         color_discrete_map=RULE_COLOURS,
         labels={"angle_deg": "angle to the BP gradient (degrees)"},
     )
-    figure.for_each_annotation(lambda a: a.update(text=a.text.split("=")[-1]))
-    return _style(
+    return style(
         figure, "Alignment: angle between each rule's weight update and BP's, per hidden layer"
     )

@@ -17,7 +17,7 @@ from plotly.offline import get_plotlyjs
 from hwsim.energy import SUMMARY_KEYS
 from hwsim.errors import DataError
 from hwsim.io.traces import atomic_output
-from hwsim.report.figures import RULE_COLOURS, _style
+from hwsim.report.figures import RULE_COLOURS, style
 from hwsim.report.html import STYLE, _table
 
 RESULTS = "results.csv"
@@ -83,7 +83,7 @@ def pareto(table: pd.DataFrame, x: str = "latency_s", y: str = "energy_pj") -> g
                 line=dict(color=RULE_COLOURS.get(rule, "#444"), width=2),
             )
         )
-    return _style(
+    return style(
         figure, "Energy against latency per training example, and each rule's Pareto front"
     )
 
@@ -102,7 +102,7 @@ def metric_by_axis(table: pd.DataFrame, axis: str, metric: str) -> go.Figure:
         render_mode="svg",
         log_y=bool((means[metric] > 0).all()),
     )
-    return _style(figure, f"{metric} against {axis} (mean over the other axes)")
+    return style(figure, f"{metric} against {axis} (mean over the other axes)")
 
 
 def heatmaps(table: pd.DataFrame, metric: str = "energy_pj") -> list[go.Figure]:
@@ -121,7 +121,7 @@ def heatmaps(table: pd.DataFrame, metric: str = "energy_pj") -> list[go.Figure]:
             labels=dict(color=metric),
             color_continuous_scale="Viridis",
         )
-        figures.append(_style(figure, f"{metric} of {rule} over {swept[0]} × {swept[1]}"))
+        figures.append(style(figure, f"{metric} of {rule} over {swept[0]} × {swept[1]}"))
     return figures
 
 
