@@ -143,6 +143,11 @@ def load_yaml(path: str | Path) -> Any:
 
 def load_model(model: type[ModelT], path: str | Path, kind: str) -> ModelT:
     """Load a YAML file of the given `kind` into `model`, reporting every problem at once."""
+    return validate(model, load_mapping(path, kind), str(path))
+
+
+def load_mapping(path: str | Path, kind: str) -> dict:
+    """A YAML file's top-level mapping, checked to be of `kind`, not yet validated."""
     data = load_yaml(path)
     if not isinstance(data, dict):
         raise SpecError(
@@ -153,7 +158,7 @@ def load_model(model: type[ModelT], path: str | Path, kind: str) -> ModelT:
     if found is not None and found != kind:
         hint = "; this is a trace: give it to --trace" if found == "trace" else ""
         raise SpecError(f"{path}: kind: expected '{kind}' (got {_short_key(found)}){hint}")
-    return validate(model, data, str(path))
+    return data
 
 
 def resolve_named_file(name_or_path: str, folder: Path, what: str) -> Path:

@@ -15,7 +15,7 @@ from pydantic import BaseModel
 
 from hwsim.errors import SpecError
 from hwsim.io.arch import arch_path, load_tech
-from hwsim.io.yamlio import load_yaml, parse_yaml
+from hwsim.io.yamlio import load_mapping, parse_yaml
 from hwsim.specs.arch import ActionEnergies, ArchSpec, resolve_energies
 from hwsim.specs.common import validate
 
@@ -90,16 +90,7 @@ def parse_assignment(text: str, flag: str = "--set") -> tuple[str, Any]:
 def load_arch_mapping(name_or_path: str | Path) -> tuple[Path, dict]:
     """The file of a shipped name or path, and its raw YAML mapping (not yet validated)."""
     path = arch_path(name_or_path)
-    data = load_yaml(path)
-    if not isinstance(data, dict):
-        raise SpecError(
-            f"{path}: expected a mapping with 'schema_version' and 'kind: arch' "
-            f"(got {type(data).__name__})"
-        )
-    found = data.get("kind")
-    if found is not None and found != "arch":
-        raise SpecError(f"{path}: kind: expected 'arch' (got {found!r})")
-    return path, data
+    return path, load_mapping(path, "arch")
 
 
 def validate_arch(
