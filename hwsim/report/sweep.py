@@ -12,13 +12,11 @@ from pathlib import Path
 import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
-from plotly.offline import get_plotlyjs
 
 from hwsim.energy import SUMMARY_KEYS
 from hwsim.errors import DataError
-from hwsim.io.traces import atomic_output
 from hwsim.report.figures import RULE_COLOURS, style
-from hwsim.report.html import STYLE, _table
+from hwsim.report.html import figure_section, table_html, write_page
 
 RESULTS = "results.csv"
 
@@ -151,30 +149,12 @@ def write_sweep_report(folder: Path, out: Path) -> Path:
             figures.append((f"{metric} against {axis}", metric_by_axis(table, axis, metric)))
     figures += [("Heatmap", figure) for figure in heatmaps(table)]
     failed = int((table["status"] != "ok").sum())
-    parts = [
-        f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
-        f"<title>hwsim sweep report</title><style>{STYLE}</style>"
-        f"<script src='plotly.min.js'></script></head><body>",
+    body = [
         f"<h1>Sweep report: {html.escape(str(folder))}</h1>",
         f"<p class='note'>{len(table)} rows, {failed} failed; the table is "
         f"<a href='{RESULTS}'>{RESULTS}</a>. Per training example.</p>",
         "<h2>Winner per rule</h2>",
-        _table(winners(table)),
+        table_html(winners(table)),
+        *(figure_section(index, title, figure) for index, (title, figure) in enumerate(figures)),
     ]
-    for index, (title, figure) in enumerate(figures):
-        div = figure.to_html(
-            full_html=False,
-            include_plotlyjs=False,
-            div_id=f"figure-{index}",
-            config={"displaylogo": False},
-        )
-        parts.append(f"<h2>{html.escape(title)}</h2><div class='figure'>{div}</div>")
-    parts.append("</body></html>")
-    out.mkdir(parents=True, exist_ok=True)
-    with atomic_output(out / RESULTS) as f:
-        table.to_csv(f, index=False, lineterminator="\n")
-    with atomic_output(out / "plotly.min.js") as f:
-        f.write(get_plotlyjs())
-    with atomic_output(out / "index.html") as f:
-        f.write("\n".join(parts))
-    return out / "index.html"
+    return write_page(out, "hwsim sweep report", body, {RESULTS: table})
