@@ -40,13 +40,7 @@ class Step:
 
     @property
     def key(self) -> dict[str, str]:
-        run = self.summary["run"]
-        return {
-            "network": run["network"],
-            "algorithm": run["algorithm"],
-            "arch": run["arch"],
-            "substrate": run["substrate"],
-        }
+        return {column: self.summary["run"][column] for column in KEYS}
 
 
 def _read_csv(path: Path) -> pd.DataFrame:
