@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pandas as pd
+import pytest
 
 from hwsim.cli import main
 from hwsim.report.sweep import axes, heatmaps, pareto, winners
@@ -67,6 +68,7 @@ def test_a_sweep_folder_is_reported_alone(tmp_path, capsys):
 
 
 def test_the_sweep_table_is_also_parquet_with_the_same_rows(tmp_path):
+    pytest.importorskip("pyarrow", reason="the parquet extra (the test extra installs it)")
     sweep = tmp_path / "grid.yaml"
     sweep.write_text(SWEEP)
     run_sweep(sweep, out=tmp_path / "sweep", jobs=1)
