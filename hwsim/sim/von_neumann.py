@@ -21,7 +21,7 @@ import simpy
 from hwsim.errors import SpecError
 from hwsim.sim.components import Compute, Dram, Ledger, Process, Scope, SharedUnit, ceil_div
 from hwsim.sim.schedule import critical_path_ranks
-from hwsim.sim.tiling import NoFit, OpPlan, operand_bytes, plan_op
+from hwsim.sim.tiling import NoFit, OpPlan, compute_cycles, operand_bytes, plan_op
 from hwsim.specs.arch import ArchSpec
 from hwsim.specs.trace import OpRecord, Phase, Role, Trace
 from hwsim.units import format_bytes
@@ -138,43 +138,25 @@ class VonNeumannSubstrate:
 
     def _critical_path_ranks(self, trace: Trace) -> dict[int, int]:
         """Where records contend, the one on the longest estimated path to the end of the
-        step goes first (hwsim.sim.schedule); each record is estimated alone in the stream
-        share."""
+        step goes first (hwsim.sim.schedule).  A record alone is estimated from its shape, no
+        mapping search: max(compute cycles, every operand moved once over DRAM) + latency."""
         arch = self.arch
-        share = self.capacity_bytes - self.reuse.capacity_bytes
-        port = arch.global_buffer.bandwidth_bytes_per_cycle
-        alone: dict[int, int] = {}
-        for record in trace.records:
-            plan = self._plan_alone(record, share)
-            if plan is None:  # its smallest tiles do not fit: execute() says so
-                alone[record.id] = 0
-                continue
-            alone[record.id] = (
-                max(
-                    plan.compute_cycles,
-                    ceil_div(plan.buffer_read_bytes + plan.buffer_write_bytes, port),
-                    ceil_div(
-                        plan.dram_read_bytes + plan.dram_write_bytes, self.dram.bytes_per_cycle
-                    ),
-                )
-                + arch.dram.latency_cycles
-            )
-        return critical_path_ranks(trace.records, alone)
-
-    def _plan_alone(self, record: OpRecord, share: int) -> OpPlan | None:
-        for budget in (share, self.capacity_bytes):
-            try:
-                return plan_op(
+        alone = {
+            record.id: max(
+                compute_cycles(
                     record,
-                    self.arch.precision,
-                    budget,
-                    self.arch.pe_array,
-                    dram_bytes_per_cycle=self.dram.bytes_per_cycle,
-                    buffer_bytes_per_cycle=(self.arch.global_buffer.bandwidth_bytes_per_cycle),
-                )
-            except NoFit:
-                continue
-        return None
+                    vector_ops_per_cycle=arch.pe_array.vector_ops_per_cycle,
+                    pe=arch.pe_array,
+                ),
+                ceil_div(
+                    sum(self._bytes(operand) for operand in (*record.reads, *record.writes)),
+                    self.dram.bytes_per_cycle,
+                ),
+            )
+            + arch.dram.latency_cycles
+            for record in trace.records
+        }
+        return critical_path_ranks(trace.records, alone)
 
     def _check_dram_capacity(self, trace: Trace) -> None:
         capacity = self.arch.dram.capacity_bytes
