@@ -1,98 +1,38 @@
-"""Hardware specs (`kind: arch`) and technology tables (`kind: tech`).
+"""Hardware specs (`kind: arch`), and their energies resolved against a technology table.
 
 Every quantity carries its unit in its key.  `_bytes` and `_hz` keys also take unit strings
 ("256 KiB", "1 GHz"); ambiguous ones ("kB") are rejected.  Energies left out (None) come from
 the technology table the spec names; `resolve_energies` turns both into per-action numbers.
 docs/arch-spec.md documents every field.
+
+The quantity types live in `hwsim.specs.quantities` and the technology table in
+`hwsim.specs.tech`; their names are importable from here too.
 """
 
 from __future__ import annotations
 
-import bisect
 import difflib
-import itertools
-import math
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import (
-    BeforeValidator,
-    Field,
-    ValidationInfo,
-    WithJsonSchema,
-    field_validator,
-    model_validator,
-)
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from hwsim.specs.common import FrozenModel, NotBool, finite_range, raise_problems
+from hwsim.specs.common import FrozenModel, NotBool, raise_problems
 from hwsim.specs.network import Name
-from hwsim.units import BYTES_PATTERN, HERTZ_PATTERN, KIB_BYTES, parse_bytes, parse_hertz
+from hwsim.specs.quantities import BITS as BITS
+from hwsim.specs.quantities import MAX_BANDWIDTH_BYTES_PER_CYCLE as MAX_BANDWIDTH_BYTES_PER_CYCLE
+from hwsim.specs.quantities import MAX_BYTES as MAX_BYTES
+from hwsim.specs.quantities import MAX_CLOCK_HZ as MAX_CLOCK_HZ
+from hwsim.specs.quantities import MAX_ENERGY_PJ as MAX_ENERGY_PJ
+from hwsim.specs.quantities import MAX_LATENCY_CYCLES as MAX_LATENCY_CYCLES
+from hwsim.specs.quantities import MIN_BANDWIDTH_BYTES_PER_CYCLE as MIN_BANDWIDTH_BYTES_PER_CYCLE
+from hwsim.specs.quantities import MIN_CLOCK_HZ as MIN_CLOCK_HZ
+from hwsim.specs.quantities import Bandwidth, Bits, Bytes, Energy, Fraction, Hertz, Latency
+from hwsim.specs.quantities import ResolvedEnergy as ResolvedEnergy
+from hwsim.specs.tech import ActionEnergies, TechSpec, sram_energy_pj_per_access
+from hwsim.units import KIB_BYTES
 
 ARCH_SCHEMA_VERSION = 1
-
-# Physically sensible ranges: wide enough for any real design, narrow enough that no count,
-# cycle or energy overflows a 64-bit table column or prints as Infinity.  docs/arch-spec.md.
-MAX_BYTES = 2**50  # 1 PiB
-MIN_CLOCK_HZ, MAX_CLOCK_HZ = 1e3, 1e11  # 1 kHz … 100 GHz
-MIN_BANDWIDTH_BYTES_PER_CYCLE, MAX_BANDWIDTH_BYTES_PER_CYCLE = 1e-3, 2.0**20
-MAX_LATENCY_CYCLES = 10**6
-MAX_ENERGY_PJ = 1e6  # any one action, per bit or per access or per cycle
-
-
-def _plain_bandwidth(value: object) -> object:
-    if isinstance(value, str):
-        raise ValueError(
-            f"bandwidths are a plain number of bytes per cycle, without a unit: "
-            f"bytes per second / clock_hz (got {value!r})"
-        )
-    return value
-
-
-Bandwidth = Annotated[
-    float,
-    BeforeValidator(_plain_bandwidth),
-    NotBool,
-    finite_range(ge=MIN_BANDWIDTH_BYTES_PER_CYCLE, le=MAX_BANDWIDTH_BYTES_PER_CYCLE),
-]
-Latency = Annotated[int, NotBool, Field(ge=0, le=MAX_LATENCY_CYCLES)]
-Fraction = Annotated[float, NotBool]
-# The JSON Schema shows what a file may hold (a number or a unit string), not the parsed type.
-Bytes = Annotated[
-    int,
-    BeforeValidator(parse_bytes),
-    Field(gt=0, le=MAX_BYTES),
-    WithJsonSchema(
-        {
-            "anyOf": [
-                {"type": "integer", "exclusiveMinimum": 0, "maximum": MAX_BYTES},
-                {
-                    "type": "string",
-                    "pattern": BYTES_PATTERN,
-                    "examples": ["512 B", "256 KiB", "4 GiB"],
-                },
-            ]
-        },
-        mode="validation",
-    ),
-]
-Hertz = Annotated[
-    float,
-    BeforeValidator(parse_hertz),
-    Field(ge=MIN_CLOCK_HZ, le=MAX_CLOCK_HZ),
-    WithJsonSchema(
-        {
-            "anyOf": [
-                {"type": "number", "minimum": MIN_CLOCK_HZ, "maximum": MAX_CLOCK_HZ},
-                {"type": "string", "pattern": HERTZ_PATTERN, "examples": ["1 GHz", "800 MHz"]},
-            ]
-        },
-        mode="validation",
-    ),
-]
-Energy = Annotated[float, NotBool, finite_range(ge=0, le=MAX_ENERGY_PJ)]
-ResolvedEnergy = Annotated[float, finite_range(ge=0)]  # whole-chip leakage can exceed the bound
-Bits = Literal[4, 8, 16, 32, 64]
-BITS = (4, 8, 16, 32, 64)
 
 
 class Substrate(StrEnum):
@@ -390,86 +330,6 @@ class ArchSpec(FrozenModel):
             return self.global_buffer.capacity_bytes
         assert self.tiles is not None
         return self.tiles.count * self.tiles.sram.capacity_bytes
-
-
-class TechSpec(FrozenModel):
-    """Per-action energies of one technology node, with their sources in the file's comments."""
-
-    schema_version: Literal[1] = Field(description="format version, 1")
-    kind: Literal["tech"] = Field(description="file kind, 'tech'")
-    name: str = Field(description="node name, e.g. 45nm")
-    node_nm: Annotated[float, NotBool, finite_range(gt=0, le=1e4)] = Field(
-        description="feature size in nanometres"
-    )
-    mac_energy_pj: dict[int, Energy] = Field(  # by operand bits: multiply + add
-        description="one multiply-accumulate (multiply + add), by operand bits"
-    )
-    vector_op_energy_pj: dict[int, Energy] = Field(  # by operand bits: one add-class operation
-        description="one element-wise (add-class) operation, by operand bits"
-    )
-    sram_access_bits: Annotated[int, NotBool, Field(ge=1, le=4096)] = Field(
-        default=64, description="bits per access of the SRAM curve's port"
-    )
-    # [capacity_bytes, pJ per access of sram_access_bits] points, interpolated in log-log.
-    sram_read_energy_pj_per_access: list[tuple[Bytes, Energy]] = Field(
-        min_length=2,
-        description="[capacity_bytes, pJ per read of sram_access_bits] points, "
-        "capacities increasing; interpolated in log-log",
-    )
-    sram_write_to_read_ratio: Annotated[float, NotBool, finite_range(gt=0, le=100)] = Field(
-        default=1.0, description="SRAM write energy / read energy"
-    )
-    sram_leakage_pj_per_cycle_per_kib: Energy = Field(
-        default=0.0, description="SRAM leakage per cycle per KiB of capacity"
-    )
-    dram_energy_pj_per_bit: dict[str, Energy] = Field(
-        description="DRAM read or write energy per bit, by technology"
-    )
-    noc_energy_pj_per_bit_per_hop: Energy = Field(description="one bit over one NoC hop")
-
-    @field_validator("mac_energy_pj", "vector_op_energy_pj")
-    @classmethod
-    def _operand_bits(cls, table: dict[int, float]) -> dict[int, float]:
-        odd = sorted(bits for bits in table if bits not in BITS)
-        if odd:
-            raise ValueError(
-                f"keys are operand bits, one of {', '.join(map(str, BITS))}; "
-                f"{', '.join(map(str, odd))} is not"
-            )
-        return table
-
-    @field_validator("sram_read_energy_pj_per_access")
-    @classmethod
-    def _increasing_curve(cls, curve: list[tuple[int, float]]) -> list[tuple[int, float]]:
-        capacities = [capacity for capacity, _ in curve]
-        if any(later <= earlier for earlier, later in itertools.pairwise(capacities)):
-            raise ValueError("capacities must increase strictly from point to point")
-        if any(energy <= 0 for _, energy in curve):
-            raise ValueError("energies must be > 0 (the curve is interpolated in log-log)")
-        return curve
-
-
-class ActionEnergies(FrozenModel):
-    """Energy per action after resolving a spec against its technology table."""
-
-    mac_pj: ResolvedEnergy
-    vector_op_pj: ResolvedEnergy
-    dram_read_pj_per_bit: ResolvedEnergy
-    dram_write_pj_per_bit: ResolvedEnergy
-    sram_read_pj_per_bit: ResolvedEnergy  # the global buffer (von Neumann) or one tile's SRAM
-    sram_write_pj_per_bit: ResolvedEnergy
-    noc_pj_per_bit_per_hop: ResolvedEnergy
-    leakage_pj_per_cycle: ResolvedEnergy  # whole chip
-
-
-def sram_energy_pj_per_access(curve: list[tuple[int, float]], capacity_bytes: float) -> float:
-    """The SRAM curve at `capacity_bytes`: straight lines between points in log-log, and the
-    end segments extended beyond the first and last point."""
-    capacities = [capacity for capacity, _ in curve]
-    index = min(max(bisect.bisect_left(capacities, capacity_bytes), 1), len(curve) - 1)
-    (c0, e0), (c1, e1) = curve[index - 1], curve[index]
-    slope = math.log(e1 / e0) / math.log(c1 / c0)
-    return e0 * math.exp(slope * math.log(capacity_bytes / c0))
 
 
 def _table(table: dict, key: object, problem: str, fix: str, problems: list[str]) -> float:

@@ -1,0 +1,52 @@
+"""Sliding windows over an NHWC batch, shared by conv2d and max pooling: the padding, a strided
+view of the windows, and its adjoint that adds window errors back onto the input."""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from hwsim.specs.network import Padding, same_padding
+
+
+def window_padding(size: int, kernel: int, stride: int, padding: Padding) -> tuple[int, int]:
+    if padding == Padding.SAME:
+        return same_padding(size, kernel, stride)
+    return 0, 0
+
+
+def windows(
+    x: np.ndarray,
+    kernel: int,
+    stride: int,
+    out_h: int,
+    out_w: int,
+    pads: tuple[tuple[int, int], tuple[int, int]],
+    fill: float = 0.0,
+) -> np.ndarray:
+    """Strided view [B, out_h, out_w, C, kernel, kernel] of the padded input."""
+    if any(pads[0]) or any(pads[1]):
+        x = np.pad(x, ((0, 0), pads[0], pads[1], (0, 0)), constant_values=fill)
+    view = sliding_window_view(x, (kernel, kernel), axis=(1, 2))
+    return view[:, ::stride, ::stride][:, :out_h, :out_w]
+
+
+def scatter_windows(
+    dwin: np.ndarray,
+    input_shape: tuple[int, ...],
+    kernel: int,
+    stride: int,
+    pads: tuple[tuple[int, int], tuple[int, int]],
+) -> np.ndarray:
+    """Adjoint of `windows`: add [B, oh, ow, kernel, kernel, C] window errors back to the input."""
+    batch, height, width, channels = input_shape
+    out_h, out_w = dwin.shape[1], dwin.shape[2]
+    padded_h = max(height + sum(pads[0]), (out_h - 1) * stride + kernel)
+    padded_w = max(width + sum(pads[1]), (out_w - 1) * stride + kernel)
+    dx = np.zeros((batch, padded_h, padded_w, channels), dtype=dwin.dtype)
+    for i in range(kernel):
+        for j in range(kernel):
+            rows = slice(i, i + stride * out_h, stride)
+            dx[:, rows, j : j + stride * out_w : stride, :] += dwin[:, :, :, i, j]
+    top, left = pads[0][0], pads[1][0]
+    return dx[:, top : top + height, left : left + width, :]
