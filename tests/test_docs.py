@@ -29,7 +29,7 @@ def test_trace_format_example_loads_and_is_current(tmp_path, monkeypatch, capsys
     assert [r.phase.value for r in trace.records].count("update") == 4
     gather = next(r for r in trace.records if r.op.kind == "gather")
     output_error = next(r for r in trace.records if r.phase.value == "error")
-    assert gather.deps == [output_error.id]
+    assert gather.deps == (output_error.id,)
     assert (
         main(
             [
@@ -52,7 +52,7 @@ def test_every_record_field_is_documented():
 
     text = (DOCS / "trace-format.md").read_text()
     for model in (TraceHeader, OpRecord, Operand):
-        for name in model.model_fields:
+        for name in model.__pydantic_fields__:
             assert f"`{name}`" in text, f"{model.__name__}.{name} is not in trace-format.md"
 
 

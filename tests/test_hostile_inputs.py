@@ -188,13 +188,21 @@ def test_deeply_nested_json_trace_is_refused(tmp_path, capsys):
 
 def test_gzip_bomb_one_endless_line(tmp_path, capsys):
     path = tmp_path / "bomb.jsonl.gz"
-    path.write_bytes(gzip.compress(b"0" * (3 * 2**20), compresslevel=9))
-    assert path.stat().st_size < 10_000
+    path.write_bytes(gzip.compress(b"0" * (40 * 2**20), compresslevel=9))
+    assert path.stat().st_size < 100_000
     refused(
         capsys,
         ["simulate", "--arch", "von_neumann", "--trace", str(path)],
-        "bomb.jsonl.gz: line 1: longer than 1,048,576 bytes",
+        "bomb.jsonl.gz: line 1: longer than 33,554,432 bytes",
     )
+
+
+def test_gzip_bomb_one_endless_record(tmp_path, capsys):
+    header = (ROOT / "workloads" / "traces" / "alexnet_bp_b8.jsonl.gz").read_bytes()
+    first_line = gzip.decompress(header).split(b"\n", 1)[0] + b"\n"
+    path = tmp_path / "bomb.jsonl.gz"
+    path.write_bytes(gzip.compress(first_line + b"0" * (3 * 2**20), compresslevel=9))
+    refused(capsys, ["validate", str(path)], "bomb.jsonl.gz: line 2: longer than 1,048,576 bytes")
 
 
 def test_gzip_bomb_beyond_the_decompressed_bound(tmp_path, capsys, monkeypatch):

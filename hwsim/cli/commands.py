@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+from pydantic import TypeAdapter
 
 from hwsim.cli.common import progress
 from hwsim.cli.report import cmd_report, cmd_run
@@ -195,7 +196,8 @@ def cmd_schema(args: argparse.Namespace) -> int:
         "trace-header": TraceHeader,
         "trace-record": OpRecord,
     }[args.kind]
-    print(json.dumps(model.model_json_schema(), indent=2, sort_keys=True))
+    schema = TypeAdapter(model).json_schema()  # models and the record dataclass alike
+    print(json.dumps(schema, indent=2, sort_keys=True))
     return 0
 
 

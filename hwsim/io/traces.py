@@ -20,9 +20,20 @@ from hwsim.errors import TraceError
 from hwsim.io.inputs import open_regular
 from hwsim.io.outputs import atomic_output
 from hwsim.specs.common import format_validation_error, short_repr
-from hwsim.specs.trace import TRACE_SCHEMA_VERSION, GatherOp, OpRecord, Trace, TraceHeader
+from hwsim.specs.trace import (
+    RECORD,
+    TRACE_SCHEMA_VERSION,
+    GatherOp,
+    OpRecord,
+    Trace,
+    TraceHeader,
+    record_json,
+)
 
-MAX_TRACE_LINE_BYTES = 2**20  # the VGG16 header, the longest shipped line, is 3.7 KB
+MAX_TRACE_LINE_BYTES = 2**20  # a record; the longest shipped one is under 1 KB
+# The header lists every layer (~220 bytes each): VGG16's is 3.7 KB, a network at the
+# 50,000-layer cap of hwsim.specs.network at most ~25 MB (tested).
+MAX_HEADER_LINE_BYTES = 2**25
 MAX_TRACE_BYTES = 2**30  # decompressed: ~4 million records
 
 
@@ -33,7 +44,7 @@ def _is_gzip(path: Path) -> bool:
 def trace_lines(header: TraceHeader, records: Sequence[OpRecord]) -> Iterator[str]:
     yield header.model_dump_json()
     for record in records:
-        yield record.model_dump_json()
+        yield record_json(record)
 
 
 def write_trace(path: str | Path, trace: Trace) -> Path:
@@ -51,7 +62,8 @@ def write_trace(path: str | Path, trace: Trace) -> Path:
 
 def _lines(path: Path) -> Iterator[tuple[int, str, bool]]:
     """(line number, text, is the last line) for each line of a trace, plain or gzip, read as a
-    stream: never more than MAX_TRACE_LINE_BYTES of one line or MAX_TRACE_BYTES in all."""
+    stream: never more than MAX_HEADER_LINE_BYTES of the header, MAX_TRACE_LINE_BYTES of a record
+    or MAX_TRACE_BYTES in all."""
     with open_regular(path, TraceError, "a trace file") as raw:
         compressed = _is_gzip(path) or raw.peek(2)[:2] == b"\x1f\x8b"
         if compressed:
@@ -61,8 +73,9 @@ def _lines(path: Path) -> Iterator[tuple[int, str, bool]]:
         held: tuple[int, bytes] | None = None
         number = 0
         while True:
+            limit = MAX_HEADER_LINE_BYTES if number == 0 else MAX_TRACE_LINE_BYTES
             try:
-                line = stream.readline(MAX_TRACE_LINE_BYTES + 1)
+                line = stream.readline(limit + 1)
             except (OSError, EOFError, zlib.error) as exc:
                 problem = "corrupt or truncated gzip data" if compressed else "cannot read"
                 raise TraceError(f"{path}: {problem} ({exc})") from None
@@ -70,10 +83,9 @@ def _lines(path: Path) -> Iterator[tuple[int, str, bool]]:
                 break
             number += 1
             total += len(line)
-            if len(line) > MAX_TRACE_LINE_BYTES:
+            if len(line) > limit:
                 raise TraceError(
-                    f"{path}: line {number}: longer than {MAX_TRACE_LINE_BYTES:,} "
-                    "bytes; is this a trace?"
+                    f"{path}: line {number}: longer than {limit:,} bytes; is this a trace?"
                 )
             if total > MAX_TRACE_BYTES:
                 raise TraceError(
@@ -142,6 +154,22 @@ def _validated(model, value: dict, path: Path, number: int):
     except ValidationError as exc:
         problems = format_validation_error(exc, model)
         raise TraceError(f"{path}: line {number}: {problems[0]}") from None
+
+
+def _record(path: Path, number: int, line: str, last: bool) -> OpRecord:
+    """One record line, validated straight from its JSON text; on any problem the line is
+    parsed again the slow way, which names the problem."""
+    try:
+        return RECORD.validate_json(line)
+    except ValidationError:
+        pass
+    data = _parse_json(path, number, line, last=last)
+    try:
+        RECORD.validate_python(data)
+    except ValidationError as exc:
+        problems = format_validation_error(exc, OpRecord)
+        raise TraceError(f"{path}: line {number}: {problems[0]}") from None
+    raise TraceError(f"{path}: line {number}: not a trace record")  # pragma: no cover
 
 
 def _check_references(path: Path, header: TraceHeader, records: list[OpRecord]) -> None:
@@ -216,8 +244,7 @@ def read_trace(path: str | Path) -> Trace:
                 f"{header.record_count} records but the file has more; the "
                 "trace was edited or two traces were joined"
             )
-        data = _parse_json(path, number, line, last=last)
-        record = _validated(OpRecord, data, path, number)
+        record = _record(path, number, line, last)
         if record.id != offset:
             raise TraceError(
                 f"{path}: line {number}: id: records must be numbered 0, 1, 2, ... "

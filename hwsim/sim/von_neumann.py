@@ -14,7 +14,7 @@ Ops that the trace lets run together contend for DRAM, the buffer space and the 
 
 from __future__ import annotations
 
-from collections import Counter, OrderedDict
+from collections import Counter, OrderedDict, deque
 
 import simpy
 
@@ -101,7 +101,11 @@ class VonNeumannSubstrate:
         )
         self.reuse = ReuseShare(int(buffer.capacity_bytes * buffer.reuse_fraction), pending)
         self.stream_bytes = 0  # stream space held by running ops
-        self.released = env.event()
+        # Ops waiting for stream space, woken one at a time in arrival order while space lasts
+        # (waking every waiter on every release is quadratic in a wide DFA step's waiters).
+        self.waiting: deque[simpy.Event] = deque()
+        self.retry: list[simpy.Event] = []  # did not fit this time: first in line next time
+        self.waking = False  # a woken op is still trying: it passes the turn on
         # An op waits for stream space rather than start with less than half the share.
         self.min_budget_bytes = (self.capacity_bytes - self.reuse.capacity_bytes) // 2
         # The MAC array and the vector unit beside it work in parallel.  They and the buffer's
@@ -224,12 +228,14 @@ class VonNeumannSubstrate:
         kept: frozenset[int],
         consumed: frozenset[int],
     ) -> Process:
-        """Wait for enough stream space, then plan the op in what is free."""
+        """Wait for enough stream space, then plan the op in what is free and take it."""
+        woken = False
         while True:
-            free = self.capacity_bytes - self.reuse.used_bytes - self.stream_bytes
-            if self.stream_bytes == 0 or free >= self.min_budget_bytes:
+            turn: simpy.Event = self.env.event()
+            if self._space_to_try():
+                free = self._free_bytes()
                 try:
-                    return plan_op(
+                    plan = plan_op(
                         record,
                         self.arch.precision,
                         free,
@@ -248,7 +254,34 @@ class VonNeumannSubstrate:
                             f"the {free:,} bytes the buffer leaves for streams (got "
                             f"{self.capacity_bytes:,})"
                         ) from None
-            yield self.released
+                    self.retry.append(turn)  # more space after the next release
+                else:
+                    self.stream_bytes += plan.footprint_bytes
+                    if woken:
+                        self._pass_turn()
+                    return plan
+            elif woken:
+                self.waiting.appendleft(turn)  # keeps its place in line
+            else:
+                self.waiting.append(turn)
+            if woken:
+                self._pass_turn()
+            yield turn
+            woken = True
+
+    def _free_bytes(self) -> int:
+        return self.capacity_bytes - self.reuse.used_bytes - self.stream_bytes
+
+    def _space_to_try(self) -> bool:
+        """An op starts with no less than half the stream space, unless it would run alone."""
+        return self.stream_bytes == 0 or self._free_bytes() >= self.min_budget_bytes
+
+    def _pass_turn(self) -> None:
+        """Wake the next waiting op if there is space for it to try."""
+        self.waking = False
+        if self.waiting and self._space_to_try():
+            self.waking = True
+            self.waiting.popleft().succeed()
 
     def _occupied(self) -> None:
         held = self.reuse.used_bytes + self.stream_bytes
@@ -257,15 +290,17 @@ class VonNeumannSubstrate:
 
     def _release(self, nbytes: int) -> None:
         self.stream_bytes -= nbytes
-        released, self.released = self.released, self.env.event()
-        released.succeed()
+        if self.retry:
+            self.waiting.extendleft(reversed(self.retry))
+            self.retry.clear()
+        if not self.waking:
+            self._pass_turn()
 
     def execute(self, record: OpRecord) -> Process:
         scope = Scope(record.layer, record.phase.value, self.rank[record.id])
         cached, kept, consumed, written_back, pinned = self._reuse(record)
         self._occupied()
         plan = yield from self._plan(record, cached, kept, consumed)
-        self.stream_bytes += plan.footprint_bytes
         self._occupied()
         self._log_mapping(record, plan)
         if written_back:

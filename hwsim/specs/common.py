@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic.fields import FieldInfo
 
 from hwsim.errors import HwsimError, SpecError
 
@@ -42,34 +43,40 @@ class FrozenModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=False)
 
 
-def _models_in(annotation: Any) -> list[type[BaseModel]]:
-    """The pydantic model classes an annotation can hold (through list, Union, Annotated)."""
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+def _fields(model: type) -> dict[str, FieldInfo]:
+    """A pydantic model's or pydantic dataclass's fields."""
+    return getattr(model, "__pydantic_fields__", {})
+
+
+def _models_in(annotation: Any) -> list[type]:
+    """The pydantic model and dataclass types an annotation can hold (through list, tuple,
+    Union, Annotated)."""
+    if isinstance(annotation, type) and _fields(annotation):
         return [annotation]
     origin = typing.get_origin(annotation)
     if origin is typing.Annotated:
         return _models_in(typing.get_args(annotation)[0])
     if origin in (list, tuple, dict, typing.Union, types.UnionType) or origin is not None:
-        found: list[type[BaseModel]] = []
+        found: list[type] = []
         for arg in typing.get_args(annotation):
             found.extend(_models_in(arg))
         return found
     return []
 
 
-def _tag_values(model: type[BaseModel]) -> set[str]:
+def _tag_values(model: type) -> set[str]:
     values: set[str] = set()
     for name in ("type", "kind"):
-        field = model.model_fields.get(name)
+        field = _fields(model).get(name)
         if field is not None and typing.get_origin(field.annotation) is typing.Literal:
             values.update(str(value) for value in typing.get_args(field.annotation))
     return values
 
 
-def _walk(model: type[BaseModel], loc: tuple[Any, ...]) -> tuple[tuple[Any, ...], list[str]]:
+def _walk(model: type, loc: tuple[Any, ...]) -> tuple[tuple[Any, ...], list[str]]:
     """Follow an error location through the models: the location without tagged-union tags
     (`layers.2.dense.units` → `layers.2.units`) and the field names valid where it ends."""
-    candidates: list[type[BaseModel]] = [model]
+    candidates: list[type] = [model]
     kept: list[Any] = []
     parent_names: list[str] = []
     for position, part in enumerate(loc):
@@ -82,9 +89,9 @@ def _walk(model: type[BaseModel], loc: tuple[Any, ...]) -> tuple[tuple[Any, ...]
             candidates = tagged  # a tagged union's tag: narrow to the member it names
             continue
         kept.append(part)
-        next_candidates: list[type[BaseModel]] = []
+        next_candidates: list[type] = []
         for candidate in candidates:
-            field = candidate.model_fields.get(part)
+            field = _fields(candidate).get(part)
             if field is not None:
                 next_candidates.extend(_models_in(field.annotation))
         if next_candidates:
@@ -92,10 +99,10 @@ def _walk(model: type[BaseModel], loc: tuple[Any, ...]) -> tuple[tuple[Any, ...]
     return tuple(kept), parent_names
 
 
-def _names(models: list[type[BaseModel]]) -> list[str]:
+def _names(models: list[type]) -> list[str]:
     names: list[str] = []
     for model in models:
-        names.extend(name for name in model.model_fields if name not in names)
+        names.extend(name for name in _fields(model) if name not in names)
     return names
 
 
@@ -113,14 +120,14 @@ def short_repr(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def format_validation_error(error: ValidationError, model: type[BaseModel]) -> list[str]:
+def format_validation_error(error: ValidationError, model: type) -> list[str]:
     """One `dotted.path: problem (got X)` line per problem."""
     problems: list[str] = []
     for item in error.errors(include_url=False):
         loc, valid = _walk(model, tuple(item["loc"]))
         path = ".".join(str(part) for part in loc)
         kind = item["type"]
-        if kind == "extra_forbidden":
+        if kind in ("extra_forbidden", "unexpected_keyword_argument"):  # model, dataclass
             near = difflib.get_close_matches(str(loc[-1]), valid, n=1)
             hint = f"; did you mean '{near[0]}'?" if near else f"; valid keys: {', '.join(valid)}"
             problems.append(f"{path}: unknown key{hint}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Literal
@@ -12,6 +13,7 @@ from pydantic import Field, model_validator
 from hwsim.specs.common import FrozenModel, NotBool, finite_range
 
 NETWORK_SCHEMA_VERSION = 1
+MAX_LAYERS = 50_000  # a trace header carries up to ~500 bytes per layer: 25 MB at the cap
 Name = Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_]*$", max_length=64)]
 
 
@@ -119,7 +121,7 @@ class NetworkSpec(FrozenModel):
     dataset: str
     input_shape: tuple[Units, ...]
     classes: Annotated[int, NotBool, Field(ge=2, le=2**20)]
-    layers: list[LayerSpec] = Field(min_length=1)
+    layers: list[LayerSpec] = Field(min_length=1, max_length=MAX_LAYERS)
     training: TrainingDefaults = TrainingDefaults()
 
     @model_validator(mode="after")
@@ -129,8 +131,8 @@ class NetworkSpec(FrozenModel):
                 "input_shape must be [features] or [height, width, channels] "
                 f"(got {list(self.input_shape)})"
             )
-        names = [layer.name for layer in self.layers]
-        duplicates = sorted({name for name in names if names.count(name) > 1})
+        counts = Counter(layer.name for layer in self.layers)
+        duplicates = sorted(name for name, count in counts.items() if count > 1)
         if duplicates:
             raise ValueError(f"layer names must be unique; repeated: {', '.join(duplicates)}")
         last = self.layers[-1]

@@ -1,14 +1,20 @@
 """The trace: what one training step did, as a header plus one record per operation.
 
 Hardware-independent: elements and MACs, never bytes.  docs/trace-format.md describes every field.
+
+A trace can hold hundreds of thousands of records, so a record and its parts are slotted, frozen
+pydantic dataclasses (about 0.9 KB each in memory; a BaseModel with its per-instance `__dict__`
+and fields-set costs about 4.7 KB).  `RECORD` validates and serialises them.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, model_validator
+from pydantic import AfterValidator, ConfigDict, Field, TypeAdapter, model_validator
+from pydantic.dataclasses import dataclass
 
 from hwsim.specs.common import FrozenModel
 from hwsim.specs.network import Padding
@@ -77,15 +83,23 @@ class Slot(StrEnum):
     C = "c"
 
 
-class Operand(FrozenModel):
-    tensor: Text = Field(min_length=1)
+_record_type = dataclass(frozen=True, slots=True, kw_only=True, config=ConfigDict(extra="forbid"))
+"""A frozen, slotted, validating value: the building block of trace records."""
+
+Name = Annotated[Text, Field(min_length=1)]
+
+
+@_record_type
+class Operand:
+    tensor: Name
     role: Role
     elements: Amount
-    density: float = Field(ge=0.0, le=1.0)
+    density: Annotated[float, Field(ge=0.0, le=1.0)]
     slot: Slot | None = None  # matmul and conv records only: a and b read, c written
 
 
-class MatmulOp(FrozenModel):
+@_record_type
+class MatmulOp:
     """[m, k] @ [k, n]: m·k·n MACs."""
 
     kind: Literal["matmul"]
@@ -102,7 +116,8 @@ class MatmulOp(FrozenModel):
         return self.m * self.k, self.k * self.n, self.m * self.n
 
 
-class Conv2DOp(FrozenModel):
+@_record_type
+class Conv2DOp:
     """A convolution pass with its geometry and its im2col matmul [m, k] @ [k, n]."""
 
     kind: Literal["conv2d"]
@@ -156,11 +171,12 @@ class Conv2DOp(FrozenModel):
         return self
 
 
-class ElementwiseOp(FrozenModel):
+@_record_type
+class ElementwiseOp:
     """`function` applied to `elements` numbers (activation, its derivative, dropout, loss, ...)."""
 
     kind: Literal["elementwise"]
-    function: Text = Field(min_length=1)
+    function: Name
     elements: Count
 
     @property
@@ -168,7 +184,8 @@ class ElementwiseOp(FrozenModel):
         return 0
 
 
-class GatherOp(FrozenModel):
+@_record_type
+class GatherOp:
     """SSDFA's error delivery: each of `neurons` picks `nonzeros_per_neuron` of `classes` errors."""
 
     kind: Literal["gather"]
@@ -182,11 +199,12 @@ class GatherOp(FrozenModel):
         return self.rows * self.neurons * self.nonzeros_per_neuron
 
 
-class ReduceOp(FrozenModel):
+@_record_type
+class ReduceOp:
     """`function` (sum, max) folding `inputs` numbers into `outputs`."""
 
     kind: Literal["reduce"]
-    function: Text = Field(min_length=1)
+    function: Name
     inputs: Count
     outputs: Count
 
@@ -200,7 +218,8 @@ OpSpec = Annotated[
 ]
 
 
-class OpRecord(FrozenModel):
+@_record_type
+class OpRecord:
     schema_version: Literal[3]
     id: Amount
     layer: Text
@@ -208,9 +227,9 @@ class OpRecord(FrozenModel):
     op: OpSpec
     macs: Work
     other_ops: Work
-    reads: list[Operand]
-    writes: list[Operand]
-    deps: list[Amount]
+    reads: tuple[Operand, ...]
+    writes: tuple[Operand, ...]
+    deps: tuple[Amount, ...]
 
     @model_validator(mode="after")
     def _consistent(self) -> OpRecord:
@@ -219,7 +238,8 @@ class OpRecord(FrozenModel):
                 f"macs must equal the op's closed form {self.op.macs} (got {self.macs})"
             )
         if any(dep >= self.id for dep in self.deps):
-            raise ValueError(f"deps must name earlier records (< {self.id}) (got {self.deps})")
+            earlier = f"(< {self.id}) (got {list(self.deps)})"
+            raise ValueError(f"deps must name earlier records {earlier}")
         self._check_slots()
         return self
 
@@ -257,6 +277,16 @@ class OpRecord(FrozenModel):
         """Index of the operand in `slot` among the reads (a, b) or the writes (c)."""
         operands = self.writes if slot == Slot.C else self.reads
         return next(i for i, operand in enumerate(operands) if operand.slot == slot)
+
+
+RECORD: TypeAdapter[OpRecord] = TypeAdapter(OpRecord)
+"""Validates a record from JSON text (`RECORD.validate_json`) or plain data
+(`RECORD.validate_python`) and writes one back (`record_json`)."""
+
+
+def record_json(record: OpRecord) -> str:
+    """A record as one compact JSON line, fields in declaration order."""
+    return RECORD.dump_json(record).decode("utf-8")
 
 
 class LayerInfo(FrozenModel):
@@ -318,8 +348,8 @@ class TraceHeader(FrozenModel):
 
     @model_validator(mode="after")
     def _feedback_matches_algorithm(self) -> TraceHeader:
-        names = [layer.name for layer in self.layers]
-        repeated = sorted({name for name in names if names.count(name) > 1})
+        names = Counter(layer.name for layer in self.layers)
+        repeated = sorted(name for name, count in names.items() if count > 1)
         if repeated:
             raise ValueError(f"layers: names must be unique; repeated: {', '.join(repeated)}")
         targets = [info.layer for info in self.feedback]

@@ -12,7 +12,7 @@ the two for every shipped network and rule.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -301,12 +301,12 @@ class _Step:
             else:
                 op = MatmulOp(kind="matmul", m=self.batch, k=classes, n=target.neurons)
                 reads = [
-                    error.model_copy(update={"slot": Slot.A}),
+                    replace(error, slot=Slot.A),
                     _operand(
                         f"{layer.name}.feedback", Role.FEEDBACK, classes * target.neurons, Slot.B
                     ),
                 ]
-                writes = [delta.model_copy(update={"slot": Slot.C})]
+                writes = [replace(delta, slot=Slot.C)]
             self.record(layer, Phase.ERROR, op, reads, writes)
             for index in range(target.block_end, target.layer_index - 1, -1):
                 self.backward(model.layers[index], input_error=index > target.layer_index)

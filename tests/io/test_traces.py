@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
 
@@ -96,7 +97,7 @@ def test_operands_survive_the_round_trip(tmp_path_factory, operands):
         for i, (role, elements, density) in enumerate(operands)
     ]
     records = list(trace.records)
-    records[index] = records[index].model_copy(update={"reads": reads})
+    records[index] = dataclasses.replace(records[index], reads=tuple(reads))
     edited = trace.model_copy(update={"records": records})
     path = write_trace(tmp_path_factory.mktemp("h") / "t.jsonl", edited)
     assert read_trace(path) == edited
@@ -272,3 +273,42 @@ def test_failed_write_leaves_nothing(tmp_path, trace, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         write_trace(tmp_path / "t.jsonl.gz", trace)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_header_of_the_largest_network_fits_the_header_line_bound(trace):
+    """A network at the layer cap, every name 64 characters, dense feedback to every layer:
+    its trace header still reads back (records are bounded separately, at 1 MiB a line)."""
+    from hwsim.io.traces import MAX_HEADER_LINE_BYTES, MAX_TRACE_LINE_BYTES
+    from hwsim.specs.network import MAX_LAYERS
+    from hwsim.specs.trace import FeedbackInfo, LayerInfo
+
+    names = [f"{index:d}".rjust(64, "x") for index in range(MAX_LAYERS)]
+    big = 2**40
+    layers = [
+        LayerInfo(
+            name=name,
+            type="conv2d",
+            input_shape=[big, big, big],
+            output_shape=[big, big, big],
+            trainable=True,
+            weights=big,
+            parameters=big,
+        )
+        for name in names
+    ]
+    feedback = [
+        FeedbackInfo(
+            layer=name,
+            classes=2**20,
+            neurons=big,
+            nonzeros=big,
+            nonzeros_per_neuron=None,
+            rank=None,
+        )
+        for name in names
+    ]
+    header = trace.header.model_copy(
+        update={"layers": layers, "feedback": feedback, "algorithm": Algorithm.DFA}
+    )
+    size = len(header.model_dump_json()) + 1
+    assert MAX_TRACE_LINE_BYTES < size <= MAX_HEADER_LINE_BYTES

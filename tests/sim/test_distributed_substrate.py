@@ -3,6 +3,7 @@ data flow instead of tensor names."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -215,14 +216,13 @@ def _renamed(trace: Trace) -> Trace:
 
     def rename(operand):
         new = names.setdefault(operand.tensor, f"tensor{len(names)}")
-        return operand.model_copy(update={"tensor": new})
+        return dataclasses.replace(operand, tensor=new)
 
     records = [
-        record.model_copy(
-            update={
-                "reads": [rename(o) for o in record.reads],
-                "writes": [rename(o) for o in record.writes],
-            }
+        dataclasses.replace(
+            record,
+            reads=tuple(rename(o) for o in record.reads),
+            writes=tuple(rename(o) for o in record.writes),
         )
         for record in trace.records
     ]

@@ -13,7 +13,7 @@ from hwsim.energy import price, summarize
 from hwsim.errors import SpecError
 from hwsim.sim.engine import simulate
 from hwsim.specs.arch import ActionEnergies
-from hwsim.specs.trace import OpRecord, Trace
+from hwsim.specs.trace import RECORD, OpRecord, Trace
 from tests.sim.conftest import DISTRIBUTED, VON_NEUMANN, arch, tiny_trace
 
 ENERGIES = ActionEnergies(
@@ -39,7 +39,7 @@ def record(
 
     # A matmul's first two reads are its a and b, its first write its c.
     slots = ("a", "b") if gemm else ()
-    return OpRecord.model_validate(
+    return RECORD.validate_python(
         {
             "schema_version": 3,
             "id": id_,

@@ -223,3 +223,15 @@ def test_missing_file_and_directory(tmp_path):
         load_network(str(tmp_path / "missing.yaml"))
     with pytest.raises(SpecError, match="is a directory"):
         load_network(str(tmp_path))
+
+
+def test_a_network_beyond_the_layer_cap_is_refused():
+    """The cap keeps a trace header within hwsim.io.traces.MAX_HEADER_LINE_BYTES."""
+    from hwsim.specs.common import validate
+    from hwsim.specs.network import MAX_LAYERS, NetworkSpec
+
+    hidden = [{"type": "dense", "name": f"fc{i}", "units": 4} for i in range(MAX_LAYERS)]
+    with pytest.raises(SpecError) as info:
+        validate(NetworkSpec, _edit(layers=[*hidden, GOOD["layers"][-1]]), "deep.yaml")
+    cap = f"deep.yaml: layers: List should have at most {MAX_LAYERS} items after validation"
+    assert cap in str(info.value)
