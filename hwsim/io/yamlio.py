@@ -4,11 +4,18 @@ Spec files are small, plain data.  Beyond `yaml.safe_load` the loader refuses wh
 in them and could hurt: aliases (`*name`, the "billion laughs" expansion), nesting deeper than
 `MAX_DEPTH`, repeated keys (the last one would silently win), files larger than
 `MAX_YAML_BYTES`, and anything that is not a regular file (a FIFO, `/dev/zero`).
+
+YAML is parsed with libyaml (`yaml.CSafeLoader`) where PyYAML was built with it, and with
+PyYAML's pure-Python loader otherwise.  Both refuse the same things with the same messages, at
+the same line and column; a syntax error is worded by the parser that found it.  libyaml
+composes nodes by recursing in C, so before it composes, a pass over its events (a loop, not
+recursion) refuses aliases and deep nesting at the offending node.
 """
 
 from __future__ import annotations
 
 import difflib
+import re
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -24,39 +31,33 @@ ModelT = TypeVar("ModelT", bound=BaseModel)
 MAX_YAML_BYTES = 4 * 2**20  # the largest shipped spec is ~3 KB
 MAX_DEPTH = 32  # mappings and lists inside each other; the shipped specs use 4
 
+# Parse with libyaml when PyYAML has it; a test turns this off to check the pure-Python loader.
+_WITH_LIBYAML: bool = yaml.__with_libyaml__
+
+_NON_PRINTABLE = yaml.reader.Reader.NON_PRINTABLE  # what both parsers refuse to read
+_LINE_BREAK = re.compile("\r\n|[\r\n\x85\u2028\u2029]")  # how both count lines
+_LIBYAML_TOO_DEEP = "exceeded maximum nesting depth"  # libyaml 0.2.6 stops at 1,000 levels
+
 
 class _Refused(yaml.MarkedYAMLError):
     """A construct hwsim's spec files do not allow (not a syntax error)."""
 
 
-class _SpecLoader(yaml.SafeLoader):
-    """SafeLoader without aliases, deep nesting or duplicate keys."""
+def _alias_refused(event: yaml.AliasEvent) -> _Refused:
+    return _Refused(
+        None,
+        None,
+        f"aliases (*{event.anchor}) are not allowed in hwsim files; write the value out",
+        event.start_mark,
+    )
 
-    def __init__(self, stream: str) -> None:
-        super().__init__(stream)
-        self._depth = 0
 
-    def compose_node(self, parent, index):
-        if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()
-            raise _Refused(
-                None,
-                None,
-                f"aliases (*{event.anchor}) are not allowed in hwsim files; write the value out",
-                event.start_mark,
-            )
-        self._depth += 1
-        if self._depth > MAX_DEPTH:
-            raise _Refused(
-                None,
-                None,
-                f"nested more than {MAX_DEPTH} levels deep",
-                self.peek_event().start_mark,
-            )
-        try:
-            return super().compose_node(parent, index)
-        finally:
-            self._depth -= 1
+def _too_deep(mark: yaml.Mark) -> _Refused:
+    return _Refused(None, None, f"nested more than {MAX_DEPTH} levels deep", mark)
+
+
+class _SpecConstructor(yaml.constructor.SafeConstructor):
+    """SafeConstructor without duplicate keys or integers too long for Python."""
 
     def construct_mapping(self, node, deep=False):
         seen: set[Any] = set()
@@ -77,16 +78,119 @@ class _SpecLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-def _construct_int(loader: _SpecLoader, node: yaml.ScalarNode) -> int:
+def _construct_int(loader: _SpecConstructor, node: yaml.ScalarNode) -> int:
     try:
-        return yaml.SafeLoader.construct_yaml_int(loader, node)
+        return yaml.constructor.SafeConstructor.construct_yaml_int(loader, node)
     except ValueError:  # more digits than Python converts (4,300)
         raise _Refused(
             None, None, f"number too long ({len(node.value):,} characters)", node.start_mark
         ) from None
 
 
-_SpecLoader.add_constructor("tag:yaml.org,2002:int", _construct_int)
+_SpecConstructor.add_constructor("tag:yaml.org,2002:int", _construct_int)
+
+
+class _PySpecLoader(_SpecConstructor, yaml.SafeLoader):
+    """PyYAML's pure-Python loader, refusing aliases and deep nesting as it composes."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            raise _alias_refused(self.peek_event())
+        self._depth += 1
+        if self._depth > MAX_DEPTH:
+            raise _too_deep(self.peek_event().start_mark)
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+if yaml.__with_libyaml__:
+
+    class _CSpecLoader(_SpecConstructor, yaml.CSafeLoader):
+        """libyaml's loader; give it only text that `_check_events` has passed."""
+
+
+def _check_events(text: str) -> None:
+    """Refuse aliases and nesting deeper than MAX_DEPTH, reading libyaml's events in a loop.
+
+    Depth counts nodes as `_PySpecLoader` does: a scalar inside 32 collections is at depth 33.
+    """
+    try:
+        _scan_events(text)
+    except yaml.MarkedYAMLError as exc:
+        if isinstance(exc, _Refused) or exc.problem != _LIBYAML_TOO_DEEP:
+            raise
+        # libyaml scans up to 1,024 characters ahead of the events it gives, so in `[[[[...` it
+        # meets its own limit before it gives the node too deep for hwsim; that node, or an
+        # earlier problem, is in the text before the limit, which nests no deeper than libyaml
+        # allows.  A scanner error there, or a parser error at its end, comes from cutting it.
+        limit = exc.problem_mark.index
+        try:
+            _scan_events(text[: limit + text.startswith("\ufeff")])
+        except _Refused:
+            raise
+        except yaml.parser.ParserError as earlier:
+            if earlier.problem_mark.index < limit:
+                raise
+        except yaml.YAMLError:
+            pass
+        raise _too_deep(exc.problem_mark) from None
+
+
+def _scan_events(text: str) -> None:
+    parser = yaml.cyaml.CParser(text)
+    open_collections = 0
+    for event in iter(parser.get_event, None):
+        if isinstance(event, yaml.AliasEvent):
+            raise _alias_refused(event)
+        if isinstance(event, yaml.NodeEvent):
+            if open_collections >= MAX_DEPTH:
+                raise _too_deep(event.start_mark)
+            if isinstance(event, yaml.CollectionStartEvent):
+                open_collections += 1
+        elif isinstance(event, yaml.CollectionEndEvent):
+            open_collections -= 1
+
+
+def _load(text: str) -> Any:
+    if _WITH_LIBYAML:
+        _check_events(text)
+        loader = _CSpecLoader(text)
+    else:
+        loader = _PySpecLoader(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
+def _line_column(text: str, index: int) -> tuple[int, int]:
+    """1-based line and column of character `index`, counted as PyYAML counts them."""
+    line, line_start = 1, 0
+    for match in _LINE_BREAK.finditer(text, 0, index):
+        line, line_start = line + 1, match.end()
+    column = index - line_start + 1
+    if line_start == 0 and text.startswith("\ufeff"):  # a byte order mark takes no column
+        column -= 1
+    return line, column
+
+
+def _where(mark: yaml.Mark | None, text: str) -> str:
+    if mark is None:
+        return ""
+    body = text.removeprefix("\ufeff")  # libyaml's index does not count it
+    if mark.column == 0 and mark.index == len(body) and not _LINE_BREAK.match(body[-1:]):
+        # libyaml puts the end of a text without a final line break at the start of a next,
+        # empty line; PyYAML, and anyone reading the file, at the end of the last line.
+        line, column = _line_column(text, len(text))
+    else:
+        line, column = mark.line + 1, mark.column + 1
+    return f"line {line}, column {column}: "
 
 
 def _short_key(key: Any) -> str:
@@ -96,20 +200,19 @@ def _short_key(key: Any) -> str:
 
 def parse_yaml(text: str, source: str) -> Any:
     """Parse YAML text with the spec loader; SpecError names `source` and the line."""
-    try:
-        loader = _SpecLoader(text)
-        try:
-            return loader.get_single_data()
-        finally:
-            loader.dispose()
-    except _Refused as exc:
-        mark = exc.problem_mark
+    unreadable = _NON_PRINTABLE.search(text)
+    if unreadable:
+        line, column = _line_column(text, unreadable.start())
         raise SpecError(
-            f"{source}: line {mark.line + 1}, column {mark.column + 1}: {exc.problem}"
-        ) from None
+            f"{source}: line {line}, column {column}: YAML syntax error: unacceptable "
+            f"character #x{ord(unreadable.group()):04x}: special characters are not allowed"
+        )
+    try:
+        return _load(text)
+    except _Refused as exc:
+        raise SpecError(f"{source}: {_where(exc.problem_mark, text)}{exc.problem}") from None
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        where = _where(exc.problem_mark, text)
         raise SpecError(f"{source}: {where}YAML syntax error: {exc.problem}") from None
     except yaml.YAMLError as exc:
         raise SpecError(f"{source}: YAML error: {exc}") from None
