@@ -97,20 +97,15 @@ def _breakdown(ledger: Ledger, trace: Trace) -> pd.DataFrame:
 
 def _busy_cycles(ledger: Ledger) -> dict[str, int]:
     """Cycles each resource was busy: the union of its busy intervals."""
-    spans: dict[str, list[tuple[int, int]]] = defaultdict(list)
-    for resource, start, end, _ in ledger.intervals:
-        spans[resource].append((start, end))
     busy: dict[str, int] = {}
-    for resource, intervals in spans.items():
-        total, reach = 0, None
-        for start, end in sorted(intervals):
-            if reach is None or start >= reach:
-                total += end - start
-                reach = end
-            elif end > reach:
-                total += end - reach
-                reach = end
-        busy[resource] = total
+    for resource in ledger.intervals:
+        starts, ends, _ = ledger.spans(resource)
+        order = np.lexsort((ends, starts))
+        starts, ends = starts[order], ends[order]
+        # Sorted by start, an interval adds what lies beyond the furthest end before it.
+        reach = np.maximum.accumulate(ends)
+        before = np.concatenate([[np.iinfo(np.int64).min], reach[:-1]])
+        busy[resource] = int(np.maximum(ends - np.maximum(starts, before), 0).sum())
     return busy
 
 
@@ -160,14 +155,12 @@ def _timeline(ledger: Ledger, cycles: int, bins: int) -> pd.DataFrame:
     linear in the number of intervals."""
     bins = max(1, min(bins, cycles or 1))
     edges = np.linspace(0, max(cycles, 1), bins + 1)
-    by_resource: dict[str, list[tuple[int, int, int]]] = defaultdict(list)
-    for resource, start, end, nbytes in ledger.intervals:
-        by_resource[resource].append((start, end, nbytes))
     frames = []
     width = np.diff(edges)
-    for resource in sorted(by_resource):
-        spans = np.array(by_resource[resource], dtype=np.float64)
-        starts, ends, amounts = spans[:, 0], spans[:, 1], spans[:, 2]
+    for resource in sorted(ledger.intervals):
+        starts, ends, amounts = (
+            column.astype(np.float64) for column in ledger.spans(resource)
+        )
         ones = np.ones_like(starts)
         # Overlap of [s, e] with [0, edge] is min(edge, e) − min(edge, s).
         busy = _integral(ends, ones, edges) - _integral(starts, ones, edges)
@@ -201,7 +194,5 @@ def build_result(arch: ArchSpec, trace: Trace, ledger: Ledger, cycles: int, bins
         breakdown=_breakdown(ledger, trace),
         resources=_resources(ledger, cycles),
         timeline=_timeline(ledger, cycles, bins),
-        mapping=pd.DataFrame(
-            sorted(ledger.mappings, key=lambda row: row["id"]), columns=MAPPING_COLUMNS
-        ),
+        mapping=pd.DataFrame(sorted(ledger.mappings), columns=MAPPING_COLUMNS),  # by id
     )

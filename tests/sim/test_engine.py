@@ -439,17 +439,19 @@ def test_the_timeline_spreads_busy_time_and_bytes_over_the_slices_exactly(cycles
     from hwsim.sim.result import _timeline
 
     ledger = Ledger()
+    intervals = []
     for a, b, nbytes in spans:
         start, end = sorted((int(a * cycles), int(b * cycles)))
-        ledger.intervals.append(("unit", start, end, nbytes))
+        ledger.busy("unit", start, end, nbytes)
+        if end > start:  # an empty interval is not logged
+            intervals.append((start, end, nbytes))
     frame = _timeline(ledger, cycles, bins)
-    if not spans:
+    if not intervals:
         assert frame.empty
         return
     edges = np.linspace(0, cycles, max(1, min(bins, cycles)) + 1)
     starts, ends, amounts = (
-        np.array(column, dtype=float)
-        for column in zip(*[(s, e, n) for _, s, e, n in ledger.intervals], strict=True)
+        np.array(column, dtype=float) for column in zip(*intervals, strict=True)
     )
     overlap = np.clip(
         np.minimum(ends[:, None], edges[None, 1:]) - np.maximum(starts[:, None], edges[None, :-1]),
@@ -461,3 +463,19 @@ def test_the_timeline_spreads_busy_time_and_bytes_over_the_slices_exactly(cycles
     moved = (overlap / np.maximum(ends - starts, 1)[:, None] * amounts[:, None]).sum(axis=0)
     assert np.allclose(frame["busy_fraction"], busy, atol=1e-9)
     assert np.allclose(frame["bytes_per_cycle"], moved / width, rtol=1e-7, atol=1e-6)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 200), st.integers(0, 200)), max_size=40))
+def test_busy_cycles_are_the_union_of_the_busy_intervals(spans):
+    """Overlapping uses of a shared resource count once: utilisation never exceeds 1."""
+    from hwsim.sim.components import Ledger
+    from hwsim.sim.result import _busy_cycles
+
+    ledger = Ledger()
+    covered: set[int] = set()
+    for a, b in spans:
+        start, end = sorted((a, b))
+        ledger.busy("unit", start, end)
+        covered.update(range(start, end))
+    assert _busy_cycles(ledger).get("unit", 0) == len(covered)
