@@ -11,6 +11,7 @@ import gzip
 import json
 import zlib
 from collections.abc import Iterator, Sequence
+from itertools import islice
 from pathlib import Path
 from typing import IO
 
@@ -50,13 +51,17 @@ def trace_lines(header: TraceHeader, records: Sequence[OpRecord]) -> Iterator[st
 def write_trace(path: str | Path, trace: Trace) -> Path:
     """Write `trace` to `path` (gzip when it ends in .gz); byte-identical for identical traces."""
     path = Path(path)
-    text = "".join(line + "\n" for line in trace_lines(trace.header, trace.records))
+    # Streamed a few hundred lines at a time, never the whole text in memory.  zlib's own gzip
+    # wrapper (wbits=31) writes mtime 0 and no file name: the bytes are identical from run to
+    # run, and to gzip.compress(text, 6, mtime=0).
+    packer = zlib.compressobj(6, zlib.DEFLATED, 31) if _is_gzip(path) else None
     with atomic_output(path, binary=True) as f:
-        data = text.encode("utf-8")
-        if _is_gzip(path):
-            # mtime=0 and no file name keep the bytes identical from run to run.
-            data = gzip.compress(data, compresslevel=6, mtime=0)
-        f.write(data)
+        lines = trace_lines(trace.header, trace.records)
+        while chunk := "".join(line + "\n" for line in islice(lines, 256)):
+            data = chunk.encode("utf-8")
+            f.write(packer.compress(data) if packer else data)
+        if packer:
+            f.write(packer.flush())
     return path
 
 
@@ -156,11 +161,12 @@ def _validated(model, value: dict, path: Path, number: int):
         raise TraceError(f"{path}: line {number}: {problems[0]}") from None
 
 
-def _record(path: Path, number: int, line: str, last: bool) -> OpRecord:
-    """One record line, validated straight from its JSON text; on any problem the line is
-    parsed again the slow way, which names the problem."""
+def _record(path: Path, number: int, line: str, last: bool, shared: dict) -> OpRecord:
+    """One record line, validated straight from its JSON text, its parts shared with equal
+    parts of earlier records; on any problem the line is parsed again the slow way, which
+    names the problem."""
     try:
-        return RECORD.validate_json(line)
+        return RECORD.validate_json(line, context=shared)
     except ValidationError:
         pass
     data = _parse_json(path, number, line, last=last)
@@ -234,6 +240,7 @@ def read_trace(path: str | Path) -> Trace:
         )
     header = _validated(TraceHeader, header_data, path, 1)
     records: list[OpRecord] = []
+    shared: dict = {}  # each distinct operand, op and layer name once
     for number, line, last in lines:
         offset = number - 2
         if not line.strip():
@@ -244,7 +251,7 @@ def read_trace(path: str | Path) -> Trace:
                 f"{header.record_count} records but the file has more; the "
                 "trace was edited or two traces were joined"
             )
-        record = _record(path, number, line, last)
+        record = _record(path, number, line, last, shared)
         if record.id != offset:
             raise TraceError(
                 f"{path}: line {number}: id: records must be numbered 0, 1, 2, ... "

@@ -33,8 +33,11 @@ class Scope:
 class Ledger:
     """All counters and busy intervals of one simulation."""
 
-    counts: dict[tuple[str, str, str, str], list[int]] = field(
-        default_factory=lambda: defaultdict(lambda: [0, 0, 0])
+    # (layer, phase, component, action) → its row in `totals`: count, bytes and cycles as
+    # int64 columns (a deep network's step has hundreds of thousands of such rows)
+    rows: dict[tuple[str, str, str, str], int] = field(default_factory=dict)
+    totals: tuple[array, array, array] = field(
+        default_factory=lambda: (array("q"), array("q"), array("q"))
     )
     # resource → its busy intervals as three int64 columns: start, end, bytes moved (a
     # 200,000-record step logs about a million; 24 bytes each, not a 160-byte tuple)
@@ -57,10 +60,20 @@ class Ledger:
         nbytes: int = 0,
         cycles: int = 0,
     ) -> None:
-        row = self.counts[(scope.layer, scope.phase, component, action)]
-        row[0] += count
-        row[1] += nbytes
-        row[2] += cycles
+        key = (scope.layer, scope.phase, component, action)
+        row = self.rows.get(key)
+        if row is None:
+            row = self.rows[key] = len(self.rows)
+            for column in self.totals:
+                column.append(0)
+        counts, moved, busy = self.totals
+        counts[row] += count
+        moved[row] += nbytes
+        busy[row] += cycles
+
+    def total_columns(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Count, bytes and cycles of every row of `rows`, as int64 arrays."""
+        return tuple(np.frombuffer(column, dtype=np.int64) for column in self.totals)
 
     def busy(self, resource: str, start: int, end: int, nbytes: int = 0) -> None:
         if end > start:

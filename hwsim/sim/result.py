@@ -77,22 +77,36 @@ class SimResult:
 
 
 def _breakdown(ledger: Ledger, trace: Trace) -> pd.DataFrame:
+    """One row per (layer, phase, component, action): layers in network order, phases in
+    step order, then component and action by name."""
+    if not ledger.rows:
+        frame = pd.DataFrame(columns=BREAKDOWN_COLUMNS)
+        return frame.astype({"count": "int64", "bytes": "int64", "cycles": "int64"})
     layer_order = {layer.name: i for i, layer in enumerate(trace.header.layers)}
     phase_order = {phase.value: i for i, phase in enumerate(Phase)}
-    rows = [
-        (layer, phase, component, action, *values)
-        for (layer, phase, component, action), values in ledger.counts.items()
-    ]
-    rows.sort(
-        key=lambda row: (
-            layer_order.get(row[0], len(layer_order)),
-            phase_order[row[1]],
-            row[2],
-            row[3],
+    layers, phases, components, actions = (
+        np.array(column, dtype=object) for column in zip(*ledger.rows, strict=True)
+    )
+    order = np.lexsort(
+        (
+            pd.factorize(actions, sort=True)[0],
+            pd.factorize(components, sort=True)[0],
+            np.array([phase_order[phase] for phase in phases]),
+            np.array([layer_order.get(layer, len(layer_order)) for layer in layers]),
         )
     )
-    frame = pd.DataFrame(rows, columns=BREAKDOWN_COLUMNS)
-    return frame.astype({"count": "int64", "bytes": "int64", "cycles": "int64"})
+    counts, moved, busy = ledger.total_columns()
+    return pd.DataFrame(
+        {
+            "layer": layers[order],
+            "phase": phases[order],
+            "component": components[order],
+            "action": actions[order],
+            "count": counts[order],
+            "bytes": moved[order],
+            "cycles": busy[order],
+        }
+    )
 
 
 def _busy_cycles(ledger: Ledger) -> dict[str, int]:
@@ -147,38 +161,58 @@ def _integral(points: np.ndarray, weights: np.ndarray, edges: np.ndarray) -> np.
     return weighted[below] + edges * (total[-1] - total[below])
 
 
+MAX_TIMELINE_RESOURCES = 64  # beyond this, resources of one kind share a timeline
+
+
+def _timeline_groups(names: list[str]) -> dict[str, list[str]]:
+    """Timeline rows → the resources they cover: each resource its own, unless there are more
+    than MAX_TIMELINE_RESOURCES; then the resources of one kind (`tiles.fc1`, `tiles.fc2`, ...
+    are kind `tiles`) share one row, `tiles.*`, whose busy fraction is the kind's mean (a
+    25,000-layer network's 50,000 per-layer resources would make five million rows)."""
+    if len(names) <= MAX_TIMELINE_RESOURCES:
+        return {name: [name] for name in names}
+    groups: dict[str, list[str]] = defaultdict(list)
+    for name in names:
+        kind, dot, _ = name.partition(".")
+        groups[f"{kind}.*" if dot else name].append(name)
+    return {label: members for label, members in sorted(groups.items())}
+
+
 def _timeline(ledger: Ledger, cycles: int, bins: int) -> pd.DataFrame:
     """Busy fraction and bytes per cycle of every resource in `bins` equal slices of time.
 
     An interval's busy time and its bytes (spread evenly over it) fall into the slices it
     overlaps; computed from prefix sums, never an intervals × slices array, so memory stays
     linear in the number of intervals."""
+    columns = ["resource", "start_cycle", "end_cycle", "busy_fraction", "bytes_per_cycle"]
+    if not ledger.intervals:
+        return pd.DataFrame(columns=columns)
     bins = max(1, min(bins, cycles or 1))
     edges = np.linspace(0, max(cycles, 1), bins + 1)
-    frames = []
     width = np.diff(edges)
-    for resource in sorted(ledger.intervals):
+    groups = _timeline_groups(sorted(ledger.intervals))
+    busy_rows, moved_rows = [], []
+    for members in groups.values():
         starts, ends, amounts = (
-            column.astype(np.float64) for column in ledger.spans(resource)
+            np.concatenate(parts).astype(np.float64)
+            for parts in zip(*(ledger.spans(name) for name in members), strict=True)
         )
         ones = np.ones_like(starts)
         # Overlap of [s, e] with [0, edge] is min(edge, e) − min(edge, s).
         busy = _integral(ends, ones, edges) - _integral(starts, ones, edges)
         rate = amounts / np.maximum(ends - starts, 1)
         moved = _integral(ends, rate, edges) - _integral(starts, rate, edges)
-        frames.append(
-            pd.DataFrame(
-                {
-                    "resource": resource,
-                    "start_cycle": edges[:-1].round().astype(np.int64),
-                    "end_cycle": edges[1:].round().astype(np.int64),
-                    "busy_fraction": np.clip(np.diff(busy) / width, 0.0, 1.0),
-                    "bytes_per_cycle": np.maximum(np.diff(moved), 0.0) / width,
-                }
-            )
-        )
-    columns = ["resource", "start_cycle", "end_cycle", "busy_fraction", "bytes_per_cycle"]
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
+        busy_rows.append(np.clip(np.diff(busy) / width / len(members), 0.0, 1.0))
+        moved_rows.append(np.maximum(np.diff(moved), 0.0) / width)
+    return pd.DataFrame(
+        {
+            "resource": np.repeat(np.array(list(groups), dtype=object), bins),
+            "start_cycle": np.tile(edges[:-1].round().astype(np.int64), len(groups)),
+            "end_cycle": np.tile(edges[1:].round().astype(np.int64), len(groups)),
+            "busy_fraction": np.concatenate(busy_rows),
+            "bytes_per_cycle": np.concatenate(moved_rows),
+        }
+    )
 
 
 def build_result(arch: ArchSpec, trace: Trace, ledger: Ledger, cycles: int, bins: int) -> SimResult:

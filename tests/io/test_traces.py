@@ -266,10 +266,16 @@ def test_other_file_faults(tmp_path, trace):
 def test_failed_write_leaves_nothing(tmp_path, trace, monkeypatch):
     import hwsim.io.traces as traces
 
-    def explode(*args, **kwargs):
-        raise OSError("disk full")
+    class FillsTheDisk:
+        """Some bytes go out, then the disk is full."""
 
-    monkeypatch.setattr(traces.gzip, "compress", explode)
+        def compress(self, data):
+            return data[:100]
+
+        def flush(self):
+            raise OSError("disk full")
+
+    monkeypatch.setattr(traces.zlib, "compressobj", lambda *args: FillsTheDisk())
     with pytest.raises(OSError, match="disk full"):
         write_trace(tmp_path / "t.jsonl.gz", trace)
     assert list(tmp_path.iterdir()) == []

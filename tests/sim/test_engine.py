@@ -479,3 +479,24 @@ def test_busy_cycles_are_the_union_of_the_busy_intervals(spans):
         ledger.busy("unit", start, end)
         covered.update(range(start, end))
     assert _busy_cycles(ledger).get("unit", 0) == len(covered)
+
+
+def test_many_resources_of_one_kind_share_a_timeline_row_with_their_mean_busy_fraction():
+    import numpy as np
+
+    from hwsim.sim.components import Ledger
+    from hwsim.sim.result import MAX_TIMELINE_RESOURCES, _timeline
+
+    ledger = Ledger()
+    regions = MAX_TIMELINE_RESOURCES + 1
+    for index in range(regions):  # region i is busy for the first i+1 of 100 cycles
+        ledger.busy(f"tiles.layer{index}", 0, index + 1, nbytes=10 * (index + 1))
+    ledger.busy("dram", 0, 100, nbytes=100)
+    frame = _timeline(ledger, 100, 1)
+    assert list(frame["resource"]) == ["dram", "tiles.*"]
+    tiles = frame.set_index("resource").loc["tiles.*"]
+    assert np.isclose(tiles["busy_fraction"], np.mean(np.arange(1, regions + 1)) / 100)
+    assert np.isclose(tiles["bytes_per_cycle"], 10 * regions * (regions + 1) / 2 / 100)
+    ledger.intervals.pop("tiles.layer0")  # at the bound, every resource has its own row
+    ledger.intervals.pop("tiles.layer1")
+    assert len(set(_timeline(ledger, 100, 1)["resource"])) == MAX_TIMELINE_RESOURCES
