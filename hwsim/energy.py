@@ -51,13 +51,20 @@ def unit_energy(component: str, action: str, energies: ActionEnergies) -> tuple[
 def price(breakdown: pd.DataFrame, cycles: int, energies: ActionEnergies) -> pd.DataFrame:
     """The breakdown with an `energy_pj` column and one leakage row (same units as given)."""
     priced = breakdown.copy()
-    energy = np.zeros(len(priced))
-    for i, (component, action, count, nbytes) in enumerate(
-        priced[["component", "action", "count", "bytes"]].itertuples(index=False)
-    ):
-        column, per_unit = unit_energy(component, action, energies)
-        energy[i] = (count if column == "count" else nbytes) * per_unit
-    priced["energy_pj"] = energy
+    # Priced per distinct (component, action), applied to every row at once.
+    components, component_names = pd.factorize(priced["component"])
+    actions, action_names = pd.factorize(priced["action"])
+    kinds = components.astype(np.int64) * max(len(action_names), 1) + actions
+    per_count = np.zeros(len(component_names) * max(len(action_names), 1))
+    per_byte = np.zeros_like(per_count)
+    for kind in np.unique(kinds):
+        component, action = divmod(int(kind), max(len(action_names), 1))
+        column, per_unit = unit_energy(component_names[component], action_names[action], energies)
+        (per_count if column == "count" else per_byte)[kind] = per_unit
+    priced["energy_pj"] = (
+        priced["count"].to_numpy(dtype=np.float64) * per_count[kinds]
+        + priced["bytes"].to_numpy(dtype=np.float64) * per_byte[kinds]
+    )
     leakage = pd.DataFrame(
         [
             {
@@ -84,11 +91,15 @@ def per_example_breakdown(result: SimResult, energies: ActionEnergies) -> pd.Dat
     return priced
 
 
-def summarize(result: SimResult, energies: ActionEnergies) -> dict:
-    """Per-training-example figures under the keys of `simulate --format json`."""
+def summarize(
+    result: SimResult, energies: ActionEnergies, priced: pd.DataFrame | None = None
+) -> dict:
+    """Per-training-example figures under the keys of `simulate --format json`; `priced` is
+    `per_example_breakdown(result, energies)` when the caller has it already."""
     batch = result.batch_size
     totals = result.totals()
-    priced = per_example_breakdown(result, energies)
+    if priced is None:
+        priced = per_example_breakdown(result, energies)
     summary = {key: value / batch for key, value in totals.items()}
     summary["latency_s"] = summary["cycles"] / result.clock_hz
     summary["energy_pj"] = float(priced["energy_pj"].sum())

@@ -55,14 +55,19 @@ def write_step(
     energies: ActionEnergies,
     arch: ArchSpec | None = None,
     source: str = "",
+    *,
+    breakdown: pd.DataFrame | None = None,
 ) -> dict:
-    """Write one simulated step's files (the `simulate --out` layout) into `out_dir`."""
+    """Write one simulated step's files (the `simulate --out` layout) into `out_dir`;
+    `breakdown` is `per_example_breakdown(result, energies)` when the caller has it."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    summary = summarize(result, energies)
+    if breakdown is None:
+        breakdown = per_example_breakdown(result, energies)
+    summary = summarize(result, energies, breakdown)
     with atomic_output(out_dir / "summary.json") as f:
         f.write(json.dumps(summary, indent=2, allow_nan=False) + "\n")
     frames = {
-        "breakdown.csv": per_example_breakdown(result, energies),
+        "breakdown.csv": breakdown,
         "resources.csv": result.resources,
         "timeline.csv": result.timeline,
         "mapping.csv": result.mapping,

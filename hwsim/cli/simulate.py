@@ -87,13 +87,13 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     arch, energies = load_arch_with_overrides(args.arch, args.overrides)
     trace = read_trace(args.trace)
     result = simulate(arch, trace, source=str(args.arch))
-    summary = summarize(result, energies)
     breakdown = per_example_breakdown(result, energies)
+    summary = summarize(result, energies, breakdown)
     if args.out is not None:
         # One set: written into a temporary folder renamed into place, so an interruption
         # never leaves files of two runs mixed.
         with atomic_output_dir(args.out) as folder:
-            write_step(folder, result, energies, arch, str(args.arch))
+            write_step(folder, result, energies, arch, str(args.arch), breakdown=breakdown)
     if args.format == "json":
         print(json.dumps(summary, indent=2, allow_nan=False))
     elif args.format == "csv":

@@ -18,6 +18,8 @@ import numpy as np
 import simpy
 
 Process = Generator[Any, Any, Any]
+PAIR_BITS = 24  # of a Ledger row key: the (component, action) code; the scope's above it
+COMPACT_EVERY = 2**16  # Ledger adds held before they are summed per key
 
 
 @dataclass(frozen=True)
@@ -33,17 +35,25 @@ class Scope:
 class Ledger:
     """All counters and busy intervals of one simulation."""
 
-    # (layer, phase, component, action) → its row in `totals`: count, bytes and cycles as
-    # int64 columns (a deep network's step has hundreds of thousands of such rows)
-    rows: dict[tuple[str, str, str, str], int] = field(default_factory=dict)
-    totals: tuple[array, array, array] = field(
-        default_factory=lambda: (array("q"), array("q"), array("q"))
+    # Counts: each `add` appends (layer, phase, component, action) as one int key, scope
+    # code << PAIR_BITS | pair code, and its count, bytes and cycles to int64 columns; every
+    # COMPACT_EVERY adds they are summed per key (numpy, exact), so memory follows the
+    # distinct rows (a 25,000-layer step has 750,000), not the adds.
+    scopes: dict[tuple[str, str], int] = field(default_factory=dict)  # (layer, phase) → code
+    pairs: dict[tuple[str, str], int] = field(default_factory=dict)  # (component, action)
+    pending: tuple[array, array, array, array] = field(
+        default_factory=lambda: (array("q"), array("q"), array("q"), array("q"))
+    )
+    summed: tuple[np.ndarray, ...] = field(
+        default_factory=lambda: tuple(np.zeros(0, dtype=np.int64) for _ in range(4))
     )
     # resource → its busy intervals as three int64 columns: start, end, bytes moved (a
     # 200,000-record step logs about a million; 24 bytes each, not a 160-byte tuple)
     intervals: dict[str, tuple[array, array, array]] = field(default_factory=dict)
     waits: dict[str, int] = field(default_factory=lambda: defaultdict(int))
-    mappings: list[tuple] = field(default_factory=list)  # MAPPING_COLUMNS per planned op
+    # The von Neumann ops' loop nests, column by column (hwsim.sim.result.MAPPING_KINDS):
+    # int and float columns as arrays, 8 bytes a value rather than a Python object each.
+    mappings: dict[str, array | list] | None = None
     peak_bytes: dict[str, int] = field(default_factory=lambda: defaultdict(int))  # occupancy
 
     def occupy(self, resource: str, nbytes: int) -> None:
@@ -60,20 +70,60 @@ class Ledger:
         nbytes: int = 0,
         cycles: int = 0,
     ) -> None:
-        key = (scope.layer, scope.phase, component, action)
-        row = self.rows.get(key)
-        if row is None:
-            row = self.rows[key] = len(self.rows)
-            for column in self.totals:
-                column.append(0)
-        counts, moved, busy = self.totals
-        counts[row] += count
-        moved[row] += nbytes
-        busy[row] += cycles
+        scope_code = self.scopes.setdefault((scope.layer, scope.phase), len(self.scopes))
+        pair_code = self.pairs.setdefault((component, action), len(self.pairs))
+        keys, counts, moved, busy = self.pending
+        keys.append(scope_code << PAIR_BITS | pair_code)
+        counts.append(count)
+        moved.append(nbytes)
+        busy.append(cycles)
+        if len(keys) >= COMPACT_EVERY:
+            self._compact()
 
-    def total_columns(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Count, bytes and cycles of every row of `rows`, as int64 arrays."""
-        return tuple(np.frombuffer(column, dtype=np.int64) for column in self.totals)
+    def _compact(self) -> None:
+        """Fold the pending adds into the per-key sums."""
+        columns = [
+            np.concatenate([done, np.frombuffer(new, dtype=np.int64)])
+            for done, new in zip(self.summed, self.pending, strict=True)
+        ]
+        order = np.argsort(columns[0], kind="stable")
+        keys = columns[0][order]
+        starts = np.flatnonzero(np.concatenate([[True], keys[1:] != keys[:-1]]))
+        self.summed = (
+            (
+                keys[starts],
+                *(np.add.reduceat(column[order], starts) for column in columns[1:]),
+            )
+            if len(keys)
+            else self.summed
+        )
+        self.pending = (array("q"), array("q"), array("q"), array("q"))
+
+    def totals(self) -> tuple[np.ndarray, ...]:
+        """Every (layer, phase, component, action) added to, by key: layer, phase, component
+        and action as object arrays, then count, bytes and cycles as int64 arrays."""
+        self._compact()
+        keys, counts, moved, busy = self.summed
+        scopes, pairs = keys >> PAIR_BITS, keys & ((1 << PAIR_BITS) - 1)
+        scope_names, pair_names = _name_table(self.scopes), _name_table(self.pairs)
+        return (
+            scope_names[scopes, 0],
+            scope_names[scopes, 1],
+            pair_names[pairs, 0],
+            pair_names[pairs, 1],
+            counts,
+            moved,
+            busy,
+        )
+
+    def log_mapping(self, row: dict[str, Any], kinds: dict[str, str]) -> None:
+        """Append one op's loop nest; `kinds` maps each column to "q", "d" or "s"."""
+        if self.mappings is None:
+            self.mappings = {
+                name: [] if kind == "s" else array(kind) for name, kind in kinds.items()
+            }
+        for name, column in self.mappings.items():
+            column.append(row[name])
 
     def busy(self, resource: str, start: int, end: int, nbytes: int = 0) -> None:
         if end > start:
@@ -87,6 +137,14 @@ class Ledger:
     def spans(self, resource: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """A resource's busy intervals: starts, ends and bytes, as int64 arrays."""
         return tuple(np.frombuffer(column, dtype=np.int64) for column in self.intervals[resource])
+
+
+def _name_table(codes: dict[tuple[str, str], int]) -> np.ndarray:
+    """Row `code` holds the two names coded as `code` (codes count up in insertion order)."""
+    table = np.empty((len(codes), 2), dtype=object)
+    for code, names in enumerate(codes):
+        table[code] = names
+    return table
 
 
 def ceil_div(numerator: int, denominator: float) -> int:

@@ -93,7 +93,7 @@ def resident_bytes(layer: LayerInfo, header: TraceHeader, arch: ArchSpec) -> int
             * layer.parameters
             * precision.optimizer_state_bits
         )
-        feedback = _feedback_for(layer.name, header.feedback)
+        feedback = header.feedback_by_layer.get(layer.name)
         if feedback is not None:
             bits += feedback.nonzeros * precision.feedback_bits
             if feedback.nonzeros_per_neuron is not None:
@@ -104,10 +104,6 @@ def resident_bytes(layer: LayerInfo, header: TraceHeader, arch: ArchSpec) -> int
 def reserve_bytes(arch: ArchSpec) -> int:
     """Bytes of one tile's SRAM kept for activations and errors."""
     return int(arch.tiles.sram.capacity_bytes * arch.mapping.activation_reserve_fraction)
-
-
-def _feedback_for(layer: str, feedback: list[FeedbackInfo]) -> FeedbackInfo | None:
-    return next((info for info in feedback if info.layer == layer), None)
 
 
 def _fill(total: int, weights: list[float], minimum: list[int], caps: list[int]) -> list[int]:

@@ -13,30 +13,32 @@ from hwsim.specs.arch import ArchSpec
 from hwsim.specs.trace import Phase, Trace
 
 BREAKDOWN_COLUMNS = ["layer", "phase", "component", "action", "count", "bytes", "cycles"]
-MAPPING_COLUMNS = [
-    "id",
-    "layer",
-    "phase",
-    "op",
-    "loop_order",
-    "tile_m",
-    "tile_k",
-    "tile_n",
-    "steps",
-    "tensor_a",
-    "tensor_b",
-    "tensor_c",
-    "reread_a",
-    "reread_b",
-    "writes_c",
-    "footprint_bytes",
-    "dram_read_bytes",
-    "dram_write_bytes",
-    "compute_cycles",
-    "buffer_cycles",
-    "dram_cycles",
-    "bound",
-]
+# Each op's loop nest (von Neumann): column → "q" (int64), "d" (float64) or "s" (text).
+MAPPING_KINDS = {
+    "id": "q",
+    "layer": "s",
+    "phase": "s",
+    "op": "s",
+    "loop_order": "s",
+    "tile_m": "q",
+    "tile_k": "q",
+    "tile_n": "q",
+    "steps": "q",
+    "tensor_a": "s",
+    "tensor_b": "s",
+    "tensor_c": "s",
+    "reread_a": "d",
+    "reread_b": "d",
+    "writes_c": "d",
+    "footprint_bytes": "q",
+    "dram_read_bytes": "q",
+    "dram_write_bytes": "q",
+    "compute_cycles": "q",
+    "buffer_cycles": "q",
+    "dram_cycles": "q",
+    "bound": "s",
+}
+MAPPING_COLUMNS = list(MAPPING_KINDS)
 
 
 @dataclass(frozen=True, eq=False)
@@ -79,14 +81,12 @@ class SimResult:
 def _breakdown(ledger: Ledger, trace: Trace) -> pd.DataFrame:
     """One row per (layer, phase, component, action): layers in network order, phases in
     step order, then component and action by name."""
-    if not ledger.rows:
+    layers, phases, components, actions, counts, moved, busy = ledger.totals()
+    if not len(counts):
         frame = pd.DataFrame(columns=BREAKDOWN_COLUMNS)
         return frame.astype({"count": "int64", "bytes": "int64", "cycles": "int64"})
     layer_order = {layer.name: i for i, layer in enumerate(trace.header.layers)}
     phase_order = {phase.value: i for i, phase in enumerate(Phase)}
-    layers, phases, components, actions = (
-        np.array(column, dtype=object) for column in zip(*ledger.rows, strict=True)
-    )
     order = np.lexsort(
         (
             pd.factorize(actions, sort=True)[0],
@@ -95,7 +95,6 @@ def _breakdown(ledger: Ledger, trace: Trace) -> pd.DataFrame:
             np.array([layer_order.get(layer, len(layer_order)) for layer in layers]),
         )
     )
-    counts, moved, busy = ledger.total_columns()
     return pd.DataFrame(
         {
             "layer": layers[order],
@@ -215,6 +214,21 @@ def _timeline(ledger: Ledger, cycles: int, bins: int) -> pd.DataFrame:
     )
 
 
+def _mapping(ledger: Ledger) -> pd.DataFrame:
+    """The ops' loop nests in record order (von Neumann; an empty frame elsewhere)."""
+    columns = ledger.mappings
+    if columns is None or not columns["id"]:
+        return pd.DataFrame(columns=MAPPING_COLUMNS)
+    arrays = {
+        name: np.frombuffer(column, dtype=np.int64 if kind == "q" else np.float64)
+        if kind != "s"
+        else np.array(column, dtype=object)
+        for (name, kind), column in zip(MAPPING_KINDS.items(), columns.values(), strict=True)
+    }
+    order = np.argsort(arrays["id"], kind="stable")
+    return pd.DataFrame({name: array[order] for name, array in arrays.items()})
+
+
 def build_result(arch: ArchSpec, trace: Trace, ledger: Ledger, cycles: int, bins: int) -> SimResult:
     header = trace.header
     return SimResult(
@@ -228,5 +242,5 @@ def build_result(arch: ArchSpec, trace: Trace, ledger: Ledger, cycles: int, bins
         breakdown=_breakdown(ledger, trace),
         resources=_resources(ledger, cycles),
         timeline=_timeline(ledger, cycles, bins),
-        mapping=pd.DataFrame(sorted(ledger.mappings), columns=MAPPING_COLUMNS),  # by id
+        mapping=_mapping(ledger),
     )

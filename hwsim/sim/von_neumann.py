@@ -20,7 +20,7 @@ import simpy
 
 from hwsim.errors import SpecError
 from hwsim.sim.components import Compute, Dram, Ledger, Process, Scope, SharedUnit, ceil_div
-from hwsim.sim.result import MAPPING_COLUMNS
+from hwsim.sim.result import MAPPING_KINDS
 from hwsim.sim.schedule import critical_path_ranks
 from hwsim.sim.tiling import NoFit, OpPlan, compute_cycles, operand_bytes, plan_op
 from hwsim.specs.arch import ArchSpec
@@ -428,4 +428,4 @@ class VonNeumannSubstrate:
                     "writes_c": output / by_tensor[c] if by_tensor[c] else 0.0,
                 }
             )
-        self.ledger.mappings.append(tuple(row[column] for column in MAPPING_COLUMNS))
+        self.ledger.log_mapping(row, MAPPING_KINDS)

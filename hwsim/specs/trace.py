@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections import Counter
 from enum import StrEnum
+from functools import cached_property
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -389,6 +390,11 @@ class TraceHeader(FrozenModel):
         if self.algorithm == Algorithm.SSDFA and sparse:
             raise ValueError(f"ssdfa feedback must be sparse; dense for {', '.join(sparse)}")
         return self
+
+    @cached_property
+    def feedback_by_layer(self) -> dict[str, FeedbackInfo]:
+        """Each feedback entry under its layer's name."""
+        return {info.layer: info for info in self.feedback}
 
     @property
     def weights(self) -> int:

@@ -500,3 +500,49 @@ def test_many_resources_of_one_kind_share_a_timeline_row_with_their_mean_busy_fr
     ledger.intervals.pop("tiles.layer0")  # at the bound, every resource has its own row
     ledger.intervals.pop("tiles.layer1")
     assert len(set(_timeline(ledger, 100, 1)["resource"])) == MAX_TIMELINE_RESOURCES
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["fc1", "fc2", "conv1"]),
+            st.sampled_from(["forward", "error"]),
+            st.sampled_from([("dram", "read"), ("pe_array", "mac"), ("noc", "byte_hop")]),
+            st.integers(0, 2**40),
+            st.integers(0, 2**40),
+            st.integers(0, 2**40),
+        ),
+        max_size=60,
+    ),
+    st.integers(1, 8),
+)
+def test_the_ledger_sums_every_add_exactly_whenever_it_compacts(adds, every):
+    """Adds are held in columns and summed per key every COMPACT_EVERY adds: the totals are
+    exact sums whatever the compaction points, and every key added to is a row."""
+    from collections import Counter
+
+    import hwsim.sim.components as components
+    from hwsim.sim.components import Ledger, Scope
+
+    expected: dict[tuple, Counter] = {}
+    ledger = Ledger()
+    saved, components.COMPACT_EVERY = components.COMPACT_EVERY, every
+    try:
+        for layer, phase, (component, action), count, nbytes, cycles in adds:
+            scope = Scope(layer, phase)
+            ledger.add(scope, component, action, count=count, nbytes=nbytes, cycles=cycles)
+            totals = expected.setdefault((layer, phase, component, action), Counter())
+            totals.update(count=count, nbytes=nbytes, cycles=cycles)
+    finally:
+        components.COMPACT_EVERY = saved
+    rows = {
+        (layer, phase, component, action): (int(count), int(nbytes), int(cycles))
+        for layer, phase, component, action, count, nbytes, cycles in zip(
+            *ledger.totals(), strict=True
+        )
+    }
+    assert rows == {
+        key: (totals["count"], totals["nbytes"], totals["cycles"])
+        for key, totals in expected.items()
+    }
