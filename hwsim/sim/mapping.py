@@ -120,10 +120,13 @@ def _fill(total: int, weights: list[float], minimum: list[int], caps: list[int])
             share = min(int(rest * weights[i] / weight_sum), caps[i] - counts[i])
             counts[i] += share
             given += share
-        if given == 0:  # shares rounded to nothing: one more tile to the heaviest open layer
+        if given == 0:
+            # Shares rounded to nothing: tiles go one at a time to the heaviest open layer,
+            # and shares stay nothing while it is open (the weights and their sum do not
+            # change, what is left only shrinks), so it takes them all at once, up to its cap.
             heaviest = max(open_, key=lambda i: (weights[i], -i))
-            counts[heaviest] += 1
-            given = 1
+            given = min(rest, caps[heaviest] - counts[heaviest])
+            counts[heaviest] += given
         rest -= given
     return counts
 

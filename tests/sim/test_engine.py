@@ -546,3 +546,31 @@ def test_the_ledger_sums_every_add_exactly_whenever_it_compacts(adds, every):
         key: (totals["count"], totals["nbytes"], totals["cycles"])
         for key, totals in expected.items()
     }
+
+
+def test_records_waiting_for_stream_space_each_try_at_most_once_per_release(monkeypatch):
+    """A wide step (DFA's hidden-layer errors) leaves many records ready at once: the waiting
+    ones are woken one at a time while there is space, so the checks for space grow with the
+    records, not with records × releases (waking every waiter on every release did)."""
+    import hwsim.sim.von_neumann as von_neumann
+
+    checks, attempts = [], []
+    real_check, real_plan = von_neumann.VonNeumannSubstrate._space_to_try, von_neumann.plan_op
+
+    def check(self):
+        checks.append(len(self.waiting))
+        return real_check(self)
+
+    def plan(record, *args):
+        attempts.append(record.id)
+        return real_plan(record, *args)
+
+    monkeypatch.setattr(von_neumann.VonNeumannSubstrate, "_space_to_try", check)
+    monkeypatch.setattr(von_neumann, "plan_op", plan)
+    ops = [matmul(64, 64, 64, id_=index) for index in range(120)]
+    cramped = arch(VON_NEUMANN, **{"global_buffer.capacity_bytes": 65536})
+    result = simulate(cramped, one_op_trace(*ops))
+    assert max(checks) > 50  # most records did wait
+    assert sorted(attempts) == list(range(120))  # each planned once, and ran
+    assert len(checks) <= 4 * len(ops)
+    assert (result.resources["busy_cycles"] <= result.cycles).all()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hwsim.sim.mapping import (
     distinct_errors_per_tile,
@@ -162,3 +164,43 @@ def test_tree_distances_grow_with_log_of_tiles():
     a = small.distance(None, placement_small.regions["fc3"])
     b = large.distance(None, placement_large.regions["fc3"])
     assert (a, b) == (2 * 4, 2 * 12)
+
+
+def _fill_one_tile_at_a_time(total, weights, minimum, caps):
+    """The placement's share-out as first written: when shares round to nothing, one tile at
+    a time to the heaviest open layer (quadratic in layers on a big chip)."""
+    counts = list(minimum)
+    rest = total - sum(counts)
+    while rest > 0:
+        open_ = [i for i in range(len(counts)) if counts[i] < caps[i]]
+        if not open_:
+            break
+        weight_sum = sum(weights[i] for i in open_) or 1.0
+        given = 0
+        for i in open_:
+            share = min(int(rest * weights[i] / weight_sum), caps[i] - counts[i])
+            counts[i] += share
+            given += share
+        if given == 0:
+            counts[max(open_, key=lambda i: (weights[i], -i))] += 1
+            given = 1
+        rest -= given
+    return counts
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.floats(0, 1e6), st.integers(1, 4), st.integers(0, 60)), min_size=1, max_size=12
+    ),
+    st.integers(0, 400),
+)
+def test_the_tile_share_out_gives_what_one_tile_at_a_time_gave(layers, extra):
+    from hwsim.sim.mapping import _fill
+
+    weights = [weight for weight, _, _ in layers]
+    minimum = [low for _, low, _ in layers]
+    caps = [low + room for _, low, room in layers]
+    total = sum(minimum) + extra
+    expected = _fill_one_tile_at_a_time(total, weights, minimum, caps)
+    assert _fill(total, weights, minimum, caps) == expected
