@@ -9,6 +9,7 @@ how much buffer space its tiles hold.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from hwsim.sim.components import ceil_div
@@ -97,9 +98,9 @@ def plan_op(
     precision: Precision,
     budget_bytes: int,
     pe: PeArray,
-    cached_reads: frozenset[int] = frozenset(),
-    kept_writes: frozenset[int] = frozenset(),
-    consumed_writes: frozenset[int] = frozenset(),
+    cached_reads: Collection[int] = (),
+    kept_writes: Collection[int] = (),
+    consumed_writes: Collection[int] = (),
     dram_bytes_per_cycle: float = 1.0,
     buffer_bytes_per_cycle: float = 1.0,
 ) -> OpPlan:

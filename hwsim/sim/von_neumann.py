@@ -187,7 +187,7 @@ class VonNeumannSubstrate:
 
     def _reuse(
         self, record: OpRecord
-    ) -> tuple[frozenset[int], frozenset[int], frozenset[int], int, list[str]]:
+    ) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...], int, list[str]]:
         """Which reads the buffer already holds, which writes it keeps, which writes are
         consumed on chip, bytes to write back, and the tensors pinned for this op."""
         cached, kept, consumed, written_back = set(), set(), set(), 0
@@ -220,14 +220,22 @@ class VonNeumannSubstrate:
                 written_back += evicted
                 self.reuse.pins[operand.tensor] += 1
                 pinned.append(operand.tensor)
-        return frozenset(cached), frozenset(kept), frozenset(consumed), written_back, pinned
+        # Sorted tuples, not frozensets: a wide DFA step holds 50,000 waiting records' worth
+        # (a frozenset is 216 bytes even when empty; the empty tuple is shared).
+        return (
+            tuple(sorted(cached)),
+            tuple(sorted(kept)),
+            tuple(sorted(consumed)),
+            written_back,
+            pinned,
+        )
 
     def _plan(
         self,
         record: OpRecord,
-        cached: frozenset[int],
-        kept: frozenset[int],
-        consumed: frozenset[int],
+        cached: tuple[int, ...],
+        kept: tuple[int, ...],
+        consumed: tuple[int, ...],
     ) -> Process:
         """Wait for enough stream space, then plan the op in what is free and take it."""
         woken = False
