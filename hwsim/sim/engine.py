@@ -6,6 +6,8 @@ Records are scheduled by `deps`, never by file order, so whatever the rule leave
 
 from __future__ import annotations
 
+from collections import deque
+
 import simpy
 
 from hwsim.sim.components import Ledger
@@ -14,6 +16,12 @@ from hwsim.sim.result import SimResult, build_result
 from hwsim.sim.von_neumann import VonNeumannSubstrate
 from hwsim.specs.arch import ArchSpec, Substrate
 from hwsim.specs.trace import OpRecord, Trace
+
+# Records in flight at once, as a controller's issue window: more that are ready wait, in the
+# order they became ready, for one to end.  Only a very wide step fills it (DFA's error ops
+# of a 25,000-layer network: 50,000 ready at once, ~3 KB of simulator state each while they
+# wait for the buffer); a shipped network's step is a few hundred records.
+ISSUE_WINDOW = 4096
 
 
 def simulate(
@@ -35,24 +43,37 @@ def simulate(
         for dep in set(record.deps):
             dependents[dep].append(record.id)
 
-    def start(record: OpRecord) -> None:
+    in_flight = 0
+    held: deque[OpRecord] = deque()  # ready while the window was full, in the order they came
+
+    def admit(record: OpRecord) -> None:
+        nonlocal in_flight
+        if in_flight >= ISSUE_WINDOW:
+            held.append(record)
+            return
+        in_flight += 1
         env.process(substrate.execute(record)).callbacks.append(
             lambda _, record_id=record.id: finished(record_id)
         )
 
     def finished(record_id: int) -> None:
+        nonlocal in_flight
+        in_flight -= 1
+        if held:
+            admit(held.popleft())
         # As simpy's all_of would: the record whose last dependency just ended is released
         # by an event of its own, processed in turn with the others of this instant.
         for later in dependents[record_id]:
             waiting_on[later] -= 1
             if waiting_on[later] == 0:
                 ready = env.event()
-                ready.callbacks.append(lambda _, record=records[later]: start(record))
+                ready.callbacks.append(lambda _, record=records[later]: admit(record))
                 ready.succeed()
 
     for record in records:
         if not record.deps:
-            start(record)
+            admit(record)
     env.run()
+    assert not held, "a record was never admitted"
     assert not any(waiting_on), "a record never ran"
     return build_result(arch, trace, ledger, int(env.now), timeline_bins)

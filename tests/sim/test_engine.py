@@ -574,3 +574,30 @@ def test_records_waiting_for_stream_space_each_try_at_most_once_per_release(monk
     assert sorted(attempts) == list(range(120))  # each planned once, and ran
     assert len(checks) <= 4 * len(ops)
     assert (result.resources["busy_cycles"] <= result.cycles).all()
+
+
+@pytest.mark.parametrize("window", [1, 3])
+def test_no_more_records_are_in_flight_than_the_issue_window(monkeypatch, window):
+    import hwsim.sim.engine as engine
+    import hwsim.sim.von_neumann as von_neumann
+
+    running, most, ran = [0], [0], []
+    execute = von_neumann.VonNeumannSubstrate.execute
+
+    def counted(self, record):
+        running[0] += 1
+        most[0] = max(most[0], running[0])
+        yield from execute(self, record)
+        running[0] -= 1
+        ran.append(record.id)
+
+    monkeypatch.setattr(von_neumann.VonNeumannSubstrate, "execute", counted)
+    trace = tiny_trace("dfa")
+    wide = simulate(arch(VON_NEUMANN), trace)
+    assert most[0] > window  # the step has more than the window ready at once
+    most[0], ran[:] = 0, []
+    monkeypatch.setattr(engine, "ISSUE_WINDOW", window)
+    narrow = simulate(arch(VON_NEUMANN), trace)
+    assert most[0] == window
+    assert sorted(ran) == [record.id for record in trace.records]
+    assert narrow.totals()["macs"] == wide.totals()["macs"] == trace.macs
