@@ -151,6 +151,16 @@ def main() -> int:
     return 0
 
 
+def _pyarrow() -> str:
+    """Whether pyarrow is installed: once it is, pandas backs its strings with it, which
+    costs memory in every figure (the default install has none; the parquet extra adds it)."""
+    try:
+        import pyarrow
+    except ImportError:
+        return "not installed (a default install)"
+    return f"{pyarrow.__version__} installed"
+
+
 def render(rows: list[tuple], imports_mb: float, layers: int) -> str:
     full = {
         step: (records, seconds, peak) for step, n, records, seconds, peak in rows if n == layers
@@ -166,7 +176,8 @@ def render(rows: list[tuple], imports_mb: float, layers: int) -> str:
         f"Measured {datetime.date.today().isoformat()} by `python benchmarks/big_trace.py "
         f"--layers {layers} --out docs/performance-scale.md` (2-core shared machine; see the "
         "script's docstring for what each figure is). Peak memory is MB of 10⁶ bytes; "
-        f"the interpreter and libraries alone take {imports_mb:.0f} MB.",
+        f"the interpreter and libraries alone take {imports_mb:.0f} MB. Python "
+        f"{sys.version.split()[0]}, pyarrow {_pyarrow()}.",
         "",
         "| step | layers | records | wall s | µs per record | peak MB | MB above imports "
         "per 1,000 records |",

@@ -50,10 +50,9 @@ def unit_energy(component: str, action: str, energies: ActionEnergies) -> tuple[
 
 def price(breakdown: pd.DataFrame, cycles: int, energies: ActionEnergies) -> pd.DataFrame:
     """The breakdown with an `energy_pj` column and one leakage row (same units as given)."""
-    priced = breakdown.copy()
     # Priced per distinct (component, action), applied to every row at once.
-    components, component_names = pd.factorize(priced["component"])
-    actions, action_names = pd.factorize(priced["action"])
+    components, component_names = pd.factorize(breakdown["component"])
+    actions, action_names = pd.factorize(breakdown["action"])
     kinds = components.astype(np.int64) * max(len(action_names), 1) + actions
     per_count = np.zeros(len(component_names) * max(len(action_names), 1))
     per_byte = np.zeros_like(per_count)
@@ -61,9 +60,9 @@ def price(breakdown: pd.DataFrame, cycles: int, energies: ActionEnergies) -> pd.
         component, action = divmod(int(kind), max(len(action_names), 1))
         column, per_unit = unit_energy(component_names[component], action_names[action], energies)
         (per_count if column == "count" else per_byte)[kind] = per_unit
-    priced["energy_pj"] = (
-        priced["count"].to_numpy(dtype=np.float64) * per_count[kinds]
-        + priced["bytes"].to_numpy(dtype=np.float64) * per_byte[kinds]
+    priced = breakdown.assign(  # the breakdown's columns are shared, not copied
+        energy_pj=breakdown["count"].to_numpy(dtype=np.float64) * per_count[kinds]
+        + breakdown["bytes"].to_numpy(dtype=np.float64) * per_byte[kinds]
     )
     leakage = pd.DataFrame(
         [

@@ -81,22 +81,19 @@ class Ledger:
             self._compact()
 
     def _compact(self) -> None:
-        """Fold the pending adds into the per-key sums."""
-        columns = [
-            np.concatenate([done, np.frombuffer(new, dtype=np.int64)])
-            for done, new in zip(self.summed, self.pending, strict=True)
-        ]
-        order = np.argsort(columns[0], kind="stable")
-        keys = columns[0][order]
-        starts = np.flatnonzero(np.concatenate([[True], keys[1:] != keys[:-1]]))
-        self.summed = (
-            (
-                keys[starts],
-                *(np.add.reduceat(column[order], starts) for column in columns[1:]),
-            )
-            if len(keys)
-            else self.summed
-        )
+        """Fold the pending adds into the per-key sums, one column at a time (a step's
+        750,000 keys: ~35 MB of temporaries, not ~70)."""
+        keys = np.concatenate([self.summed[0], np.frombuffer(self.pending[0], dtype=np.int64)])
+        if len(keys):
+            order = np.argsort(keys, kind="stable")
+            keys = keys[order]
+            starts = np.flatnonzero(np.concatenate([[True], keys[1:] != keys[:-1]]))
+            sums = [keys[starts]]
+            del keys
+            for done, new in zip(self.summed[1:], self.pending[1:], strict=True):
+                column = np.concatenate([done, np.frombuffer(new, dtype=np.int64)])
+                sums.append(np.add.reduceat(column[order], starts))
+            self.summed = tuple(sums)
         self.pending = (array("q"), array("q"), array("q"), array("q"))
 
     def totals(self) -> tuple[np.ndarray, ...]:

@@ -171,7 +171,7 @@ class DistributedSubstrate:
         return (group.region, None) if group is not None else (own, None)
 
     def execute(self, record: OpRecord, region: Region | None = None) -> Process:
-        scope = Scope(record.layer, record.phase.value, self.rank.get(record.id, 0))
+        scope = Scope(record.layer, record.phase.value, self.rank[record.id])
         own = self.placement.region_of(record.layer)
         transport = (
             record.phase == Phase.ERROR

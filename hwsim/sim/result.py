@@ -104,7 +104,8 @@ def _breakdown(ledger: Ledger, trace: Trace) -> pd.DataFrame:
             "count": counts[order],
             "bytes": moved[order],
             "cycles": busy[order],
-        }
+        },
+        copy=False,  # the sorted arrays are the frame's own: no second copy
     )
 
 
@@ -226,7 +227,7 @@ def _mapping(ledger: Ledger) -> pd.DataFrame:
         for (name, kind), column in zip(MAPPING_KINDS.items(), columns.values(), strict=True)
     }
     order = np.argsort(arrays["id"], kind="stable")
-    return pd.DataFrame({name: array[order] for name, array in arrays.items()})
+    return pd.DataFrame({name: array[order] for name, array in arrays.items()}, copy=False)
 
 
 def build_result(arch: ArchSpec, trace: Trace, ledger: Ledger, cycles: int, bins: int) -> SimResult:

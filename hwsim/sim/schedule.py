@@ -14,18 +14,16 @@ from collections.abc import Mapping, Sequence
 from hwsim.specs.trace import OpRecord
 
 
-def critical_path_ranks(
-    records: Sequence[OpRecord], alone_cycles: Mapping[int, int]
-) -> dict[int, int]:
-    """Rank of every record (0 first) given each one's estimated cycles alone."""
-    successors: dict[int, list[int]] = {record.id: [] for record in records}
-    for record in records:
-        for dep in record.deps:
-            successors[dep].append(record.id)
-    remaining: dict[int, int] = {}
+def critical_path_ranks(records: Sequence[OpRecord], alone_cycles: Mapping[int, int]) -> list[int]:
+    """Rank of every record (0 first), indexed by record id (records are numbered 0, 1, 2,
+    ... in order), given each one's estimated cycles alone."""
+    remaining = [0] * len(records)  # longest path from a record to the end of the step
     for record in reversed(records):  # deps name earlier records only
-        remaining[record.id] = alone_cycles[record.id] + max(
-            (remaining[later] for later in successors[record.id]), default=0
-        )
-    order = sorted(remaining, key=lambda record_id: (-remaining[record_id], record_id))
-    return {record_id: rank for rank, record_id in enumerate(order)}
+        remaining[record.id] += alone_cycles[record.id]
+        for dep in record.deps:
+            remaining[dep] = max(remaining[dep], remaining[record.id])
+    order = sorted(range(len(records)), key=lambda record_id: (-remaining[record_id], record_id))
+    ranks = [0] * len(records)
+    for rank, record_id in enumerate(order):
+        ranks[record_id] = rank
+    return ranks

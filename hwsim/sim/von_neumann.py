@@ -141,7 +141,7 @@ class VonNeumannSubstrate:
             tensor for tensor in written if readers.get(tensor, set()) == {Phase.UPDATE}
         )
 
-    def _critical_path_ranks(self, trace: Trace) -> dict[int, int]:
+    def _critical_path_ranks(self, trace: Trace) -> list[int]:
         """Where records contend, the one on the longest estimated path to the end of the
         step goes first (hwsim.sim.schedule).  A record alone is estimated from its shape, no
         mapping search: max(compute cycles, every operand moved once over DRAM) + latency."""
