@@ -9,6 +9,7 @@ peer-matched specs of docs/peer-check/ beside the lower bounds and the peers' nu
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -323,7 +324,7 @@ def fc6_forward(batch: int) -> Trace:
     )
     return Trace(
         header=trace.header.model_copy(update={"record_count": 1}),
-        records=[record.model_copy(update={"id": 0, "deps": []})],
+        records=[dataclasses.replace(record, id=0, deps=())],
     )
 
 

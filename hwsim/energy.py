@@ -53,11 +53,12 @@ def price(breakdown: pd.DataFrame, cycles: int, energies: ActionEnergies) -> pd.
     # Priced per distinct (component, action), applied to every row at once.
     components, component_names = pd.factorize(breakdown["component"])
     actions, action_names = pd.factorize(breakdown["action"])
-    kinds = components.astype(np.int64) * max(len(action_names), 1) + actions
-    per_count = np.zeros(len(component_names) * max(len(action_names), 1))
+    stride = max(len(action_names), 1)
+    kinds = components.astype(np.int64) * stride + actions
+    per_count = np.zeros(len(component_names) * stride)
     per_byte = np.zeros_like(per_count)
     for kind in np.unique(kinds):
-        component, action = divmod(int(kind), max(len(action_names), 1))
+        component, action = divmod(int(kind), stride)
         column, per_unit = unit_energy(component_names[component], action_names[action], energies)
         (per_count if column == "count" else per_byte)[kind] = per_unit
     priced = breakdown.assign(  # the breakdown's columns are shared, not copied

@@ -89,10 +89,8 @@ def _dependents(records: list[OpRecord]) -> Callable[[int], list[int]]:
             targets.append(record.id)
     source_ids = np.frombuffer(sources, dtype=np.int64)
     by_source = np.frombuffer(targets, dtype=np.int64)[np.argsort(source_ids, kind="stable")]
-    counts = np.bincount(source_ids, minlength=len(records)) if len(source_ids) else None
     offsets = np.zeros(len(records) + 1, dtype=np.int64)
-    if counts is not None:
-        np.cumsum(counts, out=offsets[1:])
+    np.cumsum(np.bincount(source_ids, minlength=len(records)), out=offsets[1:])
 
     def of(record_id: int) -> list[int]:
         return by_source[offsets[record_id] : offsets[record_id + 1]].tolist()

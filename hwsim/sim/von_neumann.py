@@ -220,8 +220,8 @@ class VonNeumannSubstrate:
                 written_back += evicted
                 self.reuse.pins[operand.tensor] += 1
                 pinned.append(operand.tensor)
-        # Sorted tuples, not frozensets: a wide DFA step holds 50,000 waiting records' worth
-        # (a frozenset is 216 bytes even when empty; the empty tuple is shared).
+        # Sorted tuples, not frozensets: up to the engine's issue window of records hold them
+        # while they wait (a frozenset is 216 bytes even when empty; the empty tuple is shared).
         return (
             tuple(sorted(cached)),
             tuple(sorted(kept)),

@@ -67,6 +67,23 @@ class WeightLayer(Layer):
         )
         return dh
 
+    def _trace_weight_gradient(
+        self, ctx: StepContext, op: MatmulOp | Conv2DOp, x: np.ndarray, error_tensor: Access
+    ) -> None:
+        """The record of dW = inputᵀ · error: the input in slot a, the error in b, dW in c."""
+        ctx.tracer.record(
+            layer=self.name,
+            phase=Phase.GRADIENT,
+            op=op,
+            reads=[
+                Access(self.input_tensor, self.input_role(), x, Slot.A),
+                error_tensor.as_slot(Slot.B),
+            ],
+            writes=[
+                Access(f"{self.name}.weight.grad", Role.GRADIENT, self.grads["weight"], Slot.C)
+            ],
+        )
+
     def _bias_gradient(self, dh: np.ndarray, ctx: StepContext) -> None:
         if "bias" not in self.params:
             return
@@ -115,20 +132,8 @@ class Dense(WeightLayer):
         if self.trainable:
             self.grads["weight"] = x.T @ dh
             if ctx.tracer is not None:
-                ctx.tracer.record(
-                    layer=self.name,
-                    phase=Phase.GRADIENT,
-                    op=MatmulOp(kind="matmul", m=x.shape[1], k=x.shape[0], n=dh.shape[1]),
-                    reads=[
-                        Access(self.input_tensor, self.input_role(), x, Slot.A),
-                        error_tensor.as_slot(Slot.B),
-                    ],
-                    writes=[
-                        Access(
-                            f"{self.name}.weight.grad", Role.GRADIENT, self.grads["weight"], Slot.C
-                        )
-                    ],
-                )
+                op = MatmulOp(kind="matmul", m=x.shape[1], k=x.shape[0], n=dh.shape[1])
+                self._trace_weight_gradient(ctx, op, x, error_tensor)
             self._bias_gradient(dh, ctx)
         if not input_error:
             return None
@@ -226,20 +231,8 @@ class Conv2D(WeightLayer):
         if self.trainable:
             self.grads["weight"] = (self._cols.T @ dh_cols).reshape(weight.shape)
             if ctx.tracer is not None:
-                ctx.tracer.record(
-                    layer=self.name,
-                    phase=Phase.GRADIENT,
-                    op=self._op(batch, ConvPass.BACKWARD_WEIGHT),
-                    reads=[
-                        Access(self.input_tensor, self.input_role(), self._x, Slot.A),
-                        error_tensor.as_slot(Slot.B),
-                    ],
-                    writes=[
-                        Access(
-                            f"{self.name}.weight.grad", Role.GRADIENT, self.grads["weight"], Slot.C
-                        )
-                    ],
-                )
+                op = self._op(batch, ConvPass.BACKWARD_WEIGHT)
+                self._trace_weight_gradient(ctx, op, self._x, error_tensor)
             self._bias_gradient(dh, ctx)
         if not input_error:
             return None
