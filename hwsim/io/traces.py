@@ -181,7 +181,7 @@ def _record(path: Path, number: int, line: str, last: bool, shared: dict) -> OpR
 def _check_references(path: Path, header: TraceHeader, records: list[OpRecord]) -> None:
     """Every record's layer is in the header; a gather's layer has a feedback matrix."""
     layers = {layer.name for layer in header.layers}
-    feedback = {info.layer for info in header.feedback}
+    feedback = header.feedback_by_layer
     for record in records:
         number = record.id + 2
         if record.layer not in layers:

@@ -106,7 +106,7 @@ class DistributedSubstrate:
         )
         self.tiles = TileGroups(env, arch.tiles.count, ledger)
         self.reserve_bytes = reserve_bytes(arch)
-        self.feedback = {info.layer: info for info in header.feedback}
+        self.feedback = header.feedback_by_layer
         self.home: dict[str, Region] = {}
         self.copies: dict[str, set[str]] = {}
         self.spilled: dict[str, int] = {}  # tensor → bytes of it kept in DRAM
