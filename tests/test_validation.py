@@ -41,3 +41,19 @@ def test_generated_doc_is_present_and_claims_hold():
     )
     assert text.count("(claim: ≥ 100×, holds)") == 2
     assert "DOES NOT HOLD" not in text
+
+
+def test_the_peer_check_builds_fc6_as_a_one_record_trace():
+    """docs/generate_validation.py is not run by the suite (minutes); its trace surgery is."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "docs" / "generate_validation.py"
+    spec = importlib.util.spec_from_file_location("generate_validation", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    trace = module.fc6_forward(1)
+    (record,) = trace.records
+    assert (record.id, record.deps, record.op.kind) == (0, (), "matmul")
+    assert (record.op.k, record.op.n) == (9216, 4096)
+    assert trace.header.record_count == 1
