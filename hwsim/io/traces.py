@@ -26,6 +26,7 @@ from hwsim.specs.trace import (
     TRACE_SCHEMA_VERSION,
     GatherOp,
     OpRecord,
+    SharedParts,
     Trace,
     TraceHeader,
     record_json,
@@ -161,7 +162,7 @@ def _validated(model, value: dict, path: Path, number: int):
         raise TraceError(f"{path}: line {number}: {problems[0]}") from None
 
 
-def _record(path: Path, number: int, line: str, last: bool, shared: dict) -> OpRecord:
+def _record(path: Path, number: int, line: str, last: bool, shared: SharedParts) -> OpRecord:
     """One record line, validated straight from its JSON text, its parts shared with equal
     parts of earlier records; on any problem the line is parsed again the slow way, which
     names the problem."""
@@ -240,7 +241,7 @@ def read_trace(path: str | Path) -> Trace:
         )
     header = _validated(TraceHeader, header_data, path, 1)
     records: list[OpRecord] = []
-    shared: dict = {}  # each distinct operand, op and layer name once
+    shared = SharedParts()  # each distinct operand, op, name and number once
     for number, line, last in lines:
         offset = number - 2
         if not line.strip():

@@ -72,6 +72,26 @@ def test_round_trip_is_identity(tmp_path, trace, name):
         assert path.read_bytes()[:2] == b"\x1f\x8b"
 
 
+def test_reading_shares_equal_parts_between_records(tmp_path, trace):
+    """read_trace keeps each distinct name, number, operand and op once (a 200,000-record
+    step would otherwise hold a copy per record): a dependency is the very id it names,
+    equal tensor names, element counts and layer names are one object."""
+    records = read_trace(write_trace(tmp_path / "t.jsonl", trace)).records
+    kept: dict = {}
+
+    def once(value) -> bool:
+        return kept.setdefault((type(value), value), value) is value
+
+    for record in records:
+        assert all(dep is records[dep].id for dep in record.deps)
+        assert once(record.layer) and once(record.op) and once(record.macs)
+        for operand in (*record.reads, *record.writes):
+            assert once(operand) and once(operand.tensor) and once(operand.elements)
+            assert once(operand.density)
+    big = [value for (kind, value) in kept if kind is int and value > 256]
+    assert big, "the check should cover numbers Python does not cache itself"
+
+
 @pytest.mark.parametrize("algorithm", ["bp", "dfa", "ssdfa"])
 def test_same_seed_gives_byte_identical_files(tmp_path, algorithm):
     first = write_trace(tmp_path / "a.jsonl.gz", make_trace(algorithm, seed=3))
