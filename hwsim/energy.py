@@ -50,6 +50,21 @@ def unit_energy(component: str, action: str, energies: ActionEnergies) -> tuple[
 
 def price(breakdown: pd.DataFrame, cycles: int, energies: ActionEnergies) -> pd.DataFrame:
     """The breakdown with an `energy_pj` column and one leakage row (same units as given)."""
+    return _priced(breakdown, cycles, energies, batch=None)
+
+
+def per_example_breakdown(result: SimResult, energies: ActionEnergies) -> pd.DataFrame:
+    """Tidy rows (layer, phase, component, action → count, bytes, cycles, energy_pj) per
+    training example."""
+    return _priced(result.breakdown, result.cycles, energies, batch=result.batch_size)
+
+
+def _priced(
+    breakdown: pd.DataFrame, cycles: int, energies: ActionEnergies, batch: int | None
+) -> pd.DataFrame:
+    """The priced rows and the leakage row, divided by `batch` when given: built column by
+    column (a 25,000-layer step has 750,000 rows: a concatenated copy of the whole frame
+    and then of its divided columns held three copies of the numbers at once)."""
     # Priced per distinct (component, action), applied to every row at once.
     components, component_names = pd.factorize(breakdown["component"])
     actions, action_names = pd.factorize(breakdown["action"])
@@ -61,34 +76,30 @@ def price(breakdown: pd.DataFrame, cycles: int, energies: ActionEnergies) -> pd.
         component, action = divmod(int(kind), stride)
         column, per_unit = unit_energy(component_names[component], action_names[action], energies)
         (per_count if column == "count" else per_byte)[kind] = per_unit
-    priced = breakdown.assign(  # the breakdown's columns are shared, not copied
-        energy_pj=breakdown["count"].to_numpy(dtype=np.float64) * per_count[kinds]
+    energy = (
+        breakdown["count"].to_numpy(dtype=np.float64) * per_count[kinds]
         + breakdown["bytes"].to_numpy(dtype=np.float64) * per_byte[kinds]
     )
-    leakage = pd.DataFrame(
-        [
-            {
-                "layer": "(chip)",
-                "phase": "(all)",
-                "component": "chip",
-                "action": "leakage",
-                "count": cycles,
-                "bytes": 0,
-                "cycles": cycles,
-                "energy_pj": cycles * energies.leakage_pj_per_cycle,
-            }
-        ]
-    )
-    return pd.concat([priced, leakage], ignore_index=True)
-
-
-def per_example_breakdown(result: SimResult, energies: ActionEnergies) -> pd.DataFrame:
-    """Tidy rows (layer, phase, component, action → count, bytes, cycles, energy_pj) per
-    training example."""
-    priced = price(result.breakdown, result.cycles, energies)
-    for column in ("count", "bytes", "cycles", "energy_pj"):
-        priced[column] = priced[column] / result.batch_size
-    return priced
+    del components, actions, kinds
+    leakage = {
+        "layer": "(chip)",
+        "phase": "(all)",
+        "component": "chip",
+        "action": "leakage",
+        "count": cycles,
+        "bytes": 0,
+        "cycles": cycles,
+    }
+    columns: dict[str, np.ndarray] = {}
+    for name, value in leakage.items():
+        if isinstance(value, str):
+            columns[name] = np.append(breakdown[name].to_numpy(dtype=object), value)
+        else:
+            column = np.append(breakdown[name].to_numpy(dtype=np.int64), value)
+            columns[name] = column if batch is None else column / batch
+    energy = np.append(energy, cycles * energies.leakage_pj_per_cycle)
+    columns["energy_pj"] = energy if batch is None else energy / batch
+    return pd.DataFrame(columns, copy=False)
 
 
 def summarize(

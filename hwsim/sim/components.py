@@ -96,18 +96,20 @@ class Ledger:
             self.summed = tuple(sums)
         self.pending = (array("q"), array("q"), array("q"), array("q"))
 
-    def totals(self) -> tuple[np.ndarray, ...]:
-        """Every (layer, phase, component, action) added to, by key: layer, phase, component
-        and action as object arrays, then count, bytes and cycles as int64 arrays."""
+    def take_counts(self) -> tuple[np.ndarray, ...]:
+        """Every (layer, phase, component, action) added to, handed over (the ledger lets go
+        of its counts): scope codes, pair codes, the scope table (code → layer, phase), the
+        pair table (code → component, action), then count, bytes and cycles, one int64 entry
+        per key."""
         self._compact()
-        keys, counts, moved, busy = self.summed
-        scopes, pairs = keys >> PAIR_BITS, keys & ((1 << PAIR_BITS) - 1)
+        (keys, counts, moved, busy), self.summed = self.summed, ()
         scope_names, pair_names = _name_table(self.scopes), _name_table(self.pairs)
+        self.scopes, self.pairs = {}, {}
         return (
-            scope_names[scopes, 0],
-            scope_names[scopes, 1],
-            pair_names[pairs, 0],
-            pair_names[pairs, 1],
+            keys >> PAIR_BITS,
+            keys & ((1 << PAIR_BITS) - 1),
+            scope_names,
+            pair_names,
             counts,
             moved,
             busy,
@@ -121,6 +123,19 @@ class Ledger:
             }
         for name, column in self.mappings.items():
             column.append(row[name])
+
+    def take_mappings(self, kinds: dict[str, str]) -> dict[str, np.ndarray] | None:
+        """The loop nests logged, column by column, handed over (the ledger lets go of
+        them); None if none were logged."""
+        columns, self.mappings = self.mappings, None
+        if columns is None:
+            return None
+        return {
+            name: np.array(column, dtype=object)
+            if kind == "s"
+            else np.frombuffer(column, dtype=np.int64 if kind == "q" else np.float64)
+            for (name, kind), column in zip(kinds.items(), columns.values(), strict=True)
+        }
 
     def busy(self, resource: str, start: int, end: int, nbytes: int = 0) -> None:
         if end > start:

@@ -81,32 +81,41 @@ class SimResult:
 def _breakdown(ledger: Ledger, trace: Trace) -> pd.DataFrame:
     """One row per (layer, phase, component, action): layers in network order, phases in
     step order, then component and action by name."""
-    layers, phases, components, actions, counts, moved, busy = ledger.totals()
+    scopes, pairs, scope_names, pair_names, counts, moved, busy = ledger.take_counts()
     if not len(counts):
         frame = pd.DataFrame(columns=BREAKDOWN_COLUMNS)
         return frame.astype({"count": "int64", "bytes": "int64", "cycles": "int64"})
+    # The order is worked out on the small code tables, then applied to the rows by code.
     layer_order = {layer.name: i for i, layer in enumerate(trace.header.layers)}
     phase_order = {phase.value: i for i, phase in enumerate(Phase)}
-    order = np.lexsort(
-        (
-            pd.factorize(actions, sort=True)[0],
-            pd.factorize(components, sort=True)[0],
-            np.array([phase_order[phase] for phase in phases]),
-            np.array([layer_order.get(layer, len(layer_order)) for layer in layers]),
-        )
+    scope_rank = _ranks(
+        [
+            (layer_order.get(layer, len(layer_order)), phase_order[phase], code)
+            for code, (layer, phase) in enumerate(scope_names)
+        ]
     )
+    pair_rank = _ranks([tuple(names) for names in pair_names])
+    order = np.argsort(scope_rank[scopes] * len(pair_names) + pair_rank[pairs])
+    scopes, pairs = scopes[order], pairs[order]
     return pd.DataFrame(
         {
-            "layer": layers[order],
-            "phase": phases[order],
-            "component": components[order],
-            "action": actions[order],
+            "layer": scope_names[scopes, 0],
+            "phase": scope_names[scopes, 1],
+            "component": pair_names[pairs, 0],
+            "action": pair_names[pairs, 1],
             "count": counts[order],
             "bytes": moved[order],
             "cycles": busy[order],
         },
         copy=False,  # the sorted arrays are the frame's own: no second copy
     )
+
+
+def _ranks(keys: list[tuple]) -> np.ndarray:
+    """Each entry's place, from 0, when `keys` are sorted."""
+    ranks = np.empty(len(keys), dtype=np.int64)
+    ranks[sorted(range(len(keys)), key=keys.__getitem__)] = np.arange(len(keys))
+    return ranks
 
 
 def _busy_cycles(ledger: Ledger) -> dict[str, int]:
@@ -217,17 +226,12 @@ def _timeline(ledger: Ledger, cycles: int, bins: int) -> pd.DataFrame:
 
 def _mapping(ledger: Ledger) -> pd.DataFrame:
     """The ops' loop nests in record order (von Neumann; an empty frame elsewhere)."""
-    columns = ledger.mappings
-    if columns is None or not columns["id"]:
+    arrays = ledger.take_mappings(MAPPING_KINDS)
+    if arrays is None:
         return pd.DataFrame(columns=MAPPING_COLUMNS)
-    arrays = {
-        name: np.frombuffer(column, dtype=np.int64 if kind == "q" else np.float64)
-        if kind != "s"
-        else np.array(column, dtype=object)
-        for (name, kind), column in zip(MAPPING_KINDS.items(), columns.values(), strict=True)
-    }
     order = np.argsort(arrays["id"], kind="stable")
-    return pd.DataFrame({name: array[order] for name, array in arrays.items()}, copy=False)
+    # Column by column, each logged column let go of as its sorted copy is made.
+    return pd.DataFrame({name: arrays.pop(name)[order] for name in MAPPING_COLUMNS}, copy=False)
 
 
 def build_result(arch: ArchSpec, trace: Trace, ledger: Ledger, cycles: int, bins: int) -> SimResult:
@@ -240,8 +244,10 @@ def build_result(arch: ArchSpec, trace: Trace, ledger: Ledger, cycles: int, bins
         batch_size=header.batch_size,
         clock_hz=arch.clock_hz,
         cycles=cycles,
+        # Built biggest part first, each part's columns let go by the ledger as it is
+        # built, so a big step never holds its ledger and its result tables in full at once.
+        mapping=_mapping(ledger),
         breakdown=_breakdown(ledger, trace),
         resources=_resources(ledger, cycles),
         timeline=_timeline(ledger, cycles, bins),
-        mapping=_mapping(ledger),
     )

@@ -372,6 +372,51 @@ def test_energy_is_linear_in_counts(scale, mac, dram, sram, noc):
     assert many == pytest.approx(once * scale, rel=1e-9, abs=1e-6)
 
 
+@pytest.mark.parametrize("algorithm", ["bp", "ssdfa"])
+@pytest.mark.parametrize("spec", [VON_NEUMANN, DISTRIBUTED])
+def test_priced_rows_are_each_row_priced_by_hand_plus_leakage(spec, algorithm):
+    """price and per_example_breakdown build their frames column by column: each row's
+    energy is its count or bytes times the unit energy of its kind (unit_energy, one row
+    at a time), the leakage row comes last, and per example divides every number by the
+    batch; the text columns keep the breakdown's dtype."""
+    from hwsim.energy import per_example_breakdown, unit_energy
+
+    result = simulate(arch(spec), tiny_trace(algorithm, batch_size=4))
+    rows = result.breakdown
+    priced = price(rows, result.cycles, ENERGIES)
+    expected = [
+        row[
+            "count"
+            if unit_energy(row["component"], row["action"], ENERGIES)[0] == "count"
+            else "bytes"
+        ]
+        * unit_energy(row["component"], row["action"], ENERGIES)[1]
+        for _, row in rows.iterrows()
+    ]
+    assert len(priced) == len(rows) + 1
+    assert priced["energy_pj"].iloc[:-1].tolist() == pytest.approx(expected, rel=1e-12)
+    assert priced.iloc[-1].to_dict() == {
+        "layer": "(chip)",
+        "phase": "(all)",
+        "component": "chip",
+        "action": "leakage",
+        "count": result.cycles,
+        "bytes": 0,
+        "cycles": result.cycles,
+        "energy_pj": pytest.approx(result.cycles * ENERGIES.leakage_pj_per_cycle),
+    }
+    for column in ("layer", "phase", "component", "action"):
+        assert priced[column].dtype == rows[column].dtype
+        assert priced[column].iloc[:-1].tolist() == rows[column].tolist()
+    for column in ("count", "bytes", "cycles"):
+        assert priced[column].dtype == "int64"
+        assert priced[column].iloc[:-1].tolist() == rows[column].tolist()
+    per_example = per_example_breakdown(result, ENERGIES)
+    for column in ("count", "bytes", "cycles", "energy_pj"):
+        assert per_example[column].tolist() == pytest.approx((priced[column] / 4).tolist())
+    assert per_example.columns.tolist() == priced.columns.tolist()
+
+
 def test_summary_has_the_documented_keys_per_example():
     result = simulate(arch(VON_NEUMANN), tiny_trace("bp", batch_size=4))
     summary = summarize(result, ENERGIES)
@@ -536,11 +581,10 @@ def test_the_ledger_sums_every_add_exactly_whenever_it_compacts(adds, every):
             totals.update(count=count, nbytes=nbytes, cycles=cycles)
     finally:
         components.COMPACT_EVERY = saved
+    scopes, pairs, scope_names, pair_names, *sums = ledger.take_counts()
     rows = {
-        (layer, phase, component, action): (int(count), int(nbytes), int(cycles))
-        for layer, phase, component, action, count, nbytes, cycles in zip(
-            *ledger.totals(), strict=True
-        )
+        (*scope_names[scope], *pair_names[pair]): (int(count), int(nbytes), int(cycles))
+        for scope, pair, count, nbytes, cycles in zip(scopes, pairs, *sums, strict=True)
     }
     assert rows == {
         key: (totals["count"], totals["nbytes"], totals["cycles"])
