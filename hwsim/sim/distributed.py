@@ -108,7 +108,9 @@ class DistributedSubstrate:
         self.reserve_bytes = reserve_bytes(arch)
         self.feedback = header.feedback_by_layer
         self.home: dict[str, Region] = {}
-        self.copies: dict[str, set[str]] = {}
+        # tensor → the regions holding a copy: one region's key, or a set of keys once there
+        # are more (a 200,000-record step writes 150,000 tensors: a set each is 36 MB)
+        self.copies: dict[str, str | set[str]] = {}
         self.spilled: dict[str, int] = {}  # tensor → bytes of it kept in DRAM
         self.pending: dict[str, Pending] = {}
         self.dram_bytes = self.placement.spilled_bytes  # what the substrate keeps in DRAM
@@ -302,7 +304,7 @@ class DistributedSubstrate:
                 moves.append(Move(0, geometry.scatter(nbytes, own, region), region))
             return moves
         spilled = self.spilled.get(operand.tensor, 0)
-        if region.key in self.copies.get(operand.tensor, ()):
+        if self._has_copy(operand.tensor, region.key):
             if not spilled:
                 return []  # a copy is already here
             return [Move(spilled, geometry.scatter(spilled, MEMORY, region), region)]
@@ -330,7 +332,7 @@ class DistributedSubstrate:
         transfer = self._transfer(record, operand, nbytes, source, region, group)
         moves.append(Move(dram_read, transfer, region))
         if ceil_div(transfer.delivered_bytes, region.tiles) <= self.reserve_bytes:
-            self.copies.setdefault(operand.tensor, set()).add(region.key)  # kept for later
+            self._add_copy(operand.tensor, region.key)  # kept for later
         return moves
 
     def _transfer(
@@ -490,8 +492,21 @@ class DistributedSubstrate:
 
     def _written(self, tensor: str, region: Region) -> None:
         self.home[tensor] = region
-        self.copies[tensor] = {region.key}
+        self.copies[tensor] = region.key
         self.spilled.pop(tensor, None)
+
+    def _has_copy(self, tensor: str, key: str) -> bool:
+        held = self.copies.get(tensor)
+        return held == key if isinstance(held, str) else held is not None and key in held
+
+    def _add_copy(self, tensor: str, key: str) -> None:
+        held = self.copies.get(tensor)
+        if held is None:
+            self.copies[tensor] = key
+        elif isinstance(held, set):
+            held.add(key)
+        elif held != key:
+            self.copies[tensor] = {held, key}
 
 
 def _overlap(a: Region, b: Region) -> bool:
