@@ -14,6 +14,7 @@ Ops that the trace lets run together contend for DRAM, the buffer space and the 
 
 from __future__ import annotations
 
+from array import array
 from collections import Counter, OrderedDict, deque
 
 import simpy
@@ -141,7 +142,7 @@ class VonNeumannSubstrate:
             tensor for tensor in written if readers.get(tensor, set()) == {Phase.UPDATE}
         )
 
-    def _critical_path_ranks(self, trace: Trace) -> list[int]:
+    def _critical_path_ranks(self, trace: Trace) -> array:
         """Where records contend, the one on the longest estimated path to the end of the
         step goes first (hwsim.sim.schedule).  A record alone is estimated from its shape, no
         mapping search: max(compute cycles, every operand moved once over DRAM) + latency."""
