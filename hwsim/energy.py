@@ -90,10 +90,12 @@ def _priced(
         "bytes": 0,
         "cycles": cycles,
     }
-    columns: dict[str, np.ndarray] = {}
+    columns: dict[str, pd.Series | np.ndarray] = {}
     for name, value in leakage.items():
-        if isinstance(value, str):
-            columns[name] = np.append(breakdown[name].to_numpy(dtype=object), value)
+        if isinstance(value, str):  # in the column's own dtype: never a Python str a row
+            text = breakdown[name]
+            row = pd.Series([value], dtype=text.dtype)
+            columns[name] = pd.concat([text, row], ignore_index=True)
         else:
             column = np.append(breakdown[name].to_numpy(dtype=np.int64), value)
             columns[name] = column if batch is None else column / batch
