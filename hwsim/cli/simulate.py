@@ -87,7 +87,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     arch, energies = load_arch_with_overrides(args.arch, args.overrides)
     trace = read_trace(args.trace)
     result = simulate(arch, trace, source=str(args.arch))
-    del trace  # a big step's records (~1 KB each) are not needed for pricing and writing
+    del trace  # a big step's records (~0.55 KB each) are not needed for pricing and writing
     breakdown = per_example_breakdown(result, energies)
     summary = summarize(result, energies, breakdown)
     if args.out is not None:

@@ -417,6 +417,22 @@ def test_priced_rows_are_each_row_priced_by_hand_plus_leakage(spec, algorithm):
     assert per_example.columns.tolist() == priced.columns.tolist()
 
 
+def test_simulate_leaves_the_garbage_collector_as_it_found_it():
+    """simulate freezes what was alive before the step so that collecting the step's state
+    skips it; nothing stays frozen afterwards, whether the step ends or raises."""
+    import gc
+
+    from hwsim.errors import SpecError
+
+    assert gc.get_freeze_count() == 0
+    assert simulate(arch(DISTRIBUTED), tiny_trace("dfa")).cycles > 0
+    assert gc.get_freeze_count() == 0
+    with pytest.raises(SpecError, match="dram.capacity_bytes"):
+        simulate(arch(VON_NEUMANN, **{"dram.capacity_bytes": 100}), tiny_trace("bp"))
+    assert gc.get_freeze_count() == 0
+    assert gc.isenabled()
+
+
 def test_summary_has_the_documented_keys_per_example():
     result = simulate(arch(VON_NEUMANN), tiny_trace("bp", batch_size=4))
     summary = summarize(result, ENERGIES)
