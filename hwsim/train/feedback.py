@@ -118,7 +118,7 @@ def make_feedback(
     `nonzeros_per_neuron=None` gives a dense matrix, otherwise a sparse one with exactly that many
     non-zeros per neuron; `rank` (None = full) makes it a sum of `rank` rank-one terms.
     """
-    _validate(classes, neurons, nonzeros_per_neuron, rank)
+    validate_feedback(classes, neurons, nonzeros_per_neuron, rank)
     out_dtype = np.dtype(dtype)
     if out_dtype.kind != "f":
         raise SpecError(f"feedback dtype must be a floating type (got {out_dtype})")
@@ -140,7 +140,8 @@ def make_feedback(
     return SparseFeedback(indices=indices, values=values, classes=classes, rank=rank)
 
 
-def _validate(classes: int, neurons: int, s: int | None, rank: int | None) -> None:
+def validate_feedback(classes: int, neurons: int, s: int | None, rank: int | None) -> None:
+    """Refuse feedback shapes no matrix can have (shape-only traces check them too)."""
     for name, value in (("classes", classes), ("neurons", neurons)):
         if not _is_int(value) or value < 1:
             raise SpecError(f"feedback {name} must be a positive integer (got {value!r})")

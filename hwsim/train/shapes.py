@@ -32,7 +32,7 @@ from hwsim.specs.trace import (
     Slot,
     Trace,
 )
-from hwsim.train.feedback import _validate as validate_feedback
+from hwsim.train.feedback import validate_feedback
 from hwsim.train.layers import (
     ActivationFunction,
     Conv2D,
