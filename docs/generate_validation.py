@@ -289,8 +289,10 @@ def rules_on_distributed() -> str:
         f"and spill too. So DFA moves more DRAM bytes than BP there "
         f"({_mb(vgg_dfa['dram_read_bytes'] + vgg_dfa['dram_write_bytes'])} against "
         f"{_mb(vgg_bp['dram_read_bytes'] + vgg_bp['dram_write_bytes'])} per example) and "
-        f"takes {vgg_dfa['cycles'] / vgg_bp['cycles'] - 1:.1%} longer — the storage "
-        "cost the paper's SSDFA removes (one feedback weight per neuron).",
+        f"takes {vgg_dfa['cycles'] / vgg_bp['cycles'] - 1:.1%} longer, with "
+        f"{_more_or_less(vgg_dfa['energy_pj'] / vgg_bp['energy_pj'])} energy per example "
+        f"({_component_gaps(vgg_dfa, vgg_bp)}) — the storage cost the paper's SSDFA "
+        "removes (one feedback weight per neuron).",
         f"- `distributed_stationary` computes each convolution on the few tiles that "
         f"store its weights: VGG16 takes {stationary['cycles'] / vgg_bp['cycles']:.0f}× "
         f"the cycles of `distributed`, and with 1 GiB of SRAM leaking all the while, "
@@ -299,6 +301,22 @@ def rules_on_distributed() -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _more_or_less(ratio: float) -> str:
+    return f"{abs(ratio - 1):.1%} {'more' if ratio > 1 else 'less'}"
+
+
+def _component_gaps(a: dict, b: dict) -> str:
+    """The per-example energy of `a` minus `b` by component, largest first, in µJ."""
+    names = {"chip": "leakage", "dram": "DRAM", "noc": "NoC", "tile_sram": "tile SRAM"}
+    names["tiles"] = "compute"
+    ours, theirs = (summary["breakdown"]["energy_pj_by_component"] for summary in (a, b))
+    gaps = sorted(
+        ((ours.get(key, 0.0) - theirs.get(key, 0.0), key) for key in ours.keys() | theirs),
+        key=lambda gap: -abs(gap[0]),
+    )
+    return ", ".join(f"{gap / 1e6:+,.0f} µJ {names.get(key, key)}" for gap, key in gaps)
 
 
 # Measured by ../shared/reference/peer-runs (2026-11-27, ZigZag 3.9.1 and SCALE-Sim 3.0.0 on

@@ -78,6 +78,31 @@ class Geometry:
         b = self._position(destination.first_tile + destination.tiles // 2)
         return abs(a[0] - b[0]) + abs(a[1] - b[1])
 
+    def hops_to_tiles(self, source: Region | None, destination: Region) -> int:
+        """Mesh hops, summed over the destination's tiles, from the source region's centre (or
+        the DRAM controller) to each tile: what a scatter or a unicast copy to every tile
+        travels under dimension-order routing.  Exact for the row-major placement: a partial
+        first row, full rows, a partial last row, each summed in closed form."""
+        centre = 0 if source is None else source.first_tile + source.tiles // 2
+        row, column = self._position(centre)
+        side, first, last = (
+            self.side,
+            destination.first_tile,
+            destination.first_tile + destination.tiles - 1,
+        )
+        (top, left), (bottom, right) = divmod(first, side), divmod(last, side)
+        if top == bottom:
+            return (right - left + 1) * abs(top - row) + _distance_sum(left, right, column)
+        full = bottom - top - 1  # rows wholly in the region
+        return (
+            (side - left) * abs(top - row)
+            + _distance_sum(left, side - 1, column)
+            + side * _distance_sum(top + 1, bottom - 1, row)
+            + full * _distance_sum(0, side - 1, column)
+            + (right + 1) * abs(bottom - row)
+            + _distance_sum(0, right, column)
+        )
+
     def spread(self, region: Region) -> int:
         """Hops across a region (its diameter)."""
         if self.noc.topology == Topology.MESH:
@@ -116,14 +141,22 @@ class Geometry:
             serial = self._serial(max(ceil_div(nbytes, sources), each))
             cycles = serial + self._latency(distance + self.spread(destination))
             return Transfer(nbytes, delivered, hops, cycles)
-        average = distance + self.spread(destination) // 2
         latency = self._latency(distance + self.spread(destination))
         return Transfer(
             delivered,
             delivered,
-            delivered * average,
+            self._unicast_hops(delivered, source, destination),
             self._serial(ceil_div(delivered, sources)) + latency,
         )
+
+    def _unicast_hops(self, nbytes: int, source: Region | None, destination: Region) -> int:
+        """Byte-hops of `nbytes` sent in equal slices, one to each destination tile: on a
+        mesh each slice travels its own tile's distance; on a tree, the distance to the
+        region's root and half its depth."""
+        if self.noc.topology == Topology.MESH:
+            return nbytes * self.hops_to_tiles(source, destination) // destination.tiles
+        average = self.distance(source, destination) + self.spread(destination) // 2
+        return nbytes * average
 
     def scatter(self, nbytes: int, source: Region | None, destination: Region) -> Transfer:
         """Each destination tile receives its own slice; `nbytes` in all."""
@@ -132,9 +165,8 @@ class Geometry:
             return Transfer(
                 nbytes, nbytes, nbytes * distance, self._serial(nbytes) + self._latency(distance)
             )
-        average = distance + self.spread(destination) // 2
         cycles = self._serial(nbytes) + self._latency(distance + self.spread(destination))
-        return Transfer(nbytes, nbytes, nbytes * average, cycles)
+        return Transfer(nbytes, nbytes, self._unicast_hops(nbytes, source, destination), cycles)
 
     def neighbours(self, delivered_bytes: int, injected_bytes: int, region: Region) -> Transfer:
         """Tiles of one region swap data with their neighbours (halo exchange, re-cutting a
@@ -173,6 +205,17 @@ class Geometry:
         hops = partial_bytes * edges + partial_bytes * distance
         cycles = self._serial(partial_bytes) + self._latency(self.spread(source) + distance)
         return Transfer(injected, partial_bytes * (tiles - 1) + partial_bytes, hops, cycles)
+
+
+def _distance_sum(low: int, high: int, point: int) -> int:
+    """Σ |i − point| for i from `low` to `high` (0 when the range is empty)."""
+    if high < low:
+        return 0
+    if point <= low:
+        return (low + high - 2 * point) * (high - low + 1) // 2
+    if point >= high:
+        return (2 * point - low - high) * (high - low + 1) // 2
+    return (point - low) * (point - low + 1) // 2 + (high - point) * (high - point + 1) // 2
 
 
 class Network:

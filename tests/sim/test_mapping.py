@@ -7,6 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hwsim.sim.mapping import (
+    Placement,
+    Region,
     distinct_errors_per_tile,
     forward_macs_per_example,
     place,
@@ -129,6 +131,38 @@ def test_multicast_injects_once_and_unicast_once_per_tile():
     geometry, placement = _geometry("mesh", multicast=False)
     unicast = geometry.broadcast(100, placement.regions["fc1"], placement.regions["fc2"])
     assert unicast.injected_bytes == unicast.delivered_bytes == 100 * fc2.tiles
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.data())
+def test_mesh_hops_to_a_regions_tiles_are_counted_tile_by_tile(data):
+    """The closed form of the hops from a source (or the DRAM controller at tile 0) to every
+    tile of a row-major region equals the Manhattan distances summed one tile at a time."""
+    total = data.draw(st.integers(1, 400), label="chip tiles")
+    first = data.draw(st.integers(0, total - 1), label="first tile")
+    tiles = data.draw(st.integers(1, total - first), label="region tiles")
+    start = data.draw(st.integers(0, total - 1), label="source first tile")
+    source = data.draw(
+        st.one_of(
+            st.none(),
+            st.integers(1, total - start).map(lambda n: Region("src", start, n, 0, 0)),
+        ),
+        label="source",
+    )
+    noc = Noc.model_validate(
+        {"topology": "mesh", "link_bandwidth_bytes_per_cycle": 8, "hop_latency_cycles": 1}
+    )
+    geometry = Geometry(noc, Placement({}, {}, total, {}, 0))
+    side = geometry.side
+    centre = 0 if source is None else source.first_tile + source.tiles // 2
+    row, column = divmod(centre, side)
+    expected = sum(
+        abs(tile // side - row) + abs(tile % side - column) for tile in range(first, first + tiles)
+    )
+    destination = Region("dst", first, tiles, 0, 0)
+    assert geometry.hops_to_tiles(source, destination) == expected
+    scatter = geometry.scatter(tiles * 100, source, destination)
+    assert scatter.byte_hops == 100 * expected  # each tile its 100-byte slice, its own hops
 
 
 def test_a_bus_is_priced_by_the_stretch_of_wire_a_transfer_drives():
