@@ -417,6 +417,33 @@ def test_priced_rows_are_each_row_priced_by_hand_plus_leakage(spec, algorithm):
     assert per_example.columns.tolist() == priced.columns.tolist()
 
 
+def test_the_big_tables_keep_their_text_as_shared_python_strings():
+    """Breakdown, mapping and priced rows hold text as Python objects (pandas' string dtype
+    with Python storage, or plain objects where that is pandas' default), never Arrow
+    storage, which copies every row's text: the labels are strings shared by many rows."""
+    import numpy as np
+    import pandas as pd
+
+    from hwsim.energy import per_example_breakdown
+    from hwsim.sim.result import MAPPING_KINDS
+
+    result = simulate(arch(VON_NEUMANN), tiny_trace("bp", batch_size=4))
+    labels = ["layer", "phase", "component", "action"]
+    tables = [
+        (result.breakdown, labels),
+        (per_example_breakdown(result, ENERGIES), labels),
+        (result.mapping, [name for name, kind in MAPPING_KINDS.items() if kind == "s"]),
+    ]
+    for frame, columns in tables:
+        assert len(frame) > 1
+        for column in columns:
+            dtype = frame[column].dtype
+            assert dtype == np.dtype(object) or (
+                isinstance(dtype, pd.StringDtype) and dtype.storage == "python"
+            ), (column, dtype)
+            assert all(isinstance(value, str) for value in frame[column])
+
+
 def test_simulate_leaves_the_garbage_collector_as_it_found_it():
     """simulate freezes what was alive before the step so that collecting the step's state
     skips it; nothing stays frozen afterwards, whether the step ends or raises."""
