@@ -252,9 +252,10 @@ def _text_dtype() -> pd.StringDtype | None:
     """The text dtype of the big tables (breakdown, mapping): pandas' own string dtype, kept
     in Python objects.  A step's labels are a few distinct strings shared by many rows (a
     25,000-layer step: 750,000 breakdown rows), 8 bytes a row as objects; Arrow storage,
-    pandas' default once pyarrow is installed, copies each row's text (measured at 200,007
-    records: 529 MB peak instead of 474).  None where pandas keeps text as plain objects
-    (pandas 2 by default): those columns stay object arrays."""
+    pandas' default once pyarrow is installed, copies each row's text (benchmarks/big_trace.py
+    with pyarrow installed, von_neumann at 200,007 records: 509 MB peak, 529 MB with Arrow
+    storage).  None where pandas keeps text as plain objects (pandas 2 by default): those
+    columns stay object arrays."""
     default = pd.Series(["text"]).dtype
     if not isinstance(default, pd.StringDtype):
         return None
