@@ -89,12 +89,15 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     result = simulate(arch, trace, source=str(args.arch))
     del trace  # a big step's records (~0.55 KB each) are not needed for pricing and writing
     breakdown = per_example_breakdown(result, energies)
-    summary = summarize(result, energies, breakdown)
     if args.out is not None:
         # One set: written into a temporary folder renamed into place, so an interruption
-        # never leaves files of two runs mixed.
+        # never leaves files of two runs mixed.  write_step summarizes the step for its files.
         with atomic_output_dir(args.out) as folder:
-            write_step(folder, result, energies, arch, str(args.arch), breakdown=breakdown)
+            summary = write_step(
+                folder, result, energies, arch, str(args.arch), breakdown=breakdown
+            )
+    else:
+        summary = summarize(result, energies, breakdown)
     if args.format == "json":
         print(json.dumps(summary, indent=2, allow_nan=False))
     elif args.format == "csv":

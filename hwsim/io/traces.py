@@ -154,9 +154,11 @@ def _parse_json(path: Path, number: int, line: str, last: bool) -> dict:
     return value
 
 
-def _validated(model, value: dict, path: Path, number: int):
+def _validated(model, value: dict, path: Path, number: int, validate=None):
+    """`value` validated as `model` (by `validate`, default the model's own), or a
+    TraceError naming the line and the field."""
     try:
-        return model.model_validate(value)
+        return (validate or model.model_validate)(value)
     except ValidationError as exc:
         problems = format_validation_error(exc, model)
         raise TraceError(f"{path}: line {number}: {problems[0]}") from None
@@ -171,11 +173,7 @@ def _record(path: Path, number: int, line: str, last: bool, shared: SharedParts)
     except ValidationError:
         pass
     data = _parse_json(path, number, line, last=last)
-    try:
-        RECORD.validate_python(data)
-    except ValidationError as exc:
-        problems = format_validation_error(exc, OpRecord)
-        raise TraceError(f"{path}: line {number}: {problems[0]}") from None
+    _validated(OpRecord, data, path, number, validate=RECORD.validate_python)
     raise TraceError(f"{path}: line {number}: not a trace record")  # pragma: no cover
 
 

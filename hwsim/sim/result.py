@@ -105,15 +105,12 @@ def _breakdown(ledger: Ledger, trace: Trace) -> pd.DataFrame:
     columns = {}
     unsorted = [scopes, pairs, counts, moved, busy]
     del scopes, pairs, counts, moved, busy
-    codes = unsorted.pop(0)[order]
-    columns["layer"], columns["phase"] = scope_names[codes, 0], scope_names[codes, 1]
-    codes = unsorted.pop(0)[order]
-    columns["component"], columns["action"] = pair_names[codes, 0], pair_names[codes, 1]
-    del codes
+    for names, table in ((("layer", "phase"), scope_names), (("component", "action"), pair_names)):
+        codes = unsorted.pop(0)[order]
+        for i, name in enumerate(names):
+            columns[name] = _text(table[codes, i])
     for name in ("count", "bytes", "cycles"):
         columns[name] = unsorted.pop(0)[order]
-    for name in ("layer", "phase", "component", "action"):
-        columns[name] = _text(columns[name])
     return pd.DataFrame(columns, copy=False)  # the sorted arrays are the frame's own
 
 

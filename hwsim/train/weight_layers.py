@@ -67,6 +67,19 @@ class WeightLayer(Layer):
         )
         return dh
 
+    def _trace_forward(
+        self, ctx: StepContext, op: MatmulOp | Conv2DOp, x: np.ndarray, h: np.ndarray
+    ) -> None:
+        """The record of h = input · W (+ bias): the input in slot a, W in b, h in c."""
+        ctx.tracer.record(
+            layer=self.name,
+            phase=Phase.FORWARD,
+            op=op,
+            reads=[Access(self.input_tensor, self.input_role(), x, Slot.A), *self.weight_reads()],
+            writes=[Access(self.pre_tensor, Role.ACTIVATION, h, Slot.C)],
+            other_ops=h.size if "bias" in self.params else 0,
+        )
+
     def _trace_weight_gradient(
         self, ctx: StepContext, op: MatmulOp | Conv2DOp, x: np.ndarray, error_tensor: Access
     ) -> None:
@@ -109,17 +122,8 @@ class Dense(WeightLayer):
         if "bias" in self.params:
             h += self.params["bias"]
         if ctx.tracer is not None:
-            ctx.tracer.record(
-                layer=self.name,
-                phase=Phase.FORWARD,
-                op=MatmulOp(kind="matmul", m=x.shape[0], k=weight.shape[0], n=weight.shape[1]),
-                reads=[
-                    Access(self.input_tensor, self.input_role(), x, Slot.A),
-                    *self.weight_reads(),
-                ],
-                writes=[Access(self.pre_tensor, Role.ACTIVATION, h, Slot.C)],
-                other_ops=h.size if "bias" in self.params else 0,
-            )
+            op = MatmulOp(kind="matmul", m=x.shape[0], k=weight.shape[0], n=weight.shape[1])
+            self._trace_forward(ctx, op, x, h)
         y = self._activate(h, ctx)
         if ctx.training:
             self._x, self._y = x, y
@@ -204,17 +208,7 @@ class Conv2D(WeightLayer):
             h += self.params["bias"]
         h = h.reshape(batch, out_h, out_w, filters)
         if ctx.tracer is not None:
-            ctx.tracer.record(
-                layer=self.name,
-                phase=Phase.FORWARD,
-                op=self._op(batch, ConvPass.FORWARD),
-                reads=[
-                    Access(self.input_tensor, self.input_role(), x, Slot.A),
-                    *self.weight_reads(),
-                ],
-                writes=[Access(self.pre_tensor, Role.ACTIVATION, h, Slot.C)],
-                other_ops=h.size if "bias" in self.params else 0,
-            )
+            self._trace_forward(ctx, self._op(batch, ConvPass.FORWARD), x, h)
         y = self._activate(h, ctx)
         if ctx.training:
             self._x, self._y = x, y
