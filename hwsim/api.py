@@ -21,6 +21,7 @@ import pandas as pd
 
 from hwsim.energy import per_example_breakdown, summarize
 from hwsim.io.arch import load_arch_with_energies, shipped_archs
+from hwsim.io.folders import OutputFolder
 from hwsim.io.networks import load_network, shipped_networks
 from hwsim.io.traces import read_trace, write_trace
 from hwsim.report import figures as _figures
@@ -191,8 +192,12 @@ def compare(
 
 
 def report(results: Iterable[Result], out: str | Path, title: str = "hwsim report") -> Path:
-    """Write an offline HTML report of some results into `out`; the path of its index.html."""
-    return write_report(_report_data(results), Path(out), title)
+    """Write an offline HTML report of some results into the folder `out` (new, empty, or one
+    hwsim wrote, which is replaced whole); the path of its index.html."""
+    data = _report_data(results)
+    with OutputFolder(out, command="api.report") as folder:
+        write_report(data, folder, title)
+    return Path(out) / "index.html"
 
 
 # The report's figures, each from the tables above ------------------------------------------

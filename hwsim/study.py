@@ -14,6 +14,7 @@ from pydantic import BaseModel
 from hwsim.defaults import DEFAULT_SPECS
 from hwsim.energy import SUMMARY_KEYS, per_example_breakdown, summarize
 from hwsim.io.arch import load_arch_with_energies
+from hwsim.io.folders import safe_name
 from hwsim.io.traces import atomic_output, write_trace
 from hwsim.sim.engine import simulate
 from hwsim.sim.result import SimResult
@@ -91,7 +92,8 @@ def trace_summary(trace: Trace) -> dict[str, float]:
     return row
 
 
-def summary_row(result: TrainResult, trace_path: Path) -> dict:
+def summary_row(result: TrainResult, trace_file: str) -> dict:
+    """One rule's training summary; `trace_file` is its trace's name in the run folder."""
     summary = result.summary()
     row = {
         key: summary[key]
@@ -109,7 +111,7 @@ def summary_row(result: TrainResult, trace_path: Path) -> dict:
         row[f"angle_{layer}_deg"] = angle
     row["feedback_output_angle_deg"] = summary["feedback_output_angle_deg"]
     row.update(trace_summary(result.trace))
-    row["trace"] = str(trace_path)
+    row["trace"] = trace_file
     return row
 
 
@@ -131,7 +133,13 @@ def _write_csv(path: Path, rows: list[dict]) -> pd.DataFrame:
 
 
 def step_folder(out_dir: Path, network: str, algorithm: Algorithm, spec: str) -> Path:
-    return out_dir / "steps" / network / algorithm.value / spec
+    """steps/<network>/<rule>/<spec>/ under `out_dir`; labels read from files (a trace's
+    network, a spec given as a path) are made safe names, so the folder stays under it."""
+    return out_dir / "steps" / safe_name(network) / algorithm.value / safe_name(spec)
+
+
+def trace_name(network: str, algorithm: Algorithm, suffix: str = ".jsonl") -> str:
+    return f"{safe_name(network)}_{algorithm.value}{suffix}"
 
 
 def price_step(
@@ -191,8 +199,8 @@ def run_study(
             network, dataset, config, record_trace=True, on_batch=on_batch, on_epoch=epoch_hook
         )
         results.append(result)
-        trace_path = write_trace(out_dir / f"{network.name}_{algorithm.value}.jsonl", result.trace)
-        rows.append(summary_row(result, trace_path))
+        trace_path = write_trace(out_dir / trace_name(network.name, algorithm), result.trace)
+        rows.append(summary_row(result, trace_path.name))
         summary = _write_csv(out_dir / "summary.csv", rows)
         costs.extend(price_step(result.trace, loaded, out_dir, on_step))
         cost_table = _write_csv(out_dir / "costs.csv", costs)
@@ -221,6 +229,6 @@ def trace_and_price(
             network, algorithm, epochs=1, seed=seed, batch_size=batch_size
         )
         trace = (shape_only_trace if shape_only else trace_synthetic_step)(network, config)
-        write_trace(out_dir / f"{network.name}_{algorithm.value}.jsonl.gz", trace)
+        write_trace(out_dir / trace_name(network.name, algorithm, ".jsonl.gz"), trace)
         rows.extend(price_step(trace, specs, out_dir, on_step))
     return rows

@@ -285,8 +285,9 @@ def test_failing_run_keeps_what_it_finished(tmp_path, monkeypatch, capsys):
         )
         == 130
     )
-    # What finished is kept and named; no report is written for an interrupted run.
+    # What finished is kept, marked as hwsim's and named; no report for an interrupted run.
     assert sorted(path.name for path in out.iterdir()) == [
+        ".hwsim-output.json",
         "costs.csv",
         "digits_fc_bp.jsonl",
         "digits_fc_dfa.jsonl",
@@ -298,6 +299,7 @@ def test_failing_run_keeps_what_it_finished(tmp_path, monkeypatch, capsys):
         "digits_fc_bp.jsonl, digits_fc_dfa.jsonl, summary.csv"
     ) in capsys.readouterr().err
     assert list(pd.read_csv(out / "summary.csv")["algorithm"]) == ["bp", "dfa"]
+    assert [p.name for p in tmp_path.iterdir()] == ["run"]  # no temporary folder is left
     costs = pd.read_csv(out / "costs.csv")
     assert list(zip(costs["algorithm"], costs["arch"], strict=True)) == [
         ("bp", "von_neumann"),

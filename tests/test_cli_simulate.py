@@ -76,6 +76,7 @@ def test_table_csv_and_out_folder(trace_path, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert printed.startswith("layer,phase,component,action,count,bytes,cycles,energy_pj\n")
     assert sorted(p.name for p in out.iterdir()) == [
+        ".hwsim-output.json",
         "breakdown.csv",
         "mapping.csv",
         "resources.csv",
@@ -137,26 +138,24 @@ def test_a_spec_that_forbids_spilling(trace_path, tmp_path, capsys):
 
 
 def test_out_is_written_as_one_set(trace_path, tmp_path, capsys):
-    """The files of one run replace the folder whole: nothing of an earlier run survives."""
+    """The files of one run replace a folder hwsim wrote whole: nothing of an earlier run
+    survives; a folder hwsim did not write is refused, its files untouched."""
     out = tmp_path / "out"
     out.mkdir()
-    (out / "from_an_earlier_run.csv").write_text("stale\n")
-    assert (
-        main(
-            [
-                "simulate",
-                "--arch",
-                "von_neumann",
-                "--trace",
-                trace_path,
-                "--out",
-                str(out),
-                "--format",
-                "json",
-            ]
-        )
-        == 0
+    (out / "notes.txt").write_text("mine\n")
+    argv = ["simulate", "--arch", "von_neumann", "--trace", trace_path, "--out", str(out)]
+    capsys.readouterr()
+    assert main([*argv, "--format", "json"]) == 2
+    assert capsys.readouterr().err == (
+        f"hwsim: error: --out {out}: holds files hwsim did not write; give a new or empty "
+        "folder (hwsim writes only folders it made)\n"
     )
+    assert [p.name for p in out.iterdir()] == ["notes.txt"]
+    (out / "notes.txt").unlink()
+    assert main([*argv, "--format", "json"]) == 0
+    (out / "from_an_earlier_run.csv").unlink(missing_ok=True)
+    (out / "breakdown.csv").write_text("stale\n")  # hwsim's own file, changed: still hwsim's
+    assert main([*argv, "--format", "json"]) == 0
     assert "from_an_earlier_run.csv" not in {path.name for path in out.iterdir()}
     assert not [path for path in tmp_path.iterdir() if path.name.endswith(".part")]
     spec = (out / "spec.csv").read_text()

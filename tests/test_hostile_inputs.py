@@ -668,27 +668,3 @@ def test_sigterm_gets_the_same_clean_up_as_ctrl_c(tmp_path, capsys, monkeypatch)
     assert capsys.readouterr().err == "hwsim: terminated\n"
     assert list(tmp_path.iterdir()) == []
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
-
-
-def test_a_set_of_outputs_replaces_the_last_one_whole(tmp_path):
-    from hwsim.io.outputs import atomic_output_dir
-
-    out = tmp_path / "out"
-    with atomic_output_dir(out) as folder:
-        (folder / "a.csv").write_text("first")
-        (folder / "b.csv").write_text("first")
-    with pytest.raises(KeyboardInterrupt), atomic_output_dir(out) as folder:
-        (folder / "a.csv").write_text("second")
-        raise KeyboardInterrupt
-    assert {p.name: p.read_text() for p in out.iterdir()} == {"a.csv": "first", "b.csv": "first"}
-    with atomic_output_dir(out) as folder:
-        (folder / "a.csv").write_text("third")
-    assert [p.name for p in tmp_path.iterdir()] == ["out"]
-    assert {p.name: p.read_text() for p in out.iterdir()} == {"a.csv": "third"}
-    assert stat.S_IMODE(out.stat().st_mode) == 0o777 & ~_current_umask()
-
-
-def _current_umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask

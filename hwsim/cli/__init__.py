@@ -12,7 +12,15 @@ from hwsim.errors import HwsimError
 
 
 class _Terminated(KeyboardInterrupt):
-    """SIGTERM, raised like Ctrl-C so that the same clean-up runs (no .part file survives)."""
+    """SIGTERM or SIGHUP, raised like Ctrl-C so that the same clean-up runs (no .part file or
+    folder survives)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+_HANDLED = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
 
 
 _MAIN_PID: list[int] = []  # the process that installed the handler (not a forked worker)
@@ -23,20 +31,21 @@ def _terminate(signum: int, frame: object) -> None:
         signal.signal(signum, signal.SIG_DFL)
         os.kill(os.getpid(), signum)
         return
-    raise _Terminated
+    raise _Terminated(signum)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; 0 on success, 2 on bad input (one message on stderr)."""
     if threading.current_thread() is not threading.main_thread():
         return _main(argv)
-    previous = signal.signal(signal.SIGTERM, _terminate)
+    previous = {signum: signal.signal(signum, _terminate) for signum in _HANDLED}
     _MAIN_PID.append(os.getpid())
     try:
         return _main(argv)
     finally:
         _MAIN_PID.pop()
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def _main(argv: Sequence[str] | None) -> int:
@@ -55,9 +64,9 @@ def _main(argv: Sequence[str] | None) -> int:
     except BrokenPipeError:  # `hwsim ... | head`: the reader has gone, nothing to report
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 — silence the flush at exit
         return 0
-    except _Terminated:
+    except _Terminated as exc:
         print("hwsim: terminated", file=sys.stderr)
-        return 128 + signal.SIGTERM
+        return 128 + exc.signum
     except KeyboardInterrupt:
         print("hwsim: interrupted", file=sys.stderr)
         return 130

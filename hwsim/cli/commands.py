@@ -16,6 +16,7 @@ from hwsim.cli.simulate import cmd_simulate
 from hwsim.cli.sweep import cmd_sweep
 from hwsim.errors import HwsimError, SpecError
 from hwsim.io.arch import describe_arch, describe_tech, load_arch_with_energies, load_tech_file
+from hwsim.io.folders import check_output_file_target
 from hwsim.io.networks import load_network
 from hwsim.io.outputs import check_output_file
 from hwsim.io.traces import atomic_output, read_trace, write_trace
@@ -63,19 +64,24 @@ def _config(args: argparse.Namespace, network: NetworkSpec, epochs: int | None) 
     )
 
 
-def _check_output(path: Path | None, suffixes: tuple[str, ...], flag: str) -> None:
-    """A usable output file (its name, and a writable place for it) before any work."""
+def _check_output(
+    path: Path | None, suffixes: tuple[str, ...], flag: str, inputs: list[str | Path | None]
+) -> None:
+    """A usable output file (its name, a writable place for it, not an input) before any
+    work."""
     if path is None:
         return
     if not str(path).endswith(suffixes):
         raise SpecError(f"{flag} {path}: expected a file ending in {' or '.join(suffixes)}")
+    check_output_file_target(path, inputs=[item for item in inputs if item], flag=flag)
     check_output_file(path, flag)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     _check_rule_flags(args)
-    _check_output(args.trace_out, (".jsonl", ".jsonl.gz"), "--trace-out")
-    _check_output(args.history_out, (".csv",), "--history-out")
+    inputs = [args.network, args.data_path]
+    _check_output(args.trace_out, (".jsonl", ".jsonl.gz"), "--trace-out", inputs)
+    _check_output(args.history_out, (".csv",), "--history-out", inputs)
     network = load_network(args.network)
     config = _config(args, network, args.epochs)
     dataset = load_dataset(
@@ -127,7 +133,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_trace(args: argparse.Namespace) -> int:
     _check_rule_flags(args)
-    _check_output(args.out, (".jsonl", ".jsonl.gz"), "--out")
+    _check_output(args.out, (".jsonl", ".jsonl.gz"), "--out", [args.network])
     network = load_network(args.network)
     config = _config(args, network, 1)
     trace = (shape_only_trace if args.shape_only else trace_synthetic_step)(network, config)

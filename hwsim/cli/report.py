@@ -79,136 +79,129 @@ def add_parser(commands) -> None:
     )
 
 
-def _check_out(out: Path) -> None:
-    """The output folder is usable (created, writable) before any work starts."""
-    from hwsim.io.outputs import check_output_dir
-
-    check_output_dir(out, "--out")
-
-
-def cmd_run(args: argparse.Namespace) -> int:
-    import pandas as pd
-
-    from hwsim import __version__
+def _run_inputs(args: argparse.Namespace) -> dict:
+    """Everything a run needs, loaded and checked before any work starts."""
     from hwsim.io.arch import load_arch_with_energies
     from hwsim.io.networks import load_network
-    from hwsim.io.traces import atomic_output
-    from hwsim.report.data import collect, find_steps, history_frame, read_step
-    from hwsim.report.html import write_report
+
+    specs = tuple(args.arch or RUN_SPECS)
+    names = args.networks or (["digits_fc"] if args.quick else list(DEFAULT_NETWORKS))
+    networks = [load_network(name) for name in dict.fromkeys(names)]
+    return {
+        "specs": specs,
+        "loaded": {spec: load_arch_with_energies(spec) for spec in specs},
+        "names": names,
+        "trained": [network for network in networks if network.dataset == "digits"],
+        "traced": [network for network in networks if network.dataset != "digits"],
+        "networks": networks,
+        "epochs": QUICK_EPOCHS if args.quick and args.epochs is None else args.epochs,
+    }
+
+
+def _train_and_trace(args: argparse.Namespace, run: dict, folder: Path) -> tuple[list, list]:
+    """Train the digits networks under every rule and trace the others from their shapes,
+    simulating each step on every spec into `folder`; (training tables, histories)."""
+    from hwsim.report.data import history_frame
     from hwsim.specs.trace import Algorithm
     from hwsim.study import run_study, trace_and_price
     from hwsim.train.datasets import load_dataset
     from hwsim.train.loop import EpochMetrics, TrainConfig
 
-    # Everything the run needs is loaded and checked before any work starts.
-    specs = tuple(args.arch or RUN_SPECS)
-    loaded = {spec: load_arch_with_energies(spec) for spec in specs}
-    names = args.networks or (["digits_fc"] if args.quick else list(DEFAULT_NETWORKS))
-    networks = [load_network(name) for name in dict.fromkeys(names)]
-    trained = [network for network in networks if network.dataset == "digits"]
-    traced = [network for network in networks if network.dataset != "digits"]
-    epochs = QUICK_EPOCHS if args.quick and args.epochs is None else args.epochs
-    _check_out(args.out)
+    specs, trained = run["specs"], run["trained"]
     datasets = {network.name: load_dataset(network.dataset, seed=args.seed) for network in trained}
-
     work = 0
     configs = {}
     for network in trained:
-        config = TrainConfig.from_network(network, Algorithm.BP, epochs=epochs, seed=args.seed)
+        config = TrainConfig.from_network(
+            network, Algorithm.BP, epochs=run["epochs"], seed=args.seed
+        )
         configs[network.name] = config
         batches = -(-len(datasets[network.name].x_train) // config.batch_size)
         work += batches * config.epochs * len(Algorithm) + len(Algorithm) * len(specs)
-    work += sum(len(Algorithm) * (1 + len(specs)) for _ in traced)
+    work += len(run["traced"]) * len(Algorithm) * (1 + len(specs))
     histories, tables = [], []
-    try:
-        with progress(work, "hwsim run", "step") as bar:
+    with progress(work, "hwsim run", "step") as bar:
+        for network in trained:
+            config = configs[network.name]
 
-            def step(_: str) -> None:
-                bar.update()
+            def on_epoch(
+                algorithm: Algorithm,
+                metrics: EpochMetrics,
+                total: int = config.epochs,
+                name: str = network.name,
+            ) -> None:
+                if metrics.epoch == total:
+                    bar.write(
+                        f"{name} {algorithm.value}: test "
+                        f"{metrics.test_accuracy:.2%} after {total} epochs",
+                        file=sys.stderr,
+                    )
 
-            for network in trained:
-                config = configs[network.name]
+            table, _, results = run_study(
+                network,
+                datasets[network.name],
+                config,
+                folder,
+                specs=specs,
+                loaded=run["loaded"],
+                on_batch=bar.update,
+                on_epoch=on_epoch,
+                on_step=lambda _: bar.update(),
+            )
+            tables.append((network, datasets[network.name], config, table))
+            histories += [
+                history_frame(network.name, result.config.algorithm.value, result.history)
+                for result in results
+            ]
+        for network in run["traced"]:
+            trace_and_price(
+                network,
+                run["loaded"],
+                folder,
+                seed=args.seed,
+                batch_size=TRACED_BATCH,
+                shape_only=True,
+                on_step=lambda _: bar.update(),
+            )
+    return tables, histories
 
-                def on_epoch(
-                    algorithm: Algorithm,
-                    metrics: EpochMetrics,
-                    total: int = config.epochs,
-                    name: str = network.name,
-                ) -> None:
-                    if metrics.epoch == total:
-                        bar.write(
-                            f"{name} {algorithm.value}: test "
-                            f"{metrics.test_accuracy:.2%} after {total} epochs",
-                            file=sys.stderr,
-                        )
 
-                table, _, results = run_study(
-                    network,
-                    datasets[network.name],
-                    config,
-                    args.out,
-                    specs=specs,
-                    loaded=loaded,
-                    on_batch=bar.update,
-                    on_epoch=on_epoch,
-                    on_step=step,
-                )
-                tables.append((network, datasets[network.name], config, table))
-                histories += [
-                    history_frame(network.name, result.config.algorithm.value, result.history)
-                    for result in results
-                ]
-            for network in traced:
-                trace_and_price(
-                    network,
-                    loaded,
-                    args.out,
-                    seed=args.seed,
-                    batch_size=TRACED_BATCH,
-                    shape_only=True,
-                    on_step=step,
-                )
-    except KeyboardInterrupt:
-        done = sorted(path.name for path in args.out.iterdir() if path.is_file())
-        print(
-            f"hwsim run: interrupted; no report written. Complete in {args.out}: "
-            f"{', '.join(done) or 'nothing'} (each file is whole; the tables hold the "
-            "rules that finished)",
-            file=sys.stderr,
-        )
-        raise
+def _write_run_report(args: argparse.Namespace, run: dict, folder: Path, histories: list):
+    """history.csv and the report of every step simulated into `folder`; the report data."""
+    import pandas as pd
+
+    from hwsim import __version__
+    from hwsim.io.traces import atomic_output
+    from hwsim.report.data import collect, find_steps, read_step
+    from hwsim.report.html import write_report
 
     history = pd.concat(histories, ignore_index=True) if histories else pd.DataFrame()
-    with atomic_output(args.out / "history.csv") as f:
+    with atomic_output(folder / "history.csv") as f:
         history.to_csv(f, index=False, lineterminator="\n")
-    steps = [
-        read_step(folder)
-        for folder in find_steps(args.out / "steps")
-        if folder.parts[-3] in {network.name for network in networks} and folder.name in specs
-    ]
+    steps = [read_step(step) for step in find_steps(folder / "steps")]
     meta = {
         "command": "hwsim " + " ".join(sys.argv[1:]) if sys.argv[1:] else "hwsim run",
         "seed": args.seed,
         "hwsim_version": __version__,
-        "networks": " ".join(network.name for network in networks),
-        "specs": " ".join(specs),
+        "networks": " ".join(network.name for network in run["networks"]),
+        "specs": " ".join(run["specs"]),
     }
     data = collect(steps, history, meta)
-    page = write_report(
-        data,
-        args.out,
-        "hwsim run: what a training step costs under BP, DFA and SSDFA",
-    )
+    write_report(data, folder, "hwsim run: what a training step costs under BP, DFA and SSDFA")
+    return data
+
+
+def _print_run(args: argparse.Namespace, tables: list, costs) -> None:
+    columns = [
+        "algorithm",
+        "test_accuracy",
+        "train_accuracy",
+        "forward_macs_per_example",
+        "error_macs_per_example",
+        "gradient_macs_per_example",
+        "feedback_elements",
+    ]
     for network, dataset, config, table in tables:
-        columns = [
-            "algorithm",
-            "test_accuracy",
-            "train_accuracy",
-            "forward_macs_per_example",
-            "error_macs_per_example",
-            "gradient_macs_per_example",
-            "feedback_elements",
-        ]
         shown = table[columns].copy()
         for column in ("test_accuracy", "train_accuracy"):
             shown[column] = shown[column].map("{:.2%}".format)
@@ -219,7 +212,6 @@ def cmd_run(args: argparse.Namespace) -> int:
             f"{len(dataset.x_test)} test examples), {config.epochs} epochs, seed {args.seed}"
         )
         print(shown.to_string(index=False))
-    frame = data.costs
     print("\nCost of one training example (hwsim simulate of each rule's traced step):")
     cost_columns = [
         "network",
@@ -233,20 +225,60 @@ def cmd_run(args: argparse.Namespace) -> int:
         "off_tile_bytes",
         "energy_pj",
     ]
-    print(frame[cost_columns].to_string(index=False, float_format="{:,.0f}".format))
-    print(f"\nreport: {page}")
+    print(costs[cost_columns].to_string(index=False, float_format="{:,.0f}".format))
+    print(f"\nreport: {args.out / 'index.html'}")
     print(f"traces, tables and one simulation folder per step in {args.out}")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from hwsim.io.folders import OutputFolder
+
+    run = _run_inputs(args)
+    # Written as one set, replacing an earlier run's folder whole; an interrupted or failed
+    # run still puts in place what it finished (each file whole).
+    out = OutputFolder(
+        args.out,
+        command="run",
+        inputs=[*run["specs"], *run["names"]],
+        flag="--out",
+        keep_partial=True,
+    )
+    try:
+        with out as folder:
+            tables, histories = _train_and_trace(args, run, folder)
+            data = _write_run_report(args, run, folder, histories)
+    except KeyboardInterrupt:
+        done = (
+            sorted(p.name for p in args.out.iterdir() if p.is_file() and p.name[0] != ".")
+            if args.out.is_dir()
+            else []
+        )
+        print(
+            f"hwsim run: interrupted; no report written. Complete in {args.out}: "
+            f"{', '.join(done) or 'nothing'} (each file is whole; the tables hold the "
+            "rules that finished)",
+            file=sys.stderr,
+        )
+        raise
+    _print_run(args, tables, data.costs)
     return 0
+
+
+def _report_inputs(args: argparse.Namespace, specs: tuple[str, ...]) -> list:
+    return [*args.inputs, *specs]
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     from hwsim import __version__
     from hwsim.io.arch import load_arch_with_energies
+    from hwsim.io.folders import OutputFolder
     from hwsim.report import check_inputs, gather
     from hwsim.report.html import write_report
     from hwsim.report.sweep import is_sweep, read_results, write_sweep_report
 
     sweeps = [path for path in args.inputs if path.is_dir() and is_sweep(path)]
+    specs = tuple(args.arch or DEFAULT_SPECS)
+    out = OutputFolder(args.out, command="report", inputs=_report_inputs(args, specs), flag="--out")
     if sweeps:
         if len(args.inputs) > 1:
             raise SpecError(
@@ -254,23 +286,22 @@ def cmd_report(args: argparse.Namespace) -> int:
                 f"{len(args.inputs)} inputs)"
             )
         read_results(sweeps[0])
-        _check_out(args.out)
-        print(f"report: {write_sweep_report(sweeps[0], args.out)}")
+        with out as folder:
+            write_sweep_report(sweeps[0], folder)
+        print(f"report: {args.out / 'index.html'}")
         return 0
-    specs = tuple(args.arch or DEFAULT_SPECS)
     check_inputs(args.inputs)
     for spec in specs:
         load_arch_with_energies(spec)
-    _check_out(args.out)
-    with progress(len(args.inputs), "hwsim report", "input") as bar:
+    with progress(len(args.inputs), "hwsim report", "input") as bar, out as folder:
         data = gather(
             args.inputs,
-            args.out,
+            folder,
             specs,
             on_step=lambda _: bar.update(0),
             meta={"hwsim_version": __version__, "command": "hwsim " + " ".join(sys.argv[1:])},
         )
         bar.update(len(args.inputs))
-    page = write_report(data, args.out)
-    print(f"report: {page}")
+        write_report(data, folder)
+    print(f"report: {args.out / 'index.html'}")
     return 0

@@ -7,8 +7,6 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hwsim.errors import SpecError
-
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -74,25 +72,26 @@ def _table(summary: dict) -> str:
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     from hwsim.energy import per_example_breakdown, summarize
-    from hwsim.io.outputs import atomic_output_dir, check_output_dir
+    from hwsim.io.folders import OutputFolder
     from hwsim.io.traces import read_trace
     from hwsim.sim.engine import simulate
     from hwsim.study import write_step
     from hwsim.sweep.overrides import load_arch_with_overrides
 
-    if args.out is not None:
-        check_output_dir(args.out.parent if str(args.out.parent) else Path("."), "--out")
-        if args.out.exists() and not args.out.is_dir():
-            raise SpecError(f"--out {args.out}: exists and is not a folder")
+    out = None
+    if args.out is not None:  # refused now, before any work, if it is not hwsim's to write
+        out = OutputFolder(
+            args.out, command="simulate", inputs=[args.trace, args.arch], flag="--out"
+        )
     arch, energies = load_arch_with_overrides(args.arch, args.overrides)
     trace = read_trace(args.trace)
     result = simulate(arch, trace, source=str(args.arch))
     del trace  # a big step's records (~0.55 KB each) are not needed for pricing and writing
     breakdown = per_example_breakdown(result, energies)
-    if args.out is not None:
+    if out is not None:
         # One set: written into a temporary folder renamed into place, so an interruption
         # never leaves files of two runs mixed.  write_step summarizes the step for its files.
-        with atomic_output_dir(args.out) as folder:
+        with out as folder:
             summary = write_step(
                 folder, result, energies, arch, str(args.arch), breakdown=breakdown
             )

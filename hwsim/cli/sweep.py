@@ -46,10 +46,14 @@ def add_parser(commands) -> None:
 def cmd_sweep(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from hwsim.io.folders import SWEEP_LAYOUT, claim
     from hwsim.sweep.runner import run_sweep
 
     if args.jobs is not None and (args.scheduler or args.dask_local):
         raise SpecError("--jobs sets the local process pool; with Dask give --dask-local N")
+    # Refused before the points are validated if not a sweep's to write (the sweep checks its
+    # specs and traces too, once it has read them).
+    claim(args.out, inputs=[args.file], flag="--out", resume=SWEEP_LAYOUT)
     bar: list[tqdm] = []
     failed: list[str] = []
 

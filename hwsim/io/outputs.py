@@ -2,15 +2,14 @@
 
 `atomic_output` writes to a temporary file beside the target and renames it into place only
 when the block succeeds, so an interrupted or failed run never leaves a half-written file, nor
-a `.part` file.  `check_output_file` and `check_output_dir` find the usual path problems
-before long work starts.
+a `.part` file.  `check_output_file` finds the usual path problems before long work starts.
+Folders of outputs: hwsim.io.folders.
 """
 
 from __future__ import annotations
 
 import errno
 import os
-import shutil
 import signal
 import tempfile
 from collections.abc import Iterator
@@ -21,7 +20,7 @@ from typing import IO
 from hwsim.errors import OutputError
 
 # Errors of the disk rather than of the code writing to it: reported as OutputError.
-_DISK_ERRNOS = {
+DISK_ERRNOS = {
     errno.ENOSPC,
     errno.EDQUOT,
     errno.EFBIG,
@@ -30,10 +29,10 @@ _DISK_ERRNOS = {
     errno.EPERM,
     errno.EIO,
 }
-_DEFERRED_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+_DEFERRED_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
 
 
-def _umask() -> int:
+def umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
@@ -43,7 +42,7 @@ def _problem(exc: OSError) -> str:
     return exc.strerror or str(exc)
 
 
-def _make_parent(path: Path) -> None:
+def make_parent(path: Path) -> None:
     """Create the folder `path` goes in; OutputError names the first part that is in the way."""
     parent = path.parent
     for ancestor in (parent, *parent.parents):
@@ -65,31 +64,16 @@ def check_output_file(path: str | Path, flag: str = "") -> None:
     if path.is_dir():
         raise OutputError(f"{name}: is a folder, expected a file path")
     try:
-        _make_parent(path)
+        make_parent(path)
     except OutputError as exc:
         raise OutputError(f"{flag} {exc}" if flag else str(exc)) from None
     if not os.access(path.parent, os.W_OK | os.X_OK):
         raise OutputError(f"{name}: the folder {path.parent} is not writable")
 
 
-def check_output_dir(path: str | Path, flag: str = "") -> None:
-    """OutputError now if files could not be written into the folder `path` later: a file
-    stands where the folder should be, or it is not creatable or writable.  Creates it."""
-    path = Path(path)
-    name = f"{flag} {path}" if flag else str(path)
-    if path.exists() and not path.is_dir():
-        raise OutputError(f"{name}: exists and is not a folder")
-    try:
-        _make_parent(path / "file")
-    except OutputError as exc:
-        raise OutputError(f"{name}: {str(exc).split(': ', 1)[1]}") from None
-    if not os.access(path, os.W_OK | os.X_OK):
-        raise OutputError(f"{name}: the folder is not writable")
-
-
 @contextmanager
-def _signals_held() -> Iterator[None]:
-    """Hold Ctrl-C and SIGTERM back for the block (they arrive right after it)."""
+def signals_held() -> Iterator[None]:
+    """Hold Ctrl-C, SIGTERM and SIGHUP back for the block (they arrive right after it)."""
     if not hasattr(signal, "pthread_sigmask"):
         yield
         return
@@ -110,16 +94,16 @@ def atomic_output(path: str | Path, binary: bool = False) -> Iterator[IO]:
     path = Path(path)
     if path.is_dir():
         raise OutputError(f"{path}: is a folder, expected a file path")
-    _make_parent(path)
+    make_parent(path)
     temporary = None
     try:
         try:
             # No interruption between creating the file and knowing its name to remove it.
-            with _signals_held():
+            with signals_held():
                 handle, temporary = tempfile.mkstemp(
                     prefix=f".{path.name}.", suffix=".part", dir=path.parent
                 )
-            os.chmod(temporary, 0o666 & ~_umask())
+            os.chmod(temporary, 0o666 & ~umask())
         except OSError as exc:
             raise OutputError(f"{path}: cannot write in {path.parent}: {_problem(exc)}") from None
         try:
@@ -129,48 +113,10 @@ def atomic_output(path: str | Path, binary: bool = False) -> Iterator[IO]:
                 yield f
             os.replace(temporary, path)
         except OSError as exc:
-            if exc.errno not in _DISK_ERRNOS | {errno.EISDIR, errno.ENOTDIR}:
+            if exc.errno not in DISK_ERRNOS | {errno.EISDIR, errno.ENOTDIR}:
                 raise
             raise OutputError(f"{path}: cannot write: {_problem(exc)}") from None
         temporary = None
     finally:
         if temporary is not None:
             Path(temporary).unlink(missing_ok=True)
-
-
-@contextmanager
-def atomic_output_dir(path: str | Path) -> Iterator[Path]:
-    """A temporary folder beside `path` to write a set of files into; renamed onto `path` only
-    if the block succeeds (an existing folder there is replaced), so readers never see files
-    of two runs mixed.  Permissions as a plain mkdir gives (0777 less the umask)."""
-    path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise OutputError(f"{path}: exists and is not a folder")
-    _make_parent(path / "file")
-    temporary = None
-    try:
-        with _signals_held():
-            try:
-                temporary = Path(
-                    tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-                )
-            except OSError as exc:
-                raise OutputError(
-                    f"{path}: cannot write in {path.parent}: {_problem(exc)}"
-                ) from None
-        temporary.chmod(0o777 & ~_umask())
-        yield temporary
-        with _signals_held():  # the swap is two renames: no interruption between them
-            old = None
-            if path.exists():
-                old = path.with_name(f".{path.name}.{os.getpid()}.old")
-                os.replace(path, old)
-            os.replace(temporary, path)
-            temporary = old  # the previous run's files go in the clean-up below
-    except OSError as exc:
-        if exc.errno not in _DISK_ERRNOS | {errno.EISDIR, errno.ENOTDIR, errno.ENOTEMPTY}:
-            raise
-        raise OutputError(f"{path}: cannot write: {_problem(exc)}") from None
-    finally:
-        if temporary is not None:
-            shutil.rmtree(temporary, ignore_errors=True)

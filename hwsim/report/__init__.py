@@ -16,7 +16,7 @@ from hwsim.errors import DataError
 from hwsim.io.arch import load_arch_with_energies
 from hwsim.io.traces import read_trace
 from hwsim.report.data import ReportData, collect, find_steps, read_step
-from hwsim.study import price_step
+from hwsim.study import price_step, step_folder
 
 TRACE_SUFFIXES = (".jsonl", ".jsonl.gz")
 
@@ -70,11 +70,7 @@ def gather(
             trace = read_trace(path)
             rows = price_step(trace, loaded, out_dir, on_step)
             folders += [
-                out_dir
-                / "steps"
-                / trace.header.network
-                / trace.header.algorithm.value
-                / row["arch"]
+                step_folder(out_dir, trace.header.network, trace.header.algorithm, row["arch"])
                 for row in rows
             ]
     steps = [read_step(folder) for folder in dict.fromkeys(folders)]

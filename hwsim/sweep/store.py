@@ -24,7 +24,7 @@ import pandas as pd
 import yaml
 from pydantic import BaseModel
 
-from hwsim.errors import SpecError
+from hwsim.io.folders import SWEEP_LAYOUT, claim_for_layout
 from hwsim.io.traces import atomic_output
 from hwsim.specs.arch import ArchSpec
 from hwsim.specs.sweep import Metric
@@ -36,10 +36,18 @@ RESULTS_CSV = "results.csv"
 RESULTS_PARQUET = "results.parquet"
 
 
+def inputs(expansion: Expansion) -> list[str]:
+    """The files a sweep reads: its file, its base specs and its traces (never outputs)."""
+    folder = Path(expansion.source).parent
+    bases = [folder / base for base in expansion.spec.base]
+    traces = [w.source for w in expansion.workloads if w.source != "shape-only"]
+    return [expansion.source, *bases, *traces]
+
+
 def prepare(out: Path, expansion: Expansion) -> None:
-    """Create the folder, and write the sweep and each point's resolved spec."""
-    if out.exists() and not out.is_dir():
-        raise SpecError(f"--out {out}: exists and is not a folder")
+    """Claim the folder (new, empty, or a sweep's: hwsim.io.folders), and write the sweep and
+    each point's resolved spec."""
+    claim_for_layout(out, SWEEP_LAYOUT, "sweep", inputs=inputs(expansion))
     (out / POINTS).mkdir(parents=True, exist_ok=True)
     with atomic_output(out / "sweep.yaml") as f:
         yaml.safe_dump(expansion.spec.model_dump(mode="json"), f, sort_keys=False)

@@ -1,11 +1,11 @@
-"""Output paths checked before long work: check_output_file and check_output_dir."""
+"""Output files checked before long work: check_output_file."""
 
 from __future__ import annotations
 
 import pytest
 
 from hwsim.errors import OutputError
-from hwsim.io.outputs import check_output_dir, check_output_file
+from hwsim.io.outputs import check_output_file
 
 
 def test_check_output_file(tmp_path):
@@ -21,13 +21,3 @@ def test_check_output_file(tmp_path):
         r"folder",
     ):
         check_output_file(tmp_path / "file" / "sub" / "t.jsonl", "--trace-out")
-
-
-def test_check_output_dir(tmp_path):
-    check_output_dir(tmp_path / "a" / "b")
-    assert (tmp_path / "a" / "b").is_dir()
-    (tmp_path / "file").write_text("")
-    with pytest.raises(OutputError, match=r"--out .*file: exists and is not a folder"):
-        check_output_dir(tmp_path / "file", "--out")
-    with pytest.raises(OutputError, match=r"--out .*file/run: .*file is a file, not a folder"):
-        check_output_dir(tmp_path / "file" / "run", "--out")
