@@ -19,6 +19,7 @@ from hwsim.errors import SpecError
 from hwsim.specs.sweep import SweepSpec
 from hwsim.sweep import store
 from hwsim.sweep.expand import Expansion, Row, expand
+from hwsim.sweep.lifeline import exit_with_parent
 from hwsim.sweep.worker import price, price_in_worker, price_on_dask, start_worker
 
 logger = logging.getLogger(__name__)
@@ -147,6 +148,8 @@ def _dask(
         )
     try:
         with Client(cluster if cluster is not None else scheduler) as client:
+            if cluster is not None:  # our own workers end with this process, even on SIGKILL
+                client.run(exit_with_parent)
             traces = client.scatter([w.trace for w in expansion.workloads], broadcast=True)
             groups = _by_point(tasks)
             futures = [

@@ -16,6 +16,7 @@ from hwsim.sim.engine import simulate
 from hwsim.sim.result import SimResult
 from hwsim.specs.arch import ActionEnergies, ArchSpec
 from hwsim.specs.trace import Trace
+from hwsim.sweep.lifeline import exit_with_parent
 
 BLAS_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
@@ -69,8 +70,9 @@ def price(arch: ArchSpec, energies: ActionEnergies, trace: Trace) -> dict[str, A
 
 
 def start_worker(traces: list[Trace]) -> None:
-    """Process-pool initializer: one BLAS thread per worker, and the traces kept for the
-    worker's life."""
+    """Process-pool initializer: the worker ends with its parent, one BLAS thread, and the
+    traces kept for the worker's life."""
+    exit_with_parent()
     for variable in BLAS_THREAD_VARIABLES:
         os.environ[variable] = "1"
     try:

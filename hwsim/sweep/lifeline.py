@@ -1,0 +1,48 @@
+"""Worker processes that end with their parent, whatever the signal that ended it.
+
+A pool or Dask worker calls `exit_with_parent()` when it starts: on Linux the kernel sends it
+SIGKILL the moment its parent dies (prctl PR_SET_PDEATHSIG), and on every system a daemon
+thread checks every `interval_s` whether it has been re-parented (its parent gone) and ends
+the process.  So SIGKILL of `hwsim sweep` leaves no worker behind; the multiprocessing
+resource tracker, which ends when the last process holding its pipe has gone, follows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import os
+import signal
+import sys
+import threading
+import time
+
+_PR_SET_PDEATHSIG = 1
+CHECK_INTERVAL_S = 0.25
+
+
+def _kernel_lifeline() -> None:
+    if not sys.platform.startswith("linux"):
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+def _watch(parent: int, interval_s: float) -> None:
+    while True:
+        time.sleep(interval_s)
+        if os.getppid() != parent:
+            os._exit(1)  # the parent is gone: nothing will read what this process makes
+
+
+def exit_with_parent(interval_s: float = CHECK_INTERVAL_S) -> None:
+    """End this process when its parent process ends (call once, early, in the child)."""
+    parent = os.getppid()
+    _kernel_lifeline()
+    if os.getppid() != parent or parent == 1:  # it died before the lifeline was set
+        os._exit(1)
+    threading.Thread(
+        target=_watch, args=(parent, interval_s), name="hwsim-lifeline", daemon=True
+    ).start()
