@@ -438,7 +438,7 @@ def test_a_network_too_large_for_memory_is_refused_before_allocating(tmp_path, c
 def test_a_batch_too_large_for_memory_is_refused_before_allocating(tmp_path, capsys, monkeypatch):
     import hwsim.train.memory as memory
 
-    monkeypatch.setattr(memory, "memory_limit_bytes", lambda: 4 * 2**30)
+    monkeypatch.setattr(memory, "memory_limit_bytes", lambda: 2**30)
     refused(
         capsys,
         [
@@ -448,12 +448,12 @@ def test_a_batch_too_large_for_memory_is_refused_before_allocating(tmp_path, cap
             "--algorithm",
             "bp",
             "--batch-size",
-            "3000000",
+            "1000000",
             "--out",
             str(tmp_path / "t.jsonl"),
         ],
-        "network digits_fc, batch size 3000000: one training step needs at least",
-        "allows 4 GiB",
+        "network digits_fc, batch size 1000000: one training step needs at least",
+        "allows 1 GiB",
     )
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 from pydantic import TypeAdapter
 
-from hwsim.cli.common import progress
+from hwsim.cli.common import finite_json, progress
 from hwsim.cli.report import cmd_report, cmd_run
 from hwsim.cli.simulate import cmd_simulate
 from hwsim.cli.sweep import cmd_sweep
@@ -50,7 +50,27 @@ def _check_rule_flags(args: argparse.Namespace) -> None:
         raise SpecError("--rank applies to --algorithm dfa or ssdfa (bp has no feedback matrix)")
 
 
+# A flag for each training field: the library names fields, the command line its flags.
+_FLAGS = {
+    "epochs": "--epochs",
+    "batch_size": "--batch-size",
+    "learning_rate": "--lr",
+    "optimizer": "--optimizer",
+    "nonzeros_per_neuron": "--nonzeros-per-neuron",
+}
+
+
 def _config(args: argparse.Namespace, network: NetworkSpec, epochs: int | None) -> TrainConfig:
+    try:
+        return _from_network(args, network, epochs)
+    except SpecError as exc:
+        message = str(exc)
+        for field, flag in _FLAGS.items():
+            message = message.replace(f"{field}: ", f"{flag}: ")
+        raise SpecError(f"{message} (the bounds of a network file's training)") from None
+
+
+def _from_network(args: argparse.Namespace, network: NetworkSpec, epochs: int | None):
     return TrainConfig.from_network(
         network,
         Algorithm(args.algorithm),
@@ -119,7 +139,14 @@ def cmd_train(args: argparse.Namespace) -> int:
             table.to_csv(f, index=False, lineterminator="\n")
     summary = result.summary()
     if args.json:
-        print(json.dumps(summary, sort_keys=True))
+        clean, replaced = finite_json(summary)
+        if replaced:
+            print(
+                f"hwsim train: {', '.join(replaced)}: not a finite number (the training "
+                "diverged?); written as null",
+                file=sys.stderr,
+            )
+        print(json.dumps(clean, sort_keys=True, allow_nan=False))
     else:
         print(
             f"{network.name} {config.algorithm.value}: test accuracy "

@@ -32,6 +32,23 @@ def positive_float(text: str) -> float:
     return value
 
 
+def finite_json(value: object, path: str = "") -> tuple[object, list[str]]:
+    """`value` with every NaN or infinite float made None (JSON has no NaN or Infinity), and
+    the dotted paths of those it replaced."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None, [path or "(value)"]
+    if isinstance(value, dict):
+        clean, replaced = {}, []
+        for key, item in value.items():
+            clean[key], found = finite_json(item, f"{path}.{key}" if path else str(key))
+            replaced += found
+        return clean, replaced
+    if isinstance(value, list | tuple):
+        items = [finite_json(item, f"{path}.{index}") for index, item in enumerate(value)]
+        return [item for item, _ in items], [name for _, found in items for name in found]
+    return value, []
+
+
 def progress(total: int, description: str, unit: str) -> tqdm:
     """A progress bar on stderr, shown only when stderr is a terminal."""
     from tqdm import tqdm

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import math
 import zlib
 from collections.abc import Iterator, Sequence
 from itertools import islice
@@ -26,6 +27,7 @@ from hwsim.specs.trace import (
     TRACE_SCHEMA_VERSION,
     GatherOp,
     OpRecord,
+    Role,
     SharedParts,
     Trace,
     TraceHeader,
@@ -177,12 +179,45 @@ def _record(path: Path, number: int, line: str, last: bool, shared: SharedParts)
     raise TraceError(f"{path}: line {number}: not a trace record")  # pragma: no cover
 
 
+_PER_EXAMPLE_ROLES = (Role.INPUT, Role.ACTIVATION, Role.ERROR)
+
+
+def _check_batch(
+    path: Path, header: TraceHeader, record: OpRecord, number: int, sizes: set[int]
+) -> None:
+    """An input, activation or error operand holds batch_size × one example's values of some
+    layer's input or output (or of the classes): else the header's batch contradicts it."""
+    batch = header.batch_size
+    for side, operands in (("reads", record.reads), ("writes", record.writes)):
+        for index, operand in enumerate(operands):
+            if operand.role not in _PER_EXAMPLE_ROLES:
+                continue
+            if operand.elements % batch or operand.elements // batch not in sizes:
+                raise TraceError(
+                    f"{path}: line {number}: {side}.{index}.elements: {operand.elements:,} "
+                    f"{operand.role.value} elements of {operand.tensor!r} are not batch_size "
+                    f"{batch:,} × one example of any layer; the header's batch_size "
+                    "contradicts the records"
+                )
+
+
+def _example_sizes(header: TraceHeader) -> set[int]:
+    sizes = {header.classes}
+    for layer in header.layers:
+        sizes.add(math.prod(layer.input_shape))
+        sizes.add(math.prod(layer.output_shape))
+    return sizes
+
+
 def _check_references(path: Path, header: TraceHeader, records: list[OpRecord]) -> None:
-    """Every record's layer is in the header; a gather's layer has a feedback matrix."""
+    """Every record's layer is in the header; a gather's layer has a feedback matrix; the
+    per-example operands agree with the header's batch size."""
     layers = {layer.name for layer in header.layers}
     feedback = header.feedback_by_layer
+    sizes = _example_sizes(header)
     for record in records:
         number = record.id + 2
+        _check_batch(path, header, record, number, sizes)
         if record.layer not in layers:
             raise TraceError(
                 f"{path}: line {number}: layer: {record.layer!r} is not one of the header's layers"

@@ -15,7 +15,7 @@ import pandas as pd
 from hwsim.errors import DataError
 from hwsim.io.arch import load_arch_with_energies
 from hwsim.io.traces import read_trace
-from hwsim.report.data import ReportData, collect, find_steps, read_step
+from hwsim.report.data import ReportData, collect, find_steps, read_history, read_step
 from hwsim.study import price_step, step_folder
 
 TRACE_SUFFIXES = (".jsonl", ".jsonl.gz")
@@ -65,7 +65,7 @@ def gather(
             folders += find_steps(path)
             history = path / "history.csv"
             if history.is_file():
-                histories.append(pd.read_csv(history))
+                histories.append(read_history(history))
         else:
             trace = read_trace(path)
             rows = price_step(trace, loaded, out_dir, on_step)

@@ -19,10 +19,14 @@ from pathlib import Path
 import pandas as pd
 
 from hwsim import __version__
+from hwsim.energy import SUMMARY_KEYS
 from hwsim.errors import DataError
+from hwsim.io.inputs import read_bounded
+from hwsim.io.tables import NUMBER, OPTIONAL_NUMBER, TEXT, read_table
+from hwsim.sim.result import MAPPING_KINDS
 from hwsim.study import STEP_FILES
 
-KEYS = ["network", "algorithm", "arch", "substrate"]
+KEYS = ["network", "algorithm", "arch", "substrate"]  # the columns that name a step
 RULE_ORDER = {"bp": 0, "dfa": 1, "ssdfa": 2}
 
 
@@ -43,13 +47,79 @@ class Step:
         return {column: self.summary["run"][column] for column in KEYS}
 
 
-def _read_csv(path: Path) -> pd.DataFrame:
+_MAPPING_KINDS = {
+    name: TEXT if kind == "s" else OPTIONAL_NUMBER for name, kind in MAPPING_KINDS.items()
+}
+# What each file of a simulation folder holds: its columns and their kinds (hwsim.io.tables).
+STEP_TABLES = {
+    "breakdown.csv": (
+        "a simulate breakdown",
+        {"layer": TEXT, "phase": TEXT, "component": TEXT, "action": TEXT}
+        | dict.fromkeys(("count", "bytes", "cycles", "energy_pj"), NUMBER),
+    ),
+    "resources.csv": (
+        "a simulate resources table",
+        {"resource": TEXT}
+        | dict.fromkeys(("busy_cycles", "idle_cycles", "wait_cycles", "utilization"), NUMBER)
+        | {"peak_bytes": OPTIONAL_NUMBER},
+    ),
+    "timeline.csv": (
+        "a simulate timeline",
+        {"resource": TEXT}
+        | {
+            name: NUMBER
+            for name in ("start_cycle", "end_cycle", "busy_fraction", "bytes_per_cycle")
+        },
+    ),
+    "mapping.csv": ("a simulate mapping table", _MAPPING_KINDS),
+    "spec.csv": ("a spec table", dict.fromkeys(("arch", "field", "value", "source"), TEXT)),
+}
+RUN_KEYS = ("network", "algorithm", "arch", "substrate")
+HISTORY_COLUMNS = {
+    "network": TEXT,
+    "algorithm": TEXT,
+    "epoch": NUMBER,
+    "train_loss": TEXT,  # a diverged run's loss is inf or empty: kept as written
+    "train_accuracy": NUMBER,
+    "test_loss": TEXT,
+    "test_accuracy": NUMBER,
+}
+
+
+def _summary_problem(summary: object) -> str | None:
+    """What is wrong with a summary.json's contents, or None."""
+    if not isinstance(summary, dict) or not isinstance(summary.get("run"), dict):
+        return "not a simulate summary (no run)"
+    run = summary["run"]
+    missing = [key for key in (*RUN_KEYS, "batch_size") if key not in run]
+    if missing:
+        return f"run: no {', '.join(missing)}"
+    for key in RUN_KEYS:
+        if not isinstance(run[key], str):
+            return f"run.{key}: expected text (got {run[key]!r})"
+    batch = run["batch_size"]
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        return f"run.batch_size: expected a whole number ≥ 1 (got {batch!r})"
+    for key in SUMMARY_KEYS:
+        value = summary.get(key)
+        if value is None:
+            return f"no {key}"
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if not number or not math.isfinite(value) or value < 0:
+            return f"{key}: expected a finite number ≥ 0 (got {value!r})"
+    return None
+
+
+def read_summary(path: Path) -> dict:
+    """A simulation folder's summary.json, checked; DataError names the file and the key."""
     try:
-        return pd.read_csv(path)
-    except pd.errors.EmptyDataError:
-        return pd.DataFrame()
-    except (OSError, ValueError, pd.errors.ParserError) as exc:
-        raise DataError(f"{path}: cannot be read as CSV ({exc})") from None
+        summary = json.loads(read_bounded(path, 2**24, DataError, "a simulate summary"))
+    except ValueError as exc:
+        raise DataError(f"{path}: not a simulate summary (not JSON: {exc})") from None
+    problem = _summary_problem(summary)
+    if problem is not None:
+        raise DataError(f"{path}: {problem}")
+    return summary
 
 
 def read_step(folder: Path) -> Step:
@@ -60,32 +130,27 @@ def read_step(folder: Path) -> Step:
             f"{folder}: not a simulation folder: no {', '.join(missing)} "
             f"(write one with `hwsim simulate --out` or `hwsim run`)"
         )
-    try:
-        summary = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
-        run = summary["run"]
-        missing = [
-            key
-            for key in ("network", "algorithm", "arch", "substrate", "batch_size")
-            if key not in run
-        ]
-        if missing:
-            raise KeyError(", ".join(missing))
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise DataError(f"{folder / 'summary.json'}: not a simulate summary ({exc})") from None
-    spec = (
-        _read_csv(folder / "spec.csv")
-        if (folder / "spec.csv").is_file()
-        else pd.DataFrame(columns=["arch", "field", "value", "source"])
-    )
+    summary = read_summary(folder / "summary.json")
+    tables = {}
+    for name, (what, columns) in STEP_TABLES.items():
+        if name == "spec.csv" and not (folder / name).is_file():
+            tables[name] = pd.DataFrame(columns=list(columns))
+        else:
+            tables[name] = read_table(folder / name, columns, what)
     return Step(
         folder,
         summary,
-        _read_csv(folder / "breakdown.csv"),
-        _read_csv(folder / "resources.csv"),
-        _read_csv(folder / "timeline.csv"),
-        _read_csv(folder / "mapping.csv"),
-        spec,
+        tables["breakdown.csv"],
+        tables["resources.csv"],
+        tables["timeline.csv"],
+        tables["mapping.csv"],
+        tables["spec.csv"],
     )
+
+
+def read_history(path: Path) -> pd.DataFrame:
+    """A run folder's history.csv (empty when the run trained nothing), checked."""
+    return read_table(path, HISTORY_COLUMNS, "a training history", allow_empty=True)
 
 
 def find_steps(root: Path) -> list[Path]:

@@ -14,7 +14,7 @@ import plotly.express as px
 import plotly.graph_objects as go
 
 from hwsim.energy import SUMMARY_KEYS
-from hwsim.errors import DataError
+from hwsim.io.tables import NUMBER, TEXT, check_numbers, read_table
 from hwsim.report.figures import RULE_COLOURS, style
 from hwsim.report.html import figure_section, table_html, write_page
 
@@ -26,14 +26,16 @@ def is_sweep(folder: Path) -> bool:
 
 
 def read_results(folder: Path) -> pd.DataFrame:
-    try:
-        table = pd.read_csv(folder / RESULTS)
-    except (OSError, ValueError, pd.errors.ParserError) as exc:
-        raise DataError(f"{folder / RESULTS}: cannot be read as a sweep table ({exc})") from None
-    if "status" not in table or "algorithm" not in table:
-        raise DataError(
-            f"{folder / RESULTS}: not a `hwsim sweep` results table (no status or algorithm column)"
-        )
+    """A sweep folder's results table, checked: DataError names the file and the column or
+    line of a damaged or hand-edited one."""
+    path = folder / RESULTS
+    table = read_table(
+        path,
+        {"point": NUMBER, "algorithm": TEXT, "status": TEXT},
+        "a `hwsim sweep` results table",
+    )
+    for metric in metrics(table):
+        check_numbers(path, table, metric, optional=True)  # a failed row has none
     return table
 
 

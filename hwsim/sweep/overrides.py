@@ -56,8 +56,11 @@ def check_path(path: str, model: type[BaseModel] = ArchSpec) -> str | None:
 
 
 def apply_overrides(data: Mapping[str, Any], overrides: Iterable[tuple[str, Any]]) -> dict:
-    """A deep copy of `data` with each dotted path set to its value (missing mappings made)."""
-    result = copy.deepcopy(dict(data))
+    """`data` with each dotted path set to its value (missing mappings made).  The mappings on
+    an override's path are copied; the rest is shared with `data`, which is never changed
+    (a sweep applies its axes to the same base for every point)."""
+    result = dict(data)
+    copied: set[int] = {id(result)}
     for path, value in overrides:
         *parents, leaf = path.split(".")
         node = result
@@ -65,7 +68,10 @@ def apply_overrides(data: Mapping[str, Any], overrides: Iterable[tuple[str, Any]
             child = node.get(part)
             if not isinstance(child, dict):
                 child = {}
-                node[part] = child
+            elif id(child) not in copied:
+                child = dict(child)
+            copied.add(id(child))
+            node[part] = child
             node = child
         node[leaf] = copy.deepcopy(value)
     return result

@@ -16,6 +16,7 @@ an uninterrupted one's.
 from __future__ import annotations
 
 import json
+import math
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ import pandas as pd
 import yaml
 from pydantic import BaseModel
 
+from hwsim.errors import DataError
 from hwsim.io.folders import SWEEP_LAYOUT, claim_for_layout
 from hwsim.io.traces import atomic_output
 from hwsim.specs.arch import ArchSpec
@@ -48,27 +50,61 @@ def prepare(out: Path, expansion: Expansion) -> None:
     """Claim the folder (new, empty, or a sweep's: hwsim.io.folders), and write the sweep and
     each point's resolved spec."""
     claim_for_layout(out, SWEEP_LAYOUT, "sweep", inputs=inputs(expansion))
-    (out / POINTS).mkdir(parents=True, exist_ok=True)
+    for folder in (POINTS, SPECS):
+        if (out / folder).exists() and not (out / folder).is_dir():
+            raise DataError(
+                f"{out / folder}: is a file, expected the sweep's folder of "
+                f"{'finished rows' if folder == POINTS else 'resolved specs'}; move it away"
+            )
+        (out / folder).mkdir(parents=True, exist_ok=True)
     with atomic_output(out / "sweep.yaml") as f:
         yaml.safe_dump(expansion.spec.model_dump(mode="json"), f, sort_keys=False)
     for point in expansion.points:
         path = out / SPECS / f"{point.key}.yaml"
-        if not path.exists():
+        text = yaml.safe_dump(point.arch.model_dump(mode="json"), sort_keys=False)
+        if _text(path) != text:  # missing, or damaged since: written again
             with atomic_output(path) as f:
-                yaml.safe_dump(point.arch.model_dump(mode="json"), f, sort_keys=False)
+                f.write(text)
+
+
+def _text(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
 
 
 def point_path(out: Path, key: str) -> Path:
     return out / POINTS / f"{key}.json"
 
 
+def _is_record(record: object, key: str) -> bool:
+    """A row file as write_point writes it: its key, a status, an error text or null, and
+    metrics by name, each a finite number or null (an ok row: every one a number)."""
+    if not isinstance(record, dict) or record.get("key") != key:
+        return False
+    status, metrics = record.get("status"), record.get("metrics")
+    if status not in ("ok", "error") or not isinstance(metrics, dict):
+        return False
+    if not isinstance(record.get("error"), str | None):
+        return False
+    for value in metrics.values():
+        if value is None and status == "error":
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return False
+        if not math.isfinite(value):
+            return False
+    return True
+
+
 def read_point(out: Path, key: str) -> dict[str, Any] | None:
-    """A finished row's record, or None (missing, or unreadable: it will be run again)."""
+    """A finished row's record, or None (missing, damaged or hand-edited: it is run again)."""
     try:
         record = json.loads(point_path(out, key).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    return record if isinstance(record, dict) and record.get("key") == key else None
+    return record if _is_record(record, key) else None
 
 
 def write_point(out: Path, key: str, result: dict[str, Any]) -> None:

@@ -11,10 +11,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
+from pydantic import ValidationError
 
 from hwsim import __version__
-from hwsim.errors import DataError
-from hwsim.specs.network import LayerShape, NetworkSpec, OptimizerName
+from hwsim.errors import DataError, SpecError
+from hwsim.specs.common import format_validation_error
+from hwsim.specs.network import LayerShape, NetworkSpec, OptimizerName, TrainingDefaults
 from hwsim.specs.trace import (
     TRACE_SCHEMA_VERSION,
     Algorithm,
@@ -60,8 +62,19 @@ class TrainConfig:
     def from_network(
         cls, network: NetworkSpec, algorithm: Algorithm, **overrides: object
     ) -> TrainConfig:
-        """The network's training defaults; `overrides` that are not None win."""
+        """The network's training defaults; `overrides` that are not None win, each within
+        the bounds a network file's `training` has (SpecError `field: problem (got X)`)."""
         defaults = network.training
+        bounded = {
+            key: value.value if isinstance(value, OptimizerName) else value
+            for key, value in overrides.items()
+            if value is not None and key in TrainingDefaults.model_fields
+        }
+        if bounded:
+            try:
+                TrainingDefaults.model_validate(defaults.model_dump(mode="json") | bounded)
+            except ValidationError as exc:
+                raise SpecError("; ".join(format_validation_error(exc, TrainingDefaults))) from None
         values = {
             "algorithm": algorithm,
             "epochs": defaults.epochs,

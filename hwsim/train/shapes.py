@@ -15,7 +15,10 @@ import math
 from dataclasses import dataclass, replace
 
 import numpy as np
+from pydantic import ValidationError
 
+from hwsim.errors import SpecError
+from hwsim.specs.common import short_repr
 from hwsim.specs.network import Activation, NetworkSpec, OptimizerName
 from hwsim.specs.trace import (
     Algorithm,
@@ -373,16 +376,25 @@ def shape_only_trace(network: NetworkSpec, config: TrainConfig) -> Trace:
     model = Model(network, np.dtype(config.dtype))
     feedback = _feedback_infos(model, config)
     step = _Step(model, config.batch_size, Tracer())
-    for layer in model.layers:
-        step.forward(layer)
-    step.loss()
-    if config.algorithm == Algorithm.BP:
-        step.backprop()
-    else:
-        step.feedback_alignment(
-            config.nonzeros_per_neuron if config.algorithm == Algorithm.SSDFA else None
-        )
-    step.update(config)
+    try:
+        for layer in model.layers:
+            step.forward(layer)
+        step.loss()
+        if config.algorithm == Algorithm.BP:
+            step.backprop()
+        else:
+            step.feedback_alignment(
+                config.nonzeros_per_neuron if config.algorithm == Algorithm.SSDFA else None
+            )
+        step.update(config)
+    except ValidationError as exc:  # an op's counts past what a trace record holds
+        first = exc.errors(include_url=False)[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise SpecError(
+            f"{network.name}: batch {config.batch_size:,}: the step is too large to trace "
+            f"({exc.title} {where}: {first['msg']}, got {short_repr(first.get('input'))}); "
+            "trace a smaller batch"
+        ) from None
     records = step.tracer.records
     header = trace_header(
         network,

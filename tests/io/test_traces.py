@@ -101,6 +101,15 @@ def test_same_seed_gives_byte_identical_files(tmp_path, algorithm):
     assert other.read_bytes() != first.read_bytes()
 
 
+PER_EXAMPLE = (Role.INPUT, Role.ACTIVATION, Role.ERROR)  # batch × one example's values
+
+
+def _example_sizes(trace: Trace) -> list[int]:
+    header = trace.header
+    shapes = [s for layer in header.layers for s in (layer.input_shape, layer.output_shape)]
+    return sorted({header.classes, *(int(np.prod(shape)) for shape in shapes)})
+
+
 @settings(max_examples=40, deadline=None)
 @given(
     st.lists(
@@ -112,8 +121,17 @@ def test_same_seed_gives_byte_identical_files(tmp_path, algorithm):
 def test_operands_survive_the_round_trip(tmp_path_factory, operands):
     trace = make_trace_cached()
     index = next(i for i, record in enumerate(trace.records) if record.op.kind == "elementwise")
+    sizes = _example_sizes(trace)
     reads = [
-        Operand(tensor=f"t{i}", role=role, elements=elements, density=density)
+        Operand(
+            tensor=f"t{i}",
+            role=role,
+            # a per-example operand holds a whole batch of some layer's values
+            elements=trace.header.batch_size * sizes[elements % len(sizes)]
+            if role in PER_EXAMPLE
+            else elements,
+            density=density,
+        )
         for i, (role, elements, density) in enumerate(operands)
     ]
     records = list(trace.records)
@@ -121,6 +139,35 @@ def test_operands_survive_the_round_trip(tmp_path_factory, operands):
     edited = trace.model_copy(update={"records": records})
     path = write_trace(tmp_path_factory.mktemp("h") / "t.jsonl", edited)
     assert read_trace(path) == edited
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.sampled_from(PER_EXAMPLE), st.integers(0, 10**9), st.integers(0, 3))
+def test_a_batch_the_records_contradict_is_refused(tmp_path_factory, role, elements, side):
+    """An operand that is not batch_size × one example of some layer: the header's batch is
+    wrong for the records (or the records were edited), and the trace is refused."""
+    trace = make_trace_cached()
+    batch, sizes = trace.header.batch_size, _example_sizes(trace)
+    if elements % batch == 0 and elements // batch in sizes:
+        elements += 1
+    index = next(i for i, record in enumerate(trace.records) if record.op.kind == "elementwise")
+    record = trace.records[index]
+    operand = Operand(tensor="odd", role=role, elements=elements, density=1.0)
+    operands = list(record.reads if side % 2 else record.writes)
+    operands.insert(0, operand)
+    change = {"reads": tuple(operands)} if side % 2 else {"writes": tuple(operands)}
+    records = list(trace.records)
+    records[index] = dataclasses.replace(record, **change)
+    path = write_trace(
+        tmp_path_factory.mktemp("b") / "t.jsonl",
+        trace.model_copy(update={"records": records}),
+    )
+    with pytest.raises(TraceError) as caught:
+        read_trace(path)
+    assert f"line {index + 2}: {'reads' if side % 2 else 'writes'}.0.elements: " in str(
+        caught.value
+    )
+    assert str(caught.value).endswith("the header's batch_size contradicts the records")
 
 
 _CACHE: dict[str, Trace] = {}

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from hwsim.cli import main
 from hwsim.energy import SUMMARY_KEYS
 from hwsim.errors import SpecError
-from hwsim.specs.sweep import Metric
-from hwsim.sweep.expand import expand, grid_values
+from hwsim.specs.sweep import Metric, SweepSpec
+from hwsim.sweep.expand import expand, grid_indices, grid_values
 from tests.sweep.conftest import ROOT, TRACES, write_sweep
 
 SHIPPED = sorted((ROOT / "arch_specs" / "sweeps").glob("*.yaml"))
@@ -220,11 +222,42 @@ def test_a_huge_grid_must_be_sampled(tmp_path):
         for path in ("pe_array.rows", "pe_array.columns", "dram.channels")
     ]
     path = write_sweep(tmp_path, axes=[*axes, {"path": "dram.latency_cycles", "values": [1, 2]}])
+    started = time.monotonic()
     with pytest.raises(SpecError) as caught:
         expand(path)
+    assert time.monotonic() - started < 5  # refused at once, before any point is validated
     assert str(caught.value) == (
-        f"{path}: axes: 2,000,000 points is more than 1,000,000; draw fewer with sampling: "
+        f"{path}: axes: 2,000,000 points is more than 50,000; draw fewer with sampling: "
         "{samples: N, seed: S}"
     )
     sampled = expand(write_sweep(tmp_path, axes=axes, sampling={"samples": 5, "seed": 1}))
     assert len(sampled.points) == 5
+
+
+def test_a_grid_past_two_to_the_63_is_sampled_the_same_each_time(tmp_path):
+    paths = (
+        "pe_array.rows",
+        "pe_array.columns",
+        "dram.channels",
+        "dram.latency_cycles",
+        "global_buffer.banks",
+        "noc.link_bytes_per_cycle",
+        "pe_array.vector_ops_per_cycle",
+        "dram.bandwidth_bytes_per_cycle",
+        "global_buffer.bandwidth_bytes_per_cycle",
+        "pe_array.mac_energy_pj",
+    )
+    axes = [{"path": path, "values": list(range(1, 101))} for path in paths]  # 100¹⁰ = 10²⁰
+    sampling = {"samples": 4, "seed": 3}
+    first = grid_indices(
+        SweepSpec.model_validate(
+            yaml.safe_load(write_sweep(tmp_path, axes=axes, sampling=sampling).read_text())
+        )
+    )
+    again = grid_indices(
+        SweepSpec.model_validate(
+            yaml.safe_load(write_sweep(tmp_path, axes=axes, sampling=sampling).read_text())
+        )
+    )
+    assert first == again and len(set(first)) == 4
+    assert all(0 <= index < 100**10 for index in first) and max(first) > 2**63
