@@ -12,7 +12,7 @@ docs/python-api.md documents each function with an example that a test runs.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,19 +20,22 @@ from typing import Any
 import pandas as pd
 
 from hwsim.energy import per_example_breakdown, summarize
-from hwsim.io.arch import load_arch_with_energies, shipped_archs
+from hwsim.errors import ArgumentError
+from hwsim.io.arch import load_arch_with_energies, load_tech, shipped_archs
 from hwsim.io.folders import OutputFolder
 from hwsim.io.networks import load_network, shipped_networks
 from hwsim.io.traces import read_trace, write_trace
+from hwsim.report import TRACE_SUFFIXES
 from hwsim.report import figures as _figures
 from hwsim.report.data import ReportData, collect
 from hwsim.report.html import write_report
 from hwsim.sim.engine import simulate as _simulate
 from hwsim.sim.result import SimResult
-from hwsim.specs.arch import ActionEnergies, ArchSpec
+from hwsim.specs.arch import ActionEnergies, ArchSpec, resolve_energies
 from hwsim.specs.network import NetworkSpec
 from hwsim.specs.trace import Algorithm, Trace
 from hwsim.study import spec_fields
+from hwsim.sweep.overrides import load_arch_with_values
 from hwsim.sweep.runner import run_sweep
 from hwsim.train.loop import TrainConfig, trace_synthetic_step
 from hwsim.train.shapes import shape_only_trace
@@ -51,18 +54,80 @@ def specs() -> list[str]:
     return shipped_archs()
 
 
-def network(name_or_path: str) -> NetworkSpec:
-    """A shipped network by name, or a network YAML file."""
-    return load_network(name_or_path)
+def network(name_or_path: str | Path | NetworkSpec) -> NetworkSpec:
+    """A shipped network by name, or a network YAML file (a loaded network is returned as is)."""
+    if isinstance(name_or_path, NetworkSpec):
+        return name_or_path
+    if not isinstance(name_or_path, str | Path):
+        raise ArgumentError(
+            f"network: expected a shipped name, a YAML path or a loaded network "
+            f"(got {type(name_or_path).__name__})"
+        )
+    return load_network(str(name_or_path))
 
 
-def spec(name_or_path: str | Path) -> ArchSpec:
-    """A shipped hardware spec by name, or an arch YAML file, validated."""
-    return load_arch_with_energies(name_or_path)[0]
+def spec(name_or_path: str | Path | ArchSpec, set: Mapping[str, Any] | None = None) -> ArchSpec:
+    """A shipped hardware spec by name, or an arch YAML file, validated; `set` overrides
+    fields by dotted path before validation, as `hwsim simulate --set` does:
+    `hw.spec("von_neumann", set={"global_buffer.capacity_bytes": "1 MiB"})`."""
+    return _arch(name_or_path, set=set)[0]
+
+
+def _arch(
+    given: str | Path | ArchSpec,
+    energies: ActionEnergies | None = None,
+    set: Mapping[str, Any] | None = None,
+) -> tuple[ArchSpec, ActionEnergies, str]:
+    """(spec, its energies, where it came from) for a name, a path or a loaded spec."""
+    if isinstance(given, ArchSpec):
+        if set:
+            raise ArgumentError("set: applies to a spec's name or path, not a loaded spec")
+        if energies is None:  # its tech table: a shipped name, or a path from here
+            energies = resolve_energies(given, load_tech(given, Path.cwd() / "spec.yaml"))
+        return given, energies, given.name
+    if not isinstance(given, str | Path):
+        raise ArgumentError(
+            f"spec: expected a shipped name, a YAML path or a loaded spec "
+            f"(got {type(given).__name__})"
+        )
+    if set is not None and not isinstance(set, Mapping):
+        raise ArgumentError(f"set: expected a mapping of dotted paths to values (got {set!r})")
+    if set:
+        arch, loaded = load_arch_with_values(given, set.items())
+    else:
+        arch, loaded = load_arch_with_energies(given)
+    return arch, energies or loaded, str(given)
+
+
+def _rule(algorithm: str | Algorithm) -> Algorithm:
+    try:
+        return Algorithm(algorithm)
+    except ValueError:
+        raise ArgumentError(
+            f"algorithm: expected one of {', '.join(a.value for a in Algorithm)} "
+            f"(got {algorithm!r})"
+        ) from None
+
+
+def _trace(given: Trace | str | Path) -> Trace:
+    if isinstance(given, Trace):
+        return given
+    if isinstance(given, str | Path):
+        return read_trace(given)
+    raise ArgumentError(
+        f"trace: expected a Trace or a trace file's path (got {type(given).__name__})"
+    )
+
+
+def _several(given: Any) -> list:
+    """A list of the items given: one name, path or loaded value counts as a list of one."""
+    if isinstance(given, str | Path | NetworkSpec | ArchSpec):
+        return [given]
+    return list(given)
 
 
 def trace(
-    network_name: str | NetworkSpec,
+    network_name: str | Path | NetworkSpec,
     algorithm: str,
     *,
     batch_size: int | None = None,
@@ -71,9 +136,9 @@ def trace(
 ) -> Trace:
     """One training step of `algorithm` (bp, dfa, ssdfa) traced on synthetic data, or built
     from the network's shapes (`shape_only`: the same records, densities not measured)."""
-    spec_ = network_name if isinstance(network_name, NetworkSpec) else load_network(network_name)
+    spec_ = network(network_name)
     config = TrainConfig.from_network(
-        spec_, Algorithm(algorithm), epochs=1, batch_size=batch_size, seed=seed
+        spec_, _rule(algorithm), epochs=1, batch_size=batch_size, seed=seed
     )
     return (shape_only_trace if shape_only else trace_synthetic_step)(spec_, config)
 
@@ -83,7 +148,10 @@ def load_trace(path: str | Path) -> Trace:
 
 
 def save_trace(path: str | Path, trace_: Trace) -> Path:
-    return write_trace(path, trace_)
+    """Write a trace (.jsonl, or .jsonl.gz compressed); the path written."""
+    if not str(path).endswith(TRACE_SUFFIXES):
+        raise ArgumentError(f"{path}: expected a file ending in .jsonl or .jsonl.gz")
+    return write_trace(path, _trace(trace_))
 
 
 @dataclass(frozen=True, eq=False)
@@ -126,24 +194,18 @@ class Result:
             return getattr(self.sim, kind).copy()
         if kind == "spec":
             return spec_fields(self.arch, self.source)
-        raise ValueError(f"kind must be one of {', '.join(FRAMES)} (got {kind!r})")
+        raise ArgumentError(f"kind: expected one of {', '.join(FRAMES)} (got {kind!r})")
 
 
 def simulate(
-    spec_: str | Path | ArchSpec, trace_: Trace, energies: ActionEnergies | None = None
+    spec_: str | Path | ArchSpec,
+    trace_: Trace | str | Path,
+    energies: ActionEnergies | None = None,
 ) -> Result:
-    """Simulate one traced step on a spec (a shipped name, a YAML path, or an ArchSpec with
-    its `energies`)."""
-    if isinstance(spec_, ArchSpec):
-        if energies is None:
-            raise ValueError(
-                "an ArchSpec needs its energies: pass energies=, or the spec's name or path instead"
-            )
-        arch, source = spec_, spec_.name
-    else:
-        arch, energies = load_arch_with_energies(spec_)
-        source = str(spec_)
-    return Result(arch, source, energies, _simulate(arch, trace_, source=source))
+    """Simulate one traced step (a Trace or a trace file) on a spec: a shipped name, a YAML
+    path, or a loaded spec (its energies from its tech table unless `energies` is given)."""
+    arch, energies, source = _arch(spec_, energies)
+    return Result(arch, source, energies, _simulate(arch, _trace(trace_), source=source))
 
 
 def _report_data(results: Iterable[Result]) -> ReportData:
@@ -168,32 +230,38 @@ def _report_data(results: Iterable[Result]) -> ReportData:
 
 
 def compare(
-    network_names: Sequence[str],
-    algorithms: Sequence[str] = ("bp", "dfa", "ssdfa"),
-    spec_names: Sequence[str] = ("von_neumann", "distributed"),
+    network_names: Sequence[str | Path | NetworkSpec] | str | Path | NetworkSpec,
+    algorithms: Sequence[str] | str = ("bp", "dfa", "ssdfa"),
+    spec_names: Sequence[str | Path | ArchSpec] | str | Path | ArchSpec = (
+        "von_neumann",
+        "distributed",
+    ),
     *,
     batch_size: int | None = None,
     shape_only: bool = True,
     seed: int = 0,
 ) -> pd.DataFrame:
     """One row per network × rule × spec: the per-example figures of its simulated step (the
-    table the report's Fig 8 view draws; `fig8(compare(...))`)."""
-    loaded = {name: load_arch_with_energies(name) for name in spec_names}
+    table the report's Fig 8 view draws; `fig8(compare(...))`).  Networks and specs are names,
+    paths or loaded values; one of them alone is a list of one."""
+    loaded = [_arch(given) for given in _several(spec_names)]
+    rules = [_rule(rule) for rule in ([algorithms] if isinstance(algorithms, str) else algorithms)]
     results = []
-    for name in network_names:
-        spec_ = load_network(name)
-        for algorithm in algorithms:
+    for given in _several(network_names):
+        spec_ = network(given)
+        for algorithm in rules:
             step = trace(spec_, algorithm, batch_size=batch_size, seed=seed, shape_only=shape_only)
-            for spec_name, (arch, energies) in loaded.items():
-                results.append(
-                    Result(arch, spec_name, energies, _simulate(arch, step, source=spec_name))
-                )
+            for arch, energies, source in loaded:
+                results.append(Result(arch, source, energies, _simulate(arch, step, source=source)))
     return _report_data(results).costs
 
 
 def report(results: Iterable[Result], out: str | Path, title: str = "hwsim report") -> Path:
     """Write an offline HTML report of some results into the folder `out` (new, empty, or one
     hwsim wrote, which is replaced whole); the path of its index.html."""
+    results = _results(results)
+    if not results:
+        raise ArgumentError("results: nothing to report (an empty list)")
     data = _report_data(results)
     with OutputFolder(out, command="api.report") as folder:
         write_report(data, folder, title)
@@ -203,44 +271,81 @@ def report(results: Iterable[Result], out: str | Path, title: str = "hwsim repor
 # The report's figures, each from the tables above ------------------------------------------
 
 
+def _results(results: Iterable[Result]) -> list[Result]:
+    if isinstance(results, Result):
+        return [results]
+    found = list(results)
+    wrong = [type(item).__name__ for item in found if not isinstance(item, Result)]
+    if wrong:
+        raise ArgumentError(f"results: expected results of hw.simulate (got a {wrong[0]})")
+    return found
+
+
+def _columns(frame: pd.DataFrame, needed: Sequence[str], what: str) -> pd.DataFrame:
+    if not isinstance(frame, pd.DataFrame):
+        raise ArgumentError(f"{what}: expected a DataFrame (got {type(frame).__name__})")
+    missing = [column for column in needed if column not in frame.columns]
+    if missing:
+        raise ArgumentError(f"{what}: no column {', '.join(missing)}")
+    return frame
+
+
+def _one_of(value: str, present: Iterable[str], what: str) -> str:
+    choices = sorted(set(present))
+    if value not in choices:
+        raise ArgumentError(f"{what}: {value!r} is not in these results ({', '.join(choices)})")
+    return value
+
+
 def fig8(costs: pd.DataFrame) -> Figure:
     """MACs and data movement per example (a `compare` table)."""
-    return _figures.fig8(costs)
+    needed = ("network", "algorithm", "arch", "macs", "off_tile_bytes")
+    return _figures.fig8(_columns(costs, needed, "costs (a compare table)"))
 
 
 def energy_figure(results: Iterable[Result], by: str = "component") -> Figure:
     """Energy per example stacked by `component` or `phase`."""
-    return _figures.energy(_report_data(results).breakdown, by)
+    if by not in ("component", "phase"):
+        raise ArgumentError(f"by: expected 'component' or 'phase' (got {by!r})")
+    return _figures.energy(_report_data(_results(results)).breakdown, by)
 
 
 def traffic_figure(results: Iterable[Result], network_name: str) -> Figure:
     """Bytes per layer and phase at each level of the memory system."""
-    return _figures.traffic_by_layer(_report_data(results).breakdown, network_name)
+    breakdown = _report_data(_results(results)).breakdown
+    _one_of(network_name, breakdown.get("network", []), "network_name")
+    return _figures.traffic_by_layer(breakdown, network_name)
 
 
 def bounds_figure(results: Iterable[Result]) -> Figure:
     """What bounds each von Neumann op."""
-    return _figures.op_bounds(_report_data(results).mapping)
+    return _figures.op_bounds(_report_data(_results(results)).mapping)
 
 
 def resources_figure(results: Iterable[Result]) -> Figure:
     """Busy, idle and wait share of every resource."""
-    return _figures.resource_use(_report_data(results).resources)
+    return _figures.resource_use(_report_data(_results(results)).resources)
 
 
 def timeline_figure(results: Iterable[Result], network_name: str, spec_name: str) -> Figure:
     """Busy fraction of each resource over the step, one row per rule."""
-    return _figures.timeline(_report_data(results).timeline, network_name, spec_name)
+    timeline = _report_data(_results(results)).timeline
+    _one_of(network_name, timeline.get("network", []), "network_name")
+    _one_of(spec_name, timeline.get("arch", []), "spec_name")
+    return _figures.timeline(timeline, network_name, spec_name)
+
+
+_HISTORY = ("network", "algorithm", "epoch", "test_accuracy")
 
 
 def training_figure(history: pd.DataFrame) -> Figure:
     """Test accuracy per epoch (a `history.csv` of `hwsim run`)."""
-    return _figures.training(history)
+    return _figures.training(_columns(history, _HISTORY, "history"))
 
 
 def angles_figure(history: pd.DataFrame) -> Figure:
     """Alignment angles per epoch and hidden layer (a `history.csv` of `hwsim run`)."""
-    return _figures.angles(history)
+    return _figures.angles(_columns(history, _HISTORY, "history"))
 
 
 __all__ = [

@@ -22,3 +22,8 @@ class DataError(HwsimError):
 class OutputError(HwsimError):
     """An output path cannot be written: a read-only folder, a file where a folder should be,
     a folder where a file should be, a full disk."""
+
+
+class ArgumentError(HwsimError, ValueError):
+    """A bad argument to a function of the Python API: an unknown rule, table kind or figure
+    option, or a value of the wrong type.  Also a ValueError, as Python's own are."""

@@ -113,6 +113,19 @@ def load_arch_with_overrides(
 ) -> tuple[ArchSpec, ActionEnergies]:
     """`load_arch_with_energies` with `PATH=VALUE` assignments applied before validation."""
     overrides = [parse_assignment(text, flag) for text in assignments]
+    return load_arch_with_values(name_or_path, overrides, flag)
+
+
+def load_arch_with_values(
+    name_or_path: str | Path, overrides: Iterable[tuple[str, Any]], flag: str = "set"
+) -> tuple[ArchSpec, ActionEnergies]:
+    """`load_arch_with_energies` with (dotted path, value) pairs applied before validation,
+    each path checked against the schema first; errors name the file and `flag`."""
+    overrides = list(overrides)
+    for key, _ in overrides:
+        problem = check_path(key) if isinstance(key, str) else "expected a dotted path"
+        if problem is not None:
+            raise SpecError(f"{flag} {key}: {problem}")
     path, data = load_arch_mapping(name_or_path)
     source = str(path)
     if overrides:

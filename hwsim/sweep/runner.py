@@ -197,6 +197,11 @@ def run_sweep(
     """
     if scheduler is not None and dask_local is not None:
         raise SpecError("give --scheduler or --dask-local, not both")
+    for name, value in (("jobs", jobs), ("dask_local", dask_local)):
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or value < 1
+        ):
+            raise SpecError(f"{name}: expected a whole number ≥ 1 (got {value!r})")
     out = Path(out)
     expansion = expand(sweep)
     store.prepare(out, expansion)

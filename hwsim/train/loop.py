@@ -72,9 +72,12 @@ class TrainConfig:
         }
         if bounded:
             try:
-                TrainingDefaults.model_validate(defaults.model_dump(mode="json") | bounded)
+                checked = TrainingDefaults.model_validate(
+                    defaults.model_dump(mode="json") | bounded
+                )
             except ValidationError as exc:
                 raise SpecError("; ".join(format_validation_error(exc, TrainingDefaults))) from None
+            overrides = overrides | {key: getattr(checked, key) for key in bounded}
         values = {
             "algorithm": algorithm,
             "epochs": defaults.epochs,
