@@ -210,7 +210,7 @@ def simulate(
 
 def _report_data(results: Iterable[Result]) -> ReportData:
     """The report's tables for some results (in memory, no files)."""
-    from hwsim.report.data import Step
+    from hwsim.study import Step
 
     steps = []
     for result in results:

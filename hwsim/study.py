@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
@@ -50,6 +50,26 @@ def spec_fields(arch: ArchSpec, source: str) -> pd.DataFrame:
     return frame
 
 
+STEP_KEYS = ("network", "algorithm", "arch", "substrate")  # what names a simulated step
+
+
+@dataclass(frozen=True)
+class Step:
+    """One simulated step: its summary and tables, as written to (or read from) its folder."""
+
+    folder: Path
+    summary: dict
+    breakdown: pd.DataFrame
+    resources: pd.DataFrame
+    timeline: pd.DataFrame
+    mapping: pd.DataFrame
+    spec: pd.DataFrame
+
+    @property
+    def key(self) -> dict[str, str]:
+        return {column: self.summary["run"][column] for column in STEP_KEYS}
+
+
 def write_step(
     out_dir: Path,
     result: SimResult,
@@ -58,15 +78,21 @@ def write_step(
     source: str = "",
     *,
     breakdown: pd.DataFrame | None = None,
-) -> dict:
-    """Write one simulated step's files (the `simulate --out` layout) into `out_dir`;
-    `breakdown` is `per_example_breakdown(result, energies)` when the caller has it."""
+) -> Step:
+    """Write one simulated step's files (the `simulate --out` layout) into `out_dir`; the
+    step as written, for a report to draw without reading it back.  `breakdown` is
+    `per_example_breakdown(result, energies)` when the caller has it."""
     out_dir.mkdir(parents=True, exist_ok=True)
     if breakdown is None:
         breakdown = per_example_breakdown(result, energies)
     summary = summarize(result, energies, breakdown)
     with atomic_output(out_dir / "summary.json") as f:
         f.write(json.dumps(summary, indent=2, allow_nan=False) + "\n")
+    spec = (
+        spec_fields(arch, source or arch.name)
+        if arch is not None
+        else pd.DataFrame(columns=["arch", "field", "value", "source"])
+    )
     frames = {
         "breakdown.csv": breakdown,
         "resources.csv": result.resources,
@@ -74,11 +100,13 @@ def write_step(
         "mapping.csv": result.mapping,
     }
     if arch is not None:
-        frames["spec.csv"] = spec_fields(arch, source or arch.name)
+        frames["spec.csv"] = spec
     for name, frame in frames.items():
         with atomic_output(out_dir / name) as f:
             frame.to_csv(f, index=False, lineterminator="\n")
-    return summary
+    return Step(
+        out_dir, summary, breakdown, result.resources, result.timeline, result.mapping, spec
+    )
 
 
 def trace_summary(trace: Trace) -> dict[str, float]:
@@ -147,24 +175,26 @@ def price_step(
     specs: dict[str, tuple[ArchSpec, ActionEnergies]],
     out_dir: Path,
     on_step: Callable[[str], None] | None = None,
-) -> list[dict]:
+) -> tuple[list[dict], list[Step]]:
     """Simulate one traced step on every spec, writing a simulation folder for each
-    (steps/<network>/<rule>/<spec>/, the `simulate --out` layout); the cost rows."""
-    rows = []
+    (steps/<network>/<rule>/<spec>/, the `simulate --out` layout); the cost rows and the
+    steps as written."""
+    rows, steps = [], []
     algorithm = trace.header.algorithm
     for spec, (arch, energies) in specs.items():
         if on_step is not None:
             on_step(f"simulate {trace.header.network} {algorithm.value} on {spec}")
         result = simulate(arch, trace, source=spec)
-        summary = write_step(
+        step = write_step(
             step_folder(out_dir, trace.header.network, algorithm, spec),
             result,
             energies,
             arch,
             spec,
         )
-        rows.append(cost_row(algorithm, spec, arch, summary))
-    return rows
+        rows.append(cost_row(algorithm, spec, arch, step.summary))
+        steps.append(step)
+    return rows, steps
 
 
 def run_study(
@@ -179,8 +209,9 @@ def run_study(
     on_batch: Callable[[], None] | None = None,
     on_epoch: Callable[[Algorithm, EpochMetrics], None] | None = None,
     on_step: Callable[[str], None] | None = None,
-) -> tuple[pd.DataFrame, pd.DataFrame, list[TrainResult]]:
-    """Train with each rule, then simulate its traced step on each spec.
+) -> tuple[pd.DataFrame, pd.DataFrame, list[TrainResult], list[Step]]:
+    """Train with each rule, then simulate its traced step on each spec; (the training
+    table, the cost table, each rule's training result, the simulated steps).
 
     Writes `<network>_<rule>.jsonl`, `summary.csv` (training, one row per rule), `costs.csv`
     (per training example, one row per rule and spec) and a simulation folder per rule and
@@ -191,6 +222,7 @@ def run_study(
     rows: list[dict] = []
     costs: list[dict] = []
     results: list[TrainResult] = []
+    steps: list[Step] = []
     summary = cost_table = pd.DataFrame()
     for algorithm in algorithms:
         config = replace(base, algorithm=algorithm)
@@ -202,9 +234,11 @@ def run_study(
         trace_path = write_trace(out_dir / trace_name(network.name, algorithm), result.trace)
         rows.append(summary_row(result, trace_path.name))
         summary = _write_csv(out_dir / "summary.csv", rows)
-        costs.extend(price_step(result.trace, loaded, out_dir, on_step))
+        priced, simulated = price_step(result.trace, loaded, out_dir, on_step)
+        costs.extend(priced)
+        steps.extend(simulated)
         cost_table = _write_csv(out_dir / "costs.csv", costs)
-    return summary, cost_table, results
+    return summary, cost_table, results, steps
 
 
 def trace_and_price(
@@ -216,12 +250,12 @@ def trace_and_price(
     batch_size: int | None = None,
     shape_only: bool = False,
     on_step: Callable[[str], None] | None = None,
-) -> list[dict]:
+) -> list[Step]:
     """One traced step of each rule on synthetic data (at `batch_size`, default the
     network's) — or, `shape_only`, built from the network's shapes without running it (the
     same records, densities not measured) — written as `<network>_<rule>.jsonl.gz` and
-    simulated on every spec."""
-    rows = []
+    simulated on every spec; the simulated steps."""
+    steps = []
     for algorithm in Algorithm:
         if on_step is not None:
             on_step(f"trace {network.name} {algorithm.value}")
@@ -230,5 +264,5 @@ def trace_and_price(
         )
         trace = (shape_only_trace if shape_only else trace_synthetic_step)(network, config)
         write_trace(out_dir / trace_name(network.name, algorithm, ".jsonl.gz"), trace)
-        rows.extend(price_step(trace, specs, out_dir, on_step))
-    return rows
+        steps.extend(price_step(trace, specs, out_dir, on_step)[1])
+    return steps

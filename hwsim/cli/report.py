@@ -98,9 +98,9 @@ def _run_inputs(args: argparse.Namespace) -> dict:
     }
 
 
-def _train_and_trace(args: argparse.Namespace, run: dict, folder: Path) -> tuple[list, list]:
+def _train_and_trace(args: argparse.Namespace, run: dict, folder: Path) -> tuple[list, list, list]:
     """Train the digits networks under every rule and trace the others from their shapes,
-    simulating each step on every spec into `folder`; (training tables, histories)."""
+    simulating each step on every spec into `folder`; (training tables, histories, steps)."""
     from hwsim.report.data import history_frame
     from hwsim.specs.trace import Algorithm
     from hwsim.study import run_study, trace_and_price
@@ -119,7 +119,7 @@ def _train_and_trace(args: argparse.Namespace, run: dict, folder: Path) -> tuple
         batches = -(-len(datasets[network.name].x_train) // config.batch_size)
         work += batches * config.epochs * len(Algorithm) + len(Algorithm) * len(specs)
     work += len(run["traced"]) * len(Algorithm) * (1 + len(specs))
-    histories, tables = [], []
+    histories, tables, steps = [], [], []
     with progress(work, "hwsim run", "step") as bar:
         for network in trained:
             config = configs[network.name]
@@ -137,7 +137,7 @@ def _train_and_trace(args: argparse.Namespace, run: dict, folder: Path) -> tuple
                         file=sys.stderr,
                     )
 
-            table, _, results = run_study(
+            table, _, results, simulated = run_study(
                 network,
                 datasets[network.name],
                 config,
@@ -149,12 +149,13 @@ def _train_and_trace(args: argparse.Namespace, run: dict, folder: Path) -> tuple
                 on_step=lambda _: bar.update(),
             )
             tables.append((network, datasets[network.name], config, table))
+            steps += simulated
             histories += [
                 history_frame(network.name, result.config.algorithm.value, result.history)
                 for result in results
             ]
         for network in run["traced"]:
-            trace_and_price(
+            steps += trace_and_price(
                 network,
                 run["loaded"],
                 folder,
@@ -163,22 +164,24 @@ def _train_and_trace(args: argparse.Namespace, run: dict, folder: Path) -> tuple
                 shape_only=True,
                 on_step=lambda _: bar.update(),
             )
-    return tables, histories
+    return tables, histories, steps
 
 
-def _write_run_report(args: argparse.Namespace, run: dict, folder: Path, histories: list):
-    """history.csv and the report of every step simulated into `folder`; the report data."""
+def _write_run_report(
+    args: argparse.Namespace, run: dict, folder: Path, histories: list, steps: list
+):
+    """history.csv and the report of the steps simulated into `folder` (drawn from the
+    tables in memory, not read back); the report data."""
     import pandas as pd
 
     from hwsim import __version__
     from hwsim.io.traces import atomic_output
-    from hwsim.report.data import collect, find_steps, read_step
+    from hwsim.report.data import collect
     from hwsim.report.html import write_report
 
     history = pd.concat(histories, ignore_index=True) if histories else pd.DataFrame()
     with atomic_output(folder / "history.csv") as f:
         history.to_csv(f, index=False, lineterminator="\n")
-    steps = [read_step(step) for step in find_steps(folder / "steps")]
     meta = {
         "command": "hwsim " + " ".join(sys.argv[1:]) if sys.argv[1:] else "hwsim run",
         "seed": args.seed,
@@ -245,8 +248,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     try:
         with out as folder:
-            tables, histories = _train_and_trace(args, run, folder)
-            data = _write_run_report(args, run, folder, histories)
+            tables, histories, steps = _train_and_trace(args, run, folder)
+            data = _write_run_report(args, run, folder, histories, steps)
     except KeyboardInterrupt:
         done = (
             sorted(p.name for p in args.out.iterdir() if p.is_file() and p.name[0] != ".")

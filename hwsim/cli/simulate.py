@@ -94,7 +94,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         with out as folder:
             summary = write_step(
                 folder, result, energies, arch, str(args.arch), breakdown=breakdown
-            )
+            ).summary
     else:
         summary = summarize(result, energies, breakdown)
     if args.format == "json":

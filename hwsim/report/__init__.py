@@ -16,7 +16,7 @@ from hwsim.errors import DataError
 from hwsim.io.arch import load_arch_with_energies
 from hwsim.io.traces import read_trace
 from hwsim.report.data import ReportData, collect, find_steps, read_history, read_step
-from hwsim.study import price_step, step_folder
+from hwsim.study import Step, price_step
 
 TRACE_SUFFIXES = (".jsonl", ".jsonl.gz")
 
@@ -58,22 +58,17 @@ def gather(
         if any(_is_trace(path) for path in inputs)
         else {}
     )
-    folders: list[Path] = []
+    steps: list[Step] = []
     histories: list[pd.DataFrame] = []
     for path in inputs:
         if path.is_dir():
-            folders += find_steps(path)
+            steps += [read_step(folder) for folder in find_steps(path)]
             history = path / "history.csv"
             if history.is_file():
                 histories.append(read_history(history))
         else:
-            trace = read_trace(path)
-            rows = price_step(trace, loaded, out_dir, on_step)
-            folders += [
-                step_folder(out_dir, trace.header.network, trace.header.algorithm, row["arch"])
-                for row in rows
-            ]
-    steps = [read_step(folder) for folder in dict.fromkeys(folders)]
+            steps += price_step(read_trace(path), loaded, out_dir, on_step)[1]
+    steps = list({step.folder.resolve(): step for step in steps}.values())  # each folder once
     history = pd.concat(histories, ignore_index=True).drop_duplicates() if histories else None
     info = dict(meta or {})
     info.setdefault("inputs", " ".join(str(path) for path in inputs))

@@ -24,27 +24,10 @@ from hwsim.errors import DataError
 from hwsim.io.inputs import read_bounded
 from hwsim.io.tables import NUMBER, OPTIONAL_NUMBER, TEXT, read_table
 from hwsim.sim.result import MAPPING_KINDS
-from hwsim.study import STEP_FILES
+from hwsim.study import STEP_FILES, STEP_KEYS, Step
 
-KEYS = ["network", "algorithm", "arch", "substrate"]  # the columns that name a step
+KEYS = list(STEP_KEYS)  # the columns that name a step
 RULE_ORDER = {"bp": 0, "dfa": 1, "ssdfa": 2}
-
-
-@dataclass(frozen=True)
-class Step:
-    """One simulated step read back from its folder."""
-
-    folder: Path
-    summary: dict
-    breakdown: pd.DataFrame
-    resources: pd.DataFrame
-    timeline: pd.DataFrame
-    mapping: pd.DataFrame
-    spec: pd.DataFrame
-
-    @property
-    def key(self) -> dict[str, str]:
-        return {column: self.summary["run"][column] for column in KEYS}
 
 
 _MAPPING_KINDS = {
@@ -74,7 +57,7 @@ STEP_TABLES = {
     "mapping.csv": ("a simulate mapping table", _MAPPING_KINDS),
     "spec.csv": ("a spec table", dict.fromkeys(("arch", "field", "value", "source"), TEXT)),
 }
-RUN_KEYS = ("network", "algorithm", "arch", "substrate")
+RUN_KEYS = STEP_KEYS
 HISTORY_COLUMNS = {
     "network": TEXT,
     "algorithm": TEXT,
