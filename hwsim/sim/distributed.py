@@ -20,7 +20,7 @@ while the tiles compute.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 
 import simpy
@@ -55,6 +55,7 @@ from hwsim.specs.trace import (
 RESIDENT_ROLES = (Role.WEIGHT, Role.BIAS, Role.OPTIMIZER_STATE, Role.FEEDBACK)
 HELD_ROLES = (Role.ACTIVATION, Role.ERROR)  # what the activation reserve must hold
 MAP_ROLES = (Role.INPUT, Role.ACTIVATION)  # a convolution's input map: read as windows
+_PARTITIONED_ROLES = (Role.GRADIENT, Role.ACTIVATION, Role.ERROR)  # summed over a partition
 SRAM = "tile_sram"
 
 
@@ -270,6 +271,33 @@ class DistributedSubstrate:
 
     # -- fetching operands ----------------------------------------------------------------
 
+    def _fetch_resident(
+        self, nbytes: int, own: Region, region: Region, group: ConvGroup | None
+    ) -> list[Move]:
+        """A weight-like operand stored on the layer's own tiles: what spilled comes back from
+        DRAM; a reloaded or replicated copy goes out to `region`."""
+        geometry = self.geometry
+        moves = []
+        spilled = math.ceil(nbytes * own.spilled_fraction)
+        if spilled:
+            moves.append(Move(spilled, geometry.scatter(spilled, MEMORY, own), own))
+        if group is not None and (region.key != own.key or group.partition.spatial_blocks > 1):
+            # Reloaded (time-shared) or replicated over the spatial blocks: every tile
+            # gets its channel group's share, sent by the tiles that store it.
+            per_tile = ceil_div(
+                nbytes, group.partition.channel_groups * group.partition.input_groups
+            )
+            moves.append(
+                Move(
+                    0,
+                    geometry.broadcast(nbytes, own, region, per_tile, sources=own.tiles),
+                    region,
+                )
+            )
+        elif region.key != own.key:
+            moves.append(Move(0, geometry.scatter(nbytes, own, region), region))
+        return moves
+
     def _fetch(
         self,
         scope: Scope,
@@ -283,26 +311,7 @@ class DistributedSubstrate:
         nbytes = self._bytes(operand)
         geometry = self.geometry
         if operand.role in RESIDENT_ROLES:
-            moves = []
-            spilled = math.ceil(nbytes * own.spilled_fraction)
-            if spilled:
-                moves.append(Move(spilled, geometry.scatter(spilled, MEMORY, own), own))
-            if group is not None and (region.key != own.key or group.partition.spatial_blocks > 1):
-                # Reloaded (time-shared) or replicated over the spatial blocks: every tile
-                # gets its channel group's share, sent by the tiles that store it.
-                per_tile = ceil_div(
-                    nbytes, group.partition.channel_groups * group.partition.input_groups
-                )
-                moves.append(
-                    Move(
-                        0,
-                        geometry.broadcast(nbytes, own, region, per_tile, sources=own.tiles),
-                        region,
-                    )
-                )
-            elif region.key != own.key:
-                moves.append(Move(0, geometry.scatter(nbytes, own, region), region))
-            return moves
+            return self._fetch_resident(nbytes, own, region, group)
         spilled = self.spilled.get(operand.tensor, 0)
         if self._has_copy(operand.tensor, region.key):
             if not spilled:
@@ -420,50 +429,56 @@ class DistributedSubstrate:
             elif partial_sums:  # partial sums wait in this region for their reader
                 partial = ceil_div(operand.elements * accumulator_bits, 8)
                 self.pending[operand.tensor] = Pending(scope, region, partial_bytes=partial)
-            elif group is not None and operand.role == Role.GRADIENT:
-                # Each spatial block holds a partial weight gradient: sum them at home.
-                partition = group.partition
-                if partition.spatial_blocks > 1 or region.key != own.key:
-                    partial = ceil_div(
-                        operand.elements * accumulator_bits,
-                        8 * partition.channel_groups * partition.input_groups,
-                    )
-                    yield from self._send_into(
-                        scope, self.geometry.reduce(partial, region, own), own
-                    )
-                self._written(operand.tensor, own)
-            elif group is not None and operand.role == Role.ACTIVATION:
-                # The output map: the input groups' partial sums are added up between
-                # neighbouring tiles.
-                moved = ceil_div(
-                    (group.partition.input_groups - 1) * operand.elements * accumulator_bits, 8
+            elif group is not None and operand.role in _PARTITIONED_ROLES:
+                held += yield from self._store_partitioned(
+                    scope, record, operand, own, region, group
                 )
-                if moved > 0:
-                    yield from self._send_into(
-                        scope, self.geometry.neighbours(moved, moved, region), region
-                    )
-                self._written(operand.tensor, region)
-                held += nbytes
-            elif group is not None and operand.role == Role.ERROR:
-                # δ of the input map: channel groups' partial sums and overlapping windows
-                # are summed between neighbouring tiles.
-                windows = input_window_elements(record.op, group.partition)
-                moved = ceil_div(
-                    (group.partition.channel_groups * windows - operand.elements)
-                    * accumulator_bits,
-                    8,
-                )
-                if moved > 0:
-                    yield from self._send_into(
-                        scope, self.geometry.neighbours(moved, moved, region), region
-                    )
-                self._written(operand.tensor, region)
-                held += nbytes
             else:
                 self._written(operand.tensor, region)
                 if operand.role in HELD_ROLES:
                     held += nbytes
         yield from self._hold_or_spill(scope, record, region, held)
+
+    def _store_partitioned(
+        self,
+        scope: Scope,
+        record: OpRecord,
+        operand: Operand,
+        own: Region,
+        region: Region,
+        group: ConvGroup,
+    ) -> Generator[simpy.Event, object, int]:
+        """A result of a convolution spread over a partition: its partial sums are added up
+        (at home, or between neighbouring tiles); the bytes the region then holds."""
+        accumulator_bits = self.arch.precision.accumulator_bits
+        partition = group.partition
+        if operand.role == Role.GRADIENT:
+            # Each spatial block holds a partial weight gradient: sum them at home.
+            if partition.spatial_blocks > 1 or region.key != own.key:
+                partial = ceil_div(
+                    operand.elements * accumulator_bits,
+                    8 * partition.channel_groups * partition.input_groups,
+                )
+                yield from self._send_into(scope, self.geometry.reduce(partial, region, own), own)
+            self._written(operand.tensor, own)
+            return 0
+        if operand.role == Role.ACTIVATION:
+            # The output map: the input groups' partial sums are added up between
+            # neighbouring tiles.
+            moved = ceil_div((partition.input_groups - 1) * operand.elements * accumulator_bits, 8)
+        else:
+            # δ of the input map: channel groups' partial sums and overlapping windows
+            # are summed between neighbouring tiles.
+            windows = input_window_elements(record.op, partition)
+            moved = ceil_div(
+                (partition.channel_groups * windows - operand.elements) * accumulator_bits, 8
+            )
+        if moved > 0:
+            yield from self._send_into(
+                scope, self.geometry.neighbours(moved, moved, region), region
+            )
+        self._written(operand.tensor, region)
+        return self._bytes(operand)
 
     def _send_into(self, scope: Scope, transfer: Transfer, region: Region) -> Process:
         """Send results into `region`: what arrives is written into its tiles' SRAM."""

@@ -301,6 +301,65 @@ def search(gemm: Gemm, budget_bytes: int, machine: Machine | None = None) -> Map
     return found
 
 
+def _alignment(machine: Machine | None, aligned: bool) -> tuple[int, int, int]:
+    """Tile multiples the array unrolls: k (weight stationary) or m (output stationary), n."""
+    if machine is None or not aligned:
+        return (1, 1, 1)
+    if machine.weight_stationary:
+        return (1, machine.rows, machine.columns)
+    return (machine.rows, 1, machine.columns)
+
+
+def _revisits(
+    order: tuple[int, ...],
+    trips: list[np.ndarray],
+    operands: tuple[Operand, Operand, Operand],
+    tile_bytes: list[np.ndarray],
+    accumulating: np.ndarray,
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """For one loop order: how many times each operand's tiles are fetched (its multiplier),
+    and the buffer footprint of every candidate tiling (double-buffered where it moves)."""
+    position = {loop: depth for depth, loop in enumerate(order)}
+    moving = [trips[i] > 1 for i in range(3)]
+    multipliers = []
+    footprint = np.zeros_like(trips[0])
+    for which, relevant in enumerate(OPERAND_LOOPS):
+        other = 3 - sum(relevant)
+        inner = np.full_like(trips[0], -1)
+        for loop in relevant:
+            inner = np.where(moving[loop], np.maximum(inner, position[loop]), inner)
+        multipliers.append(np.where(position[other] < inner, trips[other], 1))
+        if not operands[which].resident:
+            if which == C:  # accumulates at accumulator bits, drains a finished copy
+                footprint = footprint + accumulating + np.where(inner >= 0, tile_bytes[C], 0)
+            else:
+                footprint = footprint + np.where(inner >= 0, 2, 1) * tile_bytes[which]
+    return multipliers, footprint
+
+
+def _fill_cycles(
+    machine: Machine | None,
+    compute: np.ndarray,
+    traffic: np.ndarray,
+    port_bytes: np.ndarray,
+    fetched: np.ndarray,
+    steps: np.ndarray,
+) -> np.ndarray:
+    """The tie-break: estimated cycles on `machine` (the slowest of array, DRAM and buffer
+    port, plus the pipeline's fill and drain), or without one a fill of at most 1/64 of the
+    traffic."""
+    if machine is None:
+        return np.maximum(fetched // steps, traffic // 64)
+    bandwidth = machine.dram_bytes_per_cycle
+    port = port_bytes / machine.buffer_bytes_per_cycle
+    fill = (
+        np.maximum(np.maximum(compute, np.ceil(traffic / bandwidth)), np.ceil(port))
+        + np.ceil(fetched / steps / bandwidth)
+        + -(-compute // steps)
+    )
+    return fill.astype(np.int64)
+
+
 def _search(
     gemm: Gemm, budget_bytes: int, machine: Machine | None, aligned: bool
 ) -> Mapping | None:
@@ -310,14 +369,7 @@ def _search(
     time, buffer-port time) plus the pipeline's fill and drain (the first tile's reads, the
     last tile's compute); without a machine, to a fill of at most 1/64 of the traffic, then
     the fewest steps."""
-    align = (1, 1, 1)
-    if machine is not None and aligned:  # the array unrolls k (WS) or m (OS) and n
-        align = (
-            (1, machine.rows, machine.columns)
-            if machine.weight_stationary
-            else (machine.rows, 1, machine.columns)
-        )
-    tiles, trips, tile_elements, sweep_elements = _grid(gemm, align)
+    tiles, trips, tile_elements, sweep_elements = _grid(gemm, _alignment(machine, aligned))
     compute = (
         _tiled_compute(machine, tiles, trips, gemm)
         if machine is not None
@@ -327,62 +379,28 @@ def _search(
     sweep_bytes = [_bytes(sweep_elements[i], operands[i].bits) for i in range(3)]
     tile_bytes = [_bytes(tile_elements[i], operands[i].bits) for i in range(3)]
     accumulating = _bytes(tile_elements[C], gemm.accumulator_bits)
-    moving = [trips[i] > 1 for i in range(3)]
+    output = operands[C]
+    write = _bytes(output.elements, output.bits) if output.written and not output.resident else 0
+    steps = trips[0] * trips[1] * trips[2]
     best: tuple | None = None
     for order in ORDERS:
-        position = {loop: depth for depth, loop in enumerate(order)}
-        multipliers = []
-        footprint = np.zeros_like(tiles[0])
-        for which, relevant in enumerate(OPERAND_LOOPS):
-            other = 3 - sum(relevant)
-            inner = np.full_like(tiles[0], -1)
-            for loop in relevant:
-                inner = np.where(moving[loop], np.maximum(inner, position[loop]), inner)
-            revisits = np.where(position[other] < inner, trips[other], 1)
-            multipliers.append(revisits)
-            if not operands[which].resident:
-                if which == C:  # accumulates at accumulator bits, drains a finished copy
-                    footprint = footprint + accumulating + np.where(inner >= 0, tile_bytes[C], 0)
-                else:
-                    footprint = footprint + np.where(inner >= 0, 2, 1) * tile_bytes[which]
-        reads = [sweep_bytes[i] * multipliers[i] * (not operands[i].resident) for i in (A, B)]
-        partial_elements = multipliers[C] * sweep_elements[C] - operands[C].elements
-        partial = _bytes(partial_elements, gemm.accumulator_bits) * (not operands[C].resident)
-        output = operands[C]
-        write = (
-            (output.elements * output.bits + 7) // 8
-            if output.written and not output.resident
-            else 0
-        )
-        traffic = reads[A] + reads[B] + 2 * partial + write
+        multipliers, footprint = _revisits(order, trips, operands, tile_bytes, accumulating)
         fits = footprint <= budget_bytes
         if not fits.any():
             continue
-        steps = trips[0] * trips[1] * trips[2]
-        if machine is not None:
-            bandwidth = machine.dram_bytes_per_cycle
-            # Buffer → array: every input tile each time the nest uses it (held or not).
-            port = (
-                sweep_bytes[A] * multipliers[A]
-                + sweep_bytes[B] * multipliers[B]
-                + 2 * partial
-                + write
-            ) / machine.buffer_bytes_per_cycle
-            fill = (
-                np.maximum(np.maximum(compute, np.ceil(traffic / bandwidth)), np.ceil(port))
-                + np.ceil((reads[A] + reads[B]) / steps / bandwidth)
-                + -(-compute // steps)
-            )
-            fill = fill.astype(np.int64)
-        else:
-            # A pipeline fill (the first tile's reads) of at most 1/64 of the traffic.
-            fill = np.maximum((reads[A] + reads[B]) // steps, traffic // 64)
+        reads = [sweep_bytes[i] * multipliers[i] * (not operands[i].resident) for i in (A, B)]
+        partial_elements = multipliers[C] * sweep_elements[C] - operands[C].elements
+        partial = _bytes(partial_elements, gemm.accumulator_bits) * (not operands[C].resident)
+        traffic = reads[A] + reads[B] + 2 * partial + write
+        # Buffer → array: every input tile each time the nest uses it (held or not).
+        array = sweep_bytes[A] * multipliers[A] + sweep_bytes[B] * multipliers[B]
+        fill = _fill_cycles(
+            machine, compute, traffic, array + 2 * partial + write, reads[A] + reads[B], steps
+        )
         key = np.lexsort((steps, fill, traffic))
-        key = key[fits[key]]
-        choice = int(key[0])
+        choice = int(key[fits[key]][0])
         score = (int(traffic[choice]), int(fill[choice]), int(steps[choice]), order)
         if best is None or score < best[0]:
-            array_reads = sum(int(sweep_bytes[i][choice] * multipliers[i][choice]) for i in (A, B))
             best = (
                 score,
                 Mapping(
@@ -393,7 +411,7 @@ def _search(
                     output_write_bytes=int(write),
                     partial_bytes=int(partial[choice]),
                     footprint_bytes=int(footprint[choice]),
-                    array_read_bytes=array_reads,
+                    array_read_bytes=int(array[choice]),
                     compute_cycles=int(compute[choice]),
                 ),
             )

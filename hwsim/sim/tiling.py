@@ -93,6 +93,72 @@ def gemm_slots(record: OpRecord) -> tuple[int, int, int]:
     return record.slot_index(Slot.A), record.slot_index(Slot.B), record.slot_index(Slot.C)
 
 
+def _plan_stream(
+    record: OpRecord,
+    reads: list[int],
+    writes: list[int],
+    read_dram: list[int],
+    write_dram: list[int],
+    cycles: int,
+    budget_bytes: int,
+) -> OpPlan:
+    """A vector op: its operands stream through the buffer, double-buffered, in as few
+    steps as the budget allows."""
+    moved = sum(read_dram) + sum(write_dram)
+    steps = max(1, ceil_div(moved, max(1, budget_bytes // 2)))
+    footprint = moved if steps == 1 else 2 * ceil_div(moved, steps)
+    if footprint > budget_bytes:
+        raise NoFit(f"streams of {moved} bytes")
+    return OpPlan(
+        sum(read_dram),
+        sum(write_dram),
+        sum(reads),
+        sum(writes),
+        record.macs,
+        record.other_ops,
+        cycles,
+        steps,
+        footprint,
+        None,
+    )
+
+
+def _gemm_operands(
+    record: OpRecord,
+    precision: Precision,
+    cached_reads: Collection[int],
+    kept_writes: Collection[int],
+    consumed_writes: Collection[int],
+) -> tuple[GemmOperand, GemmOperand, GemmOperand]:
+    """The GEMM's a, b and c: their sizes, widths, and whether the buffer holds them."""
+    first, second, output = gemm_slots(record)
+    a = GemmOperand(
+        record.reads[first].elements,
+        bits_of(record.reads[first], precision),
+        resident=first in cached_reads,
+    )
+    b = GemmOperand(
+        record.reads[second].elements,
+        bits_of(record.reads[second], precision),
+        resident=second in cached_reads,
+    )
+    c = GemmOperand(
+        record.writes[output].elements,
+        bits_of(record.writes[output], precision),
+        resident=output in kept_writes,
+        written=output not in consumed_writes,
+    )
+    return a, b, c
+
+
+def _mapping(gemm, budget_bytes: int, machine: Machine) -> Mapping:
+    """The loop nest the search picks for the GEMM in `budget_bytes`; NoFit if none fits."""
+    mapping = search(gemm, budget_bytes, machine)
+    if mapping is None:
+        raise NoFit("its smallest tiles")
+    return mapping
+
+
 def plan_op(
     record: OpRecord,
     precision: Precision,
@@ -118,48 +184,7 @@ def plan_op(
     ]
     cycles = compute_cycles(record, vector_ops_per_cycle=pe.vector_ops_per_cycle, pe=pe)
     if not is_matmul_class(record):
-        moved = sum(read_dram) + sum(write_dram)
-        steps = max(1, ceil_div(moved, max(1, budget_bytes // 2)))
-        footprint = moved if steps == 1 else 2 * ceil_div(moved, steps)
-        if footprint > budget_bytes:
-            raise NoFit(f"streams of {moved} bytes")
-        return OpPlan(
-            sum(read_dram),
-            sum(write_dram),
-            sum(reads),
-            sum(writes),
-            record.macs,
-            record.other_ops,
-            cycles,
-            steps,
-            footprint,
-            None,
-        )
-    first, second, output = gemm_slots(record)
-    a = GemmOperand(
-        record.reads[first].elements,
-        bits_of(record.reads[first], precision),
-        resident=first in cached_reads,
-    )
-    b = GemmOperand(
-        record.reads[second].elements,
-        bits_of(record.reads[second], precision),
-        resident=second in cached_reads,
-    )
-    c = GemmOperand(
-        record.writes[output].elements,
-        bits_of(record.writes[output], precision),
-        resident=output in kept_writes,
-        written=output not in consumed_writes,
-    )
-    # Other operands (a bias) are small: read once and held whole while the op runs.
-    extra_reads = [i for i in range(len(reads)) if i not in (first, second)]
-    extra_dram = sum(reads[i] for i in extra_reads if i not in cached_reads)
-    extra_writes = [i for i in range(len(writes)) if i != output]
-    extra_write_dram = sum(
-        writes[i] for i in extra_writes if i not in kept_writes and i not in consumed_writes
-    )
-    held = extra_dram + extra_write_dram
+        return _plan_stream(record, reads, writes, read_dram, write_dram, cycles, budget_bytes)
     machine = Machine(
         pe.rows,
         pe.columns,
@@ -167,30 +192,51 @@ def plan_op(
         dram_bytes_per_cycle,
         buffer_bytes_per_cycle,
     )
-    mapping = search(
-        gemm_of(record.op, a, b, c, precision.accumulator_bits), budget_bytes - held, machine
+    kept = (cached_reads, kept_writes, consumed_writes)
+    return _plan_gemm(record, precision, budget_bytes, pe, machine, reads, writes, cycles, kept)
+
+
+def _plan_gemm(
+    record: OpRecord,
+    precision: Precision,
+    budget_bytes: int,
+    pe: PeArray,
+    machine: Machine,
+    reads: list[int],
+    writes: list[int],
+    cycles: int,
+    kept: tuple[Collection[int], Collection[int], Collection[int]],
+) -> OpPlan:
+    """A matmul or conv: the searched loop nest's traffic, plus the small operands (a bias)
+    held whole; `kept` is plan_op's (cached reads, kept writes, consumed writes)."""
+    cached_reads, kept_writes, consumed_writes = kept
+    first, second, output = gemm_slots(record)
+    a, b, c = _gemm_operands(record, precision, cached_reads, kept_writes, consumed_writes)
+    # Other operands (a bias) are small: read once and held whole while the op runs.
+    extra_reads = [i for i in range(len(reads)) if i not in (first, second)]
+    extra_dram = sum(reads[i] for i in extra_reads if i not in cached_reads)
+    extra_write_dram = sum(
+        writes[i]
+        for i in range(len(writes))
+        if i != output and i not in kept_writes and i not in consumed_writes
     )
-    if mapping is None:
-        raise NoFit("its smallest tiles")
+    held = extra_dram + extra_write_dram
+    gemm = gemm_of(record.op, a, b, c, precision.accumulator_bits)
+    mapping = _mapping(gemm, budget_bytes - held, machine)
     folds = partial_sum_bytes(record, pe, precision)
-    buffer_read = (
-        mapping.array_read_bytes
-        + sum(reads[i] for i in extra_reads)
-        + mapping.partial_bytes
-        + folds // 2
-    )
-    buffer_write = sum(writes) + mapping.partial_bytes + folds // 2
-    # The array's time is its tiles' (each folds its own reduction), never below the
-    # whole op's.
-    cycles = max(cycles, mapping.compute_cycles)
     return OpPlan(
         mapping.dram_read_bytes + extra_dram,
         mapping.dram_write_bytes + extra_write_dram,
-        buffer_read,
-        buffer_write,
+        mapping.array_read_bytes
+        + sum(reads[i] for i in extra_reads)
+        + mapping.partial_bytes
+        + folds // 2,
+        sum(writes) + mapping.partial_bytes + folds // 2,
         record.macs,
         record.other_ops,
-        cycles,
+        # The array's time is its tiles' (each folds its own reduction), never below the
+        # whole op's.
+        max(cycles, mapping.compute_cycles),
         mapping.steps,
         mapping.footprint_bytes + held,
         mapping,
