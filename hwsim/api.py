@@ -299,8 +299,7 @@ def _one_of(value: str, present: Iterable[str], what: str) -> str:
 
 def fig8(costs: pd.DataFrame) -> Figure:
     """MACs and data movement per example (a `compare` table)."""
-    needed = ("network", "algorithm", "arch", "macs", "off_tile_bytes")
-    return _figures.fig8(_columns(costs, needed, "costs (a compare table)"))
+    return _figures.fig8(_columns(costs, _figures.FIG8_COLUMNS, "costs (a compare table)"))
 
 
 def energy_figure(results: Iterable[Result], by: str = "component") -> Figure:

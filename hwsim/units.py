@@ -88,11 +88,13 @@ def _scale(
     raise _unknown_unit(unit, units)
 
 
-def _finite_number(value: object, what: str, example: str) -> None:
+def _finite_number(value: object, what: str, example: str) -> int | float | str:
+    """`value` itself, if it is a number (not true/false, inf or nan) or a string."""
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise ValueError(f"expected a number of {what} or a string like '{example}'")
     if isinstance(value, float) and not math.isfinite(value):
         raise ValueError(f"must be a finite number of {what}")
+    return value
 
 
 def parse_bytes(value: object) -> object:
@@ -100,13 +102,13 @@ def parse_bytes(value: object) -> object:
 
     Returns an int; a count that is not whole raises ValueError, as do ambiguous units ("kB").
     """
-    _finite_number(value, "bytes", "256 KiB")
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float):
-        exact = Fraction(value)
+    number = _finite_number(value, "bytes", "256 KiB")
+    if isinstance(number, int):
+        return number
+    if isinstance(number, float):
+        exact = Fraction(number)
     else:
-        exact = _scale(value, BYTE_UNITS, _AMBIGUOUS_BYTES, "bytes", "256 KiB", True)
+        exact = _scale(number, BYTE_UNITS, _AMBIGUOUS_BYTES, "bytes", "256 KiB", True)
     if exact.denominator != 1:
         raise ValueError("must be a whole number of bytes")
     return int(exact)
@@ -114,10 +116,10 @@ def parse_bytes(value: object) -> object:
 
 def parse_hertz(value: object) -> object:
     """A frequency in hertz from a number or a string: "1 GHz", "800 MHz", "1e9 Hz", "1e9"."""
-    _finite_number(value, "hertz", "1 GHz")
-    if isinstance(value, int | float):
-        return float(value)
-    return float(_scale(value, HERTZ_UNITS, _AMBIGUOUS_HERTZ, "hertz", "1 GHz", False))
+    number = _finite_number(value, "hertz", "1 GHz")
+    if isinstance(number, int | float):
+        return float(number)
+    return float(_scale(number, HERTZ_UNITS, _AMBIGUOUS_HERTZ, "hertz", "1 GHz", False))
 
 
 def _format(value: float, units: dict[str, int]) -> str:

@@ -73,7 +73,7 @@ BAD = {
     "a table without its columns": (
         lambda s, r: hw.fig8(pd.DataFrame({"x": [1]})),
         ArgumentError,
-        "no column network",
+        "no column network, algorithm, arch, substrate",
     ),
     "a history without its columns": (
         lambda s, r: hw.training_figure(pd.DataFrame({"x": [1]})),

@@ -110,3 +110,15 @@ def test_help_and_version_load_no_heavy_library():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+def test_no_function_is_longer_than_60_lines():
+    """Functions are split by concept before they grow long (house style; issue 14)."""
+    long = []
+    for path in sorted(Path(hwsim.__file__).parent.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                length = node.end_lineno - node.lineno + 1
+                if length > 60:
+                    long.append(f"{path.name}:{node.lineno} {node.name} ({length} lines)")
+    assert long == []

@@ -60,19 +60,7 @@ def _add_rule_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
 
 
-def build_parser() -> Parser:
-    parser = Parser(
-        prog="hwsim",
-        description="Training cost of BP, DFA and sparse DFA on "
-        "von Neumann and distributed-memory hardware.",
-    )
-    parser.add_argument("--version", action="version", version=f"hwsim {__version__}")
-    commands = parser.add_subparsers(
-        dest="command", required=True, parser_class=Parser, metavar="COMMAND"
-    )
-
-    report.add_run_parser(commands)
-
+def _add_train_parser(commands) -> None:
     train = commands.add_parser("train", help="train a network with one rule")
     _add_rule_flags(train)
     train.add_argument(
@@ -102,6 +90,8 @@ def build_parser() -> Parser:
         "--json", action="store_true", help="print the final metrics as one JSON object"
     )
 
+
+def _add_trace_parser(commands) -> None:
     trace = commands.add_parser("trace", help="trace one real training step on synthetic data")
     _add_rule_flags(trace)
     trace.add_argument("--out", type=Path, required=True, help="trace file (.jsonl[.gz])")
@@ -111,6 +101,23 @@ def build_parser() -> Parser:
         help="build the trace from the network's shapes without running the "
         "numpy step (milliseconds, any size; densities not measured: 1.0)",
     )
+
+
+def build_parser() -> Parser:
+    parser = Parser(
+        prog="hwsim",
+        description="Training cost of BP, DFA and sparse DFA on "
+        "von Neumann and distributed-memory hardware.",
+    )
+    parser.add_argument("--version", action="version", version=f"hwsim {__version__}")
+    commands = parser.add_subparsers(
+        dest="command", required=True, parser_class=Parser, metavar="COMMAND"
+    )
+
+    report.add_run_parser(commands)
+
+    _add_train_parser(commands)
+    _add_trace_parser(commands)
 
     simulate.add_parser(commands)
     sweep.add_parser(commands)

@@ -98,6 +98,32 @@ def _run_inputs(args: argparse.Namespace) -> dict:
     }
 
 
+def _run_work(run: dict, datasets: dict, configs: dict) -> int:
+    """The progress bar's steps: every training batch, then every trace and simulation."""
+    from hwsim.specs.trace import Algorithm
+
+    rules, specs = len(Algorithm), len(run["specs"])
+    work = len(run["traced"]) * rules * (1 + specs)
+    for network in run["trained"]:
+        config = configs[network.name]
+        batches = -(-len(datasets[network.name].x_train) // config.batch_size)
+        work += batches * config.epochs * rules + rules * specs
+    return work
+
+
+def _final_epoch_line(bar, name: str, total: int):
+    """An on_epoch callback: one line on stderr with a rule's final test accuracy."""
+
+    def on_epoch(algorithm, metrics) -> None:
+        if metrics.epoch == total:
+            bar.write(
+                f"{name} {algorithm.value}: test {metrics.test_accuracy:.2%} after {total} epochs",
+                file=sys.stderr,
+            )
+
+    return on_epoch
+
+
 def _train_and_trace(args: argparse.Namespace, run: dict, folder: Path) -> tuple[list, list, list]:
     """Train the digits networks under every rule and trace the others from their shapes,
     simulating each step on every spec into `folder`; (training tables, histories, steps)."""
@@ -105,47 +131,30 @@ def _train_and_trace(args: argparse.Namespace, run: dict, folder: Path) -> tuple
     from hwsim.specs.trace import Algorithm
     from hwsim.study import run_study, trace_and_price
     from hwsim.train.datasets import load_dataset
-    from hwsim.train.loop import EpochMetrics, TrainConfig
+    from hwsim.train.loop import TrainConfig
 
-    specs, trained = run["specs"], run["trained"]
+    trained = run["trained"]
     datasets = {network.name: load_dataset(network.dataset, seed=args.seed) for network in trained}
-    work = 0
-    configs = {}
-    for network in trained:
-        config = TrainConfig.from_network(
+    configs = {
+        network.name: TrainConfig.from_network(
             network, Algorithm.BP, epochs=run["epochs"], seed=args.seed
         )
-        configs[network.name] = config
-        batches = -(-len(datasets[network.name].x_train) // config.batch_size)
-        work += batches * config.epochs * len(Algorithm) + len(Algorithm) * len(specs)
-    work += len(run["traced"]) * len(Algorithm) * (1 + len(specs))
+        for network in trained
+    }
+    work = _run_work(run, datasets, configs)
     histories, tables, steps = [], [], []
     with progress(work, "hwsim run", "step") as bar:
         for network in trained:
             config = configs[network.name]
-
-            def on_epoch(
-                algorithm: Algorithm,
-                metrics: EpochMetrics,
-                total: int = config.epochs,
-                name: str = network.name,
-            ) -> None:
-                if metrics.epoch == total:
-                    bar.write(
-                        f"{name} {algorithm.value}: test "
-                        f"{metrics.test_accuracy:.2%} after {total} epochs",
-                        file=sys.stderr,
-                    )
-
             table, _, results, simulated = run_study(
                 network,
                 datasets[network.name],
                 config,
                 folder,
-                specs=specs,
+                specs=run["specs"],
                 loaded=run["loaded"],
                 on_batch=bar.update,
-                on_epoch=on_epoch,
+                on_epoch=_final_epoch_line(bar, network.name, config.epochs),
                 on_step=lambda _: bar.update(),
             )
             tables.append((network, datasets[network.name], config, table))

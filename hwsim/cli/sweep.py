@@ -43,19 +43,10 @@ def add_parser(commands) -> None:
     )
 
 
-def cmd_sweep(args: argparse.Namespace) -> int:
+def _progress(args: argparse.Namespace, bar: list, failed: list[str]):
+    """The sweep's callbacks: a progress bar over the rows to run (appended to `bar`), and
+    the keys of failed rows (appended to `failed`)."""
     from tqdm import tqdm
-
-    from hwsim.io.folders import SWEEP_LAYOUT, claim
-    from hwsim.sweep.runner import run_sweep
-
-    if args.jobs is not None and (args.scheduler or args.dask_local):
-        raise SpecError("--jobs sets the local process pool; with Dask give --dask-local N")
-    # Refused before the points are validated if not a sweep's to write (the sweep checks its
-    # specs and traces too, once it has read them).
-    claim(args.out, inputs=[args.file], flag="--out", resume=SWEEP_LAYOUT)
-    bar: list[tqdm] = []
-    failed: list[str] = []
 
     def on_start(to_run: int, skipped: int) -> None:
         if skipped:
@@ -78,6 +69,21 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             failed.append(key)
         bar[0].update()
 
+    return on_start, on_result
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from hwsim.io.folders import SWEEP_LAYOUT, claim
+    from hwsim.sweep.runner import run_sweep
+
+    if args.jobs is not None and (args.scheduler or args.dask_local):
+        raise SpecError("--jobs sets the local process pool; with Dask give --dask-local N")
+    # Refused before the points are validated if not a sweep's to write (the sweep checks its
+    # specs and traces too, once it has read them).
+    claim(args.out, inputs=[args.file], flag="--out", resume=SWEEP_LAYOUT)
+    bar: list = []  # the progress bar, once the rows to run are known
+    failed: list[str] = []
+    on_start, on_result = _progress(args, bar, failed)
     try:
         table = run_sweep(
             args.file,

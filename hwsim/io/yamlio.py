@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Hashable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar, cast
 
 import yaml
 from pydantic import BaseModel
@@ -26,7 +27,11 @@ from hwsim.errors import SpecError
 from hwsim.io.inputs import read_bounded
 from hwsim.specs.common import validate
 
+if TYPE_CHECKING:  # the C module exists only where PyYAML was built with libyaml
+    from yaml._yaml import Mark as _LibyamlMark
+
 ModelT = TypeVar("ModelT", bound=BaseModel)
+_EventMark: TypeAlias = "yaml.Mark | _LibyamlMark | None"  # libyaml's events carry its own Mark
 
 MAX_YAML_BYTES = 4 * 2**20  # the largest shipped spec is ~3 KB
 MAX_DEPTH = 32  # mappings and lists inside each other; the shipped specs use 4
@@ -43,23 +48,26 @@ class _Refused(yaml.MarkedYAMLError):
     """A construct hwsim's spec files do not allow (not a syntax error)."""
 
 
+def _refused_at(mark: _EventMark, problem: str) -> _Refused:
+    # PyYAML's stubs give MarkedYAMLError only PyYAML's Mark; libyaml's has the same fields.
+    return _Refused(None, None, problem, cast("yaml.Mark | None", mark))
+
+
 def _alias_refused(event: yaml.AliasEvent) -> _Refused:
-    return _Refused(
-        None,
-        None,
-        f"aliases (*{event.anchor}) are not allowed in hwsim files; write the value out",
+    return _refused_at(
         event.start_mark,
+        f"aliases (*{event.anchor}) are not allowed in hwsim files; write the value out",
     )
 
 
-def _too_deep(mark: yaml.Mark) -> _Refused:
-    return _Refused(None, None, f"nested more than {MAX_DEPTH} levels deep", mark)
+def _too_deep(mark: _EventMark) -> _Refused:
+    return _refused_at(mark, f"nested more than {MAX_DEPTH} levels deep")
 
 
 class _SpecConstructor(yaml.constructor.SafeConstructor):
     """SafeConstructor without duplicate keys or integers too long for Python."""
 
-    def construct_mapping(self, node, deep=False):
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Hashable, Any]:
         seen: set[Any] = set()
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=True)
@@ -78,7 +86,7 @@ class _SpecConstructor(yaml.constructor.SafeConstructor):
         return super().construct_mapping(node, deep=deep)
 
 
-def _construct_int(loader: _SpecConstructor, node: yaml.ScalarNode) -> int:
+def _construct_int(loader: _PySpecLoader | _CSpecLoader, node: yaml.ScalarNode) -> int:
     try:
         return yaml.constructor.SafeConstructor.construct_yaml_int(loader, node)
     except ValueError:  # more digits than Python converts (4,300)
@@ -123,27 +131,28 @@ def _check_events(text: str) -> None:
     try:
         _scan_events(text)
     except yaml.MarkedYAMLError as exc:
-        if isinstance(exc, _Refused) or exc.problem != _LIBYAML_TOO_DEEP:
+        mark = exc.problem_mark
+        if isinstance(exc, _Refused) or exc.problem != _LIBYAML_TOO_DEEP or mark is None:
             raise
         # libyaml scans up to 1,024 characters ahead of the events it gives, so in `[[[[...` it
         # meets its own limit before it gives the node too deep for hwsim; that node, or an
         # earlier problem, is in the text before the limit, which nests no deeper than libyaml
         # allows.  A scanner error there, or a parser error at its end, comes from cutting it.
-        limit = exc.problem_mark.index
+        limit = mark.index
         try:
             _scan_events(text[: limit + text.startswith("\ufeff")])
         except _Refused:
             raise
         except yaml.parser.ParserError as earlier:
-            if earlier.problem_mark.index < limit:
+            if earlier.problem_mark is None or earlier.problem_mark.index < limit:
                 raise
         except yaml.YAMLError:
             pass
-        raise _too_deep(exc.problem_mark) from None
+        raise _too_deep(mark) from None
 
 
 def _scan_events(text: str) -> None:
-    parser = yaml.cyaml.CParser(text)
+    parser = yaml._yaml.CParser(text)
     open_collections = 0
     for event in iter(parser.get_event, None):
         if isinstance(event, yaml.AliasEvent):
@@ -158,6 +167,7 @@ def _scan_events(text: str) -> None:
 
 
 def _load(text: str) -> Any:
+    loader: _CSpecLoader | _PySpecLoader
     if _WITH_LIBYAML:
         _check_events(text)
         loader = _CSpecLoader(text)

@@ -31,20 +31,20 @@ th { background: #f4f4f4; }
 TABLES = ("costs", "breakdown", "resources", "timeline", "mapping", "history", "specs")
 
 
-def report_figures(data: ReportData) -> list[tuple[str, str, go.Figure]]:
-    """(section, explanation, figure) for everything the report shows, in order."""
-    items: list[tuple[str, str, go.Figure]] = [
-        (
-            "MACs and data movement",
-            "Per training example, every rule on every spec. Data "
-            "movement counts bytes that leave a tile or the chip: DRAM reads and writes plus "
-            "bytes injected into the network-on-chip. Log axes; exact values on hover. The "
-            "batch of each network's traced step is in costs.csv (`hwsim run` traces the paper's "
-            "networks for one example, as the paper counts; a von Neumann machine fetches each "
-            "weight once per batch, so larger batches narrow its gap: docs/validation.md). "
-            "distributed_stationary is the paper's weight-stationary substrate.",
-            figures.fig8(data.costs),
-        ),
+_FIG8_NOTE = (
+    "Per training example, every rule on every spec. Data movement counts bytes that leave a "
+    "tile or the chip: DRAM reads and writes plus bytes injected into the network-on-chip. "
+    "Log axes; exact values on hover. The batch of each network's traced step is in costs.csv "
+    "(`hwsim run` traces the paper's networks for one example, as the paper counts; a von "
+    "Neumann machine fetches each weight once per batch, so larger batches narrow its gap: "
+    "docs/validation.md). distributed_stationary is the paper's weight-stationary substrate."
+)
+Section = tuple[str, str, go.Figure]
+
+
+def _cost_sections(data: ReportData) -> list[Section]:
+    return [
+        ("MACs and data movement", _FIG8_NOTE, figures.fig8(data.costs)),
         (
             "Energy by component",
             "Counts × energy per action (+ leakage × time), per training example.",
@@ -56,17 +56,10 @@ def report_figures(data: ReportData) -> list[tuple[str, str, go.Figure]]:
             figures.energy(data.breakdown, "phase"),
         ),
     ]
-    networks = list(dict.fromkeys(data.costs["network"])) if not data.costs.empty else []
-    for network in networks:
-        items.append(
-            (
-                f"Traffic per layer: {network}",
-                "Bytes per training example that each "
-                "layer moves in each phase, at each level of the memory system.",
-                figures.traffic_by_layer(data.breakdown, network),
-            )
-        )
-    items += [
+
+
+def _use_sections(data: ReportData) -> list[Section]:
+    return [
         (
             "What bounds each op",
             "Von Neumann ops by what would limit each alone: the PE array "
@@ -80,6 +73,10 @@ def report_figures(data: ReportData) -> list[tuple[str, str, go.Figure]]:
             figures.resource_use(data.resources),
         ),
     ]
+
+
+def _timeline_sections(data: ReportData, networks: list[str]) -> list[Section]:
+    items = []
     for network in networks:
         for arch in dict.fromkeys(data.costs.loc[data.costs["network"] == network, "arch"]):
             items.append(
@@ -91,7 +88,11 @@ def report_figures(data: ReportData) -> list[tuple[str, str, go.Figure]]:
                     figures.timeline(data.timeline, network, arch),
                 )
             )
-    items += [
+    return items
+
+
+def _training_sections(data: ReportData) -> list[Section]:
+    return [
         (
             "Training curves",
             "Test accuracy per epoch of each rule.",
@@ -104,7 +105,27 @@ def report_figures(data: ReportData) -> list[tuple[str, str, go.Figure]]:
             figures.angles(data.history),
         ),
     ]
-    return items
+
+
+def report_figures(data: ReportData) -> list[Section]:
+    """(section, explanation, figure) for everything the report shows, in order."""
+    networks = list(dict.fromkeys(data.costs["network"])) if not data.costs.empty else []
+    traffic = [
+        (
+            f"Traffic per layer: {network}",
+            "Bytes per training example that each "
+            "layer moves in each phase, at each level of the memory system.",
+            figures.traffic_by_layer(data.breakdown, network),
+        )
+        for network in networks
+    ]
+    return [
+        *_cost_sections(data),
+        *traffic,
+        *_use_sections(data),
+        *_timeline_sections(data, networks),
+        *_training_sections(data),
+    ]
 
 
 def table_html(frame: pd.DataFrame) -> str:

@@ -374,6 +374,28 @@ class VonNeumannSubstrate:
         port = self.env.process(self.port.hold(port_cycles, moved_bytes, scope.priority))
         yield work & port
 
+    def _nest_columns(self, record: OpRecord, plan: OpPlan) -> dict:
+        """A matmul's or conv's mapping.csv columns: loop order, tiles, and how many times
+        each operand's bytes go between DRAM and the buffer."""
+        mapping = plan.mapping
+        assert mapping is not None
+        operands = (*record.reads, *record.writes)
+        by_tensor = {o.tensor: operand_bytes(o, self.arch.precision) for o in operands}
+        a, b, c = plan.operands
+        output = mapping.output_write_bytes + mapping.partial_bytes
+        return {
+            "loop_order": mapping.order,
+            "tile_m": mapping.tiles[0],
+            "tile_k": mapping.tiles[1],
+            "tile_n": mapping.tiles[2],
+            "tensor_a": a,
+            "tensor_b": b,
+            "tensor_c": c,
+            "reread_a": mapping.read_bytes[0] / by_tensor[a] if by_tensor[a] else 0.0,
+            "reread_b": mapping.read_bytes[1] / by_tensor[b] if by_tensor[b] else 0.0,
+            "writes_c": output / by_tensor[c] if by_tensor[c] else 0.0,
+        }
+
     def _log_mapping(self, record: OpRecord, plan: OpPlan) -> None:
         mapping = plan.mapping
         dram_cycles = ceil_div(
@@ -414,27 +436,5 @@ class VonNeumannSubstrate:
             "bound": bound,
         }
         if mapping is not None:
-            sizes = [
-                operand_bytes(operand, self.arch.precision)
-                for operand in (*record.reads, *record.writes)
-            ]
-            by_tensor = dict(
-                zip([o.tensor for o in (*record.reads, *record.writes)], sizes, strict=True)
-            )
-            a, b, c = plan.operands
-            output = mapping.output_write_bytes + mapping.partial_bytes
-            row.update(
-                {
-                    "loop_order": mapping.order,
-                    "tile_m": mapping.tiles[0],
-                    "tile_k": mapping.tiles[1],
-                    "tile_n": mapping.tiles[2],
-                    "tensor_a": a,
-                    "tensor_b": b,
-                    "tensor_c": c,
-                    "reread_a": mapping.read_bytes[0] / by_tensor[a] if by_tensor[a] else 0.0,
-                    "reread_b": mapping.read_bytes[1] / by_tensor[b] if by_tensor[b] else 0.0,
-                    "writes_c": output / by_tensor[c] if by_tensor[c] else 0.0,
-                }
-            )
+            row.update(self._nest_columns(record, plan))
         self.ledger.log_mapping(row, MAPPING_KINDS)

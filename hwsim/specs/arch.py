@@ -340,6 +340,44 @@ def _table(table: dict, key: object, problem: str, fix: str, problems: list[str]
     return 0.0
 
 
+def _dram_energies(arch: ArchSpec, tech: TechSpec, problems: list[str]) -> tuple[float, float]:
+    """DRAM read and write pJ/bit: the spec's, else its technology's in the tech table."""
+    dram_read, dram_write = arch.dram.read_energy_pj_per_bit, arch.dram.write_energy_pj_per_bit
+    if dram_read is not None and dram_write is not None:
+        return dram_read, dram_write
+    technology = arch.dram.technology
+    if technology in tech.dram_energy_pj_per_bit:
+        dram_default = tech.dram_energy_pj_per_bit[technology]
+    else:
+        near = difflib.get_close_matches(technology, tech.dram_energy_pj_per_bit, n=1)
+        hint = f"; did you mean '{near[0]}'?" if near else ""
+        problems.append(
+            f"dram.technology: {technology!r} is not in tech {tech.name} "
+            f"(known: {', '.join(sorted(tech.dram_energy_pj_per_bit))}){hint}"
+        )
+        dram_default = 0.0
+    return (
+        dram_default if dram_read is None else dram_read,
+        dram_default if dram_write is None else dram_write,
+    )
+
+
+def _sram_energies(sram: Sram, tech: TechSpec) -> tuple[float, float]:
+    """SRAM read and write pJ/bit: the spec's, else from the tech table's access energy at
+    the bank's capacity."""
+    sram_read = sram.read_energy_pj_per_bit
+    if sram_read is None:
+        bank_bytes = sram.capacity_bytes / sram.banks
+        sram_read = (
+            sram_energy_pj_per_access(tech.sram_read_energy_pj_per_access, bank_bytes)
+            / tech.sram_access_bits
+        )
+    sram_write = sram.write_energy_pj_per_bit
+    if sram_write is None:
+        sram_write = sram_read * tech.sram_write_to_read_ratio
+    return sram_read, sram_write
+
+
 def resolve_energies(arch: ArchSpec, tech: TechSpec, source: str = "arch spec") -> ActionEnergies:
     """Per-action energies: the spec's own numbers where given, else the tech table's.
 
@@ -372,33 +410,10 @@ def resolve_energies(arch: ArchSpec, tech: TechSpec, source: str = "arch spec") 
             f"{prefix}.vector_op_energy_pj",
             problems,
         )
-    dram_read, dram_write = arch.dram.read_energy_pj_per_bit, arch.dram.write_energy_pj_per_bit
-    if dram_read is None or dram_write is None:
-        technology = arch.dram.technology
-        if technology in tech.dram_energy_pj_per_bit:
-            dram_default = tech.dram_energy_pj_per_bit[technology]
-        else:
-            near = difflib.get_close_matches(technology, tech.dram_energy_pj_per_bit, n=1)
-            hint = f"; did you mean '{near[0]}'?" if near else ""
-            problems.append(
-                f"dram.technology: {technology!r} is not in tech {tech.name} "
-                f"(known: {', '.join(sorted(tech.dram_energy_pj_per_bit))}){hint}"
-            )
-            dram_default = 0.0
-        dram_read = dram_default if dram_read is None else dram_read
-        dram_write = dram_default if dram_write is None else dram_write
+    dram_read, dram_write = _dram_energies(arch, tech, problems)
     raise_problems(source, problems)
 
-    sram_read = sram.read_energy_pj_per_bit
-    if sram_read is None:
-        bank_bytes = sram.capacity_bytes / sram.banks
-        sram_read = (
-            sram_energy_pj_per_access(tech.sram_read_energy_pj_per_access, bank_bytes)
-            / tech.sram_access_bits
-        )
-    sram_write = sram.write_energy_pj_per_bit
-    if sram_write is None:
-        sram_write = sram_read * tech.sram_write_to_read_ratio
+    sram_read, sram_write = _sram_energies(sram, tech)
     noc = 0.0
     if arch.noc is not None:
         noc = arch.noc.energy_pj_per_bit_per_hop

@@ -17,15 +17,12 @@ MAX_LAYERS = 50_000  # a trace header carries up to ~500 bytes per layer: 25 MB 
 Name = Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_]*$", max_length=64)]
 
 
-def _count(most: int) -> object:
-    """A whole number 1…`most`; true/false are not numbers."""
-    return Annotated[int, NotBool, Field(ge=1, le=most)]
-
-
-# Ranges wide enough for any network a numpy trainer or a shape-only trace handles.
-Units = _count(2**24)  # neurons of a dense layer, elements of one input dimension
-Channels = _count(2**16)
-Window = _count(2**10)  # kernel, pool and stride sizes
+# Whole numbers 1…most (true/false are not numbers), in ranges wide enough for any network a
+# numpy trainer or a shape-only trace handles: Units for the neurons of a dense layer and the
+# elements of one input dimension, Window for kernel, pool and stride sizes.
+Units = Annotated[int, NotBool, Field(ge=1, le=2**24)]
+Channels = Annotated[int, NotBool, Field(ge=1, le=2**16)]
+Window = Annotated[int, NotBool, Field(ge=1, le=2**10)]
 Fraction = Annotated[float, NotBool, finite_range(ge=0.0, lt=1.0)]
 
 
@@ -108,9 +105,9 @@ class TrainingDefaults(FrozenModel):
     adam_beta1: Fraction = 0.9
     adam_beta2: Fraction = 0.999
     adam_epsilon: Annotated[float, NotBool, finite_range(gt=0, le=1)] = 1e-8
-    batch_size: _count(2**20) = 32
-    epochs: _count(10**6) = 10
-    nonzeros_per_neuron: _count(2**20) = 1
+    batch_size: Annotated[int, NotBool, Field(ge=1, le=2**20)] = 32
+    epochs: Annotated[int, NotBool, Field(ge=1, le=10**6)] = 10
+    nonzeros_per_neuron: Annotated[int, NotBool, Field(ge=1, le=2**20)] = 1
 
 
 class NetworkSpec(FrozenModel):
@@ -180,65 +177,75 @@ def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
     return total // 2, total - total // 2
 
 
+def _map_input(shape: tuple[int, ...], where: str) -> tuple[int, int, int]:
+    if len(shape) != 3:
+        raise ValueError(
+            f"{where}: needs a [height, width, channels] input but gets shape {list(shape)}"
+        )
+    return shape[0], shape[1], shape[2]
+
+
+def _dense_shape(layer: DenseLayer, shape: tuple[int, ...], where: str) -> tuple:
+    if len(shape) != 1:
+        raise ValueError(
+            f"{where}: needs a flat input but gets shape {list(shape)}; "
+            "add a flatten layer before it"
+        )
+    weights = shape[0] * layer.units
+    return (layer.units,), weights, weights + (layer.units if layer.use_bias else 0)
+
+
+def _conv_shape(layer: Conv2DLayer, shape: tuple[int, ...], where: str) -> tuple:
+    height, width, channels = _map_input(shape, where)
+    kernel = layer.kernel_size
+    if layer.padding == Padding.VALID and (kernel > height or kernel > width):
+        raise ValueError(
+            f"{where}: kernel {kernel} is larger than its {height}x{width} input with valid padding"
+        )
+    out = (
+        conv_output_size(height, kernel, layer.stride, layer.padding),
+        conv_output_size(width, kernel, layer.stride, layer.padding),
+        layer.filters,
+    )
+    weights = kernel * kernel * channels * layer.filters
+    return out, weights, weights + (layer.filters if layer.use_bias else 0)
+
+
+def _pool_shape(layer: MaxPoolLayer, shape: tuple[int, ...], where: str) -> tuple:
+    height, width, channels = _map_input(shape, where)
+    stride = layer.stride or layer.pool_size
+    if layer.padding == Padding.VALID and layer.pool_size > min(height, width):
+        raise ValueError(
+            f"{where}: pool {layer.pool_size} is larger than its "
+            f"{height}x{width} input with valid padding"
+        )
+    out = (
+        conv_output_size(height, layer.pool_size, stride, layer.padding),
+        conv_output_size(width, layer.pool_size, stride, layer.padding),
+        channels,
+    )
+    return out, 0, 0
+
+
 def infer_shapes(network: NetworkSpec) -> list[LayerShape]:
     """Per-layer shapes and parameter counts; ValueError names the first layer that does not fit."""
     shape = tuple(network.input_shape)
     shapes: list[LayerShape] = []
     for index, layer in enumerate(network.layers):
         where = f"layers.{index} ({layer.type} '{layer.name}')"
-        weights = parameters = 0
+        out: tuple[int, ...]
         trainable = False
         if isinstance(layer, DenseLayer):
-            if len(shape) != 1:
-                raise ValueError(
-                    f"{where}: needs a flat input but gets shape {list(shape)}; "
-                    "add a flatten layer before it"
-                )
-            out: tuple[int, ...] = (layer.units,)
-            weights = shape[0] * layer.units
-            parameters = weights + (layer.units if layer.use_bias else 0)
+            out, weights, parameters = _dense_shape(layer, shape, where)
             trainable = layer.trainable
         elif isinstance(layer, Conv2DLayer):
-            if len(shape) != 3:
-                raise ValueError(
-                    f"{where}: needs a [height, width, channels] input but gets shape {list(shape)}"
-                )
-            height, width, channels = shape
-            kernel = layer.kernel_size
-            if layer.padding == Padding.VALID and (kernel > height or kernel > width):
-                raise ValueError(
-                    f"{where}: kernel {kernel} is larger than its "
-                    f"{height}x{width} input with valid padding"
-                )
-            out = (
-                conv_output_size(height, kernel, layer.stride, layer.padding),
-                conv_output_size(width, kernel, layer.stride, layer.padding),
-                layer.filters,
-            )
-            weights = kernel * kernel * channels * layer.filters
-            parameters = weights + (layer.filters if layer.use_bias else 0)
+            out, weights, parameters = _conv_shape(layer, shape, where)
             trainable = layer.trainable
         elif isinstance(layer, MaxPoolLayer):
-            if len(shape) != 3:
-                raise ValueError(
-                    f"{where}: needs a [height, width, channels] input but gets shape {list(shape)}"
-                )
-            height, width, channels = shape
-            stride = layer.stride or layer.pool_size
-            if layer.padding == Padding.VALID and layer.pool_size > min(height, width):
-                raise ValueError(
-                    f"{where}: pool {layer.pool_size} is larger than its "
-                    f"{height}x{width} input with valid padding"
-                )
-            out = (
-                conv_output_size(height, layer.pool_size, stride, layer.padding),
-                conv_output_size(width, layer.pool_size, stride, layer.padding),
-                channels,
-            )
-        elif isinstance(layer, FlattenLayer):
-            out = (math.prod(shape),)
-        else:  # dropout and activation keep the shape
-            out = shape
+            out, weights, parameters = _pool_shape(layer, shape, where)
+        else:  # flatten makes one dimension; dropout and activation keep the shape
+            out = (math.prod(shape),) if isinstance(layer, FlattenLayer) else shape
+            weights = parameters = 0
         shapes.append(
             LayerShape(layer.name, layer.type, shape, out, trainable, weights, parameters)
         )

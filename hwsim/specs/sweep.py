@@ -170,7 +170,7 @@ class SweepSpec(FrozenModel):
 
     @model_validator(mode="after")
     def _distinct_paths(self) -> SweepSpec:
-        paths = [member.path for axis in self.axes for member in axis.members]
+        paths = self.axis_paths
         repeated = sorted({path for path in paths if paths.count(path) > 1})
         if repeated:
             raise ValueError(f"axes: each path may be swept once; repeated: {', '.join(repeated)}")
@@ -178,4 +178,7 @@ class SweepSpec(FrozenModel):
 
     @property
     def axis_paths(self) -> list[str]:
-        return [member.path for axis in self.axes for member in axis.members]
+        """The swept paths (every plain axis has one: `Axis._one_form` checks)."""
+        return [
+            member.path for axis in self.axes for member in axis.members if member.path is not None
+        ]

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import Counter
 from enum import StrEnum
 from functools import cached_property
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal, TypeVar, cast, dataclass_transform
 
 from pydantic import (
     AfterValidator,
@@ -28,7 +28,7 @@ from pydantic.dataclasses import dataclass
 from hwsim.specs.common import FrozenModel
 from hwsim.specs.network import Padding
 
-TRACE_SCHEMA_VERSION = 3
+TRACE_SCHEMA_VERSION: Final = 3
 
 # Bounds that keep every count, byte and cycle total of a simulation inside int64 (a record
 # of more than 2^52 MACs would be a year of a 100k-MAC chip); read_trace also bounds the totals.
@@ -92,8 +92,19 @@ class Slot(StrEnum):
     C = "c"
 
 
-_record_type = dataclass(frozen=True, slots=True, kw_only=True, config=ConfigDict(extra="forbid"))
-"""A frozen, slotted, validating value: the building block of trace records."""
+_RecordT = TypeVar("_RecordT")
+_make_record_type = dataclass(
+    frozen=True, slots=True, kw_only=True, config=ConfigDict(extra="forbid")
+)
+
+
+@dataclass_transform(frozen_default=True, kw_only_default=True, field_specifiers=(Field,))
+def _record_type(cls: type[_RecordT]) -> type[_RecordT]:
+    """A frozen, slotted, validating value: the building block of trace records."""
+    # pydantic types what its dataclass returns as a bare PydanticDataclass; it is `cls`'s
+    # fields and methods in a new, slotted class.
+    return cast("type[_RecordT]", _make_record_type(cls))
+
 
 Name = Annotated[Text, Field(min_length=1)]
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import os
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import get_context
@@ -51,6 +51,55 @@ def _error(exc: BaseException) -> dict[str, Any]:
     return {"status": "error", "error": f"{type(exc).__name__}: {exc}"}
 
 
+def _died(rows: list[Row], exc: BaseException) -> Iterator[Result]:
+    message = f"a worker process died while this point or another was running ({exc})"
+    for row in rows:
+        yield row.key, {"status": "error", "error": message}
+
+
+def _one_pool(queue: deque[list[Row]], traces: list, jobs: int) -> Generator[Result, None, bool]:
+    """Run points from `queue` on one pool until it is empty or the pool breaks (a worker
+    died: its points are recorded as errors); True if it broke."""
+    broken = False
+    with ProcessPoolExecutor(
+        max_workers=jobs,
+        mp_context=get_context("spawn"),
+        initializer=start_worker,
+        initargs=(traces,),
+    ) as pool:
+        in_flight: dict[Future, list[Row]] = {}
+        try:
+            while (queue and not broken) or in_flight:
+                while queue and not broken and len(in_flight) < IN_FLIGHT_PER_JOB * jobs:
+                    point = queue[0][0].point
+                    try:
+                        future = pool.submit(
+                            price_in_worker,
+                            point.arch,
+                            point.energies,
+                            [(row.key, row.workload_index) for row in queue[0]],
+                        )
+                    except BrokenProcessPool:  # the next pool runs this point
+                        broken = True
+                        break
+                    in_flight[future] = queue.popleft()
+                done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                for future in done:
+                    rows = in_flight.pop(future)
+                    try:
+                        yield from future.result()
+                    except BrokenProcessPool as exc:
+                        broken = True
+                        yield from _died(rows, exc)
+                    except Exception as exc:  # e.g. a result that cannot be pickled
+                        for row in rows:
+                            yield row.key, _error(exc)
+        finally:
+            for future in in_flight:
+                future.cancel()
+    return broken
+
+
 def _pool(tasks: list[Row], expansion: Expansion, jobs: int) -> Iterator[Result]:
     """A process pool (spawned workers, one BLAS thread each); traces sent once per worker.
 
@@ -62,71 +111,25 @@ def _pool(tasks: list[Row], expansion: Expansion, jobs: int) -> Iterator[Result]
     queue = deque(_by_point(tasks))
     restarts = 0
     while queue:
-        broken = False
-        with ProcessPoolExecutor(
-            max_workers=jobs,
-            mp_context=get_context("spawn"),
-            initializer=start_worker,
-            initargs=(traces,),
-        ) as pool:
-            in_flight: dict[Future, list[Row]] = {}
-            try:
-                while (queue and not broken) or in_flight:
-                    while queue and not broken and len(in_flight) < IN_FLIGHT_PER_JOB * jobs:
-                        point = queue[0][0].point
-                        try:
-                            future = pool.submit(
-                                price_in_worker,
-                                point.arch,
-                                point.energies,
-                                [(row.key, row.workload_index) for row in queue[0]],
-                            )
-                        except BrokenProcessPool:  # the next pool runs this point
-                            broken = True
-                            break
-                        in_flight[future] = queue.popleft()
-                    done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
-                    for future in done:
-                        rows = in_flight.pop(future)
-                        try:
-                            yield from future.result()
-                        except BrokenProcessPool as exc:
-                            broken = True
-                            for row in rows:
-                                yield (
-                                    row.key,
-                                    {
-                                        "status": "error",
-                                        "error": (
-                                            "a worker process died while this point or another "
-                                            "was "
-                                            f"running ({exc})"
-                                        ),
-                                    },
-                                )
-                        except Exception as exc:  # e.g. a result that cannot be pickled
-                            for row in rows:
-                                yield row.key, _error(exc)
-            finally:
-                for future in in_flight:
-                    future.cancel()
-        if broken:
-            restarts += 1
-            logger.warning(
-                "sweep: a worker process died; %s",
-                "starting a new pool" if restarts <= POOL_RESTARTS and queue else "giving up",
-            )
-            if restarts > POOL_RESTARTS:
-                for rows in queue:
-                    for row in rows:
-                        yield (
-                            row.key,
-                            {
-                                "status": "error",
-                                "error": f"not run: worker processes died {restarts} times",
-                            },
-                        )
-                return
+        broken = yield from _one_pool(queue, traces, jobs)
+        if not broken:
+            continue
+        restarts += 1
+        logger.warning(
+            "sweep: a worker process died; %s",
+            "starting a new pool" if restarts <= POOL_RESTARTS and queue else "giving up",
+        )
+        if restarts > POOL_RESTARTS:
+            for rows in queue:
+                for row in rows:
+                    yield (
+                        row.key,
+                        {
+                            "status": "error",
+                            "error": f"not run: worker processes died {restarts} times",
+                        },
+                    )
+            return
 
 
 def _dask(

@@ -13,6 +13,7 @@ import pickle
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -187,7 +188,7 @@ def _stratified_test_indices(y: np.ndarray, test_size: int, seed: int) -> np.nda
 
 
 def _mnist(directory: Path) -> Dataset:
-    splits = []
+    splits: list[tuple[np.ndarray, np.ndarray]] = []
     for split in ("train", "t10k"):
         image_file = _find_idx(directory, f"{split}-images", "idx3")
         label_file = _find_idx(directory, f"{split}-labels", "idx1")
@@ -343,15 +344,17 @@ class _CifarUnpickler(pickle.Unpickler):
         super().__init__(file, encoding="bytes")
         self._budget = max(size_bytes, 1) + 2**16
 
-    def _reconstruct(self, subtype: object, shape: object, dtype: object) -> object:
+    # The arguments come from the pickle, so they can be anything (Any): _check_array checks the
+    # shape and dtype before numpy sees them.
+    def _reconstruct(self, subtype: object, shape: Any, dtype: Any) -> object:
         self._check_array(shape, dtype)
         return np.ndarray.__new__(np.ndarray, shape, dtype)
 
-    def _ndarray(self, shape: object, dtype: object = float, *args: object) -> object:
+    def _ndarray(self, shape: Any, dtype: Any = float, *args: Any) -> object:
         self._check_array(shape, dtype)
         return np.ndarray(shape, dtype, *args)
 
-    def _check_array(self, shape: object, dtype: object) -> None:
+    def _check_array(self, shape: object, dtype: Any) -> None:
         dims = shape if isinstance(shape, tuple) else (shape,)
         if not all(isinstance(d, int) and d >= 0 for d in dims):
             raise _RefusedPickle(f"an array of shape {str(shape)[:40]}")

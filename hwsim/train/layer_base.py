@@ -69,6 +69,14 @@ class Layer:
     def input_role(self) -> Role:
         return Role.INPUT if self.input_tensor == "input" else Role.ACTIVATION
 
+    def _kept(self, array: np.ndarray | None, what: str) -> np.ndarray:
+        """An array the last training forward pass kept for backward."""
+        if array is None:
+            raise RuntimeError(
+                f"layer '{self.name}': backward needs the {what} kept by a training forward pass"
+            )
+        return array
+
     def forward(self, x: np.ndarray, ctx: StepContext) -> np.ndarray:
         raise NotImplementedError
 

@@ -29,6 +29,8 @@ from hwsim.train.windows import scatter_windows, window_padding, windows
 
 
 class MaxPool(Layer):
+    spec: MaxPoolLayer
+
     def __init__(self, spec: MaxPoolLayer, shape: LayerShape, input_tensor: str) -> None:
         super().__init__(spec, shape, input_tensor)
         self.stride = spec.stride or spec.pool_size
@@ -64,8 +66,8 @@ class MaxPool(Layer):
         k = self.spec.pool_size
         batch, out_h, out_w, channels = dy.shape
         dwin = np.zeros((batch, out_h, out_w, k, k, channels), dtype=dy.dtype)
-        rows, cols = np.divmod(self._argmax, k)
-        b, i, j, c = np.indices(dy.shape, sparse=True)
+        rows, cols = np.divmod(self._kept(self._argmax, "argmax"), k)
+        b, i, j, c = np.indices((batch, out_h, out_w, channels), sparse=True)
         dwin[b, i, j, rows, cols, c] = dy
         dx = scatter_windows(dwin, self._input_shape, k, self.stride, self.pads)
         self._elementwise(
@@ -82,6 +84,8 @@ class MaxPool(Layer):
 class Flatten(Layer):
     """A reshape: no data moves, so it records nothing and its tensors alias its input's."""
 
+    spec: FlattenLayer
+
     def __init__(self, spec: FlattenLayer, shape: LayerShape, input_tensor: str) -> None:
         super().__init__(spec, shape, input_tensor)
         self.output_tensor = input_tensor
@@ -94,6 +98,8 @@ class Flatten(Layer):
 
 
 class Dropout(Layer):
+    spec: DropoutLayer
+
     def __init__(self, spec: DropoutLayer, shape: LayerShape, input_tensor: str) -> None:
         super().__init__(spec, shape, input_tensor)
         self._mask: np.ndarray | None = None
@@ -105,6 +111,8 @@ class Dropout(Layer):
         if not (ctx.training and ctx.dropout) or rate == 0:
             self._mask = None
             return x
+        if ctx.rng is None:
+            raise RuntimeError(f"layer '{self.name}': dropout in training needs the step's rng")
         keep = ctx.rng.random(x.shape, dtype=np.float32) >= rate
         self._mask = keep.astype(x.dtype) / (1 - rate)
         y = x * self._mask
@@ -140,6 +148,8 @@ class Dropout(Layer):
 
 
 class ActivationFunction(Layer):
+    spec: ActivationLayer
+
     def __init__(self, spec: ActivationLayer, shape: LayerShape, input_tensor: str) -> None:
         super().__init__(spec, shape, input_tensor)
         self._y: np.ndarray | None = None
@@ -159,14 +169,15 @@ class ActivationFunction(Layer):
         return y
 
     def backward(self, dy: np.ndarray, ctx: StepContext, input_error: bool) -> np.ndarray | None:
-        dx = dy * activation_derivative(self.spec.function, self._y)
+        y = self._kept(self._y, "output")
+        dx = dy * activation_derivative(self.spec.function, y)
         self._elementwise(
             ctx,
             Phase.ERROR,
             f"{self.spec.function.value}_derivative",
             [
                 Access(self.output_error_tensor, Role.ERROR, dy),
-                Access(self.output_tensor, Role.ACTIVATION, self._y),
+                Access(self.output_tensor, Role.ACTIVATION, y),
             ],
             [Access(self.input_error_tensor, Role.ERROR, dx)],
             dx.size,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 from pydantic import ValidationError
@@ -78,7 +79,7 @@ class TrainConfig:
             except ValidationError as exc:
                 raise SpecError("; ".join(format_validation_error(exc, TrainingDefaults))) from None
             overrides = overrides | {key: getattr(checked, key) for key in bounded}
-        values = {
+        values: dict[str, Any] = {  # TrainConfig's fields, of mixed types
             "algorithm": algorithm,
             "epochs": defaults.epochs,
             "batch_size": defaults.batch_size,

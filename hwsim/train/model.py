@@ -45,13 +45,19 @@ class Model:
 
     @property
     def output_layer(self) -> WeightLayer:
-        return self.layers[-1]
+        """The last layer, a dense one (NetworkSpec checks)."""
+        layer = self.layers[-1]
+        if not isinstance(layer, WeightLayer):
+            raise TypeError(f"the output layer '{layer.name}' is not a weight layer")
+        return layer
 
     def weight_layer_indices(self) -> list[int]:
         return [i for i, layer in enumerate(self.layers) if layer.has_weights]
 
     def trainable_layers(self) -> list[WeightLayer]:
-        return [layer for layer in self.layers if layer.has_weights and layer.trainable]
+        return [
+            layer for layer in self.layers if isinstance(layer, WeightLayer) and layer.trainable
+        ]
 
     def feedback_targets(self) -> list[FeedbackTarget]:
         """Trainable hidden weight layers; each block runs up to the next weight layer."""
@@ -66,9 +72,10 @@ class Model:
     def initialize(self, rng: np.random.Generator, trainable_init: WeightInit) -> None:
         """Glorot-uniform weights (zeros for trainable layers when asked); biases zero."""
         for layer in self.layers:
-            if not layer.has_weights:
+            if not isinstance(layer, WeightLayer):
                 continue
             spec = layer.spec
+            shape: tuple[int, ...]
             if spec.type == "dense":
                 shape = (layer.shape.input_shape[0], spec.units)
                 fan_in, fan_out = shape

@@ -8,7 +8,7 @@ import numpy as np
 from hwsim.specs.network import OptimizerName
 from hwsim.specs.trace import ElementwiseOp, Operand, OptimizerInfo, Phase, Role
 from hwsim.train.layers import StepContext, WeightLayer
-from hwsim.train.tracer import Access, measure
+from hwsim.train.tracer import Access, Tracer, measure
 
 SGD_OPS_PER_ELEMENT = 2  # w -= lr·g
 MOMENTUM_OPS_PER_ELEMENT = 4  # v = μv + g; w -= lr·v
@@ -43,27 +43,28 @@ class Optimizer:
                 )
                 ops = self._apply(value, grad, state)
                 if ctx.tracer is not None:
-                    self._record(ctx, layer.name, param, value, reads, state, ops)
+                    self._record(ctx.tracer, layer.name, param, value, reads, state, ops)
 
     def _apply(self, value: np.ndarray, grad: np.ndarray, state: list[np.ndarray]) -> int:
         info = self.info
         if info.name == OptimizerName.ADAM:
+            beta1, beta2, epsilon = info.beta1, info.beta2, info.epsilon
+            if beta1 is None or beta2 is None or epsilon is None:
+                raise ValueError("adam needs beta1, beta2 and epsilon")
             m, v = state
-            m *= info.beta1
-            m += (1 - info.beta1) * grad
+            m *= beta1
+            m += (1 - beta1) * grad
             scratch = np.multiply(grad, grad)
-            scratch *= 1 - info.beta2
-            v *= info.beta2
+            scratch *= 1 - beta2
+            v *= beta2
             v += scratch
             # A Python float keeps the arithmetic in the weights' dtype (a numpy float64
             # scalar would promote float32 tensors to float64 copies).
             step_size = float(
-                info.learning_rate
-                * np.sqrt(1 - info.beta2**self.steps)
-                / (1 - info.beta1**self.steps)
+                info.learning_rate * np.sqrt(1 - beta2**self.steps) / (1 - beta1**self.steps)
             )
             np.sqrt(v, out=scratch)
-            scratch += info.epsilon
+            scratch += epsilon
             np.divide(m, scratch, out=scratch)
             scratch *= step_size
             value -= scratch
@@ -100,7 +101,7 @@ class Optimizer:
 
     def _record(
         self,
-        ctx: StepContext,
+        tracer: Tracer,
         layer: str,
         param: str,
         value: np.ndarray,
@@ -108,7 +109,7 @@ class Optimizer:
         state: list[np.ndarray],
         ops_per_element: int,
     ) -> None:
-        ctx.tracer.record(
+        tracer.record(
             layer=layer,
             phase=Phase.UPDATE,
             op=ElementwiseOp(

@@ -19,6 +19,18 @@ from hwsim.train.model import FeedbackTarget, Model
 from hwsim.train.tracer import Access
 
 
+def _backward_to(model: Model, top: int, bottom: int, delta: np.ndarray, ctx: StepContext) -> None:
+    """Run layers `top` down to `bottom` backward, each passing its input error to the one below;
+    the bottom one, a weight layer, is not asked for its input error."""
+    for index in range(top, bottom, -1):
+        layer = model.layers[index]
+        below = layer.backward(delta, ctx, input_error=True)
+        if below is None:
+            raise RuntimeError(f"layer '{layer.name}' gave no input error")
+        delta = below
+    model.layers[bottom].backward(delta, ctx, input_error=False)
+
+
 class Backprop:
     algorithm = Algorithm.BP
 
@@ -26,10 +38,7 @@ class Backprop:
         trainable = [
             i for i, layer in enumerate(model.layers) if layer.has_weights and layer.trainable
         ]
-        lowest = min(trainable)
-        delta = error
-        for index in range(len(model.layers) - 1, lowest - 1, -1):
-            delta = model.layers[index].backward(delta, ctx, input_error=index > lowest)
+        _backward_to(model, len(model.layers) - 1, min(trainable), error, ctx)
 
 
 class FeedbackAlignment:
@@ -74,10 +83,7 @@ class FeedbackAlignment:
                 Access(end.output_error_tensor, Role.ERROR, delta),
             )
             delta = delta.reshape(error.shape[0], *model.shapes[target.block_end].output_shape)
-            for index in range(target.block_end, target.layer_index - 1, -1):
-                delta = model.layers[index].backward(
-                    delta, ctx, input_error=index > target.layer_index
-                )
+            _backward_to(model, target.block_end, target.layer_index, delta, ctx)
 
     def _record(
         self,
@@ -90,6 +96,7 @@ class FeedbackAlignment:
         if ctx.tracer is None:
             return
         batch, classes = error.array.shape
+        op: GatherOp | MatmulOp
         if isinstance(feedback, SparseFeedback):
             op = GatherOp(
                 kind="gather",

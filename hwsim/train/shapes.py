@@ -284,6 +284,7 @@ class _Step:
                 Role.ERROR,
                 self.batch * target.neurons,
             )
+            op: GatherOp | MatmulOp
             if nonzeros_per_neuron is not None:
                 op = GatherOp(
                     kind="gather",
@@ -315,6 +316,7 @@ class _Step:
                 self.backward(model.layers[index], input_error=index > target.layer_index)
 
     def update(self, config: TrainConfig) -> None:
+        states: tuple[str, ...]
         if config.optimizer == OptimizerName.ADAM:
             states, per_element = ("adam_m", "adam_v"), ADAM_OPS_PER_ELEMENT
         elif config.momentum:
@@ -356,7 +358,7 @@ def _feedback_infos(model: Model, config: TrainConfig) -> list[FeedbackInfo]:
     for target in model.feedback_targets():
         validate_feedback(classes, target.neurons, s, config.rank)
         # A dense random matrix has no exact zeros (its values are drawn away from none).
-        nonzeros = target.neurons * s if sparse else classes * target.neurons
+        nonzeros = target.neurons * s if s is not None else classes * target.neurons
         infos.append(
             FeedbackInfo(
                 layer=model.layers[target.layer_index].name,

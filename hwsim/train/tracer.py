@@ -9,11 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any
 
 import numpy as np
 
-from hwsim.specs.trace import TRACE_SCHEMA_VERSION, Operand, OpRecord, Phase, Role, Slot
+from hwsim.specs.trace import TRACE_SCHEMA_VERSION, Operand, OpRecord, OpSpec, Phase, Role, Slot
 
 
 @dataclass(frozen=True)
@@ -54,7 +53,7 @@ class Tracer:
         *,
         layer: str,
         phase: Phase,
-        op: Any,
+        op: OpSpec,
         reads: Sequence[Access | Operand],
         writes: Sequence[Access | Operand],
         other_ops: int = 0,
@@ -80,9 +79,9 @@ class Tracer:
                 op=op,
                 macs=op.macs,
                 other_ops=int(other_ops),
-                reads=[measure(a) for a in reads],
-                writes=[measure(a) for a in writes],
-                deps=sorted(deps),
+                reads=tuple(measure(a) for a in reads),
+                writes=tuple(measure(a) for a in writes),
+                deps=tuple(sorted(deps)),
             )
         )
         for access in reads:

@@ -9,7 +9,7 @@ import numpy as np
 from hwsim.specs.network import Activation, Conv2DLayer, DenseLayer, LayerShape
 from hwsim.specs.trace import Conv2DOp, ConvPass, MatmulOp, Phase, ReduceOp, Role, Slot
 from hwsim.train.layer_base import Layer, StepContext, activate, activation_derivative
-from hwsim.train.tracer import Access
+from hwsim.train.tracer import Access, Tracer
 from hwsim.train.windows import scatter_windows, window_padding, windows
 
 
@@ -17,6 +17,7 @@ class WeightLayer(Layer):
     """Dense and conv2d: a weight, an optional bias and an optional fused activation."""
 
     has_weights = True
+    spec: DenseLayer | Conv2DLayer
 
     def __init__(
         self, spec: DenseLayer | Conv2DLayer, shape: LayerShape, input_tensor: str
@@ -53,14 +54,15 @@ class WeightLayer(Layer):
     def _activation_backward(self, dy: np.ndarray, ctx: StepContext) -> np.ndarray:
         if self.activation == Activation.LINEAR:
             return dy
-        dh = dy * activation_derivative(self.activation, self._y)
+        y = self._kept(self._y, "output")
+        dh = dy * activation_derivative(self.activation, y)
         self._elementwise(
             ctx,
             Phase.ERROR,
             f"{self.activation.value}_derivative",
             [
                 Access(self.output_error_tensor, Role.ERROR, dy),
-                Access(self.output_tensor, Role.ACTIVATION, self._y),
+                Access(self.output_tensor, Role.ACTIVATION, y),
             ],
             [Access(f"{self.pre_tensor}.error", Role.ERROR, dh)],
             dh.size,
@@ -68,10 +70,10 @@ class WeightLayer(Layer):
         return dh
 
     def _trace_forward(
-        self, ctx: StepContext, op: MatmulOp | Conv2DOp, x: np.ndarray, h: np.ndarray
+        self, tracer: Tracer, op: MatmulOp | Conv2DOp, x: np.ndarray, h: np.ndarray
     ) -> None:
         """The record of h = input · W (+ bias): the input in slot a, W in b, h in c."""
-        ctx.tracer.record(
+        tracer.record(
             layer=self.name,
             phase=Phase.FORWARD,
             op=op,
@@ -81,10 +83,10 @@ class WeightLayer(Layer):
         )
 
     def _trace_weight_gradient(
-        self, ctx: StepContext, op: MatmulOp | Conv2DOp, x: np.ndarray, error_tensor: Access
+        self, tracer: Tracer, op: MatmulOp | Conv2DOp, x: np.ndarray, error_tensor: Access
     ) -> None:
         """The record of dW = inputᵀ · error: the input in slot a, the error in b, dW in c."""
-        ctx.tracer.record(
+        tracer.record(
             layer=self.name,
             phase=Phase.GRADIENT,
             op=op,
@@ -116,6 +118,8 @@ class WeightLayer(Layer):
 
 
 class Dense(WeightLayer):
+    spec: DenseLayer
+
     def forward(self, x: np.ndarray, ctx: StepContext) -> np.ndarray:
         weight = self.params["weight"]
         h = x @ weight
@@ -123,7 +127,7 @@ class Dense(WeightLayer):
             h += self.params["bias"]
         if ctx.tracer is not None:
             op = MatmulOp(kind="matmul", m=x.shape[0], k=weight.shape[0], n=weight.shape[1])
-            self._trace_forward(ctx, op, x, h)
+            self._trace_forward(ctx.tracer, op, x, h)
         y = self._activate(h, ctx)
         if ctx.training:
             self._x, self._y = x, y
@@ -131,13 +135,14 @@ class Dense(WeightLayer):
 
     def backward(self, dy: np.ndarray, ctx: StepContext, input_error: bool) -> np.ndarray | None:
         dh = self._activation_backward(dy, ctx)
-        x, weight = self._x, self.params["weight"]
+        weight = self.params["weight"]
         error_tensor = Access(f"{self.pre_tensor}.error", Role.ERROR, dh)
         if self.trainable:
+            x = self._kept(self._x, "input")
             self.grads["weight"] = x.T @ dh
             if ctx.tracer is not None:
                 op = MatmulOp(kind="matmul", m=x.shape[1], k=x.shape[0], n=dh.shape[1])
-                self._trace_weight_gradient(ctx, op, x, error_tensor)
+                self._trace_weight_gradient(ctx.tracer, op, x, error_tensor)
             self._bias_gradient(dh, ctx)
         if not input_error:
             return None
@@ -157,6 +162,8 @@ class Dense(WeightLayer):
 
 
 class Conv2D(WeightLayer):
+    spec: Conv2DLayer
+
     def __init__(self, spec: Conv2DLayer, shape: LayerShape, input_tensor: str) -> None:
         super().__init__(spec, shape, input_tensor)
         height, width, _ = shape.input_shape
@@ -208,7 +215,7 @@ class Conv2D(WeightLayer):
             h += self.params["bias"]
         h = h.reshape(batch, out_h, out_w, filters)
         if ctx.tracer is not None:
-            self._trace_forward(ctx, self._op(batch, ConvPass.FORWARD), x, h)
+            self._trace_forward(ctx.tracer, self._op(batch, ConvPass.FORWARD), x, h)
         y = self._activate(h, ctx)
         if ctx.training:
             self._x, self._y = x, y
@@ -223,10 +230,12 @@ class Conv2D(WeightLayer):
         weight = self.params["weight"]
         error_tensor = Access(f"{self.pre_tensor}.error", Role.ERROR, dh)
         if self.trainable:
-            self.grads["weight"] = (self._cols.T @ dh_cols).reshape(weight.shape)
+            cols = self._kept(self._cols, "im2col columns")
+            self.grads["weight"] = (cols.T @ dh_cols).reshape(weight.shape)
             if ctx.tracer is not None:
                 op = self._op(batch, ConvPass.BACKWARD_WEIGHT)
-                self._trace_weight_gradient(ctx, op, self._x, error_tensor)
+                x = self._kept(self._x, "input")
+                self._trace_weight_gradient(ctx.tracer, op, x, error_tensor)
             self._bias_gradient(dh, ctx)
         if not input_error:
             return None
@@ -235,7 +244,8 @@ class Conv2D(WeightLayer):
         channels = self.shape.input_shape[2]
         dcols = dh_cols @ weight.reshape(-1, filters).T
         dwin = dcols.reshape(batch, out_h, out_w, k, k, channels)
-        dx = scatter_windows(dwin, self._x.shape, k, self.spec.stride, self.pads)
+        input_shape = self._kept(self._x, "input").shape
+        dx = scatter_windows(dwin, input_shape, k, self.spec.stride, self.pads)
         if ctx.tracer is not None:
             ctx.tracer.record(
                 layer=self.name,
