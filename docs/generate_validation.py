@@ -172,7 +172,7 @@ def rules_on_von_neumann() -> str:
         for spec in specs:
             arch, energies = load_arch_with_energies(spec)
             for rule, trace in traces.items():
-                result = simulate(arch, trace, source=spec)
+                result = simulate(arch, trace)
                 summary = summarize(result, energies)
                 frame = result.breakdown
                 dram = frame[frame["component"] == "dram"].groupby("phase")["bytes"].sum()
@@ -255,7 +255,7 @@ def rules_on_distributed() -> str:
             )
             for spec in specs:
                 arch, energies = load_arch_with_energies(spec)
-                summary = summarize(simulate(arch, trace, source=spec), energies)
+                summary = summarize(simulate(arch, trace), energies)
                 dram = summary["dram_read_bytes"] + summary["dram_write_bytes"]
                 lines.append(
                     f"| {network} | {rule.value} | {spec} | {summary['cycles']:,.0f} | "
@@ -409,7 +409,7 @@ def peer_check() -> str:
         )
         for spec in ("ws32_64k", "ws32_192k"):
             arch = load_arch(str(PEERS / f"{spec}.yaml"))
-            result = simulate(arch, trace, source=spec)
+            result = simulate(arch, trace)
             totals = result.totals()
             moved = totals["dram_read_bytes"] + totals["dram_write_bytes"]
             row = result.mapping.iloc[0]

@@ -20,7 +20,7 @@ from typing import Any
 import pandas as pd
 
 from hwsim.energy import per_example_breakdown, summarize
-from hwsim.errors import ArgumentError
+from hwsim.errors import ArgumentError, located
 from hwsim.io.arch import load_arch_with_energies, load_tech, shipped_archs
 from hwsim.io.folders import OutputFolder
 from hwsim.io.networks import load_network, shipped_networks
@@ -205,7 +205,9 @@ def simulate(
     """Simulate one traced step (a Trace or a trace file) on a spec: a shipped name, a YAML
     path, or a loaded spec (its energies from its tech table unless `energies` is given)."""
     arch, energies, source = _arch(spec_, energies)
-    return Result(arch, source, energies, _simulate(arch, _trace(trace_), source=source))
+    with located(source):
+        simulated = _simulate(arch, _trace(trace_))
+    return Result(arch, source, energies, simulated)
 
 
 def _report_data(results: Iterable[Result]) -> ReportData:
@@ -252,7 +254,9 @@ def compare(
         for algorithm in rules:
             step = trace(spec_, algorithm, batch_size=batch_size, seed=seed, shape_only=shape_only)
             for arch, energies, source in loaded:
-                results.append(Result(arch, source, energies, _simulate(arch, step, source=source)))
+                with located(source):
+                    simulated = _simulate(arch, step)
+                results.append(Result(arch, source, energies, simulated))
     return _report_data(results).costs
 
 

@@ -13,6 +13,7 @@ from pydantic import BaseModel
 
 from hwsim.defaults import DEFAULT_SPECS
 from hwsim.energy import SUMMARY_KEYS, per_example_breakdown, summarize
+from hwsim.errors import located
 from hwsim.io.arch import load_arch_with_energies
 from hwsim.io.folders import safe_name
 from hwsim.io.traces import atomic_output, write_trace
@@ -184,7 +185,8 @@ def price_step(
     for spec, (arch, energies) in specs.items():
         if on_step is not None:
             on_step(f"simulate {trace.header.network} {algorithm.value} on {spec}")
-        result = simulate(arch, trace, source=spec)
+        with located(spec):
+            result = simulate(arch, trace)
         step = write_step(
             step_folder(out_dir, trace.header.network, algorithm, spec),
             result,

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from hwsim.energy import summarize
+from hwsim.errors import located
 from hwsim.io.arch import load_arch_with_energies
 from hwsim.io.networks import load_network
 from hwsim.sim.engine import simulate
@@ -64,7 +65,8 @@ def measure(
         for name, (arch, energies) in loaded.items():
             if on_step is not None:
                 on_step(f"{network_name} {algorithm.value} on {name}")
-            result = simulate(arch, trace, source=name)
+            with located(name):
+                result = simulate(arch, trace)
             summary = summarize(result, energies)
             dram = summary["dram_read_bytes"] + summary["dram_write_bytes"]
             frame = result.breakdown

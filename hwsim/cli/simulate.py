@@ -72,6 +72,7 @@ def _table(summary: dict) -> str:
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     from hwsim.energy import per_example_breakdown, summarize
+    from hwsim.errors import located
     from hwsim.io.folders import OutputFolder
     from hwsim.io.traces import read_trace
     from hwsim.sim.engine import simulate
@@ -85,7 +86,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         )
     arch, energies = load_arch_with_overrides(args.arch, args.overrides)
     trace = read_trace(args.trace)
-    result = simulate(arch, trace, source=str(args.arch))
+    with located(str(args.arch)):
+        result = simulate(arch, trace)
     del trace  # a big step's records (~0.55 KB each) are not needed for pricing and writing
     breakdown = per_example_breakdown(result, energies)
     if out is not None:

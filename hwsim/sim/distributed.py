@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import simpy
 
-from hwsim.errors import SpecError
+from hwsim.errors import CapacityError
 from hwsim.sim.components import Dram, Ledger, Process, Scope, ceil_div
 from hwsim.sim.dist_conv import input_window_elements
 from hwsim.sim.dist_tiles import TileGroups
@@ -90,15 +90,13 @@ class DistributedSubstrate:
         arch: ArchSpec,
         header: TraceHeader,
         ledger: Ledger,
-        source: str = "arch",
         records: Sequence[OpRecord] = (),
     ) -> None:
         self.env = env
         self.arch = arch
         self.ledger = ledger
-        self.source = source
         self.network_name = header.network
-        self.placement: Placement = place(header, arch, source)
+        self.placement: Placement = place(header, arch)
         self.network = Network(env, arch.noc, self.placement, ledger)
         self.geometry = self.network.geometry
         dram = arch.dram
@@ -157,9 +155,10 @@ class DistributedSubstrate:
         self.dram_bytes += nbytes
         capacity = self.arch.dram.capacity_bytes
         if capacity is not None and self.dram_bytes > capacity:
-            raise SpecError(
-                f"{self.source}: dram.capacity_bytes: {self.network_name} needs "
-                f"{self.dram_bytes:,} bytes of DRAM ({what}) (got {capacity:,})"
+            raise CapacityError(
+                "dram.capacity_bytes",
+                f"{self.network_name} needs {self.dram_bytes:,} bytes of DRAM ({what}) "
+                f"(got {capacity:,})",
             )
 
     # -- where an op runs -----------------------------------------------------------------
@@ -492,12 +491,13 @@ class DistributedSubstrate:
         if excess <= 0:
             return
         if not self.arch.mapping.allow_spill:
-            raise SpecError(
-                f"{self.source}: mapping.allow_spill: {record.layer}'s {record.phase.value} "
-                f"op writes {held:,} bytes of activations and errors into {region.tiles:,} "
-                f"tiles whose reserves (mapping.activation_reserve_fraction of "
-                f"tiles.sram.capacity_bytes) hold {self.reserve_bytes * region.tiles:,}; allow "
-                f"spilling to DRAM or enlarge the reserve (got false)"
+            raise CapacityError(
+                "mapping.allow_spill",
+                f"{record.layer}'s {record.phase.value} op writes {held:,} bytes of "
+                f"activations and errors into {region.tiles:,} tiles whose reserves "
+                f"(mapping.activation_reserve_fraction of tiles.sram.capacity_bytes) hold "
+                f"{self.reserve_bytes * region.tiles:,} (got false)",
+                "allow spilling to DRAM or enlarge the reserve",
             )
         self._keep_in_dram(excess, f"activations and errors spilled by {record.layer}")
         yield from self.dram.transfer(scope, excess, "write")

@@ -28,10 +28,10 @@ from hwsim.specs.trace import OpRecord, Trace
 ISSUE_WINDOW = 4096
 
 
-def simulate(
-    arch: ArchSpec, trace: Trace, *, source: str = "arch", timeline_bins: int = 100
-) -> SimResult:
-    """Run one traced training step on `arch`; counts and cycles, no energy yet."""
+def simulate(arch: ArchSpec, trace: Trace, *, timeline_bins: int = 100) -> SimResult:
+    """Run one traced training step on `arch`; counts and cycles, no energy yet.  A spec too
+    small for the step raises CapacityError (the field and the numbers, no file name: the
+    caller adds it with `hwsim.errors.located`)."""
     ledger = Ledger()
     # The step's state holds cycles (simpy's resources refer to themselves) that the
     # collector may not visit for a long while when a big trace is alive: they are collected
@@ -39,20 +39,20 @@ def simulate(
     # before it, so its cost follows the step's state rather than the whole process.
     gc.freeze()
     try:
-        cycles = _run(arch, trace, ledger, source)
+        cycles = _run(arch, trace, ledger)
         gc.collect()
     finally:
         gc.unfreeze()
     return build_result(arch, trace, ledger, cycles, timeline_bins)
 
 
-def _run(arch: ArchSpec, trace: Trace, ledger: Ledger, source: str) -> int:
+def _run(arch: ArchSpec, trace: Trace, ledger: Ledger) -> int:
     """Simulate the step into `ledger`; its cycles."""
     env = simpy.Environment()
     if arch.substrate == Substrate.VON_NEUMANN:
-        substrate = VonNeumannSubstrate(env, arch, trace, ledger, source)
+        substrate = VonNeumannSubstrate(env, arch, trace, ledger)
     else:
-        substrate = DistributedSubstrate(env, arch, trace.header, ledger, source, trace.records)
+        substrate = DistributedSubstrate(env, arch, trace.header, ledger, trace.records)
     records = trace.records
     # A record's process starts when its last dependency ends, not before: a waiting
     # process for each of 200,000 records would hold ~150 MB of frames and conditions.

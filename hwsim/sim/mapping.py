@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from hwsim.errors import SpecError
+from hwsim.errors import CapacityError
 from hwsim.sim.dist_conv import ConvPartition, ConvShape, choose_partition
 from hwsim.specs.arch import ArchSpec, MappingPolicy
 from hwsim.specs.trace import FeedbackInfo, LayerInfo, TraceHeader
@@ -169,13 +169,14 @@ def _conv_group(layer: LayerInfo, home: Region, header: TraceHeader, arch: ArchS
     return ConvGroup(region, partition)
 
 
-def place(header: TraceHeader, arch: ArchSpec, source: str = "arch") -> Placement:
+def place(header: TraceHeader, arch: ArchSpec) -> Placement:
     tiles = arch.tiles
     weight_layers = [layer for layer in header.layers if layer.type in WEIGHT_TYPES]
     if tiles.count < len(weight_layers):
-        raise SpecError(
-            f"{source}: tiles.count: {header.network} has {len(weight_layers)} "
-            f"weight layers and needs at least one tile each (got {tiles.count})"
+        raise CapacityError(
+            "tiles.count",
+            f"{header.network} has {len(weight_layers)} weight layers and needs at least one "
+            f"tile each (got {tiles.count})",
         )
     usable = tiles.sram.capacity_bytes - reserve_bytes(arch)
     resident = [resident_bytes(layer, header, arch) for layer in weight_layers]
@@ -189,10 +190,11 @@ def place(header: TraceHeader, arch: ArchSpec, source: str = "arch") -> Placemen
         counts = _fill(tiles.count, [float(m) for m in macs], needed, caps)
     else:
         if not arch.mapping.allow_spill:
-            raise SpecError(
-                f"{source}: mapping.allow_spill: {header.network}'s weights, optimizer state "
-                f"and feedback need {sum(needed):,} tiles of SRAM but the spec has "
-                f"{tiles.count:,}; allow spilling to DRAM or add tiles (got false)"
+            raise CapacityError(
+                "mapping.allow_spill",
+                f"{header.network}'s weights, optimizer state and feedback need "
+                f"{sum(needed):,} tiles of SRAM but the spec has {tiles.count:,} (got false)",
+                "allow spilling to DRAM or add tiles",
             )
         # Share the tiles by storage need to spill as little as possible: convolutions
         # compute on time-shared tiles whatever their storage region.
@@ -209,10 +211,11 @@ def place(header: TraceHeader, arch: ArchSpec, source: str = "arch") -> Placemen
     spilled = sum(region.spilled_bytes for region in regions.values())
     capacity = arch.dram.capacity_bytes
     if capacity is not None and spilled > capacity:
-        raise SpecError(
-            f"{source}: dram.capacity_bytes: {header.network} spills {spilled:,} "
-            f"bytes of weights, optimizer state and feedback to DRAM, more than "
-            f"it holds; add DRAM or tiles (got {capacity:,})"
+        raise CapacityError(
+            "dram.capacity_bytes",
+            f"{header.network} spills {spilled:,} bytes of weights, optimizer state and "
+            f"feedback to DRAM, more than it holds (got {capacity:,})",
+            "add DRAM or tiles",
         )
     owner: dict[str, str] = {}
     current = weight_layers[0].name

@@ -19,7 +19,7 @@ from collections import Counter, OrderedDict, deque
 
 import simpy
 
-from hwsim.errors import SpecError
+from hwsim.errors import CapacityError
 from hwsim.sim.components import Compute, Dram, Ledger, Process, Scope, SharedUnit, ceil_div
 from hwsim.sim.result import MAPPING_KINDS
 from hwsim.sim.schedule import critical_path_ranks
@@ -84,12 +84,10 @@ class VonNeumannSubstrate:
         arch: ArchSpec,
         trace: Trace,
         ledger: Ledger,
-        source: str = "arch",
     ) -> None:
         self.env = env
         self.arch = arch
         self.ledger = ledger
-        self.source = source
         dram = arch.dram
         self.dram = Dram(
             env, dram.channels, dram.bandwidth_bytes_per_cycle, dram.latency_cycles, ledger
@@ -176,11 +174,12 @@ class VonNeumannSubstrate:
         needed = sum(sizes.values())
         if needed > capacity:
             header = trace.header
-            raise SpecError(
-                f"{self.source}: dram.capacity_bytes: {header.network} {header.algorithm.value} "
-                f"(batch {header.batch_size}) keeps {format_bytes(needed)} ({needed:,} bytes) "
-                f"of weights, optimizer state, feedback, data, activations, errors and "
-                f"gradients in DRAM (got {format_bytes(capacity)})"
+            raise CapacityError(
+                "dram.capacity_bytes",
+                f"{header.network} {header.algorithm.value} (batch {header.batch_size}) keeps "
+                f"{format_bytes(needed)} ({needed:,} bytes) of weights, optimizer state, "
+                f"feedback, data, activations, errors and gradients in DRAM (got "
+                f"{format_bytes(capacity)})",
             )
 
     def _bytes(self, operand) -> int:
@@ -258,11 +257,11 @@ class VonNeumannSubstrate:
                     )
                 except NoFit as problem:
                     if self.stream_bytes == 0:
-                        raise SpecError(
-                            f"{self.source}: global_buffer.capacity_bytes: record {record.id} "
-                            f"({record.layer} {record.phase.value}): {problem} do not fit in "
-                            f"the {free:,} bytes the buffer leaves for streams (got "
-                            f"{self.capacity_bytes:,})"
+                        raise CapacityError(
+                            "global_buffer.capacity_bytes",
+                            f"record {record.id} ({record.layer} {record.phase.value}): "
+                            f"{problem} do not fit in the {free:,} bytes the buffer leaves "
+                            f"for streams (got {self.capacity_bytes:,})",
                         ) from None
                     self.retry.append(turn)  # more space after the next release
                 else:

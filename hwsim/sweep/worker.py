@@ -11,7 +11,7 @@ from collections import defaultdict
 from typing import Any
 
 from hwsim.energy import SUMMARY_KEYS, per_example_breakdown
-from hwsim.errors import HwsimError
+from hwsim.errors import HwsimError, located
 from hwsim.sim.engine import simulate
 from hwsim.sim.result import SimResult
 from hwsim.specs.arch import ActionEnergies, ArchSpec
@@ -61,7 +61,9 @@ def price(arch: ArchSpec, energies: ActionEnergies, trace: Trace) -> dict[str, A
     """{"status": "ok", "metrics": {...}} with every per-example figure of `simulate --format
     json`, or {"status": "error", "error": message} if the point raised."""
     try:
-        figures = metrics(simulate(arch, trace, source=arch.name, timeline_bins=1), energies)
+        with located(arch.name):
+            result = simulate(arch, trace, timeline_bins=1)
+        figures = metrics(result, energies)
     except HwsimError as exc:
         return {"status": "error", "error": str(exc)}
     except Exception as exc:  # a failing point is recorded; the rest go on

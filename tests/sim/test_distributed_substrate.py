@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hwsim.errors import SpecError
+from hwsim.errors import CapacityError, SpecError, located
 from hwsim.io.arch import load_arch_with_energies
 from hwsim.io.networks import load_network
 from hwsim.sim.dist_conv import (
@@ -260,24 +260,34 @@ def test_activations_beyond_the_reserve_spill_or_are_refused():
     refused = arch(
         DISTRIBUTED, **{"mapping.activation_reserve_fraction": 0.001, "mapping.allow_spill": False}
     )
-    with pytest.raises(
-        SpecError,
-        match=r"^arch: mapping.allow_spill: conv's forward op writes "
-        r"[\d,]+ bytes of activations and errors into \d+ "
-        r"tiles whose reserves .* hold [\d,]+; allow spilling "
-        r"to DRAM or enlarge the reserve \(got false\)$",
-    ):
+    with (
+        pytest.raises(
+            SpecError,
+            match=r"^arch: mapping.allow_spill: conv's forward op writes "
+            r"[\d,]+ bytes of activations and errors into \d+ "
+            r"tiles whose reserves .* hold [\d,]+ \(got false\); allow spilling "
+            r"to DRAM or enlarge the reserve$",
+        ),
+        located("arch"),
+    ):  # the simulator names the field; the edge adds the file
         simulate(refused, tiny_trace("dfa"))
+    with pytest.raises(CapacityError) as caught:
+        simulate(refused, tiny_trace("dfa"))
+    assert str(caught.value).startswith("mapping.allow_spill: conv's forward op writes ")
+    assert "allow spilling" not in str(caught.value)  # advice is the edge's
 
 
 def test_dram_capacity_is_enforced():
     tiny_dram = arch(DISTRIBUTED, **{"dram.capacity_bytes": 100})
-    with pytest.raises(
-        SpecError,
-        match=r"^x.yaml: dram.capacity_bytes: tiny needs 576 bytes "
-        r"of DRAM \(the input data\) \(got 100\)$",
+    with (
+        pytest.raises(
+            SpecError,
+            match=r"^x.yaml: dram.capacity_bytes: tiny needs 576 bytes "
+            r"of DRAM \(the input data\) \(got 100\)$",
+        ),
+        located("x.yaml"),
     ):
-        simulate(tiny_dram, tiny_trace("bp"), source="x.yaml")
+        simulate(tiny_dram, tiny_trace("bp"))
     spilling = arch(
         DISTRIBUTED,
         **{"tiles.count": 4, "tiles.sram.capacity_bytes": 1024, "dram.capacity_bytes": 1024},

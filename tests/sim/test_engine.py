@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hwsim.energy import price, summarize
-from hwsim.errors import SpecError
+from hwsim.errors import SpecError, located
 from hwsim.sim.engine import simulate
 from hwsim.specs.arch import ActionEnergies
 from hwsim.specs.trace import RECORD, OpRecord, Trace
@@ -282,11 +282,14 @@ def test_spilling_is_counted_or_refused():
         DISTRIBUTED,
         **{"tiles.count": 4, "tiles.sram.capacity_bytes": 1024, "mapping.allow_spill": False},
     )
-    with pytest.raises(
-        SpecError,
-        match=r"mapping.allow_spill: tiny's weights, optimizer state "
-        r"and feedback need [\d,]+ tiles of SRAM but the spec "
-        r"has 4; allow spilling to DRAM or add tiles",
+    with (
+        pytest.raises(
+            SpecError,
+            match=r"^x.yaml: mapping.allow_spill: tiny's weights, optimizer state "
+            r"and feedback need [\d,]+ tiles of SRAM but the spec "
+            r"has 4 \(got false\); allow spilling to DRAM or add tiles$",
+        ),
+        located("x.yaml"),
     ):
         simulate(refused, tiny_trace("bp"))
     too_few = arch(DISTRIBUTED, **{"tiles.count": 2})

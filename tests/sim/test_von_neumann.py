@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hwsim.errors import SpecError
+from hwsim.errors import SpecError, located
 from hwsim.sim.engine import simulate
 from hwsim.sim.tiling import operand_bytes
 from hwsim.specs.trace import Phase, Role
@@ -41,23 +41,29 @@ def test_the_buffer_is_never_oversubscribed_and_nothing_is_busier_than_time(
 
 def test_dram_capacity_is_enforced_with_the_bytes_needed():
     trace = tiny_trace("bp")
-    with pytest.raises(
-        SpecError,
-        match=r"my\.yaml: dram\.capacity_bytes: tiny bp \(batch 4\) "
-        r"keeps .* bytes\) of weights, .* in DRAM \(got 1 KiB\)",
+    with (
+        pytest.raises(
+            SpecError,
+            match=r"my\.yaml: dram\.capacity_bytes: tiny bp \(batch 4\) "
+            r"keeps .* bytes\) of weights, .* in DRAM \(got 1 KiB\)",
+        ),
+        located("my.yaml"),
     ):
-        simulate(arch(VON_NEUMANN, **{"dram.capacity_bytes": 1024}), trace, source="my.yaml")
+        simulate(arch(VON_NEUMANN, **{"dram.capacity_bytes": 1024}), trace)
     simulate(arch(VON_NEUMANN, **{"dram.capacity_bytes": "1 GiB"}), trace)
 
 
 def test_an_op_whose_smallest_tiles_do_not_fit_names_the_buffer():
     spec = arch(VON_NEUMANN, **{"global_buffer.capacity_bytes": 8, "global_buffer.banks": 1})
-    with pytest.raises(
-        SpecError,
-        match=r"a\.yaml: global_buffer\.capacity_bytes: record 0 "
-        r"\(fc1 forward\): .* do not fit",
+    with (
+        pytest.raises(
+            SpecError,
+            match=r"a\.yaml: global_buffer\.capacity_bytes: record 0 "
+            r"\(fc1 forward\): .* do not fit",
+        ),
+        located("a.yaml"),
     ):
-        simulate(spec, one_op_trace(matmul(64, 64, 64)), source="a.yaml")
+        simulate(spec, one_op_trace(matmul(64, 64, 64)))
 
 
 @pytest.mark.parametrize("algorithm", ["bp", "dfa", "ssdfa"])
