@@ -139,7 +139,7 @@ def summary_row(result: TrainResult, trace_file: str) -> dict:
     for layer, angle in summary["angles_deg"].items():
         row[f"angle_{layer}_deg"] = angle
     row["feedback_output_angle_deg"] = summary["feedback_output_angle_deg"]
-    row.update(trace_summary(result.trace))
+    row.update(trace_summary(result.recorded_trace))
     row["trace"] = trace_file
     return row
 
@@ -233,10 +233,12 @@ def run_study(
             network, dataset, config, record_trace=True, on_batch=on_batch, on_epoch=epoch_hook
         )
         results.append(result)
-        trace_path = write_trace(out_dir / trace_name(network.name, algorithm), result.trace)
+        trace_path = write_trace(
+            out_dir / trace_name(network.name, algorithm), result.recorded_trace
+        )
         rows.append(summary_row(result, trace_path.name))
         summary = _write_csv(out_dir / "summary.csv", rows)
-        priced, simulated = price_step(result.trace, loaded, out_dir, on_step)
+        priced, simulated = price_step(result.recorded_trace, loaded, out_dir, on_step)
         costs.extend(priced)
         steps.extend(simulated)
         cost_table = _write_csv(out_dir / "costs.csv", costs)

@@ -130,7 +130,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             on_epoch=on_epoch,
         )
     if args.trace_out is not None:
-        write_trace(args.trace_out, result.trace)
+        write_trace(args.trace_out, result.recorded_trace)
     if args.history_out is not None:
         table = pd.DataFrame(
             [vars(m) | {"angles_deg": json.dumps(m.angles_deg)} for m in result.history]

@@ -250,7 +250,7 @@ class OutputFolder:
         kind: type[BaseException] | None,
         exc: BaseException | None,
         traceback: TracebackType | None,
-    ) -> bool:
+    ) -> None:
         temporary = str(self._temporary)
         try:
             if exc is None:
@@ -264,7 +264,6 @@ class OutputFolder:
             self._discard()
         if isinstance(exc, HwsimError):  # messages name the final path, not the temporary
             raise type(exc)(str(exc).replace(temporary, str(self.path))) from None
-        return False
 
     def _has_output(self) -> bool:
         return self._temporary is not None and bool(_entries(self._temporary))

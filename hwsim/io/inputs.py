@@ -6,10 +6,10 @@ so a mistyped path cannot hang hwsim or fill its memory.
 
 from __future__ import annotations
 
+import io
 import os
 import stat
 from pathlib import Path
-from typing import BinaryIO
 
 from hwsim.errors import HwsimError
 
@@ -22,7 +22,7 @@ _KINDS = (
 )
 
 
-def open_regular(path: Path, error: type[HwsimError], expected: str) -> BinaryIO:
+def open_regular(path: Path, error: type[HwsimError], expected: str) -> io.BufferedReader:
     """Open `path` for binary reading if it is a regular file; else `error` saying what it is.
 
     `expected` names what was wanted ("a YAML file", "a trace file") for the message.
@@ -43,7 +43,7 @@ def open_regular(path: Path, error: type[HwsimError], expected: str) -> BinaryIO
         raise error(f"{path}: is {what}, expected {expected}")
     if hasattr(os, "set_blocking"):
         os.set_blocking(descriptor, True)
-    return os.fdopen(descriptor, "rb")
+    return io.BufferedReader(io.FileIO(descriptor, "rb"))
 
 
 def read_bounded(path: Path, limit_bytes: int, error: type[HwsimError], expected: str) -> bytes:

@@ -63,9 +63,9 @@ def gather(
     for path in inputs:
         if path.is_dir():
             steps += [read_step(folder) for folder in find_steps(path)]
-            history = path / "history.csv"
-            if history.is_file():
-                histories.append(read_history(history))
+            history_file = path / "history.csv"
+            if history_file.is_file():
+                histories.append(read_history(history_file))
         else:
             steps += price_step(read_trace(path), loaded, out_dir, on_step)[1]
     steps = list({step.folder.resolve(): step for step in steps}.values())  # each folder once

@@ -15,6 +15,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -181,12 +182,15 @@ def collect(
     steps: Iterable[Step], history: pd.DataFrame | None = None, meta: dict | None = None
 ) -> ReportData:
     steps = list(steps)
-    costs, tables = [], {"breakdown": [], "resources": [], "timeline": [], "mapping": []}
+    costs: list[dict[str, Any]] = []
+    tables: dict[str, list[pd.DataFrame]] = {
+        name: [] for name in ("breakdown", "resources", "timeline", "mapping")
+    }
     specs = []
     for step in steps:
         key = step.key
         summary = step.summary
-        row = dict(key)
+        row: dict[str, Any] = dict(key)
         row["batch_size"] = summary["run"]["batch_size"]
         row.update(
             {name: value for name, value in summary.items() if name not in ("breakdown", "run")}
@@ -207,7 +211,7 @@ def collect(
         if not step.spec.empty:
             specs.append(step.spec)
 
-    def frame(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    def joined(parts: list[pd.DataFrame]) -> pd.DataFrame:
         return _sort(pd.concat(parts, ignore_index=True)) if parts else pd.DataFrame()
 
     spec_table = (
@@ -220,10 +224,10 @@ def collect(
     info = {"hwsim_version": __version__, **(meta or {})}
     return ReportData(
         _sort(pd.DataFrame(costs)),
-        frame(tables["breakdown"]),
-        frame(tables["resources"]),
-        frame(tables["timeline"]),
-        frame(tables["mapping"]),
+        joined(tables["breakdown"]),
+        joined(tables["resources"]),
+        joined(tables["timeline"]),
+        joined(tables["mapping"]),
         history if history is not None else pd.DataFrame(),
         spec_table,
         info,

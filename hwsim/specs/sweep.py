@@ -90,6 +90,13 @@ class Axis(FrozenModel):
         return list(self.zip) if self.zip is not None else [self]
 
     @property
+    def plain(self) -> tuple[str, list[Any]]:
+        """A plain axis's (path, values); validation sets both on every plain axis."""
+        if self.path is None or self.values is None:
+            raise ValueError("a zip group has no single path and values")
+        return self.path, self.values
+
+    @property
     def length(self) -> int:
         return len(self.members[0].values or ())
 

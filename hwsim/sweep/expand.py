@@ -162,8 +162,9 @@ def grid_values(axes: list[Axis], index: int) -> dict[str, Any]:
     for axis in reversed(axes):
         index, position = divmod(index, axis.length)
         for member in axis.members:
-            values[member.path] = member.values[position]
-    return {path: values[path] for axis in axes for path in (m.path for m in axis.members)}
+            path, choices = member.plain
+            values[path] = choices[position]
+    return {path: values[path] for axis in axes for path, _ in (m.plain for m in axis.members)}
 
 
 def _axis_problems(spec: SweepSpec) -> list[str]:
@@ -175,9 +176,10 @@ def _axis_problems(spec: SweepSpec) -> list[str]:
             else [(f"axes.{i}", axis)]
         )
         for where, member in members:
-            problem = check_path(member.path)
+            path = member.plain[0]
+            problem = check_path(path)
             if problem is not None:
-                problems.append(f"{where}.path: {member.path}: {problem}")
+                problems.append(f"{where}.path: {path}: {problem}")
     return problems
 
 
@@ -237,7 +239,8 @@ def _network_workloads(spec: SweepSpec, folder: Path, source: str) -> Iterator[W
             raise SpecError(f"{where}: {exc}") from None
         for algorithm in item.algorithms:
             sparse = algorithm == Algorithm.SSDFA
-            counts = (item.nonzeros_per_neuron or [None]) if sparse else [None]
+            none: list[int | None] = [None]
+            counts = (list(item.nonzeros_per_neuron or []) or none) if sparse else none
             for batch in item.batch_sizes or [network.training.batch_size]:
                 for s in counts:
                     config = TrainConfig.from_network(

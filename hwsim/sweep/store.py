@@ -38,7 +38,7 @@ RESULTS_CSV = "results.csv"
 RESULTS_PARQUET = "results.parquet"
 
 
-def inputs(expansion: Expansion) -> list[str]:
+def inputs(expansion: Expansion) -> list[str | Path]:
     """The files a sweep reads: its file, its base specs and its traces (never outputs)."""
     folder = Path(expansion.source).parent
     bases = [folder / base for base in expansion.spec.base]

@@ -298,6 +298,13 @@ class TrainResult:
     def final(self) -> EpochMetrics:
         return self.history[-1]
 
+    @property
+    def recorded_trace(self) -> Trace:
+        """The trace of the step recorded (`train(..., record_trace=True)`)."""
+        if self.trace is None:
+            raise ValueError("this run recorded no trace: train with record_trace=True")
+        return self.trace
+
     def summary(self) -> dict:
         """Final metrics as plain JSON-ready values (`hwsim train --json`)."""
         final = self.final
