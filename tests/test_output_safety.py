@@ -160,10 +160,14 @@ def test_names_read_from_a_trace_never_leave_the_folder(trace, tmp_path, capsys,
 
 
 def test_a_spec_given_as_a_path_is_a_safe_folder_name(trace, tmp_path, monkeypatch, capsys):
+    from hwsim.io.shipped import shipped_dir
+
     spec = tmp_path / "specs" / "mine.yaml"
     spec.parent.mkdir()
     spec.write_text(
-        Path("arch_specs/von_neumann.yaml").read_text().replace("name: von_neumann", "name: mine")
+        (shipped_dir("arch") / "von_neumann.yaml")
+        .read_text()
+        .replace("name: von_neumann", "name: mine")
     )
     out = tmp_path / "report"
     relative = "../../specs/mine.yaml"
