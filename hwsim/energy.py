@@ -3,6 +3,8 @@ per-action energies, a simulation's counts and its cycles."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
@@ -81,7 +83,7 @@ def _priced(
         + breakdown["bytes"].to_numpy(dtype=np.float64) * per_byte[kinds]
     )
     del components, actions, kinds
-    leakage = {
+    leakage: dict[str, str | int] = {
         "layer": "(chip)",
         "phase": "(all)",
         "component": "chip",
@@ -97,8 +99,8 @@ def _priced(
             row = pd.Series([value], dtype=text.dtype)
             columns[name] = pd.concat([text, row], ignore_index=True)
         else:
-            column = np.append(breakdown[name].to_numpy(dtype=np.int64), value)
-            columns[name] = column if batch is None else column / batch
+            numbers = np.append(breakdown[name].to_numpy(dtype=np.int64), value)
+            columns[name] = numbers if batch is None else numbers / batch
     energy = np.append(energy, cycles * energies.leakage_pj_per_cycle)
     columns["energy_pj"] = energy if batch is None else energy / batch
     return pd.DataFrame(columns, copy=False)
@@ -113,7 +115,7 @@ def summarize(
     totals = result.totals()
     if priced is None:
         priced = per_example_breakdown(result, energies)
-    summary = {key: value / batch for key, value in totals.items()}
+    summary: dict[str, Any] = {key: value / batch for key, value in totals.items()}
     summary["latency_s"] = summary["cycles"] / result.clock_hz
     summary["energy_pj"] = float(priced["energy_pj"].sum())
     summary = {key: summary[key] for key in SUMMARY_KEYS}

@@ -1,4 +1,5 @@
-"""Unit constants and the parsers of unit strings.  The only module that holds 1024 and 1e9.
+"""Unit constants, conversions and the parsers of unit strings.  The only module that holds
+1024 and 1e9, and the 8 of bits → bytes (`bits_to_bytes`).
 
 `parse_bytes` and `parse_hertz` are pydantic `BeforeValidator`s: numbers pass through, strings
 with an explicit unit ("256 KiB", "1.5 GHz") are converted, and ambiguous units ("kB", "MB",
@@ -11,6 +12,7 @@ import difflib
 import math
 import re
 from fractions import Fraction
+from typing import Any, Protocol, TypeVar, overload
 
 KIB_BYTES = 1024
 MIB_BYTES = 1024 * KIB_BYTES
@@ -46,6 +48,41 @@ BYTES_PATTERN = rf"^\s*{_NUMBER}\s*(?:{'|'.join(BYTE_UNITS)})?\s*$"
 HERTZ_PATTERN = rf"^\s*{_NUMBER}\s*(?:{'|'.join(HERTZ_UNITS)})?\s*$"
 _MAX_EXPONENT = 30  # exact arithmetic on 1e999999999 would never finish
 _QUANTITY = re.compile(rf"^\s*({_NUMBER})\s*([A-Za-z]*)\s*$")
+
+
+class IntArray(Protocol):
+    """What `bits_to_bytes` needs of a numpy integer array (units does not import numpy)."""
+
+    @property
+    def dtype(self) -> Any: ...
+    def __floordiv__(self, other: int, /) -> Any: ...
+    def __mod__(self, other: int, /) -> Any: ...
+
+
+IntArrayT = TypeVar("IntArrayT", bound=IntArray)
+
+
+@overload
+def bits_to_bytes(bits: int) -> int: ...
+
+
+@overload
+def bits_to_bytes(bits: IntArrayT) -> IntArrayT: ...
+
+
+def bits_to_bytes(bits: int | IntArray) -> int | IntArray:
+    """Whole bytes that hold `bits` bits: ⌈bits / 8⌉, in exact integer arithmetic.
+
+    Rounds up: the bytes moved or stored never hold fewer bits than the data (1 bit is
+    1 byte, 20 bits are 3).  Takes an int or a numpy integer array (element-wise, same
+    dtype); a float or a float array is a TypeError, never a silently rounded count.
+    """
+    if not isinstance(bits, int):
+        kind = getattr(getattr(bits, "dtype", None), "kind", "")
+        if kind not in ("i", "u"):
+            raise TypeError(f"bits_to_bytes needs an int or an integer array, got {bits!r}")
+    # floor + 1 when bits remain: no negation, so unsigned arrays cannot wrap around
+    return bits // BITS_PER_BYTE + (bits % BITS_PER_BYTE > 0)
 
 
 def _split(text: str, example: str) -> tuple[Fraction, str]:

@@ -16,8 +16,10 @@ from typing import Any
 
 import numpy as np
 import simpy
+from numpy.typing import NDArray
 
 Process = Generator[Any, Any, Any]
+Int64s = NDArray[np.int64]
 PAIR_BITS = 24  # of a Ledger row key: the (component, action) code; the scope's above it
 COMPACT_EVERY = 2**16  # Ledger adds held before they are summed per key
 
@@ -141,9 +143,7 @@ class Ledger:
         if columns is None:
             return None
         return {
-            name: np.array(column, dtype=object)
-            if kind == "s"
-            else np.frombuffer(column, dtype=np.int64 if kind == "q" else np.float64)
+            name: _mapping_column(column, kind)
             for (name, kind), column in zip(kinds.items(), columns.values(), strict=True)
         }
 
@@ -156,9 +156,22 @@ class Ledger:
             columns[1].append(end)
             columns[2].append(nbytes)
 
-    def spans(self, resource: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def spans(self, resource: str) -> tuple[Int64s, Int64s, Int64s]:
         """A resource's busy intervals: starts, ends and bytes, as int64 arrays."""
-        return tuple(np.frombuffer(column, dtype=np.int64) for column in self.intervals[resource])
+        starts, ends, moved = self.intervals[resource]
+        return (
+            np.frombuffer(starts, dtype=np.int64),
+            np.frombuffer(ends, dtype=np.int64),
+            np.frombuffer(moved, dtype=np.int64),
+        )
+
+
+def _mapping_column(column: array | list, kind: str) -> np.ndarray:
+    """One logged mapping column as numpy: strings (kind "s", logged in a list) as objects,
+    numbers (logged in an array of `kind`) as int64 or float64."""
+    if isinstance(column, list):
+        return np.array(column, dtype=object)
+    return np.frombuffer(column, dtype=np.int64 if kind == "q" else np.float64)
 
 
 def _name_table(codes: dict[tuple[str, str], int]) -> np.ndarray:
@@ -167,6 +180,14 @@ def _name_table(codes: dict[tuple[str, str], int]) -> np.ndarray:
     for code, names in enumerate(codes):
         table[code] = names
     return table
+
+
+def now(env: simpy.Environment) -> int:
+    """The simulated time in cycles.  simpy types its clock int | float; the simulator only
+    ever waits whole cycles (every timeout it schedules is an int), so the clock stays one."""
+    time = env.now
+    assert isinstance(time, int), f"simulated time {time!r} is not a whole number of cycles"
+    return time
 
 
 def ceil_div(numerator: int, denominator: float) -> int:
@@ -188,14 +209,14 @@ class Unit:
     def hold(self, cycles: int, nbytes: int = 0, priority: int = 0) -> Process:
         """Wait for the unit (lowest `priority` first, then first come), keep it `cycles`,
         log the wait and the busy interval."""
-        asked = self.env.now
+        asked = now(self.env)
         with self.resource.request(priority=priority) as request:
             yield request
-            self.ledger.waits[self.name] += self.env.now - asked
-            start = self.env.now
+            start = now(self.env)
+            self.ledger.waits[self.name] += start - asked
             if cycles > 0:
                 yield self.env.timeout(cycles)
-            self.ledger.busy(self.name, start, self.env.now, nbytes)
+            self.ledger.busy(self.name, start, now(self.env), nbytes)
 
 
 class SharedUnit:
@@ -215,7 +236,7 @@ class SharedUnit:
         self.shortest_first = shortest_first
         self.jobs: dict[simpy.Event, float] = {}  # → cycles of work left (at the full rate)
         self.priorities: dict[simpy.Event, int] = {}
-        self.updated = env.now
+        self.updated = now(env)
         self.busy_since = 0
         self.busy_bytes = 0
         self.version = 0
@@ -224,17 +245,17 @@ class SharedUnit:
         """Do `cycles` of work (at the full rate) beside whoever else is using the unit."""
         if cycles <= 0:
             return
-        asked = self.env.now
+        asked = now(self.env)
         done = self.env.event()
         self._advance()
         if not self.jobs:
-            self.busy_since, self.busy_bytes = self.env.now, 0
+            self.busy_since, self.busy_bytes = asked, 0
         self.jobs[done] = float(cycles)
         self.priorities[done] = priority
         self.busy_bytes += nbytes
         self._reschedule()
         yield done
-        self.ledger.waits[self.name] += max(0, self.env.now - asked - cycles)
+        self.ledger.waits[self.name] += max(0, now(self.env) - asked - cycles)
 
     def _active(self) -> list[simpy.Event]:
         if self.shortest_first:  # the least work left goes on (ties by priority)
@@ -243,13 +264,13 @@ class SharedUnit:
         return [job for job in self.jobs if self.priorities[job] == first]
 
     def _advance(self) -> None:
-        elapsed = self.env.now - self.updated
+        elapsed = now(self.env) - self.updated
         if self.jobs and elapsed:
             active = self._active()
             share = elapsed / len(active)
             for job in active:
                 self.jobs[job] -= share
-        self.updated = self.env.now
+        self.updated = now(self.env)
 
     def _reschedule(self) -> None:
         self.version += 1
@@ -268,7 +289,7 @@ class SharedUnit:
             del self.jobs[job], self.priorities[job]
             job.succeed()
         if not self.jobs:
-            self.ledger.busy(self.name, self.busy_since, self.env.now, self.busy_bytes)
+            self.ledger.busy(self.name, self.busy_since, now(self.env), self.busy_bytes)
         self._reschedule()
 
 
@@ -305,11 +326,11 @@ class Dram:
         nbytes = read_bytes + write_bytes
         if nbytes <= 0:
             return
-        start = self.env.now
+        start = now(self.env)
         yield from self.unit.hold(ceil_div(nbytes, self.bytes_per_cycle), nbytes, scope.priority)
         if latency and self.latency_cycles:
             yield self.env.timeout(self.latency_cycles)
-        cycles = self.env.now - start
+        cycles = now(self.env) - start
         for action, amount in (("read", read_bytes), ("write", write_bytes)):
             if amount:
                 self.ledger.add(

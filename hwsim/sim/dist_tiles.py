@@ -7,7 +7,7 @@ import heapq
 
 import simpy
 
-from hwsim.sim.components import Ledger, Process
+from hwsim.sim.components import Ledger, Process, now
 from hwsim.sim.mapping import Region
 
 
@@ -52,13 +52,13 @@ class TileGroups:
     def hold(self, region: Region, cycles: int, priority: int = 0) -> Process:
         name = f"tiles.{region.key}"
         lock = self.locks.setdefault(region.key, simpy.PriorityResource(self.env, capacity=1))
-        asked = self.env.now
+        asked = now(self.env)
         with lock.request(priority=priority) as request:
             yield request
             yield self.pool.get(region.tiles, priority)
-            self.ledger.waits[name] += self.env.now - asked
-            start = self.env.now
+            start = now(self.env)
+            self.ledger.waits[name] += start - asked
             if cycles > 0:
                 yield self.env.timeout(cycles)
-            self.ledger.busy(name, start, self.env.now)
+            self.ledger.busy(name, start, now(self.env))
             self.pool.put(region.tiles)

@@ -51,6 +51,7 @@ from hwsim.specs.trace import (
     Role,
     TraceHeader,
 )
+from hwsim.units import bits_to_bytes
 
 RESIDENT_ROLES = (Role.WEIGHT, Role.BIAS, Role.OPTIMIZER_STATE, Role.FEEDBACK)
 HELD_ROLES = (Role.ACTIVATION, Role.ERROR)  # what the activation reserve must hold
@@ -96,14 +97,17 @@ class DistributedSubstrate:
         self.arch = arch
         self.ledger = ledger
         self.network_name = header.network
+        # The substrate's parts, narrowed once: ArchSpec sets both on distributed specs.
+        self.tile_spec = arch.require_tiles()
+        self.noc = arch.require_noc()
         self.placement: Placement = place(header, arch)
-        self.network = Network(env, arch.noc, self.placement, ledger)
+        self.network = Network(env, self.noc, self.placement, ledger)
         self.geometry = self.network.geometry
         dram = arch.dram
         self.dram = Dram(
             env, dram.channels, dram.bandwidth_bytes_per_cycle, dram.latency_cycles, ledger
         )
-        self.tiles = TileGroups(env, arch.tiles.count, ledger)
+        self.tiles = TileGroups(env, self.tile_spec.count, ledger)
         self.reserve_bytes = reserve_bytes(arch)
         self.feedback = header.feedback_by_layer
         self.home: dict[str, Region] = {}
@@ -122,7 +126,7 @@ class DistributedSubstrate:
         """A record's cycles alone, roughly: compute on its tiles, or its operands over one
         link into them, or its spilled share from DRAM — for ranking only."""
         region, _ = self._region(record)
-        tiles = self.arch.tiles
+        tiles = self.tile_spec
         compute = compute_cycles(
             record,
             vector_ops_per_cycle=region.tiles * tiles.vector_ops_per_cycle,
@@ -144,7 +148,7 @@ class DistributedSubstrate:
         )
         return max(
             compute,
-            ceil_div(moved, self.arch.noc.link_bandwidth_bytes_per_cycle),
+            ceil_div(moved, self.noc.link_bandwidth_bytes_per_cycle),
             ceil_div(spilled, self.dram.bytes_per_cycle),
         )
 
@@ -219,7 +223,7 @@ class DistributedSubstrate:
         yield from self._store(scope, record, own, region, group, partial_sums)
 
     def _cycles(self, record: OpRecord, region: Region, sram_bytes: int) -> int:
-        tiles = self.arch.tiles
+        tiles = self.tile_spec
         cycles = compute_cycles(
             record,
             vector_ops_per_cycle=region.tiles * tiles.vector_ops_per_cycle,
@@ -362,14 +366,14 @@ class DistributedSubstrate:
         if group is not None and operand.role in MAP_ROLES:
             # A convolution's tiles each receive their input window: halo included, once per
             # channel group.
+            op = record.op
+            assert isinstance(op, Conv2DOp), "only a convolution's records run on a ConvGroup"
             windows = math.ceil(
-                nbytes
-                * input_window_elements(record.op, group.partition)
-                / max(1, operand.elements)
+                nbytes * input_window_elements(op, group.partition) / max(1, operand.elements)
             )
             delivered = group.partition.channel_groups * windows
             if near:  # multicast injects each element once for all the tiles that need it
-                injected = nbytes if self.arch.noc.multicast else delivered
+                injected = nbytes if self.noc.multicast else delivered
                 return geometry.neighbours(delivered, injected, region)
             sources = 1 if source is None else source.tiles
             return geometry.broadcast(
@@ -378,7 +382,7 @@ class DistributedSubstrate:
         if group is not None and operand.role == Role.ERROR and group.partition.input_groups > 1:
             # δ of the output map, its slices wanted by the tiles of every input group.
             delivered = group.partition.input_groups * nbytes
-            injected = nbytes if self.arch.noc.multicast else delivered
+            injected = nbytes if self.noc.multicast else delivered
             if near:
                 return geometry.neighbours(delivered, injected, region)
             sources = 1 if source is None else source.tiles
@@ -426,7 +430,7 @@ class DistributedSubstrate:
                         scope, self.geometry.scatter(spilled, MEMORY, own), own
                     )
             elif partial_sums:  # partial sums wait in this region for their reader
-                partial = ceil_div(operand.elements * accumulator_bits, 8)
+                partial = bits_to_bytes(operand.elements * accumulator_bits)
                 self.pending[operand.tensor] = Pending(scope, region, partial_bytes=partial)
             elif group is not None and operand.role in _PARTITIONED_ROLES:
                 held += yield from self._store_partitioned(
@@ -454,9 +458,10 @@ class DistributedSubstrate:
         if operand.role == Role.GRADIENT:
             # Each spatial block holds a partial weight gradient: sum them at home.
             if partition.spatial_blocks > 1 or region.key != own.key:
+                # ⌈⌈bits / 8⌉ / groups⌉ = ⌈bits / (8 · groups)⌉: one group's share
                 partial = ceil_div(
-                    operand.elements * accumulator_bits,
-                    8 * partition.channel_groups * partition.input_groups,
+                    bits_to_bytes(operand.elements * accumulator_bits),
+                    partition.channel_groups * partition.input_groups,
                 )
                 yield from self._send_into(scope, self.geometry.reduce(partial, region, own), own)
             self._written(operand.tensor, own)
@@ -464,14 +469,19 @@ class DistributedSubstrate:
         if operand.role == Role.ACTIVATION:
             # The output map: the input groups' partial sums are added up between
             # neighbouring tiles.
-            moved = ceil_div((partition.input_groups - 1) * operand.elements * accumulator_bits, 8)
+            moved = bits_to_bytes(
+                (partition.input_groups - 1) * operand.elements * accumulator_bits
+            )
         else:
             # δ of the input map: channel groups' partial sums and overlapping windows
             # are summed between neighbouring tiles.
-            windows = input_window_elements(record.op, partition)
-            moved = ceil_div(
-                (partition.channel_groups * windows - operand.elements) * accumulator_bits, 8
-            )
+            op = record.op
+            assert isinstance(op, Conv2DOp), "only a convolution's records run on a ConvGroup"
+            windows = input_window_elements(op, partition)
+            # Fewer window elements than the map (a stride beyond the kernel skips input
+            # rows) move nothing, as none overlap.
+            overlap = max(0, partition.channel_groups * windows - operand.elements)
+            moved = bits_to_bytes(overlap * accumulator_bits)
         if moved > 0:
             yield from self._send_into(
                 scope, self.geometry.neighbours(moved, moved, region), region

@@ -10,6 +10,7 @@ import gc
 from array import array
 from collections import deque
 from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 import simpy
@@ -49,6 +50,7 @@ def simulate(arch: ArchSpec, trace: Trace, *, timeline_bins: int = 100) -> SimRe
 def _run(arch: ArchSpec, trace: Trace, ledger: Ledger) -> int:
     """Simulate the step into `ledger`; its cycles."""
     env = simpy.Environment()
+    substrate: VonNeumannSubstrate | DistributedSubstrate
     if arch.substrate == Substrate.VON_NEUMANN:
         substrate = VonNeumannSubstrate(env, arch, trace, ledger)
     else:
@@ -68,11 +70,9 @@ def _run(arch: ArchSpec, trace: Trace, ledger: Ledger) -> int:
             held.append(record)
             return
         in_flight += 1
-        env.process(substrate.execute(record)).callbacks.append(
-            lambda _, record_id=record.id: finished(record_id)
-        )
+        env.process(substrate.execute(record)).callbacks.append(partial(finished, record.id))
 
-    def finished(record_id: int) -> None:
+    def finished(record_id: int, _: simpy.Event) -> None:
         nonlocal in_flight
         in_flight -= 1
         if held:
@@ -83,8 +83,11 @@ def _run(arch: ArchSpec, trace: Trace, ledger: Ledger) -> int:
             waiting_on[later] -= 1
             if waiting_on[later] == 0:
                 ready = env.event()
-                ready.callbacks.append(lambda _, record=records[later]: admit(record))
+                ready.callbacks.append(partial(admit_when_ready, records[later]))
                 ready.succeed()
+
+    def admit_when_ready(record: OpRecord, _: simpy.Event) -> None:
+        admit(record)
 
     for record in records:
         if not record.deps:

@@ -34,13 +34,16 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
+from numpy.typing import NDArray
 
 from hwsim.specs.trace import Conv2DOp, ConvPass, MatmulOp
+from hwsim.units import BITS_PER_BYTE, bits_to_bytes
 
 LOOPS = "mkn"
 ORDERS = tuple(itertools.permutations(range(3)))  # outermost first
 A, B, C = 0, 1, 2
 OPERAND_LOOPS = ((0, 1), (1, 2), (0, 2))  # A: m, k   B: k, n   C: m, n
+Int64s = NDArray[np.int64]  # one value per candidate tiling (or per tile candidate)
 
 
 @dataclass(frozen=True)
@@ -148,7 +151,7 @@ class Mapping:
         return self.dram_read_bytes + self.dram_write_bytes
 
 
-def _candidates(size: int) -> np.ndarray:
+def _candidates(size: int) -> Int64s:
     """⌈size / 2^i⌉ and ⌈size / (3·2^i)⌉ for i = 0, 1, ... down to 1 (a doubled size's
     candidates contain the size's own)."""
     values = sorted(
@@ -157,7 +160,7 @@ def _candidates(size: int) -> np.ndarray:
     return np.array(values, dtype=np.int64)
 
 
-def _ceil_div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def _ceil_div(a: np.int64 | Int64s, b: Int64s) -> Int64s:
     return -(-a // b)
 
 
@@ -165,8 +168,8 @@ def _ceil_div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 class _Loop:
     """Tile candidates of one loop: the tile in GEMM units and its trip count."""
 
-    tiles: np.ndarray
-    trips: np.ndarray
+    tiles: Int64s
+    trips: Int64s
 
 
 def _plain(size: int, width: int = 1) -> _Loop:
@@ -178,9 +181,7 @@ def _plain(size: int, width: int = 1) -> _Loop:
     return _Loop(tiles, _ceil_div(np.int64(size), tiles))
 
 
-def _bands(
-    conv: ConvGeometry, output_rows: int, input_rows: int
-) -> tuple[_Loop, np.ndarray, np.ndarray]:
+def _bands(conv: ConvGeometry, output_rows: int, input_rows: int) -> tuple[_Loop, Int64s, Int64s]:
     """Output-position tiles of a conv: r whole output rows of one image, or b whole images.
 
     Returns the loop (tile = positions) and, per candidate, the input rows one tile touches
@@ -208,7 +209,7 @@ def _bands(
     return _Loop(tiles, trips), tile_rows, sweep_rows
 
 
-def _channels(channels: int, window: int) -> tuple[_Loop, np.ndarray]:
+def _channels(channels: int, window: int) -> tuple[_Loop, Int64s]:
     """Window tiles of a conv: tc whole input channels × the R × S kernel."""
     tc = _candidates(channels)
     return _Loop(tc * window, _ceil_div(np.int64(channels), tc)), tc
@@ -216,7 +217,7 @@ def _channels(channels: int, window: int) -> tuple[_Loop, np.ndarray]:
 
 def _grid(
     gemm: Gemm, align: tuple[int, int, int] = (1, 1, 1)
-) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
+) -> tuple[list[Int64s], list[Int64s], list[Int64s], list[Int64s]]:
     """Per (tm, tk, tn) candidate: tiles, trips, and each operand's tile and sweep elements
     (the elements one pass over all its tiles touches: its size, or more with a halo).
     `align`: the PE-array width each plain loop's tiles are multiples of."""
@@ -240,21 +241,21 @@ def _grid(
             ConvPass.BACKWARD_WEIGHT: (1, 0, 2),
         }[conv.conv_pass]
         outputs = _plain(conv.output_channels, align[f])
-        loops = [None, None, None]  # type: ignore[list-item]
-        loops[p], loops[w], loops[f] = bands, channels, outputs
-        extra = (p, w, tile_rows, sweep_rows, tc)
-    index = np.meshgrid(*[np.arange(len(loop.tiles)) for loop in loops], indexing="ij")
-    index = [i.ravel() for i in index]
+        by_loop = {p: bands, w: channels, f: outputs}
+        loops = [by_loop[loop] for loop in range(3)]
+        extra = (conv, p, w, tile_rows, sweep_rows, tc)
+    grid = np.meshgrid(*[np.arange(len(loop.tiles)) for loop in loops], indexing="ij")
+    index = [i.ravel() for i in grid]
     tiles = [loop.tiles[i] for loop, i in zip(loops, index, strict=True)]
     trips = [loop.trips[i] for loop, i in zip(loops, index, strict=True)]
     operands = (gemm.a, gemm.b, gemm.c)
-    tile_elements = []
-    sweep_elements = []
+    tile_elements: list[Int64s] = []
+    sweep_elements: list[Int64s] = []
     for which, (x, y) in enumerate(OPERAND_LOOPS):
         tile_elements.append(tiles[x] * tiles[y])
         sweep_elements.append(np.full_like(tiles[0], operands[which].elements))
     if extra is not None:
-        p, w, tile_rows, sweep_rows, tc = extra
+        conv, p, w, tile_rows, sweep_rows, tc = extra
         # The feature map that the window loop indexes: A in forward / backward-weight, C in
         # backward-data.  Its tiles are windows of input rows, whole input width.
         which = next(i for i, loops_of in enumerate(OPERAND_LOOPS) if set(loops_of) == {p, w})
@@ -267,19 +268,20 @@ def _grid(
     return tiles, trips, tile_elements, sweep_elements
 
 
-def _bytes(elements: np.ndarray, bits: int) -> np.ndarray:
-    return (elements * bits + 7) // 8
+def _bytes(elements: Int64s, bits: int) -> Int64s:
+    """Bytes of `elements` elements of `bits` bits each, element-wise, rounded up."""
+    return bits_to_bytes(elements * bits)
 
 
 def _tiled_compute(
-    machine: Machine, tiles: list[np.ndarray], trips: list[np.ndarray], gemm: Gemm
-) -> np.ndarray:
+    machine: Machine, tiles: list[Int64s], trips: list[Int64s], gemm: Gemm
+) -> Int64s:
     """Array cycles of every tile together: each tile folds its reduction (weight
     stationary: k over the rows, n over the columns, m streamed; output stationary: m over
     the rows, n over the columns, k streamed); the last tile of a loop may be ragged."""
     sizes = (gemm.m, gemm.k, gemm.n)
 
-    def folds(loop: int, width: int) -> np.ndarray:
+    def folds(loop: int, width: int) -> Int64s:
         last = np.maximum(1, sizes[loop] - (trips[loop] - 1) * tiles[loop])
         return (trips[loop] - 1) * -(-tiles[loop] // width) + -(-last // width)
 
@@ -312,11 +314,11 @@ def _alignment(machine: Machine | None, aligned: bool) -> tuple[int, int, int]:
 
 def _revisits(
     order: tuple[int, ...],
-    trips: list[np.ndarray],
+    trips: list[Int64s],
     operands: tuple[Operand, Operand, Operand],
-    tile_bytes: list[np.ndarray],
-    accumulating: np.ndarray,
-) -> tuple[list[np.ndarray], np.ndarray]:
+    tile_bytes: list[Int64s],
+    accumulating: Int64s,
+) -> tuple[list[Int64s], Int64s]:
     """For one loop order: how many times each operand's tiles are fetched (its multiplier),
     and the buffer footprint of every candidate tiling (double-buffered where it moves)."""
     position = {loop: depth for depth, loop in enumerate(order)}
@@ -331,20 +333,20 @@ def _revisits(
         multipliers.append(np.where(position[other] < inner, trips[other], 1))
         if not operands[which].resident:
             if which == C:  # accumulates at accumulator bits, drains a finished copy
-                footprint = footprint + accumulating + np.where(inner >= 0, tile_bytes[C], 0)
+                footprint += accumulating + np.where(inner >= 0, tile_bytes[C], 0)
             else:
-                footprint = footprint + np.where(inner >= 0, 2, 1) * tile_bytes[which]
+                footprint += np.where(inner >= 0, 2, 1) * tile_bytes[which]
     return multipliers, footprint
 
 
 def _fill_cycles(
     machine: Machine | None,
-    compute: np.ndarray,
-    traffic: np.ndarray,
-    port_bytes: np.ndarray,
-    fetched: np.ndarray,
-    steps: np.ndarray,
-) -> np.ndarray:
+    compute: Int64s,
+    traffic: Int64s,
+    port_bytes: Int64s,
+    fetched: Int64s,
+    steps: Int64s,
+) -> Int64s:
     """The tie-break: estimated cycles on `machine` (the slowest of array, DRAM and buffer
     port, plus the pipeline's fill and drain), or without one a fill of at most 1/64 of the
     traffic."""
@@ -380,7 +382,8 @@ def _search(
     tile_bytes = [_bytes(tile_elements[i], operands[i].bits) for i in range(3)]
     accumulating = _bytes(tile_elements[C], gemm.accumulator_bits)
     output = operands[C]
-    write = _bytes(output.elements, output.bits) if output.written and not output.resident else 0
+    written = output.written and not output.resident
+    write = bits_to_bytes(output.elements * output.bits) if written else 0
     steps = trips[0] * trips[1] * trips[2]
     best: tuple | None = None
     for order in ORDERS:
@@ -405,8 +408,8 @@ def _search(
                 score,
                 Mapping(
                     order=">".join(LOOPS[loop] for loop in order),
-                    tiles=tuple(int(t[choice]) for t in tiles),
-                    trips=tuple(int(t[choice]) for t in trips),
+                    tiles=_pick(tiles, choice),
+                    trips=_pick(trips, choice),
                     read_bytes=(int(reads[A][choice]), int(reads[B][choice])),
                     output_write_bytes=int(write),
                     partial_bytes=int(partial[choice]),
@@ -416,6 +419,12 @@ def _search(
                 ),
             )
     return None if best is None else best[1]
+
+
+def _pick(columns: list[Int64s], choice: int) -> tuple[int, int, int]:
+    """The m, k and n loops' values of one candidate tiling."""
+    m, k, n = columns
+    return int(m[choice]), int(k[choice]), int(n[choice])
 
 
 def gemm_of(
@@ -428,7 +437,7 @@ def gemm_of(
 def hong_kung_bound_bytes(m: int, k: int, n: int, buffer_bytes: int, bits: int) -> float:
     """A GEMM on a fast memory of S words moves at least 2·m·n·k/√S words (Hong & Kung;
     tight constant by Smith et al.), and never less than the compulsory traffic."""
-    words = buffer_bytes * 8 / bits
+    words = buffer_bytes * BITS_PER_BYTE / bits
     bound = 2 * m * n * k / math.sqrt(words)
     compulsory = m * k + k * n + m * n
-    return max(bound, compulsory) * bits / 8
+    return max(bound, compulsory) * bits / BITS_PER_BYTE

@@ -26,6 +26,7 @@ from hwsim.errors import CapacityError
 from hwsim.sim.dist_conv import ConvPartition, ConvShape, choose_partition
 from hwsim.specs.arch import ArchSpec, MappingPolicy
 from hwsim.specs.trace import FeedbackInfo, LayerInfo, TraceHeader
+from hwsim.units import bits_to_bytes
 
 WEIGHT_TYPES = ("dense", "conv2d")
 
@@ -98,12 +99,12 @@ def resident_bytes(layer: LayerInfo, header: TraceHeader, arch: ArchSpec) -> int
             bits += feedback.nonzeros * precision.feedback_bits
             if feedback.nonzeros_per_neuron is not None:
                 bits += feedback.nonzeros * max(1, math.ceil(math.log2(feedback.classes)))
-    return (bits + 7) // 8
+    return bits_to_bytes(bits)
 
 
 def reserve_bytes(arch: ArchSpec) -> int:
     """Bytes of one tile's SRAM kept for activations and errors."""
-    return int(arch.tiles.sram.capacity_bytes * arch.mapping.activation_reserve_fraction)
+    return int(arch.require_tiles().sram.capacity_bytes * arch.mapping.activation_reserve_fraction)
 
 
 def _fill(total: int, weights: list[float], minimum: list[int], caps: list[int]) -> list[int]:
@@ -132,7 +133,7 @@ def _fill(total: int, weights: list[float], minimum: list[int], caps: list[int])
 
 
 def _conv_group(layer: LayerInfo, home: Region, header: TraceHeader, arch: ArchSpec) -> ConvGroup:
-    tiles, precision = arch.tiles, arch.precision
+    tiles, precision = arch.require_tiles(), arch.precision
     height, width, channels = layer.output_shape
     batch = header.batch_size
     shape = ConvShape(
@@ -141,9 +142,11 @@ def _conv_group(layer: LayerInfo, home: Region, header: TraceHeader, arch: ArchS
         output_channels=channels,
         input_channels=layer.input_shape[-1],
         macs=forward_macs_per_example(layer) * batch,
-        weight_bytes=(layer.weights * precision.weight_bits + 7) // 8,
-        input_bytes=(math.prod(layer.input_shape) * batch * precision.activation_bits + 7) // 8,
-        output_bytes=(math.prod(layer.output_shape) * batch * precision.activation_bits + 7) // 8,
+        weight_bytes=bits_to_bytes(layer.weights * precision.weight_bits),
+        input_bytes=bits_to_bytes(math.prod(layer.input_shape) * batch * precision.activation_bits),
+        output_bytes=bits_to_bytes(
+            math.prod(layer.output_shape) * batch * precision.activation_bits
+        ),
         accumulator_ratio=precision.accumulator_bits / precision.activation_bits,
         trained=layer.trainable,
     )
@@ -152,7 +155,7 @@ def _conv_group(layer: LayerInfo, home: Region, header: TraceHeader, arch: ArchS
             shape,
             tiles=min(tiles.count, parallelism(layer)),
             macs_per_tile_per_cycle=tiles.macs_per_cycle,
-            link_bytes_per_cycle=arch.noc.link_bandwidth_bytes_per_cycle,
+            link_bytes_per_cycle=arch.require_noc().link_bandwidth_bytes_per_cycle,
         )
     else:  # weights stay where they are stored: one output-channel group per storage tile
         partition = ConvPartition(
@@ -170,7 +173,7 @@ def _conv_group(layer: LayerInfo, home: Region, header: TraceHeader, arch: ArchS
 
 
 def place(header: TraceHeader, arch: ArchSpec) -> Placement:
-    tiles = arch.tiles
+    tiles = arch.require_tiles()
     weight_layers = [layer for layer in header.layers if layer.type in WEIGHT_TYPES]
     if tiles.count < len(weight_layers):
         raise CapacityError(

@@ -17,11 +17,15 @@ from hwsim.sim.loopnest import Machine, Mapping, gemm_of, search
 from hwsim.sim.loopnest import Operand as GemmOperand
 from hwsim.specs.arch import Dataflow, PeArray, Precision
 from hwsim.specs.trace import Conv2DOp, GatherOp, MatmulOp, Operand, OpRecord, Slot
+from hwsim.units import bits_to_bytes
+
+
+def bits_of(operand: Operand, precision: Precision) -> int:
+    return getattr(precision, f"{operand.role.value}_bits")
 
 
 def operand_bytes(operand: Operand, precision: Precision) -> int:
-    bits = getattr(precision, f"{operand.role.value}_bits")
-    return (operand.elements * bits + 7) // 8
+    return bits_to_bytes(operand.elements * bits_of(operand, precision))
 
 
 @dataclass(frozen=True)
@@ -61,7 +65,7 @@ def compute_cycles(
 ) -> int:
     """Cycles on an array (`pe`) or on `macs_per_cycle` MAC units; other work on vector ALUs."""
     op = record.op
-    if is_matmul_class(record):
+    if isinstance(op, MatmulOp | Conv2DOp):
         if pe is not None:
             return array_cycles(op.m, op.k, op.n, pe)
         return ceil_div(record.macs, macs_per_cycle)
@@ -71,20 +75,18 @@ def compute_cycles(
 
 
 def partial_sum_bytes(record: OpRecord, pe: PeArray, precision: Precision) -> int:
-    """Extra buffer traffic when the reduction dimension is folded over the array."""
-    if not is_matmul_class(record):
-        return 0
+    """Extra buffer traffic when the reduction dimension is folded over the array: every
+    fold after the first writes the m × n partial sums out and reads them back, at
+    `accumulator_bits` (each way rounded up to whole bytes, like every other transfer)."""
     op = record.op
+    if not isinstance(op, MatmulOp | Conv2DOp):
+        return 0
     folds = ceil_div(op.k, pe.rows) if pe.dataflow == Dataflow.WEIGHT_STATIONARY else 1
-    return 2 * (folds - 1) * op.m * op.n * precision.accumulator_bits // 8
+    return 2 * bits_to_bytes((folds - 1) * op.m * op.n * precision.accumulator_bits)
 
 
 class NoFit(Exception):
     """The op's smallest tiles do not fit the buffer space it was given."""
-
-
-def bits_of(operand: Operand, precision: Precision) -> int:
-    return getattr(precision, f"{operand.role.value}_bits")
 
 
 def gemm_slots(record: OpRecord) -> tuple[int, int, int]:
@@ -221,7 +223,9 @@ def _plan_gemm(
         if i != output and i not in kept_writes and i not in consumed_writes
     )
     held = extra_dram + extra_write_dram
-    gemm = gemm_of(record.op, a, b, c, precision.accumulator_bits)
+    op = record.op
+    assert isinstance(op, MatmulOp | Conv2DOp), "plan_op plans only matmul-class ops as GEMMs"
+    gemm = gemm_of(op, a, b, c, precision.accumulator_bits)
     mapping = _mapping(gemm, budget_bytes - held, machine)
     folds = partial_sum_bytes(record, pe, precision)
     return OpPlan(

@@ -25,7 +25,7 @@ from hwsim.sim.result import MAPPING_KINDS
 from hwsim.sim.schedule import critical_path_ranks
 from hwsim.sim.tiling import NoFit, OpPlan, compute_cycles, operand_bytes, plan_op
 from hwsim.specs.arch import ArchSpec
-from hwsim.specs.trace import OpRecord, Phase, Role, Trace
+from hwsim.specs.trace import Operand, OpRecord, Phase, Role, Trace
 from hwsim.units import format_bytes
 
 BUFFER = "global_buffer"
@@ -92,7 +92,9 @@ class VonNeumannSubstrate:
         self.dram = Dram(
             env, dram.channels, dram.bandwidth_bytes_per_cycle, dram.latency_cycles, ledger
         )
-        buffer = arch.global_buffer
+        # The substrate's parts, narrowed once: ArchSpec sets both on von Neumann specs.
+        self.buffer = buffer = arch.require_global_buffer()
+        self.pe_array = arch.require_pe_array()
         self.capacity_bytes = buffer.capacity_bytes
         pending = Counter(
             operand.tensor
@@ -149,8 +151,8 @@ class VonNeumannSubstrate:
             record.id: max(
                 compute_cycles(
                     record,
-                    vector_ops_per_cycle=arch.pe_array.vector_ops_per_cycle,
-                    pe=arch.pe_array,
+                    vector_ops_per_cycle=self.pe_array.vector_ops_per_cycle,
+                    pe=self.pe_array,
                 ),
                 ceil_div(
                     sum(self._bytes(operand) for operand in (*record.reads, *record.writes)),
@@ -182,7 +184,7 @@ class VonNeumannSubstrate:
                 f"{format_bytes(capacity)})",
             )
 
-    def _bytes(self, operand) -> int:
+    def _bytes(self, operand: Operand) -> int:
         return operand_bytes(operand, self.arch.precision)
 
     def _reuse(
@@ -248,12 +250,12 @@ class VonNeumannSubstrate:
                         record,
                         self.arch.precision,
                         free,
-                        self.arch.pe_array,
+                        self.pe_array,
                         cached,
                         kept,
                         consumed,
                         self.dram.bytes_per_cycle,
-                        self.arch.global_buffer.bandwidth_bytes_per_cycle,
+                        self.buffer.bandwidth_bytes_per_cycle,
                     )
                 except NoFit as problem:
                     if self.stream_bytes == 0:
@@ -329,7 +331,7 @@ class VonNeumannSubstrate:
         epilogue (last tile computed and written)."""
         env = self.env
         steps = plan.steps
-        bandwidth = self.arch.global_buffer.bandwidth_bytes_per_cycle
+        bandwidth = self.buffer.bandwidth_bytes_per_cycle
         moved = plan.buffer_read_bytes + plan.buffer_write_bytes
         work = (plan.compute_cycles, ceil_div(moved, bandwidth), plan.macs, plan.vector_ops, moved)
         last = tuple(ceil_div(amount, steps) for amount in work)
@@ -402,7 +404,7 @@ class VonNeumannSubstrate:
         )
         buffer_cycles = ceil_div(
             plan.buffer_read_bytes + plan.buffer_write_bytes,
-            self.arch.global_buffer.bandwidth_bytes_per_cycle,
+            self.buffer.bandwidth_bytes_per_cycle,
         )
         bound = max(
             (plan.compute_cycles, "compute"),

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import difflib
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
+from hwsim.errors import SpecError
 from hwsim.specs.common import FrozenModel, NotBool, raise_problems
 from hwsim.specs.network import Name
 from hwsim.specs.quantities import BITS as BITS
@@ -33,6 +34,7 @@ from hwsim.specs.tech import ActionEnergies, TechSpec, sram_energy_pj_per_access
 from hwsim.units import KIB_BYTES
 
 ARCH_SCHEMA_VERSION = 1
+PartT = TypeVar("PartT")
 
 
 class Substrate(StrEnum):
@@ -310,6 +312,31 @@ class ArchSpec(FrozenModel):
             raise ValueError("substrate: " + "; ".join(problems))
         return self
 
+    # The substrate's parts, for code that builds or prices one substrate: each is Optional
+    # because the other substrate has none, and `_substrate_parts` guarantees it is set on
+    # its own substrate; asking for it on the other one is a SpecError naming the field.
+
+    def _required(self, key: str, part: PartT | None) -> PartT:
+        if part is None:
+            raise SpecError(f"substrate: {self.substrate.value} has no {key} (arch {self.name})")
+        return part
+
+    def require_global_buffer(self) -> GlobalBuffer:
+        """The von Neumann global buffer."""
+        return self._required("global_buffer", self.global_buffer)
+
+    def require_pe_array(self) -> PeArray:
+        """The von Neumann PE array."""
+        return self._required("pe_array", self.pe_array)
+
+    def require_tiles(self) -> Tiles:
+        """The distributed substrate's tiles."""
+        return self._required("tiles", self.tiles)
+
+    def require_noc(self) -> Noc:
+        """The distributed substrate's network-on-chip."""
+        return self._required("noc", self.noc)
+
     @property
     def peak_macs_per_cycle(self) -> int:
         """MACs per cycle of the whole chip: rows × columns, or tiles × MACs per tile."""
@@ -384,10 +411,17 @@ def resolve_energies(arch: ArchSpec, tech: TechSpec, source: str = "arch spec") 
     SpecError (naming `source` and the field) lists every key the tech table lacks.
     """
     problems: list[str] = []
-    compute = arch.pe_array if arch.pe_array is not None else arch.tiles
-    prefix = "pe_array" if arch.pe_array is not None else "tiles"
-    sram = arch.global_buffer if arch.global_buffer is not None else arch.tiles.sram
-    sram_count = 1 if arch.global_buffer is not None else arch.tiles.count
+    compute: PeArray | Tiles
+    sram: Sram
+    if arch.pe_array is not None:
+        compute, prefix = arch.pe_array, "pe_array"
+    else:
+        compute, prefix = arch.require_tiles(), "tiles"
+    if arch.global_buffer is not None:
+        sram, sram_count = arch.global_buffer, 1
+    else:
+        tiles = arch.require_tiles()
+        sram, sram_count = tiles.sram, tiles.count
     weight_bits, activation_bits = arch.precision.weight_bits, arch.precision.activation_bits
 
     mac = compute.mac_energy_pj
@@ -416,9 +450,8 @@ def resolve_energies(arch: ArchSpec, tech: TechSpec, source: str = "arch spec") 
     sram_read, sram_write = _sram_energies(sram, tech)
     noc = 0.0
     if arch.noc is not None:
-        noc = arch.noc.energy_pj_per_bit_per_hop
-        if noc is None:
-            noc = tech.noc_energy_pj_per_bit_per_hop
+        noc_override = arch.noc.energy_pj_per_bit_per_hop
+        noc = tech.noc_energy_pj_per_bit_per_hop if noc_override is None else noc_override
     leakage = sram.leakage_pj_per_cycle
     if leakage is None:
         leakage = tech.sram_leakage_pj_per_cycle_per_kib * sram.capacity_bytes / KIB_BYTES
