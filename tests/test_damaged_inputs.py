@@ -258,3 +258,36 @@ def test_train_json_writes_null_for_a_diverged_figure_and_says_so(capsys, monkey
     assert (
         "train_loss: not a finite number (the training diverged?); written as null" in printed.err
     )
+
+
+def test_worker_counts_are_bounded_before_any_work(swept, tmp_path, capsys):
+    from hwsim.sweep.runner import max_workers
+
+    sweep = str(swept / "sweep.yaml")
+    too_many = str(max_workers() + 1)
+    for flag in ("--jobs", "--dask-local"):
+        _refused(
+            capsys,
+            ["sweep", sweep, "--out", str(tmp_path / "out"), flag, too_many],
+            f"{flag}: at most {max_workers()} local worker processes (4 per CPU",
+        )
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_seed_out_of_range_names_its_flag(capsys):
+    err = _refused(
+        capsys,
+        ["train", "--network", "digits_fc", "--algorithm", "bp", "--seed", "-1"],
+        "--seed: must be a whole number from 0 to 2**128 - 1 (got -1)",
+    )
+    assert "network file" not in err
+
+
+def test_a_sweep_folder_under_a_file_is_one_line(swept, tmp_path, capsys):
+    (tmp_path / "file").write_text("mine")
+    _refused(
+        capsys,
+        ["sweep", str(swept / "sweep.yaml"), "--out", str(tmp_path / "file" / "out")],
+        "file is a file, not a folder",
+    )
+    assert (tmp_path / "file").read_text() == "mine"

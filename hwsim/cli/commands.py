@@ -65,9 +65,11 @@ def _config(args: argparse.Namespace, network: NetworkSpec, epochs: int | None) 
         return _from_network(args, network, epochs)
     except SpecError as exc:
         message = str(exc)
-        for field, flag in _FLAGS.items():
+        training = any(message.startswith(f"{field}: ") for field in _FLAGS)
+        for field, flag in (*_FLAGS.items(), ("seed", "--seed")):
             message = message.replace(f"{field}: ", f"{flag}: ")
-        raise SpecError(f"{message} (the bounds of a network file's training)") from None
+        bounds = " (the bounds of a network file's training)" if training else ""
+        raise SpecError(message + bounds) from None
 
 
 def _from_network(args: argparse.Namespace, network: NetworkSpec, epochs: int | None):

@@ -74,10 +74,12 @@ def _progress(args: argparse.Namespace, bar: list, failed: list[str]):
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     from hwsim.io.folders import SWEEP_LAYOUT, claim
-    from hwsim.sweep.runner import run_sweep
+    from hwsim.sweep.runner import check_workers, run_sweep
 
     if args.jobs is not None and (args.scheduler or args.dask_local):
         raise SpecError("--jobs sets the local process pool; with Dask give --dask-local N")
+    check_workers(args.jobs, "--jobs")
+    check_workers(args.dask_local, "--dask-local")
     # Refused before the points are validated if not a sweep's to write (the sweep checks its
     # specs and traces too, once it has read them).
     claim(args.out, inputs=[args.file], flag="--out", resume=SWEEP_LAYOUT)

@@ -33,6 +33,25 @@ def default_jobs() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
+def max_workers() -> int:
+    """Local worker processes at most: 4 per CPU this process may use (beyond that they only
+    contend for the CPUs, each holding a copy of the traces)."""
+    return 4 * default_jobs()
+
+
+def check_workers(value: object, name: str) -> None:
+    """SpecError unless `value` (a count of local workers) is None or 1 … max_workers()."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise SpecError(f"{name}: expected a whole number ≥ 1 (got {value!r})")
+    if value > max_workers():
+        raise SpecError(
+            f"{name}: at most {max_workers()} local worker processes (4 per CPU this process "
+            f"may use) (got {value:,})"
+        )
+
+
 def _by_point(tasks: list[Row]) -> list[list[Row]]:
     """The rows grouped by point, in order: a point's workloads run together on one worker."""
     groups: dict[str, list[Row]] = {}
@@ -201,10 +220,7 @@ def run_sweep(
     if scheduler is not None and dask_local is not None:
         raise SpecError("give --scheduler or --dask-local, not both")
     for name, value in (("jobs", jobs), ("dask_local", dask_local)):
-        if value is not None and (
-            isinstance(value, bool) or not isinstance(value, int) or value < 1
-        ):
-            raise SpecError(f"{name}: expected a whole number ≥ 1 (got {value!r})")
+        check_workers(value, name)
     out = Path(out)
     expansion = expand(sweep)
     store.prepare(out, expansion)
