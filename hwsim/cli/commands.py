@@ -21,7 +21,7 @@ from hwsim.io.networks import load_network
 from hwsim.io.outputs import check_output_file
 from hwsim.io.traces import atomic_output, read_trace, write_trace
 from hwsim.io.yamlio import load_yaml
-from hwsim.specs.arch import ArchSpec, TechSpec
+from hwsim.specs.arch import ArchFile, TechSpec
 from hwsim.specs.network import NetworkSpec, infer_shapes
 from hwsim.specs.sweep import SweepSpec
 from hwsim.specs.trace import Algorithm, OpRecord, TraceHeader
@@ -225,7 +225,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_schema(args: argparse.Namespace) -> int:
     model = {
         "network": NetworkSpec,
-        "arch": ArchSpec,
+        "arch": ArchFile,
         "tech": TechSpec,
         "sweep": SweepSpec,
         "trace-header": TraceHeader,

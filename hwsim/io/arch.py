@@ -8,7 +8,13 @@ from pathlib import Path
 from hwsim.errors import SpecError
 from hwsim.io.shipped import shipped_dir
 from hwsim.io.yamlio import load_model, resolve_named_file
-from hwsim.specs.arch import ActionEnergies, ArchSpec, TechSpec, resolve_energies
+from hwsim.specs.arch import (
+    ActionEnergies,
+    ArchSpec,
+    DistributedSpec,
+    TechSpec,
+    resolve_energies,
+)
 from hwsim.units import format_bytes, format_hertz
 
 ARCH_DIR = shipped_dir("arch")
@@ -66,14 +72,18 @@ def load_arch_with_energies(name_or_path: str | Path) -> tuple[ArchSpec, ActionE
 
 def describe_arch(arch: ArchSpec, energies: ActionEnergies) -> str:
     """One line with the numbers an architect checks first."""
-    if arch.tiles is not None and arch.noc is not None:
+    if isinstance(arch, DistributedSpec):
         memory = (
             f"{arch.tiles.count} tiles × {format_bytes(arch.tiles.sram.capacity_bytes)}"
             f" = {format_bytes(arch.sram_bytes)} SRAM, {arch.noc.topology.value} NoC"
         )
     else:
         memory = f"{format_bytes(arch.sram_bytes)} SRAM"
-    noc = f", NoC {energies.noc_pj_per_bit_per_hop:.3g} pJ/bit/hop" if arch.noc is not None else ""
+    noc = (
+        f", NoC {energies.noc_pj_per_bit_per_hop:.3g} pJ/bit/hop"
+        if isinstance(arch, DistributedSpec)
+        else ""
+    )
     return (
         f"arch {arch.name} ({arch.substrate.value}, {format_hertz(arch.clock_hz)}, "
         f"{arch.peak_macs_per_cycle:,} MACs/cycle, {memory}, DRAM {arch.dram.technology} "

@@ -40,7 +40,7 @@ from hwsim.sim.mapping import (
 from hwsim.sim.noc import MEMORY, Network, Transfer
 from hwsim.sim.schedule import critical_path_ranks
 from hwsim.sim.tiling import compute_cycles, operand_bytes
-from hwsim.specs.arch import ArchSpec, BackwardTransport
+from hwsim.specs.arch import BackwardTransport, DistributedSpec
 from hwsim.specs.trace import (
     Conv2DOp,
     GatherOp,
@@ -88,7 +88,7 @@ class DistributedSubstrate:
     def __init__(
         self,
         env: simpy.Environment,
-        arch: ArchSpec,
+        arch: DistributedSpec,
         header: TraceHeader,
         ledger: Ledger,
         records: Sequence[OpRecord] = (),
@@ -97,9 +97,8 @@ class DistributedSubstrate:
         self.arch = arch
         self.ledger = ledger
         self.network_name = header.network
-        # The substrate's parts, narrowed once: ArchSpec sets both on distributed specs.
-        self.tile_spec = arch.require_tiles()
-        self.noc = arch.require_noc()
+        self.tile_spec = arch.tiles
+        self.noc = arch.noc
         self.placement: Placement = place(header, arch)
         self.network = Network(env, self.noc, self.placement, ledger)
         self.geometry = self.network.geometry

@@ -19,7 +19,7 @@ from hwsim.sim.components import Ledger
 from hwsim.sim.distributed import DistributedSubstrate
 from hwsim.sim.result import SimResult, build_result
 from hwsim.sim.von_neumann import VonNeumannSubstrate
-from hwsim.specs.arch import ArchSpec, Substrate
+from hwsim.specs.arch import ArchSpec, DistributedSpec, VonNeumannSpec
 from hwsim.specs.trace import OpRecord, Trace
 
 # Records in flight at once, as a controller's issue window: more that are ready wait, in the
@@ -51,10 +51,12 @@ def _run(arch: ArchSpec, trace: Trace, ledger: Ledger) -> int:
     """Simulate the step into `ledger`; its cycles."""
     env = simpy.Environment()
     substrate: VonNeumannSubstrate | DistributedSubstrate
-    if arch.substrate == Substrate.VON_NEUMANN:
+    if isinstance(arch, VonNeumannSpec):
         substrate = VonNeumannSubstrate(env, arch, trace, ledger)
-    else:
+    elif isinstance(arch, DistributedSpec):
         substrate = DistributedSubstrate(env, arch, trace.header, ledger, trace.records)
+    else:
+        raise TypeError(f"an arch spec is a VonNeumannSpec or a DistributedSpec (got {arch!r})")
     records = trace.records
     # A record's process starts when its last dependency ends, not before: a waiting
     # process for each of 200,000 records would hold ~150 MB of frames and conditions.

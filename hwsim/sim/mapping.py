@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from hwsim.errors import CapacityError
 from hwsim.sim.dist_conv import ConvPartition, ConvShape, choose_partition
-from hwsim.specs.arch import ArchSpec, MappingPolicy
+from hwsim.specs.arch import DistributedSpec, MappingPolicy
 from hwsim.specs.trace import FeedbackInfo, LayerInfo, TraceHeader
 from hwsim.units import bits_to_bytes
 
@@ -83,7 +83,7 @@ def parallelism(layer: LayerInfo) -> int:
     return math.prod(layer.output_shape) if layer.type == "conv2d" else layer.output_shape[-1]
 
 
-def resident_bytes(layer: LayerInfo, header: TraceHeader, arch: ArchSpec) -> int:
+def resident_bytes(layer: LayerInfo, header: TraceHeader, arch: DistributedSpec) -> int:
     """Bytes a layer keeps in SRAM: weights, biases, optimizer state, feedback values+indices."""
     precision = arch.precision
     biases = layer.parameters - layer.weights
@@ -102,9 +102,9 @@ def resident_bytes(layer: LayerInfo, header: TraceHeader, arch: ArchSpec) -> int
     return bits_to_bytes(bits)
 
 
-def reserve_bytes(arch: ArchSpec) -> int:
+def reserve_bytes(arch: DistributedSpec) -> int:
     """Bytes of one tile's SRAM kept for activations and errors."""
-    return int(arch.require_tiles().sram.capacity_bytes * arch.mapping.activation_reserve_fraction)
+    return int(arch.tiles.sram.capacity_bytes * arch.mapping.activation_reserve_fraction)
 
 
 def _fill(total: int, weights: list[float], minimum: list[int], caps: list[int]) -> list[int]:
@@ -132,8 +132,10 @@ def _fill(total: int, weights: list[float], minimum: list[int], caps: list[int])
     return counts
 
 
-def _conv_group(layer: LayerInfo, home: Region, header: TraceHeader, arch: ArchSpec) -> ConvGroup:
-    tiles, precision = arch.require_tiles(), arch.precision
+def _conv_group(
+    layer: LayerInfo, home: Region, header: TraceHeader, arch: DistributedSpec
+) -> ConvGroup:
+    tiles, precision = arch.tiles, arch.precision
     height, width, channels = layer.output_shape
     batch = header.batch_size
     shape = ConvShape(
@@ -155,7 +157,7 @@ def _conv_group(layer: LayerInfo, home: Region, header: TraceHeader, arch: ArchS
             shape,
             tiles=min(tiles.count, parallelism(layer)),
             macs_per_tile_per_cycle=tiles.macs_per_cycle,
-            link_bytes_per_cycle=arch.require_noc().link_bandwidth_bytes_per_cycle,
+            link_bytes_per_cycle=arch.noc.link_bandwidth_bytes_per_cycle,
         )
     else:  # weights stay where they are stored: one output-channel group per storage tile
         partition = ConvPartition(
@@ -172,8 +174,8 @@ def _conv_group(layer: LayerInfo, home: Region, header: TraceHeader, arch: ArchS
     return ConvGroup(region, partition)
 
 
-def place(header: TraceHeader, arch: ArchSpec) -> Placement:
-    tiles = arch.require_tiles()
+def place(header: TraceHeader, arch: DistributedSpec) -> Placement:
+    tiles = arch.tiles
     weight_layers = [layer for layer in header.layers if layer.type in WEIGHT_TYPES]
     if tiles.count < len(weight_layers):
         raise CapacityError(

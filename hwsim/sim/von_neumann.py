@@ -24,7 +24,7 @@ from hwsim.sim.components import Compute, Dram, Ledger, Process, Scope, SharedUn
 from hwsim.sim.result import MAPPING_KINDS
 from hwsim.sim.schedule import critical_path_ranks
 from hwsim.sim.tiling import NoFit, OpPlan, compute_cycles, operand_bytes, plan_op
-from hwsim.specs.arch import ArchSpec
+from hwsim.specs.arch import VonNeumannSpec
 from hwsim.specs.trace import Operand, OpRecord, Phase, Role, Trace
 from hwsim.units import format_bytes
 
@@ -81,7 +81,7 @@ class VonNeumannSubstrate:
     def __init__(
         self,
         env: simpy.Environment,
-        arch: ArchSpec,
+        arch: VonNeumannSpec,
         trace: Trace,
         ledger: Ledger,
     ) -> None:
@@ -92,9 +92,8 @@ class VonNeumannSubstrate:
         self.dram = Dram(
             env, dram.channels, dram.bandwidth_bytes_per_cycle, dram.latency_cycles, ledger
         )
-        # The substrate's parts, narrowed once: ArchSpec sets both on von Neumann specs.
-        self.buffer = buffer = arch.require_global_buffer()
-        self.pe_array = arch.require_pe_array()
+        self.buffer = buffer = arch.global_buffer
+        self.pe_array = arch.pe_array
         self.capacity_bytes = buffer.capacity_bytes
         pending = Counter(
             operand.tensor

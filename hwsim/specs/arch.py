@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import difflib
 from enum import StrEnum
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from hwsim.errors import SpecError
 from hwsim.specs.common import FrozenModel, NotBool, raise_problems
 from hwsim.specs.network import Name
 from hwsim.specs.quantities import BITS as BITS
@@ -34,7 +33,6 @@ from hwsim.specs.tech import ActionEnergies, TechSpec, sram_energy_pj_per_access
 from hwsim.units import KIB_BYTES
 
 ARCH_SCHEMA_VERSION = 1
-PartT = TypeVar("PartT")
 
 
 class Substrate(StrEnum):
@@ -268,8 +266,19 @@ class Schedule(FrozenModel):
     )
 
 
+_PARTS = {
+    Substrate.VON_NEUMANN: ("global_buffer", "pe_array"),
+    Substrate.DISTRIBUTED: ("tiles", "noc"),
+}
+
+
 class ArchSpec(FrozenModel):
-    """One hardware design point."""
+    """One hardware design point: a VonNeumannSpec or a DistributedSpec, chosen by its
+    `substrate` (`ArchSpec.model_validate` returns the one the data names).  What the two
+    share lives here; each substrate's parts are required fields of its own class."""
+
+    SUBSTRATE: ClassVar[Substrate]
+    VARIANTS: ClassVar[tuple[type[ArchSpec], ...]] = ()  # what a file may hold, by substrate
 
     schema_version: Literal[1] = Field(description="format version, 1")
     kind: Literal["arch"] = Field(description="file kind, 'arch'")
@@ -283,67 +292,50 @@ class ArchSpec(FrozenModel):
     )
     precision: Precision = Field(default=Precision(), description="bits per element by role")
     dram: Dram
-    global_buffer: GlobalBuffer | None = Field(default=None, description="von_neumann only")
-    pe_array: PeArray | None = Field(default=None, description="von_neumann only")
-    tiles: Tiles | None = Field(default=None, description="distributed only")
-    noc: Noc | None = Field(default=None, description="distributed only")
     mapping: Mapping = Field(default=Mapping(), description="distributed placement policy")
     schedule: Schedule = Field(default=Schedule(), description="how the step is scheduled")
 
-    @model_validator(mode="after")
-    def _substrate_parts(self) -> ArchSpec:
-        if self.substrate == Substrate.VON_NEUMANN:
-            missing = [key for key in ("global_buffer", "pe_array") if getattr(self, key) is None]
-            extra = [key for key in ("tiles", "noc") if getattr(self, key) is not None]
-            other = Substrate.DISTRIBUTED
-        else:
-            missing = [key for key in ("tiles", "noc") if getattr(self, key) is None]
-            extra = [key for key in ("global_buffer", "pe_array") if getattr(self, key) is not None]
-            other = Substrate.VON_NEUMANN
+    @model_validator(mode="wrap")
+    @classmethod
+    def _by_substrate(cls, data: Any, handler: Any) -> Any:
+        """Validate as the substrate's own class, which names a missing or foreign part."""
+        if cls is ArchSpec and isinstance(data, dict):
+            variant = _VARIANTS.get(str(data.get("substrate")))
+            if variant is not None:
+                return variant.model_validate(data)
+            # No such substrate: say so, not that the parts it would have are unknown keys.
+            parts = {part for names in _PARTS.values() for part in names}
+            return handler({key: value for key, value in data.items() if key not in parts})
+        return handler(data)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _substrate_parts(cls, data: Any) -> Any:
+        if cls is ArchSpec or not isinstance(data, dict):
+            return data
+        substrate = cls.SUBSTRATE
+        other = next(kind for kind in Substrate if kind != substrate)
+        known = set(cls.model_fields) | set(_PARTS[other])
+        if any(key not in known for key in data):  # a typo: its own message names it first
+            return data
+        missing = [key for key in _PARTS[substrate] if data.get(key) is None]
+        extra = [key for key in _PARTS[other] if data.get(key) is not None]
         problems = []
         if missing:
-            problems.append(f"{self.substrate.value} needs {', '.join(missing)}")
+            problems.append(f"{substrate.value} needs {', '.join(missing)}")
         if extra:
             problems.append(
-                f"{self.substrate.value} has no {', '.join(extra)} "
+                f"{substrate.value} has no {', '.join(extra)} "
                 f"(remove it or set substrate: {other.value})"
             )
         if problems:
             raise ValueError("substrate: " + "; ".join(problems))
-        return self
-
-    # The substrate's parts, for code that builds or prices one substrate: each is Optional
-    # because the other substrate has none, and `_substrate_parts` guarantees it is set on
-    # its own substrate; asking for it on the other one is a SpecError naming the field.
-
-    def _required(self, key: str, part: PartT | None) -> PartT:
-        if part is None:
-            raise SpecError(f"substrate: {self.substrate.value} has no {key} (arch {self.name})")
-        return part
-
-    def require_global_buffer(self) -> GlobalBuffer:
-        """The von Neumann global buffer."""
-        return self._required("global_buffer", self.global_buffer)
-
-    def require_pe_array(self) -> PeArray:
-        """The von Neumann PE array."""
-        return self._required("pe_array", self.pe_array)
-
-    def require_tiles(self) -> Tiles:
-        """The distributed substrate's tiles."""
-        return self._required("tiles", self.tiles)
-
-    def require_noc(self) -> Noc:
-        """The distributed substrate's network-on-chip."""
-        return self._required("noc", self.noc)
+        return {key: value for key, value in data.items() if key not in _PARTS[other]}
 
     @property
     def peak_macs_per_cycle(self) -> int:
         """MACs per cycle of the whole chip: rows × columns, or tiles × MACs per tile."""
-        if self.pe_array is not None:
-            return self.pe_array.rows * self.pe_array.columns
-        assert self.tiles is not None
-        return self.tiles.count * self.tiles.macs_per_cycle
+        raise NotImplementedError
 
     @property
     def dram_bandwidth_bytes_per_cycle(self) -> float:
@@ -353,10 +345,51 @@ class ArchSpec(FrozenModel):
     @property
     def sram_bytes(self) -> int:
         """On-chip SRAM of the whole chip: the global buffer, or tile SRAM × tiles."""
-        if self.global_buffer is not None:
-            return self.global_buffer.capacity_bytes
-        assert self.tiles is not None
+        raise NotImplementedError
+
+
+class VonNeumannSpec(ArchSpec):
+    """DRAM, a global buffer and a PE array (`substrate: von_neumann`)."""
+
+    SUBSTRATE: ClassVar[Substrate] = Substrate.VON_NEUMANN
+    VARIANTS: ClassVar[tuple[type[ArchSpec], ...]] = ()
+    substrate: Literal[Substrate.VON_NEUMANN] = Field(description="von_neumann or distributed")
+    global_buffer: GlobalBuffer = Field(description="von_neumann only")
+    pe_array: PeArray = Field(description="von_neumann only")
+
+    @property
+    def peak_macs_per_cycle(self) -> int:
+        return self.pe_array.rows * self.pe_array.columns
+
+    @property
+    def sram_bytes(self) -> int:
+        return self.global_buffer.capacity_bytes
+
+
+class DistributedSpec(ArchSpec):
+    """Tiles with their own SRAM, joined by a network-on-chip (`substrate: distributed`)."""
+
+    SUBSTRATE: ClassVar[Substrate] = Substrate.DISTRIBUTED
+    VARIANTS: ClassVar[tuple[type[ArchSpec], ...]] = ()
+    substrate: Literal[Substrate.DISTRIBUTED] = Field(description="von_neumann or distributed")
+    tiles: Tiles = Field(description="distributed only")
+    noc: Noc = Field(description="distributed only")
+
+    @property
+    def peak_macs_per_cycle(self) -> int:
+        return self.tiles.count * self.tiles.macs_per_cycle
+
+    @property
+    def sram_bytes(self) -> int:
         return self.tiles.count * self.tiles.sram.capacity_bytes
+
+
+ArchSpec.VARIANTS = (VonNeumannSpec, DistributedSpec)
+_VARIANTS: dict[str, type[ArchSpec]] = {
+    variant.SUBSTRATE.value: variant for variant in ArchSpec.VARIANTS
+}
+# The file schema (`hwsim schema arch`): one of the two, by `substrate`.
+ArchFile = Annotated[VonNeumannSpec | DistributedSpec, Field(discriminator="substrate")]
 
 
 def _table(table: dict, key: object, problem: str, fix: str, problems: list[str]) -> float:
@@ -413,15 +446,14 @@ def resolve_energies(arch: ArchSpec, tech: TechSpec, source: str = "arch spec") 
     problems: list[str] = []
     compute: PeArray | Tiles
     sram: Sram
-    if arch.pe_array is not None:
-        compute, prefix = arch.pe_array, "pe_array"
+    noc: Noc | None = None
+    if isinstance(arch, VonNeumannSpec):
+        compute, prefix, sram, sram_count = arch.pe_array, "pe_array", arch.global_buffer, 1
+    elif isinstance(arch, DistributedSpec):
+        compute, prefix, noc = arch.tiles, "tiles", arch.noc
+        sram, sram_count = arch.tiles.sram, arch.tiles.count
     else:
-        compute, prefix = arch.require_tiles(), "tiles"
-    if arch.global_buffer is not None:
-        sram, sram_count = arch.global_buffer, 1
-    else:
-        tiles = arch.require_tiles()
-        sram, sram_count = tiles.sram, tiles.count
+        raise TypeError(f"an arch spec is a VonNeumannSpec or a DistributedSpec (got {arch!r})")
     weight_bits, activation_bits = arch.precision.weight_bits, arch.precision.activation_bits
 
     mac = compute.mac_energy_pj
@@ -448,10 +480,10 @@ def resolve_energies(arch: ArchSpec, tech: TechSpec, source: str = "arch spec") 
     raise_problems(source, problems)
 
     sram_read, sram_write = _sram_energies(sram, tech)
-    noc = 0.0
-    if arch.noc is not None:
-        noc_override = arch.noc.energy_pj_per_bit_per_hop
-        noc = tech.noc_energy_pj_per_bit_per_hop if noc_override is None else noc_override
+    noc_pj = 0.0
+    if noc is not None:
+        noc_override = noc.energy_pj_per_bit_per_hop
+        noc_pj = tech.noc_energy_pj_per_bit_per_hop if noc_override is None else noc_override
     leakage = sram.leakage_pj_per_cycle
     if leakage is None:
         leakage = tech.sram_leakage_pj_per_cycle_per_kib * sram.capacity_bytes / KIB_BYTES
@@ -462,6 +494,6 @@ def resolve_energies(arch: ArchSpec, tech: TechSpec, source: str = "arch spec") 
         dram_write_pj_per_bit=dram_write,
         sram_read_pj_per_bit=sram_read,
         sram_write_pj_per_bit=sram_write,
-        noc_pj_per_bit_per_hop=noc,
+        noc_pj_per_bit_per_hop=noc_pj,
         leakage_pj_per_cycle=leakage * sram_count,
     )

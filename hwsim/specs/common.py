@@ -76,7 +76,8 @@ def _tag_values(model: type) -> set[str]:
 def _walk(model: type, loc: tuple[Any, ...]) -> tuple[tuple[Any, ...], list[str]]:
     """Follow an error location through the models: the location without tagged-union tags
     (`layers.2.dense.units` → `layers.2.units`) and the field names valid where it ends."""
-    candidates: list[type] = [model]
+    # A model that stands for several (an arch spec is one of two, by substrate) lists them.
+    candidates: list[type] = list(getattr(model, "VARIANTS", ())) or [model]
     kept: list[Any] = []
     parent_names: list[str] = []
     for position, part in enumerate(loc):

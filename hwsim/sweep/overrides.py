@@ -12,11 +12,18 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
+from pydantic.fields import FieldInfo
 
 from hwsim.errors import SpecError
 from hwsim.io.arch import arch_path, load_tech
 from hwsim.io.yamlio import load_mapping, parse_yaml
-from hwsim.specs.arch import ActionEnergies, ArchSpec, resolve_energies
+from hwsim.specs.arch import (
+    ActionEnergies,
+    ArchSpec,
+    DistributedSpec,
+    VonNeumannSpec,
+    resolve_energies,
+)
 from hwsim.specs.common import validate
 
 
@@ -33,6 +40,13 @@ def _model_of(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
+def _fields(model: type[BaseModel]) -> dict[str, FieldInfo]:
+    """A model's fields; an arch spec's are those of either substrate's spec."""
+    if model is ArchSpec:
+        return {**VonNeumannSpec.model_fields, **DistributedSpec.model_fields}
+    return model.model_fields
+
+
 def check_path(path: str, model: type[BaseModel] = ArchSpec) -> str | None:
     """None if `path` names a field of `model`, else what is wrong, with the nearest field."""
     current: type[BaseModel] | None = model
@@ -40,7 +54,8 @@ def check_path(path: str, model: type[BaseModel] = ArchSpec) -> str | None:
     for part in path.split("."):
         if current is None:
             return f"'{'.'.join(walked)}' is a value, not a mapping with '{part}'"
-        fields = list(current.model_fields)
+        known = _fields(current)
+        fields = list(known)
         if part not in fields:
             near = difflib.get_close_matches(part, fields, n=1)
             where = f" in '{'.'.join(walked)}'" if walked else ""
@@ -50,7 +65,7 @@ def check_path(path: str, model: type[BaseModel] = ArchSpec) -> str | None:
                 else f"; valid keys{where}: {', '.join(fields)}"
             )
             return f"unknown field '{part}'{where}{hint}"
-        current = _model_of(current.model_fields[part].annotation)
+        current = _model_of(known[part].annotation)
         walked.append(part)
     return None
 

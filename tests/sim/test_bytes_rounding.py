@@ -75,7 +75,7 @@ def test_an_operand_of_an_odd_count_of_4_bit_elements_takes_the_next_whole_byte(
 
 
 def test_partial_sums_of_an_odd_count_at_4_bits_round_up_each_way():
-    pe = arch(VON_NEUMANN).require_pe_array()  # 4 × 4, weight stationary
+    pe = arch(VON_NEUMANN).pe_array  # 4 × 4, weight stationary
     # k = 8 folds twice over 4 rows: one extra pass writes the 1 × 1 partial sum out and
     # reads it back, 4 bits each way: a whole byte each way, not half a byte in all.
     record = matmul(1, 8, 1)
@@ -90,7 +90,7 @@ def test_partial_sums_of_an_odd_count_at_4_bits_round_up_each_way():
     st.sampled_from(BITS),
 )
 def test_partial_sum_bytes_never_move_fewer_bits_than_the_partial_sums(m, k, n, bits):
-    pe = arch(VON_NEUMANN).require_pe_array()
+    pe = arch(VON_NEUMANN).pe_array
     record = matmul(m, k, n)
     one_way_bits = (-(-k // pe.rows) - 1) * m * n * bits
     nbytes = partial_sum_bytes(record, pe, Precision(accumulator_bits=bits))
