@@ -35,8 +35,8 @@ from hwsim.train.loop import TrainConfig
 from hwsim.train.shapes import shape_only_trace
 
 KEY_HEX_DIGITS = 20  # 80 bits: collisions are out of reach for any sweep
-# Beyond this, a grid is sampled: every point is validated and held before any runs (~0.12 ms
-# and ~7.5 KB a point here), so 50,000 points take ~6 s and ~400 MB before the first row.
+# Beyond this, a grid is sampled: every point is validated and held before any runs (~0.13 ms
+# and ~7.5 KB a point here), so 50,000 points take ~6.6 s and ~460 MB before the first row.
 MAX_POINTS = 50_000
 _NUMPY_CHOICE_LIMIT = 2**62  # Generator.choice draws from a C long range
 
