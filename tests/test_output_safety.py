@@ -125,6 +125,12 @@ def test_report_into_its_own_input_is_refused(trace, tmp_path, capsys):
             capsys,
             f"--out {out}: holds the input {sim}",
         )
+    inside = sim / "report"
+    _refused(
+        ["report", str(sim), "--out", str(inside)],
+        capsys,
+        f"--out {inside}: is inside the input {sim}, which would then hold it",
+    )
     assert _tree(sim) == before
     assert main(["report", str(sim), "--out", str(tmp_path / "report")]) == 0  # beside: fine
     assert main(["report", str(sim), "--out", str(tmp_path / "report")]) == 0  # and again

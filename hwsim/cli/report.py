@@ -276,21 +276,24 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _report_inputs(args: argparse.Namespace, specs: tuple[str, ...]) -> list:
-    return [*args.inputs, *specs]
+def _report_folder(args: argparse.Namespace, specs: tuple[str, ...]):
+    """The report's output folder, refused before any work if it is not hwsim's to write or
+    would sit inside a folder the report reads."""
+    from hwsim.io.folders import OutputFolder, refuse_inside
+
+    refuse_inside(args.out, [path for path in args.inputs if path.is_dir()], "--out")
+    return OutputFolder(args.out, command="report", inputs=[*args.inputs, *specs], flag="--out")
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     from hwsim import __version__
     from hwsim.io.arch import load_arch_with_energies
-    from hwsim.io.folders import OutputFolder
     from hwsim.report import check_inputs, gather
     from hwsim.report.html import write_report
     from hwsim.report.sweep import is_sweep, read_results, write_sweep_report
 
     sweeps = [path for path in args.inputs if path.is_dir() and is_sweep(path)]
     specs = tuple(args.arch or DEFAULT_SPECS)
-    out = OutputFolder(args.out, command="report", inputs=_report_inputs(args, specs), flag="--out")
     if sweeps:
         if len(args.inputs) > 1:
             raise SpecError(
@@ -298,13 +301,14 @@ def cmd_report(args: argparse.Namespace) -> int:
                 f"{len(args.inputs)} inputs)"
             )
         read_results(sweeps[0])
-        with out as folder:
+        with _report_folder(args, ()) as folder:
             write_sweep_report(sweeps[0], folder)
         print(f"report: {args.out / 'index.html'}")
         return 0
     check_inputs(args.inputs)
     for spec in specs:
         load_arch_with_energies(spec)
+    out = _report_folder(args, specs)
     with progress(len(args.inputs), "hwsim report", "input") as bar, out as folder:
         data = gather(
             args.inputs,

@@ -353,6 +353,23 @@ def _resolved(path: Path, name: str) -> tuple[Path, Path]:
     return cwd, target
 
 
+def refuse_inside(path: str | Path, folders: Iterable[Path], flag: str = "") -> None:
+    """OutputError if `path` lies inside one of `folders` (input folders a command reads
+    whole: what it wrote there would be read back as part of them next time)."""
+    name = _named(flag, Path(path))
+    cwd, target = _resolved(Path(path), name)
+    for folder in folders:
+        try:
+            source = (cwd / folder).resolve(strict=True)
+        except (OSError, RuntimeError):
+            continue
+        if source.is_dir() and source in target.parents:
+            raise OutputError(
+                f"{name}: is inside the input {folder}, which would then hold it; give a "
+                "folder outside it"
+            )
+
+
 def check_output_file_target(
     path: str | Path, *, inputs: Iterable[str | Path] = (), flag: str = ""
 ) -> None:
@@ -433,6 +450,7 @@ __all__ = [
     "claim",
     "claim_for_layout",
     "read_mark",
+    "refuse_inside",
     "safe_name",
     "write_mark",
 ]
