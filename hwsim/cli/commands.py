@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from pydantic import TypeAdapter
@@ -223,15 +224,16 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
-    model = {
+    # Models, the record dataclass and the arch file's tagged union alike.
+    kinds: dict[str, Any] = {
         "network": NetworkSpec,
         "arch": ArchFile,
         "tech": TechSpec,
         "sweep": SweepSpec,
         "trace-header": TraceHeader,
         "trace-record": OpRecord,
-    }[args.kind]
-    schema = TypeAdapter(model).json_schema()  # models and the record dataclass alike
+    }
+    schema = TypeAdapter(kinds[args.kind]).json_schema()
     print(json.dumps(schema, indent=2, sort_keys=True))
     return 0
 
