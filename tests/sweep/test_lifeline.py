@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.sweep.conftest import write_sweep
 
 
@@ -37,7 +39,8 @@ def _wait_until(condition, seconds: float) -> bool:
     return condition()
 
 
-def test_sigkill_of_a_sweep_leaves_no_process(tmp_path):
+@pytest.mark.parametrize("workers", [["--jobs", "2"], ["--dask-local", "2"]], ids=["pool", "dask"])
+def test_sigkill_of_a_sweep_leaves_no_process(tmp_path, workers):
     sweep = write_sweep(
         tmp_path,
         axes=[
@@ -54,8 +57,7 @@ def test_sigkill_of_a_sweep_leaves_no_process(tmp_path):
             str(sweep),
             "--out",
             str(tmp_path / "out"),
-            "--jobs",
-            "2",
+            *workers,
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
