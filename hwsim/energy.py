@@ -3,6 +3,7 @@ per-action energies, a simulation's counts and its cycles."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -24,30 +25,65 @@ SUMMARY_KEYS = (
     "noc_byte_hops",
     "energy_pj",
 )
-SRAMS = ("global_buffer", "tile_sram")
+# The closed vocabulary of what is priced: every (component, action) the simulator counts,
+# with the column its energy multiplies (count or bytes) and the pJ per unit of it.  A pair
+# not listed is an UnpricedAction, never 0 pJ by default.
+_Price = tuple[str, Callable[[ActionEnergies], float]]
+
+
+def _per_byte(per_bit: Callable[[ActionEnergies], float]) -> _Price:
+    return "bytes", lambda energies: per_bit(energies) * BITS_PER_BYTE
+
+
+def _sram_prices(component: str) -> dict[tuple[str, str], _Price]:
+    read = _per_byte(lambda energies: energies.sram_read_pj_per_bit)
+    write = _per_byte(lambda energies: energies.sram_write_pj_per_bit)
+    # fill (from DRAM) is a write of the buffer, drain (to DRAM) a read of it
+    return {
+        (component, "read"): read,
+        (component, "drain"): read,
+        (component, "write"): write,
+        (component, "fill"): write,
+    }
+
+
+PRICES: dict[tuple[str, str], _Price] = {
+    **{
+        (compute, "mac"): ("count", lambda energies: energies.mac_pj)
+        for compute in ("pe_array", "tiles")
+    },
+    **{
+        (compute, "vector_op"): ("count", lambda energies: energies.vector_op_pj)
+        for compute in ("pe_array", "tiles")
+    },
+    ("dram", "read"): _per_byte(lambda energies: energies.dram_read_pj_per_bit),
+    ("dram", "write"): _per_byte(lambda energies: energies.dram_write_pj_per_bit),
+    **_sram_prices("global_buffer"),
+    **_sram_prices("tile_sram"),
+    ("noc", "byte_hop"): (
+        "count",
+        lambda energies: energies.noc_pj_per_bit_per_hop * BITS_PER_BYTE,
+    ),
+    # Injected and delivered NoC bytes are priced as byte-hops and as tile SRAM writes.
+    ("noc", "inject"): ("count", lambda energies: 0.0),
+    ("noc", "deliver"): ("count", lambda energies: 0.0),
+}
+
+
+class UnpricedAction(LookupError):
+    """A count of a (component, action) that has no energy: a simulator change that must say
+    what it costs (hwsim.energy.PRICES), not a user's input."""
 
 
 def unit_energy(component: str, action: str, energies: ActionEnergies) -> tuple[str, float]:
     """(which column is priced, pJ per unit of it) for one kind of row."""
-    if action == "mac":
-        return "count", energies.mac_pj
-    if action == "vector_op":
-        return "count", energies.vector_op_pj
-    if component == "dram":
-        per_bit = (
-            energies.dram_read_pj_per_bit if action == "read" else energies.dram_write_pj_per_bit
-        )
-        return "bytes", per_bit * BITS_PER_BYTE
-    if component in SRAMS:
-        per_bit = (
-            energies.sram_read_pj_per_bit
-            if action in ("read", "drain")
-            else energies.sram_write_pj_per_bit
-        )
-        return "bytes", per_bit * BITS_PER_BYTE
-    if component == "noc" and action == "byte_hop":
-        return "count", energies.noc_pj_per_bit_per_hop * BITS_PER_BYTE
-    return "count", 0.0  # NoC inject/deliver: priced as byte-hops and tile SRAM writes
+    try:
+        column, per_unit = PRICES[component, action]
+    except KeyError:
+        raise UnpricedAction(
+            f"no energy for {component} {action}: add it to hwsim.energy.PRICES"
+        ) from None
+    return column, per_unit(energies)
 
 
 def price(breakdown: pd.DataFrame, cycles: int, energies: ActionEnergies) -> pd.DataFrame:
