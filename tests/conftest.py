@@ -31,6 +31,18 @@ def rng() -> np.random.Generator:
 
 
 @pytest.fixture(scope="session")
+def digits_shape_trace(tmp_path_factory) -> Path:
+    """A shape-only trace of digits_fc under BP at batch 2 (plain JSON Lines), made once."""
+    from hwsim.cli import main
+
+    path = tmp_path_factory.mktemp("digits_shape") / "digits_bp.jsonl"
+    argv = ["--network", "digits_fc", "--algorithm", "bp", "--batch-size", "2", "--shape-only"]
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert main(["trace", *argv, "--out", str(path)]) == 0
+    return path
+
+
+@pytest.fixture(scope="session")
 def main_job(tmp_path_factory) -> tuple[Path, str]:
     """The README's main job, `hwsim run` with no options, run once for the whole session in
     a fresh folder: (its output folder, what it printed)."""

@@ -18,13 +18,10 @@ from tests.sweep.conftest import write_sweep
 
 
 @pytest.fixture(scope="module")
-def simulated(tmp_path_factory) -> Path:
+def simulated(tmp_path_factory, digits_shape_trace) -> Path:
     """One `hwsim simulate --out` folder of a small shape-only step."""
-    root = tmp_path_factory.mktemp("damaged")
-    trace = root / "t.jsonl"
-    common = ["--network", "digits_fc", "--algorithm", "bp", "--batch-size", "2"]
-    assert main(["trace", *common, "--shape-only", "--out", str(trace)]) == 0
-    out = root / "sim"
+    trace = digits_shape_trace
+    out = tmp_path_factory.mktemp("damaged") / "sim"
     assert (
         main(["simulate", "--arch", "von_neumann", "--trace", str(trace), "--out", str(out)]) == 0
     )

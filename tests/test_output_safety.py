@@ -33,26 +33,8 @@ SWEEP = {
 
 
 @pytest.fixture(scope="module")
-def trace(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("trace") / "digits_bp.jsonl"
-    assert (
-        main(
-            [
-                "trace",
-                "--network",
-                "digits_fc",
-                "--algorithm",
-                "bp",
-                "--batch-size",
-                "2",
-                "--shape-only",
-                "--out",
-                str(path),
-            ]
-        )
-        == 0
-    )
-    return path
+def trace(digits_shape_trace) -> Path:
+    return digits_shape_trace
 
 
 def _tree(folder: Path) -> dict[str, str]:

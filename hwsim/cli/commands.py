@@ -65,12 +65,14 @@ def _config(args: argparse.Namespace, network: NetworkSpec, epochs: int | None) 
     try:
         return _from_network(args, network, epochs)
     except SpecError as exc:
-        message = str(exc)
-        training = any(message.startswith(f"{field}: ") for field in _FLAGS)
-        for field, flag in (*_FLAGS.items(), ("seed", "--seed")):
-            message = message.replace(f"{field}: ", f"{flag}: ")
+        flags = {**_FLAGS, "seed": "--seed"}
+        problems = []
+        for problem in str(exc).split("; "):  # one `field: problem` each: name its flag
+            field, colon, rest = problem.partition(": ")
+            problems.append(f"{flags[field]}: {rest}" if colon and field in flags else problem)
+        training = any(str(exc).startswith(f"{field}: ") for field in _FLAGS)
         bounds = " (the bounds of a network file's training)" if training else ""
-        raise SpecError(message + bounds) from None
+        raise SpecError("; ".join(problems) + bounds) from None
 
 
 def _from_network(args: argparse.Namespace, network: NetworkSpec, epochs: int | None):

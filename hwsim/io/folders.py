@@ -32,7 +32,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from contextlib import suppress
 from pathlib import Path
 from types import TracebackType
@@ -99,10 +99,10 @@ def read_mark(folder: Path) -> dict | None:
     if not isinstance(mark, dict) or mark.get("written_by") != _WRITER:
         return None
     entries = mark.get("entries")
-    if mark.get("layout") != SWEEP_LAYOUT and not (
-        isinstance(entries, list) and all(isinstance(entry, str) for entry in entries)
-    ):
-        return None
+    if mark.get("layout") != SWEEP_LAYOUT:
+        if not (isinstance(entries, list) and all(isinstance(e, str) for e in entries)):
+            return None
+        mark["listed"] = set(entries)  # looked up once per entry of the folder
     return mark
 
 
@@ -121,12 +121,16 @@ def _entries(folder: Path) -> list[str]:
     return sorted(found)
 
 
+def _is_listed(entry: str, mark: dict) -> bool:
+    """Whether the mark says hwsim wrote `entry` (a sweep's: its layout does)."""
+    if mark.get("layout") == SWEEP_LAYOUT:
+        return _SWEEP_ENTRY.fullmatch(entry) is not None
+    return entry in mark["listed"]
+
+
 def _foreign(folder: Path, mark: dict) -> list[str]:
     """What `folder` holds that its mark does not say hwsim wrote."""
-    if mark.get("layout") == SWEEP_LAYOUT:
-        return [entry for entry in _entries(folder) if not _SWEEP_ENTRY.fullmatch(entry)]
-    listed = set(mark["entries"])
-    return [entry for entry in _entries(folder) if entry not in listed]
+    return [entry for entry in _entries(folder) if not _is_listed(entry, mark)]
 
 
 def write_mark(folder: Path, command: str, *, layout: str | None = None) -> None:
@@ -175,8 +179,7 @@ def _remove_listed(folder: Path, mark: dict | None) -> None:
         with suppress(OSError):
             folder.rmdir()
         return
-    foreign = set(_foreign(folder, mark))
-    entries = [entry for entry in _entries(folder) if entry not in foreign]
+    entries = [entry for entry in _entries(folder) if _is_listed(entry, mark)]
     for entry in entries:
         if not entry.endswith("/"):
             with suppress(FileNotFoundError):
@@ -220,8 +223,7 @@ class OutputFolder:
         return _named(self.flag, self.path)
 
     def __enter__(self) -> Path:
-        self.target = claim(self.path, inputs=self.inputs, flag=self.flag)
-        _remove_stale(self.target)
+        _remove_stale(self.target)  # claimed at construction; the swap checks again
         make_parent(self.target)
         with signals_held():  # no interruption between making the folder and knowing it
             try:
@@ -317,11 +319,7 @@ def claim(
     if _is_within(cwd, target):
         what = "is the working folder" if target == cwd else "holds the working folder"
         raise OutputError(f"{name}: {what}; give a folder of its own (e.g. reports/out)")
-    for item in inputs:
-        try:
-            source = (cwd / item).resolve(strict=True)  # a shipped name is not a path
-        except (OSError, RuntimeError):
-            continue
+    for item, source in _existing(cwd, inputs):
         if _is_within(source, target):
             raise OutputError(
                 f"{name}: holds the input {item}, which writing it would replace; "
@@ -336,6 +334,15 @@ def claim(
     if not os.access(target, os.W_OK | os.X_OK) or not os.access(target.parent, os.W_OK):
         raise OutputError(f"{name}: the folder is not writable")
     return target
+
+
+def _existing(cwd: Path, items: Iterable[str | Path]) -> Iterator[tuple[str | Path, Path]]:
+    """(item, its real path) for each input that exists (a shipped name is not a path)."""
+    for item in items:
+        try:
+            yield item, (cwd / item).resolve(strict=True)
+        except (OSError, RuntimeError):
+            continue
 
 
 def _resolved(path: Path, name: str) -> tuple[Path, Path]:
@@ -358,11 +365,7 @@ def refuse_inside(path: str | Path, folders: Iterable[Path], flag: str = "") -> 
     whole: what it wrote there would be read back as part of them next time)."""
     name = _named(flag, Path(path))
     cwd, target = _resolved(Path(path), name)
-    for folder in folders:
-        try:
-            source = (cwd / folder).resolve(strict=True)
-        except (OSError, RuntimeError):
-            continue
+    for folder, source in _existing(cwd, folders):
         if source.is_dir() and source in target.parents:
             raise OutputError(
                 f"{name}: is inside the input {folder}, which would then hold it; give a "
@@ -378,12 +381,9 @@ def check_output_file_target(
     path = Path(path)
     name = _named(flag, path)
     cwd, target = _resolved(path, name)
-    for item in inputs:
-        try:
-            if (cwd / item).resolve(strict=True) == target:
-                raise OutputError(f"{name}: is the input {item}; give another path")
-        except (OSError, RuntimeError):
-            continue
+    for item, source in _existing(cwd, inputs):
+        if source == target:
+            raise OutputError(f"{name}: is the input {item}; give another path")
 
 
 def _check_creatable(target: Path, name: str) -> None:
