@@ -1,15 +1,18 @@
-"""What every layer has: the tensor names it reads and writes, its parameters and gradients,
-and the context of the pass it runs in; and the activation functions with their derivatives."""
+"""What every layer has: the tensor names it reads and writes, the operands and ops it
+describes (`hwsim.train.ops`), its parameters and gradients, and the context of the pass it
+runs in; and the activation functions with their derivatives."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from hwsim.specs.network import Activation, LayerShape, LayerSpec
-from hwsim.specs.trace import ElementwiseOp, Phase, Role
-from hwsim.train.tracer import Access, Tracer
+from hwsim.specs.trace import Role, Slot
+from hwsim.train.ops import OpDesc, OperandDesc
+from hwsim.train.tracer import Tracer
 
 
 @dataclass
@@ -69,6 +72,34 @@ class Layer:
     def input_role(self) -> Role:
         return Role.INPUT if self.input_tensor == "input" else Role.ACTIVATION
 
+    # --------------------------------------------------- operands, for a batch
+    def input_elements(self, batch: int) -> int:
+        return batch * math.prod(self.shape.input_shape)
+
+    def output_elements(self, batch: int) -> int:
+        return batch * math.prod(self.shape.output_shape)
+
+    def input_operand(self, batch: int, slot: Slot | None = None) -> OperandDesc:
+        return OperandDesc(self.input_tensor, self.input_role(), self.input_elements(batch), slot)
+
+    def output_operand(self, batch: int, slot: Slot | None = None) -> OperandDesc:
+        return OperandDesc(self.output_tensor, Role.ACTIVATION, self.output_elements(batch), slot)
+
+    def output_error_operand(self, batch: int, slot: Slot | None = None) -> OperandDesc:
+        return OperandDesc(self.output_error_tensor, Role.ERROR, self.output_elements(batch), slot)
+
+    def input_error_operand(self, batch: int, slot: Slot | None = None) -> OperandDesc:
+        return OperandDesc(self.input_error_tensor, Role.ERROR, self.input_elements(batch), slot)
+
+    # ------------------------------------------------ the ops, in the order they run
+    def forward_ops(self, batch: int) -> list[OpDesc]:
+        """The records of a training forward pass over `batch` examples (none: a re-view)."""
+        return []
+
+    def backward_ops(self, batch: int, input_error: bool) -> list[OpDesc]:
+        """The records of a backward pass (`input_error`: also the error for the input)."""
+        return []
+
     def _kept(self, array: np.ndarray | None, what: str) -> np.ndarray:
         """An array the last training forward pass kept for backward."""
         if array is None:
@@ -82,22 +113,3 @@ class Layer:
 
     def backward(self, dy: np.ndarray, ctx: StepContext, input_error: bool) -> np.ndarray | None:
         raise NotImplementedError
-
-    def _elementwise(
-        self,
-        ctx: StepContext,
-        phase: Phase,
-        function: str,
-        reads: list[Access],
-        writes: list[Access],
-        elements: int,
-    ) -> None:
-        if ctx.tracer is not None:
-            ctx.tracer.record(
-                layer=self.name,
-                phase=phase,
-                op=ElementwiseOp(kind="elementwise", function=function, elements=elements),
-                reads=reads,
-                writes=writes,
-                other_ops=elements,
-            )

@@ -1,9 +1,10 @@
 """Layers written out by hand in numpy, vectorised over the batch (NHWC layout).
 
-Each layer's forward and backward sit side by side.  `backward` takes the error with respect to
-the layer's output and returns the error with respect to its input (only when asked: DFA and
-SSDFA never propagate through a weight layer).  When the step is traced, every op is recorded
-where it runs.
+Each layer kind states the ops it performs (`forward_ops`, `backward_ops`: the records of its
+passes, `hwsim.train.ops`) beside the forward and backward that run them.  `backward` takes the
+error with respect to the layer's output and returns the error with respect to its input (only
+when asked: DFA and SSDFA never propagate through a weight layer).  When the step is traced,
+each pass records its described ops with the arrays they ran on.
 
 The base class and step context live in `layer_base`, dense and conv2d in `weight_layers`, and
 the window geometry in `windows`; their names are importable from here too.
@@ -20,9 +21,9 @@ from hwsim.specs.network import (
     LayerShape,
     MaxPoolLayer,
 )
-from hwsim.specs.trace import Phase, ReduceOp, Role
+from hwsim.specs.trace import Phase, Role
 from hwsim.train.layer_base import Layer, StepContext, activate, activation_derivative
-from hwsim.train.tracer import Access
+from hwsim.train.ops import OpDesc, OperandDesc, elementwise, reduction
 from hwsim.train.weight_layers import Conv2D, Dense
 from hwsim.train.weight_layers import WeightLayer as WeightLayer
 from hwsim.train.windows import scatter_windows, window_padding, windows
@@ -42,6 +43,17 @@ class MaxPool(Layer):
         self._argmax: np.ndarray | None = None
         self._input_shape: tuple[int, ...] = ()
 
+    def forward_ops(self, batch: int) -> list[OpDesc]:
+        """The max over each window (pool_size² values an output, overlapping or not)."""
+        inputs = self.output_elements(batch) * self.spec.pool_size**2
+        source, result = self.input_operand(batch), self.output_operand(batch)
+        return [reduction(self.name, Phase.FORWARD, "max", source, result, inputs)]
+
+    def backward_ops(self, batch: int, input_error: bool) -> list[OpDesc]:
+        """Each error routed to the input its window's max came from."""
+        dy, dx = self.output_error_operand(batch), self.input_error_operand(batch)
+        return [elementwise(self.name, Phase.ERROR, "max_pool_route", [dy], [dx], dx.elements)]
+
     def forward(self, x: np.ndarray, ctx: StepContext) -> np.ndarray:
         k = self.spec.pool_size
         out_h, out_w, _channels = self.shape.output_shape
@@ -50,14 +62,7 @@ class MaxPool(Layer):
         argmax = flat.argmax(axis=-1)
         y = np.take_along_axis(flat, argmax[..., None], axis=-1)[..., 0]
         if ctx.tracer is not None:
-            ctx.tracer.record(
-                layer=self.name,
-                phase=Phase.FORWARD,
-                op=ReduceOp(kind="reduce", function="max", inputs=flat.size, outputs=y.size),
-                reads=[Access(self.input_tensor, self.input_role(), x)],
-                writes=[Access(self.output_tensor, Role.ACTIVATION, y)],
-                other_ops=flat.size,
-            )
+            ctx.tracer.record_pass(self.name, self.forward_ops(x.shape[0]), [([x], [y])])
         if ctx.training:
             self._argmax, self._input_shape = argmax, x.shape
         return y
@@ -70,14 +75,8 @@ class MaxPool(Layer):
         b, i, j, c = np.indices((batch, out_h, out_w, channels), sparse=True)
         dwin[b, i, j, rows, cols, c] = dy
         dx = scatter_windows(dwin, self._input_shape, k, self.stride, self.pads)
-        self._elementwise(
-            ctx,
-            Phase.ERROR,
-            "max_pool_route",
-            [Access(self.output_error_tensor, Role.ERROR, dy)],
-            [Access(self.input_error_tensor, Role.ERROR, dx)],
-            dx.size,
-        )
+        if ctx.tracer is not None:
+            ctx.tracer.record_pass(self.name, self.backward_ops(batch, True), [([dy], [dx])])
         return dx
 
 
@@ -98,13 +97,34 @@ class Flatten(Layer):
 
 
 class Dropout(Layer):
+    """Inverted dropout in training; at rate 0 it moves nothing, and like flatten records
+    nothing and aliases its input's tensors."""
+
     spec: DropoutLayer
 
     def __init__(self, spec: DropoutLayer, shape: LayerShape, input_tensor: str) -> None:
         super().__init__(spec, shape, input_tensor)
         self._mask: np.ndarray | None = None
-        if spec.rate == 0:  # moves nothing: like flatten, its tensors are its input's
+        if spec.rate == 0:
             self.output_tensor = input_tensor
+
+    def _mask_operand(self, batch: int) -> OperandDesc:
+        return OperandDesc(f"{self.name}.mask", Role.ACTIVATION, self.input_elements(batch))
+
+    def forward_ops(self, batch: int) -> list[OpDesc]:
+        if self.spec.rate == 0:
+            return []
+        reads, writes = [self.input_operand(batch)], [self.output_operand(batch)]
+        writes.append(self._mask_operand(batch))
+        elements = self.input_elements(batch)
+        return [elementwise(self.name, Phase.FORWARD, "dropout", reads, writes, elements)]
+
+    def backward_ops(self, batch: int, input_error: bool) -> list[OpDesc]:
+        if self.spec.rate == 0:
+            return []
+        reads = [self.output_error_operand(batch), self._mask_operand(batch)]
+        dx = self.input_error_operand(batch)
+        return [elementwise(self.name, Phase.ERROR, "dropout_mask", reads, [dx], dx.elements)]
 
     def forward(self, x: np.ndarray, ctx: StepContext) -> np.ndarray:
         rate = self.spec.rate
@@ -116,34 +136,18 @@ class Dropout(Layer):
         keep = ctx.rng.random(x.shape, dtype=np.float32) >= rate
         self._mask = keep.astype(x.dtype) / (1 - rate)
         y = x * self._mask
-        self._elementwise(
-            ctx,
-            Phase.FORWARD,
-            "dropout",
-            [Access(self.input_tensor, self.input_role(), x)],
-            [
-                Access(self.output_tensor, Role.ACTIVATION, y),
-                Access(f"{self.name}.mask", Role.ACTIVATION, self._mask),
-            ],
-            x.size,
-        )
+        if ctx.tracer is not None:
+            arrays = [([x], [y, self._mask])]
+            ctx.tracer.record_pass(self.name, self.forward_ops(x.shape[0]), arrays)
         return y
 
     def backward(self, dy: np.ndarray, ctx: StepContext, input_error: bool) -> np.ndarray | None:
         if self._mask is None:
             return dy
         dx = dy * self._mask
-        self._elementwise(
-            ctx,
-            Phase.ERROR,
-            "dropout_mask",
-            [
-                Access(self.output_error_tensor, Role.ERROR, dy),
-                Access(f"{self.name}.mask", Role.ACTIVATION, self._mask),
-            ],
-            [Access(self.input_error_tensor, Role.ERROR, dx)],
-            dx.size,
-        )
+        if ctx.tracer is not None:
+            arrays = [([dy, self._mask], [dx])]
+            ctx.tracer.record_pass(self.name, self.backward_ops(dy.shape[0], True), arrays)
         return dx
 
 
@@ -154,16 +158,21 @@ class ActivationFunction(Layer):
         super().__init__(spec, shape, input_tensor)
         self._y: np.ndarray | None = None
 
+    def forward_ops(self, batch: int) -> list[OpDesc]:
+        function, elements = self.spec.function.value, self.input_elements(batch)
+        reads, writes = [self.input_operand(batch)], [self.output_operand(batch)]
+        return [elementwise(self.name, Phase.FORWARD, function, reads, writes, elements)]
+
+    def backward_ops(self, batch: int, input_error: bool) -> list[OpDesc]:
+        function = f"{self.spec.function.value}_derivative"
+        reads = [self.output_error_operand(batch), self.output_operand(batch)]
+        dx = self.input_error_operand(batch)
+        return [elementwise(self.name, Phase.ERROR, function, reads, [dx], dx.elements)]
+
     def forward(self, x: np.ndarray, ctx: StepContext) -> np.ndarray:
         y = activate(self.spec.function, x)
-        self._elementwise(
-            ctx,
-            Phase.FORWARD,
-            self.spec.function.value,
-            [Access(self.input_tensor, self.input_role(), x)],
-            [Access(self.output_tensor, Role.ACTIVATION, y)],
-            x.size,
-        )
+        if ctx.tracer is not None:
+            ctx.tracer.record_pass(self.name, self.forward_ops(x.shape[0]), [([x], [y])])
         if ctx.training:
             self._y = y
         return y
@@ -171,17 +180,9 @@ class ActivationFunction(Layer):
     def backward(self, dy: np.ndarray, ctx: StepContext, input_error: bool) -> np.ndarray | None:
         y = self._kept(self._y, "output")
         dx = dy * activation_derivative(self.spec.function, y)
-        self._elementwise(
-            ctx,
-            Phase.ERROR,
-            f"{self.spec.function.value}_derivative",
-            [
-                Access(self.output_error_tensor, Role.ERROR, dy),
-                Access(self.output_tensor, Role.ACTIVATION, y),
-            ],
-            [Access(self.input_error_tensor, Role.ERROR, dx)],
-            dx.size,
-        )
+        if ctx.tracer is not None:
+            arrays = [([dy, y], [dx])]
+            ctx.tracer.record_pass(self.name, self.backward_ops(dy.shape[0], True), arrays)
         return dx
 
 

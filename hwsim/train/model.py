@@ -9,9 +9,9 @@ from enum import StrEnum
 import numpy as np
 
 from hwsim.specs.network import Activation, NetworkSpec, infer_shapes
-from hwsim.specs.trace import ElementwiseOp, Phase, Role
+from hwsim.specs.trace import Phase, Role
 from hwsim.train.layers import LAYER_CLASSES, Layer, StepContext, WeightLayer
-from hwsim.train.tracer import Access
+from hwsim.train.ops import OpDesc, OperandDesc, elementwise
 
 
 class WeightInit(StrEnum):
@@ -99,6 +99,28 @@ class Model:
             x = layer.forward(x, ctx)
         return x
 
+    def loss_ops(self, batch: int) -> list[OpDesc]:
+        """Softmax of the logits (3 vector ops a logit: exp, sum, divide) and the output error
+        E = (softmax − Y) / batch (2 a logit: subtract, scale), recorded on the output layer."""
+        out = self.output_layer
+        logits = out.output_operand(batch)
+        probabilities = OperandDesc("softmax.out", Role.ACTIVATION, logits.elements)
+        labels = OperandDesc("label", Role.LABEL, batch)
+        return [
+            elementwise(
+                out.name, Phase.FORWARD, "softmax", [logits], [probabilities], logits.elements, 3
+            ),
+            elementwise(
+                out.name,
+                Phase.ERROR,
+                "softmax_cross_entropy_error",
+                [probabilities, labels],
+                [out.output_error_operand(batch)],
+                logits.elements,
+                2,
+            ),
+        ]
+
     def loss_and_error(
         self, logits: np.ndarray, labels: np.ndarray, ctx: StepContext
     ) -> tuple[float, np.ndarray, np.ndarray]:
@@ -115,28 +137,8 @@ class Model:
         error[rows, labels] -= 1
         error /= batch
         if ctx.tracer is not None:
-            out = self.output_layer
-            ctx.tracer.record(
-                layer=out.name,
-                phase=Phase.FORWARD,
-                op=ElementwiseOp(kind="elementwise", function="softmax", elements=logits.size),
-                reads=[Access(out.output_tensor, Role.ACTIVATION, logits)],
-                writes=[Access("softmax.out", Role.ACTIVATION, probabilities)],
-                other_ops=3 * logits.size,
-            )
-            ctx.tracer.record(
-                layer=out.name,
-                phase=Phase.ERROR,
-                op=ElementwiseOp(
-                    kind="elementwise", function="softmax_cross_entropy_error", elements=logits.size
-                ),
-                reads=[
-                    Access("softmax.out", Role.ACTIVATION, probabilities),
-                    Access("label", Role.LABEL, labels),
-                ],
-                writes=[Access(out.output_error_tensor, Role.ERROR, error)],
-                other_ops=2 * logits.size,
-            )
+            arrays = [([logits], [probabilities]), ([probabilities, labels], [error])]
+            ctx.tracer.record_pass(self.output_layer.name, self.loss_ops(batch), arrays)
         return loss, error, probabilities
 
     def predict(self, x: np.ndarray, chunk: int = 512) -> np.ndarray:

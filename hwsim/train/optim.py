@@ -6,13 +6,46 @@ from __future__ import annotations
 import numpy as np
 
 from hwsim.specs.network import OptimizerName
-from hwsim.specs.trace import ElementwiseOp, Operand, OptimizerInfo, Phase, Role
+from hwsim.specs.trace import OptimizerInfo, Phase, Role
 from hwsim.train.layers import StepContext, WeightLayer
-from hwsim.train.tracer import Access, Tracer, measure
+from hwsim.train.ops import OpDesc, OperandDesc, elementwise
+from hwsim.train.tracer import density
 
 SGD_OPS_PER_ELEMENT = 2  # w -= lr·g
 MOMENTUM_OPS_PER_ELEMENT = 4  # v = μv + g; w -= lr·v
 ADAM_OPS_PER_ELEMENT = 12  # two moment updates, bias corrections, sqrt, divide, update
+
+
+def state_names(info: OptimizerInfo) -> tuple[str, ...]:
+    """The state tensors the optimizer keeps per parameter."""
+    if info.name == OptimizerName.ADAM:
+        return ("adam_m", "adam_v")
+    return ("momentum",) if info.momentum else ()
+
+
+def ops_per_element(info: OptimizerInfo) -> int:
+    if info.name == OptimizerName.ADAM:
+        return ADAM_OPS_PER_ELEMENT
+    return MOMENTUM_OPS_PER_ELEMENT if info.momentum else SGD_OPS_PER_ELEMENT
+
+
+def update_op(info: OptimizerInfo, layer: str, param: OperandDesc) -> OpDesc:
+    """The update of one parameter: it reads the parameter, its gradient and its state, and
+    writes the parameter and its state."""
+    states = [
+        OperandDesc(f"{param.tensor}.{state}", Role.OPTIMIZER_STATE, param.elements)
+        for state in state_names(info)
+    ]
+    gradient = OperandDesc(f"{param.tensor}.grad", Role.GRADIENT, param.elements)
+    return elementwise(
+        layer,
+        Phase.UPDATE,
+        f"{info.name}_update",
+        [param, gradient, *states],
+        [param, *states],
+        param.elements,
+        ops_per_element(info),
+    )
 
 
 class Optimizer:
@@ -21,31 +54,23 @@ class Optimizer:
         self.state: dict[tuple[str, str], list[np.ndarray]] = {}
         self.steps = 0
 
-    @property
-    def state_names(self) -> tuple[str, ...]:
-        if self.info.name == OptimizerName.ADAM:
-            return ("adam_m", "adam_v")
-        return ("momentum",) if self.info.momentum else ()
-
     def step(self, layers: list[WeightLayer], ctx: StepContext) -> None:
         self.steps += 1
         for layer in layers:
-            for param, value in layer.params.items():
+            for param, operand in layer.parameters():
+                value, grad = layer.params[param], layer.grads[param]
                 key = (layer.name, param)
                 if key not in self.state:
-                    self.state[key] = [np.zeros_like(value) for _ in self.state_names]
+                    self.state[key] = [np.zeros_like(value) for _ in state_names(self.info)]
                 state = self.state[key]
-                grad = layer.grads[param]
-                reads = (
-                    self._reads(layer.name, param, value, grad, state)
-                    if ctx.tracer is not None
-                    else []
-                )
-                ops = self._apply(value, grad, state)
+                tracing = ctx.tracer is not None  # measure before the update overwrites
+                reads = [density(array) for array in (value, grad, *state)] if tracing else []
+                self._apply(value, grad, state)
                 if ctx.tracer is not None:
-                    self._record(ctx.tracer, layer.name, param, value, reads, state, ops)
+                    desc = update_op(self.info, layer.name, operand)
+                    ctx.tracer.record_run(desc, reads, [value, *state])
 
-    def _apply(self, value: np.ndarray, grad: np.ndarray, state: list[np.ndarray]) -> int:
+    def _apply(self, value: np.ndarray, grad: np.ndarray, state: list[np.ndarray]) -> None:
         info = self.info
         if info.name == OptimizerName.ADAM:
             beta1, beta2, epsilon = info.beta1, info.beta2, info.epsilon
@@ -68,57 +93,13 @@ class Optimizer:
             np.divide(m, scratch, out=scratch)
             scratch *= step_size
             value -= scratch
-            return ADAM_OPS_PER_ELEMENT
-        if state:
+        elif state:
             (velocity,) = state
             velocity *= info.momentum
             velocity += grad
             value -= info.learning_rate * velocity
-            return MOMENTUM_OPS_PER_ELEMENT
-        value -= info.learning_rate * grad
-        return SGD_OPS_PER_ELEMENT
-
-    def _accesses(
-        self, layer: str, param: str, value: np.ndarray, state: list[np.ndarray]
-    ) -> list[Access]:
-        role = Role.WEIGHT if param == "weight" else Role.BIAS
-        tensor = f"{layer}.{param}"
-        return [
-            Access(tensor, role, value),
-            *(
-                Access(f"{tensor}.{name}", Role.OPTIMIZER_STATE, array)
-                for name, array in zip(self.state_names, state, strict=True)
-            ),
-        ]
-
-    def _reads(
-        self, layer: str, param: str, value: np.ndarray, grad: np.ndarray, state: list[np.ndarray]
-    ) -> list[Operand]:
-        """Measured before the update overwrites them."""
-        weight, *states = self._accesses(layer, param, value, state)
-        gradient = Access(f"{layer}.{param}.grad", Role.GRADIENT, grad)
-        return [measure(access) for access in (weight, gradient, *states)]
-
-    def _record(
-        self,
-        tracer: Tracer,
-        layer: str,
-        param: str,
-        value: np.ndarray,
-        reads: list[Operand],
-        state: list[np.ndarray],
-        ops_per_element: int,
-    ) -> None:
-        tracer.record(
-            layer=layer,
-            phase=Phase.UPDATE,
-            op=ElementwiseOp(
-                kind="elementwise", function=f"{self.info.name}_update", elements=value.size
-            ),
-            reads=reads,
-            writes=self._accesses(layer, param, value, state),
-            other_ops=ops_per_element * value.size,
-        )
+        else:
+            value -= info.learning_rate * grad
 
 
 def optimizer_info(

@@ -6,9 +6,15 @@
 
 Under DFA/SSDFA the error is injected at the end of the layer's block (after its pooling and
 dropout) and flows back through them to the layer; it never crosses a weight layer.
+
+What a rule does in a backward pass is a schedule (`backward_schedule`): which layers run
+backward, in order, whether each passes an error to its input, and where a feedback projection
+injects one.  The live rules run it; a shape-only trace describes it.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -16,32 +22,93 @@ from hwsim.specs.trace import Algorithm, GatherOp, MatmulOp, Phase, Role, Slot
 from hwsim.train.feedback import DenseFeedback, SparseFeedback, make_feedback
 from hwsim.train.layers import StepContext
 from hwsim.train.model import FeedbackTarget, Model
-from hwsim.train.tracer import Access
+from hwsim.train.ops import OpDesc, OperandDesc, op
 
 
-def _backward_to(model: Model, top: int, bottom: int, delta: np.ndarray, ctx: StepContext) -> None:
-    """Run layers `top` down to `bottom` backward, each passing its input error to the one below;
-    the bottom one, a weight layer, is not asked for its input error."""
-    for index in range(top, bottom, -1):
-        layer = model.layers[index]
-        below = layer.backward(delta, ctx, input_error=True)
-        if below is None:
-            raise RuntimeError(f"layer '{layer.name}' gave no input error")
-        delta = below
-    model.layers[bottom].backward(delta, ctx, input_error=False)
+@dataclass(frozen=True)
+class Backward:
+    """Layer `layer_index` runs backward on the error in hand (`input_error`: and passes one
+    to its input, which the next step takes)."""
+
+    layer_index: int
+    input_error: bool
 
 
-class Backprop:
-    algorithm = Algorithm.BP
+@dataclass(frozen=True)
+class Inject:
+    """The output error projected by a feedback matrix to the end of `target`'s block."""
 
-    def backward(self, model: Model, error: np.ndarray, ctx: StepContext) -> None:
+    target: FeedbackTarget
+
+
+def backward_schedule(model: Model, algorithm: Algorithm) -> list[Backward | Inject]:
+    """BP: every layer from the output down to the lowest trained one.  DFA and SSDFA: the
+    output layer, then each hidden block from its injected error down to its weight layer."""
+    if algorithm == Algorithm.BP:
         trainable = [
             i for i, layer in enumerate(model.layers) if layer.has_weights and layer.trainable
         ]
-        _backward_to(model, len(model.layers) - 1, min(trainable), error, ctx)
+        lowest = min(trainable)
+        return [Backward(i, i > lowest) for i in range(len(model.layers) - 1, lowest - 1, -1)]
+    steps: list[Backward | Inject] = [Backward(len(model.layers) - 1, False)]
+    for target in model.feedback_targets():
+        steps.append(Inject(target))
+        bottom = target.layer_index
+        steps.extend(Backward(i, i > bottom) for i in range(target.block_end, bottom - 1, -1))
+    return steps
 
 
-class FeedbackAlignment:
+def feedback_op(
+    model: Model, target: FeedbackTarget, batch: int, nonzeros_per_neuron: int | None
+) -> OpDesc:
+    """δ = E · B at the end of `target`'s block: a GEMM for a dense B, a gather of s errors a
+    neuron for a sparse one (SSDFA: `nonzeros_per_neuron` = s)."""
+    classes, neurons = model.network.classes, target.neurons
+    layer = model.layers[target.layer_index].name
+    error = model.output_layer.output_error_operand(batch)
+    end = model.layers[target.block_end]
+    delta = OperandDesc(end.output_error_tensor, Role.ERROR, batch * neurons)
+    if nonzeros_per_neuron is not None:
+        gather = GatherOp(
+            kind="gather",
+            rows=batch,
+            classes=classes,
+            neurons=neurons,
+            nonzeros_per_neuron=nonzeros_per_neuron,
+        )
+        feedback = OperandDesc(f"{layer}.feedback", Role.FEEDBACK, neurons * nonzeros_per_neuron)
+        return op(layer, Phase.ERROR, gather, [error, feedback], [delta])
+    gemm = MatmulOp(kind="matmul", m=batch, k=classes, n=neurons)
+    feedback = OperandDesc(f"{layer}.feedback", Role.FEEDBACK, classes * neurons, Slot.B)
+    return op(layer, Phase.ERROR, gemm, [error.as_slot(Slot.A), feedback], [delta.as_slot(Slot.C)])
+
+
+class Rule:
+    """Runs the backward schedule; BP's needs nothing more."""
+
+    algorithm = Algorithm.BP
+
+    def backward(self, model: Model, error: np.ndarray, ctx: StepContext) -> None:
+        delta: np.ndarray | None = error
+        for step in backward_schedule(model, self.algorithm):
+            if isinstance(step, Inject):
+                delta = self._inject(model, step.target, error, ctx)
+                continue
+            if delta is None:
+                raise RuntimeError("a layer below one that gave no input error ran backward")
+            delta = model.layers[step.layer_index].backward(delta, ctx, step.input_error)
+
+    def _inject(
+        self, model: Model, target: FeedbackTarget, error: np.ndarray, ctx: StepContext
+    ) -> np.ndarray:
+        raise NotImplementedError(f"{self.algorithm.value} injects no error")
+
+
+class Backprop(Rule):
+    algorithm = Algorithm.BP
+
+
+class FeedbackAlignment(Rule):
     """Shared by DFA and SSDFA: the output layer learns from E; hidden blocks from project(E)."""
 
     algorithm = Algorithm.DFA
@@ -67,54 +134,17 @@ class FeedbackAlignment:
             for target in self.targets
         }
 
-    def backward(self, model: Model, error: np.ndarray, ctx: StepContext) -> None:
-        model.output_layer.backward(error, ctx, input_error=False)
-        error_access = Access(model.output_layer.output_error_tensor, Role.ERROR, error)
-        for target in self.targets:
-            layer = model.layers[target.layer_index]
-            end = model.layers[target.block_end]
-            feedback = self.feedback[layer.name]
-            delta = feedback.project(error)
-            self._record(
-                ctx,
-                layer.name,
-                feedback,
-                error_access,
-                Access(end.output_error_tensor, Role.ERROR, delta),
-            )
-            delta = delta.reshape(error.shape[0], *model.shapes[target.block_end].output_shape)
-            _backward_to(model, target.block_end, target.layer_index, delta, ctx)
-
-    def _record(
-        self,
-        ctx: StepContext,
-        layer: str,
-        feedback: DenseFeedback | SparseFeedback,
-        error: Access,
-        delta: Access,
-    ) -> None:
-        if ctx.tracer is None:
-            return
-        batch, classes = error.array.shape
-        op: GatherOp | MatmulOp
-        if isinstance(feedback, SparseFeedback):
-            op = GatherOp(
-                kind="gather",
-                rows=batch,
-                classes=classes,
-                neurons=feedback.neurons,
-                nonzeros_per_neuron=feedback.nonzeros_per_neuron,
-            )
-            reads = [error, Access(f"{layer}.feedback", Role.FEEDBACK, feedback.values)]
-            writes = [delta]
-        else:  # e · B: a GEMM
-            op = MatmulOp(kind="matmul", m=batch, k=classes, n=feedback.neurons)
-            reads = [
-                error.as_slot(Slot.A),
-                Access(f"{layer}.feedback", Role.FEEDBACK, feedback.matrix, Slot.B),
-            ]
-            writes = [delta.as_slot(Slot.C)]
-        ctx.tracer.record(layer=layer, phase=Phase.ERROR, op=op, reads=reads, writes=writes)
+    def _inject(
+        self, model: Model, target: FeedbackTarget, error: np.ndarray, ctx: StepContext
+    ) -> np.ndarray:
+        feedback = self.feedback[model.layers[target.layer_index].name]
+        delta = feedback.project(error)
+        if ctx.tracer is not None:
+            s = feedback.nonzeros_per_neuron if isinstance(feedback, SparseFeedback) else None
+            stored = feedback.values if isinstance(feedback, SparseFeedback) else feedback.matrix
+            desc = feedback_op(model, target, error.shape[0], s)
+            ctx.tracer.record_run(desc, [error, stored], [delta])
+        return delta.reshape(error.shape[0], *model.shapes[target.block_end].output_shape)
 
 
 class DirectFeedbackAlignment(FeedbackAlignment):
@@ -135,9 +165,6 @@ class SparseDirectFeedbackAlignment(FeedbackAlignment):
         rank: int | None = None,
     ) -> None:
         super().__init__(model, rng, nonzeros_per_neuron=nonzeros_per_neuron, rank=rank)
-
-
-Rule = Backprop | DirectFeedbackAlignment | SparseDirectFeedbackAlignment
 
 
 def make_rule(

@@ -1,5 +1,5 @@
-"""The layers with weights, dense and conv2d: forward, and the backward passes to the weight
-gradient and (when asked) the input error, each recorded where it runs when the step is traced.
+"""The layers with weights, dense and conv2d: the ops they describe (forward, and the backward
+passes to the weight gradient and, when asked, the input error), and the numpy that runs them.
 """
 
 from __future__ import annotations
@@ -7,10 +7,13 @@ from __future__ import annotations
 import numpy as np
 
 from hwsim.specs.network import Activation, Conv2DLayer, DenseLayer, LayerShape
-from hwsim.specs.trace import Conv2DOp, ConvPass, MatmulOp, Phase, ReduceOp, Role, Slot
+from hwsim.specs.trace import Conv2DOp, ConvPass, MatmulOp, Phase, Role, Slot
 from hwsim.train.layer_base import Layer, StepContext, activate, activation_derivative
-from hwsim.train.tracer import Access, Tracer
+from hwsim.train.ops import OpDesc, OperandDesc, elementwise, op, reduction
+from hwsim.train.tracer import Measured
 from hwsim.train.windows import scatter_windows, window_padding, windows
+
+Arrays = list[tuple[list[Measured], list[Measured]]]
 
 
 class WeightLayer(Layer):
@@ -25,139 +28,149 @@ class WeightLayer(Layer):
         super().__init__(spec, shape, input_tensor)
         self.trainable = spec.trainable
         self.activation = spec.activation
-        fused = self.activation != Activation.LINEAR
-        self.pre_tensor = f"{self.name}.pre" if fused else self.output_tensor
+        self.fused = self.activation != Activation.LINEAR
+        self.pre_tensor = f"{self.name}.pre" if self.fused else self.output_tensor
         self._x: np.ndarray | None = None
         self._y: np.ndarray | None = None
 
-    def weight_reads(self) -> list[Access]:
-        """The weights (the GEMM's b) and the bias a forward pass reads."""
-        reads = [Access(f"{self.name}.weight", Role.WEIGHT, self.params["weight"], Slot.B)]
-        if "bias" in self.params:
-            reads.append(Access(f"{self.name}.bias", Role.BIAS, self.params["bias"]))
-        return reads
+    # ------------------------------------------------------------ what it does
+    def gemm(self, batch: int, conv_pass: ConvPass) -> MatmulOp | Conv2DOp:
+        """The GEMM of a pass over `batch` examples."""
+        raise NotImplementedError
 
-    def _activate(self, h: np.ndarray, ctx: StepContext) -> np.ndarray:
-        if self.activation == Activation.LINEAR:
-            return h
-        y = activate(self.activation, h)
-        self._elementwise(
-            ctx,
-            Phase.FORWARD,
-            self.activation.value,
-            [Access(self.pre_tensor, Role.ACTIVATION, h)],
-            [Access(self.output_tensor, Role.ACTIVATION, y)],
-            h.size,
-        )
+    def parameters(self) -> list[tuple[str, OperandDesc]]:
+        """Each parameter's name and operand, in the order the optimizer updates them."""
+        params = [("weight", OperandDesc(f"{self.name}.weight", Role.WEIGHT, self.shape.weights))]
+        if self.spec.use_bias:
+            bias = OperandDesc(f"{self.name}.bias", Role.BIAS, self.shape.output_shape[-1])
+            params.append(("bias", bias))
+        return params
+
+    def _pre(self, batch: int, slot: Slot | None = None) -> OperandDesc:
+        return OperandDesc(self.pre_tensor, Role.ACTIVATION, self.output_elements(batch), slot)
+
+    def _pre_error(self, batch: int, slot: Slot | None = None) -> OperandDesc:
+        elements = self.output_elements(batch)
+        return OperandDesc(f"{self.pre_tensor}.error", Role.ERROR, elements, slot)
+
+    def forward_ops(self, batch: int) -> list[OpDesc]:
+        """h = input · W (+ bias): the input in slot a, W in b, h in c; then f(h) if fused."""
+        (_, weight), *bias = self.parameters()
+        reads = [self.input_operand(batch, Slot.A), weight.as_slot(Slot.B), *(b for _, b in bias)]
+        y = self.output_elements(batch)
+        gemm = self.gemm(batch, ConvPass.FORWARD)
+        ops = [op(self.name, Phase.FORWARD, gemm, reads, [self._pre(batch, Slot.C)], y * len(bias))]
+        if self.fused:
+            ops.append(
+                elementwise(
+                    self.name,
+                    Phase.FORWARD,
+                    self.activation.value,
+                    [self._pre(batch)],
+                    [self.output_operand(batch)],
+                    y,
+                )
+            )
+        return ops
+
+    def backward_ops(self, batch: int, input_error: bool) -> list[OpDesc]:
+        """f'(h) if fused; dW = inputᵀ · error (a, b → c) and the bias sum if trained; the
+        input error = error · Wᵀ if asked."""
+        ops = []
+        name, error = self.name, self._pre_error(batch)
+        if self.fused:
+            ops.append(
+                elementwise(
+                    name,
+                    Phase.ERROR,
+                    f"{self.activation.value}_derivative",
+                    [self.output_error_operand(batch), self.output_operand(batch)],
+                    [error],
+                    self.output_elements(batch),
+                )
+            )
+        (_, weight), *bias = self.parameters()
+        if self.trainable:
+            gemm = self.gemm(batch, ConvPass.BACKWARD_WEIGHT)
+            reads = [self.input_operand(batch, Slot.A), error.as_slot(Slot.B)]
+            ops.append(op(name, Phase.GRADIENT, gemm, reads, [_gradient(weight, Slot.C)]))
+            ops.extend(reduction(name, Phase.GRADIENT, "sum", error, _gradient(b)) for _, b in bias)
+        if input_error:
+            gemm = self.gemm(batch, ConvPass.BACKWARD_DATA)
+            reads = [error.as_slot(Slot.A), weight.as_slot(Slot.B)]
+            ops.append(
+                op(name, Phase.ERROR, gemm, reads, [self.input_error_operand(batch, Slot.C)])
+            )
+        return ops
+
+    # ------------------------------------------------------------- how it runs
+    def _finish_forward(self, x: np.ndarray, h: np.ndarray, ctx: StepContext) -> np.ndarray:
+        y = activate(self.activation, h) if self.fused else h
+        if ctx.tracer is not None:
+            arrays: Arrays = [([x, *self.params.values()], [h])]
+            if self.fused:
+                arrays.append(([h], [y]))
+            ctx.tracer.record_pass(self.name, self.forward_ops(x.shape[0]), arrays)
+        if ctx.training:
+            self._x, self._y = x, y
         return y
 
-    def _activation_backward(self, dy: np.ndarray, ctx: StepContext) -> np.ndarray:
-        if self.activation == Activation.LINEAR:
+    def _error_before_activation(self, dy: np.ndarray) -> np.ndarray:
+        if not self.fused:
             return dy
-        y = self._kept(self._y, "output")
-        dh = dy * activation_derivative(self.activation, y)
-        self._elementwise(
-            ctx,
-            Phase.ERROR,
-            f"{self.activation.value}_derivative",
-            [
-                Access(self.output_error_tensor, Role.ERROR, dy),
-                Access(self.output_tensor, Role.ACTIVATION, y),
-            ],
-            [Access(f"{self.pre_tensor}.error", Role.ERROR, dh)],
-            dh.size,
-        )
-        return dh
+        return dy * activation_derivative(self.activation, self._kept(self._y, "output"))
 
-    def _trace_forward(
-        self, tracer: Tracer, op: MatmulOp | Conv2DOp, x: np.ndarray, h: np.ndarray
+    def _bias_gradient(self, dh: np.ndarray) -> None:
+        if "bias" in self.params:
+            self.grads["bias"] = dh.sum(axis=tuple(range(dh.ndim - 1)))
+
+    def _trace_backward(
+        self, ctx: StepContext, dy: np.ndarray, dh: np.ndarray, dx: np.ndarray | None
     ) -> None:
-        """The record of h = input · W (+ bias): the input in slot a, W in b, h in c."""
-        tracer.record(
-            layer=self.name,
-            phase=Phase.FORWARD,
-            op=op,
-            reads=[Access(self.input_tensor, self.input_role(), x, Slot.A), *self.weight_reads()],
-            writes=[Access(self.pre_tensor, Role.ACTIVATION, h, Slot.C)],
-            other_ops=h.size if "bias" in self.params else 0,
-        )
-
-    def _trace_weight_gradient(
-        self, tracer: Tracer, op: MatmulOp | Conv2DOp, x: np.ndarray, error_tensor: Access
-    ) -> None:
-        """The record of dW = inputᵀ · error: the input in slot a, the error in b, dW in c."""
-        tracer.record(
-            layer=self.name,
-            phase=Phase.GRADIENT,
-            op=op,
-            reads=[
-                Access(self.input_tensor, self.input_role(), x, Slot.A),
-                error_tensor.as_slot(Slot.B),
-            ],
-            writes=[
-                Access(f"{self.name}.weight.grad", Role.GRADIENT, self.grads["weight"], Slot.C)
-            ],
-        )
-
-    def _bias_gradient(self, dh: np.ndarray, ctx: StepContext) -> None:
-        if "bias" not in self.params:
+        if ctx.tracer is None:
             return
-        reduce_axes = tuple(range(dh.ndim - 1))
-        self.grads["bias"] = dh.sum(axis=reduce_axes)
-        if ctx.tracer is not None:
-            ctx.tracer.record(
-                layer=self.name,
-                phase=Phase.GRADIENT,
-                op=ReduceOp(
-                    kind="reduce", function="sum", inputs=dh.size, outputs=self.grads["bias"].size
-                ),
-                reads=[Access(f"{self.pre_tensor}.error", Role.ERROR, dh)],
-                writes=[Access(f"{self.name}.bias.grad", Role.GRADIENT, self.grads["bias"])],
-                other_ops=dh.size,
-            )
+        arrays: Arrays = []
+        if self.fused:
+            arrays.append(([dy, self._kept(self._y, "output")], [dh]))
+        if self.trainable:
+            arrays.append(([self._kept(self._x, "input"), dh], [self.grads["weight"]]))
+            if "bias" in self.grads:
+                arrays.append(([dh], [self.grads["bias"]]))
+        if dx is not None:
+            arrays.append(([dh, self.params["weight"]], [dx]))
+        ctx.tracer.record_pass(self.name, self.backward_ops(dh.shape[0], dx is not None), arrays)
+
+
+def _gradient(param: OperandDesc, slot: Slot | None = None) -> OperandDesc:
+    return OperandDesc(f"{param.tensor}.grad", Role.GRADIENT, param.elements, slot)
 
 
 class Dense(WeightLayer):
     spec: DenseLayer
 
+    def gemm(self, batch: int, conv_pass: ConvPass) -> MatmulOp:
+        features, units = self.shape.input_shape[0], self.shape.output_shape[0]
+        m, k, n = {
+            ConvPass.FORWARD: (batch, features, units),
+            ConvPass.BACKWARD_WEIGHT: (features, batch, units),
+            ConvPass.BACKWARD_DATA: (batch, units, features),
+        }[conv_pass]
+        return MatmulOp(kind="matmul", m=m, k=k, n=n)
+
     def forward(self, x: np.ndarray, ctx: StepContext) -> np.ndarray:
-        weight = self.params["weight"]
-        h = x @ weight
+        h = x @ self.params["weight"]
         if "bias" in self.params:
             h += self.params["bias"]
-        if ctx.tracer is not None:
-            op = MatmulOp(kind="matmul", m=x.shape[0], k=weight.shape[0], n=weight.shape[1])
-            self._trace_forward(ctx.tracer, op, x, h)
-        y = self._activate(h, ctx)
-        if ctx.training:
-            self._x, self._y = x, y
-        return y
+        return self._finish_forward(x, h, ctx)
 
     def backward(self, dy: np.ndarray, ctx: StepContext, input_error: bool) -> np.ndarray | None:
-        dh = self._activation_backward(dy, ctx)
+        dh = self._error_before_activation(dy)
         weight = self.params["weight"]
-        error_tensor = Access(f"{self.pre_tensor}.error", Role.ERROR, dh)
         if self.trainable:
-            x = self._kept(self._x, "input")
-            self.grads["weight"] = x.T @ dh
-            if ctx.tracer is not None:
-                op = MatmulOp(kind="matmul", m=x.shape[1], k=x.shape[0], n=dh.shape[1])
-                self._trace_weight_gradient(ctx.tracer, op, x, error_tensor)
-            self._bias_gradient(dh, ctx)
-        if not input_error:
-            return None
-        dx = dh @ weight.T
-        if ctx.tracer is not None:
-            ctx.tracer.record(
-                layer=self.name,
-                phase=Phase.ERROR,
-                op=MatmulOp(kind="matmul", m=dh.shape[0], k=dh.shape[1], n=weight.shape[0]),
-                reads=[
-                    error_tensor.as_slot(Slot.A),
-                    Access(f"{self.name}.weight", Role.WEIGHT, weight, Slot.B),
-                ],
-                writes=[Access(self.input_error_tensor, Role.ERROR, dx, Slot.C)],
-            )
+            self.grads["weight"] = self._kept(self._x, "input").T @ dh
+            self._bias_gradient(dh)
+        dx = dh @ weight.T if input_error else None
+        self._trace_backward(ctx, dy, dh, dx)
         return dx
 
 
@@ -174,7 +187,7 @@ class Conv2D(WeightLayer):
         )
         self._cols: np.ndarray | None = None
 
-    def _op(self, batch: int, conv_pass: ConvPass) -> Conv2DOp:
+    def gemm(self, batch: int, conv_pass: ConvPass) -> Conv2DOp:
         spec = self.spec
         height, width, channels = self.shape.input_shape
         out_h, out_w, filters = self.shape.output_shape
@@ -209,52 +222,30 @@ class Conv2D(WeightLayer):
         k = self.spec.kernel_size
         view = windows(x, k, self.spec.stride, out_h, out_w, self.pads)
         cols = view.transpose(0, 1, 2, 4, 5, 3).reshape(batch * out_h * out_w, -1)
-        weight = self.params["weight"]
-        h = cols @ weight.reshape(-1, filters)
+        h = cols @ self.params["weight"].reshape(-1, filters)
         if "bias" in self.params:
             h += self.params["bias"]
-        h = h.reshape(batch, out_h, out_w, filters)
-        if ctx.tracer is not None:
-            self._trace_forward(ctx.tracer, self._op(batch, ConvPass.FORWARD), x, h)
-        y = self._activate(h, ctx)
         if ctx.training:
-            self._x, self._y = x, y
             self._cols = cols if self.trainable else None
-        return y
+        return self._finish_forward(x, h.reshape(batch, out_h, out_w, filters), ctx)
 
     def backward(self, dy: np.ndarray, ctx: StepContext, input_error: bool) -> np.ndarray | None:
-        dh = self._activation_backward(dy, ctx)
-        batch = dh.shape[0]
+        dh = self._error_before_activation(dy)
         filters = self.shape.output_shape[2]
         dh_cols = dh.reshape(-1, filters)
         weight = self.params["weight"]
-        error_tensor = Access(f"{self.pre_tensor}.error", Role.ERROR, dh)
         if self.trainable:
             cols = self._kept(self._cols, "im2col columns")
             self.grads["weight"] = (cols.T @ dh_cols).reshape(weight.shape)
-            if ctx.tracer is not None:
-                op = self._op(batch, ConvPass.BACKWARD_WEIGHT)
-                x = self._kept(self._x, "input")
-                self._trace_weight_gradient(ctx.tracer, op, x, error_tensor)
-            self._bias_gradient(dh, ctx)
-        if not input_error:
-            return None
-        k = self.spec.kernel_size
-        out_h, out_w = self.shape.output_shape[:2]
-        channels = self.shape.input_shape[2]
-        dcols = dh_cols @ weight.reshape(-1, filters).T
-        dwin = dcols.reshape(batch, out_h, out_w, k, k, channels)
-        input_shape = self._kept(self._x, "input").shape
-        dx = scatter_windows(dwin, input_shape, k, self.spec.stride, self.pads)
-        if ctx.tracer is not None:
-            ctx.tracer.record(
-                layer=self.name,
-                phase=Phase.ERROR,
-                op=self._op(batch, ConvPass.BACKWARD_DATA),
-                reads=[
-                    error_tensor.as_slot(Slot.A),
-                    Access(f"{self.name}.weight", Role.WEIGHT, weight, Slot.B),
-                ],
-                writes=[Access(self.input_error_tensor, Role.ERROR, dx, Slot.C)],
-            )
+            self._bias_gradient(dh)
+        dx = self._input_error(dh_cols @ weight.reshape(-1, filters).T) if input_error else None
+        self._trace_backward(ctx, dy, dh, dx)
         return dx
+
+    def _input_error(self, dcols: np.ndarray) -> np.ndarray:
+        """The input error from the error of each im2col column."""
+        input_shape = self._kept(self._x, "input").shape
+        out_h, out_w = self.shape.output_shape[:2]
+        k, channels = self.spec.kernel_size, self.shape.input_shape[2]
+        dwin = dcols.reshape(input_shape[0], out_h, out_w, k, k, channels)
+        return scatter_windows(dwin, input_shape, k, self.spec.stride, self.pads)
