@@ -32,8 +32,9 @@ TABLES = ("costs", "breakdown", "resources", "timeline", "mapping", "history", "
 
 
 _FIG8_NOTE = (
-    "Per training example, every rule on every spec. Data movement counts bytes that leave a "
-    "tile or the chip: DRAM reads and writes plus bytes injected into the network-on-chip. "
+    "Per training example, every rule on every spec. Data movement counts bytes that reach a "
+    "tile or leave the chip: DRAM reads and writes plus every copy of NoC data a tile "
+    "receives (bytes delivered). "
     "Log axes; exact values on hover. The batch of each network's traced step is in costs.csv "
     "(`hwsim run` traces the paper's networks for one example, as the paper counts; a von "
     "Neumann machine fetches each weight once per batch, so larger batches narrow its gap: "
