@@ -22,7 +22,11 @@ SUMMARY_KEYS = (
     "sram_read_bytes",
     "sram_write_bytes",
     "noc_bytes",
+    "noc_injected_bytes",
+    "noc_delivered_bytes",
     "noc_byte_hops",
+    "off_tile_bytes",
+    "learning_off_tile_bytes",
     "energy_pj",
 )
 # The closed vocabulary of what is priced: every (component, action) the simulator counts,

@@ -148,9 +148,6 @@ def cost_row(algorithm: Algorithm, spec: str, arch: ArchSpec, summary: dict) -> 
     """What one traced step of `algorithm` costs per training example on `arch`."""
     row = {"algorithm": algorithm.value, "arch": spec, "substrate": arch.substrate.value}
     row.update({key: summary[key] for key in SUMMARY_KEYS})
-    row["off_tile_bytes"] = (
-        summary["dram_read_bytes"] + summary["dram_write_bytes"] + summary["noc_bytes"]
-    )
     return row
 
 

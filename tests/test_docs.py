@@ -85,3 +85,5 @@ def test_model_worked_example_is_current(tmp_path, capsys):
     expected = json.loads(documented)
     assert {key: result[key] for key in expected} == expected
     assert expected["noc_bytes"] == 128 + 512 + 512 + 2 + 2 * 20
+    assert expected["noc_delivered_bytes"] == 12 * 128 + 50 * 512 + 2 * 512 + 2 + (12 + 50) * 2
+    assert expected["learning_off_tile_bytes"] == 2 + 2 + (12 + 50) * 2  # label: DRAM, NoC

@@ -18,15 +18,18 @@ table = hw.compare(
     ["von_neumann", "distributed", "distributed_stationary"],
     batch_size=1,
 )
-columns = ["algorithm", "arch", "macs", "backward_macs", "off_tile_bytes", "energy_pj"]
+columns = ["algorithm", "arch", "macs", "backward_macs", "learning_off_tile_bytes", "energy_pj"]
 print(table[columns].to_string(index=False, float_format="{:,.0f}".format))
 
-# The paper's claim on its own substrate: SSDFA moves orders of magnitude less than BP.
-moved = table.set_index(["algorithm", "arch"])["off_tile_bytes"]
-ratio = moved[("bp", "von_neumann")] / moved[("ssdfa", "distributed_stationary")]
-print(
-    f"BP on von_neumann moves {ratio:,.0f}x the off-tile bytes of SSDFA on distributed_stationary"
-)
+# The paper's claim on its own substrate: SSDFA's learning phases move orders of magnitude
+# less than BP's and DFA's (data movement counted as delivered: every copy a tile receives).
+moved = table.set_index(["algorithm", "arch"])["learning_off_tile_bytes"]
+for rule in ("bp", "dfa"):
+    ratio = moved[(rule, "distributed_stationary")] / moved[("ssdfa", "distributed_stationary")]
+    print(
+        f"{rule} moves {ratio:,.0f}x the learning-phase off-tile bytes of SSDFA on "
+        "distributed_stationary"
+    )
 
 # Where the energy goes on the von Neumann spec, and a report of those steps.
 results = [

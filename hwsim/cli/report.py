@@ -233,8 +233,10 @@ def _print_run(args: argparse.Namespace, tables: list, costs) -> None:
         "cycles",
         "dram_read_bytes",
         "dram_write_bytes",
-        "noc_bytes",
+        "noc_injected_bytes",
+        "noc_delivered_bytes",
         "off_tile_bytes",
+        "learning_off_tile_bytes",
         "energy_pj",
     ]
     print(costs[cost_columns].to_string(index=False, float_format="{:,.0f}".format))

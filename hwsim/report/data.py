@@ -148,7 +148,7 @@ def find_steps(root: Path) -> list[Path]:
 class ReportData:
     """Everything the report draws, as tidy tables (one row per thing, per example)."""
 
-    costs: pd.DataFrame  # KEYS + summary figures + MACs by phase + off_tile_bytes
+    costs: pd.DataFrame  # KEYS + summary figures (off-tile bytes too) + MACs by phase
     breakdown: pd.DataFrame  # KEYS + layer, phase, component, action, count, bytes, energy
     resources: pd.DataFrame  # KEYS + resource, busy/idle/wait cycles, utilization
     timeline: pd.DataFrame  # KEYS + resource, start/end cycle, busy_fraction, bytes_per_cycle
@@ -194,9 +194,6 @@ def collect(
         row["batch_size"] = summary["run"]["batch_size"]
         row.update(
             {name: value for name, value in summary.items() if name not in ("breakdown", "run")}
-        )
-        row["off_tile_bytes"] = (
-            summary["dram_read_bytes"] + summary["dram_write_bytes"] + summary["noc_bytes"]
         )
         breakdown = step.breakdown
         macs = breakdown[breakdown["action"] == "mac"].groupby("phase")["count"].sum()

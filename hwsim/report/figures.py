@@ -1,12 +1,14 @@
 """The report's figures: each a function of the tidy tables (hwsim.report.data) that returns a
-plotly Figure.  One colour per rule and one bar pattern per substrate throughout; values on
-hover; log axes where values span decades."""
+plotly Figure.  One colour per rule and one bar pattern per substrate throughout (the Fig 8
+view colours by phase, its rules named on the axis); values on hover; log axes where values
+span decades."""
 
 from __future__ import annotations
 
 import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 
 RULE_COLOURS = {"bp": "#d62728", "dfa": "#1f77b4", "ssdfa": "#2ca02c"}
 SUBSTRATE_PATTERNS = {"von_neumann": "", "distributed": "/"}
@@ -57,76 +59,128 @@ FIG8_COLUMNS = (
     "algorithm",
     "arch",
     "substrate",
-    "macs",
-    "backward_macs",
+    "forward_macs",
+    "error_macs",
+    "gradient_macs",
     "dram_read_bytes",
     "dram_write_bytes",
-    "noc_bytes",
+    "noc_injected_bytes",
+    "noc_delivered_bytes",
     "off_tile_bytes",
+    "learning_off_tile_bytes",
+)
+# The Fig 8 view colours its bars by phase (what every rule shares is grey); the rule and
+# the spec of each bar are on its axis, the substrate is its pattern.
+MAC_PHASES = {"forward": "#7f7f7f", "error": "#ff7f0e", "gradient": "#9467bd"}
+MOVEMENT_PHASES = {"forward pass": "#7f7f7f", "learning phases": "#17becf"}
+FIG8_TITLE = (
+    "MACs and data movement per training example (the paper's Fig 8 view)<br><sup>MACs by "
+    "phase; off-tile bytes (DRAM + NoC bytes delivered) in the forward pass and in the "
+    "learning phases. Hatched: distributed substrates</sup>"
 )
 
 
-def _fig8_rows(costs: pd.DataFrame) -> pd.DataFrame:
-    """Two bars per step: its MACs and its off-tile bytes (MB), each with its detail."""
-    rows = []
-    for _, row in costs.iterrows():
-        base = {key: row[key] for key in ("network", "algorithm", "arch", "substrate")}
-        rows.append(
-            {
-                **base,
-                "quantity": "MACs per example",
-                "value": row["macs"],
-                "detail": f"backward MACs {row['backward_macs']:,.0f}",
-            }
+def _fig8_frame(costs: pd.DataFrame) -> pd.DataFrame:
+    """The costs in the view's order (network, rule, spec), with each bar's values: MACs by
+    phase, and off-tile bytes (MB) in the forward pass and in the learning phases."""
+    specs = list(dict.fromkeys(costs["arch"]))
+    frame = costs.assign(
+        _rule=costs["algorithm"].map({rule: i for i, rule in enumerate(RULE_COLOURS)}),
+        _spec=costs["arch"].map({spec: i for i, spec in enumerate(specs)}),
+    ).sort_values(["_rule", "_spec"], kind="stable")
+    dram_mb = (frame["dram_read_bytes"] + frame["dram_write_bytes"]) / 1e6
+    return pd.DataFrame(
+        {
+            "network": frame["network"],
+            "label": _label(frame),
+            "pattern": frame["substrate"].map(SUBSTRATE_PATTERNS).fillna(""),
+            **{phase: frame[f"{phase}_macs"] for phase in MAC_PHASES},
+            "forward pass": (frame["off_tile_bytes"] - frame["learning_off_tile_bytes"]) / 1e6,
+            "learning phases": frame["learning_off_tile_bytes"] / 1e6,
+            "detail": [
+                f"whole step: DRAM {dram:,.3f} MB, NoC {delivered / 1e6:,.3f} MB delivered "
+                f"({injected / 1e6:,.3f} MB injected)"
+                for dram, delivered, injected in zip(
+                    dram_mb, frame["noc_delivered_bytes"], frame["noc_injected_bytes"], strict=True
+                )
+            ],
+        }
+    )
+
+
+def _fig8_bars(rows: pd.DataFrame, first: bool) -> list[tuple[int, go.Bar]]:
+    """(row, bar) of one network (each bar's `meta`): MACs stacked by phase (row 1), off-tile
+    MB in the forward pass and in the learning phases side by side (row 2)."""
+    network = str(rows["network"].iloc[0])
+    bars = []
+    base = pd.Series(0.0, index=rows.index)
+    for phase, colour in MAC_PHASES.items():
+        bars.append(
+            (
+                1,
+                go.Bar(
+                    x=rows["label"],
+                    y=rows[phase],
+                    base=base.copy(),
+                    offsetgroup="macs",
+                    meta=network,
+                    name=f"{phase} MACs",
+                    legendgroup=phase,
+                    showlegend=first,
+                    marker={"color": colour, "pattern": {"shape": list(rows["pattern"])}},
+                    hovertemplate=f"%{{x}}<br>{phase} MACs %{{y:,.0f}}<extra></extra>",
+                ),
+            )
         )
-        dram_mb = (row["dram_read_bytes"] + row["dram_write_bytes"]) / 1e6
-        rows.append(
-            {
-                **base,
-                "quantity": "data movement (MB) per example",
-                "value": row["off_tile_bytes"] / 1e6,
-                "detail": f"DRAM {dram_mb:,.3f} MB, NoC {row['noc_bytes'] / 1e6:,.3f} MB",
-            }
+        base += rows[phase]
+    for phase, colour in MOVEMENT_PHASES.items():
+        bars.append(
+            (
+                2,
+                go.Bar(
+                    x=rows["label"],
+                    y=rows[phase],
+                    offsetgroup=phase,
+                    meta=network,
+                    name=f"data movement, {phase}",
+                    legendgroup=phase,
+                    showlegend=first,
+                    customdata=rows[["detail"]],
+                    marker={"color": colour, "pattern": {"shape": list(rows["pattern"])}},
+                    hovertemplate=f"%{{x}}<br>{phase}: %{{y:,.4g}} MB<br>%{{customdata[0]}}"
+                    "<extra></extra>",
+                ),
+            )
         )
-    return pd.DataFrame(rows)
+    return bars
 
 
 def fig8(costs: pd.DataFrame) -> go.Figure:
-    """The paper's Fig 8 view: MACs and data movement (MB) per training example, every rule on
-    every spec, one column per network."""
+    """The paper's Fig 8 view, every rule on every spec, one column per network: MACs per
+    training example on a linear axis from zero, stacked by phase (forward, error,
+    gradient), and data movement per example (MB, log axis) in the forward pass, which every
+    rule shares, beside the learning phases, where the rules differ."""
     if costs.empty:
         return _empty("MACs and data movement per training example", "no simulated steps")
-    frame = _fig8_rows(costs)
-    frame["rule · spec"] = _label(frame)
-    specs = list(dict.fromkeys(costs["arch"]))
-    order = [f"{rule} · {spec}" for rule in RULE_COLOURS for spec in specs]
-    figure = px.bar(
-        frame,
-        x="rule · spec",
-        y="value",
-        color="algorithm",
-        pattern_shape="substrate",
-        facet_row="quantity",
-        facet_col="network",
-        color_discrete_map=RULE_COLOURS,
-        pattern_shape_map=SUBSTRATE_PATTERNS,
-        hover_data={"detail": True, "value": ":,.4g"},
-        log_y=True,
-        facet_row_spacing=0.28,
-        facet_col_spacing=0.05,
-        height=820,
-        category_orders={
-            "quantity": ["MACs per example", "data movement (MB) per example"],
-            "rule · spec": order,
-        },
+    frame = _fig8_frame(costs)
+    networks = list(dict.fromkeys(frame["network"]))
+    figure = make_subplots(
+        rows=2,
+        cols=len(networks),
+        subplot_titles=networks,
+        vertical_spacing=0.28,
+        horizontal_spacing=0.05,
     )
-    figure.update_yaxes(matches=None, showticklabels=True, title_text="")
-    figure.update_xaxes(matches=None, showticklabels=True, title_text="", tickangle=-45)
-    return style(
-        figure,
-        "MACs and off-chip/off-tile data movement per training example "
-        "(the paper's Fig 8 view; DRAM + NoC bytes)",
-    )
+    for column, network in enumerate(networks, start=1):
+        for row, bar in _fig8_bars(frame[frame["network"] == network], column == 1):
+            figure.add_trace(bar, row=row, col=column)
+    figure.update_layout(barmode="group", height=820)
+    figure.update_yaxes(type="linear", rangemode="tozero", row=1)
+    figure.update_yaxes(type="log", row=2)
+    figure.update_yaxes(title_text="MACs per example", row=1, col=1)
+    figure.update_yaxes(title_text="data movement (MB) per example", row=2, col=1)
+    figure.update_xaxes(tickangle=-45)
+    return style(figure, FIG8_TITLE)
 
 
 def _group(component: str, action: str) -> str:

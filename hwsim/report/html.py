@@ -32,12 +32,18 @@ TABLES = ("costs", "breakdown", "resources", "timeline", "mapping", "history", "
 
 
 _FIG8_NOTE = (
-    "Per training example, every rule on every spec. Data movement counts bytes that leave a "
-    "tile or the chip: DRAM reads and writes plus bytes injected into the network-on-chip. "
-    "Log axes; exact values on hover. The batch of each network's traced step is in costs.csv "
-    "(`hwsim run` traces the paper's networks for one example, as the paper counts; a von "
-    "Neumann machine fetches each weight once per batch, so larger batches narrow its gap: "
-    "docs/validation.md). distributed_stationary is the paper's weight-stationary substrate."
+    "Per training example, every rule on every spec. Top: MACs on a linear axis from zero, "
+    "stacked by phase (forward, error, gradient); the backward pass is the error and "
+    "gradient parts. Bottom (log axis): data movement, the bytes that reach a tile or leave "
+    "the chip — DRAM reads and writes plus every copy of NoC data a tile receives (bytes "
+    "delivered, as the paper counts what each neuron must receive) — in the forward pass, "
+    "which every rule shares, beside the learning phases (error, gradient, update), where "
+    "the rules differ. Hatched bars are distributed substrates; exact values and the bytes "
+    "injected into the NoC on hover. The batch of each network's traced step is in "
+    "costs.csv (`hwsim run` traces the paper's networks for one example, as the paper "
+    "counts; a von Neumann machine fetches each weight once per batch, so larger batches "
+    "narrow its gap: docs/validation.md). distributed_stationary is the paper's "
+    "weight-stationary substrate."
 )
 Section = tuple[str, str, go.Figure]
 

@@ -64,18 +64,53 @@ class SimResult:
 
     def totals(self) -> dict[str, int]:
         """Per-step totals under the names `simulate --format json` uses."""
-        macs = int(self.breakdown.loc[self.breakdown["action"] == "mac", "count"].sum())
-        sram = "global_buffer" if self.substrate == "von_neumann" else "tile_sram"
-        return {
-            "macs": macs,
-            "cycles": self.cycles,
-            "dram_read_bytes": self.total("dram", "read"),
-            "dram_write_bytes": self.total("dram", "write"),
-            "sram_read_bytes": self.total(sram, "read") + self.total(sram, "drain"),
-            "sram_write_bytes": self.total(sram, "write") + self.total(sram, "fill"),
-            "noc_bytes": self.total("noc", "inject"),
-            "noc_byte_hops": self.total("noc", "byte_hop", "count"),
-        }
+        return step_totals(self.breakdown, self.substrate, self.cycles)
+
+
+# The phases whose traffic is the learning rule's own (the forward pass is every rule's).
+LEARNING_PHASES = frozenset({Phase.ERROR.value, Phase.GRADIENT.value, Phase.UPDATE.value})
+
+
+def step_totals(breakdown: pd.DataFrame, substrate: str, cycles: int) -> dict[str, int]:
+    """A step's totals from its breakdown, in one pass over the rows (a sweep prices many
+    small steps; a pandas mask per figure cost more than the sums).
+
+    NoC bytes are counted three ways: `noc_injected_bytes` (put on the network once per
+    transfer: a multicast counts once; `noc_bytes` is the same figure under its older name),
+    `noc_delivered_bytes` (every copy a tile receives) and `noc_byte_hops` (bytes × links
+    crossed).  `off_tile_bytes` = DRAM reads and writes + NoC delivered bytes;
+    `learning_off_tile_bytes` the same over the error, gradient and update phases."""
+    # (component, action) → count, bytes, bytes in the learning phases
+    sums: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0, 0])
+    for phase, component, action, count, nbytes in zip(
+        breakdown["phase"].tolist(),
+        breakdown["component"].tolist(),
+        breakdown["action"].tolist(),
+        breakdown["count"].tolist(),
+        breakdown["bytes"].tolist(),
+        strict=True,
+    ):
+        entry = sums[component, action]
+        entry[0] += count
+        entry[1] += nbytes
+        if phase in LEARNING_PHASES:
+            entry[2] += nbytes
+    sram = "global_buffer" if substrate == "von_neumann" else "tile_sram"
+    moved = ("dram", "read"), ("dram", "write"), ("noc", "deliver")
+    return {
+        "macs": sum(count for (_, action), (count, _, _) in sums.items() if action == "mac"),
+        "cycles": cycles,
+        "dram_read_bytes": sums["dram", "read"][1],
+        "dram_write_bytes": sums["dram", "write"][1],
+        "sram_read_bytes": sums[sram, "read"][1] + sums[sram, "drain"][1],
+        "sram_write_bytes": sums[sram, "write"][1] + sums[sram, "fill"][1],
+        "noc_bytes": sums["noc", "inject"][1],
+        "noc_injected_bytes": sums["noc", "inject"][1],
+        "noc_delivered_bytes": sums["noc", "deliver"][1],
+        "noc_byte_hops": sums["noc", "byte_hop"][0],
+        "off_tile_bytes": sum(sums[pair][1] for pair in moved),
+        "learning_off_tile_bytes": sum(sums[pair][2] for pair in moved),
+    }
 
 
 def _breakdown(ledger: Ledger, trace: Trace) -> pd.DataFrame:

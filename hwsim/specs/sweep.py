@@ -40,7 +40,11 @@ class Metric(StrEnum):
     SRAM_READ_BYTES = "sram_read_bytes"
     SRAM_WRITE_BYTES = "sram_write_bytes"
     NOC_BYTES = "noc_bytes"
+    NOC_INJECTED_BYTES = "noc_injected_bytes"
+    NOC_DELIVERED_BYTES = "noc_delivered_bytes"
     NOC_BYTE_HOPS = "noc_byte_hops"
+    OFF_TILE_BYTES = "off_tile_bytes"
+    LEARNING_OFF_TILE_BYTES = "learning_off_tile_bytes"
     ENERGY_PJ = "energy_pj"
 
 

@@ -7,7 +7,6 @@ a task is one point — its spec, its energies — and the indices of the worklo
 from __future__ import annotations
 
 import os
-from collections import defaultdict
 from typing import Any
 
 from hwsim.energy import SUMMARY_KEYS, per_example_breakdown
@@ -25,33 +24,9 @@ _traces: list[Trace] = []  # this worker process's copy of the sweep's workloads
 
 def metrics(result: SimResult, energies: ActionEnergies) -> dict[str, float]:
     """The per-example figures of `hwsim.energy.summarize` (the keys of `simulate --format
-    json`), equal to the last bit, without its breakdowns by component, phase and layer: the
-    step's totals in one pass over the breakdown instead of one pandas mask per figure."""
-    sums: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
-    rows = result.breakdown
-    for component, action, count, nbytes in zip(
-        rows["component"].tolist(),
-        rows["action"].tolist(),
-        rows["count"].tolist(),
-        rows["bytes"].tolist(),
-        strict=True,
-    ):
-        entry = sums[component, action]
-        entry[0] += count
-        entry[1] += nbytes
-    sram = "global_buffer" if result.substrate == "von_neumann" else "tile_sram"
-    totals = {
-        "macs": sum(count for (_, action), (count, _) in sums.items() if action == "mac"),
-        "cycles": result.cycles,
-        "dram_read_bytes": sums["dram", "read"][1],
-        "dram_write_bytes": sums["dram", "write"][1],
-        "sram_read_bytes": sums[sram, "read"][1] + sums[sram, "drain"][1],
-        "sram_write_bytes": sums[sram, "write"][1] + sums[sram, "fill"][1],
-        "noc_bytes": sums["noc", "inject"][1],
-        "noc_byte_hops": sums["noc", "byte_hop"][0],
-    }
+    json`), equal to the last bit, without its breakdowns by component, phase and layer."""
     batch = result.batch_size
-    figures = {key: value / batch for key, value in totals.items()}
+    figures = {key: value / batch for key, value in result.totals().items()}
     figures["latency_s"] = figures["cycles"] / result.clock_hz
     figures["energy_pj"] = float(per_example_breakdown(result, energies)["energy_pj"].sum())
     return {key: figures[key] for key in SUMMARY_KEYS}

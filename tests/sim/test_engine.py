@@ -466,7 +466,7 @@ def test_simulate_leaves_the_garbage_collector_as_it_found_it():
 def test_summary_has_the_documented_keys_per_example():
     result = simulate(arch(VON_NEUMANN), tiny_trace("bp", batch_size=4))
     summary = summarize(result, ENERGIES)
-    assert list(summary)[:10] == [
+    assert list(summary)[:14] == [
         "macs",
         "cycles",
         "latency_s",
@@ -475,7 +475,11 @@ def test_summary_has_the_documented_keys_per_example():
         "sram_read_bytes",
         "sram_write_bytes",
         "noc_bytes",
+        "noc_injected_bytes",
+        "noc_delivered_bytes",
         "noc_byte_hops",
+        "off_tile_bytes",
+        "learning_off_tile_bytes",
         "energy_pj",
     ]
     assert summary["macs"] == tiny_trace("bp", batch_size=4).macs / 4
