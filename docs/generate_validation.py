@@ -158,17 +158,24 @@ gradient and update phases; `noc_injected_bytes` counts a multicast once):
 
 - Learning-phase data movement on the paper's weight-stationary substrate
   (`{PAPER_SPEC}`), training one example at a time: BP ÷ SSDFA
-  **{paper.bp_learning_ratio:,.0f}×** (claim: ≥ {CLAIM_LEARNING_RATIO:.0f}×, {verdict}),
-  DFA ÷ SSDFA **{paper.dfa_learning_ratio:,.0f}×**; at batch {batch} (the tables above)
-  {result.bp_learning_ratio:,.0f}× and {result.dfa_learning_ratio:,.0f}×.
+  **{_times(paper.bp_learning_ratio)}** (claim: ≥ {CLAIM_LEARNING_RATIO:.0f}×, {verdict}),
+  DFA ÷ SSDFA **{_times(paper.dfa_learning_ratio)}**; at batch {batch} (the tables above)
+  {_times(result.bp_learning_ratio)} and {_times(result.dfa_learning_ratio)}.
 - The whole step, forward pass included, BP on von Neumann ÷ SSDFA on `{PAPER_SPEC}`:
-  {paper.off_tile_ratio:,.0f}× at batch 1 and {result.off_tile_ratio:,.0f}× at batch {batch}.
-  With convolutions spread over the chip (`distributed`): {paper.spread_ratio:,.0f}× at
-  batch 1 and {result.spread_ratio:,.0f}× at batch {batch} in all,
-  {result.spread_learning_ratio:,.0f}× in the learning phases at batch {batch}.
+  {_times(paper.off_tile_ratio)} at batch 1 and {_times(result.off_tile_ratio)} at batch {batch}.
+  With convolutions spread over the chip (`distributed`): {_times(paper.spread_ratio)} at
+  batch 1 and {_times(result.spread_ratio)} at batch {batch} in all,
+  {_times(result.spread_learning_ratio)} in the learning phases at batch {batch}.
 - Backward-pass MACs (error + gradient), BP ÷ SSDFA: **{result.backward_macs_ratio:.2f}×**
   (the paper: about {CLAIM_BACKWARD_RATIO:.0f}× when every layer is trained).
 """
+
+
+def _times(ratio: float) -> str:
+    """A ratio with two significant digits at least (0.29×, 3.1×, 786×)."""
+    if ratio >= 10:
+        return f"{ratio:,.0f}×"
+    return f"{ratio:.1f}×" if ratio >= 1 else f"{ratio:.2g}×"
 
 
 def _mb(nbytes: float) -> str:

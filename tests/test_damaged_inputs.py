@@ -75,7 +75,11 @@ DAMAGE = {
     ),
     "a summary without a figure": (
         lambda f: _edit_summary(f, lambda s: s.pop("energy_pj")),
-        "summary.json: no energy_pj",
+        "summary.json: no energy_pj (written by an older hwsim? simulate it again)",
+    ),
+    "a summary from before delivered bytes": (
+        lambda f: _edit_summary(f, lambda s: s.pop("noc_delivered_bytes")),
+        "summary.json: no noc_delivered_bytes (written by an older hwsim? simulate it again)",
     ),
     "a summary with text for a figure": (
         lambda f: _edit_summary(f, lambda s: s.update(cycles="many")),

@@ -87,7 +87,7 @@ def _summary_problem(summary: object) -> str | None:
     for key in SUMMARY_KEYS:
         value = summary.get(key)
         if value is None:
-            return f"no {key}"
+            return f"no {key} (written by an older hwsim? simulate it again)"
         number = isinstance(value, int | float) and not isinstance(value, bool)
         if not number or not math.isfinite(value) or value < 0:
             return f"{key}: expected a finite number ≥ 0 (got {value!r})"
