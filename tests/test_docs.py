@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import typing
 from pathlib import Path
 
 from hwsim.cli import main
@@ -87,3 +88,28 @@ def test_model_worked_example_is_current(tmp_path, capsys):
     assert expected["noc_bytes"] == 128 + 512 + 512 + 2 + 2 * 20
     assert expected["noc_delivered_bytes"] == 12 * 128 + 50 * 512 + 2 * 512 + 2 + (12 + 50) * 2
     assert expected["learning_off_tile_bytes"] == 2 + 2 + (12 + 50) * 2  # label: DRAM, NoC
+
+
+def test_network_format_example_loads_traces_and_every_field_is_documented(tmp_path):
+    from hwsim.specs.network import LayerSpec, NetworkSpec, TrainingDefaults
+    from hwsim.specs.trace import Algorithm
+    from hwsim.train.loop import TrainConfig, trace_synthetic_step
+    from hwsim.train.shapes import shape_only_trace
+
+    text = (DOCS / "network-format.md").read_text()
+    (example,) = _blocks(text, "yaml")
+    path = tmp_path / "example.yaml"
+    path.write_text(example)
+    network = load_network(str(path))
+    assert [layer.type for layer in network.layers].count("add") == 2
+    config = TrainConfig.from_network(network, Algorithm.BP, epochs=1, batch_size=2)
+    live, shaped = trace_synthetic_step(network, config), shape_only_trace(network, config)
+    assert [(r.layer, r.op) for r in live.records] == [(r.layer, r.op) for r in shaped.records]
+    assert any(getattr(r.op, "function", "") == "error_sum" for r in live.records)
+    layer_models = typing.get_args(typing.get_args(LayerSpec)[0])
+    for model in (NetworkSpec, TrainingDefaults, *layer_models):
+        for name in model.__pydantic_fields__:
+            assert f"`{name}`" in text, f"{model.__name__}.{name} is not in network-format.md"
+    for model in layer_models:
+        (layer_type,) = typing.get_args(model.model_fields["type"].annotation)
+        assert f"| `{layer_type}` |" in text, f"layer type {layer_type} is not documented"

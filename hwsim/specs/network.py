@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import math
 from collections import Counter
 from dataclasses import dataclass
@@ -43,7 +44,23 @@ class OptimizerName(StrEnum):
     ADAM = "adam"
 
 
-class DenseLayer(FrozenModel):
+NETWORK_INPUT = "input"  # what `inputs` calls the network's input
+MAX_INPUTS = 64
+
+
+class Wired(FrozenModel):
+    """A layer's place in the graph: the outputs it takes (default: the layer before's)."""
+
+    inputs: list[Name] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_INPUTS,
+        description="names of the layers whose outputs this layer takes ('input': the "
+        "network's input); default: the layer before",
+    )
+
+
+class DenseLayer(Wired):
     type: Literal["dense"]
     name: Name
     units: Units
@@ -52,7 +69,7 @@ class DenseLayer(FrozenModel):
     trainable: bool = True
 
 
-class Conv2DLayer(FrozenModel):
+class Conv2DLayer(Wired):
     type: Literal["conv2d"]
     name: Name
     filters: Channels
@@ -64,7 +81,7 @@ class Conv2DLayer(FrozenModel):
     trainable: bool = True
 
 
-class MaxPoolLayer(FrozenModel):
+class MaxPoolLayer(Wired):
     type: Literal["max_pool"]
     name: Name
     pool_size: Window
@@ -72,27 +89,50 @@ class MaxPoolLayer(FrozenModel):
     padding: Padding = Padding.VALID
 
 
-class FlattenLayer(FrozenModel):
+class FlattenLayer(Wired):
     type: Literal["flatten"]
     name: Name
 
 
-class DropoutLayer(FrozenModel):
+class DropoutLayer(Wired):
     type: Literal["dropout"]
     name: Name
     rate: Fraction
 
 
-class ActivationLayer(FrozenModel):
+class ActivationLayer(Wired):
     type: Literal["activation"]
     name: Name
     function: Activation
 
 
+class AddLayer(Wired):
+    """The element-wise sum of two or more outputs of one shape (a residual connection)."""
+
+    type: Literal["add"]
+    name: Name
+
+
+class ConcatLayer(Wired):
+    """Two or more outputs joined along their last axis (channels or features); the other
+    dimensions must agree."""
+
+    type: Literal["concat"]
+    name: Name
+
+
 LayerSpec = Annotated[
-    DenseLayer | Conv2DLayer | MaxPoolLayer | FlattenLayer | DropoutLayer | ActivationLayer,
+    DenseLayer
+    | Conv2DLayer
+    | MaxPoolLayer
+    | FlattenLayer
+    | DropoutLayer
+    | ActivationLayer
+    | AddLayer
+    | ConcatLayer,
     Field(discriminator="type"),
 ]
+MERGE_LAYER_TYPES = ("add", "concat")  # the kinds that take several inputs
 WEIGHT_LAYER_TYPES = ("dense", "conv2d")
 
 
@@ -128,6 +168,12 @@ class NetworkSpec(FrozenModel):
                 "input_shape must be [features] or [height, width, channels] "
                 f"(got {list(self.input_shape)})"
             )
+        for index, layer in enumerate(self.layers):
+            if layer.name == NETWORK_INPUT:
+                raise ValueError(
+                    f"layers.{index}.name: '{NETWORK_INPUT}' names the network's input "
+                    "(in `inputs`); call the layer something else"
+                )
         counts = Counter(layer.name for layer in self.layers)
         duplicates = sorted(name for name, count in counts.items() if count > 1)
         if duplicates:
@@ -157,6 +203,8 @@ class LayerShape:
     trainable: bool
     weights: int
     parameters: int
+    inputs: tuple[str, ...] = ()  # the layers (or NETWORK_INPUT) whose outputs it takes
+    input_shapes: tuple[tuple[int, ...], ...] = ()  # each input's shape (input_shape: the first's)
 
     @property
     def output_elements(self) -> int:
@@ -227,12 +275,89 @@ def _pool_shape(layer: MaxPoolLayer, shape: tuple[int, ...], where: str) -> tupl
     return out, 0, 0
 
 
-def infer_shapes(network: NetworkSpec) -> list[LayerShape]:
-    """Per-layer shapes and parameter counts; ValueError names the first layer that does not fit."""
-    shape = tuple(network.input_shape)
-    shapes: list[LayerShape] = []
+def layer_inputs(network: NetworkSpec) -> list[tuple[str, ...]]:
+    """Each layer's inputs by name: its `inputs`, or the layer before (the first layer: the
+    network's input).  ValueError names the layer and field of an input that is not a layer
+    before it (an unknown name, itself, or a later layer: a cycle)."""
+    names = [layer.name for layer in network.layers]
+    index_of = {name: i for i, name in enumerate(names)}
+    wired: list[tuple[str, ...]] = []
     for index, layer in enumerate(network.layers):
         where = f"layers.{index} ({layer.type} '{layer.name}')"
+        if layer.inputs is None:
+            if isinstance(layer, AddLayer | ConcatLayer):
+                raise ValueError(f"{where}.inputs: {layer.type} needs the names of its inputs")
+            wired.append((names[index - 1] if index else NETWORK_INPUT,))
+            continue
+        for name in layer.inputs:
+            if name == NETWORK_INPUT:
+                continue
+            if name not in index_of:
+                near = difflib.get_close_matches(name, [NETWORK_INPUT, *names[:index]], n=1)
+                hint = f"; did you mean '{near[0]}'?" if near else ""
+                raise ValueError(f"{where}.inputs: no layer '{name}'{hint}")
+            if index_of[name] >= index:
+                raise ValueError(
+                    f"{where}.inputs: '{name}' is not a layer before this one (a layer takes "
+                    "only earlier layers' outputs, so the graph has no cycle)"
+                )
+        _check_input_count(layer, where)
+        wired.append(tuple(layer.inputs))
+    _check_every_output_used(network, wired)
+    return wired
+
+
+def _check_input_count(layer: LayerSpec, where: str) -> None:
+    count = len(layer.inputs or ())
+    merge = isinstance(layer, AddLayer | ConcatLayer)
+    if merge and count < 2:
+        raise ValueError(f"{where}.inputs: {layer.type} needs two or more inputs (got {count})")
+    if not merge and count != 1:
+        raise ValueError(f"{where}.inputs: a {layer.type} layer takes one input (got {count})")
+    if len(set(layer.inputs or ())) != count:
+        raise ValueError(f"{where}.inputs: names an input twice")
+
+
+def _check_every_output_used(network: NetworkSpec, wired: list[tuple[str, ...]]) -> None:
+    used = {name for names in wired for name in names}
+    for index, layer in enumerate(network.layers[:-1]):
+        if layer.name not in used:
+            raise ValueError(
+                f"layers.{index} ({layer.type} '{layer.name}'): its output is an unused "
+                "branch (no layer takes it; only the last layer's output reaches the loss)"
+            )
+    if NETWORK_INPUT not in used:
+        raise ValueError("layers: no layer takes the network's input")
+
+
+def _add_shape(shapes: list[tuple[int, ...]], inputs: tuple[str, ...], where: str) -> tuple:
+    if any(shape != shapes[0] for shape in shapes):
+        got = ", ".join(f"'{n}' {list(shape)}" for n, shape in zip(inputs, shapes, strict=True))
+        raise ValueError(f"{where}.inputs: an add needs inputs of one shape (got {got})")
+    return shapes[0], 0, 0
+
+
+def _concat_shape(shapes: list[tuple[int, ...]], inputs: tuple[str, ...], where: str) -> tuple:
+    if any(shape[:-1] != shapes[0][:-1] for shape in shapes):
+        got = ", ".join(f"'{n}' {list(shape)}" for n, shape in zip(inputs, shapes, strict=True))
+        raise ValueError(
+            f"{where}.inputs: a concat joins inputs along their last axis, so the others must "
+            f"agree (got {got})"
+        )
+    return (*shapes[0][:-1], sum(shape[-1] for shape in shapes)), 0, 0
+
+
+def infer_shapes(network: NetworkSpec) -> list[LayerShape]:
+    """Per-layer shapes and parameter counts along every edge of the graph; ValueError names
+    the first layer (and field) that does not fit."""
+    outputs = {NETWORK_INPUT: tuple(network.input_shape)}
+    shapes: list[LayerShape] = []
+    for index, (layer, inputs) in enumerate(
+        zip(network.layers, layer_inputs(network), strict=True)
+    ):
+        where = f"layers.{index} ({layer.type} '{layer.name}')"
+        taken = [outputs[name] for name in inputs]
+        shape = taken[0]
         out: tuple[int, ...]
         trainable = False
         if isinstance(layer, DenseLayer):
@@ -243,11 +368,25 @@ def infer_shapes(network: NetworkSpec) -> list[LayerShape]:
             trainable = layer.trainable
         elif isinstance(layer, MaxPoolLayer):
             out, weights, parameters = _pool_shape(layer, shape, where)
+        elif isinstance(layer, AddLayer):
+            out, weights, parameters = _add_shape(taken, inputs, where)
+        elif isinstance(layer, ConcatLayer):
+            out, weights, parameters = _concat_shape(taken, inputs, where)
         else:  # flatten makes one dimension; dropout and activation keep the shape
             out = (math.prod(shape),) if isinstance(layer, FlattenLayer) else shape
             weights = parameters = 0
         shapes.append(
-            LayerShape(layer.name, layer.type, shape, out, trainable, weights, parameters)
+            LayerShape(
+                layer.name,
+                layer.type,
+                shape,
+                out,
+                trainable,
+                weights,
+                parameters,
+                inputs,
+                tuple(taken),
+            )
         )
-        shape = out
+        outputs[layer.name] = out
     return shapes

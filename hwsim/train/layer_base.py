@@ -52,25 +52,49 @@ class Layer:
     trainable = False
     has_weights = False
 
-    def __init__(self, spec: LayerSpec, shape: LayerShape, input_tensor: str) -> None:
+    def __init__(
+        self, spec: LayerSpec, shape: LayerShape, input_tensor: str, *more_inputs: str
+    ) -> None:
         self.spec = spec
         self.name = spec.name
         self.shape = shape
-        self.input_tensor = input_tensor
+        self.input_tensors = [input_tensor, *more_inputs]
         self.output_tensor = f"{self.name}.out"
+        # The error tensors this layer reads and writes; a model whose tensors fan out names
+        # them apart (`Model._name_errors`): a chain keeps these.
+        self.input_error_tensors = [f"{tensor}.error" for tensor in self.input_tensors]
+        # Which inputs backward sends an error to (the model clears those that need none: the
+        # network's input, a frozen branch's output).
+        self.sends_error = [True] * len(self.input_tensors)
         self.params: dict[str, np.ndarray] = {}
         self.grads: dict[str, np.ndarray] = {}
 
     @property
+    def input_tensor(self) -> str:
+        return self.input_tensors[0]
+
+    @property
+    def aliases_input(self) -> bool:
+        """A re-view of its input (flatten, dropout at rate 0): it moves nothing."""
+        return self.output_tensor == self.input_tensor
+
+    @property
     def input_error_tensor(self) -> str:
-        return f"{self.input_tensor}.error"
+        return self.input_error_tensors[0]
 
     @property
     def output_error_tensor(self) -> str:
-        return f"{self.output_tensor}.error"
+        return self._output_error_tensor or f"{self.output_tensor}.error"
 
-    def input_role(self) -> Role:
-        return Role.INPUT if self.input_tensor == "input" else Role.ACTIVATION
+    @output_error_tensor.setter
+    def output_error_tensor(self, name: str) -> None:
+        self._output_error_tensor = name
+
+    _output_error_tensor: str | None = None
+
+    def input_role(self, tensor: str | None = None) -> Role:
+        tensor = self.input_tensor if tensor is None else tensor
+        return Role.INPUT if tensor == "input" else Role.ACTIVATION
 
     # --------------------------------------------------- operands, for a batch
     def input_elements(self, batch: int) -> int:
@@ -113,3 +137,15 @@ class Layer:
 
     def backward(self, dy: np.ndarray, ctx: StepContext, input_error: bool) -> np.ndarray | None:
         raise NotImplementedError
+
+    def forward_many(self, xs: list[np.ndarray], ctx: StepContext) -> np.ndarray:
+        """The output from each input's value (a layer of one input: `forward`)."""
+        (x,) = xs
+        return self.forward(x, ctx)
+
+    def backward_many(
+        self, dy: np.ndarray, ctx: StepContext, input_error: bool
+    ) -> list[np.ndarray | None]:
+        """The error for each input (None: not asked), in `input_error_tensors` order."""
+        dx = self.backward(dy, ctx, input_error)
+        return [dx if input_error else None] * len(self.input_tensors)

@@ -12,10 +12,14 @@ the window geometry in `windows`; their names are importable from here too.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from hwsim.specs.network import (
     ActivationLayer,
+    AddLayer,
+    ConcatLayer,
     DropoutLayer,
     FlattenLayer,
     LayerShape,
@@ -186,7 +190,101 @@ class ActivationFunction(Layer):
         return dx
 
 
+class Merge(Layer):
+    """A layer of several inputs (add, concat): it takes them by `forward_many`."""
+
+    spec: AddLayer | ConcatLayer
+
+    def _input_operands(self, batch: int) -> list[OperandDesc]:
+        return [
+            OperandDesc(tensor, self.input_role(tensor), batch * math.prod(shape))
+            for tensor, shape in zip(self.input_tensors, self.shape.input_shapes, strict=True)
+        ]
+
+    def forward(self, x: np.ndarray, ctx: StepContext) -> np.ndarray:
+        raise RuntimeError(f"layer '{self.name}': a {self.spec.type} takes them by forward_many")
+
+
+class Add(Merge):
+    """y = a + b (+ …), the residual connection.  Backward, the error goes to every input
+    unchanged: no op runs, and each input's error is the output's (the model names it so)."""
+
+    spec: AddLayer
+
+    def forward_ops(self, batch: int) -> list[OpDesc]:
+        y = self.output_elements(batch)
+        reads = self._input_operands(batch)
+        additions = len(reads) - 1
+        return [
+            elementwise(
+                self.name, Phase.FORWARD, "add", reads, [self.output_operand(batch)], y, additions
+            )
+        ]
+
+    def forward_many(self, xs: list[np.ndarray], ctx: StepContext) -> np.ndarray:
+        y = xs[0] + xs[1]
+        for x in xs[2:]:
+            y += x
+        if ctx.tracer is not None:
+            ctx.tracer.record_pass(self.name, self.forward_ops(y.shape[0]), [(xs, [y])])
+        return y
+
+    def backward(self, dy: np.ndarray, ctx: StepContext, input_error: bool) -> np.ndarray | None:
+        return dy if input_error else None
+
+
+class Concat(Merge):
+    """y = [a, b, …] along the last axis: a copy (no arithmetic).  Backward, each input's
+    error is its slice of the output's, copied out for the inputs that need one."""
+
+    spec: ConcatLayer
+
+    def forward_ops(self, batch: int) -> list[OpDesc]:
+        y = self.output_operand(batch)
+        reads = self._input_operands(batch)
+        return [elementwise(self.name, Phase.FORWARD, "concat", reads, [y], y.elements, 0)]
+
+    def backward_ops(self, batch: int, input_error: bool) -> list[OpDesc]:
+        if not input_error:
+            return []
+        dy = self.output_error_operand(batch)
+        writes = [
+            OperandDesc(error, Role.ERROR, part.elements)
+            for error, part, sends in zip(
+                self.input_error_tensors, self._input_operands(batch), self.sends_error, strict=True
+            )
+            if sends
+        ]
+        return [elementwise(self.name, Phase.ERROR, "split", [dy], writes, dy.elements, 0)]
+
+    def forward_many(self, xs: list[np.ndarray], ctx: StepContext) -> np.ndarray:
+        y = np.concatenate(xs, axis=-1)
+        if ctx.tracer is not None:
+            ctx.tracer.record_pass(self.name, self.forward_ops(y.shape[0]), [(xs, [y])])
+        return y
+
+    def backward_many(
+        self, dy: np.ndarray, ctx: StepContext, input_error: bool
+    ) -> list[np.ndarray | None]:
+        if not input_error:
+            return [None] * len(self.input_tensors)
+        widths = [shape[-1] for shape in self.shape.input_shapes]
+        bounds = np.cumsum([0, *widths])
+        parts: list[np.ndarray | None] = [
+            dy[..., start:stop].copy() if sends else None
+            for start, stop, sends in zip(bounds[:-1], bounds[1:], self.sends_error, strict=True)
+        ]
+        if ctx.tracer is not None:
+            written = [part for part in parts if part is not None]
+            ctx.tracer.record_pass(
+                self.name, self.backward_ops(dy.shape[0], True), [([dy], written)]
+            )
+        return parts
+
+
 LAYER_CLASSES: dict[str, type[Layer]] = {
+    "add": Add,
+    "concat": Concat,
     "dense": Dense,
     "conv2d": Conv2D,
     "max_pool": MaxPool,

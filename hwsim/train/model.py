@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
+import math
 from dataclasses import dataclass
 from enum import StrEnum
 
 import numpy as np
 
-from hwsim.specs.network import Activation, NetworkSpec, infer_shapes
+from hwsim.errors import SpecError
+from hwsim.specs.network import NETWORK_INPUT, Activation, NetworkSpec, infer_shapes
 from hwsim.specs.trace import Phase, Role
-from hwsim.train.layers import LAYER_CLASSES, Layer, StepContext, WeightLayer
+from hwsim.train.layers import LAYER_CLASSES, Add, Layer, StepContext, WeightLayer
 from hwsim.train.ops import OpDesc, OperandDesc, elementwise
 
 
@@ -18,6 +21,18 @@ class WeightInit(StrEnum):
     AUTO = "auto"
     GLOROT = "glorot"
     ZEROS = "zeros"
+
+
+@dataclass(frozen=True)
+class ErrorSum:
+    """Where a tensor fans out, the errors its readers send back (`parts`) sum to its error,
+    recorded on the layer that made the tensor (whose output has `shape` per example)."""
+
+    tensor: str
+    error: str
+    parts: tuple[str, ...]
+    layer: str
+    shape: tuple[int, ...]
 
 
 @dataclass(frozen=True)
@@ -37,11 +52,77 @@ class Model:
         self.dtype = np.dtype(dtype)
         self.shapes = infer_shapes(network)
         self.layers: list[Layer] = []
-        tensor = "input"
+        tensor_of = {NETWORK_INPUT: NETWORK_INPUT}  # a layer's name → its output tensor
         for spec, shape in zip(network.layers, self.shapes, strict=True):
-            layer = LAYER_CLASSES[spec.type](spec, shape, tensor)
+            tensors = [tensor_of[name] for name in shape.inputs]
+            layer = LAYER_CLASSES[spec.type](spec, shape, *tensors)
             self.layers.append(layer)
-            tensor = layer.output_tensor
+            tensor_of[layer.name] = layer.output_tensor
+        self.is_chain = all(
+            shape.inputs == (self.shapes[i - 1].name if i else NETWORK_INPUT,)
+            for i, shape in enumerate(self.shapes)
+        )
+        self.error_sums = self._name_errors()
+        # tensor → whether BP needs its error: a trained layer made it or lies below it.
+        self.needs_error = {NETWORK_INPUT: False}
+        for layer in self.layers:
+            trained = layer.has_weights and layer.trainable
+            layer.sends_error = [self.needs_error[tensor] for tensor in layer.input_tensors]
+            self.needs_error[layer.output_tensor] = trained or any(layer.sends_error)
+
+    def _name_errors(self) -> dict[str, ErrorSum]:
+        """Name each layer's error tensors.  A tensor one layer reads has its error `T.error`
+        from that layer; a tensor several read (a fan-out) gets one error from each,
+        `T.error.LAYER`, and their sum, `T.error`: the sums are returned by tensor.  An add
+        hands its output's error to its inputs as it is (it names no error of its own), and a
+        re-view (flatten) reads and writes its input's."""
+        readers: dict[str, list[Layer]] = {}
+        for layer in self.layers:
+            if not layer.aliases_input:
+                for tensor in layer.input_tensors:
+                    readers.setdefault(tensor, []).append(layer)
+
+        @functools.cache
+        def error_of(tensor: str) -> str:
+            """The error tensor that the layers making `tensor` read."""
+            if len(readers.get(tensor, ())) == 1:
+                return contribution(readers[tensor][0], tensor)
+            return f"{tensor}.error"
+
+        def contribution(reader: Layer, tensor: str) -> str:
+            if isinstance(reader, Add):
+                return error_of(reader.output_tensor)
+            return (
+                f"{tensor}.error.{reader.name}" if len(readers[tensor]) > 1 else f"{tensor}.error"
+            )
+
+        for layer in self.layers:
+            layer.output_error_tensor = error_of(layer.output_tensor)
+            layer.input_error_tensors = (
+                [layer.output_error_tensor]
+                if layer.aliases_input
+                else [contribution(layer, tensor) for tensor in layer.input_tensors]
+            )
+        makers = {layer.output_tensor: layer for layer in self.layers if not layer.aliases_input}
+        return {
+            tensor: ErrorSum(
+                tensor,
+                error_of(tensor),
+                tuple(contribution(r, tensor) for r in layers),
+                makers[tensor].name,
+                makers[tensor].shape.output_shape,
+            )
+            for tensor, layers in readers.items()
+            if len(layers) > 1 and tensor in makers
+        }
+
+    def error_sum_op(self, error_sum: ErrorSum, batch: int) -> OpDesc:
+        """The sum of a fanned-out tensor's errors: one vector op a value per extra part."""
+        elements = batch * math.prod(error_sum.shape)
+        parts = [OperandDesc(part, Role.ERROR, elements) for part in error_sum.parts]
+        total = OperandDesc(error_sum.error, Role.ERROR, elements)
+        layer, extra = error_sum.layer, len(parts) - 1
+        return elementwise(layer, Phase.ERROR, "error_sum", parts, [total], elements, extra)
 
     @property
     def output_layer(self) -> WeightLayer:
@@ -61,6 +142,15 @@ class Model:
 
     def feedback_targets(self) -> list[FeedbackTarget]:
         """Trainable hidden weight layers; each block runs up to the next weight layer."""
+        if not self.is_chain:
+            index, merge = next(
+                (i, layer) for i, layer in enumerate(self.layers) if len(layer.input_tensors) > 1
+            )
+            raise SpecError(
+                f"network '{self.network.name}': layers.{index} ({merge.spec.type} "
+                f"'{merge.name}') takes several inputs; DFA and SSDFA on a network with "
+                "branches are not supported yet: train it with bp"
+            )
         weights = self.weight_layer_indices()
         targets = []
         for index, next_index in itertools.pairwise(weights):
@@ -95,9 +185,16 @@ class Model:
                 layer.params["bias"] = np.zeros(shape[-1], dtype=self.dtype)
 
     def forward(self, x: np.ndarray, ctx: StepContext) -> np.ndarray:
+        """The logits; each layer takes the outputs it names (a chain: the layer before's)."""
+        if self.is_chain:
+            for layer in self.layers:
+                x = layer.forward(x, ctx)
+            return x
+        values = {NETWORK_INPUT: x}
         for layer in self.layers:
-            x = layer.forward(x, ctx)
-        return x
+            taken = [values[tensor] for tensor in layer.input_tensors]
+            values[layer.output_tensor] = layer.forward_many(taken, ctx)
+        return values[self.output_layer.output_tensor]
 
     def loss_ops(self, batch: int) -> list[OpDesc]:
         """Softmax of the logits (3 vector ops a logit: exp, sum, divide) and the output error

@@ -14,6 +14,7 @@ injects one.  The live rules run it; a shape-only trace describes it.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,7 +22,7 @@ import numpy as np
 from hwsim.specs.trace import Algorithm, GatherOp, MatmulOp, Phase, Role, Slot
 from hwsim.train.feedback import DenseFeedback, SparseFeedback, make_feedback
 from hwsim.train.layers import StepContext
-from hwsim.train.model import FeedbackTarget, Model
+from hwsim.train.model import ErrorSum, FeedbackTarget, Model
 from hwsim.train.ops import OpDesc, OperandDesc, op
 
 
@@ -35,26 +36,48 @@ class Backward:
 
 
 @dataclass(frozen=True)
+class SumErrors:
+    """The errors a fanned-out tensor's readers sent back, summed (BP on a graph)."""
+
+    error_sum: ErrorSum
+
+
+@dataclass(frozen=True)
 class Inject:
     """The output error projected by a feedback matrix to the end of `target`'s block."""
 
     target: FeedbackTarget
 
 
-def backward_schedule(model: Model, algorithm: Algorithm) -> list[Backward | Inject]:
-    """BP: every layer from the output down to the lowest trained one.  DFA and SSDFA: the
-    output layer, then each hidden block from its injected error down to its weight layer."""
+Step = Backward | SumErrors | Inject
+
+
+def backward_schedule(model: Model, algorithm: Algorithm) -> list[Step]:
+    """BP: the layers from the output down, each that trains or has a trained layer below it
+    (in a chain: down to the lowest trained one), with the sums where a tensor fans out.
+    DFA and SSDFA: the output layer, then each hidden block from its injected error down to
+    its weight layer."""
     if algorithm == Algorithm.BP:
-        trainable = [
-            i for i, layer in enumerate(model.layers) if layer.has_weights and layer.trainable
-        ]
-        lowest = min(trainable)
-        return [Backward(i, i > lowest) for i in range(len(model.layers) - 1, lowest - 1, -1)]
-    steps: list[Backward | Inject] = [Backward(len(model.layers) - 1, False)]
+        return _backprop_schedule(model)
+    steps: list[Step] = [Backward(len(model.layers) - 1, False)]
     for target in model.feedback_targets():
         steps.append(Inject(target))
         bottom = target.layer_index
         steps.extend(Backward(i, i > bottom) for i in range(target.block_end, bottom - 1, -1))
+    return steps
+
+
+def _backprop_schedule(model: Model) -> list[Step]:
+    sums = {error_sum.error: error_sum for error_sum in model.error_sums.values()}
+    steps: list[Step] = []
+    for index in range(len(model.layers) - 1, -1, -1):
+        layer = model.layers[index]
+        input_error = any(layer.sends_error)
+        if not (input_error or (layer.has_weights and layer.trainable)):
+            continue
+        if layer.output_error_tensor in sums:
+            steps.append(SumErrors(sums.pop(layer.output_error_tensor)))
+        steps.append(Backward(index, input_error))
     return steps
 
 
@@ -89,19 +112,66 @@ class Rule:
     algorithm = Algorithm.BP
 
     def backward(self, model: Model, error: np.ndarray, ctx: StepContext) -> None:
-        delta: np.ndarray | None = error
-        for step in backward_schedule(model, self.algorithm):
+        schedule = backward_schedule(model, self.algorithm)
+        errors = _Errors(model, schedule)
+        errors.put(model.output_layer.output_error_tensor, error)
+        for step in schedule:
             if isinstance(step, Inject):
                 delta = self._inject(model, step.target, error, ctx)
-                continue
-            if delta is None:
-                raise RuntimeError("a layer below one that gave no input error ran backward")
-            delta = model.layers[step.layer_index].backward(delta, ctx, step.input_error)
+                errors.put(model.layers[step.target.block_end].output_error_tensor, delta)
+            elif isinstance(step, SumErrors):
+                parts = [errors.take(name) for name in step.error_sum.parts]
+                errors.put(step.error_sum.error, _sum_errors(model, step.error_sum, parts, ctx))
+            else:
+                layer = model.layers[step.layer_index]
+                dy = errors.take(layer.output_error_tensor)
+                dxs = layer.backward_many(dy, ctx, step.input_error)
+                for name, dx, sends in zip(
+                    layer.input_error_tensors, dxs, layer.sends_error, strict=True
+                ):
+                    if step.input_error and sends:
+                        if dx is None:
+                            raise RuntimeError(f"layer '{layer.name}' gave no input error")
+                        errors.put(name, dx)
 
     def _inject(
         self, model: Model, target: FeedbackTarget, error: np.ndarray, ctx: StepContext
     ) -> np.ndarray:
         raise NotImplementedError(f"{self.algorithm.value} injects no error")
+
+
+class _Errors:
+    """The error arrays of a backward pass by tensor name, each let go after its last read
+    (an add hands one error to several layers, so a name can be read more than once)."""
+
+    def __init__(self, model: Model, schedule: list[Step]) -> None:
+        self._arrays: dict[str, np.ndarray] = {}
+        self._reads: Counter[str] = Counter()
+        for step in schedule:
+            if isinstance(step, SumErrors):
+                self._reads.update(step.error_sum.parts)
+            elif isinstance(step, Backward):
+                self._reads[model.layers[step.layer_index].output_error_tensor] += 1
+
+    def put(self, name: str, array: np.ndarray) -> None:
+        self._arrays[name] = array
+
+    def take(self, name: str) -> np.ndarray:
+        self._reads[name] -= 1
+        return self._arrays[name] if self._reads[name] > 0 else self._arrays.pop(name)
+
+
+def _sum_errors(
+    model: Model, error_sum: ErrorSum, parts: list[np.ndarray], ctx: StepContext
+) -> np.ndarray:
+    shape = (parts[0].shape[0], *error_sum.shape)
+    total = parts[0].reshape(shape).copy()
+    for array in parts[1:]:
+        total += array.reshape(shape)
+    if ctx.tracer is not None:
+        desc = model.error_sum_op(error_sum, shape[0])
+        ctx.tracer.record_run(desc, parts, [total])
+    return total
 
 
 class Backprop(Rule):

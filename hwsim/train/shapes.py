@@ -25,7 +25,7 @@ from hwsim.train.loop import TrainConfig, trace_header
 from hwsim.train.model import Model
 from hwsim.train.ops import OpDesc
 from hwsim.train.optim import update_op
-from hwsim.train.rules import Inject, backward_schedule, feedback_op
+from hwsim.train.rules import Inject, SumErrors, backward_schedule, feedback_op
 from hwsim.train.tracer import Tracer
 
 SYNTHETIC_DATASET = "synthetic"
@@ -43,6 +43,8 @@ def step_ops(model: Model, config: TrainConfig) -> Iterator[OpDesc]:
         if isinstance(step, Inject):
             s = config.nonzeros_per_neuron if sparse else None
             yield feedback_op(model, step.target, batch, s)
+        elif isinstance(step, SumErrors):
+            yield model.error_sum_op(step.error_sum, batch)
         else:
             yield from model.layers[step.layer_index].backward_ops(batch, step.input_error)
     info = config.optimizer_info()

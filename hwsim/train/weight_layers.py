@@ -50,8 +50,10 @@ class WeightLayer(Layer):
         return OperandDesc(self.pre_tensor, Role.ACTIVATION, self.output_elements(batch), slot)
 
     def _pre_error(self, batch: int, slot: Slot | None = None) -> OperandDesc:
+        """The error of h: its own tensor when an activation is fused, else the output's."""
         elements = self.output_elements(batch)
-        return OperandDesc(f"{self.pre_tensor}.error", Role.ERROR, elements, slot)
+        tensor = f"{self.pre_tensor}.error" if self.fused else self.output_error_tensor
+        return OperandDesc(tensor, Role.ERROR, elements, slot)
 
     def forward_ops(self, batch: int) -> list[OpDesc]:
         """h = input · W (+ bias): the input in slot a, W in b, h in c; then f(h) if fused."""
