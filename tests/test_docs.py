@@ -106,6 +106,9 @@ def test_network_format_example_loads_traces_and_every_field_is_documented(tmp_p
     live, shaped = trace_synthetic_step(network, config), shape_only_trace(network, config)
     assert [(r.layer, r.op) for r in live.records] == [(r.layer, r.op) for r in shaped.records]
     assert any(getattr(r.op, "function", "") == "error_sum" for r in live.records)
+    dfa = TrainConfig.from_network(network, Algorithm.DFA, epochs=1, batch_size=2)
+    feedback = trace_synthetic_step(network, dfa).header.feedback
+    assert [(f.layer, f.neurons) for f in feedback] == [("stem", 512), ("a2", 512), ("b1", 512)]
     layer_models = typing.get_args(typing.get_args(LayerSpec)[0])
     for model in (NetworkSpec, TrainingDefaults, *layer_models):
         for name in model.__pydantic_fields__:

@@ -58,6 +58,12 @@ class Wired(FrozenModel):
         description="names of the layers whose outputs this layer takes ('input': the "
         "network's input); default: the layer before",
     )
+    block: Name | None = Field(
+        default=None,
+        description="the block this layer belongs to: DFA and SSDFA deliver the output error "
+        "to each block's last layer, and BP carries it inside the block over the block's own "
+        "weights; default: no named block",
+    )
 
 
 class DenseLayer(Wired):
@@ -304,7 +310,42 @@ def layer_inputs(network: NetworkSpec) -> list[tuple[str, ...]]:
         _check_input_count(layer, where)
         wired.append(tuple(layer.inputs))
     _check_every_output_used(network, wired)
+    _check_blocks(network, wired)
     return wired
+
+
+def _check_blocks(network: NetworkSpec, wired: list[tuple[str, ...]]) -> None:
+    """A named block's layers are listed together, only its last layer's output leaves it,
+    and the output layer is in none."""
+    layers = network.layers
+    block_of = {layer.name: layer.block for layer in layers}
+    last_of: dict[str, int] = {}
+    for index, layer in enumerate(layers):
+        if layer.block is not None:
+            if layer.block in last_of and last_of[layer.block] != index - 1:
+                raise ValueError(
+                    f"layers.{index} ({layer.type} '{layer.name}').block: block "
+                    f"'{layer.block}' ended at layers.{last_of[layer.block]}; list a block's "
+                    "layers together"
+                )
+            last_of[layer.block] = index
+    if layers[-1].block is not None:
+        raise ValueError(
+            f"layers.{len(layers) - 1} ({layers[-1].type} '{layers[-1].name}').block: the output "
+            "layer learns from the output error itself; it belongs to no block"
+        )
+    position = {layer.name: index for index, layer in enumerate(layers)}
+    for layer, inputs in zip(layers, wired, strict=True):
+        for name in inputs:
+            block = block_of.get(name)
+            maker = position.get(name, -1)
+            if block is None or block == layer.block or last_of[block] == maker:
+                continue
+            raise ValueError(
+                f"layers.{maker} ({layers[maker].type} '{name}').block: its output is read by "
+                f"'{layer.name}' outside block '{block}'; only a block's last layer (where DFA "
+                "delivers the error) feeds other layers"
+            )
 
 
 def _check_input_count(layer: LayerSpec, where: str) -> None:

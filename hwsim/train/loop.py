@@ -183,7 +183,7 @@ class Trainer:
         else:
             rule_grads = self.gradients(self.rule, x, y)
             true_grads = self.gradients(Backprop(), x, y)
-        hidden = [self.model.layers[t.layer_index].name for t in self.model.feedback_targets()]
+        hidden = [layer.name for layer in self.model.trainable_layers()[:-1]]
         return {name: angle_deg(rule_grads[name], true_grads[name]) for name in hidden}
 
     def feedback_output_angle(self) -> float | None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import itertools
 import math
 from dataclasses import dataclass
 from enum import StrEnum
@@ -36,12 +35,22 @@ class ErrorSum:
 
 
 @dataclass(frozen=True)
+class Block:
+    """Layers DFA trains together: it delivers the error to the last, BP carries it inside."""
+
+    name: str
+    members: tuple[int, ...]  # layer indices, in order
+
+
+@dataclass(frozen=True)
 class FeedbackTarget:
-    """A hidden trainable weight layer and the layer after which DFA injects its error."""
+    """A block, the layer after which DFA injects its error (`block_end`, the tap) and the
+    trained weight layer its feedback matrix is named after (`layer_index`)."""
 
     layer_index: int
     block_end: int
     neurons: int
+    members: tuple[int, ...] = ()
 
 
 class Model:
@@ -62,25 +71,59 @@ class Model:
             shape.inputs == (self.shapes[i - 1].name if i else NETWORK_INPUT,)
             for i, shape in enumerate(self.shapes)
         )
-        self.error_sums = self._name_errors()
-        # tensor → whether BP needs its error: a trained layer made it or lies below it.
+        self.blocks = self._find_blocks()
+        self._block_of = {i: b for b, block in enumerate(self.blocks) for i in block.members}
+        self._position = {layer.name: i for i, layer in enumerate(self.layers)}
+        self._makers = {
+            layer.output_tensor: i for i, layer in enumerate(self.layers) if not layer.aliases_input
+        }
+        self.local_errors: bool | None = None
+        self.wire_errors(local=False)
+
+    # ------------------------------------------------------------- the errors' wiring
+    def wire_errors(self, local: bool) -> None:
+        """Name every layer's error tensors and say which inputs it sends an error to: BP's
+        (`local` false: every edge carries an error) or DFA's (`local`: only the edges inside
+        a block, where BP carries the error delivered to the block's last layer)."""
+        if self.local_errors == local:
+            return
+        self.local_errors = local
+        self.error_sums = self._name_errors(local)
+        # tensor → whether its error is needed: a trained layer made it or lies below it (on
+        # edges that carry errors).
         self.needs_error = {NETWORK_INPUT: False}
         for layer in self.layers:
             trained = layer.has_weights and layer.trainable
-            layer.sends_error = [self.needs_error[tensor] for tensor in layer.input_tensors]
-            self.needs_error[layer.output_tensor] = trained or any(layer.sends_error)
+            layer.sends_error = [
+                self._carries(layer, tensor, local) and self.needs_error[tensor]
+                for tensor in layer.input_tensors
+            ]
+            if not layer.aliases_input:
+                self.needs_error[layer.output_tensor] = trained or any(layer.sends_error)
 
-    def _name_errors(self) -> dict[str, ErrorSum]:
+    def _carries(self, reader: Layer, tensor: str, local: bool) -> bool:
+        """Whether the edge from `tensor` to `reader` carries an error back."""
+        if not local:
+            return True
+        maker = self._makers.get(tensor)
+        if maker is None:  # the network's input
+            return False
+        block = self._block_of.get(maker)
+        return block is not None and block == self._block_of.get(self._position[reader.name])
+
+    def _name_errors(self, local: bool) -> dict[str, ErrorSum]:
         """Name each layer's error tensors.  A tensor one layer reads has its error `T.error`
         from that layer; a tensor several read (a fan-out) gets one error from each,
         `T.error.LAYER`, and their sum, `T.error`: the sums are returned by tensor.  An add
         hands its output's error to its inputs as it is (it names no error of its own), and a
-        re-view (flatten) reads and writes its input's."""
+        re-view (flatten) reads and writes its input's.  Only edges that carry an error count
+        (`local`: those inside a block)."""
         readers: dict[str, list[Layer]] = {}
         for layer in self.layers:
             if not layer.aliases_input:
                 for tensor in layer.input_tensors:
-                    readers.setdefault(tensor, []).append(layer)
+                    if self._carries(layer, tensor, local):
+                        readers.setdefault(tensor, []).append(layer)
 
         @functools.cache
         def error_of(tensor: str) -> str:
@@ -90,6 +133,8 @@ class Model:
             return f"{tensor}.error"
 
         def contribution(reader: Layer, tensor: str) -> str:
+            if tensor not in readers or reader not in readers[tensor]:
+                return f"{tensor}.error"  # an edge that carries no error: never written
             if isinstance(reader, Add):
                 return error_of(reader.output_tensor)
             return (
@@ -116,6 +161,38 @@ class Model:
             if len(layers) > 1 and tensor in makers
         }
 
+    def _find_blocks(self) -> list[Block]:
+        """The blocks DFA delivers errors to, in order: those the network file names, and for
+        each trained hidden weight layer in none, the layer with the layers that follow it
+        alone (one-input layers without weights that it alone feeds, up to a merge, a fan-out,
+        a named block or the next weight layer: in a chain, the paper's blocks)."""
+        named: dict[str, list[int]] = {}
+        for index, layer in enumerate(self.layers):
+            if layer.spec.block is not None:
+                named.setdefault(layer.spec.block, []).append(index)
+        readers: dict[str, list[int]] = {}
+        for index, shape in enumerate(self.shapes):
+            for name in shape.inputs:
+                readers.setdefault(name, []).append(index)
+        blocks = [Block(name, tuple(members)) for name, members in named.items()]
+        last = len(self.layers) - 1
+        for index, layer in enumerate(self.layers[:-1]):
+            if not (layer.has_weights and layer.trainable) or layer.spec.block is not None:
+                continue
+            members = [index]
+            while len(after := readers.get(self.layers[members[-1]].name, [])) == 1:
+                follower = self.layers[after[0]]
+                if (
+                    after[0] == last
+                    or follower.has_weights
+                    or len(follower.input_tensors) > 1
+                    or follower.spec.block is not None
+                ):
+                    break
+                members.append(after[0])
+            blocks.append(Block(layer.name, tuple(members)))
+        return sorted(blocks, key=lambda block: block.members[0])
+
     def error_sum_op(self, error_sum: ErrorSum, batch: int) -> OpDesc:
         """The sum of a fanned-out tensor's errors: one vector op a value per extra part."""
         elements = batch * math.prod(error_sum.shape)
@@ -141,22 +218,26 @@ class Model:
         ]
 
     def feedback_targets(self) -> list[FeedbackTarget]:
-        """Trainable hidden weight layers; each block runs up to the next weight layer."""
-        if not self.is_chain:
-            index, merge = next(
-                (i, layer) for i, layer in enumerate(self.layers) if len(layer.input_tensors) > 1
-            )
-            raise SpecError(
-                f"network '{self.network.name}': layers.{index} ({merge.spec.type} "
-                f"'{merge.name}') takes several inputs; DFA and SSDFA on a network with "
-                "branches are not supported yet: train it with bp"
-            )
-        weights = self.weight_layer_indices()
+        """Where DFA and SSDFA deliver the output error: each block's last layer (its tap),
+        with the feedback matrix named after the block's last trained weight layer (in a
+        chain: each trained hidden weight layer, up to the next weight layer)."""
         targets = []
-        for index, next_index in itertools.pairwise(weights):
-            if self.layers[index].trainable:
-                end = next_index - 1
-                targets.append(FeedbackTarget(index, end, self.shapes[end].output_elements))
+        for block in self.blocks:
+            trained = [
+                i for i in block.members if self.layers[i].has_weights and self.layers[i].trainable
+            ]
+            if not trained:
+                first = block.members[0]
+                raise SpecError(
+                    f"network '{self.network.name}': layers.{first} ({self.layers[first].spec.type}"
+                    f" '{self.layers[first].name}').block: block '{block.name}' trains no layer, "
+                    "so the error DFA and SSDFA would deliver to it teaches nothing; train a "
+                    "layer in it or leave its layers out of blocks"
+                )
+            tap = block.members[-1]
+            targets.append(
+                FeedbackTarget(trained[-1], tap, self.shapes[tap].output_elements, block.members)
+            )
         return targets
 
     def initialize(self, rng: np.random.Generator, trainable_init: WeightInit) -> None:

@@ -15,6 +15,7 @@ injects one.  The live rules run it; a shape-only trace describes it.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -55,22 +56,24 @@ Step = Backward | SumErrors | Inject
 def backward_schedule(model: Model, algorithm: Algorithm) -> list[Step]:
     """BP: the layers from the output down, each that trains or has a trained layer below it
     (in a chain: down to the lowest trained one), with the sums where a tensor fans out.
-    DFA and SSDFA: the output layer, then each hidden block from its injected error down to
-    its weight layer."""
+    DFA and SSDFA: the output layer, then each block from the error injected at its last
+    layer down, by BP over the block's own layers (in a chain: down to its weight layer)."""
+    model.wire_errors(local=algorithm != Algorithm.BP)
     if algorithm == Algorithm.BP:
-        return _backprop_schedule(model)
+        return _backprop(model, range(len(model.layers) - 1, -1, -1))
     steps: list[Step] = [Backward(len(model.layers) - 1, False)]
     for target in model.feedback_targets():
         steps.append(Inject(target))
-        bottom = target.layer_index
-        steps.extend(Backward(i, i > bottom) for i in range(target.block_end, bottom - 1, -1))
+        steps.extend(_backprop(model, reversed(target.members)))
     return steps
 
 
-def _backprop_schedule(model: Model) -> list[Step]:
+def _backprop(model: Model, indices: Iterable[int]) -> list[Step]:
+    """The backward steps of the layers at `indices` (from the top down) that train or send
+    an error on, each fanned-out error summed before the layer that made its tensor."""
     sums = {error_sum.error: error_sum for error_sum in model.error_sums.values()}
     steps: list[Step] = []
-    for index in range(len(model.layers) - 1, -1, -1):
+    for index in indices:
         layer = model.layers[index]
         input_error = any(layer.sends_error)
         if not (input_error or (layer.has_weights and layer.trainable)):

@@ -18,7 +18,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hwsim.errors import SpecError
 from hwsim.io.arch import load_arch_with_energies
 from hwsim.sim.engine import simulate
 from hwsim.specs.network import NetworkSpec
@@ -368,17 +367,9 @@ def test_a_bad_graph_is_one_message_naming_the_layer_and_field(layers, message):
     assert message in str(info.value)
 
 
-def test_dfa_on_a_graph_is_refused_naming_the_merge():
-    model = Model(residual(), np.float32)
-    with pytest.raises(
-        SpecError,
-        match=r"network 'residual': layers.3 \(add 'res1'\) takes several inputs; DFA and "
-        "SSDFA on a network with branches are not supported yet: train it with bp",
-    ):
-        model.feedback_targets()
-
-
-def test_the_cli_refuses_a_bad_graph_and_dfa_on_a_graph_writing_nothing(tmp_path, capsys):
+def test_the_cli_refuses_a_bad_graph_and_a_block_that_trains_nothing_writing_nothing(
+    tmp_path, capsys
+):
     import yaml
 
     from hwsim.cli import main
@@ -387,8 +378,14 @@ def test_the_cli_refuses_a_bad_graph_and_dfa_on_a_graph_writing_nothing(tmp_path
     good = tmp_path / "graph.yaml"
     good.write_text(yaml.safe_dump(data, sort_keys=False))
     out = tmp_path / "t.jsonl"
+    for layer in data["layers"][3:5]:  # res1 and r1: a block without weights
+        layer["block"] = "nothing"
+    good.write_text(yaml.safe_dump(data, sort_keys=False))
     assert main(["trace", "--network", str(good), "--algorithm", "dfa", "--out", str(out)]) == 2
-    assert "layers.3 (add 'res1') takes several inputs" in capsys.readouterr().err
+    assert "layers.3 (add 'res1').block: block 'nothing' trains no layer" in (
+        capsys.readouterr().err
+    )
+    assert not out.exists()
     data["layers"][3]["inputs"] = ["a2", "stme"]
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump(data, sort_keys=False))
