@@ -89,6 +89,23 @@ class MaxPoolLayer(Wired):
     padding: Padding = Padding.VALID
 
 
+class AvgPoolLayer(Wired):
+    """The mean of each window; SAME padding averages the in-bounds values only."""
+
+    type: Literal["avg_pool"]
+    name: Name
+    pool_size: Window
+    stride: Window | None = None
+    padding: Padding = Padding.VALID
+
+
+class GlobalAvgPoolLayer(Wired):
+    """The mean of each channel over the whole map: [height, width, channels] → [channels]."""
+
+    type: Literal["global_avg_pool"]
+    name: Name
+
+
 class FlattenLayer(Wired):
     type: Literal["flatten"]
     name: Name
@@ -125,6 +142,8 @@ LayerSpec = Annotated[
     DenseLayer
     | Conv2DLayer
     | MaxPoolLayer
+    | AvgPoolLayer
+    | GlobalAvgPoolLayer
     | FlattenLayer
     | DropoutLayer
     | ActivationLayer
@@ -259,7 +278,7 @@ def _conv_shape(layer: Conv2DLayer, shape: tuple[int, ...], where: str) -> tuple
     return out, weights, weights + (layer.filters if layer.use_bias else 0)
 
 
-def _pool_shape(layer: MaxPoolLayer, shape: tuple[int, ...], where: str) -> tuple:
+def _pool_shape(layer: MaxPoolLayer | AvgPoolLayer, shape: tuple[int, ...], where: str) -> tuple:
     height, width, channels = _map_input(shape, where)
     stride = layer.stride or layer.pool_size
     if layer.padding == Padding.VALID and layer.pool_size > min(height, width):
@@ -366,8 +385,10 @@ def infer_shapes(network: NetworkSpec) -> list[LayerShape]:
         elif isinstance(layer, Conv2DLayer):
             out, weights, parameters = _conv_shape(layer, shape, where)
             trainable = layer.trainable
-        elif isinstance(layer, MaxPoolLayer):
+        elif isinstance(layer, MaxPoolLayer | AvgPoolLayer):
             out, weights, parameters = _pool_shape(layer, shape, where)
+        elif isinstance(layer, GlobalAvgPoolLayer):
+            out, weights, parameters = (_map_input(shape, where)[2],), 0, 0
         elif isinstance(layer, AddLayer):
             out, weights, parameters = _add_shape(taken, inputs, where)
         elif isinstance(layer, ConcatLayer):

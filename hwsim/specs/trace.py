@@ -221,7 +221,7 @@ class GatherOp:
 
 @_record_type
 class ReduceOp:
-    """`function` (sum, max) folding `inputs` numbers into `outputs`."""
+    """`function` (sum, max, mean) folding `inputs` numbers into `outputs`."""
 
     kind: Literal["reduce"]
     function: Name

@@ -25,9 +25,9 @@ ACTIVATIONS = st.sampled_from(["linear", "relu", "tanh", "sigmoid"])
 
 @st.composite
 def chain_networks(draw: st.DrawFn) -> Any:
-    """A small chain of every layer kind: conv blocks (with pools, dropout, standalone
-    activations), a flatten, dense blocks and the output layer; frozen layers and no-bias
-    layers included."""
+    """A small chain of every layer kind: conv blocks (with max or average pools, dropout,
+    standalone activations), a flatten or a global average pool, dense blocks and the output
+    layer; frozen layers and no-bias layers included."""
     layers: list[dict[str, Any]] = []
 
     def name(kind: str) -> str:
@@ -58,9 +58,12 @@ def chain_networks(draw: st.DrawFn) -> Any:
             if draw(st.booleans()):
                 pool = {"pool_size": draw(st.integers(1, 2)), "stride": draw(st.integers(1, 2))}
                 padding = draw(st.sampled_from(["same", "valid"]))
-                layers.append({"type": "max_pool", "name": name("p"), **pool, "padding": padding})
+                kind = draw(st.sampled_from(["max_pool", "avg_pool"]))
+                layers.append({"type": kind, "name": name("p"), **pool, "padding": padding})
             extras()
-        layers.append({"type": "flatten", "name": name("f")})
+        layers.append(
+            {"type": draw(st.sampled_from(["flatten", "global_avg_pool"])), "name": name("f")}
+        )
     else:
         input_shape = [draw(st.integers(2, 9))]
     dense = st.fixed_dictionaries({"units": st.integers(2, 6), **common})
