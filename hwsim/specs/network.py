@@ -79,6 +79,11 @@ class Conv2DLayer(Wired):
     activation: Activation = Activation.LINEAR
     use_bias: bool = True
     trainable: bool = True
+    groups: Channels = Field(
+        default=1,
+        description="input and output channels split into this many independent "
+        "convolutions (must divide both; the input channels: depthwise)",
+    )
 
 
 class MaxPoolLayer(Wired):
@@ -264,7 +269,12 @@ def _dense_shape(layer: DenseLayer, shape: tuple[int, ...], where: str) -> tuple
 
 def _conv_shape(layer: Conv2DLayer, shape: tuple[int, ...], where: str) -> tuple:
     height, width, channels = _map_input(shape, where)
-    kernel = layer.kernel_size
+    kernel, groups = layer.kernel_size, layer.groups
+    if channels % groups or layer.filters % groups:
+        raise ValueError(
+            f"{where}.groups: must divide the input channels ({channels}) and filters "
+            f"({layer.filters}) (got {groups})"
+        )
     if layer.padding == Padding.VALID and (kernel > height or kernel > width):
         raise ValueError(
             f"{where}: kernel {kernel} is larger than its {height}x{width} input with valid padding"
@@ -274,7 +284,7 @@ def _conv_shape(layer: Conv2DLayer, shape: tuple[int, ...], where: str) -> tuple
         conv_output_size(width, kernel, layer.stride, layer.padding),
         layer.filters,
     )
-    weights = kernel * kernel * channels * layer.filters
+    weights = kernel * kernel * (channels // groups) * layer.filters
     return out, weights, weights + (layer.filters if layer.use_bias else 0)
 
 
