@@ -19,6 +19,13 @@ weights, input groups add partial sums of activations: which is cheaper depends 
 bytes delivered (forward, plus the weight-gradient pass when the layer is trained) among the
 cuts whose estimated cycles — compute ÷ tiles used vs. what one tile must receive over its
 link — are within CYCLE_TOLERANCE of the fastest.
+
+A grouped convolution (`groups` independent convolutions, group g mapping input channels
+[g·C/G, (g+1)·C/G) to output channels [g·F/G, (g+1)·F/G)) needs less: an output-channel
+group — a contiguous cut of the output channels — needs the input channels of the conv
+groups it holds channels of only, so the input map is delivered Σ_cuts spans ÷ G times
+(`map_copies`: channel_groups when ungrouped, 1 when the cuts are the groups), and the input
+groups cut each group's own C/G channels (a depthwise conv's reduction is not cut at all).
 """
 
 from __future__ import annotations
@@ -72,21 +79,40 @@ class ConvShape:
     output_bytes: int  # the output map
     accumulator_ratio: float  # accumulator bits ÷ activation bits
     trained: bool
+    groups: int = 1  # a grouped conv's groups
+
+
+def map_copies(amount: int, output_channels: int, channel_groups: int, groups: int) -> int:
+    """What `channel_groups` contiguous cuts of the output channels receive of `amount` (of
+    the input map, or of its windows): all of it each when ungrouped; of a grouped conv, a
+    1/groups share for every conv group a cut holds channels of (rounded up)."""
+    if groups == 1:
+        return channel_groups * amount
+    per_group = output_channels // groups
+    spans = start = 0
+    for size in _split(output_channels, channel_groups):
+        if size:
+            spans += (start + size - 1) // per_group - start // per_group + 1
+        start += size
+    return ceil_div(spans * amount, groups)
+
+
+def _map_bytes(shape: ConvShape, partition: ConvPartition) -> int:
+    return map_copies(
+        shape.input_bytes, shape.output_channels, partition.channel_groups, shape.groups
+    )
 
 
 def delivered_bytes(shape: ConvShape, partition: ConvPartition) -> int:
     """Bytes the cut makes the NoC deliver per step (halo left out): the forward pass, and
     the weight-gradient pass when the layer is trained."""
-    spatial, groups, inputs = (
-        partition.spatial_blocks,
-        partition.channel_groups,
-        partition.input_groups,
-    )
-    total = spatial * shape.weight_bytes + groups * shape.input_bytes
+    spatial, inputs = partition.spatial_blocks, partition.input_groups
+    inputs_delivered = _map_bytes(shape, partition)
+    total = spatial * shape.weight_bytes + inputs_delivered
     if inputs > 1:
         total += int(inputs * shape.output_bytes * shape.accumulator_ratio)
     if shape.trained:
-        total += groups * shape.input_bytes + inputs * shape.output_bytes
+        total += inputs_delivered + inputs * shape.output_bytes
         if spatial > 1:
             total += int(spatial * shape.weight_bytes * shape.accumulator_ratio)
     return total
@@ -99,9 +125,12 @@ def estimated_cycles(
     link_bytes_per_cycle: float,
 ) -> int:
     """Compute over the tiles used, or what one tile receives over its link if slower."""
-    per_tile = ceil_div(
-        shape.weight_bytes, partition.channel_groups * partition.input_groups
-    ) + ceil_div(shape.input_bytes, partition.spatial_blocks * partition.input_groups)
+    cut = partition.channel_groups * partition.input_groups
+    if shape.groups == 1:
+        inputs = ceil_div(shape.input_bytes, partition.spatial_blocks * partition.input_groups)
+    else:  # a cut's share of the map: the input channels of its conv groups
+        inputs = ceil_div(_map_bytes(shape, partition), cut * partition.spatial_blocks)
+    per_tile = ceil_div(shape.weight_bytes, cut) + inputs
     return max(
         ceil_div(shape.macs, partition.tiles * macs_per_tile_per_cycle),
         ceil_div(per_tile, link_bytes_per_cycle),
@@ -114,7 +143,8 @@ def choose_partition(
     """The cut over at most `tiles` tiles that moves the fewest bytes among the near-fastest."""
     scored: list[tuple[int, int, int, ConvPartition]] = []
     for groups in _candidates(shape.output_channels, tiles):
-        for inputs in _candidates(shape.input_channels, tiles // groups):
+        # The reduction's channels: a group's own (all of them when ungrouped).
+        for inputs in _candidates(shape.input_channels // shape.groups, tiles // groups):
             spatial = max(1, tiles // (groups * inputs))
             rows = min(shape.output_height, max(1, math.isqrt(spatial)))
             columns = min(shape.output_width, max(1, spatial // rows))

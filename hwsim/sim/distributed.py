@@ -27,12 +27,13 @@ import simpy
 
 from hwsim.errors import CapacityError
 from hwsim.sim.components import Dram, Ledger, Process, Scope, ceil_div
-from hwsim.sim.dist_conv import input_window_elements
+from hwsim.sim.dist_conv import input_window_elements, map_copies
 from hwsim.sim.dist_tiles import TileGroups
 from hwsim.sim.mapping import (
     ConvGroup,
     Placement,
     Region,
+    conv_groups,
     distinct_errors_per_tile,
     place,
     reserve_bytes,
@@ -99,7 +100,7 @@ class DistributedSubstrate:
         self.network_name = header.network
         self.tile_spec = arch.tiles
         self.noc = arch.noc
-        self.placement: Placement = place(header, arch)
+        self.placement: Placement = place(header, arch, conv_groups(records))
         self.network = Network(env, self.noc, self.placement, ledger)
         self.geometry = self.network.geometry
         dram = arch.dram
@@ -364,13 +365,15 @@ class DistributedSubstrate:
         )
         if group is not None and operand.role in MAP_ROLES:
             # A convolution's tiles each receive their input window: halo included, once per
-            # channel group.
+            # channel group (of a grouped conv, the channels of the conv groups it holds).
             op = record.op
             assert isinstance(op, Conv2DOp), "only a convolution's records run on a ConvGroup"
             windows = math.ceil(
                 nbytes * input_window_elements(op, group.partition) / max(1, operand.elements)
             )
-            delivered = group.partition.channel_groups * windows
+            delivered = map_copies(
+                windows, op.output_channels, group.partition.channel_groups, op.groups
+            )
             if near:  # multicast injects each element once for all the tiles that need it
                 injected = nbytes if self.noc.multicast else delivered
                 return geometry.neighbours(delivered, injected, region)
@@ -476,10 +479,15 @@ class DistributedSubstrate:
             # are summed between neighbouring tiles.
             op = record.op
             assert isinstance(op, Conv2DOp), "only a convolution's records run on a ConvGroup"
-            windows = input_window_elements(op, partition)
+            windows = map_copies(
+                input_window_elements(op, partition),
+                op.output_channels,
+                partition.channel_groups,
+                op.groups,
+            )
             # Fewer window elements than the map (a stride beyond the kernel skips input
             # rows) move nothing, as none overlap.
-            overlap = max(0, partition.channel_groups * windows - operand.elements)
+            overlap = max(0, windows - operand.elements)
             moved = bits_to_bytes(overlap * accumulator_bits)
         if moved > 0:
             yield from self._send_into(

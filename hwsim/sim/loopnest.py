@@ -23,11 +23,15 @@ Convolutions are tiled in their own terms: output positions in bands of whole ou
 feature map is priced by the windows the bands need — ((r − 1)·stride + R) input rows per band
 of r output rows — so the halo is counted and the im2col over-count (up to R·S/stride²) is not.
 A backward-data pass writes overlapping windows: the halo rows are partial sums, read and
-written back.  docs/model.md states the resulting formulas.
+written back.  A grouped convolution is `groups` independent GEMMs that share no operand: the
+search maps one group (its share of every operand, its input and output channels) and the
+groups run one after another under it (an outermost loop g), so every count but the buffer
+footprint is the group's times `groups`.  docs/model.md states the resulting formulas.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 from dataclasses import dataclass
@@ -133,10 +137,27 @@ class Mapping:
     footprint_bytes: int  # buffer bytes the tiles occupy (double-buffered where they change)
     array_read_bytes: int  # buffer → array: every tile each time the nest uses it
     compute_cycles: int = 0  # array cycles of all the tiles (0: no Machine given)
+    groups: int = 1  # a grouped conv's groups, run one after another (an outermost loop g)
 
     @property
     def steps(self) -> int:
-        return math.prod(self.trips)
+        return self.groups * math.prod(self.trips)
+
+    def repeated(self, groups: int) -> Mapping:
+        """This mapping of one group run for each of `groups` groups that share no operand:
+        traffic, array reads and cycles times `groups`; tiles and footprint unchanged."""
+        if groups == 1:
+            return self
+        return dataclasses.replace(
+            self,
+            order=f"g>{self.order}",
+            read_bytes=(groups * self.read_bytes[0], groups * self.read_bytes[1]),
+            output_write_bytes=groups * self.output_write_bytes,
+            partial_bytes=groups * self.partial_bytes,
+            array_read_bytes=groups * self.array_read_bytes,
+            compute_cycles=groups * self.compute_cycles,
+            groups=groups,
+        )
 
     @property
     def dram_read_bytes(self) -> int:
@@ -427,10 +448,29 @@ def _pick(columns: list[Int64s], choice: int) -> tuple[int, int, int]:
     return int(m[choice]), int(k[choice]), int(n[choice])
 
 
+def gemm_groups(op: MatmulOp | Conv2DOp) -> int:
+    """How many independent GEMMs the op is: a grouped conv's groups, else 1."""
+    return op.groups if isinstance(op, Conv2DOp) else 1
+
+
 def gemm_of(
     op: MatmulOp | Conv2DOp, a: Operand, b: Operand, c: Operand, accumulator_bits: int
 ) -> Gemm:
-    conv = ConvGeometry.of(op) if isinstance(op, Conv2DOp) else None
+    """The GEMM of the op, or of one group of a grouped conv: its m, k, n, its share of
+    each operand and its channels (`Mapping.repeated` then runs it for every group)."""
+    groups = gemm_groups(op)
+    if groups == 1:
+        conv = ConvGeometry.of(op) if isinstance(op, Conv2DOp) else None
+        return Gemm(op.m, op.k, op.n, a, b, c, accumulator_bits, conv)
+    assert isinstance(op, Conv2DOp), "only a convolution has groups"
+    conv = dataclasses.replace(
+        ConvGeometry.of(op),
+        input_channels=op.input_channels // groups,
+        output_channels=op.output_channels // groups,
+    )
+    a, b, c = (
+        dataclasses.replace(operand, elements=operand.elements // groups) for operand in (a, b, c)
+    )
     return Gemm(op.m, op.k, op.n, a, b, c, accumulator_bits, conv)
 
 

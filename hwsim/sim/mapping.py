@@ -20,12 +20,13 @@ storage region, cut by output channel only).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from hwsim.errors import CapacityError
 from hwsim.sim.dist_conv import ConvPartition, ConvShape, choose_partition
 from hwsim.specs.arch import DistributedSpec, MappingPolicy
-from hwsim.specs.trace import FeedbackInfo, LayerInfo, TraceHeader
+from hwsim.specs.trace import Conv2DOp, FeedbackInfo, LayerInfo, OpRecord, TraceHeader
 from hwsim.units import bits_to_bytes
 
 WEIGHT_TYPES = ("dense", "conv2d")
@@ -73,7 +74,18 @@ class Placement:
         return self.groups.get(self.owner[layer])
 
 
+def conv_groups(records: Iterable[OpRecord]) -> dict[str, int]:
+    """Each grouped convolution layer's groups, as its records state them (the header's
+    layer table has no conv geometry)."""
+    return {
+        record.layer: record.op.groups
+        for record in records
+        if isinstance(record.op, Conv2DOp) and record.op.groups > 1
+    }
+
+
 def forward_macs_per_example(layer: LayerInfo) -> int:
+    """Weights × output positions: a grouped conv's weights are already per group."""
     positions = math.prod(layer.output_shape[:-1]) if layer.type == "conv2d" else 1
     return layer.weights * positions
 
@@ -133,7 +145,7 @@ def _fill(total: int, weights: list[float], minimum: list[int], caps: list[int])
 
 
 def _conv_group(
-    layer: LayerInfo, home: Region, header: TraceHeader, arch: DistributedSpec
+    layer: LayerInfo, home: Region, header: TraceHeader, arch: DistributedSpec, groups: int
 ) -> ConvGroup:
     tiles, precision = arch.tiles, arch.precision
     height, width, channels = layer.output_shape
@@ -151,6 +163,7 @@ def _conv_group(
         ),
         accumulator_ratio=precision.accumulator_bits / precision.activation_bits,
         trained=layer.trainable,
+        groups=groups,
     )
     if arch.mapping.spread_convolutions:
         partition = choose_partition(
@@ -174,7 +187,10 @@ def _conv_group(
     return ConvGroup(region, partition)
 
 
-def place(header: TraceHeader, arch: DistributedSpec) -> Placement:
+def place(
+    header: TraceHeader, arch: DistributedSpec, groups_of: dict[str, int] | None = None
+) -> Placement:
+    """Storage regions and execution groups (`groups_of`: `conv_groups` of the records)."""
     tiles = arch.tiles
     weight_layers = [layer for layer in header.layers if layer.type in WEIGHT_TYPES]
     if tiles.count < len(weight_layers):
@@ -211,7 +227,8 @@ def place(header: TraceHeader, arch: DistributedSpec) -> Placement:
         home = Region(layer.name, first, count, size, max(0, size - count * usable))
         regions[layer.name] = home
         if layer.type == "conv2d":
-            groups[layer.name] = _conv_group(layer, home, header, arch)
+            conv = (groups_of or {}).get(layer.name, 1)
+            groups[layer.name] = _conv_group(layer, home, header, arch, conv)
         first += count
     spilled = sum(region.spilled_bytes for region in regions.values())
     capacity = arch.dram.capacity_bytes

@@ -13,7 +13,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 
 from hwsim.sim.components import ceil_div
-from hwsim.sim.loopnest import Machine, Mapping, gemm_of, search
+from hwsim.sim.loopnest import Machine, Mapping, gemm_groups, gemm_of, search
 from hwsim.sim.loopnest import Operand as GemmOperand
 from hwsim.specs.arch import Dataflow, PeArray, Precision
 from hwsim.specs.trace import Conv2DOp, GatherOp, MatmulOp, Operand, OpRecord, Slot
@@ -66,8 +66,8 @@ def compute_cycles(
     """Cycles on an array (`pe`) or on `macs_per_cycle` MAC units; other work on vector ALUs."""
     op = record.op
     if isinstance(op, MatmulOp | Conv2DOp):
-        if pe is not None:
-            return array_cycles(op.m, op.k, op.n, pe)
+        if pe is not None:  # a grouped conv: its groups one after another
+            return gemm_groups(op) * array_cycles(op.m, op.k, op.n, pe)
         return ceil_div(record.macs, macs_per_cycle)
     if isinstance(op, GatherOp):
         return ceil_div(record.macs, vector_ops_per_cycle)
@@ -77,12 +77,14 @@ def compute_cycles(
 def partial_sum_bytes(record: OpRecord, pe: PeArray, precision: Precision) -> int:
     """Extra buffer traffic when the reduction dimension is folded over the array: every
     fold after the first writes the m × n partial sums out and reads them back, at
-    `accumulator_bits` (each way rounded up to whole bytes, like every other transfer)."""
+    `accumulator_bits` (each way rounded up to whole bytes, like every other transfer), in
+    each group of a grouped conv."""
     op = record.op
     if not isinstance(op, MatmulOp | Conv2DOp):
         return 0
     folds = ceil_div(op.k, pe.rows) if pe.dataflow == Dataflow.WEIGHT_STATIONARY else 1
-    return 2 * bits_to_bytes((folds - 1) * op.m * op.n * precision.accumulator_bits)
+    partials = (folds - 1) * gemm_groups(op) * op.m * op.n
+    return 2 * bits_to_bytes(partials * precision.accumulator_bits)
 
 
 class NoFit(Exception):
@@ -153,12 +155,13 @@ def _gemm_operands(
     return a, b, c
 
 
-def _mapping(gemm, budget_bytes: int, machine: Machine) -> Mapping:
-    """The loop nest the search picks for the GEMM in `budget_bytes`; NoFit if none fits."""
+def _mapping(gemm, budget_bytes: int, machine: Machine, groups: int) -> Mapping:
+    """The loop nest the search picks for the GEMM (of one group, run `groups` times) in
+    `budget_bytes`; NoFit if none fits."""
     mapping = search(gemm, budget_bytes, machine)
     if mapping is None:
         raise NoFit("its smallest tiles")
-    return mapping
+    return mapping.repeated(groups)
 
 
 def plan_op(
@@ -226,7 +229,7 @@ def _plan_gemm(
     op = record.op
     assert isinstance(op, MatmulOp | Conv2DOp), "plan_op plans only matmul-class ops as GEMMs"
     gemm = gemm_of(op, a, b, c, precision.accumulator_bits)
-    mapping = _mapping(gemm, budget_bytes - held, machine)
+    mapping = _mapping(gemm, budget_bytes - held, machine, gemm_groups(op))
     folds = partial_sum_bytes(record, pe, precision)
     return OpPlan(
         mapping.dram_read_bytes + extra_dram,

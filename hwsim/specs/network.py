@@ -85,6 +85,11 @@ class Conv2DLayer(Wired):
     activation: Activation = Activation.LINEAR
     use_bias: bool = True
     trainable: bool = True
+    groups: Channels = Field(
+        default=1,
+        description="input and output channels split into this many independent "
+        "convolutions (must divide both; the input channels: depthwise)",
+    )
 
 
 class MaxPoolLayer(Wired):
@@ -93,6 +98,23 @@ class MaxPoolLayer(Wired):
     pool_size: Window
     stride: Window | None = None
     padding: Padding = Padding.VALID
+
+
+class AvgPoolLayer(Wired):
+    """The mean of each window; SAME padding averages the in-bounds values only."""
+
+    type: Literal["avg_pool"]
+    name: Name
+    pool_size: Window
+    stride: Window | None = None
+    padding: Padding = Padding.VALID
+
+
+class GlobalAvgPoolLayer(Wired):
+    """The mean of each channel over the whole map: [height, width, channels] → [channels]."""
+
+    type: Literal["global_avg_pool"]
+    name: Name
 
 
 class FlattenLayer(Wired):
@@ -131,6 +153,8 @@ LayerSpec = Annotated[
     DenseLayer
     | Conv2DLayer
     | MaxPoolLayer
+    | AvgPoolLayer
+    | GlobalAvgPoolLayer
     | FlattenLayer
     | DropoutLayer
     | ActivationLayer
@@ -251,7 +275,12 @@ def _dense_shape(layer: DenseLayer, shape: tuple[int, ...], where: str) -> tuple
 
 def _conv_shape(layer: Conv2DLayer, shape: tuple[int, ...], where: str) -> tuple:
     height, width, channels = _map_input(shape, where)
-    kernel = layer.kernel_size
+    kernel, groups = layer.kernel_size, layer.groups
+    if channels % groups or layer.filters % groups:
+        raise ValueError(
+            f"{where}.groups: must divide the input channels ({channels}) and filters "
+            f"({layer.filters}) (got {groups})"
+        )
     if layer.padding == Padding.VALID and (kernel > height or kernel > width):
         raise ValueError(
             f"{where}: kernel {kernel} is larger than its {height}x{width} input with valid padding"
@@ -261,11 +290,11 @@ def _conv_shape(layer: Conv2DLayer, shape: tuple[int, ...], where: str) -> tuple
         conv_output_size(width, kernel, layer.stride, layer.padding),
         layer.filters,
     )
-    weights = kernel * kernel * channels * layer.filters
+    weights = kernel * kernel * (channels // groups) * layer.filters
     return out, weights, weights + (layer.filters if layer.use_bias else 0)
 
 
-def _pool_shape(layer: MaxPoolLayer, shape: tuple[int, ...], where: str) -> tuple:
+def _pool_shape(layer: MaxPoolLayer | AvgPoolLayer, shape: tuple[int, ...], where: str) -> tuple:
     height, width, channels = _map_input(shape, where)
     stride = layer.stride or layer.pool_size
     if layer.padding == Padding.VALID and layer.pool_size > min(height, width):
@@ -407,8 +436,10 @@ def infer_shapes(network: NetworkSpec) -> list[LayerShape]:
         elif isinstance(layer, Conv2DLayer):
             out, weights, parameters = _conv_shape(layer, shape, where)
             trainable = layer.trainable
-        elif isinstance(layer, MaxPoolLayer):
+        elif isinstance(layer, MaxPoolLayer | AvgPoolLayer):
             out, weights, parameters = _pool_shape(layer, shape, where)
+        elif isinstance(layer, GlobalAvgPoolLayer):
+            out, weights, parameters = (_map_input(shape, where)[2],), 0, 0
         elif isinstance(layer, AddLayer):
             out, weights, parameters = _add_shape(taken, inputs, where)
         elif isinstance(layer, ConcatLayer):

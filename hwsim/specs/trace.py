@@ -136,9 +136,16 @@ class MatmulOp:
         return self.m * self.k, self.k * self.n, self.m * self.n
 
 
+def _ungrouped(groups: int) -> bool:
+    return groups == 1
+
+
 @_record_type
 class Conv2DOp:
-    """A convolution pass with its geometry and its im2col matmul [m, k] @ [k, n]."""
+    """A convolution pass with its geometry and its im2col matmul [m, k] @ [k, n], once per
+    group: `groups` independent convolutions, each over input_channels ÷ groups input and
+    output_channels ÷ groups output channels (`groups` is left out of a record when it is 1,
+    so an ungrouped conv's record reads as it always has)."""
 
     kind: Literal["conv2d"]
     conv_pass: ConvPass
@@ -153,20 +160,24 @@ class Conv2DOp:
     kernel_width: Count
     stride: Count
     padding: Padding
+    groups: Count = Field(default=1, exclude_if=_ungrouped)
     m: Count
     k: Count
     n: Count
 
     @property
     def macs(self) -> int:
-        return self.m * self.k * self.n
+        return self.groups * self.m * self.k * self.n
 
     def slot_elements(self) -> tuple[int, int, int]:
         """Elements of a, b and c: the feature maps and the filters of this pass."""
         image_in = self.batch * self.input_height * self.input_width * self.input_channels
         image_out = self.batch * self.output_height * self.output_width * self.output_channels
         filters = (
-            self.kernel_height * self.kernel_width * self.input_channels * self.output_channels
+            self.kernel_height
+            * self.kernel_width
+            * (self.input_channels // self.groups)
+            * self.output_channels
         )
         return {
             ConvPass.FORWARD: (image_in, filters, image_out),
@@ -176,16 +187,24 @@ class Conv2DOp:
 
     @model_validator(mode="after")
     def _im2col(self) -> Conv2DOp:
+        groups = self.groups
+        if self.input_channels % groups or self.output_channels % groups:
+            raise ValueError(
+                f"groups must divide input_channels ({self.input_channels}) and "
+                f"output_channels ({self.output_channels}) (got {groups})"
+            )
         positions = self.batch * self.output_height * self.output_width
-        window = self.kernel_height * self.kernel_width * self.input_channels
+        window = self.kernel_height * self.kernel_width * (self.input_channels // groups)
+        outputs = self.output_channels // groups
         expected = {
-            ConvPass.FORWARD: (positions, window, self.output_channels),
-            ConvPass.BACKWARD_DATA: (positions, self.output_channels, window),
-            ConvPass.BACKWARD_WEIGHT: (window, positions, self.output_channels),
+            ConvPass.FORWARD: (positions, window, outputs),
+            ConvPass.BACKWARD_DATA: (positions, outputs, window),
+            ConvPass.BACKWARD_WEIGHT: (window, positions, outputs),
         }[self.conv_pass]
         if (self.m, self.k, self.n) != expected:
+            per_group = " per group" if groups > 1 else ""
             raise ValueError(
-                f"m, k, n must be {list(expected)} for a {self.conv_pass.value} "
+                f"m, k, n must be {list(expected)}{per_group} for a {self.conv_pass.value} "
                 f"pass of this geometry (got {[self.m, self.k, self.n]})"
             )
         return self
@@ -221,7 +240,7 @@ class GatherOp:
 
 @_record_type
 class ReduceOp:
-    """`function` (sum, max) folding `inputs` numbers into `outputs`."""
+    """`function` (sum, max, mean) folding `inputs` numbers into `outputs`."""
 
     kind: Literal["reduce"]
     function: Name

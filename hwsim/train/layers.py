@@ -19,18 +19,20 @@ import numpy as np
 from hwsim.specs.network import (
     ActivationLayer,
     AddLayer,
+    AvgPoolLayer,
     ConcatLayer,
     DropoutLayer,
     FlattenLayer,
+    GlobalAvgPoolLayer,
     LayerShape,
     MaxPoolLayer,
 )
 from hwsim.specs.trace import Phase, Role
 from hwsim.train.layer_base import Layer, StepContext, activate, activation_derivative
-from hwsim.train.ops import OpDesc, OperandDesc, elementwise, reduction
+from hwsim.train.ops import OpDesc, OperandDesc, elementwise, reduction, spread
 from hwsim.train.weight_layers import Conv2D, Dense
 from hwsim.train.weight_layers import WeightLayer as WeightLayer
-from hwsim.train.windows import scatter_windows, window_padding, windows
+from hwsim.train.windows import in_bounds, scatter_windows, window_padding, windows
 
 
 class MaxPool(Layer):
@@ -81,6 +83,93 @@ class MaxPool(Layer):
         dx = scatter_windows(dwin, self._input_shape, k, self.stride, self.pads)
         if ctx.tracer is not None:
             ctx.tracer.record_pass(self.name, self.backward_ops(batch, True), [([dy], [dx])])
+        return dx
+
+
+class AvgPool(Layer):
+    """The mean of each window.  With SAME padding a window at the border averages only the
+    values inside the input (as TensorFlow does): each output divides by its own count."""
+
+    spec: AvgPoolLayer
+
+    def __init__(self, spec: AvgPoolLayer, shape: LayerShape, input_tensor: str) -> None:
+        super().__init__(spec, shape, input_tensor)
+        self.stride = spec.stride or spec.pool_size
+        height, width, _ = shape.input_shape
+        out_h, out_w, _ = shape.output_shape
+        k = spec.pool_size
+        self.pads = (
+            window_padding(height, k, self.stride, spec.padding),
+            window_padding(width, k, self.stride, spec.padding),
+        )
+        self.rows = in_bounds(height, k, self.stride, out_h, self.pads[0][0])
+        self.columns = in_bounds(width, k, self.stride, out_w, self.pads[1][0])
+
+    def values_read(self, batch: int) -> int:
+        """The input values the windows read (overlaps counted each time, padding never)."""
+        return batch * self.shape.output_shape[2] * sum(self.rows) * sum(self.columns)
+
+    def forward_ops(self, batch: int) -> list[OpDesc]:
+        source, result = self.input_operand(batch), self.output_operand(batch)
+        return [
+            reduction(self.name, Phase.FORWARD, "mean", source, result, self.values_read(batch))
+        ]
+
+    def backward_ops(self, batch: int, input_error: bool) -> list[OpDesc]:
+        """Each output's error, divided by its count, added to every value its window read."""
+        dy, dx = self.output_error_operand(batch), self.input_error_operand(batch)
+        inputs = self.values_read(batch)
+        return [spread(self.name, Phase.ERROR, "avg_pool_spread", dy, dx, inputs)]
+
+    def _counts(self, dtype: np.dtype) -> np.ndarray:
+        return np.outer(self.rows, self.columns).astype(dtype)[None, :, :, None]
+
+    def forward(self, x: np.ndarray, ctx: StepContext) -> np.ndarray:
+        out_h, out_w, _channels = self.shape.output_shape
+        view = windows(x, self.spec.pool_size, self.stride, out_h, out_w, self.pads)
+        y = view.sum(axis=(-2, -1)) / self._counts(x.dtype)
+        if ctx.tracer is not None:
+            ctx.tracer.record_pass(self.name, self.forward_ops(x.shape[0]), [([x], [y])])
+        return y
+
+    def backward(self, dy: np.ndarray, ctx: StepContext, input_error: bool) -> np.ndarray | None:
+        k = self.spec.pool_size
+        batch, out_h, out_w, channels = dy.shape
+        share = dy / self._counts(dy.dtype)
+        dwin = np.broadcast_to(share[:, :, :, None, None, :], (batch, out_h, out_w, k, k, channels))
+        input_shape = (batch, *self.shape.input_shape)
+        dx = scatter_windows(dwin, input_shape, k, self.stride, self.pads)
+        if ctx.tracer is not None:
+            ctx.tracer.record_pass(self.name, self.backward_ops(batch, True), [([dy], [dx])])
+        return dx
+
+
+class GlobalAvgPool(Layer):
+    """The mean of each channel over the whole map: [height, width, channels] → [channels]."""
+
+    spec: GlobalAvgPoolLayer
+
+    def forward_ops(self, batch: int) -> list[OpDesc]:
+        source, result = self.input_operand(batch), self.output_operand(batch)
+        return [reduction(self.name, Phase.FORWARD, "mean", source, result)]
+
+    def backward_ops(self, batch: int, input_error: bool) -> list[OpDesc]:
+        """Each channel's error, divided by height · width, to every position of the map."""
+        dy, dx = self.output_error_operand(batch), self.input_error_operand(batch)
+        return [spread(self.name, Phase.ERROR, "avg_pool_spread", dy, dx, dx.elements)]
+
+    def forward(self, x: np.ndarray, ctx: StepContext) -> np.ndarray:
+        y = x.mean(axis=(1, 2))
+        if ctx.tracer is not None:
+            ctx.tracer.record_pass(self.name, self.forward_ops(x.shape[0]), [([x], [y])])
+        return y
+
+    def backward(self, dy: np.ndarray, ctx: StepContext, input_error: bool) -> np.ndarray | None:
+        height, width, channels = self.shape.input_shape
+        share = dy[:, None, None, :] / (height * width)
+        dx = np.broadcast_to(share, (dy.shape[0], height, width, channels)).copy()
+        if ctx.tracer is not None:
+            ctx.tracer.record_pass(self.name, self.backward_ops(dy.shape[0], True), [([dy], [dx])])
         return dx
 
 
@@ -288,6 +377,8 @@ LAYER_CLASSES: dict[str, type[Layer]] = {
     "dense": Dense,
     "conv2d": Conv2D,
     "max_pool": MaxPool,
+    "avg_pool": AvgPool,
+    "global_avg_pool": GlobalAvgPool,
     "flatten": Flatten,
     "dropout": Dropout,
     "activation": ActivationFunction,

@@ -251,7 +251,7 @@ class Model:
                 shape = (layer.shape.input_shape[0], spec.units)
                 fan_in, fan_out = shape
             else:
-                channels = layer.shape.input_shape[2]
+                channels = layer.shape.input_shape[2] // spec.groups
                 shape = (spec.kernel_size, spec.kernel_size, channels, spec.filters)
                 area = spec.kernel_size * spec.kernel_size
                 fan_in, fan_out = area * channels, area * spec.filters

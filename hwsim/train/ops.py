@@ -79,3 +79,13 @@ def reduction(
     inputs = source.elements if inputs is None else inputs
     spec = ReduceOp(kind="reduce", function=function, inputs=inputs, outputs=result.elements)
     return op(layer, phase, spec, [source], [result], inputs)
+
+
+def spread(
+    layer: str, phase: Phase, function: str, error: OperandDesc, result: OperandDesc, inputs: int
+) -> OpDesc:
+    """The adjoint of a reduction that read `inputs` values: each output's error spread back
+    over the values its window read, into `result` (one element-wise op over the result's
+    elements, one vector op per value read)."""
+    spec = ElementwiseOp(kind="elementwise", function=function, elements=result.elements)
+    return op(layer, phase, spec, [error], [result], inputs)

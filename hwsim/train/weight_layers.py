@@ -190,14 +190,17 @@ class Conv2D(WeightLayer):
         self._cols: np.ndarray | None = None
 
     def gemm(self, batch: int, conv_pass: ConvPass) -> Conv2DOp:
+        """The pass's im2col GEMM of one group (`groups` of them: the op's MACs)."""
         spec = self.spec
         height, width, channels = self.shape.input_shape
         out_h, out_w, filters = self.shape.output_shape
-        positions, window = batch * out_h * out_w, spec.kernel_size**2 * channels
+        groups = spec.groups
+        positions, window = batch * out_h * out_w, spec.kernel_size**2 * (channels // groups)
+        outputs = filters // groups
         m, k, n = {
-            ConvPass.FORWARD: (positions, window, filters),
-            ConvPass.BACKWARD_DATA: (positions, filters, window),
-            ConvPass.BACKWARD_WEIGHT: (window, positions, filters),
+            ConvPass.FORWARD: (positions, window, outputs),
+            ConvPass.BACKWARD_DATA: (positions, outputs, window),
+            ConvPass.BACKWARD_WEIGHT: (window, positions, outputs),
         }[conv_pass]
         return Conv2DOp(
             kind="conv2d",
@@ -213,6 +216,7 @@ class Conv2D(WeightLayer):
             kernel_width=spec.kernel_size,
             stride=spec.stride,
             padding=spec.padding,
+            groups=groups,
             m=m,
             k=k,
             n=n,
@@ -223,8 +227,12 @@ class Conv2D(WeightLayer):
         out_h, out_w, filters = self.shape.output_shape
         k = self.spec.kernel_size
         view = windows(x, k, self.spec.stride, out_h, out_w, self.pads)
-        cols = view.transpose(0, 1, 2, 4, 5, 3).reshape(batch * out_h * out_w, -1)
-        h = cols @ self.params["weight"].reshape(-1, filters)
+        if self.spec.groups == 1:
+            cols = view.transpose(0, 1, 2, 4, 5, 3).reshape(batch * out_h * out_w, -1)
+            h = cols @ self.params["weight"].reshape(-1, filters)
+        else:
+            cols = self._group_columns(view)
+            h = _ungroup(cols @ self._group_weights())
         if "bias" in self.params:
             h += self.params["bias"]
         if ctx.training:
@@ -233,16 +241,54 @@ class Conv2D(WeightLayer):
 
     def backward(self, dy: np.ndarray, ctx: StepContext, input_error: bool) -> np.ndarray | None:
         dh = self._error_before_activation(dy)
-        filters = self.shape.output_shape[2]
+        filters, groups = self.shape.output_shape[2], self.spec.groups
         dh_cols = dh.reshape(-1, filters)
         weight = self.params["weight"]
+        if groups == 1:
+            if self.trainable:
+                cols = self._kept(self._cols, "im2col columns")
+                self.grads["weight"] = (cols.T @ dh_cols).reshape(weight.shape)
+                self._bias_gradient(dh)
+            dx = self._input_error(dh_cols @ weight.reshape(-1, filters).T) if input_error else None
+            self._trace_backward(ctx, dy, dh, dx)
+            return dx
+        dh_groups = dh_cols.reshape(len(dh_cols), groups, -1).transpose(1, 0, 2)  # [G, P, F/G]
         if self.trainable:
-            cols = self._kept(self._cols, "im2col columns")
-            self.grads["weight"] = (cols.T @ dh_cols).reshape(weight.shape)
+            cols = self._kept(self._cols, "im2col columns")  # [G, P, k·k·C/G]
+            grad = cols.transpose(0, 2, 1) @ dh_groups  # [G, k·k·C/G, F/G]
+            self.grads["weight"] = _ungroup(grad).reshape(weight.shape)
             self._bias_gradient(dh)
-        dx = self._input_error(dh_cols @ weight.reshape(-1, filters).T) if input_error else None
+        dx = None
+        if input_error:
+            dcols = dh_groups @ self._group_weights().transpose(0, 2, 1)  # [G, P, k·k·C/G]
+            dx = self._input_error(self._window_errors(dcols))
         self._trace_backward(ctx, dy, dh, dx)
         return dx
+
+    # Group g takes input channels [g·C/G, (g+1)·C/G) and makes output channels
+    # [g·F/G, (g+1)·F/G), as TensorFlow's and PyTorch's grouped convolutions do.
+    def _group_columns(self, view: np.ndarray) -> np.ndarray:
+        """The im2col columns of each group, [G, positions, k·k·C/G], from the window view
+        [B, out_h, out_w, C, k, k]."""
+        batch, out_h, out_w, channels, k, _ = view.shape
+        groups = self.spec.groups
+        grouped = view.reshape(batch, out_h, out_w, groups, channels // groups, k, k)
+        cols = grouped.transpose(3, 0, 1, 2, 5, 6, 4)
+        return cols.reshape(groups, batch * out_h * out_w, -1)
+
+    def _group_weights(self) -> np.ndarray:
+        """The weight [k, k, C/G, F] as each group's filters [G, k·k·C/G, F/G]."""
+        weight, groups = self.params["weight"], self.spec.groups
+        rows = weight.shape[0] * weight.shape[1] * weight.shape[2]
+        return weight.reshape(rows, groups, -1).transpose(1, 0, 2)
+
+    def _window_errors(self, dcols: np.ndarray) -> np.ndarray:
+        """Each group's column errors [G, P, k·k·C/G] as one [P, k·k·C] (kernel rows,
+        kernel columns, then channels: the layout `_input_error` reads)."""
+        groups, positions, _ = dcols.shape
+        k = self.spec.kernel_size
+        per_group = dcols.reshape(groups, positions, k, k, -1).transpose(1, 2, 3, 0, 4)
+        return per_group.reshape(positions, -1)
 
     def _input_error(self, dcols: np.ndarray) -> np.ndarray:
         """The input error from the error of each im2col column."""
@@ -251,3 +297,9 @@ class Conv2D(WeightLayer):
         k, channels = self.spec.kernel_size, self.shape.input_shape[2]
         dwin = dcols.reshape(input_shape[0], out_h, out_w, k, k, channels)
         return scatter_windows(dwin, input_shape, k, self.spec.stride, self.pads)
+
+
+def _ungroup(per_group: np.ndarray) -> np.ndarray:
+    """[G, rows, F/G] → [rows, F], output channels group by group."""
+    groups, rows, outputs = per_group.shape
+    return per_group.transpose(1, 0, 2).reshape(rows, groups * outputs)

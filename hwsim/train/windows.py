@@ -1,5 +1,6 @@
-"""Sliding windows over an NHWC batch, shared by conv2d and max pooling: the padding, a strided
-view of the windows, and its adjoint that adds window errors back onto the input."""
+"""Sliding windows over an NHWC batch, shared by conv2d and pooling: the padding, a strided
+view of the windows, its adjoint that adds window errors back onto the input, and how many
+of each window's values lie inside the input (what an average pool divides by)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,16 @@ def window_padding(size: int, kernel: int, stride: int, padding: Padding) -> tup
     if padding == Padding.SAME:
         return same_padding(size, kernel, stride)
     return 0, 0
+
+
+def in_bounds(size: int, kernel: int, stride: int, out: int, pad_before: int) -> list[int]:
+    """Per output position along one axis, how many of its window's `kernel` values lie
+    inside the input (not in the padding).  Plain Python: shape-only traces use it too."""
+    counts = []
+    for position in range(out):
+        start = position * stride - pad_before
+        counts.append(max(0, min(start + kernel, size) - max(start, 0)))
+    return counts
 
 
 def windows(

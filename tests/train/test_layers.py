@@ -581,3 +581,118 @@ def test_same_max_pool_never_picks_the_padding() -> None:
     assert dx.shape == x.shape
     assert dx.sum() == dy.sum()  # nothing was routed into the padding
     assert np.count_nonzero(dx) == 9
+
+
+# --------------------------------------------------------------------- average pooling
+
+POOL_NETWORKS = {
+    # avg pool 3/2 SAME on an odd map (asymmetric padding: border windows average fewer
+    # values), then a global average pool into the dense head.
+    "avg3s2same-global": (
+        [9, 7, 2],
+        [
+            {"type": "conv2d", "name": "c1", "filters": 3, "kernel_size": 3, "activation": "tanh"},
+            {"type": "avg_pool", "name": "p1", "pool_size": 3, "stride": 2, "padding": "same"},
+            {"type": "conv2d", "name": "c2", "filters": 4, "kernel_size": 3},
+            {"type": "global_avg_pool", "name": "gap"},
+            {"type": "dense", "name": "out", "units": 4},
+        ],
+    ),
+    # avg pool 2/2 VALID (non-overlapping), avg pool 3/1 VALID (overlapping), flatten.
+    "avg2s2valid-avg3s1valid": (
+        [10, 12, 1],
+        [
+            {"type": "conv2d", "name": "c1", "filters": 2, "kernel_size": 3, "activation": "relu"},
+            {"type": "avg_pool", "name": "p1", "pool_size": 2},
+            {"type": "avg_pool", "name": "p2", "pool_size": 3, "stride": 1},
+            {"type": "flatten", "name": "flat"},
+            {"type": "dense", "name": "out", "units": 4},
+        ],
+    ),
+    # A stride larger than the window (inputs no window covers get no error), and an even
+    # pool with SAME padding (the extra padding on the after side).
+    "avg2s3valid-avg2s1same": (
+        [11, 8, 2],
+        [
+            {"type": "conv2d", "name": "c1", "filters": 2, "kernel_size": 2, "activation": "tanh"},
+            {"type": "avg_pool", "name": "p1", "pool_size": 2, "stride": 3},
+            {"type": "avg_pool", "name": "p2", "pool_size": 2, "stride": 1, "padding": "same"},
+            {"type": "flatten", "name": "flat"},
+            {"type": "dense", "name": "out", "units": 4},
+        ],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(POOL_NETWORKS))
+def test_avg_pool_gradients_match_finite_differences(case: str, rng: np.random.Generator) -> None:
+    input_shape, layers = POOL_NETWORKS[case]
+    network = make_network(input_shape, 4, layers)
+    model = make_model(network, rng)
+    x, y = batch(network, 2, rng)
+    check_all_gradients(model, x, y)
+
+
+def _direct_avg_pool(x: np.ndarray, k: int, stride: int, same: bool) -> tuple[np.ndarray, int]:
+    """Loops: each window's mean over the values inside the input (TensorFlow's SAME), and
+    how many values the windows read."""
+    _, height, width, _ = x.shape
+    if same:
+        out_h, out_w = -(-height // stride), -(-width // stride)
+        top = max((out_h - 1) * stride + k - height, 0) // 2
+        left = max((out_w - 1) * stride + k - width, 0) // 2
+    else:
+        out_h, out_w = (height - k) // stride + 1, (width - k) // stride + 1
+        top = left = 0
+    out = np.zeros((x.shape[0], out_h, out_w, x.shape[3]))
+    read = 0
+    for i in range(out_h):
+        for j in range(out_w):
+            r0, c0 = i * stride - top, j * stride - left
+            patch = x[:, max(r0, 0) : r0 + k, max(c0, 0) : c0 + k, :]
+            out[:, i, j, :] = patch.mean(axis=(1, 2))
+            read += patch.size
+    return out, read
+
+
+@pytest.mark.parametrize(
+    ("k", "stride", "padding"),
+    [(2, 2, "valid"), (3, 2, "same"), (3, 1, "same"), (2, 3, "valid"), (4, 3, "same")],
+)
+def test_avg_pool_forward_matches_direct_loops(k, stride, padding, rng) -> None:
+    network = make_network(
+        [7, 9, 2],
+        3,
+        [
+            {"type": "avg_pool", "name": "p", "pool_size": k, "stride": stride, "padding": padding},
+            {"type": "flatten", "name": "flat"},
+            {"type": "dense", "name": "out", "units": 3},
+        ],
+    )
+    pool = make_model(network, rng).layers[0]
+    x = rng.standard_normal((2, 7, 9, 2))
+    got = pool.forward(x, StepContext(training=False))
+    expected, read = _direct_avg_pool(x, k, stride, padding == "same")
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
+    # The forward reduce reads each in-bounds value once per window that holds it, and the
+    # backward spread adds one share per value read.
+    forward, backward = pool.forward_ops(2)[0], pool.backward_ops(2, True)[0]
+    assert (forward.op.inputs, forward.other_ops, backward.other_ops) == (read, read, read)
+
+
+def test_global_avg_pool_is_the_mean_of_each_channel(rng: np.random.Generator) -> None:
+    network = make_network(
+        [5, 4, 3],
+        2,
+        [{"type": "global_avg_pool", "name": "gap"}, {"type": "dense", "name": "out", "units": 2}],
+    )
+    model = make_model(network, rng)
+    gap = model.layers[0]
+    assert model.shapes[0].output_shape == (3,)
+    x = rng.standard_normal((2, 5, 4, 3))
+    ctx = StepContext(training=True)
+    np.testing.assert_allclose(gap.forward(x, ctx), x.mean(axis=(1, 2)), rtol=1e-12)
+    dy = rng.standard_normal((2, 3))
+    dx = gap.backward(dy, ctx, input_error=True)
+    np.testing.assert_allclose(dx, np.broadcast_to(dy[:, None, None, :] / 20, x.shape))
+    check_all_gradients(model, *batch(network, 2, rng))

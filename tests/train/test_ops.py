@@ -25,9 +25,10 @@ ACTIVATIONS = st.sampled_from(["linear", "relu", "tanh", "sigmoid"])
 
 @st.composite
 def chain_networks(draw: st.DrawFn) -> Any:
-    """A small chain of every layer kind: conv blocks (with pools, dropout, standalone
-    activations), a flatten, dense blocks and the output layer; frozen layers and no-bias
-    layers included."""
+    """A small chain of every layer kind: conv blocks (grouped or not, depthwise included;
+    with max or average pools, dropout, standalone activations), a flatten or a global
+    average pool, dense blocks and the output layer; frozen layers and no-bias layers
+    included."""
     layers: list[dict[str, Any]] = []
 
     def name(kind: str) -> str:
@@ -53,14 +54,24 @@ def chain_networks(draw: st.DrawFn) -> Any:
     images = draw(st.booleans())
     if images:
         input_shape = [draw(st.integers(4, 8)), draw(st.integers(4, 8)), draw(st.integers(1, 3))]
+        channels = input_shape[2]
         for _ in range(draw(st.integers(1, 2))):
-            layers.append({"type": "conv2d", "name": name("c"), **draw(conv)})
+            drawn = draw(conv)
+            if draw(st.booleans()):  # grouped (depthwise when groups == channels)
+                drawn["filters"] = channels * draw(st.integers(1, 2))
+                divisors = [g for g in range(1, channels + 1) if channels % g == 0]
+                drawn["groups"] = draw(st.sampled_from(divisors))
+            channels = drawn["filters"]
+            layers.append({"type": "conv2d", "name": name("c"), **drawn})
             if draw(st.booleans()):
                 pool = {"pool_size": draw(st.integers(1, 2)), "stride": draw(st.integers(1, 2))}
                 padding = draw(st.sampled_from(["same", "valid"]))
-                layers.append({"type": "max_pool", "name": name("p"), **pool, "padding": padding})
+                kind = draw(st.sampled_from(["max_pool", "avg_pool"]))
+                layers.append({"type": kind, "name": name("p"), **pool, "padding": padding})
             extras()
-        layers.append({"type": "flatten", "name": name("f")})
+        layers.append(
+            {"type": draw(st.sampled_from(["flatten", "global_avg_pool"])), "name": name("f")}
+        )
     else:
         input_shape = [draw(st.integers(2, 9))]
     dense = st.fixed_dictionaries({"units": st.integers(2, 6), **common})
