@@ -117,6 +117,21 @@ class GlobalAvgPoolLayer(Wired):
     name: Name
 
 
+class BatchNormLayer(Wired):
+    """Each channel (the last axis) normalized by its batch mean and variance in training
+    (running statistics in inference), then scaled and shifted by two trained vectors."""
+
+    type: Literal["batch_norm"]
+    name: Name
+    epsilon: Annotated[float, NotBool, finite_range(gt=0, le=1)] = 1e-5
+    momentum: Annotated[float, NotBool, finite_range(gt=0, le=1)] = Field(
+        default=0.1,
+        description="running = (1 - momentum) · running + momentum · batch statistic "
+        "(PyTorch's convention)",
+    )
+    trainable: bool = True
+
+
 class FlattenLayer(Wired):
     type: Literal["flatten"]
     name: Name
@@ -155,6 +170,7 @@ LayerSpec = Annotated[
     | MaxPoolLayer
     | AvgPoolLayer
     | GlobalAvgPoolLayer
+    | BatchNormLayer
     | FlattenLayer
     | DropoutLayer
     | ActivationLayer
@@ -440,6 +456,9 @@ def infer_shapes(network: NetworkSpec) -> list[LayerShape]:
             out, weights, parameters = _pool_shape(layer, shape, where)
         elif isinstance(layer, GlobalAvgPoolLayer):
             out, weights, parameters = (_map_input(shape, where)[2],), 0, 0
+        elif isinstance(layer, BatchNormLayer):  # a scale and a shift per channel
+            out, weights, parameters = shape, 0, 2 * shape[-1]
+            trainable = layer.trainable
         elif isinstance(layer, AddLayer):
             out, weights, parameters = _add_shape(taken, inputs, where)
         elif isinstance(layer, ConcatLayer):

@@ -50,7 +50,17 @@ class Layer:
     """Base: names of the tensors the layer reads and writes, and no parameters."""
 
     trainable = False
-    has_weights = False
+    has_weights = False  # a weight of MACs (dense, conv2d)
+    has_params = False  # any trained parameter (the weight layers, batch norm)
+
+    @property
+    def trains(self) -> bool:
+        """Whether the optimizer updates its parameters."""
+        return self.has_params and self.trainable
+
+    def parameters(self) -> list[tuple[str, OperandDesc]]:
+        """Each parameter's name and operand, in the order the optimizer updates them."""
+        return []
 
     def __init__(
         self, spec: LayerSpec, shape: LayerShape, input_tensor: str, *more_inputs: str

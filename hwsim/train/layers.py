@@ -29,6 +29,7 @@ from hwsim.specs.network import (
 )
 from hwsim.specs.trace import Phase, Role
 from hwsim.train.layer_base import Layer, StepContext, activate, activation_derivative
+from hwsim.train.norm_layers import BatchNorm
 from hwsim.train.ops import OpDesc, OperandDesc, elementwise, reduction, spread
 from hwsim.train.weight_layers import Conv2D, Dense
 from hwsim.train.weight_layers import WeightLayer as WeightLayer
@@ -382,4 +383,5 @@ LAYER_CLASSES: dict[str, type[Layer]] = {
     "flatten": Flatten,
     "dropout": Dropout,
     "activation": ActivationFunction,
+    "batch_norm": BatchNorm,
 }

@@ -171,7 +171,9 @@ class Trainer:
         logits = self.model.forward(x.astype(self.model.dtype, copy=False), ctx)
         _, error, _ = self.model.loss_and_error(logits, y, ctx)
         rule.backward(self.model, error, ctx)
-        grads = {layer.name: layer.grads["weight"].copy() for layer in trainable}
+        grads = {
+            layer.name: layer.grads["weight"].copy() for layer in trainable if layer.has_weights
+        }
         for layer in trainable:
             layer.grads = saved[layer.name]
         return grads
@@ -183,7 +185,7 @@ class Trainer:
         else:
             rule_grads = self.gradients(self.rule, x, y)
             true_grads = self.gradients(Backprop(), x, y)
-        hidden = [layer.name for layer in self.model.trainable_layers()[:-1]]
+        hidden = [layer.name for layer in self.model.trainable_layers()[:-1] if layer.has_weights]
         return {name: angle_deg(rule_grads[name], true_grads[name]) for name in hidden}
 
     def feedback_output_angle(self) -> float | None:

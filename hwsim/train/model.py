@@ -13,6 +13,7 @@ from hwsim.errors import SpecError
 from hwsim.specs.network import NETWORK_INPUT, Activation, NetworkSpec, infer_shapes
 from hwsim.specs.trace import Phase, Role
 from hwsim.train.layers import LAYER_CLASSES, Add, Layer, StepContext, WeightLayer
+from hwsim.train.norm_layers import BatchNorm
 from hwsim.train.ops import OpDesc, OperandDesc, elementwise
 
 
@@ -93,7 +94,7 @@ class Model:
         # edges that carry errors).
         self.needs_error = {NETWORK_INPUT: False}
         for layer in self.layers:
-            trained = layer.has_weights and layer.trainable
+            trained = layer.trains
             layer.sends_error = [
                 self._carries(layer, tensor, local) and self.needs_error[tensor]
                 for tensor in layer.input_tensors
@@ -177,14 +178,14 @@ class Model:
         blocks = [Block(name, tuple(members)) for name, members in named.items()]
         last = len(self.layers) - 1
         for index, layer in enumerate(self.layers[:-1]):
-            if not (layer.has_weights and layer.trainable) or layer.spec.block is not None:
+            if not layer.trains or layer.spec.block is not None:
                 continue
             members = [index]
             while len(after := readers.get(self.layers[members[-1]].name, [])) == 1:
                 follower = self.layers[after[0]]
                 if (
                     after[0] == last
-                    or follower.has_weights
+                    or follower.has_params
                     or len(follower.input_tensors) > 1
                     or follower.spec.block is not None
                 ):
@@ -212,10 +213,9 @@ class Model:
     def weight_layer_indices(self) -> list[int]:
         return [i for i, layer in enumerate(self.layers) if layer.has_weights]
 
-    def trainable_layers(self) -> list[WeightLayer]:
-        return [
-            layer for layer in self.layers if isinstance(layer, WeightLayer) and layer.trainable
-        ]
+    def trainable_layers(self) -> list[Layer]:
+        """The layers the optimizer updates (weight layers and batch norms that train)."""
+        return [layer for layer in self.layers if layer.trains]
 
     def feedback_targets(self) -> list[FeedbackTarget]:
         """Where DFA and SSDFA deliver the output error: each block's last layer (its tap),
@@ -223,9 +223,8 @@ class Model:
         chain: each trained hidden weight layer, up to the next weight layer)."""
         targets = []
         for block in self.blocks:
-            trained = [
-                i for i in block.members if self.layers[i].has_weights and self.layers[i].trainable
-            ]
+            trained = [i for i in block.members if self.layers[i].trains]
+            weighted = [i for i in trained if self.layers[i].has_weights] or trained
             if not trained:
                 first = block.members[0]
                 raise SpecError(
@@ -236,13 +235,15 @@ class Model:
                 )
             tap = block.members[-1]
             targets.append(
-                FeedbackTarget(trained[-1], tap, self.shapes[tap].output_elements, block.members)
+                FeedbackTarget(weighted[-1], tap, self.shapes[tap].output_elements, block.members)
             )
         return targets
 
     def initialize(self, rng: np.random.Generator, trainable_init: WeightInit) -> None:
         """Glorot-uniform weights (zeros for trainable layers when asked); biases zero."""
         for layer in self.layers:
+            if isinstance(layer, BatchNorm):
+                layer.initialize(self.dtype)
             if not isinstance(layer, WeightLayer):
                 continue
             spec = layer.spec

@@ -7,7 +7,7 @@ import numpy as np
 
 from hwsim.specs.network import OptimizerName
 from hwsim.specs.trace import OptimizerInfo, Phase, Role
-from hwsim.train.layers import StepContext, WeightLayer
+from hwsim.train.layers import Layer, StepContext
 from hwsim.train.ops import OpDesc, OperandDesc, elementwise
 from hwsim.train.tracer import density
 
@@ -54,7 +54,7 @@ class Optimizer:
         self.state: dict[tuple[str, str], list[np.ndarray]] = {}
         self.steps = 0
 
-    def step(self, layers: list[WeightLayer], ctx: StepContext) -> None:
+    def step(self, layers: list[Layer], ctx: StepContext) -> None:
         self.steps += 1
         for layer in layers:
             for param, operand in layer.parameters():

@@ -76,7 +76,7 @@ def _backprop(model: Model, indices: Iterable[int]) -> list[Step]:
     for index in indices:
         layer = model.layers[index]
         input_error = any(layer.sends_error)
-        if not (input_error or (layer.has_weights and layer.trainable)):
+        if not (input_error or layer.trains):
             continue
         if layer.output_error_tensor in sums:
             steps.append(SumErrors(sums.pop(layer.output_error_tensor)))

@@ -20,6 +20,7 @@ class WeightLayer(Layer):
     """Dense and conv2d: a weight, an optional bias and an optional fused activation."""
 
     has_weights = True
+    has_params = True
     spec: DenseLayer | Conv2DLayer
 
     def __init__(

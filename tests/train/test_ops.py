@@ -26,7 +26,7 @@ ACTIVATIONS = st.sampled_from(["linear", "relu", "tanh", "sigmoid"])
 @st.composite
 def chain_networks(draw: st.DrawFn) -> Any:
     """A small chain of every layer kind: conv blocks (grouped or not, depthwise included;
-    with max or average pools, dropout, standalone activations), a flatten or a global
+    with batch norms, max or average pools, dropout, standalone activations), a flatten or a global
     average pool, dense blocks and the output layer; frozen layers and no-bias layers
     included."""
     layers: list[dict[str, Any]] = []
@@ -35,6 +35,9 @@ def chain_networks(draw: st.DrawFn) -> Any:
         return f"{kind}{len(layers)}"
 
     def extras() -> None:
+        if draw(st.booleans()):
+            trains = draw(st.booleans())
+            layers.append({"type": "batch_norm", "name": name("bn"), "trainable": trains})
         if draw(st.booleans()):
             layers.append({"type": "activation", "name": name("a"), "function": draw(ACTIVATIONS)})
         if draw(st.booleans()):

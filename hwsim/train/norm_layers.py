@@ -1,0 +1,162 @@
+"""Batch normalization: the ops it describes in each phase and the numpy that runs them.
+
+Over a batch of B examples with E values of C channels (the last axis; E / C values a channel),
+a training step records, forward:
+
+* `mean_variance` (reduce): x → the batch statistics μ, σ² (2C values), two vector ops a value
+  (Σx and Σx² in one pass);
+* `batch_norm` (elementwise): y = scale · (x − μ) / √(σ² + ε) + shift, two vector ops a value
+  (each channel's scale and offset folded first);
+* `running_statistics` (elementwise): running ← (1 − momentum) · running + momentum · batch,
+  two vector ops for each of the 2C statistics (kept across steps: optimizer-state role);
+
+and backward:
+
+* `scale_shift_gradient` (reduce): Σ dy and Σ dy · x̂ per channel, from dy, x and μ, σ² (four
+  vector ops a value) — the shift's and scale's gradients, which the input error needs too;
+* `batch_norm_derivative` (elementwise, when the input error is asked): dx = scale / σ ·
+  (dy − Σdy / n − x̂ · Σ(dy · x̂) / n), five vector ops a value.
+
+The per-channel vectors (scale, shift, batch statistics) have the `bias` role: small,
+per-channel, kept beside the layer's other parameters.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hwsim.specs.network import BatchNormLayer, LayerShape
+from hwsim.specs.trace import ElementwiseOp, Phase, ReduceOp, Role
+from hwsim.train.layer_base import Layer, StepContext
+from hwsim.train.ops import OpDesc, OperandDesc, elementwise, op
+
+
+class BatchNorm(Layer):
+    spec: BatchNormLayer
+    has_params = True
+
+    def __init__(self, spec: BatchNormLayer, shape: LayerShape, input_tensor: str) -> None:
+        super().__init__(spec, shape, input_tensor)
+        self.trainable = spec.trainable
+        self.channels = shape.output_shape[-1]
+        self.running: dict[str, np.ndarray] = {}
+        self._kept_arrays: tuple[np.ndarray, ...] | None = None
+
+    # ------------------------------------------------------------ what it does
+    def parameters(self) -> list[tuple[str, OperandDesc]]:
+        return [
+            (name, OperandDesc(f"{self.name}.{name}", Role.BIAS, self.channels))
+            for name in ("scale", "shift")
+        ]
+
+    def _statistics(self) -> OperandDesc:
+        return OperandDesc(f"{self.name}.batch_statistics", Role.BIAS, 2 * self.channels)
+
+    def forward_ops(self, batch: int) -> list[OpDesc]:
+        x, y, stats = self.input_operand(batch), self.output_operand(batch), self._statistics()
+        (_, scale), (_, shift) = self.parameters()
+        running = OperandDesc(
+            f"{self.name}.running_statistics", Role.OPTIMIZER_STATE, stats.elements
+        )
+        reduce = ReduceOp(
+            kind="reduce", function="mean_variance", inputs=x.elements, outputs=stats.elements
+        )
+        return [
+            op(self.name, Phase.FORWARD, reduce, [x], [stats], 2 * x.elements),
+            elementwise(
+                self.name, Phase.FORWARD, "batch_norm", [x, stats, scale, shift], [y], y.elements, 2
+            ),
+            elementwise(
+                self.name,
+                Phase.FORWARD,
+                "running_statistics",
+                [stats, running],
+                [running],
+                stats.elements,
+                2,
+            ),
+        ]
+
+    def backward_ops(self, batch: int, input_error: bool) -> list[OpDesc]:
+        dy, x, stats = (
+            self.output_error_operand(batch),
+            self.input_operand(batch),
+            self._statistics(),
+        )
+        (_, scale), (_, shift) = self.parameters()
+        sums = [
+            OperandDesc(f"{param.tensor}.grad", Role.GRADIENT, param.elements)
+            for param in (scale, shift)
+        ]
+        phase = Phase.GRADIENT if self.trainable else Phase.ERROR
+        reduce = ReduceOp(
+            kind="reduce",
+            function="scale_shift_gradient",
+            inputs=dy.elements,
+            outputs=2 * self.channels,
+        )
+        ops = [op(self.name, phase, reduce, [dy, x, stats], sums, 4 * dy.elements)]
+        if input_error:
+            dx = self.input_error_operand(batch)
+            spec = ElementwiseOp(
+                kind="elementwise", function="batch_norm_derivative", elements=dx.elements
+            )
+            reads = [dy, x, stats, scale, *sums]
+            ops.append(op(self.name, Phase.ERROR, spec, reads, [dx], 5 * dx.elements))
+        return ops
+
+    # ------------------------------------------------------------- how it runs
+    def initialize(self, dtype: np.dtype) -> None:
+        c = self.channels
+        self.params = {"scale": np.ones(c, dtype=dtype), "shift": np.zeros(c, dtype=dtype)}
+        self.running = {"mean": np.zeros(c, dtype=dtype), "variance": np.ones(c, dtype=dtype)}
+
+    def forward(self, x: np.ndarray, ctx: StepContext) -> np.ndarray:
+        axes = tuple(range(x.ndim - 1))
+        if ctx.training:
+            mean, variance = x.mean(axis=axes), x.var(axis=axes)
+        else:
+            mean, variance = self.running["mean"], self.running["variance"]
+        inverse = 1.0 / np.sqrt(variance + self.spec.epsilon)
+        x_hat = (x - mean) * inverse
+        y = self.params["scale"] * x_hat + self.params["shift"]
+        if not ctx.training:
+            return y
+        n = x.size // self.channels
+        m = self.spec.momentum
+        stats = np.concatenate([mean, variance])
+        before = np.concatenate([self.running["mean"], self.running["variance"]])
+        self.running["mean"] = (1 - m) * self.running["mean"] + m * mean
+        unbiased = variance * (n / (n - 1)) if n > 1 else variance
+        self.running["variance"] = (1 - m) * self.running["variance"] + m * unbiased
+        if ctx.tracer is not None:
+            after = np.concatenate([self.running["mean"], self.running["variance"]])
+            p = self.params
+            arrays = [
+                ([x], [stats]),
+                ([x, stats, p["scale"], p["shift"]], [y]),
+                ([stats, before], [after]),
+            ]
+            ctx.tracer.record_pass(self.name, self.forward_ops(x.shape[0]), arrays)
+        self._kept_arrays = (x, x_hat, inverse, stats)
+        return y
+
+    def backward(self, dy: np.ndarray, ctx: StepContext, input_error: bool) -> np.ndarray | None:
+        if self._kept_arrays is None:
+            raise RuntimeError(f"layer '{self.name}': backward needs a training forward pass")
+        x, x_hat, inverse, stats = self._kept_arrays
+        axes = tuple(range(dy.ndim - 1))
+        d_shift = dy.sum(axis=axes)
+        d_scale = (dy * x_hat).sum(axis=axes)
+        if self.trainable:
+            self.grads = {"scale": d_scale, "shift": d_shift}
+        dx = None
+        if input_error:
+            n = dy.size // self.channels
+            dx = self.params["scale"] * inverse * (dy - d_shift / n - x_hat * (d_scale / n))
+        if ctx.tracer is not None:
+            arrays: list = [([dy, x, stats], [d_scale, d_shift])]
+            if input_error:
+                arrays.append(([dy, x, stats, self.params["scale"], d_scale, d_shift], [dx]))
+            ctx.tracer.record_pass(self.name, self.backward_ops(dy.shape[0], input_error), arrays)
+        return dx
