@@ -13,16 +13,15 @@ import pytest
 import hwsim.api as hw
 from hwsim.io.arch import load_arch_with_energies
 from hwsim.io.networks import load_network
-from hwsim.sim.engine import simulate
 from hwsim.specs.network import infer_shapes
 from hwsim.specs.trace import Algorithm, Trace
 from hwsim.train.loop import TrainConfig
 from hwsim.train.shapes import shape_only_trace
 from hwsim.units import bits_to_bytes
+from tests.sim.invariants import SHIPPED_SPECS, simulate_within_invariants
 
 ROOT = Path(__file__).resolve().parents[2]
-SPECS = sorted(path.stem for path in (ROOT / "arch_specs").glob("*.yaml"))
-VON_NEUMANN = [name for name in SPECS if name.startswith("von_neumann")]
+VON_NEUMANN = [name for name in SHIPPED_SPECS if name.startswith("von_neumann")]
 # torchvision's ResNet-18 (11,689,512 parameters, 1.814 GMACs at 224x224) and Caffe's
 # bvlc_alexnet, the grouped original (60,965,224 parameters).
 PUBLISHED = {
@@ -62,22 +61,11 @@ def test_resnet18_is_eight_residual_blocks_and_a_stem_under_dfa():
     )
 
 
-@pytest.mark.parametrize("spec", SPECS)
+@pytest.mark.parametrize("spec", SHIPPED_SPECS)
 @pytest.mark.parametrize("rule", list(Algorithm), ids=str)
 @pytest.mark.parametrize("name", sorted(PUBLISHED))
 def test_every_rule_simulates_on_every_shipped_spec_within_the_invariants(name, rule, spec):
-    trace = step(name, rule)
-    chip, _ = load_arch_with_energies(spec)
-    result = simulate(chip, trace)
-    assert result.totals()["macs"] == trace.macs
-    assert (result.resources["utilization"] <= 1.0).all()
-    assert (result.resources["busy_cycles"] <= result.cycles).all()
-    if chip.substrate == "von_neumann":  # compulsory: every parameter and B read at least once
-        bits = chip.precision
-        parameters = sum(layer.parameters for layer in trace.header.layers)
-        feedback = sum(info.nonzeros for info in trace.header.feedback)
-        compulsory = bits_to_bytes(parameters * bits.weight_bits + feedback * bits.feedback_bits)
-        assert result.total("dram", "read") >= compulsory
+    simulate_within_invariants(spec, step(name, rule))
 
 
 @pytest.mark.parametrize("spec", VON_NEUMANN)

@@ -9,15 +9,14 @@ import math
 import numpy as np
 import pytest
 
-from hwsim.io.arch import load_arch_with_energies
-from hwsim.sim.engine import simulate
 from hwsim.specs.trace import Algorithm, Role
 from hwsim.train.layers import StepContext
 from hwsim.train.loop import TrainConfig, trace_synthetic_step
 from hwsim.train.model import Model
 from hwsim.train.norm_layers import BatchNorm
+from tests.sim.invariants import SHIPPED_SPECS, simulate_within_invariants
 from tests.train.builders import make_model, make_network
-from tests.train.test_graphs import SHIPPED_SPECS, _check_live_is_described
+from tests.train.test_graphs import _check_live_is_described
 from tests.train.test_layers import batch, check_all_gradients
 
 CONV_BN = [  # no bias before a norm: the norm removes it, so its gradient is 0
@@ -133,9 +132,4 @@ def test_batch_norm_traces_record_what_the_ops_describe_in_closed_form(algorithm
 def test_batch_norm_simulates_on_every_shipped_spec_within_the_invariants(spec):
     network = conv_bn_network()
     config = TrainConfig.from_network(network, Algorithm.BP, epochs=1, batch_size=2)
-    trace = trace_synthetic_step(network, config)
-    chip, _ = load_arch_with_energies(spec)
-    result = simulate(chip, trace)
-    assert result.totals()["macs"] == trace.macs
-    assert (result.resources["utilization"] <= 1.0).all()
-    assert (result.resources["busy_cycles"] <= result.cycles).all()
+    simulate_within_invariants(spec, trace_synthetic_step(network, config))

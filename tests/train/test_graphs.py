@@ -9,7 +9,6 @@ every shipped spec keep the physics invariants of the chain networks.
 
 from __future__ import annotations
 
-import math
 from functools import cache
 from typing import Any
 
@@ -18,13 +17,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hwsim.io.arch import load_arch_with_energies
-from hwsim.sim.engine import simulate
 from hwsim.specs.network import NetworkSpec
 from hwsim.specs.trace import Algorithm, Role, Trace
 from hwsim.train.loop import TrainConfig, trace_synthetic_step
 from hwsim.train.model import Model
 from hwsim.train.shapes import shape_only_trace, step_ops
+from tests.sim.invariants import SHIPPED_SPECS, simulate_within_invariants
 from tests.train.builders import make_model, make_network
 from tests.train.test_layers import batch, check_all_gradients
 from tests.train.test_ops import _records
@@ -254,41 +252,10 @@ def graph_trace(name: str) -> Trace:
     return trace_synthetic_step(network, _config(network, 2))
 
 
-SHIPPED_SPECS = [
-    "von_neumann",
-    "von_neumann_hbm",
-    "distributed",
-    "distributed_small",
-    "distributed_small_bus",
-    "distributed_stationary",
-    "distributed_tree",
-]
-
-
 @pytest.mark.parametrize("spec", SHIPPED_SPECS)
 @pytest.mark.parametrize("name", ["residual", "concat"])
 def test_graphs_simulate_on_every_shipped_spec_within_the_invariants(spec, name):
-    trace = graph_trace(name)
-    chip, _ = load_arch_with_energies(spec)
-    result = simulate(chip, trace)
-    assert result.totals()["macs"] == trace.macs
-    assert (result.resources["utilization"] <= 1.0).all()
-    assert (result.resources["busy_cycles"] <= result.cycles).all()
-    # Compulsory: every parameter is read once, from DRAM on a von Neumann chip.
-    parameters = sum(layer.parameters for layer in trace.header.layers)
-    bits = chip.precision.weight_bits
-    if chip.substrate == "von_neumann":
-        assert result.total("dram", "read") >= math.ceil(parameters * bits / 8)
-    # Linear in precision: doubling every width at most doubles the bytes moved.
-    wide = type(chip).model_validate(
-        {
-            **chip.model_dump(),
-            "precision": {k: 2 * v for k, v in chip.precision.model_dump().items()},
-        }
-    )
-    moved = result.breakdown["bytes"].sum()
-    moved_wide = simulate(wide, trace).breakdown["bytes"].sum()
-    assert moved <= moved_wide <= 2 * moved
+    simulate_within_invariants(spec, graph_trace(name))
 
 
 # ------------------------------------------------------------------- bad input

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import re
 from functools import cache
 
@@ -26,15 +25,14 @@ from hwsim.io.arch import load_arch_with_energies
 from hwsim.io.networks import load_network
 from hwsim.io.traces import read_trace, write_trace
 from hwsim.sim.dist_conv import map_copies
-from hwsim.sim.engine import simulate
 from hwsim.sim.mapping import conv_groups, place
 from hwsim.sim.tiling import compute_cycles, plan_op
 from hwsim.specs.network import NetworkSpec
 from hwsim.specs.trace import Algorithm, Conv2DOp, OpRecord, Phase, Trace, record_json
 from hwsim.train.layers import StepContext
 from hwsim.train.loop import TrainConfig, trace_synthetic_step
+from tests.sim.invariants import SHIPPED_SPECS, simulate_within_invariants
 from tests.train.builders import make_model, make_network
-from tests.train.test_graphs import SHIPPED_SPECS
 from tests.train.test_layers import batch, check_all_gradients
 
 
@@ -90,26 +88,7 @@ def new_kind_trace(name: str, algorithm: Algorithm) -> Trace:
 @pytest.mark.parametrize("algorithm", [Algorithm.BP, Algorithm.SSDFA])
 @pytest.mark.parametrize("name", sorted(NETWORKS))
 def test_new_kinds_simulate_on_every_shipped_spec_within_the_invariants(spec, algorithm, name):
-    trace = new_kind_trace(name, algorithm)
-    chip, _ = load_arch_with_energies(spec)
-    result = simulate(chip, trace)
-    assert result.totals()["macs"] == trace.macs
-    assert (result.resources["utilization"] <= 1.0).all()
-    assert (result.resources["busy_cycles"] <= result.cycles).all()
-    parameters = sum(layer.parameters for layer in trace.header.layers)
-    if chip.substrate == "von_neumann":
-        assert result.total("dram", "read") >= math.ceil(
-            parameters * chip.precision.weight_bits / 8
-        )
-    wide = type(chip).model_validate(
-        {
-            **chip.model_dump(),
-            "precision": {k: 2 * v for k, v in chip.precision.model_dump().items()},
-        }
-    )
-    moved = result.breakdown["bytes"].sum()
-    moved_wide = simulate(wide, trace).breakdown["bytes"].sum()
-    assert moved <= moved_wide <= 2 * moved
+    simulate_within_invariants(spec, new_kind_trace(name, algorithm))
 
 
 # ------------------------------------------------------------------ grouped convolutions

@@ -1,0 +1,63 @@
+"""The physics invariants every network, layer kind and option must keep on every shipped
+spec: one helper, so a new kind's test checks all of them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hwsim.io.arch import load_arch_with_energies
+from hwsim.sim.engine import simulate
+from hwsim.sim.result import SimResult
+from hwsim.specs.arch import ArchSpec
+from hwsim.specs.trace import Trace
+from hwsim.units import bits_to_bytes
+
+ROOT = Path(__file__).resolve().parents[2]
+SHIPPED_SPECS = sorted(path.stem for path in (ROOT / "arch_specs").glob("*.yaml"))
+
+
+def simulate_within_invariants(spec: str, trace: Trace, *, precision: bool = True) -> SimResult:
+    """Simulate `trace` on the shipped `spec` and check: every MAC counted, no resource busier
+    than the step (utilisation ≤ 1), DRAM reads on a von Neumann chip at least the compulsory
+    ones (every parameter and feedback value once) and, with `precision`, the bytes moved
+    doubling and the cycles staying (within 1%) when every precision doubles with every
+    capacity and bandwidth in bytes (`wider`)."""
+    chip, _ = load_arch_with_energies(spec)
+    result = simulate(chip, trace)
+    assert result.totals()["macs"] == trace.macs
+    assert (result.resources["utilization"] <= 1.0).all()
+    assert (result.resources["busy_cycles"] <= result.cycles).all()
+    if chip.substrate == "von_neumann":
+        bits = chip.precision
+        parameters = sum(layer.parameters for layer in trace.header.layers)
+        feedback = sum(info.nonzeros for info in trace.header.feedback)
+        compulsory = bits_to_bytes(parameters * bits.weight_bits + feedback * bits.feedback_bits)
+        assert result.total("dram", "read") >= compulsory
+    if precision:
+        wide = simulate(wider(chip), trace)
+        moved, moved_wide = result.breakdown["bytes"].sum(), wide.breakdown["bytes"].sum()
+        # Twice, within 1%: byte shares round up, and a mapping's discrete choices (tile
+        # sizes, cuts) may land one step apart.
+        assert abs(moved_wide - 2 * moved) <= 0.01 * 2 * moved, (moved, moved_wide)
+        assert abs(wide.cycles - result.cycles) <= 0.01 * result.cycles
+    return result
+
+
+def wider(chip: ArchSpec) -> ArchSpec:
+    """The chip at twice every precision with twice every capacity and bandwidth in bytes: the
+    same elements fit and move per cycle, so every byte count doubles and the cycles stay.
+    (At equal bytes of buffer a wider element can move more than twice the bytes: fewer fit.)"""
+
+    def scaled(data: dict) -> dict:
+        return {
+            key: scaled(value)
+            if isinstance(value, dict)
+            else 2 * value
+            if key.endswith(("capacity_bytes", "bytes_per_cycle")) and value is not None
+            else value
+            for key, value in data.items()
+        }
+
+    data = scaled(chip.model_dump())
+    data["precision"] = {k: 2 * v for k, v in chip.precision.model_dump().items()}
+    return type(chip).model_validate(data)
