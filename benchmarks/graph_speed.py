@@ -29,7 +29,7 @@ from hwsim.specs.trace import Algorithm
 from hwsim.train.loop import TrainConfig
 from hwsim.train.shapes import shape_only_trace
 
-NETWORKS = ("resnet18", "vit_tiny", "alexnet_grouped")
+NETWORKS = ("resnet18", "mobilenet_v2", "vit_tiny", "alexnet_grouped")
 SPECS = ("von_neumann", "distributed")
 TARGET_SECONDS = 1.0
 ROOT = Path(__file__).resolve().parents[1]

@@ -495,7 +495,7 @@ def peer_check() -> str:
     return "\n".join(lines)
 
 
-GRAPH_NETWORKS = ("alexnet", "alexnet_grouped", "resnet18")
+GRAPH_NETWORKS = ("alexnet", "alexnet_grouped", "resnet18", "mobilenet_v2")
 GRAPH_SPECS = ("von_neumann", "distributed_stationary")
 
 
@@ -506,9 +506,10 @@ def graph_networks() -> str:
         "",
         "Shape-only traces (`hwsim trace --shape-only`, batch 1, each network's optimizer) of "
         "the paper's `alexnet` (frozen convolutions, FC head trained), `alexnet_grouped` (the "
-        "original grouped AlexNet, every layer trained) and `resnet18` (torchvision's, every "
-        "layer trained; each residual block is a DFA block, its error delivered at the block's "
-        "output and carried inside by BP over the block's own weights). Per training example; "
+        "original grouped AlexNet, every layer trained), `resnet18` and `mobilenet_v2` "
+        "(torchvision's, every layer trained; each residual block is a DFA block, its error "
+        "delivered at the block's output and carried inside by BP over the block's own "
+        "weights). Per training example; "
         "`error` is the error phase's share of the off-chip bytes (DRAM + NoC delivered):",
         "",
         "| network | spec | rule | DRAM bytes | off-chip bytes | error share | energy_pj | "

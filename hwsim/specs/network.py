@@ -30,6 +30,7 @@ Fraction = Annotated[float, NotBool, finite_range(ge=0.0, lt=1.0)]
 class Activation(StrEnum):
     LINEAR = "linear"
     RELU = "relu"
+    RELU6 = "relu6"  # min(max(h, 0), 6): MobileNet's
     TANH = "tanh"
     SIGMOID = "sigmoid"
 

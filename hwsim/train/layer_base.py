@@ -28,6 +28,8 @@ class StepContext:
 def activate(function: Activation, h: np.ndarray) -> np.ndarray:
     if function == Activation.RELU:
         return np.maximum(h, 0)
+    if function == Activation.RELU6:
+        return np.clip(h, 0, 6)
     if function == Activation.TANH:
         return np.tanh(h)
     if function == Activation.SIGMOID:
@@ -39,6 +41,8 @@ def activation_derivative(function: Activation, y: np.ndarray) -> np.ndarray:
     """f'(h) written in terms of the output y = f(h)."""
     if function == Activation.RELU:
         return (y > 0).astype(y.dtype)
+    if function == Activation.RELU6:
+        return ((y > 0) & (y < 6)).astype(y.dtype)
     if function == Activation.TANH:
         return 1 - y * y
     if function == Activation.SIGMOID:

@@ -22,11 +22,12 @@ from tests.sim.invariants import SHIPPED_SPECS, simulate_within_invariants
 
 ROOT = Path(__file__).resolve().parents[2]
 VON_NEUMANN = [name for name in SHIPPED_SPECS if name.startswith("von_neumann")]
-# torchvision's ResNet-18 (11,689,512 parameters, 1.814 GMACs at 224x224) and Caffe's
-# bvlc_alexnet, the grouped original (60,965,224 parameters).
+# torchvision's ResNet-18 (11,689,512 parameters, 1.814 GMACs at 224x224) and MobileNetV2
+# (3,504,872; 300.8 MMACs), and Caffe's bvlc_alexnet, the grouped original (60,965,224).
 PUBLISHED = {
     "resnet18": (11_689_512, 1_814_073_344),
     "alexnet_grouped": (60_965_224, 724_406_816),
+    "mobilenet_v2": (3_504_872, 300_774_272),
 }
 
 
@@ -46,10 +47,15 @@ def test_sizes_equal_the_published_closed_forms(name):
     by_phase = {phase: sum(r.macs for r in records if r.phase.value == phase)
                 for phase in ("forward", "error", "gradient")}  # fmt: skip
     assert by_phase["forward"] == by_phase["gradient"] == macs  # every layer trains
-    # BP's error pass runs every layer's backward-data GEMM but the first's (conv1: its input
-    # is the image), the same MACs as its forward GEMM.
-    conv1 = next(r.macs for r in records if r.layer == "conv1" and r.phase.value == "forward")
-    assert by_phase["error"] == macs - conv1
+    # BP's error pass runs every layer's backward-data GEMM but the first's (its input is the
+    # image), the same MACs as its forward GEMM.
+    first = records[0]
+    assert first.layer == trace_layers(name)[0] and first.op.kind == "conv2d"
+    assert by_phase["error"] == macs - first.macs
+
+
+def trace_layers(name: str) -> list[str]:
+    return [layer.name for layer in step(name, Algorithm.BP).header.layers]
 
 
 def test_resnet18_is_eight_residual_blocks_and_a_stem_under_dfa():

@@ -117,7 +117,8 @@ def _edit(**changes):
                     GOOD["layers"][1],
                 ]
             ),
-            "layers.0.activation: must be 'linear', 'relu', 'tanh' or 'sigmoid' (got 'gelu')",
+            "layers.0.activation: must be 'linear', 'relu', 'relu6', 'tanh' or 'sigmoid' "
+            "(got 'gelu')",
         ),
         (
             _edit(layers=[{"type": "dens", "name": "fc1", "units": 5}, GOOD["layers"][1]]),

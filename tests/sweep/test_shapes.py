@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from hwsim.cli import main
@@ -18,7 +20,11 @@ SHIPPED_TRACES = ("alexnet", "vgg16")  # batch 8, seed 0: workloads/traces/READM
 SMALL = ("digits_fc", "mnist_fc")  # cheap enough to trace at full size
 MAX_UNITS, MAX_FILTERS = 64, 8  # the CIFAR networks, narrowed so a real step is quick
 # The graphs of today's networks, narrowed and on a smaller map (the same strides and blocks).
-SMALLER_MAPS = {"resnet18": [32, 32, 3], "alexnet_grouped": [67, 67, 3]}
+SMALLER_MAPS = {
+    "resnet18": [32, 32, 3],
+    "alexnet_grouped": [67, 67, 3],
+    "mobilenet_v2": [32, 32, 3],
+}
 
 
 def _without_densities(trace: Trace) -> dict:
@@ -41,8 +47,10 @@ def _narrowed(network: NetworkSpec) -> NetworkSpec:
     for layer in network.layers[:-1]:
         if isinstance(layer, DenseLayer):
             layer = layer.model_copy(update={"units": min(layer.units, MAX_UNITS)})
-        elif isinstance(layer, Conv2DLayer):
-            layer = layer.model_copy(update={"filters": min(layer.filters, MAX_FILTERS)})
+        elif isinstance(layer, Conv2DLayer):  # a depthwise conv stays depthwise
+            groups = math.gcd(layer.groups, MAX_FILTERS)
+            filters = min(layer.filters, MAX_FILTERS)
+            layer = layer.model_copy(update={"filters": filters, "groups": groups})
         layers.append(layer)
     data = network.model_dump() | {"layers": [*layers, network.layers[-1]]}
     data["input_shape"] = SMALLER_MAPS.get(network.name, data["input_shape"])

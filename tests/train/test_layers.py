@@ -197,6 +197,22 @@ def test_standalone_activation_layer_gradients(rng: np.random.Generator) -> None
     check_all_gradients(model, x, y)
 
 
+def test_relu6_clips_at_0_and_6_and_its_gradients_match(rng: np.random.Generator) -> None:
+    layers = [
+        {"type": "dense", "name": "h1", "units": 8, "activation": "relu6"},
+        {"type": "activation", "name": "act", "function": "relu6"},
+        {"type": "dense", "name": "out", "units": 3},
+    ]
+    network = make_network([5], 3, layers)
+    model = make_model(network, rng)
+    model.layers[0].params["weight"] *= 8  # pre-activations on both sides of 0 and of 6
+    x, y = batch(network, 4, rng)
+    ctx = StepContext(training=True, dropout=False)
+    hidden = model.layers[0].forward(x, ctx)
+    assert hidden.min() == 0 and hidden.max() == 6
+    check_all_gradients(model, x, y)
+
+
 CONV_NETWORKS = {
     # conv 3x3 stride 1 SAME, pool 3/2 SAME (odd input: asymmetric padding), conv 5x5 stride 2
     # SAME, flatten, dense.

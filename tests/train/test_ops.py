@@ -20,7 +20,7 @@ from hwsim.train.shapes import shape_only_trace, step_ops
 from hwsim.train.tracer import Tracer
 from tests.train.builders import make_network
 
-ACTIVATIONS = st.sampled_from(["linear", "relu", "tanh", "sigmoid"])
+ACTIVATIONS = st.sampled_from(["linear", "relu", "relu6", "tanh", "sigmoid"])
 
 
 @st.composite
