@@ -241,6 +241,10 @@ class Model:
 
     def initialize(self, rng: np.random.Generator, trainable_init: WeightInit) -> None:
         """Glorot-uniform weights (zeros for trainable layers when asked); biases zero."""
+        # A chain without normalization may start its local-rule layers at zero (the paper's
+        # DFA); a batch norm of a zero output is zero whatever it learns, and a separate relu
+        # after it never wakes (relu'(0) = 0), so graphs and normalized nets keep Glorot.
+        plain = self.is_chain and not any(isinstance(layer, BatchNorm) for layer in self.layers)
         for layer in self.layers:
             if isinstance(layer, BatchNorm):
                 layer.initialize(self.dtype)
@@ -256,7 +260,7 @@ class Model:
                 shape = (spec.kernel_size, spec.kernel_size, channels, spec.filters)
                 area = spec.kernel_size * spec.kernel_size
                 fan_in, fan_out = area * channels, area * spec.filters
-            zeros = layer.trainable and _starts_at_zero(trainable_init, spec.activation)
+            zeros = layer.trainable and _starts_at_zero(trainable_init, spec.activation, plain)
             if zeros:
                 weight = np.zeros(shape, dtype=self.dtype)
             else:
@@ -330,10 +334,10 @@ class Model:
         return np.concatenate(parts)
 
 
-def _starts_at_zero(init: WeightInit, activation: Activation) -> bool:
+def _starts_at_zero(init: WeightInit, activation: Activation, plain: bool = True) -> bool:
     if init == WeightInit.ZEROS:
         return True
-    if init == WeightInit.GLOROT:
+    if init == WeightInit.GLOROT or not plain:
         return False
     # AUTO, the caller having decided the rule starts at zero: a relu layer at zero never
     # wakes up (relu'(0) = 0), so it keeps Glorot.

@@ -17,7 +17,7 @@ from tests.sweep.conftest import TRACES
 
 RULES = list(Algorithm)
 SHIPPED_TRACES = ("alexnet", "vgg16")  # batch 8, seed 0: workloads/traces/README.md
-SMALL = ("digits_fc", "mnist_fc")  # cheap enough to trace at full size
+SMALL = ("digits_fc", "mnist_fc", "digits_resnet")  # cheap enough to trace at full size
 MAX_UNITS, MAX_FILTERS = 64, 8  # the CIFAR networks, narrowed so a real step is quick
 # The graphs of today's networks, narrowed and on a smaller map (the same strides and blocks).
 SMALLER_MAPS = {

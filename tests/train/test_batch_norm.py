@@ -133,3 +133,14 @@ def test_batch_norm_simulates_on_every_shipped_spec_within_the_invariants(spec):
     network = conv_bn_network()
     config = TrainConfig.from_network(network, Algorithm.BP, epochs=1, batch_size=2)
     simulate_within_invariants(spec, trace_synthetic_step(network, config))
+
+
+def test_a_local_rule_starts_a_normalized_graph_from_glorot_not_zero(rng):
+    """A zero conv under a batch norm outputs zero whatever the norm learns, and the relu
+    after it passes no error (relu'(0) = 0): the local rules' zero start is for plain chains."""
+    from hwsim.train.model import WeightInit
+
+    model = Model(conv_bn_network(), np.float64)
+    model.initialize(rng, WeightInit.AUTO)
+    assert all(np.abs(layer.params["weight"]).max() > 0 for layer in model.trainable_layers()
+               if layer.has_weights)  # fmt: skip
