@@ -99,6 +99,9 @@ def _arch(
     return arch, energies or loaded, str(given)
 
 
+INFERENCE = "inference"  # `compare`'s name for an inference pass beside the rules
+
+
 def _rule(algorithm: str | Algorithm) -> Algorithm:
     try:
         return Algorithm(algorithm)
@@ -128,17 +131,26 @@ def _several(given: Any) -> list:
 
 def trace(
     network_name: str | Path | NetworkSpec,
-    algorithm: str,
+    algorithm: str = "bp",
     *,
     batch_size: int | None = None,
     seed: int = 0,
     shape_only: bool = False,
+    inference: bool = False,
 ) -> Trace:
     """One training step of `algorithm` (bp, dfa, ssdfa) traced on synthetic data, or built
-    from the network's shapes (`shape_only`: the same records, densities not measured)."""
+    from the network's shapes (`shape_only`: the same records, densities not measured);
+    `inference`: an inference pass instead (the forward pass only, batch norm by its running
+    statistics, dropout off; `algorithm` stays bp, the forward pass being every rule's)."""
     spec_ = network(network_name)
+    rule = _rule(algorithm)
+    if inference and rule != Algorithm.BP:
+        raise ArgumentError(
+            f"trace(inference=True): the forward pass is every rule's; leave out algorithm "
+            f"(got {algorithm!r})"
+        )
     config = TrainConfig.from_network(
-        spec_, _rule(algorithm), epochs=1, batch_size=batch_size, seed=seed
+        spec_, rule, epochs=1, batch_size=batch_size, seed=seed, inference=inference
     )
     return (shape_only_trace if shape_only else trace_synthetic_step)(spec_, config)
 
@@ -245,14 +257,24 @@ def compare(
 ) -> pd.DataFrame:
     """One row per network × rule × spec: the per-example figures of its simulated step (the
     table the report's Fig 8 view draws; `fig8(compare(...))`).  Networks and specs are names,
-    paths or loaded values; one of them alone is a list of one."""
+    paths or loaded values; one of them alone is a list of one.  `"inference"` among the
+    algorithms adds an inference pass of each network (its row's algorithm: inference)."""
     loaded = [_arch(given) for given in _several(spec_names)]
-    rules = [_rule(rule) for rule in ([algorithms] if isinstance(algorithms, str) else algorithms)]
+    names = [algorithms] if isinstance(algorithms, str) else list(algorithms)
+    rules = [name if name == INFERENCE else _rule(name) for name in names]
     results = []
     for given in _several(network_names):
         spec_ = network(given)
         for algorithm in rules:
-            step = trace(spec_, algorithm, batch_size=batch_size, seed=seed, shape_only=shape_only)
+            inference = algorithm == INFERENCE
+            step = trace(
+                spec_,
+                Algorithm.BP if inference else algorithm,
+                batch_size=batch_size,
+                seed=seed,
+                shape_only=shape_only,
+                inference=inference,
+            )
             for arch, energies, source in loaded:
                 with located(source):
                     simulated = _simulate(arch, step)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ import pandas as pd
 from pydantic import TypeAdapter
 
 from hwsim.cli.common import finite_json, progress
+from hwsim.cli.parser import UsageError
 from hwsim.cli.report import cmd_report, cmd_run
 from hwsim.cli.simulate import cmd_simulate
 from hwsim.cli.sweep import cmd_sweep
@@ -164,15 +166,36 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_trace(args: argparse.Namespace) -> int:
+    if args.inference:
+        given = [
+            flag
+            for flag, value in (
+                ("--algorithm", args.algorithm),
+                ("--nonzeros-per-neuron", args.nonzeros_per_neuron),
+                ("--rank", args.rank),
+            )
+            if value is not None
+        ]
+        if given:
+            raise UsageError(
+                f"hwsim trace: --inference traces the forward pass, which is every rule's: "
+                f"leave out {', '.join(given)}"
+            )
+        args.algorithm = Algorithm.BP.value
+    elif args.algorithm is None:
+        raise UsageError(
+            "hwsim trace: the following arguments are required: --algorithm (or --inference)"
+        )
     _check_rule_flags(args)
     _check_output(args.out, (".jsonl", ".jsonl.gz"), "--out", [args.network])
     network = load_network(args.network)
-    config = _config(args, network, 1)
+    config = dataclasses.replace(_config(args, network, 1), inference=args.inference)
     trace = (shape_only_trace if args.shape_only else trace_synthetic_step)(network, config)
     write_trace(args.out, trace)
     summary = trace_summary(trace)
+    what = "inference" if config.inference else config.algorithm.value
     print(
-        f"{args.out}: {len(trace.records)} records, {network.name} {config.algorithm.value}, "
+        f"{args.out}: {len(trace.records)} records, {network.name} {what}, "
         f"batch {config.batch_size}; MACs per example: "
         + ", ".join(
             f"{phase} {summary[f'{phase}_macs_per_example']:,.0f}"

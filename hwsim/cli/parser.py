@@ -23,13 +23,18 @@ class Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message} (see '{self.prog} --help')")
 
 
-def _add_rule_flags(parser: argparse.ArgumentParser) -> None:
+def _add_rule_flags(parser: argparse.ArgumentParser, rule_required: bool = True) -> None:
     parser.add_argument(
         "--network",
         default=DEFAULT_NETWORK,
         help=f"shipped network name or path to a network YAML (default {DEFAULT_NETWORK})",
     )
-    parser.add_argument("--algorithm", choices=ALGORITHMS, required=True, help="learning rule")
+    parser.add_argument(
+        "--algorithm",
+        choices=ALGORITHMS,
+        required=rule_required,
+        help="learning rule" + ("" if rule_required else " (not with --inference)"),
+    )
     parser.add_argument(
         "--nonzeros-per-neuron",
         type=positive_int,
@@ -93,13 +98,19 @@ def _add_train_parser(commands) -> None:
 
 def _add_trace_parser(commands) -> None:
     trace = commands.add_parser("trace", help="trace one real training step on synthetic data")
-    _add_rule_flags(trace)
+    _add_rule_flags(trace, rule_required=False)
     trace.add_argument("--out", type=Path, required=True, help="trace file (.jsonl[.gz])")
     trace.add_argument(
         "--shape-only",
         action="store_true",
         help="build the trace from the network's shapes without running the "
         "numpy step (milliseconds, any size; densities not measured: 1.0)",
+    )
+    trace.add_argument(
+        "--inference",
+        action="store_true",
+        help="trace an inference pass instead: the forward pass only, batch norm by its "
+        "running statistics, dropout off (no --algorithm: it is every rule's)",
     )
 
 

@@ -27,6 +27,7 @@ from hwsim.specs.trace import (
     TRACE_SCHEMA_VERSION,
     GatherOp,
     OpRecord,
+    Phase,
     Role,
     SharedParts,
     Trace,
@@ -218,6 +219,11 @@ def _check_references(path: Path, header: TraceHeader, records: list[OpRecord]) 
     for record in records:
         number = record.id + 2
         _check_batch(path, header, record, number, sizes)
+        if header.inference and record.phase != Phase.FORWARD:
+            raise TraceError(
+                f"{path}: line {number}: phase: {record.phase.value!r} in an inference trace "
+                "(the header says inference: true, a forward pass only)"
+            )
         if record.layer not in layers:
             raise TraceError(
                 f"{path}: line {number}: layer: {record.layer!r} is not one of the header's layers"

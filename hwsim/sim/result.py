@@ -308,7 +308,7 @@ def build_result(arch: ArchSpec, trace: Trace, ledger: Ledger, cycles: int, bins
         arch=arch.name,
         substrate=arch.substrate.value,
         network=header.network,
-        algorithm=header.algorithm.value,
+        algorithm="inference" if header.inference else header.algorithm.value,
         batch_size=header.batch_size,
         clock_hz=arch.clock_hz,
         cycles=cycles,

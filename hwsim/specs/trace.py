@@ -418,6 +418,10 @@ class OptimizerInfo(FrozenModel):
     state_tensors_per_weight: Amount
 
 
+def _not_inference(inference: bool) -> bool:
+    return not inference
+
+
 class TraceHeader(FrozenModel):
     schema_version: Literal[3]
     kind: Literal["trace"]
@@ -434,9 +438,14 @@ class TraceHeader(FrozenModel):
     dtype: Literal["float32", "float64"]
     densities_measured: bool  # false: built from shapes (`trace --shape-only`), densities 1.0
     record_count: Amount
+    # A forward pass only (`hwsim trace --inference`); written only when true, so a training
+    # trace's header is what it was.
+    inference: bool = Field(default=False, exclude_if=_not_inference)
 
     @model_validator(mode="after")
     def _feedback_matches_algorithm(self) -> TraceHeader:
+        if self.inference and (self.algorithm != Algorithm.BP or self.feedback):
+            raise ValueError("an inference trace has no learning rule: algorithm bp, no feedback")
         names = Counter(layer.name for layer in self.layers)
         repeated = sorted(name for name, count in names.items() if count > 1)
         if repeated:

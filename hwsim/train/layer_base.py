@@ -66,6 +66,12 @@ class Layer:
         """Each parameter's name and operand, in the order the optimizer updates them."""
         return []
 
+    inference = False  # describes its inference pass (`for_inference`)
+
+    def for_inference(self) -> None:
+        """Describe the inference pass from now on (most layers: the same as in training)."""
+        self.inference = True
+
     def __init__(
         self, spec: LayerSpec, shape: LayerShape, input_tensor: str, *more_inputs: str
     ) -> None:

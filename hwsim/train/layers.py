@@ -205,8 +205,13 @@ class Dropout(Layer):
     def _mask_operand(self, batch: int) -> OperandDesc:
         return OperandDesc(f"{self.name}.mask", Role.ACTIVATION, self.input_elements(batch))
 
+    def for_inference(self) -> None:
+        """Off in inference: a re-view of its input, like rate 0."""
+        super().for_inference()
+        self.output_tensor = self.input_tensor
+
     def forward_ops(self, batch: int) -> list[OpDesc]:
-        if self.spec.rate == 0:
+        if self.spec.rate == 0 or self.inference:
             return []
         reads, writes = [self.input_operand(batch)], [self.output_operand(batch)]
         writes.append(self._mask_operand(batch))

@@ -55,9 +55,15 @@ class TrainConfig:
     adam_epsilon: float = 1e-8
     weight_init: WeightInit = WeightInit.AUTO
     dtype: str = "float32"
+    inference: bool = False  # trace the forward pass only (batch norm by running statistics)
 
     def __post_init__(self) -> None:
         check_seed(self.seed)
+        if self.inference and self.algorithm != Algorithm.BP:
+            raise SpecError(
+                f"an inference pass has no learning rule (got {self.algorithm.value}): the "
+                "forward pass is every rule's"
+            )
 
     @classmethod
     def from_network(
@@ -132,7 +138,7 @@ class Trainer:
         init_rng, feedback_rng, self.shuffle_rng, self.dropout_rng = (
             np.random.default_rng(stream) for stream in streams
         )
-        self.model = Model(self.network, np.dtype(self.config.dtype))
+        self.model = Model(self.network, np.dtype(self.config.dtype), self.config.inference)
         init = self.config.weight_init
         if init == WeightInit.AUTO and self.config.algorithm == Algorithm.BP:
             init = WeightInit.GLOROT
@@ -225,9 +231,14 @@ class Trainer:
         )
 
     def traced_step(self, x: np.ndarray, y: np.ndarray, dataset: str) -> Trace:
-        """Run one real training step with the tracer on, and return what it did."""
+        """Run one real training step (or, with `config.inference`, one inference pass) with
+        the tracer on, and return what it did."""
         tracer = Tracer()
-        self.step(x, y, tracer)
+        if self.config.inference:
+            ctx = StepContext(training=False, tracer=tracer)
+            self.model.softmax(self.model.forward(x.astype(self.model.dtype, copy=False), ctx), ctx)
+        else:
+            self.step(x, y, tracer)
         header = self.trace_header(len(x), dataset, len(tracer.records))
         return Trace(header=header, records=tracer.records)
 
@@ -273,6 +284,7 @@ def trace_header(
         dtype=config.dtype,
         densities_measured=densities_measured,
         record_count=record_count,
+        inference=config.inference,
     )
 
 

@@ -57,15 +57,20 @@ class FeedbackTarget:
 class Model:
     """Layers in order; the last one is the linear output layer fed to softmax cross-entropy."""
 
-    def __init__(self, network: NetworkSpec, dtype: np.dtype) -> None:
+    def __init__(self, network: NetworkSpec, dtype: np.dtype, inference: bool = False) -> None:
+        """`inference`: the layers describe their inference passes (a batch norm by its running
+        statistics, dropout a re-view of its input)."""
         self.network = network
         self.dtype = np.dtype(dtype)
+        self.inference = inference
         self.shapes = infer_shapes(network)
         self.layers: list[Layer] = []
         tensor_of = {NETWORK_INPUT: NETWORK_INPUT}  # a layer's name → its output tensor
         for spec, shape in zip(network.layers, self.shapes, strict=True):
             tensors = [tensor_of[name] for name in shape.inputs]
             layer = LAYER_CLASSES[spec.type](spec, shape, *tensors)
+            if inference:
+                layer.for_inference()
             self.layers.append(layer)
             tensor_of[layer.name] = layer.output_tensor
         self.is_chain = all(
@@ -282,6 +287,23 @@ class Model:
             values[layer.output_tensor] = layer.forward_many(taken, ctx)
         return values[self.output_layer.output_tensor]
 
+    def softmax_op(self, batch: int) -> OpDesc:
+        """Softmax of the logits: 3 vector ops a logit (exp, sum, divide)."""
+        out = self.output_layer
+        logits = out.output_operand(batch)
+        probabilities = OperandDesc("softmax.out", Role.ACTIVATION, logits.elements)
+        return elementwise(
+            out.name, Phase.FORWARD, "softmax", [logits], [probabilities], logits.elements, 3
+        )
+
+    def softmax(self, logits: np.ndarray, ctx: StepContext) -> np.ndarray:
+        """The class probabilities of an inference pass (recorded, with a tracer)."""
+        exp = np.exp(logits - logits.max(axis=1, keepdims=True))
+        probabilities = exp / exp.sum(axis=1, keepdims=True)
+        if ctx.tracer is not None:
+            ctx.tracer.record_run(self.softmax_op(len(logits)), [logits], [probabilities])
+        return probabilities
+
     def loss_ops(self, batch: int) -> list[OpDesc]:
         """Softmax of the logits (3 vector ops a logit: exp, sum, divide) and the output error
         E = (softmax − Y) / batch (2 a logit: subtract, scale), recorded on the output layer."""
@@ -290,9 +312,7 @@ class Model:
         probabilities = OperandDesc("softmax.out", Role.ACTIVATION, logits.elements)
         labels = OperandDesc("label", Role.LABEL, batch)
         return [
-            elementwise(
-                out.name, Phase.FORWARD, "softmax", [logits], [probabilities], logits.elements, 3
-            ),
+            self.softmax_op(batch),
             elementwise(
                 out.name,
                 Phase.ERROR,

@@ -52,7 +52,20 @@ class BatchNorm(Layer):
     def _statistics(self) -> OperandDesc:
         return OperandDesc(f"{self.name}.batch_statistics", Role.BIAS, 2 * self.channels)
 
+    def _inference_ops(self, batch: int) -> list[OpDesc]:
+        """y = scale · (x − running mean) / √(running variance + ε) + shift: 2 vector ops a
+        value, the running statistics read as fixed per-channel values."""
+        x, y = self.input_operand(batch), self.output_operand(batch)
+        (_, scale), (_, shift) = self.parameters()
+        running = OperandDesc(f"{self.name}.running_statistics", Role.BIAS, 2 * self.channels)
+        reads = [x, running, scale, shift]
+        return [
+            elementwise(self.name, Phase.FORWARD, "batch_norm_inference", reads, [y], y.elements, 2)
+        ]
+
     def forward_ops(self, batch: int) -> list[OpDesc]:
+        if self.inference:
+            return self._inference_ops(batch)
         x, y, stats = self.input_operand(batch), self.output_operand(batch), self._statistics()
         (_, scale), (_, shift) = self.parameters()
         running = OperandDesc(
@@ -121,6 +134,10 @@ class BatchNorm(Layer):
         x_hat = (x - mean) * inverse
         y = self.params["scale"] * x_hat + self.params["shift"]
         if not ctx.training:
+            if ctx.tracer is not None and self.inference:
+                running = np.concatenate([self.running["mean"], self.running["variance"]])
+                arrays = [([x, running, self.params["scale"], self.params["shift"]], [y])]
+                ctx.tracer.record_pass(self.name, self._inference_ops(x.shape[0]), arrays)
             return y
         n = x.size // self.channels
         m = self.spec.momentum

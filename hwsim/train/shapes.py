@@ -37,6 +37,9 @@ def step_ops(model: Model, config: TrainConfig) -> Iterator[OpDesc]:
     batch = config.batch_size
     for layer in model.layers:
         yield from layer.forward_ops(batch)
+    if config.inference:  # the forward pass only, to the class probabilities
+        yield model.softmax_op(batch)
+        return
     yield from model.loss_ops(batch)
     sparse = config.algorithm == Algorithm.SSDFA
     for step in backward_schedule(model, config.algorithm):
@@ -80,7 +83,7 @@ def _feedback_infos(model: Model, config: TrainConfig) -> list[FeedbackInfo]:
 def shape_only_trace(network: NetworkSpec, config: TrainConfig) -> Trace:
     """The trace `trace_synthetic_step(network, config)` writes, with every density 1.0 (not
     measured), built without allocating a weight or running a MAC."""
-    model = Model(network, np.dtype(config.dtype))
+    model = Model(network, np.dtype(config.dtype), config.inference)
     feedback = _feedback_infos(model, config)
     tracer = Tracer()
     try:
