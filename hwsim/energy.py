@@ -60,6 +60,10 @@ PRICES: dict[tuple[str, str], _Price] = {
         (compute, "vector_op"): ("count", lambda energies: energies.vector_op_pj)
         for compute in ("pe_array", "tiles")
     },
+    **{
+        (compute, "feedback_generate"): ("count", lambda energies: energies.feedback_generate_pj)
+        for compute in ("pe_array", "tiles")
+    },
     ("dram", "read"): _per_byte(lambda energies: energies.dram_read_pj_per_bit),
     ("dram", "write"): _per_byte(lambda energies: energies.dram_write_pj_per_bit),
     **_sram_prices("global_buffer"),

@@ -15,12 +15,12 @@ from functools import partial
 import numpy as np
 import simpy
 
-from hwsim.sim.components import Ledger
+from hwsim.sim.components import Ledger, Scope
 from hwsim.sim.distributed import DistributedSubstrate
 from hwsim.sim.result import SimResult, build_result
 from hwsim.sim.von_neumann import VonNeumannSubstrate
-from hwsim.specs.arch import ArchSpec, DistributedSpec, VonNeumannSpec
-from hwsim.specs.trace import OpRecord, Trace
+from hwsim.specs.arch import ArchSpec, DistributedSpec, FeedbackWeights, VonNeumannSpec
+from hwsim.specs.trace import OpRecord, Role, Trace
 
 # Records in flight at once, as a controller's issue window: more that are ready wait, in the
 # order they became ready, for one to end.  Only a very wide step fills it (DFA's error ops
@@ -34,6 +34,8 @@ def simulate(arch: ArchSpec, trace: Trace, *, timeline_bins: int = 100) -> SimRe
     small for the step raises CapacityError (the field and the numbers, no file name: the
     caller adds it with `hwsim.errors.located`)."""
     ledger = Ledger()
+    if arch.schedule.feedback_weights == FeedbackWeights.GENERATED:
+        arch = _generating(arch, trace, ledger)
     # The step's state holds cycles (simpy's resources refer to themselves) that the
     # collector may not visit for a long while when a big trace is alive: they are collected
     # as soon as the step ends, leaving out of that collection (gc.freeze) everything alive
@@ -45,6 +47,21 @@ def simulate(arch: ArchSpec, trace: Trace, *, timeline_bins: int = 100) -> SimRe
     finally:
         gc.unfreeze()
     return build_result(arch, trace, ledger, cycles, timeline_bins)
+
+
+def _generating(arch: ArchSpec, trace: Trace, ledger: Ledger) -> ArchSpec:
+    """The chip as the simulators see it when B is regenerated on chip: feedback values take
+    no bits to store or move (so no SRAM, DRAM or NoC bytes and no residency), and each value
+    an op reads is one generator step next to the neuron that uses it, on the compute units."""
+    compute = "pe_array" if isinstance(arch, VonNeumannSpec) else "tiles"
+    for record in trace.records:
+        values = sum(o.elements for o in record.reads if o.role == Role.FEEDBACK)
+        if values:
+            scope = Scope(record.layer, record.phase.value)
+            ledger.add(scope, compute, "feedback_generate", count=values)
+    # Precision's validation allows no 0-bit role; this copy is the simulators' own.
+    precision = arch.precision.model_copy(update={"feedback_bits": 0})
+    return arch.model_copy(update={"precision": precision})
 
 
 def _run(arch: ArchSpec, trace: Trace, ledger: Ledger) -> int:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from hwsim.errors import CapacityError
 from hwsim.sim.dist_conv import ConvPartition, ConvShape, choose_partition
-from hwsim.specs.arch import DistributedSpec, MappingPolicy
+from hwsim.specs.arch import DistributedSpec, FeedbackWeights, MappingPolicy
 from hwsim.specs.trace import Conv2DOp, FeedbackInfo, LayerInfo, OpRecord, TraceHeader
 from hwsim.units import bits_to_bytes
 
@@ -107,7 +107,7 @@ def resident_bytes(layer: LayerInfo, header: TraceHeader, arch: DistributedSpec)
             * precision.optimizer_state_bits
         )
         feedback = header.feedback_by_layer.get(layer.name)
-        if feedback is not None:
+        if feedback is not None and arch.schedule.feedback_weights == FeedbackWeights.STORED:
             bits += feedback.nonzeros * precision.feedback_bits
             if feedback.nonzeros_per_neuron is not None:
                 bits += feedback.nonzeros * max(1, math.ceil(math.log2(feedback.classes)))

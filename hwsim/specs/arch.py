@@ -255,8 +255,22 @@ class Mapping(FrozenModel):
     )
 
 
+class FeedbackWeights(StrEnum):
+    STORED = "stored"
+    GENERATED = "generated"
+
+
 class Schedule(FrozenModel):
     """How a training step is scheduled on the chip."""
+
+    feedback_weights: FeedbackWeights = Field(
+        default=FeedbackWeights.STORED,
+        description="DFA's and SSDFA's feedback matrices B: stored (in DRAM, or resident in "
+        "tile SRAM, and read where used) or generated (regenerated from a seed by a "
+        "pseudo-random generator next to each neuron whenever used: no storage and no reads "
+        "of B, one generator step per value at the tech table's "
+        "feedback_generator_energy_pj_per_bit)",
+    )
 
     fused_weight_update: bool = Field(
         default=True,
@@ -438,6 +452,23 @@ def _sram_energies(sram: Sram, tech: TechSpec) -> tuple[float, float]:
     return sram_read, sram_write
 
 
+def _generator_energy(arch: ArchSpec, tech: TechSpec, source: str) -> float:
+    """pJ per feedback value regenerated on chip (0 when B is stored)."""
+    if arch.schedule.feedback_weights == FeedbackWeights.STORED:
+        return 0.0
+    per_bit = tech.feedback_generator_energy_pj_per_bit
+    if per_bit is None:
+        raise_problems(
+            source,
+            [
+                "schedule.feedback_weights: generated needs "
+                f"feedback_generator_energy_pj_per_bit in tech {tech.name}"
+            ],
+        )
+        return 0.0
+    return per_bit * arch.precision.feedback_bits
+
+
 def resolve_energies(arch: ArchSpec, tech: TechSpec, source: str = "arch spec") -> ActionEnergies:
     """Per-action energies: the spec's own numbers where given, else the tech table's.
 
@@ -488,6 +519,7 @@ def resolve_energies(arch: ArchSpec, tech: TechSpec, source: str = "arch spec") 
     if leakage is None:
         leakage = tech.sram_leakage_pj_per_cycle_per_kib * sram.capacity_bytes / KIB_BYTES
     return ActionEnergies(
+        feedback_generate_pj=_generator_energy(arch, tech, source),
         mac_pj=mac,
         vector_op_pj=vector,
         dram_read_pj_per_bit=dram_read,

@@ -51,6 +51,11 @@ class TechSpec(FrozenModel):
         description="DRAM read or write energy per bit, by technology"
     )
     noc_energy_pj_per_bit_per_hop: Energy = Field(description="one bit over one NoC hop")
+    feedback_generator_energy_pj_per_bit: Energy | None = Field(
+        default=None,
+        description="one bit of a feedback weight regenerated on chip by a pseudo-random "
+        "generator (schedule.feedback_weights: generated); required only by such a spec",
+    )
 
     @field_validator("mac_energy_pj", "vector_op_energy_pj")
     @classmethod
@@ -85,6 +90,8 @@ class ActionEnergies(FrozenModel):
     sram_write_pj_per_bit: ResolvedEnergy
     noc_pj_per_bit_per_hop: ResolvedEnergy
     leakage_pj_per_cycle: ResolvedEnergy  # whole chip
+    # One feedback value regenerated on chip (0 when B is stored: nothing is generated).
+    feedback_generate_pj: ResolvedEnergy = 0.0
 
 
 def sram_energy_pj_per_access(curve: list[tuple[int, float]], capacity_bytes: float) -> float:
