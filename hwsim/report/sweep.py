@@ -105,6 +105,45 @@ def metric_by_axis(table: pd.DataFrame, axis: str, metric: str) -> go.Figure:
     return style(figure, f"{metric} against {axis} (mean over the other axes)")
 
 
+def by_nonzeros(table: pd.DataFrame, metric: str) -> go.Figure | None:
+    """SSDFA's metric against its non-zeros per neuron s, a line per point of the other axes,
+    and DFA's (the dense bound s = C) as a dashed line per point; None unless s varies."""
+    ok = table[table["status"] == "ok"]
+    sparse = ok[ok["algorithm"] == "ssdfa"]
+    if "nonzeros_per_neuron" not in ok or sparse["nonzeros_per_neuron"].nunique() < 2:
+        return None
+    swept = axes(ok)
+
+    def label(row: pd.Series) -> str:
+        return ", ".join(f"{axis} = {row[axis]}" for axis in swept) or "every point"
+
+    figure = go.Figure()
+    for _, rows in sparse.groupby(swept or ["algorithm"], sort=False):
+        rows = rows.sort_values("nonzeros_per_neuron")
+        figure.add_trace(
+            go.Scatter(
+                x=rows["nonzeros_per_neuron"],
+                y=rows[metric],
+                mode="lines+markers",
+                name=f"ssdfa, {label(rows.iloc[0])}",
+            )
+        )
+    dense: dict[float, list[str]] = {}  # DFA's value → the points that have it
+    for _, rows in ok[ok["algorithm"] == "dfa"].groupby(swept or ["algorithm"], sort=False):
+        dense.setdefault(float(rows[metric].mean()), []).append(label(rows.iloc[0]))
+    for value, points in dense.items():
+        where = "every point" if len(dense) == 1 else "; ".join(points)
+        figure.add_hline(
+            y=value,
+            line_dash="dash",
+            annotation_text=f"dfa ({where})",
+            annotation_position="top left",
+        )
+    figure.update_xaxes(title="non-zeros per neuron s", dtick=1)
+    figure.update_yaxes(title=f"{metric} (per training example)", rangemode="tozero")
+    return style(figure, f"{metric} of SSDFA against its non-zeros per neuron s (DFA dashed)")
+
+
 def heatmaps(table: pd.DataFrame, metric: str = "energy_pj") -> list[go.Figure]:
     """For a two-axis grid: the metric over both axes, one heatmap per rule."""
     swept = axes(table)
@@ -149,6 +188,10 @@ def write_sweep_report(folder: Path, out: Path) -> Path:
     for axis in axes(table):
         for metric in metrics(table):
             figures.append((f"{metric} against {axis}", metric_by_axis(table, axis, metric)))
+    for metric in metrics(table):
+        sparse = by_nonzeros(table, metric)
+        if sparse is not None:
+            figures.append((f"{metric} against SSDFA's s", sparse))
     figures += [("Heatmap", figure) for figure in heatmaps(table)]
     failed = int((table["status"] != "ok").sum())
     body = [

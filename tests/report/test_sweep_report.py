@@ -77,3 +77,44 @@ def test_the_sweep_table_is_also_parquet_with_the_same_rows(tmp_path):
     assert list(parquet.columns) == list(csv.columns) and len(parquet) == len(csv) == 12
     for column in ("cycles", "energy_pj", "dram_read_bytes"):
         assert parquet[column].tolist() == csv[column].tolist()
+
+
+PLACEMENT = """\
+schema_version: 1
+kind: sweep
+name: placement
+base: distributed_small
+workloads:
+  networks:
+    - {network: digits_fc, algorithms: [ssdfa], batch_sizes: [1], nonzeros_per_neuron: [5, 1, 10]}
+    - {network: digits_fc, algorithms: [dfa], batch_sizes: [1]}
+axes:
+  - path: mapping.policy
+    values: [colocate, round_robin]
+metrics: [noc_delivered_bytes, learning_off_tile_bytes, energy_pj]
+"""
+
+
+def test_a_sweep_over_ssdfas_s_draws_each_metric_against_s_with_dfa_as_the_bound(tmp_path):
+    from hwsim.report.sweep import by_nonzeros
+
+    sweep = tmp_path / "placement.yaml"
+    sweep.write_text(PLACEMENT)
+    table = run_sweep(sweep, out=tmp_path / "sweep", jobs=1)
+    assert len(table) == 8 and (table["status"] == "ok").all()
+    figure = by_nonzeros(table, "learning_off_tile_bytes")
+    lines = {trace.name: trace for trace in figure.data}
+    assert set(lines) == {
+        "ssdfa, mapping.policy = colocate",
+        "ssdfa, mapping.policy = round_robin",
+    }
+    for name, trace in lines.items():
+        assert list(trace.x) == [1, 5, 10]
+        policy = name.rsplit("= ", 1)[1]
+        rows = table[(table["algorithm"] == "ssdfa") & (table["mapping.policy"] == policy)]
+        expected = rows.sort_values("nonzeros_per_neuron")["learning_off_tile_bytes"]
+        assert list(trace.y) == list(expected)
+        assert list(trace.y) == sorted(trace.y)  # each neuron receives s errors
+    dense = table[table["algorithm"] == "dfa"]["learning_off_tile_bytes"]
+    assert [shape.y0 for shape in figure.layout.shapes] == [dense.iloc[0]]  # one dashed line
+    assert by_nonzeros(table[table["algorithm"] == "dfa"], "energy_pj") is None

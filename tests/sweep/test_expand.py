@@ -206,6 +206,7 @@ def test_the_shipped_set():
         "tiles_sram",
         "ssdfa_noc",
         "precision",
+        "ssdfa_placement",
     }
 
 
