@@ -361,14 +361,7 @@ class DistributedSubstrate:
     ) -> Transfer:
         geometry = self.geometry
         if isinstance(record.op, MatmulOp) and _streamed(record):
-            # Neither operand is stationary: each tile receives its block's rows of a or
-            # columns of b (hwsim.sim.dist_gemm), re-cut between the tiles when made here.
-            copy_a, copy_b = operand_copies(record.op, region.tiles)
-            delivered = (copy_a if operand.slot == Slot.A else copy_b) * nbytes
-            if source is not None and source.key == region.key:
-                injected = nbytes if self.noc.multicast else delivered
-                return geometry.neighbours(delivered, injected, region)
-            return geometry.broadcast(nbytes, source, region, ceil_div(delivered, region.tiles))
+            return self._streamed_transfer(record.op, operand, nbytes, source, region)
         near = (
             source is not None
             and self._is_group(source)
@@ -416,6 +409,18 @@ class DistributedSubstrate:
         if near:
             return geometry.neighbours(nbytes, nbytes, region)
         return geometry.scatter(nbytes, source, region)
+
+    def _streamed_transfer(
+        self, op: MatmulOp, operand: Operand, nbytes: int, source: Region | None, region: Region
+    ) -> Transfer:
+        """Neither operand is stationary: each tile receives its block's rows of a or columns
+        of b (hwsim.sim.dist_gemm), re-cut between the tiles when this region made it."""
+        copy_a, copy_b = operand_copies(op, region.tiles)
+        delivered = (copy_a if operand.slot == Slot.A else copy_b) * nbytes
+        if source is not None and source.key == region.key:
+            injected = nbytes if self.noc.multicast else delivered
+            return self.geometry.neighbours(delivered, injected, region)
+        return self.geometry.broadcast(nbytes, source, region, ceil_div(delivered, region.tiles))
 
     def _is_group(self, region: Region) -> bool:
         group = self.placement.groups.get(region.layer)

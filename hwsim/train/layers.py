@@ -28,6 +28,7 @@ from hwsim.specs.network import (
     MaxPoolLayer,
 )
 from hwsim.specs.trace import Phase, Role
+from hwsim.train.attention import Attention
 from hwsim.train.layer_base import (
     Layer,
     StepContext,
@@ -37,7 +38,7 @@ from hwsim.train.layer_base import (
 )
 from hwsim.train.norm_layers import BatchNorm
 from hwsim.train.ops import OpDesc, OperandDesc, elementwise, reduction, spread
-from hwsim.train.token_layers import Attention, LayerNorm, PatchEmbed, TokenPool
+from hwsim.train.token_layers import LayerNorm, PatchEmbed, TokenPool
 from hwsim.train.weight_layers import Conv2D, Dense
 from hwsim.train.weight_layers import WeightLayer as WeightLayer
 from hwsim.train.windows import in_bounds, scatter_windows, window_padding, windows
