@@ -495,7 +495,7 @@ def peer_check() -> str:
     return "\n".join(lines)
 
 
-GRAPH_NETWORKS = ("alexnet", "alexnet_grouped", "resnet18", "mobilenet_v2")
+GRAPH_NETWORKS = ("alexnet", "alexnet_grouped", "resnet18", "mobilenet_v2", "vit_tiny")
 GRAPH_SPECS = ("von_neumann", "distributed_stationary")
 
 
@@ -506,8 +506,9 @@ def graph_networks() -> str:
         "",
         "Shape-only traces (`hwsim trace --shape-only`, batch 1, each network's optimizer) of "
         "the paper's `alexnet` (frozen convolutions, FC head trained), `alexnet_grouped` (the "
-        "original grouped AlexNet, every layer trained), `resnet18` and `mobilenet_v2` "
-        "(torchvision's, every layer trained; each residual block is a DFA block, its error "
+        "original grouped AlexNet, every layer trained), `resnet18`, `mobilenet_v2` "
+        "(torchvision's) and `vit_tiny` (timm's ViT-Ti/16), every layer trained; each residual "
+        "or transformer block is a DFA block, its error "
         "delivered at the block's output and carried inside by BP over the block's own "
         "weights). Per training example; "
         "`error` is the error phase's share of the off-chip bytes (DRAM + NoC delivered):",
@@ -622,7 +623,7 @@ def generated_feedback() -> str:
     tech = load_tech_file(ROOT / "arch_specs" / "tech" / "45nm.yaml")
     generating_energies = resolve_energies(generating, tech)
     saved_share = {}
-    for network in ("alexnet", "resnet18", "mobilenet_v2"):
+    for network in ("alexnet", "resnet18", "mobilenet_v2", "vit_tiny"):
         for rule in (Algorithm.DFA, Algorithm.SSDFA):
             if network == "alexnet":
                 trace = read_trace(

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import math
 import zlib
 from collections.abc import Iterator, Sequence
 from itertools import islice
@@ -205,8 +204,7 @@ def _check_batch(
 def _example_sizes(header: TraceHeader) -> set[int]:
     sizes = {header.classes}
     for layer in header.layers:
-        sizes.add(math.prod(layer.input_shape))
-        sizes.add(math.prod(layer.output_shape))
+        sizes |= layer.example_sizes()
     return sizes
 
 

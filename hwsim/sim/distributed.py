@@ -28,6 +28,7 @@ import simpy
 from hwsim.errors import CapacityError
 from hwsim.sim.components import Dram, Ledger, Process, Scope, ceil_div
 from hwsim.sim.dist_conv import input_window_elements, map_copies
+from hwsim.sim.dist_gemm import operand_copies
 from hwsim.sim.dist_tiles import TileGroups
 from hwsim.sim.mapping import (
     ConvGroup,
@@ -40,7 +41,7 @@ from hwsim.sim.mapping import (
 )
 from hwsim.sim.noc import MEMORY, Network, Transfer
 from hwsim.sim.schedule import critical_path_ranks
-from hwsim.sim.tiling import compute_cycles, operand_bytes
+from hwsim.sim.tiling import compute_cycles, gemm_slots, operand_bytes
 from hwsim.specs.arch import BackwardTransport, DistributedSpec
 from hwsim.specs.trace import (
     Conv2DOp,
@@ -50,6 +51,7 @@ from hwsim.specs.trace import (
     OpRecord,
     Phase,
     Role,
+    Slot,
     TraceHeader,
 )
 from hwsim.units import bits_to_bytes
@@ -316,7 +318,8 @@ class DistributedSubstrate:
         if operand.role in RESIDENT_ROLES:
             return self._fetch_resident(nbytes, own, region, group)
         spilled = self.spilled.get(operand.tensor, 0)
-        if self._has_copy(operand.tensor, region.key):
+        streamed = _streamed(record)  # re-cut over the tiles by every such product
+        if not streamed and self._has_copy(operand.tensor, region.key):
             if not spilled:
                 return []  # a copy is already here
             return [Move(spilled, geometry.scatter(spilled, MEMORY, region), region)]
@@ -339,7 +342,7 @@ class DistributedSubstrate:
             dram_read = 0
             if spilled:  # what overflowed its writer's reserve comes back from DRAM
                 moves.append(Move(spilled, geometry.scatter(spilled, MEMORY, region), region))
-            if source.key == region.key:
+            if source.key == region.key and not streamed:
                 return moves
         transfer = self._transfer(record, operand, nbytes, source, region, group)
         moves.append(Move(dram_read, transfer, region))
@@ -357,6 +360,8 @@ class DistributedSubstrate:
         group: ConvGroup | None,
     ) -> Transfer:
         geometry = self.geometry
+        if isinstance(record.op, MatmulOp) and _streamed(record):
+            return self._streamed_transfer(record.op, operand, nbytes, source, region)
         near = (
             source is not None
             and self._is_group(source)
@@ -404,6 +409,18 @@ class DistributedSubstrate:
         if near:
             return geometry.neighbours(nbytes, nbytes, region)
         return geometry.scatter(nbytes, source, region)
+
+    def _streamed_transfer(
+        self, op: MatmulOp, operand: Operand, nbytes: int, source: Region | None, region: Region
+    ) -> Transfer:
+        """Neither operand is stationary: each tile receives its block's rows of a or columns
+        of b (hwsim.sim.dist_gemm), re-cut between the tiles when this region made it."""
+        copy_a, copy_b = operand_copies(op, region.tiles)
+        delivered = (copy_a if operand.slot == Slot.A else copy_b) * nbytes
+        if source is not None and source.key == region.key:
+            injected = nbytes if self.noc.multicast else delivered
+            return self.geometry.neighbours(delivered, injected, region)
+        return self.geometry.broadcast(nbytes, source, region, ceil_div(delivered, region.tiles))
 
     def _is_group(self, region: Region) -> bool:
         group = self.placement.groups.get(region.layer)
@@ -539,6 +556,22 @@ class DistributedSubstrate:
             held.add(key)
         elif held != key:
             self.copies[tensor] = {held, key}
+
+
+_STREAMED_ROLES = (Role.ACTIVATION, Role.ERROR)
+
+
+def _streamed(record: OpRecord) -> bool:
+    """A matmul with no stationary operand: it reads activations or errors in slots a and b
+    and writes one (attention's products; not a weight gradient, computed where it is kept)."""
+    if not isinstance(record.op, MatmulOp):
+        return False
+    a, b, c = gemm_slots(record)
+    return (
+        record.reads[a].role in _STREAMED_ROLES
+        and record.reads[b].role in _STREAMED_ROLES
+        and record.writes[c].role in _STREAMED_ROLES
+    )
 
 
 def _overlap(a: Region, b: Region) -> bool:

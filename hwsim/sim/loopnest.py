@@ -23,7 +23,8 @@ Convolutions are tiled in their own terms: output positions in bands of whole ou
 feature map is priced by the windows the bands need — ((r − 1)·stride + R) input rows per band
 of r output rows — so the halo is counted and the im2col over-count (up to R·S/stride²) is not.
 A backward-data pass writes overlapping windows: the halo rows are partial sums, read and
-written back.  A grouped convolution is `groups` independent GEMMs that share no operand: the
+written back.  A grouped convolution (or a grouped matmul: attention's products of one head
+of one example each) is `groups` independent GEMMs that share no operand: the
 search maps one group (its share of every operand, its input and output channels) and the
 groups run one after another under it (an outermost loop g), so every count but the buffer
 footprint is the group's times `groups`.  docs/model.md states the resulting formulas.
@@ -449,8 +450,9 @@ def _pick(columns: list[Int64s], choice: int) -> tuple[int, int, int]:
 
 
 def gemm_groups(op: MatmulOp | Conv2DOp) -> int:
-    """How many independent GEMMs the op is: a grouped conv's groups, else 1."""
-    return op.groups if isinstance(op, Conv2DOp) else 1
+    """How many independent GEMMs the op is: a grouped conv's or matmul's groups (attention's
+    per-example, per-head products), else 1."""
+    return op.groups
 
 
 def gemm_of(
@@ -462,12 +464,13 @@ def gemm_of(
     if groups == 1:
         conv = ConvGeometry.of(op) if isinstance(op, Conv2DOp) else None
         return Gemm(op.m, op.k, op.n, a, b, c, accumulator_bits, conv)
-    assert isinstance(op, Conv2DOp), "only a convolution has groups"
-    conv = dataclasses.replace(
-        ConvGeometry.of(op),
-        input_channels=op.input_channels // groups,
-        output_channels=op.output_channels // groups,
-    )
+    conv = None
+    if isinstance(op, Conv2DOp):
+        conv = dataclasses.replace(
+            ConvGeometry.of(op),
+            input_channels=op.input_channels // groups,
+            output_channels=op.output_channels // groups,
+        )
     a, b, c = (
         dataclasses.replace(operand, elements=operand.elements // groups) for operand in (a, b, c)
     )

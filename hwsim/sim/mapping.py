@@ -29,7 +29,7 @@ from hwsim.specs.arch import DistributedSpec, FeedbackWeights, MappingPolicy
 from hwsim.specs.trace import Conv2DOp, FeedbackInfo, LayerInfo, OpRecord, TraceHeader
 from hwsim.units import bits_to_bytes
 
-WEIGHT_TYPES = ("dense", "conv2d")
+WEIGHT_TYPES = ("dense", "conv2d", "patch_embed", "attention")
 
 
 @dataclass(frozen=True)
@@ -85,13 +85,19 @@ def conv_groups(records: Iterable[OpRecord]) -> dict[str, int]:
 
 
 def forward_macs_per_example(layer: LayerInfo) -> int:
-    """Weights × output positions: a grouped conv's weights are already per group."""
-    positions = math.prod(layer.output_shape[:-1]) if layer.type == "conv2d" else 1
+    """Weights × output positions (a conv's pixels, a token layer's tokens, 1 for a flat dense
+    layer; a grouped conv's weights are already per group), plus an attention's Q·Kᵀ and A·V
+    (2 · tokens² · width)."""
+    positions = math.prod(layer.output_shape[:-1])
+    if layer.type == "attention":
+        tokens, width = layer.output_shape
+        return layer.weights * tokens + 2 * tokens * tokens * width
     return layer.weights * positions
 
 
 def parallelism(layer: LayerInfo) -> int:
-    """Independent outputs per example: positions × channels (conv), units (dense)."""
+    """Independent outputs per example: positions × channels (conv), units (dense, and the
+    width of a token layer: its weights are cut by output feature)."""
     return math.prod(layer.output_shape) if layer.type == "conv2d" else layer.output_shape[-1]
 
 

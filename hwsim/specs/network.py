@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 from pydantic import Field, model_validator
 
 from hwsim.specs.common import FrozenModel, NotBool, finite_range
+from hwsim.specs.token_shapes import token_layer_shape
 
 NETWORK_SCHEMA_VERSION = 1
 MAX_LAYERS = 50_000  # a trace header carries up to ~500 bytes per layer: 25 MB at the cap
@@ -33,6 +34,7 @@ class Activation(StrEnum):
     RELU6 = "relu6"  # min(max(h, 0), 6): MobileNet's
     TANH = "tanh"
     SIGMOID = "sigmoid"
+    GELU = "gelu"  # the tanh approximation (timm's ViT uses the exact erf form)
 
 
 class Padding(StrEnum):
@@ -165,6 +167,57 @@ class ConcatLayer(Wired):
     name: Name
 
 
+class PatchEmbedLayer(Wired):
+    """A map cut into non-overlapping patches, each projected to `width` features (a
+    convolution whose stride is its kernel): [height, width, channels] → [tokens, width]."""
+
+    type: Literal["patch_embed"]
+    name: Name
+    width: Units
+    patch_size: Window | tuple[Window, Window] = Field(
+        description="the patch's height and width (one number: a square patch); must divide the map"
+    )
+    class_token: bool = Field(default=False, description="prepend a trained [width] token")
+    position_embedding: bool = Field(
+        default=False, description="add a trained [tokens, width] position embedding"
+    )
+    trainable: bool = True
+
+
+class LayerNormLayer(Wired):
+    """Each token (each example of a flat input) normalized over its last axis, then scaled
+    and shifted by two trained vectors of that axis's length."""
+
+    type: Literal["layer_norm"]
+    name: Name
+    epsilon: Annotated[float, NotBool, finite_range(gt=0, le=1)] = 1e-6
+    trainable: bool = True
+
+
+class AttentionLayer(Wired):
+    """Multi-head self-attention over a token sequence [tokens, width] (timm's layout: one
+    fused query/key/value projection [width, 3·width] and an output projection, with biases)."""
+
+    type: Literal["attention"]
+    name: Name
+    heads: Units
+    trainable: bool = True
+
+
+class TokenPoolMode(StrEnum):
+    MEAN = "mean"
+    CLASS = "class"
+
+
+class TokenPoolLayer(Wired):
+    """A token sequence [tokens, width] to one [width] vector: the tokens' mean, or the first
+    (class) token."""
+
+    type: Literal["token_pool"]
+    name: Name
+    mode: TokenPoolMode
+
+
 LayerSpec = Annotated[
     DenseLayer
     | Conv2DLayer
@@ -176,11 +229,16 @@ LayerSpec = Annotated[
     | DropoutLayer
     | ActivationLayer
     | AddLayer
-    | ConcatLayer,
+    | ConcatLayer
+    | PatchEmbedLayer
+    | LayerNormLayer
+    | AttentionLayer
+    | TokenPoolLayer,
     Field(discriminator="type"),
 ]
+TOKEN_LAYERS = (PatchEmbedLayer, LayerNormLayer, AttentionLayer, TokenPoolLayer)
 MERGE_LAYER_TYPES = ("add", "concat")  # the kinds that take several inputs
-WEIGHT_LAYER_TYPES = ("dense", "conv2d")
+WEIGHT_LAYER_TYPES = ("dense", "conv2d", "patch_embed", "attention")
 
 
 class TrainingDefaults(FrozenModel):
@@ -212,7 +270,7 @@ class NetworkSpec(FrozenModel):
     def _check(self) -> NetworkSpec:
         if not 1 <= len(self.input_shape) <= 3:
             raise ValueError(
-                "input_shape must be [features] or [height, width, channels] "
+                "input_shape must be [features], [tokens, width] or [height, width, channels] "
                 f"(got {list(self.input_shape)})"
             )
         for index, layer in enumerate(self.layers):
@@ -252,6 +310,7 @@ class LayerShape:
     parameters: int
     inputs: tuple[str, ...] = ()  # the layers (or NETWORK_INPUT) whose outputs it takes
     input_shapes: tuple[tuple[int, ...], ...] = ()  # each input's shape (input_shape: the first's)
+    heads: int | None = None  # an attention layer's
 
     @property
     def output_elements(self) -> int:
@@ -281,6 +340,9 @@ def _map_input(shape: tuple[int, ...], where: str) -> tuple[int, int, int]:
 
 
 def _dense_shape(layer: DenseLayer, shape: tuple[int, ...], where: str) -> tuple:
+    if len(shape) == 2:  # a token sequence: the same dense layer applied to every token
+        weights = shape[1] * layer.units
+        return (shape[0], layer.units), weights, weights + (layer.units if layer.use_bias else 0)
     if len(shape) != 1:
         raise ValueError(
             f"{where}: needs a flat input but gets shape {list(shape)}; "
@@ -464,6 +526,9 @@ def infer_shapes(network: NetworkSpec) -> list[LayerShape]:
             out, weights, parameters = _add_shape(taken, inputs, where)
         elif isinstance(layer, ConcatLayer):
             out, weights, parameters = _concat_shape(taken, inputs, where)
+        elif isinstance(layer, TOKEN_LAYERS):
+            out, weights, parameters = token_layer_shape(layer, shape, where)
+            trainable = not isinstance(layer, TokenPoolLayer) and layer.trainable
         else:  # flatten makes one dimension; dropout and activation keep the shape
             out = (math.prod(shape),) if isinstance(layer, FlattenLayer) else shape
             weights = parameters = 0
@@ -478,6 +543,7 @@ def infer_shapes(network: NetworkSpec) -> list[LayerShape]:
                 parameters,
                 inputs,
                 tuple(taken),
+                layer.heads if isinstance(layer, AttentionLayer) else None,
             )
         )
         outputs[layer.name] = out

@@ -27,6 +27,7 @@ from pydantic.dataclasses import dataclass
 
 from hwsim.specs.common import FrozenModel
 from hwsim.specs.network import Padding
+from hwsim.specs.token_shapes import layer_example_sizes
 
 TRACE_SCHEMA_VERSION: Final = 3
 
@@ -118,26 +119,34 @@ class Operand:
     slot: Slot | None = None  # matmul and conv records only: a and b read, c written
 
 
+def _ungrouped(groups: int) -> bool:
+    return groups == 1
+
+
+def _absent(value: object) -> bool:
+    return value is None
+
+
 @_record_type
 class MatmulOp:
-    """[m, k] @ [k, n]: m·k·n MACs."""
+    """[m, k] @ [k, n]: m·k·n MACs, `groups` times over independent operands (attention's
+    per-example, per-head products; `groups` is left out of a record when it is 1, so every
+    other matmul's record reads as it always has)."""
 
     kind: Literal["matmul"]
+    groups: Count = Field(default=1, exclude_if=_ungrouped)
     m: Count
     k: Count
     n: Count
 
     @property
     def macs(self) -> int:
-        return self.m * self.k * self.n
+        return self.groups * self.m * self.k * self.n
 
     def slot_elements(self) -> tuple[int, int, int]:
-        """Elements of a [m, k], b [k, n] and c [m, n]."""
-        return self.m * self.k, self.k * self.n, self.m * self.n
-
-
-def _ungrouped(groups: int) -> bool:
-    return groups == 1
+        """Elements of a [m, k], b [k, n] and c [m, n] (each of every group)."""
+        groups = self.groups
+        return groups * self.m * self.k, groups * self.k * self.n, groups * self.m * self.n
 
 
 @_record_type
@@ -385,6 +394,13 @@ class LayerInfo:
     trainable: bool
     weights: Amount
     parameters: Amount
+    heads: Count | None = Field(default=None, exclude_if=_absent)  # attention layers only
+
+    def example_sizes(self) -> set[int]:
+        """Per-example sizes of the activations and errors this layer's records hold."""
+        return layer_example_sizes(
+            self.type, tuple(self.input_shape), tuple(self.output_shape), self.heads
+        )
 
 
 @_record_type

@@ -34,11 +34,29 @@ def activate(function: Activation, h: np.ndarray) -> np.ndarray:
         return np.tanh(h)
     if function == Activation.SIGMOID:
         return 1 / (1 + np.exp(-h))
+    if function == Activation.GELU:  # the tanh approximation
+        return 0.5 * h * (1 + np.tanh(GELU_SCALE * (h + GELU_CUBIC * h**3)))
     return h
 
 
+GELU_SCALE = math.sqrt(2 / math.pi)
+GELU_CUBIC = 0.044715
+
+
+def derivative_reads_input(function: Activation) -> bool:
+    """Whether f' is written in terms of the pre-activation h (gelu: the output does not
+    determine it) rather than the output y = f(h)."""
+    return function == Activation.GELU
+
+
 def activation_derivative(function: Activation, y: np.ndarray) -> np.ndarray:
-    """f'(h) written in terms of the output y = f(h)."""
+    """f'(h) written in terms of the output y = f(h), or of h itself where
+    `derivative_reads_input` (gelu)."""
+    if function == Activation.GELU:
+        h = y
+        inner = np.tanh(GELU_SCALE * (h + GELU_CUBIC * h**3))
+        slope = GELU_SCALE * (1 + 3 * GELU_CUBIC * h * h)
+        return 0.5 * (1 + inner) + 0.5 * h * (1 - inner * inner) * slope
     if function == Activation.RELU:
         return (y > 0).astype(y.dtype)
     if function == Activation.RELU6:
@@ -56,6 +74,7 @@ class Layer:
     trainable = False
     has_weights = False  # a weight of MACs (dense, conv2d)
     has_params = False  # any trained parameter (the weight layers, batch norm)
+    main_weight = "weight"  # the parameter whose gradient `Trainer.angles` compares
 
     @property
     def trains(self) -> bool:

@@ -28,9 +28,17 @@ from hwsim.specs.network import (
     MaxPoolLayer,
 )
 from hwsim.specs.trace import Phase, Role
-from hwsim.train.layer_base import Layer, StepContext, activate, activation_derivative
+from hwsim.train.attention import Attention
+from hwsim.train.layer_base import (
+    Layer,
+    StepContext,
+    activate,
+    activation_derivative,
+    derivative_reads_input,
+)
 from hwsim.train.norm_layers import BatchNorm
 from hwsim.train.ops import OpDesc, OperandDesc, elementwise, reduction, spread
+from hwsim.train.token_layers import LayerNorm, PatchEmbed, TokenPool
 from hwsim.train.weight_layers import Conv2D, Dense
 from hwsim.train.weight_layers import WeightLayer as WeightLayer
 from hwsim.train.windows import in_bounds, scatter_windows, window_padding, windows
@@ -255,7 +263,8 @@ class ActivationFunction(Layer):
 
     def __init__(self, spec: ActivationLayer, shape: LayerShape, input_tensor: str) -> None:
         super().__init__(spec, shape, input_tensor)
-        self._y: np.ndarray | None = None
+        self._y: np.ndarray | None = None  # what the derivative reads: y, or x for gelu
+        self._reads_input = derivative_reads_input(spec.function)
 
     def forward_ops(self, batch: int) -> list[OpDesc]:
         function, elements = self.spec.function.value, self.input_elements(batch)
@@ -263,8 +272,10 @@ class ActivationFunction(Layer):
         return [elementwise(self.name, Phase.FORWARD, function, reads, writes, elements)]
 
     def backward_ops(self, batch: int, input_error: bool) -> list[OpDesc]:
+        """f'(h) from the output, or from the input where it needs it (gelu)."""
         function = f"{self.spec.function.value}_derivative"
-        reads = [self.output_error_operand(batch), self.output_operand(batch)]
+        kept = self.input_operand if self._reads_input else self.output_operand
+        reads = [self.output_error_operand(batch), kept(batch)]
         dx = self.input_error_operand(batch)
         return [elementwise(self.name, Phase.ERROR, function, reads, [dx], dx.elements)]
 
@@ -273,7 +284,7 @@ class ActivationFunction(Layer):
         if ctx.tracer is not None:
             ctx.tracer.record_pass(self.name, self.forward_ops(x.shape[0]), [([x], [y])])
         if ctx.training:
-            self._y = y
+            self._y = x if self._reads_input else y
         return y
 
     def backward(self, dy: np.ndarray, ctx: StepContext, input_error: bool) -> np.ndarray | None:
@@ -389,4 +400,8 @@ LAYER_CLASSES: dict[str, type[Layer]] = {
     "dropout": Dropout,
     "activation": ActivationFunction,
     "batch_norm": BatchNorm,
+    "patch_embed": PatchEmbed,
+    "layer_norm": LayerNorm,
+    "attention": Attention,
+    "token_pool": TokenPool,
 }

@@ -178,7 +178,9 @@ class Trainer:
         _, error, _ = self.model.loss_and_error(logits, y, ctx)
         rule.backward(self.model, error, ctx)
         grads = {
-            layer.name: layer.grads["weight"].copy() for layer in trainable if layer.has_weights
+            layer.name: layer.grads[layer.main_weight].copy()
+            for layer in trainable
+            if layer.has_weights
         }
         for layer in trainable:
             layer.grads = saved[layer.name]
@@ -265,6 +267,7 @@ def trace_header(
             trainable=shape.trainable,
             weights=shape.weights,
             parameters=shape.parameters,
+            heads=shape.heads,
         )
         for shape in shapes
     ]

@@ -15,6 +15,7 @@ from hwsim.specs.trace import Phase, Role
 from hwsim.train.layers import LAYER_CLASSES, Add, Layer, StepContext, WeightLayer
 from hwsim.train.norm_layers import BatchNorm
 from hwsim.train.ops import OpDesc, OperandDesc, elementwise
+from hwsim.train.token_layers import TokenLayer
 
 
 class WeightInit(StrEnum):
@@ -253,12 +254,14 @@ class Model:
         for layer in self.layers:
             if isinstance(layer, BatchNorm):
                 layer.initialize(self.dtype)
+            if isinstance(layer, TokenLayer):  # random under every rule (token_layers)
+                layer.initialize(rng, self.dtype)
             if not isinstance(layer, WeightLayer):
                 continue
             spec = layer.spec
             shape: tuple[int, ...]
             if spec.type == "dense":
-                shape = (layer.shape.input_shape[0], spec.units)
+                shape = (layer.shape.input_shape[-1], spec.units)
                 fan_in, fan_out = shape
             else:
                 channels = layer.shape.input_shape[2] // spec.groups
@@ -361,4 +364,5 @@ def _starts_at_zero(init: WeightInit, activation: Activation, plain: bool = True
         return False
     # AUTO, the caller having decided the rule starts at zero: a relu layer at zero never
     # wakes up (relu'(0) = 0), so it keeps Glorot.
-    return activation != Activation.RELU
+    # A gelu layer at zero outputs zero, so in a block the weights above it learn nothing.
+    return activation not in (Activation.RELU, Activation.GELU)

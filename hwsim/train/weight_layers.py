@@ -4,11 +4,19 @@ passes to the weight gradient and, when asked, the input error), and the numpy t
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from hwsim.specs.network import Activation, Conv2DLayer, DenseLayer, LayerShape
 from hwsim.specs.trace import Conv2DOp, ConvPass, MatmulOp, Phase, Role, Slot
-from hwsim.train.layer_base import Layer, StepContext, activate, activation_derivative
+from hwsim.train.layer_base import (
+    Layer,
+    StepContext,
+    activate,
+    activation_derivative,
+    derivative_reads_input,
+)
 from hwsim.train.ops import OpDesc, OperandDesc, elementwise, op, reduction
 from hwsim.train.tracer import Measured
 from hwsim.train.windows import scatter_windows, window_padding, windows
@@ -31,8 +39,9 @@ class WeightLayer(Layer):
         self.activation = spec.activation
         self.fused = self.activation != Activation.LINEAR
         self.pre_tensor = f"{self.name}.pre" if self.fused else self.output_tensor
+        self._reads_pre = derivative_reads_input(self.activation)  # gelu: f' needs h
         self._x: np.ndarray | None = None
-        self._y: np.ndarray | None = None
+        self._y: np.ndarray | None = None  # what the derivative reads: y, or h for gelu
 
     # ------------------------------------------------------------ what it does
     def gemm(self, batch: int, conv_pass: ConvPass) -> MatmulOp | Conv2DOp:
@@ -49,6 +58,10 @@ class WeightLayer(Layer):
 
     def _pre(self, batch: int, slot: Slot | None = None) -> OperandDesc:
         return OperandDesc(self.pre_tensor, Role.ACTIVATION, self.output_elements(batch), slot)
+
+    def _derivative_operand(self, batch: int) -> OperandDesc:
+        """What f'(h) is computed from: the output y, or h where it needs it (gelu)."""
+        return self._pre(batch) if self._reads_pre else self.output_operand(batch)
 
     def _pre_error(self, batch: int, slot: Slot | None = None) -> OperandDesc:
         """The error of h: its own tensor when an activation is fused, else the output's."""
@@ -87,7 +100,7 @@ class WeightLayer(Layer):
                     name,
                     Phase.ERROR,
                     f"{self.activation.value}_derivative",
-                    [self.output_error_operand(batch), self.output_operand(batch)],
+                    [self.output_error_operand(batch), self._derivative_operand(batch)],
                     [error],
                     self.output_elements(batch),
                 )
@@ -115,7 +128,7 @@ class WeightLayer(Layer):
                 arrays.append(([h], [y]))
             ctx.tracer.record_pass(self.name, self.forward_ops(x.shape[0]), arrays)
         if ctx.training:
-            self._x, self._y = x, y
+            self._x, self._y = x, h if self._reads_pre else y
         return y
 
     def _error_before_activation(self, dy: np.ndarray) -> np.ndarray:
@@ -152,11 +165,14 @@ class Dense(WeightLayer):
     spec: DenseLayer
 
     def gemm(self, batch: int, conv_pass: ConvPass) -> MatmulOp:
-        features, units = self.shape.input_shape[0], self.shape.output_shape[0]
+        """On a token sequence [tokens, features] the same layer runs on every token: the
+        GEMM's rows are batch · tokens."""
+        features, units = self.shape.input_shape[-1], self.shape.output_shape[-1]
+        rows = batch * math.prod(self.shape.input_shape[:-1])
         m, k, n = {
-            ConvPass.FORWARD: (batch, features, units),
-            ConvPass.BACKWARD_WEIGHT: (features, batch, units),
-            ConvPass.BACKWARD_DATA: (batch, units, features),
+            ConvPass.FORWARD: (rows, features, units),
+            ConvPass.BACKWARD_WEIGHT: (features, rows, units),
+            ConvPass.BACKWARD_DATA: (rows, units, features),
         }[conv_pass]
         return MatmulOp(kind="matmul", m=m, k=k, n=n)
 
@@ -170,7 +186,11 @@ class Dense(WeightLayer):
         dh = self._error_before_activation(dy)
         weight = self.params["weight"]
         if self.trainable:
-            self.grads["weight"] = self._kept(self._x, "input").T @ dh
+            x = self._kept(self._x, "input")
+            if x.ndim == 2:
+                self.grads["weight"] = x.T @ dh
+            else:  # tokens: every token of every example a row
+                self.grads["weight"] = x.reshape(-1, x.shape[-1]).T @ dh.reshape(-1, dh.shape[-1])
             self._bias_gradient(dh)
         dx = dh @ weight.T if input_error else None
         self._trace_backward(ctx, dy, dh, dx)

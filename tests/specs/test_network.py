@@ -113,12 +113,12 @@ def _edit(**changes):
         (
             _edit(
                 layers=[
-                    {"type": "dense", "name": "fc1", "units": 5, "activation": "gelu"},
+                    {"type": "dense", "name": "fc1", "units": 5, "activation": "swish"},
                     GOOD["layers"][1],
                 ]
             ),
-            "layers.0.activation: must be 'linear', 'relu', 'relu6', 'tanh' or 'sigmoid' "
-            "(got 'gelu')",
+            "layers.0.activation: must be 'linear', 'relu', 'relu6', 'tanh', 'sigmoid' or "
+            "'gelu' (got 'swish')",
         ),
         (
             _edit(layers=[{"type": "dens", "name": "fc1", "units": 5}, GOOD["layers"][1]]),
@@ -169,7 +169,8 @@ def _edit(**changes):
         (_edit(schema_version=2), "schema_version: must be 1 (got 2)"),
         (
             _edit(input_shape=[2, 2, 2, 2]),
-            "input_shape must be [features] or [height, width, channels] (got [2, 2, 2, 2])",
+            "input_shape must be [features], [tokens, width] or [height, width, channels] "
+            "(got [2, 2, 2, 2])",
         ),
         ({k: v for k, v in GOOD.items() if k != "classes"}, "classes: required key is missing"),
         (

@@ -9,7 +9,7 @@ import pytest
 from hwsim.cli import main
 from hwsim.io.networks import load_network, shipped_networks
 from hwsim.io.traces import read_trace
-from hwsim.specs.network import Conv2DLayer, DenseLayer, NetworkSpec
+from hwsim.specs.network import Conv2DLayer, DenseLayer, NetworkSpec, PatchEmbedLayer
 from hwsim.specs.trace import Algorithm, Trace
 from hwsim.train.loop import TrainConfig, trace_synthetic_step
 from hwsim.train.shapes import shape_only_trace
@@ -17,13 +17,15 @@ from tests.sweep.conftest import TRACES
 
 RULES = list(Algorithm)
 SHIPPED_TRACES = ("alexnet", "vgg16")  # batch 8, seed 0: workloads/traces/README.md
-SMALL = ("digits_fc", "mnist_fc", "digits_resnet")  # cheap enough to trace at full size
+SMALL = ("digits_fc", "mnist_fc", "digits_resnet", "digits_transformer")  # traced at full size
 MAX_UNITS, MAX_FILTERS = 64, 8  # the CIFAR networks, narrowed so a real step is quick
+TOKEN_WIDTH = 48  # a transformer's width, narrowed (3 heads still divide it)
 # The graphs of today's networks, narrowed and on a smaller map (the same strides and blocks).
 SMALLER_MAPS = {
     "resnet18": [32, 32, 3],
     "alexnet_grouped": [67, 67, 3],
     "mobilenet_v2": [32, 32, 3],
+    "vit_tiny": [32, 32, 3],  # 4 patches and a class token
 }
 
 
@@ -44,9 +46,14 @@ def _narrowed(network: NetworkSpec) -> NetworkSpec:
     """The same layers, kinds, activations, pools, groups, blocks and trainability with fewer
     units/filters (and a smaller input map, for the ImageNet graphs)."""
     layers = []
+    widths = {}  # a transformer's token width, and what it narrows to
     for layer in network.layers[:-1]:
-        if isinstance(layer, DenseLayer):
-            layer = layer.model_copy(update={"units": min(layer.units, MAX_UNITS)})
+        if isinstance(layer, PatchEmbedLayer) and layer.width > MAX_UNITS:
+            widths[layer.width] = TOKEN_WIDTH
+            layer = layer.model_copy(update={"width": TOKEN_WIDTH})
+        elif isinstance(layer, DenseLayer):  # a projection back to the width stays the width
+            units = widths.get(layer.units, min(layer.units, MAX_UNITS))
+            layer = layer.model_copy(update={"units": units})
         elif isinstance(layer, Conv2DLayer):  # a depthwise conv stays depthwise
             groups = math.gcd(layer.groups, MAX_FILTERS)
             filters = min(layer.filters, MAX_FILTERS)

@@ -519,7 +519,16 @@ def closed_form_macs(
 BIG_NETWORKS = {"vgg16", "alexnet"}
 # Today's ImageNet graphs: their sizes and rules are checked shape-only against the published
 # closed forms (tests/sim/test_graph_networks.py); a real numpy step of each would take seconds.
-GRAPH_NETWORKS = {"resnet18", "alexnet_grouped", "mobilenet_v2", "digits_resnet"}
+# The transformers' closed forms (attention's products, per-token layers) are checked in
+# tests/train/test_tokens.py.
+GRAPH_NETWORKS = {
+    "resnet18",
+    "alexnet_grouped",
+    "mobilenet_v2",
+    "vit_tiny",
+    "digits_resnet",
+    "digits_transformer",
+}
 NETWORK_CASES = [
     pytest.param(
         name,
