@@ -158,6 +158,34 @@ def dataset_key(dataset: Dataset) -> str:
     return digest.hexdigest()
 
 
+Pair = tuple[Nonzeros, Rank]
+
+
+def _pairs(
+    network: NetworkSpec, s_values: list[Nonzeros], r_values: list[Rank]
+) -> tuple[list[Pair], list[Pair]]:
+    """(the pairs to train, the pairs skipped: s·r < C); SpecError if none is left or a pair
+    has a shape no feedback matrix can have (e.g. a rank above a hidden layer's width)."""
+    classes = network.classes
+    pairs: list[Pair] = []
+    skipped: list[Pair] = []
+    for s in s_values:
+        for r in r_values:
+            fits = isinstance(s, str) or isinstance(r, str) or s * r >= classes
+            (pairs if fits else skipped).append((s, r))
+    if not pairs:
+        raise SpecError(
+            f"nonzeros, ranks: no pair has s·r ≥ {classes}, the classes of {network.name} "
+            f"(the sparse construction needs it); give larger values, or {DENSE} / {FULL}"
+        )
+    for s, r in pairs:
+        try:
+            shape_only_trace(network, _config(network, s, r, 0, 1))
+        except SpecError as exc:
+            raise SpecError(f"nonzeros {s}, rank {r}: {exc}") from None
+    return pairs, skipped
+
+
 def plan_study(
     network: NetworkSpec,
     dataset: Dataset,
@@ -179,27 +207,12 @@ def plan_study(
         first = TrainConfig.from_network(network, Algorithm.DFA, epochs=epochs)
     except SpecError as exc:
         raise SpecError(f"{exc} (the bounds of a network file's training)") from None
-    pairs: list[tuple[Nonzeros, Rank]] = []
-    skipped: list[tuple[Nonzeros, Rank]] = []
-    for s in s_values:
-        for r in r_values:
-            fits = isinstance(s, str) or isinstance(r, str) or s * r >= classes
-            (pairs if fits else skipped).append((s, r))
-    if not pairs:
-        raise SpecError(
-            f"nonzeros, ranks: no pair has s·r ≥ {classes}, the classes of {network.name} "
-            f"(the sparse construction needs it); give larger values, or {DENSE} / {FULL}"
-        )
+    pairs, skipped = _pairs(network, s_values, r_values)
     if len(pairs) * seeds > MAX_POINTS:
         raise SpecError(
             f"seeds: {len(pairs)} pairs × {seeds:,} seeds is {len(pairs) * seeds:,} runs, "
             f"more than {MAX_POINTS:,}"
         )
-    for s, r in pairs:  # shapes no feedback matrix can have (e.g. a rank above a layer's width)
-        try:
-            shape_only_trace(network, _config(network, s, r, 0, 1))
-        except SpecError as exc:
-            raise SpecError(f"nonzeros {s}, rank {r}: {exc}") from None
     data = dataset_key(dataset)
     network_key = content_key(network.model_dump(mode="json"))
     runs = []
@@ -416,6 +429,19 @@ def write_table(out: Path, frame: pd.DataFrame) -> Path:
     return path
 
 
+def _finished(
+    plan: StudyPlan,
+    todo: list[Run],
+    jobs: int | None,
+    scheduler: str | None,
+    dask_local: int | None,
+) -> Iterator[Finished]:
+    if scheduler is not None or dask_local is not None:
+        return _dask(plan, todo, scheduler, dask_local)
+    jobs = min(jobs or default_jobs(), len(todo))
+    return _serial(plan, todo) if jobs == 1 else _pool(plan, todo, jobs)
+
+
 def run_study(
     plan: StudyPlan,
     out: str | Path | None = None,
@@ -454,12 +480,7 @@ def run_study(
     by_key = {run.key: run for run in todo}
     failed: list[str] = []
     if todo:
-        if scheduler is not None or dask_local is not None:
-            finished = _dask(plan, todo, scheduler, dask_local)
-        else:
-            jobs = min(jobs or default_jobs(), len(todo))
-            finished = _serial(plan, todo) if jobs == 1 else _pool(plan, todo, jobs)
-        for key, outcome in finished:
+        for key, outcome in _finished(plan, todo, jobs, scheduler, dask_local):
             run = by_key[key]
             if isinstance(outcome, str):
                 where = f"nonzeros {run.nonzeros}, rank {run.rank}, seed {run.seed}"
