@@ -294,6 +294,47 @@ def report(results: Iterable[Result], out: str | Path, title: str = "hwsim repor
     return Path(out) / "index.html"
 
 
+def study(
+    network_name: str | Path | NetworkSpec = "digits_fc",
+    nonzeros: Sequence[int | str] = (1, 2, 5, 10),
+    ranks: Sequence[int | str] = (1, 2, 5, 10),
+    seeds: int = 10,
+    *,
+    epochs: int | None = None,
+    out: str | Path | None = None,
+    data_path: str | Path | None = None,
+    jobs: int | None = None,
+    scheduler: str | None = None,
+    dask_local: int | None = None,
+) -> pd.DataFrame:
+    """The paper's Fig 5/6 study, as `hwsim study feedback`: every allowed pair of non-zeros
+    per neuron s (or "dense") and rank r (or "full") — s·r ≥ the classes; pairs below are
+    skipped — trained for seeds 0 … seeds − 1; one row per run (test and train accuracy as
+    fractions, the paper's feedback–output angle in degrees).  With `out`, each run is written
+    to that folder as it finishes (a re-run trains only what is missing) with study.csv and
+    an index.html of both views; `jobs`, `scheduler`, `dask_local` as for `run_sweep`."""
+    from hwsim.feedback_study import plan_study, run_study
+    from hwsim.report.study import write_study_report
+    from hwsim.train.datasets import load_dataset
+
+    spec_ = network(network_name)
+    dataset = load_dataset(
+        spec_.dataset,
+        path=data_path,
+        sample_shape=tuple(spec_.input_shape),
+        classes=spec_.classes,
+    )
+    plan = plan_study(spec_, dataset, nonzeros=nonzeros, ranks=ranks, seeds=seeds, epochs=epochs)
+    inputs = [item for item in (network_name, data_path) if isinstance(item, str | Path)]
+    table = run_study(
+        plan, out, jobs=jobs, scheduler=scheduler, dask_local=dask_local, inputs=inputs
+    )
+    if out is not None:
+        meta = {key: str(value) for key, value in plan.describe().items()}
+        write_study_report(table, Path(out), meta | {"call": "hwsim.api.study"})
+    return table
+
+
 # The report's figures, each from the tables above ------------------------------------------
 
 
@@ -391,6 +432,7 @@ __all__ = [
     "simulate",
     "spec",
     "specs",
+    "study",
     "timeline_figure",
     "trace",
     "traffic_figure",

@@ -58,3 +58,33 @@ def main_job(tmp_path_factory) -> tuple[Path, str]:
     finally:
         os.chdir(here)
     return folder / "reports" / "run", printed.getvalue()
+
+
+FEEDBACK_STUDY_ARGS = (
+    "study",
+    "feedback",
+    "--nonzeros",
+    "1",
+    "2",
+    "dense",
+    "--ranks",
+    "5",
+    "full",
+    "--seeds",
+    "2",
+    "--epochs",
+    "1",
+)
+
+
+@pytest.fixture(scope="session")
+def feedback_study(tmp_path_factory) -> tuple[Path, str, str]:
+    """A tiny `hwsim study feedback` on digits_fc (s in 1, 2, dense × r in 5, full: s=1 r=5
+    skipped; 2 seeds, 1 epoch), run once in-process: (its folder, stdout, stderr)."""
+    from hwsim.cli import main
+
+    folder = tmp_path_factory.mktemp("feedback_study") / "study"
+    printed, errors = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(errors):
+        assert main([*FEEDBACK_STUDY_ARGS, "--jobs", "1", "--out", str(folder)]) == 0
+    return folder, printed.getvalue(), errors.getvalue()

@@ -19,6 +19,7 @@ RANK = {
     "sim": 3,
     "energy": 4,
     "study": 5,
+    "feedback_study": 5,
     "validation": 5,
     "sweep": 5,
     "report": 6,

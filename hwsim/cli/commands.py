@@ -16,6 +16,7 @@ from hwsim.cli.common import finite_json, progress
 from hwsim.cli.parser import UsageError
 from hwsim.cli.report import cmd_report, cmd_run
 from hwsim.cli.simulate import cmd_simulate
+from hwsim.cli.study import cmd_study
 from hwsim.cli.sweep import cmd_sweep
 from hwsim.errors import HwsimError, SpecError
 from hwsim.io.arch import describe_arch, describe_tech, load_arch_with_energies, load_tech_file
@@ -272,6 +273,7 @@ COMMANDS = {
     "simulate": cmd_simulate,
     "report": cmd_report,
     "sweep": cmd_sweep,
+    "study": cmd_study,
 }
 
 

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from hwsim import __version__
-from hwsim.cli import report, simulate, sweep
+from hwsim.cli import report, simulate, study, sweep
 from hwsim.cli.common import positive_float, positive_int
 from hwsim.errors import HwsimError
 
@@ -132,6 +132,7 @@ def build_parser() -> Parser:
 
     simulate.add_parser(commands)
     sweep.add_parser(commands)
+    study.add_parser(commands)
     report.add_parser(commands)
 
     validate = commands.add_parser(

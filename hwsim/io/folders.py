@@ -7,8 +7,9 @@ it) or an empty one, and replaces a folder it made whole, from a temporary folde
     # renamed into place: the previous contents (all hwsim's) removed, nothing else touched
 
 A folder is hwsim's when it holds the mark `.hwsim-output.json`, which lists every file and
-folder hwsim wrote there (a sweep's folder is marked by its layout instead, since its files
-are added one by one as points finish).  Refused, with one OutputError naming the path given:
+folder hwsim wrote there (a sweep's or a feedback study's folder is marked by its layout
+instead, since its files are added one by one as rows finish).  Refused, with one OutputError
+naming the path given:
 
 - a non-empty folder with no mark, or a marked folder that holds anything the mark does not
   list (a file the user put there);
@@ -43,11 +44,20 @@ from hwsim.io.outputs import DISK_ERRNOS, make_parent, signals_held, umask
 MARK = ".hwsim-output.json"
 _WRITER = "hwsim"
 SWEEP_LAYOUT = "sweep"
-# What a sweep folder holds (hwsim.sweep.store): the only names a sweep-marked folder may hold.
-_SWEEP_ENTRY = re.compile(
-    r"(sweep\.yaml|results\.csv|results\.parquet|points/?|specs/?"
-    r"|points/[0-9a-f]+\.json|specs/[0-9a-f]+\.yaml)"
-)
+STUDY_LAYOUT = "study"
+# What a folder added to in place holds, by its layout: the only names such a folder may hold
+# (a sweep's: hwsim.sweep.store; a feedback study's: hwsim.feedback_study, where a row file
+# being written when the study was killed may be left as a hidden .part file).
+_LAYOUT_ENTRIES = {
+    SWEEP_LAYOUT: re.compile(
+        r"(sweep\.yaml|results\.csv|results\.parquet|points/?|specs/?"
+        r"|points/[0-9a-f]+\.json|specs/[0-9a-f]+\.yaml)"
+    ),
+    STUDY_LAYOUT: re.compile(
+        r"(study\.json|study\.csv|index\.html|plotly\.min\.js|runs/?"
+        r"|runs/[0-9a-f]+\.json|runs/\.[0-9a-f]+\.json\.[A-Za-z0-9_]+\.part)"
+    ),
+}
 _STALE = re.compile(r"\.(?P<name>.+)\.(?P<pid>\d+)\.(?:[^.]+\.part|old)")
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.+-]+")
 _NAME_BYTES = 80
@@ -99,7 +109,7 @@ def read_mark(folder: Path) -> dict | None:
     if not isinstance(mark, dict) or mark.get("written_by") != _WRITER:
         return None
     entries = mark.get("entries")
-    if mark.get("layout") != SWEEP_LAYOUT:
+    if mark.get("layout") not in _LAYOUT_ENTRIES:
         if not (isinstance(entries, list) and all(isinstance(e, str) for e in entries)):
             return None
         mark["listed"] = set(entries)  # looked up once per entry of the folder
@@ -122,9 +132,10 @@ def _entries(folder: Path) -> list[str]:
 
 
 def _is_listed(entry: str, mark: dict) -> bool:
-    """Whether the mark says hwsim wrote `entry` (a sweep's: its layout does)."""
-    if mark.get("layout") == SWEEP_LAYOUT:
-        return _SWEEP_ENTRY.fullmatch(entry) is not None
+    """Whether the mark says hwsim wrote `entry` (a sweep's or a study's: its layout does)."""
+    layout = _LAYOUT_ENTRIES.get(mark.get("layout", ""))
+    if layout is not None:
+        return layout.fullmatch(entry) is not None
     return entry in mark["listed"]
 
 
@@ -444,6 +455,7 @@ def claim_for_layout(
 
 __all__ = [
     "MARK",
+    "STUDY_LAYOUT",
     "SWEEP_LAYOUT",
     "OutputFolder",
     "check_output_file_target",

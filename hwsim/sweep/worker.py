@@ -46,9 +46,9 @@ def price(arch: ArchSpec, energies: ActionEnergies, trace: Trace) -> dict[str, A
     return {"status": "ok", "metrics": figures}
 
 
-def start_worker(traces: list[Trace]) -> None:
-    """Process-pool initializer: the worker ends with its parent, one BLAS thread, and the
-    traces kept for the worker's life."""
+def side_by_side_worker() -> None:
+    """What every local worker process does first: end with its parent, and use one BLAS
+    thread (workers run side by side, one per CPU; a multi-threaded BLAS would spin-wait)."""
     exit_with_parent()
     for variable in BLAS_THREAD_VARIABLES:
         os.environ[variable] = "1"
@@ -58,6 +58,12 @@ def start_worker(traces: list[Trace]) -> None:
         pass
     else:
         threadpool_limits(1)
+
+
+def start_worker(traces: list[Trace]) -> None:
+    """Process-pool initializer: `side_by_side_worker`, and the traces kept for the worker's
+    life."""
+    side_by_side_worker()
     _traces[:] = traces
 
 

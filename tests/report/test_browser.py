@@ -54,19 +54,46 @@ def _driver():
     return webdriver.Chrome(options=options, service=service)
 
 
-def test_every_figure_draws_data_in_a_real_browser_offline(main_job, tmp_path):
+# The feedback study's two views: each two panels (accuracy, angle), a line per group with
+# ± one standard deviation error bars.
+STUDY_AXES = """
+return Array.from(document.querySelectorAll('.js-plotly-plot')).map(plot => [
+  plot.id,
+  Array.from(plot.querySelectorAll('.g-xtitle, .g-x2title, .g-ytitle, .g-y2title'))
+       .map(title => title.textContent),
+  plot.querySelectorAll('g.errorbar').length]);
+"""
+
+
+def _draws_every_figure(driver, page, least: int) -> list:
+    driver.get(page.resolve().as_uri())
+    marks = driver.execute_script(MARKS)
+    assert len(marks) >= least
+    for figure, svgs, drawn in marks:
+        assert svgs >= 1, f"{page}: {figure}: no SVG"
+        assert drawn > 0, f"{page}: {figure}: drew no bars, points or lines"
+    severe = [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+    assert severe == []
+    return marks
+
+
+def test_every_figure_draws_data_in_a_real_browser_offline(main_job, feedback_study, tmp_path):
+    """The report of `hwsim run` and the page of `hwsim study feedback`, in one browser."""
     folder, _ = main_job
+    study, _, _ = feedback_study
     driver = _driver()
     try:
         driver.set_page_load_timeout(60)
-        driver.get((folder / "index.html").resolve().as_uri())
-        marks = driver.execute_script(MARKS)
-        assert len(marks) >= 10
-        for figure, svgs, drawn in marks:
-            assert svgs >= 1, f"{figure}: no SVG"
-            assert drawn > 0, f"{figure}: drew no bars, points or lines"
-        severe = [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
-        assert severe == []
+        _draws_every_figure(driver, folder / "index.html", 10)
         assert driver.save_screenshot(str(tmp_path / "report.png"))
+        assert len(_draws_every_figure(driver, study / "index.html", 2)) == 2
+        views = driver.execute_script(STUDY_AXES)
+        assert [view[0] for view in views] == ["figure-0", "figure-1"]
+        for _, titles, error_bars in views:
+            assert "test accuracy (%)" in titles and "angle between Bᵀ and W_out (°)" in titles
+            assert error_bars > 0
+        assert any(title.startswith("rank r") for title in views[0][1])
+        assert any(title.startswith("non-zeros per neuron s") for title in views[1][1])
+        assert driver.save_screenshot(str(tmp_path / "study.png"))
     finally:
         driver.quit()
