@@ -199,14 +199,10 @@ def place(
     """Storage regions and execution groups (`groups_of`: `conv_groups` of the records)."""
     tiles = arch.tiles
     weight_layers = [layer for layer in header.layers if layer.type in WEIGHT_TYPES]
-    if tiles.count < len(weight_layers):
-        raise CapacityError(
-            "tiles.count",
-            f"{header.network} has {len(weight_layers)} weight layers and needs at least one "
-            f"tile each (got {tiles.count})",
-        )
     usable = tiles.sram.capacity_bytes - reserve_bytes(arch)
     resident = [resident_bytes(layer, header, arch) for layer in weight_layers]
+    if tiles.count < len(weight_layers):
+        return _time_shared(header, arch, weight_layers, resident, usable, groups_of or {})
     needed = [max(1, math.ceil(size / usable)) if usable else tiles.count for size in resident]
     macs = [forward_macs_per_example(layer) for layer in weight_layers]
     # More tiles than independent outputs would idle: cap each layer at its parallelism.
@@ -245,13 +241,63 @@ def place(
             f"feedback to DRAM, more than it holds (got {capacity:,})",
             "add DRAM or tiles",
         )
+    return Placement(regions, _owners(header), tiles.count, groups, spilled)
+
+
+def _time_shared(
+    header: TraceHeader,
+    arch: DistributedSpec,
+    weight_layers: list[LayerInfo],
+    resident: list[int],
+    usable: int,
+    groups_of: dict[str, int],
+) -> Placement:
+    """Fewer tiles than weight layers: every layer runs on the whole chip in turn (the tile
+    pool lets one op hold the tiles at a time), its weights, optimizer state and feedback
+    sharing the chip's SRAM with every other layer's. What does not fit — the same share of
+    every layer — stays in DRAM and streams in whenever its layer runs."""
+    count = arch.tiles.count
+    total = sum(resident)
+    kept = min(total, count * usable)
+    if kept < total and not arch.mapping.allow_spill:
+        raise CapacityError(
+            "mapping.allow_spill",
+            f"{header.network}'s {len(weight_layers)} weight layers time-share "
+            f"{count:,} tiles, whose SRAM holds {count * usable:,} of their {total:,} bytes of "
+            "weights, optimizer state and feedback (got false)",
+            "allow spilling to DRAM or add tiles",
+        )
+    regions: dict[str, Region] = {}
+    groups: dict[str, ConvGroup] = {}
+    for layer, size in zip(weight_layers, resident, strict=True):
+        spilled = size - (size * kept // total if total else 0)
+        home = Region(layer.name, 0, count, size, spilled)
+        regions[layer.name] = home
+        if layer.type == "conv2d":
+            groups[layer.name] = _conv_group(
+                layer, home, header, arch, groups_of.get(layer.name, 1)
+            )
+    spilled_bytes = sum(region.spilled_bytes for region in regions.values())
+    capacity = arch.dram.capacity_bytes
+    if capacity is not None and spilled_bytes > capacity:
+        raise CapacityError(
+            "dram.capacity_bytes",
+            f"{header.network} spills {spilled_bytes:,} bytes of weights, optimizer state and "
+            f"feedback to DRAM, more than it holds (got {capacity:,})",
+            "add DRAM or tiles",
+        )
+    return Placement(regions, _owners(header), count, groups, spilled_bytes)
+
+
+def _owners(header: TraceHeader) -> dict[str, str]:
+    """Each layer's storage region: its own, or the weight layer's listed before it."""
     owner: dict[str, str] = {}
-    current = weight_layers[0].name
+    current = next(layer.name for layer in header.layers if layer.type in WEIGHT_TYPES)
     for layer in header.layers:
         if layer.type in WEIGHT_TYPES:
             current = layer.name
         owner[layer.name] = current
-    return Placement(regions, owner, tiles.count, groups, spilled)
+    return owner
 
 
 def distinct_errors_per_tile(feedback: FeedbackInfo, tiles: int, policy: MappingPolicy) -> float:

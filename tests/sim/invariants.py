@@ -16,13 +16,15 @@ ROOT = Path(__file__).resolve().parents[2]
 SHIPPED_SPECS = sorted(path.stem for path in (ROOT / "arch_specs").glob("*.yaml"))
 
 
-def simulate_within_invariants(spec: str, trace: Trace, *, precision: bool = True) -> SimResult:
+def simulate_within_invariants(
+    spec: str | ArchSpec, trace: Trace, *, precision: bool = True
+) -> SimResult:
     """Simulate `trace` on the shipped `spec` and check: every MAC counted, no resource busier
     than the step (utilisation ≤ 1), DRAM reads on a von Neumann chip at least the compulsory
     ones (every parameter and feedback value once) and, with `precision`, the bytes moved
     doubling (within 1%) and the cycles staying (within 10%) when every precision doubles with every
     capacity and bandwidth in bytes (`wider`)."""
-    chip, _ = load_arch_with_energies(spec)
+    chip = load_arch_with_energies(spec)[0] if isinstance(spec, str) else spec
     result = simulate(chip, trace)
     assert result.totals()["macs"] == trace.macs
     assert (result.resources["utilization"] <= 1.0).all()

@@ -292,9 +292,43 @@ def test_spilling_is_counted_or_refused():
         located("x.yaml"),
     ):
         simulate(refused, tiny_trace("bp"))
-    too_few = arch(DISTRIBUTED, **{"tiles.count": 2})
-    with pytest.raises(SpecError, match="tiny has 4 weight layers and needs at least one tile"):
-        simulate(too_few, tiny_trace("bp"))
+
+
+@pytest.mark.parametrize("algorithm", ["bp", "dfa", "ssdfa"])
+def test_fewer_tiles_than_weight_layers_time_share_the_chip(algorithm):
+    """tiny has 4 weight layers: on 1-3 tiles each layer runs on the whole chip in turn, its
+    weights sharing the SRAM with the others', what does not fit streamed in from DRAM."""
+    from hwsim.sim.mapping import place, reserve_bytes
+
+    trace = tiny_trace(algorithm)
+    for count in (1, 2, 3):
+        for capacity in (4096, 512):
+            spec = arch(
+                DISTRIBUTED, **{"tiles.count": count, "tiles.sram.capacity_bytes": capacity}
+            )
+            placement = place(trace.header, spec)
+            usable = capacity - reserve_bytes(spec)
+            total = sum(region.resident_bytes for region in placement.regions.values())
+            # Each layer keeps its share rounded down: never more than the SRAM holds.
+            over = max(0, total - count * usable)
+            assert over <= placement.spilled_bytes <= over + (len(placement.regions) if over else 0)
+            assert all(region.tiles == count for region in placement.regions.values())
+            result = simulate(spec, trace)
+            assert result.totals()["macs"] == trace.macs
+            assert (result.resources["utilization"] <= 1.0).all()
+            assert (result.resources["busy_cycles"] <= result.cycles).all()
+    # What spills is read from DRAM when its layer runs: a smaller SRAM reads more.
+    small, large = (
+        simulate(arch(DISTRIBUTED, **{"tiles.count": 2, "tiles.sram.capacity_bytes": c}), trace)
+        for c in (512, 4096)
+    )
+    assert small.total("dram", "read") > large.total("dram", "read")
+    refused = arch(
+        DISTRIBUTED,
+        **{"tiles.count": 2, "tiles.sram.capacity_bytes": 512, "mapping.allow_spill": False},
+    )
+    with pytest.raises(SpecError, match=r"tiny's 4 weight layers time-share 2 tiles, whose SRAM"):
+        simulate(refused, trace)
 
 
 @pytest.mark.parametrize("base", [VON_NEUMANN, DISTRIBUTED])

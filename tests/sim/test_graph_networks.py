@@ -13,6 +13,7 @@ import pytest
 import hwsim.api as hw
 from hwsim.io.arch import load_arch_with_energies
 from hwsim.io.networks import load_network
+from hwsim.sim.engine import simulate
 from hwsim.specs.network import infer_shapes
 from hwsim.specs.trace import Algorithm, Trace
 from hwsim.train.loop import TrainConfig
@@ -89,3 +90,20 @@ def test_ssdfa_costs_less_than_bp_and_dfa_more_by_its_dense_feedback(name, spec)
     b_bytes = bits_to_bytes(sum(info.nonzeros for info in feedback) * chip.precision.feedback_bits)
     assert dram[Algorithm.DFA] > dram[Algorithm.BP]
     assert dram[Algorithm.DFA] - dram[Algorithm.BP] <= 1.1 * b_bytes
+
+
+@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v2", "vit_tiny"])
+def test_a_16_tile_chip_runs_every_network_its_layers_time_sharing_the_tiles(name):
+    """ResNet-18 has 21 weight layers, MobileNetV2 53, ViT-Ti 50: on 16 tiles every layer runs
+    on the whole chip in turn, the weights that do not fit streamed in from DRAM."""
+    chip, _ = load_arch_with_energies("distributed_small")
+
+    def with_tiles(count: int):
+        tiles = chip.tiles.model_dump() | {"count": count}
+        return type(chip).model_validate(chip.model_dump() | {"tiles": tiles})
+
+    trace = step(name, Algorithm.SSDFA)
+    assert len([layer for layer in trace.header.layers if layer.weights]) > 16
+    result = simulate_within_invariants(with_tiles(16), trace, precision=False)
+    fewer = simulate(with_tiles(8), trace)
+    assert fewer.total("dram", "read") >= result.total("dram", "read")  # less SRAM: more spill
