@@ -232,16 +232,7 @@ def place(
             conv = (groups_of or {}).get(layer.name, 1)
             groups[layer.name] = _conv_group(layer, home, header, arch, conv)
         first += count
-    spilled = sum(region.spilled_bytes for region in regions.values())
-    capacity = arch.dram.capacity_bytes
-    if capacity is not None and spilled > capacity:
-        raise CapacityError(
-            "dram.capacity_bytes",
-            f"{header.network} spills {spilled:,} bytes of weights, optimizer state and "
-            f"feedback to DRAM, more than it holds (got {capacity:,})",
-            "add DRAM or tiles",
-        )
-    return Placement(regions, _owners(header), tiles.count, groups, spilled)
+    return _placement(header, arch, regions, groups)
 
 
 def _time_shared(
@@ -277,16 +268,27 @@ def _time_shared(
             groups[layer.name] = _conv_group(
                 layer, home, header, arch, groups_of.get(layer.name, 1)
             )
-    spilled_bytes = sum(region.spilled_bytes for region in regions.values())
+    return _placement(header, arch, regions, groups)
+
+
+def _placement(
+    header: TraceHeader,
+    arch: DistributedSpec,
+    regions: dict[str, Region],
+    groups: dict[str, ConvGroup],
+) -> Placement:
+    """The placement of these regions, refused (naming the field) if DRAM cannot hold what
+    they spill."""
+    spilled = sum(region.spilled_bytes for region in regions.values())
     capacity = arch.dram.capacity_bytes
-    if capacity is not None and spilled_bytes > capacity:
+    if capacity is not None and spilled > capacity:
         raise CapacityError(
             "dram.capacity_bytes",
-            f"{header.network} spills {spilled_bytes:,} bytes of weights, optimizer state and "
+            f"{header.network} spills {spilled:,} bytes of weights, optimizer state and "
             f"feedback to DRAM, more than it holds (got {capacity:,})",
             "add DRAM or tiles",
         )
-    return Placement(regions, _owners(header), count, groups, spilled_bytes)
+    return Placement(regions, _owners(header), arch.tiles.count, groups, spilled)
 
 
 def _owners(header: TraceHeader) -> dict[str, str]:
