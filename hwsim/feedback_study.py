@@ -41,7 +41,7 @@ from hwsim.io.traces import atomic_output
 from hwsim.specs.network import NetworkSpec
 from hwsim.specs.trace import Algorithm
 from hwsim.sweep.expand import MAX_POINTS, content_key
-from hwsim.sweep.lifeline import exit_with_parent
+from hwsim.sweep.lifeline import dask_client
 from hwsim.sweep.runner import check_workers, default_jobs
 from hwsim.sweep.worker import side_by_side_worker
 from hwsim.train.datasets import Dataset
@@ -304,44 +304,28 @@ def _dask(
 ) -> Iterator[Finished]:
     """An existing Dask scheduler, or a LocalCluster of `local_workers` processes; the network
     and dataset scattered once to every worker."""
-    try:
-        from dask.distributed import Client, LocalCluster
+    with dask_client(scheduler, local_workers) as client:
         from dask.distributed import as_completed as dask_completed
-    except ImportError:
-        raise SpecError(
-            "--scheduler/--dask-local need dask.distributed: pip install 'hwsim[dask]'"
-        ) from None
-    cluster = None
-    if scheduler is None:
-        cluster = LocalCluster(
-            n_workers=local_workers, threads_per_worker=1, processes=True, dashboard_address=None
-        )
-    try:
-        with Client(cluster if cluster is not None else scheduler) as client:
-            if cluster is not None:  # our own workers end with this process, even on SIGKILL
-                client.run(exit_with_parent)
-            network, dataset = client.scatter([plan.network, plan.dataset], broadcast=True)
-            futures = [
-                client.submit(
-                    _safe_run,
-                    network,
-                    dataset,
-                    run.key,
-                    run.config,
-                    key=f"hwsim-study-{run.key}",
-                    pure=False,
-                )
-                for run in runs
-            ]
-            keys = {future.key: run.key for future, run in zip(futures, runs, strict=True)}
-            for future in dask_completed(futures):
-                try:
-                    yield future.result()
-                except Exception as exc:  # a lost worker: that run failed
-                    yield keys[future.key], f"{type(exc).__name__}: {exc}"
-    finally:
-        if cluster is not None:
-            cluster.close()
+
+        network, dataset = client.scatter([plan.network, plan.dataset], broadcast=True)
+        futures = [
+            client.submit(
+                _safe_run,
+                network,
+                dataset,
+                run.key,
+                run.config,
+                key=f"hwsim-study-{run.key}",
+                pure=False,
+            )
+            for run in runs
+        ]
+        keys = {future.key: run.key for future, run in zip(futures, runs, strict=True)}
+        for future in dask_completed(futures):
+            try:
+                yield future.result()
+            except Exception as exc:  # a lost worker: that run failed
+                yield keys[future.key], f"{type(exc).__name__}: {exc}"
 
 
 # The folder ----------------------------------------------------------------------------------

@@ -22,6 +22,31 @@ def positive_int(text: str) -> int:
     return value
 
 
+def add_worker_flags(parser: argparse.ArgumentParser) -> None:
+    """Where a command of many runs (sweep, study) runs them: --jobs (a local process pool),
+    or --scheduler / --dask-local (Dask)."""
+    parser.add_argument(
+        "--jobs",
+        type=positive_int,
+        default=None,
+        help="worker processes of the local pool (default: the CPUs available)",
+    )
+    dask = parser.add_mutually_exclusive_group()
+    dask.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="ADDRESS",
+        help="run on this Dask scheduler (tcp://host:8786); needs hwsim[dask]",
+    )
+    dask.add_argument(
+        "--dask-local",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="run on a local Dask cluster of N worker processes",
+    )
+
+
 def positive_float(text: str) -> float:
     try:
         value = float(text)

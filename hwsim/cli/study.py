@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from hwsim.cli.common import positive_int
+from hwsim.cli.common import add_worker_flags, positive_int
 from hwsim.errors import SpecError
 
 DEFAULT_NETWORK = "digits_fc"
@@ -102,26 +102,7 @@ def _add_run_flags(feedback: argparse.ArgumentParser) -> None:
         help="output folder: runs/, study.csv, index.html (re-running the same folder trains "
         "only what is missing)",
     )
-    feedback.add_argument(
-        "--jobs",
-        type=positive_int,
-        default=None,
-        help="worker processes of the local pool (default: the CPUs available)",
-    )
-    dask = feedback.add_mutually_exclusive_group()
-    dask.add_argument(
-        "--scheduler",
-        default=None,
-        metavar="ADDRESS",
-        help="run on this Dask scheduler (tcp://host:8786); needs hwsim[dask]",
-    )
-    dask.add_argument(
-        "--dask-local",
-        type=positive_int,
-        default=None,
-        metavar="N",
-        help="run on a local Dask cluster of N worker processes",
-    )
+    add_worker_flags(feedback)
 
 
 def _flagged(exc: SpecError) -> SpecError:

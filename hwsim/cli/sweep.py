@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from hwsim.cli.common import positive_int
+from hwsim.cli.common import add_worker_flags
 from hwsim.errors import SpecError
 
 
@@ -21,26 +21,7 @@ def add_parser(commands) -> None:
         help="output folder: points/, specs/, results.csv (re-running the "
         "same folder skips finished points)",
     )
-    parser.add_argument(
-        "--jobs",
-        type=positive_int,
-        default=None,
-        help="worker processes of the local pool (default: the CPUs available)",
-    )
-    dask = parser.add_mutually_exclusive_group()
-    dask.add_argument(
-        "--scheduler",
-        default=None,
-        metavar="ADDRESS",
-        help="run on this Dask scheduler (tcp://host:8786); needs hwsim[dask]",
-    )
-    dask.add_argument(
-        "--dask-local",
-        type=positive_int,
-        default=None,
-        metavar="N",
-        help="run on a local Dask cluster of N worker processes",
-    )
+    add_worker_flags(parser)
 
 
 def _progress(args: argparse.Namespace, bar: list, failed: list[str]):

@@ -95,22 +95,24 @@ class Conv2DLayer(Wired):
     )
 
 
-class MaxPoolLayer(Wired):
-    type: Literal["max_pool"]
-    name: Name
+class PoolWindow(Wired):
+    """A pool's window: `pool_size` square, moved by `stride` (default: the window)."""
+
     pool_size: Window
     stride: Window | None = None
     padding: Padding = Padding.VALID
 
 
-class AvgPoolLayer(Wired):
+class MaxPoolLayer(PoolWindow):
+    type: Literal["max_pool"]
+    name: Name
+
+
+class AvgPoolLayer(PoolWindow):
     """The mean of each window; SAME padding averages the in-bounds values only."""
 
     type: Literal["avg_pool"]
     name: Name
-    pool_size: Window
-    stride: Window | None = None
-    padding: Padding = Padding.VALID
 
 
 class GlobalAvgPoolLayer(Wired):

@@ -17,6 +17,10 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from typing import Any
+
+from hwsim.errors import SpecError
 
 _PR_SET_PDEATHSIG = 1
 CHECK_INTERVAL_S = 0.25
@@ -46,3 +50,29 @@ def exit_with_parent(interval_s: float = CHECK_INTERVAL_S) -> None:
     threading.Thread(
         target=_watch, args=(parent, interval_s), name="hwsim-lifeline", daemon=True
     ).start()
+
+
+@contextlib.contextmanager
+def dask_client(scheduler: str | None, local_workers: int | None) -> Iterator[Any]:
+    """A Dask client of an existing scheduler, or of a LocalCluster of `local_workers`
+    processes whose workers end with this process (`exit_with_parent`), closed on the way
+    out.  SpecError names the extra to install when dask.distributed is missing."""
+    try:
+        from dask.distributed import Client, LocalCluster
+    except ImportError:
+        raise SpecError(
+            "--scheduler/--dask-local need dask.distributed: pip install 'hwsim[dask]'"
+        ) from None
+    cluster = None
+    if scheduler is None:
+        cluster = LocalCluster(
+            n_workers=local_workers, threads_per_worker=1, processes=True, dashboard_address=None
+        )
+    try:
+        with Client(cluster if cluster is not None else scheduler) as client:
+            if cluster is not None:  # our own workers end with this process, even on SIGKILL
+                client.run(exit_with_parent)
+            yield client
+    finally:
+        if cluster is not None:
+            cluster.close()

@@ -19,7 +19,7 @@ from hwsim.errors import SpecError
 from hwsim.specs.sweep import SweepSpec
 from hwsim.sweep import store
 from hwsim.sweep.expand import Expansion, Row, expand
-from hwsim.sweep.lifeline import exit_with_parent
+from hwsim.sweep.lifeline import dask_client
 from hwsim.sweep.worker import price, price_in_worker, price_on_dask, start_worker
 
 logger = logging.getLogger(__name__)
@@ -156,45 +156,29 @@ def _dask(
 ) -> Iterator[Result]:
     """Dask: an existing scheduler, or a LocalCluster of `local_workers` processes; each trace
     scattered once to every worker."""
-    try:
-        from dask.distributed import Client, LocalCluster
+    with dask_client(scheduler, local_workers) as client:
         from dask.distributed import as_completed as dask_completed
-    except ImportError:
-        raise SpecError(
-            "--scheduler/--dask-local need dask.distributed: pip install 'hwsim[dask]'"
-        ) from None
-    cluster = None
-    if scheduler is None:
-        cluster = LocalCluster(
-            n_workers=local_workers, threads_per_worker=1, processes=True, dashboard_address=None
-        )
-    try:
-        with Client(cluster if cluster is not None else scheduler) as client:
-            if cluster is not None:  # our own workers end with this process, even on SIGKILL
-                client.run(exit_with_parent)
-            traces = client.scatter([w.trace for w in expansion.workloads], broadcast=True)
-            groups = _by_point(tasks)
-            futures = [
-                client.submit(
-                    price_on_dask,
-                    rows[0].point.arch,
-                    rows[0].point.energies,
-                    [(row.key, traces[row.workload_index]) for row in rows],
-                    key=f"hwsim-{rows[0].key}",
-                    pure=False,
-                )
-                for rows in groups
-            ]
-            by_key = {future.key: rows for future, rows in zip(futures, groups, strict=True)}
-            for future in dask_completed(futures):
-                try:
-                    yield from future.result()
-                except Exception as exc:  # a lost worker: record it
-                    for row in by_key[future.key]:
-                        yield row.key, _error(exc)
-    finally:
-        if cluster is not None:
-            cluster.close()
+
+        traces = client.scatter([w.trace for w in expansion.workloads], broadcast=True)
+        groups = _by_point(tasks)
+        futures = [
+            client.submit(
+                price_on_dask,
+                rows[0].point.arch,
+                rows[0].point.energies,
+                [(row.key, traces[row.workload_index]) for row in rows],
+                key=f"hwsim-{rows[0].key}",
+                pure=False,
+            )
+            for rows in groups
+        ]
+        by_key = {future.key: rows for future, rows in zip(futures, groups, strict=True)}
+        for future in dask_completed(futures):
+            try:
+                yield from future.result()
+            except Exception as exc:  # a lost worker: record it
+                for row in by_key[future.key]:
+                    yield row.key, _error(exc)
 
 
 def run_sweep(

@@ -28,8 +28,8 @@ import numpy as np
 from hwsim.specs.network import AttentionLayer, LayerShape
 from hwsim.specs.trace import MatmulOp, Phase, Role, Slot
 from hwsim.train.layer_base import StepContext
-from hwsim.train.ops import OpDesc, OperandDesc, elementwise, op, reduction
-from hwsim.train.token_layers import TokenLayer, _gemm, _glorot, _gradient, _matmul, _rows
+from hwsim.train.ops import OpDesc, OperandDesc, elementwise, gradient_of, op, reduction
+from hwsim.train.token_layers import TokenLayer, _gemm, _glorot, _matmul, _rows
 
 
 class Attention(TokenLayer):
@@ -138,17 +138,17 @@ class Attention(TokenLayer):
         d_qkv = self._error(self._tensor("qkv", batch, 3))
         ops = []
         if self.trainable:
-            proj_grad = _gradient(params["proj_weight"])
+            proj_grad = gradient_of(params["proj_weight"])
             ops += [
                 _gemm(name, Phase.GRADIENT, _matmul(w, rows, w), context, dy, proj_grad),
-                reduction(name, Phase.GRADIENT, "sum", dy, _gradient(params["proj_bias"])),
+                reduction(name, Phase.GRADIENT, "sum", dy, gradient_of(params["proj_bias"])),
             ]
         ops += self._head_error_ops(batch)
         if self.trainable:
-            x, qkv_grad = self.input_operand(batch), _gradient(params["qkv_weight"])
+            x, qkv_grad = self.input_operand(batch), gradient_of(params["qkv_weight"])
             ops += [
                 _gemm(name, Phase.GRADIENT, _matmul(w, rows, 3 * w), x, d_qkv, qkv_grad),
-                reduction(name, Phase.GRADIENT, "sum", d_qkv, _gradient(params["qkv_bias"])),
+                reduction(name, Phase.GRADIENT, "sum", d_qkv, gradient_of(params["qkv_bias"])),
             ]
         if input_error:
             gemm, dx = _matmul(rows, 3 * w, w), self.input_error_operand(batch)

@@ -85,6 +85,10 @@ class Layer:
         """Each parameter's name and operand, in the order the optimizer updates them."""
         return []
 
+    def initialize(self, rng: np.random.Generator, dtype: np.dtype) -> None:
+        """Set up the parameters whose start no rule decides (a norm's scale and shift, a
+        token layer's weights); the model starts the weight layers' by the rule."""
+
     inference = False  # describes its inference pass (`for_inference`)
 
     def for_inference(self) -> None:

@@ -15,7 +15,6 @@ from hwsim.specs.trace import Phase, Role
 from hwsim.train.layers import LAYER_CLASSES, Add, Layer, StepContext, WeightLayer
 from hwsim.train.norm_layers import BatchNorm
 from hwsim.train.ops import OpDesc, OperandDesc, elementwise
-from hwsim.train.token_layers import TokenLayer
 
 
 class WeightInit(StrEnum):
@@ -252,11 +251,8 @@ class Model:
         # after it never wakes (relu'(0) = 0), so graphs and normalized nets keep Glorot.
         plain = self.is_chain and not any(isinstance(layer, BatchNorm) for layer in self.layers)
         for layer in self.layers:
-            if isinstance(layer, BatchNorm):
-                layer.initialize(self.dtype)
-            if isinstance(layer, TokenLayer):  # random under every rule (token_layers)
+            if not isinstance(layer, WeightLayer):  # its start is its own (norms, tokens)
                 layer.initialize(rng, self.dtype)
-            if not isinstance(layer, WeightLayer):
                 continue
             spec = layer.spec
             shape: tuple[int, ...]

@@ -25,29 +25,69 @@ from __future__ import annotations
 
 import numpy as np
 
-from hwsim.specs.network import BatchNormLayer, LayerShape
+from hwsim.specs.network import BatchNormLayer, LayerNormLayer, LayerShape
 from hwsim.specs.trace import ElementwiseOp, Phase, ReduceOp, Role
 from hwsim.train.layer_base import Layer, StepContext
-from hwsim.train.ops import OpDesc, OperandDesc, elementwise, op
+from hwsim.train.ops import OpDesc, OperandDesc, elementwise, gradient_of, op
 
 
-class BatchNorm(Layer):
-    spec: BatchNormLayer
+class ScaleShift(Layer):
+    """A normalization: x̂ = (x − μ) / √(σ² + ε) over some axes, then y = scale · x̂ + shift
+    with a trained scale and shift per feature of the last axis (the `bias` role)."""
+
+    spec: BatchNormLayer | LayerNormLayer
     has_params = True
+
+    def __init__(
+        self, spec: BatchNormLayer | LayerNormLayer, shape: LayerShape, input_tensor: str
+    ) -> None:
+        super().__init__(spec, shape, input_tensor)
+        self.trainable = spec.trainable
+        self.features = shape.output_shape[-1]
+        self._kept_arrays: tuple[np.ndarray, ...] | None = None
+
+    def parameters(self) -> list[tuple[str, OperandDesc]]:
+        return [
+            (name, OperandDesc(f"{self.name}.{name}", Role.BIAS, self.features))
+            for name in ("scale", "shift")
+        ]
+
+    def _scale_shift_gradient(
+        self, phase: Phase, dy: OperandDesc, x: OperandDesc, stats: OperandDesc
+    ) -> OpDesc:
+        """Σ dy · x̂ and Σ dy per feature (4 vector ops a value): the scale's and shift's
+        gradients."""
+        sums = [gradient_of(param) for _, param in self.parameters()]
+        reduce = ReduceOp(
+            kind="reduce",
+            function="scale_shift_gradient",
+            inputs=dy.elements,
+            outputs=2 * self.features,
+        )
+        return op(self.name, phase, reduce, [dy, x, stats], sums, 4 * dy.elements)
+
+    def _normalized(
+        self, x: np.ndarray, mean: np.ndarray, variance: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(x̂, 1/√(σ² + ε), y)."""
+        inverse = 1.0 / np.sqrt(variance + self.spec.epsilon)
+        x_hat = (x - mean) * inverse
+        return x_hat, inverse, self.params["scale"] * x_hat + self.params["shift"]
+
+    def initialize(self, rng: np.random.Generator, dtype: np.dtype) -> None:
+        self.params = {
+            "scale": np.ones(self.features, dtype=dtype),
+            "shift": np.zeros(self.features, dtype=dtype),
+        }
+
+
+class BatchNorm(ScaleShift):
+    spec: BatchNormLayer
 
     def __init__(self, spec: BatchNormLayer, shape: LayerShape, input_tensor: str) -> None:
         super().__init__(spec, shape, input_tensor)
-        self.trainable = spec.trainable
-        self.channels = shape.output_shape[-1]
+        self.channels = self.features
         self.running: dict[str, np.ndarray] = {}
-        self._kept_arrays: tuple[np.ndarray, ...] | None = None
-
-    # ------------------------------------------------------------ what it does
-    def parameters(self) -> list[tuple[str, OperandDesc]]:
-        return [
-            (name, OperandDesc(f"{self.name}.{name}", Role.BIAS, self.channels))
-            for name in ("scale", "shift")
-        ]
 
     def _statistics(self) -> OperandDesc:
         return OperandDesc(f"{self.name}.batch_statistics", Role.BIAS, 2 * self.channels)
@@ -96,32 +136,23 @@ class BatchNorm(Layer):
             self.input_operand(batch),
             self._statistics(),
         )
-        (_, scale), (_, shift) = self.parameters()
-        sums = [
-            OperandDesc(f"{param.tensor}.grad", Role.GRADIENT, param.elements)
-            for param in (scale, shift)
-        ]
+        (_, scale), _ = self.parameters()
         phase = Phase.GRADIENT if self.trainable else Phase.ERROR
-        reduce = ReduceOp(
-            kind="reduce",
-            function="scale_shift_gradient",
-            inputs=dy.elements,
-            outputs=2 * self.channels,
-        )
-        ops = [op(self.name, phase, reduce, [dy, x, stats], sums, 4 * dy.elements)]
+        gradient = self._scale_shift_gradient(phase, dy, x, stats)
+        ops = [gradient]
         if input_error:
             dx = self.input_error_operand(batch)
             spec = ElementwiseOp(
                 kind="elementwise", function="batch_norm_derivative", elements=dx.elements
             )
-            reads = [dy, x, stats, scale, *sums]
+            reads = [dy, x, stats, scale, *gradient.writes]
             ops.append(op(self.name, Phase.ERROR, spec, reads, [dx], 5 * dx.elements))
         return ops
 
     # ------------------------------------------------------------- how it runs
-    def initialize(self, dtype: np.dtype) -> None:
+    def initialize(self, rng: np.random.Generator, dtype: np.dtype) -> None:
+        super().initialize(rng, dtype)
         c = self.channels
-        self.params = {"scale": np.ones(c, dtype=dtype), "shift": np.zeros(c, dtype=dtype)}
         self.running = {"mean": np.zeros(c, dtype=dtype), "variance": np.ones(c, dtype=dtype)}
 
     def forward(self, x: np.ndarray, ctx: StepContext) -> np.ndarray:
@@ -130,9 +161,7 @@ class BatchNorm(Layer):
             mean, variance = x.mean(axis=axes), x.var(axis=axes)
         else:
             mean, variance = self.running["mean"], self.running["variance"]
-        inverse = 1.0 / np.sqrt(variance + self.spec.epsilon)
-        x_hat = (x - mean) * inverse
-        y = self.params["scale"] * x_hat + self.params["shift"]
+        x_hat, inverse, y = self._normalized(x, mean, variance)
         if not ctx.training:
             if ctx.tracer is not None and self.inference:
                 running = np.concatenate([self.running["mean"], self.running["variance"]])

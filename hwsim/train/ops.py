@@ -89,3 +89,8 @@ def spread(
     elements, one vector op per value read)."""
     spec = ElementwiseOp(kind="elementwise", function=function, elements=result.elements)
     return op(layer, phase, spec, [error], [result], inputs)
+
+
+def gradient_of(param: OperandDesc, slot: Slot | None = None) -> OperandDesc:
+    """The gradient of a parameter: `<tensor>.grad`, its size."""
+    return OperandDesc(f"{param.tensor}.grad", Role.GRADIENT, param.elements, slot)

@@ -25,13 +25,10 @@ from hwsim.specs.network import (
 from hwsim.specs.token_shapes import patch_dimensions
 from hwsim.specs.trace import MatmulOp, Phase, ReduceOp, Role, Slot
 from hwsim.train.layer_base import Layer, StepContext
-from hwsim.train.ops import OpDesc, OperandDesc, elementwise, op, reduction, spread
+from hwsim.train.norm_layers import ScaleShift
+from hwsim.train.ops import OpDesc, OperandDesc, elementwise, gradient_of, op, reduction, spread
 
 EMBEDDING_STD = 0.02  # timm's initial class token and position embedding scale
-
-
-def _gradient(param: OperandDesc, slot: Slot | None = None) -> OperandDesc:
-    return OperandDesc(f"{param.tensor}.grad", Role.GRADIENT, param.elements, slot)
 
 
 def _matmul(m: int, k: int, n: int, groups: int = 1) -> MatmulOp:
@@ -64,10 +61,8 @@ def _rows(array: np.ndarray) -> np.ndarray:
 
 
 class TokenLayer(Layer):
-    """A token layer with trained parameters, set up by `initialize`."""
-
-    def initialize(self, rng: np.random.Generator, dtype: np.dtype) -> None:
-        raise NotImplementedError
+    """A token layer with trained weights, which it starts itself (random under every rule:
+    `initialize`)."""
 
 
 class PatchEmbed(TokenLayer):
@@ -144,10 +139,12 @@ class PatchEmbed(TokenLayer):
         ops = []
         if self.trainable and "position_embedding" in params:
             ops.append(
-                reduction(name, Phase.GRADIENT, "sum", dy, _gradient(params["position_embedding"]))
+                reduction(
+                    name, Phase.GRADIENT, "sum", dy, gradient_of(params["position_embedding"])
+                )
             )
         if self.trainable and "class_token" in params:
-            grad = _gradient(params["class_token"])
+            grad = gradient_of(params["class_token"])
             ops.append(reduction(name, Phase.GRADIENT, "sum", dy, grad, batch * self.width))
         if self.spec.class_token:
             ops.append(
@@ -156,8 +153,12 @@ class PatchEmbed(TokenLayer):
         if self.trainable:
             gemm = _matmul(self.window, rows, self.width)
             reads = [self.input_operand(batch, Slot.A), dpatches.as_slot(Slot.B)]
-            ops.append(op(name, Phase.GRADIENT, gemm, reads, [_gradient(params["weight"], Slot.C)]))
-            ops.append(reduction(name, Phase.GRADIENT, "sum", dpatches, _gradient(params["bias"])))
+            ops.append(
+                op(name, Phase.GRADIENT, gemm, reads, [gradient_of(params["weight"], Slot.C)])
+            )
+            ops.append(
+                reduction(name, Phase.GRADIENT, "sum", dpatches, gradient_of(params["bias"]))
+            )
         if input_error:
             gemm = _matmul(rows, self.width, self.window)
             reads = [dpatches.as_slot(Slot.A), params["weight"].as_slot(Slot.B)]
@@ -241,7 +242,7 @@ class PatchEmbed(TokenLayer):
         return dx
 
 
-class LayerNorm(TokenLayer):
+class LayerNorm(ScaleShift):
     """Each row (a token: the last axis, D features) normalized by its own mean and variance —
     in training and inference alike — then scaled and shifted per feature.  Over R rows and
     E = R·D values, forward: `mean_variance` (reduce, x → 2R statistics, 2E vector ops) and
@@ -253,19 +254,6 @@ class LayerNorm(TokenLayer):
     activations; the scale and shift have the `bias` role, as batch_norm's."""
 
     spec: LayerNormLayer
-    has_params = True
-
-    def __init__(self, spec: LayerNormLayer, shape: LayerShape, input_tensor: str) -> None:
-        super().__init__(spec, shape, input_tensor)
-        self.trainable = spec.trainable
-        self.features = shape.output_shape[-1]
-        self._kept_arrays: tuple[np.ndarray, ...] | None = None
-
-    def parameters(self) -> list[tuple[str, OperandDesc]]:
-        return [
-            (name, OperandDesc(f"{self.name}.{name}", Role.BIAS, self.features))
-            for name in ("scale", "shift")
-        ]
 
     def _statistics(self, batch: int) -> OperandDesc:
         rows = batch * math.prod(self.shape.input_shape[:-1])
@@ -290,17 +278,10 @@ class LayerNorm(TokenLayer):
             self.input_operand(batch),
             self._statistics(batch),
         )
-        (_, scale), (_, shift) = self.parameters()
+        (_, scale), _ = self.parameters()
         ops = []
         if self.trainable:
-            sums = [_gradient(scale), _gradient(shift)]
-            reduce = ReduceOp(
-                kind="reduce",
-                function="scale_shift_gradient",
-                inputs=dy.elements,
-                outputs=2 * self.features,
-            )
-            ops.append(op(self.name, Phase.GRADIENT, reduce, [dy, x, stats], sums, 4 * dy.elements))
+            ops.append(self._scale_shift_gradient(Phase.GRADIENT, dy, x, stats))
         if input_error:
             dx = self.input_error_operand(batch)
             reads = [dy, x, stats, scale]
@@ -311,19 +292,10 @@ class LayerNorm(TokenLayer):
             )
         return ops
 
-    def initialize(self, rng: np.random.Generator, dtype: np.dtype) -> None:
-        features = self.features
-        self.params = {
-            "scale": np.ones(features, dtype=dtype),
-            "shift": np.zeros(features, dtype=dtype),
-        }
-
     def forward(self, x: np.ndarray, ctx: StepContext) -> np.ndarray:
         mean, variance = x.mean(axis=-1, keepdims=True), x.var(axis=-1, keepdims=True)
-        inverse = 1.0 / np.sqrt(variance + self.spec.epsilon)
-        x_hat = (x - mean) * inverse
+        x_hat, inverse, y = self._normalized(x, mean, variance)
         p = self.params
-        y = p["scale"] * x_hat + p["shift"]
         stats = np.concatenate([mean, variance], axis=-1)
         if ctx.tracer is not None:
             arrays = [([x], [stats]), ([x, stats, p["scale"], p["shift"]], [y])]

@@ -17,7 +17,7 @@ from hwsim.train.layer_base import (
     activation_derivative,
     derivative_reads_input,
 )
-from hwsim.train.ops import OpDesc, OperandDesc, elementwise, op, reduction
+from hwsim.train.ops import OpDesc, OperandDesc, elementwise, gradient_of, op, reduction
 from hwsim.train.tracer import Measured
 from hwsim.train.windows import scatter_windows, window_padding, windows
 
@@ -109,8 +109,10 @@ class WeightLayer(Layer):
         if self.trainable:
             gemm = self.gemm(batch, ConvPass.BACKWARD_WEIGHT)
             reads = [self.input_operand(batch, Slot.A), error.as_slot(Slot.B)]
-            ops.append(op(name, Phase.GRADIENT, gemm, reads, [_gradient(weight, Slot.C)]))
-            ops.extend(reduction(name, Phase.GRADIENT, "sum", error, _gradient(b)) for _, b in bias)
+            ops.append(op(name, Phase.GRADIENT, gemm, reads, [gradient_of(weight, Slot.C)]))
+            ops.extend(
+                reduction(name, Phase.GRADIENT, "sum", error, gradient_of(b)) for _, b in bias
+            )
         if input_error:
             gemm = self.gemm(batch, ConvPass.BACKWARD_DATA)
             reads = [error.as_slot(Slot.A), weight.as_slot(Slot.B)]
@@ -155,10 +157,6 @@ class WeightLayer(Layer):
         if dx is not None:
             arrays.append(([dh, self.params["weight"]], [dx]))
         ctx.tracer.record_pass(self.name, self.backward_ops(dh.shape[0], dx is not None), arrays)
-
-
-def _gradient(param: OperandDesc, slot: Slot | None = None) -> OperandDesc:
-    return OperandDesc(f"{param.tensor}.grad", Role.GRADIENT, param.elements, slot)
 
 
 class Dense(WeightLayer):

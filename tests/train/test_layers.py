@@ -304,15 +304,20 @@ CONV_NETWORKS = {
 }
 
 
-@pytest.mark.parametrize("case", sorted(CONV_NETWORKS))
-def test_conv_gradients_match_finite_differences(case: str, rng: np.random.Generator) -> None:
-    input_shape, layers = CONV_NETWORKS[case]
+def check_network_gradients(networks: dict, case: str, rng: np.random.Generator) -> None:
+    """A 4-class network of `networks` on a batch of 2: its logits' shape and every gradient."""
+    input_shape, layers = networks[case]
     network = make_network(input_shape, 4, layers)
     model = make_model(network, rng)
     x, y = batch(network, 2, rng)
     logits = model.forward(x, StepContext(training=False))
     assert logits.shape == (2, 4)
     check_all_gradients(model, x, y)
+
+
+@pytest.mark.parametrize("case", sorted(CONV_NETWORKS))
+def test_conv_gradients_match_finite_differences(case: str, rng: np.random.Generator) -> None:
+    check_network_gradients(CONV_NETWORKS, case, rng)
 
 
 def test_conv_forward_matches_direct_convolution(rng: np.random.Generator) -> None:
@@ -642,11 +647,7 @@ POOL_NETWORKS = {
 
 @pytest.mark.parametrize("case", sorted(POOL_NETWORKS))
 def test_avg_pool_gradients_match_finite_differences(case: str, rng: np.random.Generator) -> None:
-    input_shape, layers = POOL_NETWORKS[case]
-    network = make_network(input_shape, 4, layers)
-    model = make_model(network, rng)
-    x, y = batch(network, 2, rng)
-    check_all_gradients(model, x, y)
+    check_network_gradients(POOL_NETWORKS, case, rng)
 
 
 def _direct_avg_pool(x: np.ndarray, k: int, stride: int, same: bool) -> tuple[np.ndarray, int]:
