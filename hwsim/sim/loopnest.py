@@ -449,18 +449,12 @@ def _pick(columns: list[Int64s], choice: int) -> tuple[int, int, int]:
     return int(m[choice]), int(k[choice]), int(n[choice])
 
 
-def gemm_groups(op: MatmulOp | Conv2DOp) -> int:
-    """How many independent GEMMs the op is: a grouped conv's or matmul's groups (attention's
-    per-example, per-head products), else 1."""
-    return op.groups
-
-
 def gemm_of(
     op: MatmulOp | Conv2DOp, a: Operand, b: Operand, c: Operand, accumulator_bits: int
 ) -> Gemm:
     """The GEMM of the op, or of one group of a grouped conv: its m, k, n, its share of
     each operand and its channels (`Mapping.repeated` then runs it for every group)."""
-    groups = gemm_groups(op)
+    groups = op.groups  # attention's products: one per example and head
     if groups == 1:
         conv = ConvGeometry.of(op) if isinstance(op, Conv2DOp) else None
         return Gemm(op.m, op.k, op.n, a, b, c, accumulator_bits, conv)

@@ -13,7 +13,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 
 from hwsim.sim.components import ceil_div
-from hwsim.sim.loopnest import Machine, Mapping, gemm_groups, gemm_of, search
+from hwsim.sim.loopnest import Machine, Mapping, gemm_of, search
 from hwsim.sim.loopnest import Operand as GemmOperand
 from hwsim.specs.arch import Dataflow, PeArray, Precision
 from hwsim.specs.trace import Conv2DOp, GatherOp, MatmulOp, Operand, OpRecord, Slot
@@ -67,7 +67,7 @@ def compute_cycles(
     op = record.op
     if isinstance(op, MatmulOp | Conv2DOp):
         if pe is not None:  # a grouped conv: its groups one after another
-            return gemm_groups(op) * array_cycles(op.m, op.k, op.n, pe)
+            return op.groups * array_cycles(op.m, op.k, op.n, pe)
         return ceil_div(record.macs, macs_per_cycle)
     if isinstance(op, GatherOp):
         return ceil_div(record.macs, vector_ops_per_cycle)
@@ -83,7 +83,7 @@ def partial_sum_bytes(record: OpRecord, pe: PeArray, precision: Precision) -> in
     if not isinstance(op, MatmulOp | Conv2DOp):
         return 0
     folds = ceil_div(op.k, pe.rows) if pe.dataflow == Dataflow.WEIGHT_STATIONARY else 1
-    partials = (folds - 1) * gemm_groups(op) * op.m * op.n
+    partials = (folds - 1) * op.groups * op.m * op.n
     return 2 * bits_to_bytes(partials * precision.accumulator_bits)
 
 
@@ -229,7 +229,7 @@ def _plan_gemm(
     op = record.op
     assert isinstance(op, MatmulOp | Conv2DOp), "plan_op plans only matmul-class ops as GEMMs"
     gemm = gemm_of(op, a, b, c, precision.accumulator_bits)
-    mapping = _mapping(gemm, budget_bytes - held, machine, gemm_groups(op))
+    mapping = _mapping(gemm, budget_bytes - held, machine, op.groups)
     folds = partial_sum_bytes(record, pe, precision)
     return OpPlan(
         mapping.dram_read_bytes + extra_dram,
