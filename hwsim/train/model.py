@@ -1,4 +1,4 @@
-"""A sequential model built from a network spec: layers, initial weights, forward pass, loss."""
+"""A model built from a network spec, a chain or a graph: layers, weights, forward pass, loss."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import functools
 import math
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 import numpy as np
 
@@ -85,6 +86,8 @@ class Model:
         }
         self.local_errors: bool | None = None
         self.wire_errors(local=False)
+        # Each rule's backward schedule (hwsim.train.rules.backward_schedule), once planned.
+        self.schedules: dict[str, list[Any]] = {}
 
     # ------------------------------------------------------------- the errors' wiring
     def wire_errors(self, local: bool) -> None:

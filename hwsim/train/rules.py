@@ -59,6 +59,13 @@ def backward_schedule(model: Model, algorithm: Algorithm) -> list[Step]:
     DFA and SSDFA: the output layer, then each block from the error injected at its last
     layer down, by BP over the block's own layers (in a chain: down to its weight layer)."""
     model.wire_errors(local=algorithm != Algorithm.BP)
+    steps = model.schedules.get(algorithm.value)
+    if steps is None:  # planned once per model and rule, not every training step
+        steps = model.schedules[algorithm.value] = _schedule(model, algorithm)
+    return steps
+
+
+def _schedule(model: Model, algorithm: Algorithm) -> list[Step]:
     if algorithm == Algorithm.BP:
         return _backprop(model, range(len(model.layers) - 1, -1, -1))
     steps: list[Step] = [Backward(len(model.layers) - 1, False)]
