@@ -13,6 +13,7 @@ import pandas as pd
 from pydantic import TypeAdapter
 
 from hwsim.cli.common import finite_json, progress
+from hwsim.cli.importer import cmd_import
 from hwsim.cli.parser import UsageError
 from hwsim.cli.report import cmd_report, cmd_run
 from hwsim.cli.simulate import cmd_simulate
@@ -214,6 +215,11 @@ def _validate_one(path: Path) -> str:
             f"trace: {trace.header.network} {trace.header.algorithm.value}, "
             f"{len(trace.records)} records"
         )
+    if name.lower().endswith(".onnx"):
+        network = load_network(str(path))
+        weights = sum(shape.weights for shape in infer_shapes(network))
+        layers = len(network.layers)
+        return f"ONNX model as network {network.name}, {layers} layers, {weights:,} weights"
     data = load_yaml(path)
     kind = data.get("kind") if isinstance(data, dict) else None
     if kind == "network":
@@ -274,6 +280,7 @@ COMMANDS = {
     "report": cmd_report,
     "sweep": cmd_sweep,
     "study": cmd_study,
+    "import": cmd_import,
 }
 
 

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from hwsim import __version__
-from hwsim.cli import report, simulate, study, sweep
+from hwsim.cli import importer, report, simulate, study, sweep
 from hwsim.cli.common import positive_float, positive_int
 from hwsim.errors import HwsimError
 
@@ -134,9 +134,10 @@ def build_parser() -> Parser:
     sweep.add_parser(commands)
     study.add_parser(commands)
     report.add_parser(commands)
+    importer.add_parser(commands)
 
     validate = commands.add_parser(
-        "validate", help="check network, arch and tech YAML and trace files"
+        "validate", help="check network, arch and tech YAML, trace and ONNX files"
     )
     validate.add_argument("paths", nargs="+", type=Path, metavar="PATH")
 

@@ -15,6 +15,11 @@ def shipped_networks() -> list[str]:
 
 
 def load_network(name_or_path: str) -> NetworkSpec:
-    """A shipped network by name (`mnist_fc`) or a network YAML file by path."""
+    """A shipped network by name (`mnist_fc`), a network YAML file by path, or an ONNX model
+    (`.onnx`, converted in memory as `hwsim import` converts it)."""
+    if str(name_or_path).lower().endswith(".onnx"):
+        from hwsim.io.onnx import load_onnx_network  # onnx is imported only for ONNX files
+
+        return load_onnx_network(name_or_path)
     path = resolve_named_file(name_or_path, NETWORKS_DIR, "network")
     return load_model(NetworkSpec, path, "network")

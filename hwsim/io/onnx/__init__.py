@@ -1,0 +1,146 @@
+"""ONNX models as hwsim networks: `hwsim import MODEL.onnx` and `--network MODEL.onnx`.
+
+The file is read and checked by `onnx` (graph), patterns of nodes that are one hwsim layer are
+replaced (patterns, tokens), every remaining node becomes a layer or folds away (convert, maps,
+edges), and the result is written as a network file (emit) that validates as any other: the
+in-memory import parses that same text, so `--network MODEL.onnx` and the written YAML cannot
+differ.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from pathlib import Path
+
+from hwsim.errors import SpecError
+from hwsim.io.onnx import edges, maps
+from hwsim.io.onnx.convert import Converted, Converter
+from hwsim.io.onnx.emit import network_text
+from hwsim.io.onnx.graph import Graph, read_graph
+from hwsim.io.onnx.patterns import match_dense, match_gelu_erf, match_layer_norm, rewrite
+from hwsim.io.onnx.tokens import match_attention, match_patch_embed
+from hwsim.specs.network import NetworkSpec, infer_shapes
+
+HANDLERS = {
+    "Conv": maps.conv,
+    "MaxPool": maps.pool,
+    "AveragePool": maps.pool,
+    "GlobalAveragePool": maps.global_pool,
+    "hwsim.dense": maps.dense,
+    "Relu": maps.activation,
+    "Sigmoid": maps.activation,
+    "Tanh": maps.activation,
+    "Clip": maps.clip,
+    "Gelu": maps.gelu,
+    "hwsim.gelu": maps.gelu,
+    "BatchNormalization": maps.batch_norm,
+    "LayerNormalization": maps.layer_norm,
+    "hwsim.layer_norm": maps.layer_norm,
+    "Add": edges.add,
+    "Sum": edges.add,
+    "Concat": edges.concat,
+    "Flatten": edges.view,
+    "Reshape": edges.view,
+    "Squeeze": edges.view,
+    "Unsqueeze": edges.view,
+    "Transpose": edges.view,
+    "ReduceMean": edges.reduce_mean,
+    "Gather": edges.gather,
+    "Dropout": edges.drop,
+    "Identity": edges.drop,
+    "Mul": edges.scale,
+    "Div": edges.scale,
+    "Softmax": edges.softmax,
+    "LogSoftmax": edges.softmax,
+    "hwsim.attention": edges.attention,
+    "hwsim.patch_embed": edges.patch_embed,
+}
+
+
+@dataclass(frozen=True)
+class Imported:
+    """An ONNX model as a network: the file text `hwsim import` writes, and the network."""
+
+    text: str
+    network: NetworkSpec
+    layer_count: int
+    parameters: int  # the network's trainable values, as hwsim counts them
+    file_parameters: int  # the initializers' values, batch-norm running statistics aside
+
+
+def convert(graph: Graph) -> Converted:
+    """The graph's layers, after its patterns are replaced."""
+    rewrite(graph, (match_gelu_erf, match_layer_norm))
+    rewrite(graph, (match_attention, match_patch_embed))
+    rewrite(graph, (match_dense,))
+    return Converter(graph, HANDLERS).run()
+
+
+def import_onnx(
+    path: str | Path,
+    name: str | None = None,
+    classes: int | None = None,
+    dataset: str = "synthetic",
+    freeze: tuple[str, ...] = (),
+) -> Imported:
+    """Read an ONNX model as a network; SpecError names the file and the node it cannot take."""
+    from hwsim.io.yamlio import parse_yaml
+    from hwsim.specs.common import validate
+
+    graph = read_graph(path)
+    converted = convert(graph)
+    _freeze(converted, freeze, str(path))
+    text = network_text(graph, converted, name=name, classes=classes, dataset=dataset)
+    data = parse_yaml(text, str(path))
+    network = validate(NetworkSpec, data, f"{path} (imported)")
+    parameters = sum(shape.parameters for shape in infer_shapes(network))
+    return Imported(text, network, len(converted.layers), parameters, _file_parameters(graph))
+
+
+_FREEZABLE = ("dense", "conv2d", "batch_norm", "layer_norm", "attention", "patch_embed")
+
+
+def _freeze(converted: Converted, names: tuple[str, ...], path: str) -> None:
+    """`trainable: false` on the layers named (the paper's transfer setting)."""
+    layers = {layer.fields["name"]: layer for layer in converted.layers}
+    for name in names:
+        layer = layers.get(name)
+        if layer is None:
+            near = difflib.get_close_matches(name, list(layers), n=1)
+            hint = f"; did you mean '{near[0]}'?" if near else ""
+            raise SpecError(f"{path}: --freeze {name}: no such imported layer{hint}")
+        if layer.fields["type"] not in _FREEZABLE:
+            raise SpecError(
+                f"{path}: --freeze {name}: a {layer.fields['type']} layer learns nothing"
+            )
+        layer.fields["trainable"] = False
+
+
+def _file_parameters(graph: Graph) -> int:
+    """Values of the floating-point initializers that are not scalars, a batch norm's mean and
+    variance (its running statistics: buffers, not parameters) aside."""
+    buffers = {
+        tensor
+        for node in graph.nodes
+        if node.op == "BatchNormalization"
+        for tensor in node.inputs[3:5]
+    }
+    return sum(
+        int(graph.constants[tensor].size)
+        for tensor in graph.initializers
+        if tensor not in buffers
+        and graph.constants[tensor].dtype.kind == "f"
+        and graph.constants[tensor].size > 1  # a scalar is a constant of an op, not a weight
+    )
+
+
+def load_onnx_network(path: str | Path) -> NetworkSpec:
+    return import_onnx(path).network
+
+
+def is_onnx_path(name_or_path: str | Path) -> bool:
+    return str(name_or_path).lower().endswith(".onnx")
+
+
+__all__ = ["Imported", "SpecError", "import_onnx", "is_onnx_path", "load_onnx_network"]
