@@ -27,7 +27,7 @@ def _add_rule_flags(parser: argparse.ArgumentParser, rule_required: bool = True)
     parser.add_argument(
         "--network",
         default=DEFAULT_NETWORK,
-        help=f"shipped network name or path to a network YAML (default {DEFAULT_NETWORK})",
+        help=f"shipped network name, network YAML or ONNX model (default {DEFAULT_NETWORK})",
     )
     parser.add_argument(
         "--algorithm",

@@ -55,7 +55,7 @@ def _add_grid_flags(feedback: argparse.ArgumentParser) -> None:
     feedback.add_argument(
         "--network",
         default=DEFAULT_NETWORK,
-        help=f"shipped network name or path to a network YAML (default {DEFAULT_NETWORK})",
+        help=f"shipped network name, network YAML or ONNX model (default {DEFAULT_NETWORK})",
     )
     feedback.add_argument(
         "--nonzeros",

@@ -110,7 +110,8 @@ class NetworkWorkload(FrozenModel):
 
     network: str = Field(
         min_length=1,
-        description="shipped network name or a network YAML path (relative to the sweep file)",
+        description="shipped network name, a network YAML path or an ONNX model (relative to "
+        "the sweep file)",
     )
     algorithms: list[Algorithm] = Field(
         default=[Algorithm.BP, Algorithm.DFA, Algorithm.SSDFA],

@@ -114,7 +114,7 @@ class Expansion:
 def _relative(name_or_path: str, folder: Path) -> str:
     """Paths in a sweep file are relative to its folder; bare names stay names."""
     if (
-        Path(name_or_path).suffix in (".yaml", ".yml", ".gz", ".jsonl")
+        Path(name_or_path).suffix in (".yaml", ".yml", ".gz", ".jsonl", ".onnx")
         and not Path(name_or_path).is_absolute()
     ):
         return str(folder / name_or_path)

@@ -1,0 +1,102 @@
+"""`hwsim import` and `--network MODEL.onnx` (issue 16): models built with onnx.helper import,
+validate, trace under every rule (shape-only and live alike) and simulate within the physics
+invariants; their counts equal closed forms from their construction; the ONNX form of every
+shipped network gives the same trace records as its YAML."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("onnx")
+
+from hwsim.io.networks import load_network, shipped_networks
+from hwsim.io.onnx import import_onnx
+from hwsim.specs.network import DropoutLayer, NetworkSpec, infer_shapes
+from hwsim.specs.trace import Algorithm
+from hwsim.study import trace_summary
+from hwsim.train.loop import TrainConfig, trace_synthetic_step
+from hwsim.train.shapes import shape_only_trace
+from tests.onnx.builder import encoder_block, residual_cnn, separable_cnn
+from tests.onnx.export import network_to_onnx
+from tests.sim.invariants import simulate_within_invariants
+from tests.sweep.test_shapes import _narrowed, _without_densities
+
+MODELS = {"residual_cnn": residual_cnn, "separable_cnn": separable_cnn,
+          "encoder_block": encoder_block}  # fmt: skip
+RULES = (Algorithm.BP, Algorithm.DFA, Algorithm.SSDFA)
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory):
+    """Each acceptance model: (its file, its builder with the closed-form counts, imported)."""
+    folder = tmp_path_factory.mktemp("onnx_models")
+    made = {}
+    for name, build in MODELS.items():
+        path = folder / f"{name}.onnx"
+        builder = build(path)
+        made[name] = (path, builder, import_onnx(path))
+    return made
+
+
+def _config(network: NetworkSpec, rule: Algorithm, batch: int = 2) -> TrainConfig:
+    return TrainConfig.from_network(network, rule, epochs=1, batch_size=batch)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_counts_equal_the_construction(built, name):
+    _, builder, imported = built[name]
+    parameters = sum(shape.parameters for shape in infer_shapes(imported.network))
+    assert parameters == builder.parameters == imported.file_parameters == imported.parameters
+    trace = shape_only_trace(imported.network, _config(imported.network, Algorithm.BP))
+    assert trace_summary(trace)["forward_macs_per_example"] == builder.macs
+
+
+@pytest.mark.parametrize("rule", RULES, ids=lambda rule: rule.value)
+@pytest.mark.parametrize("name", MODELS)
+def test_traces_live_and_shape_only_alike_and_simulate(built, name, rule):
+    network = built[name][2].network
+    shaped = shape_only_trace(network, _config(network, rule))
+    live = trace_synthetic_step(network, _config(network, rule))
+    assert _without_densities(live) == _without_densities(shaped)
+    for spec in ("von_neumann", "distributed"):
+        simulate_within_invariants(spec, live, precision=spec == "von_neumann")
+
+
+def test_the_imported_layers(built):
+    kinds = {name: [layer.type for layer in imported.network.layers]
+             for name, (_, _, imported) in built.items()}  # fmt: skip
+    assert kinds["residual_cnn"].count("add") == 2
+    assert kinds["residual_cnn"].count("batch_norm") == 6
+    separable = built["separable_cnn"][2].network
+    depthwise = [layer for layer in separable.layers if getattr(layer, "groups", 1) > 1]
+    assert [(layer.groups, layer.filters) for layer in depthwise] == [(16, 16), (32, 32)]
+    assert kinds["encoder_block"] == ["layer_norm", "attention", "add", "layer_norm", "dense",
+                                      "dense", "add", "token_pool", "dense"]  # fmt: skip
+    encoder = built["encoder_block"][2].network
+    assert encoder.layers[1].heads == 4 and encoder.layers[4].activation.value == "gelu"
+    text = built["encoder_block"][2].text
+    assert "attn/qkv/MatMul (MatMul)" in text and "gelu/Erf (Erf)" in text
+
+
+def _without_dropout(network: NetworkSpec) -> NetworkSpec:
+    layers = [layer for layer in network.layers if not isinstance(layer, DropoutLayer)]
+    data = network.model_dump() | {"layers": [layer.model_dump() for layer in layers]}
+    return NetworkSpec.model_validate(data)
+
+
+@pytest.mark.parametrize("name", shipped_networks())
+def test_the_onnx_form_of_a_shipped_network_traces_as_its_yaml(tmp_path, name):
+    """Built in the test from the YAML's shapes (dropout aside: an import drops it); frozen
+    layers frozen with the import's `freeze`. BP's records are equal; DFA's and SSDFA's too
+    where the YAML names no blocks (an import writes none: every trained layer is a tap)."""
+    network = _without_dropout(_narrowed(load_network(name)))
+    frozen = tuple(layer.name for layer in network.layers if not getattr(layer, "trainable", True))
+    path = network_to_onnx(network, tmp_path / f"{name}.onnx")
+    imported = import_onnx(path, name=name, freeze=frozen).network
+    imported = imported.model_copy(update={"training": network.training})
+    blocks = any(layer.block for layer in network.layers)
+    for rule in (Algorithm.BP,) if blocks else RULES:
+        ours = shape_only_trace(imported, _config(imported, rule))
+        theirs = shape_only_trace(network, _config(network, rule))
+        assert ours.records == theirs.records
+        assert ours.header.layers == theirs.header.layers
