@@ -89,13 +89,21 @@ def import_onnx(
     from hwsim.specs.common import validate
 
     graph = read_graph(path)
-    converted = convert(graph)
+    try:
+        converted = convert(graph)
+    except SpecError:
+        raise
+    except Exception as exc:  # a model this importer's patterns did not foresee
+        raise SpecError(
+            f"{path}: cannot import this model ({type(exc).__name__}: {exc}); the supported "
+            "ops and patterns are in docs/networks-onnx.md"
+        ) from None
     _freeze(converted, freeze, str(path))
     text = network_text(graph, converted, name=name, classes=classes, dataset=dataset)
     data = parse_yaml(text, str(path))
     network = validate(NetworkSpec, data, f"{path} (imported)")
     parameters = sum(shape.parameters for shape in infer_shapes(network))
-    return Imported(text, network, len(converted.layers), parameters, _file_parameters(graph))
+    return Imported(text, network, len(converted.layers), parameters, graph.file_parameters)
 
 
 _FREEZABLE = ("dense", "conv2d", "batch_norm", "layer_norm", "attention", "patch_embed")
@@ -115,24 +123,6 @@ def _freeze(converted: Converted, names: tuple[str, ...], path: str) -> None:
                 f"{path}: --freeze {name}: a {layer.fields['type']} layer learns nothing"
             )
         layer.fields["trainable"] = False
-
-
-def _file_parameters(graph: Graph) -> int:
-    """Values of the floating-point initializers that are not scalars, a batch norm's mean and
-    variance (its running statistics: buffers, not parameters) aside."""
-    buffers = {
-        tensor
-        for node in graph.nodes
-        if node.op == "BatchNormalization"
-        for tensor in node.inputs[3:5]
-    }
-    return sum(
-        int(graph.constants[tensor].size)
-        for tensor in graph.initializers
-        if tensor not in buffers
-        and graph.constants[tensor].dtype.kind == "f"
-        and graph.constants[tensor].size > 1  # a scalar is a constant of an op, not a weight
-    )
 
 
 def load_onnx_network(path: str | Path) -> NetworkSpec:

@@ -57,9 +57,10 @@ def _classes(converted: Converted, classes: int | None, path: str) -> int:
 def network_text(
     graph: Graph, converted: Converted, name: str | None, classes: int | None, dataset: str
 ) -> str:
-    """The network file for `converted`, named `name` (default: the graph's or the file's)."""
+    """The network file for `converted`, named `name` (default: after the file; exporters
+    give every graph one name, PyTorch's `main_graph`)."""
     count = _classes(converted, classes, graph.path)
-    title = identifier(name or graph.name or Path(graph.path).stem)
+    title = identifier(name or Path(graph.path).stem)
     lines = _comment(
         f"Imported by hwsim {__version__} from {Path(graph.path).name} (ONNX opset "
         f"{graph.opset}, {len(converted.layers)} layers). Each layer follows a comment naming "

@@ -32,6 +32,7 @@ class Node:
     outputs: list[str]
     attrs: dict[str, Any] = field(default_factory=dict)
     sources: list[str] = field(default_factory=list)  # the ONNX nodes it stands for
+    proto: Any = field(default=None, repr=False)  # the ONNX node, if it is one
 
     @property
     def label(self) -> str:
@@ -51,6 +52,7 @@ class Graph:
     constants: dict[str, np.ndarray]
     initializers: set[str]  # constants stored in the file (a model's parameters and buffers)
     opset: int
+    file_parameters: int = 0  # the model's trainable values (_file_parameters)
 
     def shape(self, tensor: str, node: Node) -> tuple[int, ...]:
         try:
@@ -186,7 +188,13 @@ def read_graph(path: str | Path) -> Graph:
     for name, array in constants.items():
         shapes[name] = tuple(array.shape)
     nodes = [_node(onnx, proto, index) for index, proto in enumerate(model.graph.node)]
-    live = fold_constants(nodes, constants, shapes, str(path))
+    origins: dict[str, str] = {}
+    live = fold_constants(nodes, constants, shapes, str(path), origins)
+    for _ in range(3):  # shapes that needed the folded constants (an Expand to x.shape[0])
+        if all(out in shapes for node in live for out in node.outputs if out):
+            break
+        shapes.update(_shapes(_infer(_refolded(model, live, constants), path)))
+        live = fold_constants(live, constants, shapes, str(path))
     return Graph(
         path=str(path),
         name=model.graph.name,
@@ -197,7 +205,55 @@ def read_graph(path: str | Path) -> Graph:
         constants=constants,
         initializers={tensor.name for tensor in model.graph.initializer},
         opset=opset,
+        file_parameters=_file_parameters(nodes, constants, origins, model),
     )
+
+
+def _file_parameters(
+    nodes: list[Node], constants: dict[str, np.ndarray], origins: dict[str, str], model: Any
+) -> int:
+    """The model's trainable values: each floating-point initializer that is not a scalar, once
+    per node that reads it (an exporter stores equal tensors once: a fresh batch norm's scale
+    and running variance are both ones), a batch norm's running mean and variance (buffers)
+    and the reads of a folded Identity (its readers count) aside."""
+    stored = {tensor.name for tensor in model.graph.initializer}
+    total = 0
+    for node in nodes:
+        if node.op == "Identity":
+            continue
+        read = set()
+        for position, name in enumerate(node.inputs):
+            if node.op == "BatchNormalization" and position in (3, 4):
+                continue
+            origin = origins.get(name, name)
+            value = constants.get(origin)
+            if (
+                origin in stored
+                and value is not None
+                and value.dtype.kind == "f"
+                and value.size > 1
+            ):
+                read.add(origin)
+        total += sum(int(constants[origin].size) for origin in read)
+    return total
+
+
+def _refolded(model: Any, live: list[Node], constants: dict[str, np.ndarray]) -> Any:
+    """The model of the nodes left after folding, the folded values as initializers."""
+    onnx = _onnx()
+    read = {name for node in live for name in node.inputs}
+    graph = onnx.helper.make_graph(
+        [node.proto for node in live],
+        model.graph.name,
+        list(model.graph.input),
+        list(model.graph.output),
+        [
+            onnx.numpy_helper.from_array(value, name)
+            for name, value in constants.items()
+            if name in read
+        ],
+    )
+    return onnx.helper.make_model(graph, opset_imports=list(model.opset_import))
 
 
 def _node(onnx: Any, proto: Any, index: int) -> Node:
@@ -210,20 +266,28 @@ def _node(onnx: Any, proto: Any, index: int) -> Node:
         outputs=list(proto.output),
         attrs=attrs,
         sources=[f"{name} ({proto.op_type})"],
+        proto=proto,
     )
 
 
 def fold_constants(
-    nodes: list[Node], constants: dict[str, np.ndarray], shapes: dict, path: str
+    nodes: list[Node],
+    constants: dict[str, np.ndarray],
+    shapes: dict,
+    path: str,
+    origins: dict[str, str] | None = None,
 ) -> list[Node]:
     """Evaluate every node whose inputs are all constants (and `Shape` of any tensor whose
-    shape is known) into `constants`; the nodes left compute on activations."""
+    shape is known) into `constants`; the nodes left compute on activations.  `origins` learns
+    the initializer behind each folded Identity (PyTorch reads a shared tensor through one)."""
     live: list[Node] = []
     for node in nodes:
         value = _folded(node, constants, shapes, path)
         if value is None:
             live.append(node)
             continue
+        if origins is not None and node.op == "Identity":
+            origins[node.outputs[0]] = origins.get(node.inputs[0], node.inputs[0])
         for output, array in zip(node.outputs, value, strict=False):
             constants[output] = array
             shapes[output] = tuple(array.shape)

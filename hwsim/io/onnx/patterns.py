@@ -17,6 +17,7 @@ import numpy as np
 
 from hwsim.errors import SpecError
 from hwsim.io.onnx.graph import Graph, Node
+from hwsim.io.onnx.names import scoped_name
 
 
 @dataclass
@@ -69,7 +70,10 @@ def hwsim_node(kind: str, consumed: list[Node], inputs: list[str], output: str, 
         if len(set(parts)) > 1:
             break
         common.append(parts[0])
-    name = "/".join(common) or consumed[0].name
+    if len(consumed) == 1 or not common:  # `/head/Gemm` is `head`
+        name = scoped_name(consumed[0].name, consumed[0].op)
+    else:
+        name = "/".join(common)
     sources = [source for node in consumed for source in node.sources]
     node = Node(f"hwsim.{kind}", name, inputs, [output], attrs, sources)
     return Match(node, consumed)
@@ -153,6 +157,11 @@ def match_gelu_erf(index: Index, node: Node) -> Match | None:
         if half is None or half.op != "Mul" or not _near(index.scalar(_other(half, product)), 0.5):
             return None
         return hwsim_node("gelu", [scaled, node, one, product, half], [x], half.outputs[0])
+    if _near(index.scalar(other), 0.5):  # x · (0.5 · (1 + erf))
+        outer = index.sole(product.outputs[0])
+        if outer is None or outer.op != "Mul" or _other(outer, product) != x:
+            return None
+        return hwsim_node("gelu", [scaled, node, one, product, outer], [x], outer.outputs[0])
     half = index.made_by(other, "Mul")  # (0.5 · x) · (1 + erf)
     if half is None or x not in half.inputs or not _near(index.scalar(_other(half, None, x)), 0.5):
         return None
@@ -214,7 +223,7 @@ def match_layer_norm(index: Index, node: Node) -> Match | None:
     shift = index.sole(scale.outputs[0]) if scale is not None and scale.op == "Mul" else None
     if scale is None or shift is None or shift.op != "Add":
         return None
-    width = index.graph.shapes[x][-1]
+    width = index.graph.shape(x, node)[-1]
     gamma, beta = _other(scale, divide), _other(shift, scale)
     if not all(_per_feature(index, tensor, width) for tensor in (gamma, beta)):
         return None

@@ -122,10 +122,10 @@ def match_attention(index: Index, node: Node) -> Match | None:
 
 def _attention_node(index, consumed, x, output, scores, sources, out_bias) -> Match:
     path = index.graph.path
-    width = index.graph.shapes[x][-1]
-    head_width = index.graph.shapes[scores.inputs[0]][-1]
+    width = index.graph.shape(x, scores)[-1]
+    head_width = index.graph.shape(scores.inputs[0], scores)[-1]
     label = f"{path}: node {scores.label}"
-    if len(index.graph.shapes[x]) != 3:
+    if len(index.graph.shape(x, scores)) != 3:
         raise SpecError(f"{label}: attention needs a [batch, tokens, width] input")
     if width % head_width:
         raise SpecError(f"{label}: query width {head_width} does not divide the model's {width}")
@@ -176,9 +176,9 @@ def match_patch_embed(index: Index, node: Node) -> Match | None:
         after = index.sole(tensor)
     if after is not None and after.op == "Add":
         other = index.const(after.inputs[1] if after.inputs[0] == tensor else after.inputs[0])
-        if other is not None and other.shape[-2:] == index.graph.shapes[tensor][-2:]:
+        if other is not None and other.shape[-2:] == index.graph.shapes.get(tensor, ())[-2:]:
             consumed, tensor, position = [*consumed, after], after.outputs[0], True
-    width = int(index.graph.shapes[tensor][-1])
+    width = int(index.graph.shape(tensor, node)[-1])
     if len(node.inputs) < 3 or not node.inputs[2]:
         raise SpecError(
             f"{index.graph.path}: node {node.label}: a patch embedding without a bias; hwsim's "

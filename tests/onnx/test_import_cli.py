@@ -1,0 +1,246 @@
+"""`hwsim import` on the command line, the other patterns (patch embedding with a class token
+and position embedding, layer norm in reductions, the Gelu op, the class token by Gather), and
+bad input: one line naming the file, exit 2, nothing written."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from onnx import TensorProto, helper
+
+from hwsim.cli import main
+from hwsim.errors import SpecError
+from hwsim.io.networks import load_network
+from hwsim.io.onnx import import_onnx
+from hwsim.specs.network import infer_shapes
+from hwsim.specs.trace import Algorithm
+from hwsim.study import trace_summary
+from hwsim.train.loop import TrainConfig
+from hwsim.train.shapes import shape_only_trace
+from tests.onnx.builder import Builder, residual_cnn
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    path = tmp_path_factory.mktemp("cli") / "residual_cnn.onnx"
+    residual_cnn(path)
+    return path
+
+
+def test_import_writes_a_network_file_to_read_and_edit(model, tmp_path, capsys):
+    out = tmp_path / "net.yaml"
+    argv = ["import", str(model), "--out", str(out), "--name", "my_resnet", "--classes", "3",
+            "--freeze", "stem", "--dataset", "synthetic"]  # fmt: skip
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith(f"{out}: network my_resnet, 21 layers, ")
+    text = out.read_text()
+    assert "# ONNX: b1_add (Add)" in text and "resized from 10 to 3 classes" in text
+    network = load_network(str(out))
+    assert network.name == "my_resnet" and network.classes == 3
+    assert network.layers[0].trainable is False
+    assert main(["validate", str(out), str(model)]) == 0
+    assert "ONNX model as network residual_cnn, 21 layers" in capsys.readouterr().out
+
+
+def test_network_onnx_works_wherever_a_network_is_accepted(model, tmp_path, capsys):
+    import hwsim.api as hw
+
+    out = tmp_path / "t.jsonl"
+    argv = ["trace", "--network", str(model), "--algorithm", "ssdfa", "--batch-size", "2"]
+    assert main([*argv, "--shape-only", "--out", str(out)]) == 0
+    assert "residual_cnn ssdfa, batch 2" in capsys.readouterr().out
+    assert hw.network(model).name == "residual_cnn"
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(
+        "schema_version: 1\nkind: sweep\nname: s\nbase: von_neumann\naxes: []\n"
+        "workloads:\n  networks:\n    - {network: resnet.onnx, algorithms: [bp], batch_sizes: [1]}\n"
+    )
+    (tmp_path / "resnet.onnx").write_bytes(model.read_bytes())
+    assert main(["validate", str(sweep)]) == 0
+
+
+def _vit(opset: int = 20) -> Builder:
+    """Patch embedding (4x4 patches of 8x8x3, class token, position embedding), layer norm
+    written in reductions, attention, an MLP with the Gelu op, a Dropout, a Mul by a constant,
+    and the class token taken by Gather."""
+    b = Builder([1, 3, 8, 8], opset=opset)
+    width, tokens = 12, 5
+    w = b.weight([width, 3, 4, 4], "pe.weight")
+    y = b.one("Conv", ["x", w, b.weight([width], "pe.bias")], "pe/Conv", kernel_shape=[4, 4],
+              strides=[4, 4])  # fmt: skip
+    b.macs += 4 * 4 * 4 * 3 * width
+    y = b.one("Reshape", [y, b.const(np.array([1, width, 4], np.int64))], "pe/Reshape")
+    y = b.one("Transpose", [y], "pe/Transpose", perm=[0, 2, 1])
+    y = b.one("Concat", [b.weight([1, 1, width], "cls_token"), y], "pe/Concat", axis=1)
+    x = b.one("Add", [y, b.weight([1, tokens, width], "pos_embed")], "pe/Add")
+    h = _reduction_layer_norm(b, x, width, "norm1")
+    x = b.add(x, b.attention(h, tokens, width, 3, "attn"), "add1")
+    h = b.linear(x, width, 2 * width, "fc1", tokens)
+    h = b.one("Gelu", [h], "act") if opset >= 20 else b.gelu_erf(h, "act")
+    h = b.one("Dropout", [h], "drop")
+    h = b.linear(h, 2 * width, width, "fc2", tokens)
+    h = b.one("Mul", [h, b.const(np.array(0.5, np.float32))], "scale")
+    x = b.add(x, h, "add2")
+    cls = b.one("Gather", [x, b.const(np.array(0, np.int64))], "cls", axis=1)
+    b.out = b.gemm(cls, width, 10, "head")
+    return b
+
+
+def _reduction_layer_norm(b: Builder, x: str, width: int, name: str) -> str:
+    axes = b.const(np.array([-1], np.int64))
+    mean = b.one("ReduceMean", [x, axes], f"{name}/ReduceMean") if b.opset >= 18 else b.one(
+        "ReduceMean", [x], f"{name}/ReduceMean", axes=[-1])  # fmt: skip
+    centred = b.one("Sub", [x, mean], f"{name}/Sub")
+    square = b.one("Pow", [centred, b.const(np.array(2.0, np.float32))], f"{name}/Pow")
+    var = b.one("ReduceMean", [square, axes], f"{name}/ReduceMean_1") if b.opset >= 18 else b.one(
+        "ReduceMean", [square], f"{name}/ReduceMean_1", axes=[-1])  # fmt: skip
+    plus = b.one("Add", [var, b.const(np.array(1e-5, np.float32))], f"{name}/Add")
+    root = b.one("Sqrt", [plus], f"{name}/Sqrt")
+    normed = b.one("Div", [centred, root], f"{name}/Div")
+    scaled = b.one("Mul", [normed, b.weight([width], f"{name}.weight")], f"{name}/Mul")
+    return b.one("Add", [scaled, b.weight([width], f"{name}.bias")], f"{name}/Add_1")
+
+
+@pytest.mark.parametrize("opset", [17, 20])
+def test_patch_embedding_reduction_layer_norm_gelu_and_class_token(tmp_path, opset):
+    b = _vit(opset)
+    path = b.save(b.out, tmp_path / "vit.onnx", "tiny_vit")
+    imported = import_onnx(path)
+    kinds = [(layer.type, layer.name) for layer in imported.network.layers]
+    assert kinds == [("patch_embed", "pe"), ("layer_norm", "norm1"), ("attention", "attn"),
+                     ("add", "add1"), ("dense", "fc1"), ("dense", "fc2"), ("add", "add2"),
+                     ("token_pool", "cls"), ("dense", "head")]  # fmt: skip
+    embed = imported.network.layers[0]
+    assert embed.class_token and embed.position_embedding and embed.patch_size == 4
+    assert imported.network.layers[4].activation.value == "gelu"
+    assert imported.network.layers[1].epsilon == pytest.approx(1e-5)
+    assert "Dropout 'drop' (dropped)" in imported.text and "Mul 'scale'" in imported.text
+    parameters = sum(shape.parameters for shape in infer_shapes(imported.network))
+    assert parameters == b.parameters == imported.file_parameters
+    config = TrainConfig.from_network(imported.network, Algorithm.DFA, epochs=1, batch_size=2)
+    trace = shape_only_trace(imported.network, config)
+    assert trace_summary(trace)["forward_macs_per_example"] == b.macs
+
+
+# --- bad input --------------------------------------------------------------------------------
+
+
+def _unsupported(path):
+    b = Builder([1, 3, 8, 8])
+    y = b.one("HardSwish", [b.conv("x", 3, 4, 3, "c")], "hs")
+    return b.save(b.gemm(b.flatten(b.gap(y, "p"), "f"), 4, 10, "fc"), path)
+
+
+def _dilated(path):
+    b = Builder([1, 3, 8, 8])
+    w = b.weight([4, 3, 3, 3], "w")
+    y = b.one("Conv", ["x", w], "dil", kernel_shape=[3, 3], dilations=[2, 2], pads=[2] * 4)
+    return b.save(b.gemm(b.flatten(b.gap(y, "p"), "f"), 4, 10, "fc"), path)
+
+
+def _dynamic(path):
+    b = Builder([1, 3, "height", 8])
+    return b.save(b.gemm(b.flatten(b.gap(b.conv("x", 3, 4, 3, "c"), "p"), "f"), 4, 10, "fc"), path)
+
+
+def _two_outputs(path):
+    b = Builder([1, 16])
+    first, second = b.gemm("x", 16, 10, "a"), b.gemm("x", 16, 10, "b")
+    model = b.model(first)
+    model.graph.output.append(helper.make_tensor_value_info(second, TensorProto.FLOAT, [1, 10]))
+    onnx.save(model, str(path))
+    return path
+
+
+def _old_opset(path):
+    b = Builder([1, 16], opset=11)
+    return b.save(b.gemm("x", 16, 10, "fc"), path)
+
+
+def _truncated(path):
+    residual_cnn(path)
+    path.write_bytes(path.read_bytes()[:700])
+    return path
+
+
+def _text(path):
+    path.write_text("schema_version: 1\nkind: network\n")
+    return path
+
+
+def _bad_padding(path):
+    b = Builder([1, 3, 8, 8])
+    y = b.conv("x", 3, 4, 3, "odd", pad=2)  # 10x10: neither SAME's 8 nor VALID's 6
+    return b.save(b.gemm(b.flatten(b.gap(y, "p"), "f"), 4, 10, "fc"), path)
+
+
+BAD = {
+    "unsupported": (_unsupported, "node HardSwish 'hs': op HardSwish is not supported (supported: Conv"),
+    "dilated": (_dilated, "node Conv 'dil': dilations [2, 2]"),
+    "dynamic": (_dynamic, "input 'x' dimension 2 is 'height': a dynamic shape"),
+    "two_outputs": (_two_outputs, "the graph has 2 outputs"),
+    "old_opset": (_old_opset, "opset 11: hwsim imports ONNX opset 13 and up"),
+    "truncated": (_truncated, "not an ONNX model"),
+    "text": (_text, "not an ONNX model"),
+    "bad_padding": (_bad_padding, "node Conv 'odd': pads [2, 2, 2, 2] give a 10x10 output"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", BAD)
+def test_bad_models_are_one_line_exit_2_and_nothing_written(tmp_path, capsys, case):
+    build, message = BAD[case]
+    path = build(tmp_path / "bad.onnx")
+    out = tmp_path / "net.yaml"
+    assert main(["import", str(path), "--out", str(out)]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "Traceback" not in error
+    assert f"{path}: " in error and message in error
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["bad.onnx"]
+    assert main(["trace", "--network", str(path), "--algorithm", "bp", "--shape-only",
+                 "--out", str(tmp_path / "t.jsonl")]) == 2  # fmt: skip
+    assert message in capsys.readouterr().err
+
+
+def test_bad_flags_and_missing_files(model, tmp_path, capsys):
+    assert main(["import", str(tmp_path / "none.onnx"), "--out", str(tmp_path / "n.yaml")]) == 2
+    assert "none.onnx: file not found" in capsys.readouterr().err
+    assert main(["import", str(model), "--out", str(tmp_path / "n.txt")]) == 2
+    assert "expected a file ending in .yaml" in capsys.readouterr().err
+    assert main(["import", str(model), "--out", str(tmp_path / "n.yaml"), "--freeze", "sten"]) == 2
+    assert "--freeze sten: no such imported layer; did you mean 'stem'?" in capsys.readouterr().err
+    assert not (tmp_path / "n.yaml").exists()
+
+
+# --- padding: SAME or VALID, or a clear refusal ------------------------------------------------
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    size=st.integers(3, 12),
+    kernel=st.integers(1, 5),
+    stride=st.integers(1, 3),
+    pad=st.integers(0, 3),
+)
+def test_conv_padding_imports_to_the_onnx_output_size_or_is_refused(tmp_path_factory, size,
+                                                                     kernel, stride, pad):  # fmt: skip
+    if kernel > size + 2 * pad:
+        return
+    b = Builder([1, 2, size, size])
+    y = b.conv("x", 2, 3, kernel, "c", stride=stride, pad=pad)
+    path = b.save(b.gemm(b.flatten(y, "f"), 3 * _out(size, kernel, stride, pad) ** 2, 10, "fc"),
+                  tmp_path_factory.mktemp("pad") / "m.onnx")  # fmt: skip
+    try:
+        imported = import_onnx(path)
+    except SpecError as exc:
+        assert "neither SAME's nor VALID's" in str(exc) or "larger than" in str(exc)
+        return
+    shape = infer_shapes(imported.network)[0].output_shape
+    assert shape == (_out(size, kernel, stride, pad),) * 2 + (3,)
+
+
+def _out(size: int, kernel: int, stride: int, pad: int) -> int:
+    return (size + 2 * pad - kernel) // stride + 1
