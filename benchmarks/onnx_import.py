@@ -53,8 +53,14 @@ class _Graph:
 
     def conv_bn(self, x: str, cin: int, cout: int, k: int, stride: int, name: str) -> str:
         w = self.tensor([cout, cin, k, k], f"{name}.weight")
-        y = self.node("Conv", [x, w], f"/{name}/Conv", kernel_shape=[k, k],
-                      strides=[stride, stride], pads=[k // 2] * 4)  # fmt: skip
+        y = self.node(
+            "Conv",
+            [x, w],
+            f"/{name}/Conv",
+            kernel_shape=[k, k],
+            strides=[stride, stride],
+            pads=[k // 2] * 4,
+        )
         stats = [self.tensor([cout], f"{name}_bn.{part}") for part in ("w", "b", "m", "v")]
         return self.node("BatchNormalization", [y, *stats], f"/{name}_bn/BatchNormalization")
 
@@ -62,28 +68,41 @@ class _Graph:
 def resnet34(path: Path) -> Path:
     g = _Graph()
     x = g.node("Relu", [g.conv_bn("x", 3, 64, 7, 2, "conv1")], "/relu/Relu")
-    x = g.node("MaxPool", [x], "/maxpool/MaxPool", kernel_shape=[3, 3], strides=[2, 2],
-               pads=[1] * 4)  # fmt: skip
+    x = g.node(
+        "MaxPool", [x], "/maxpool/MaxPool", kernel_shape=[3, 3], strides=[2, 2], pads=[1] * 4
+    )
     channels = 64
     for stage, (width, blocks) in enumerate(zip((64, 128, 256, 512), (3, 4, 6, 3), strict=True)):
         for block in range(blocks):
             stride = 2 if block == 0 and stage > 0 else 1
             name = f"layer{stage + 1}.{block}"
-            h = g.node("Relu", [g.conv_bn(x, channels, width, 3, stride, f"{name}.conv1")],
-                       f"/{name}/relu1/Relu")  # fmt: skip
+            h = g.node(
+                "Relu",
+                [g.conv_bn(x, channels, width, 3, stride, f"{name}.conv1")],
+                f"/{name}/relu1/Relu",
+            )
             h = g.conv_bn(h, width, width, 3, 1, f"{name}.conv2")
-            skip = x if stride == 1 and channels == width else g.conv_bn(
-                x, channels, width, 1, stride, f"{name}.downsample")  # fmt: skip
+            skip = (
+                x
+                if stride == 1 and channels == width
+                else g.conv_bn(x, channels, width, 1, stride, f"{name}.downsample")
+            )
             x = g.node("Relu", [g.node("Add", [h, skip], f"/{name}/Add")], f"/{name}/Relu")
             channels = width
     x = g.node("Flatten", [g.node("GlobalAveragePool", [x], "/avgpool/GAP")], "/Flatten", axis=1)
-    out = g.node("Gemm", [x, g.tensor([1000, 512], "fc.weight"), g.tensor([1000], "fc.bias")],
-                 "/fc/Gemm", transB=1)  # fmt: skip
+    out = g.node(
+        "Gemm",
+        [x, g.tensor([1000, 512], "fc.weight"), g.tensor([1000], "fc.bias")],
+        "/fc/Gemm",
+        transB=1,
+    )
     graph = helper.make_graph(
-        g.nodes, "resnet34",
+        g.nodes,
+        "resnet34",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3, 224, 224])],
-        [helper.make_tensor_value_info(out, TensorProto.FLOAT, ["batch", 1000])], g.weights,
-    )  # fmt: skip
+        [helper.make_tensor_value_info(out, TensorProto.FLOAT, ["batch", 1000])],
+        g.weights,
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     onnx.save(model, str(path))
     return path
@@ -105,42 +124,50 @@ def measure(repeats: int) -> str:
             start = time.perf_counter()
             import_onnx(path)
             times.append(time.perf_counter() - start)
-        cli = [_fresh(["-m", "hwsim", "import", str(path), "--out", f"{folder}/n.yaml"])
-               for _ in range(repeats)]  # fmt: skip
+        cli = [
+            _fresh(["-m", "hwsim", "import", str(path), "--out", f"{folder}/n.yaml"])
+            for _ in range(repeats)
+        ]
         bare = [_fresh(["-c", "import onnx"]) for _ in range(repeats)]
     median = statistics.median(times)
     verdict = "PASS" if median < TARGET_SECONDS else "MISS"
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
-                            capture_output=True, text=True, check=False).stdout.strip()  # fmt: skip
-    return "\n".join([
-        "# Performance of `hwsim import`",
-        "",
-        "Written by `benchmarks/onnx_import.py` (rerun it to refresh every number here): "
-        "`python benchmarks/onnx_import.py --out docs/performance-onnx.md`. The machine is "
-        "shared and noisy: read the margins, not the third digit.",
-        "",
-        f"Run {now} on {platform.processor() or platform.machine()}, {os.cpu_count()} logical "
-        f"cores, load {os.getloadavg()[0]:.2f}; Python {platform.python_version()}, onnx "
-        f"{version('onnx')}, ml_dtypes {version('ml_dtypes')}, numpy {version('numpy')}; "
-        f"hwsim git {commit or 'unknown'}.",
-        "",
-        f"The model: ResNet-34's shape, {imported.layer_count} hwsim layers, "
-        f"{imported.parameters:,} parameters, a {size_mb:.0f} MB file.",
-        "",
-        "| what | median | min |",
-        "|---|---|---|",
-        f"| `import_onnx` in one process ({repeats} calls after a warm-up) | "
-        f"{median:.2f} s | {min(times):.2f} s |",
-        f"| `hwsim import` in a fresh process, end to end | {statistics.median(cli):.2f} s | "
-        f"{min(cli):.2f} s |",
-        f"| `python -c 'import onnx'` alone | {statistics.median(bare):.2f} s "
-        f"| {min(bare):.2f} s |",
-        "",
-        f"Target: a 100-layer model imports in under {TARGET_SECONDS:.0f} s (`import_onnx`, "
-        f"median): **{verdict}** ({median / TARGET_SECONDS:.0%} of the target).",
-        "",
-    ])  # fmt: skip
+    commit = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    return "\n".join(
+        [
+            "# Performance of `hwsim import`",
+            "",
+            "Written by `benchmarks/onnx_import.py` (rerun it to refresh every number here): "
+            "`python benchmarks/onnx_import.py --out docs/performance-onnx.md`. The machine is "
+            "shared and noisy: read the margins, not the third digit.",
+            "",
+            f"Run {now} on {platform.processor() or platform.machine()}, {os.cpu_count()} logical "
+            f"cores, load {os.getloadavg()[0]:.2f}; Python {platform.python_version()}, onnx "
+            f"{version('onnx')}, ml_dtypes {version('ml_dtypes')}, numpy {version('numpy')}; "
+            f"hwsim git {commit or 'unknown'}.",
+            "",
+            f"The model: ResNet-34's shape, {imported.layer_count} hwsim layers, "
+            f"{imported.parameters:,} parameters, a {size_mb:.0f} MB file.",
+            "",
+            "| what | median | min |",
+            "|---|---|---|",
+            f"| `import_onnx` in one process ({repeats} calls after a warm-up) | "
+            f"{median:.2f} s | {min(times):.2f} s |",
+            f"| `hwsim import` in a fresh process, end to end | {statistics.median(cli):.2f} s | "
+            f"{min(cli):.2f} s |",
+            f"| `python -c 'import onnx'` alone | {statistics.median(bare):.2f} s "
+            f"| {min(bare):.2f} s |",
+            "",
+            f"Target: a 100-layer model imports in under {TARGET_SECONDS:.0f} s (`import_onnx`, "
+            f"median): **{verdict}** ({median / TARGET_SECONDS:.0%} of the target).",
+            "",
+        ]
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

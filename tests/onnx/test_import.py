@@ -21,8 +21,11 @@ from tests.onnx.export import network_to_onnx
 from tests.sim.invariants import simulate_within_invariants
 from tests.sweep.test_shapes import _narrowed, _without_densities
 
-MODELS = {"residual_cnn": residual_cnn, "separable_cnn": separable_cnn,
-          "encoder_block": encoder_block}  # fmt: skip
+MODELS = {
+    "residual_cnn": residual_cnn,
+    "separable_cnn": separable_cnn,
+    "encoder_block": encoder_block,
+}
 RULES = (Algorithm.BP, Algorithm.DFA, Algorithm.SSDFA)
 
 
@@ -63,15 +66,26 @@ def test_traces_live_and_shape_only_alike_and_simulate(built, name, rule):
 
 
 def test_the_imported_layers(built):
-    kinds = {name: [layer.type for layer in imported.network.layers]
-             for name, (_, _, imported) in built.items()}  # fmt: skip
+    kinds = {
+        name: [layer.type for layer in imported.network.layers]
+        for name, (_, _, imported) in built.items()
+    }
     assert kinds["residual_cnn"].count("add") == 2
     assert kinds["residual_cnn"].count("batch_norm") == 6
     separable = built["separable_cnn"][2].network
     depthwise = [layer for layer in separable.layers if getattr(layer, "groups", 1) > 1]
     assert [(layer.groups, layer.filters) for layer in depthwise] == [(16, 16), (32, 32)]
-    assert kinds["encoder_block"] == ["layer_norm", "attention", "add", "layer_norm", "dense",
-                                      "dense", "add", "token_pool", "dense"]  # fmt: skip
+    assert kinds["encoder_block"] == [
+        "layer_norm",
+        "attention",
+        "add",
+        "layer_norm",
+        "dense",
+        "dense",
+        "add",
+        "token_pool",
+        "dense",
+    ]
     encoder = built["encoder_block"][2].network
     assert encoder.layers[1].heads == 4 and encoder.layers[4].activation.value == "gelu"
     text = built["encoder_block"][2].text
