@@ -132,23 +132,43 @@ class Builder:
         shift = self.weight([width], f"{name}.bias")
         return self.one("LayerNormalization", [x, scale, shift], name, axis=-1, epsilon=1e-6)
 
-    def gelu_erf(self, x, name):
+    def gelu_erf(self, x, name, half_last=True):
+        """0.5·x·(1 + erf(x/√2)): (x · (1 + erf)) · 0.5, or PyTorch 2's x · (0.5 · (1 + erf))."""
         scaled = self.one("Div", [x, self.const(np.array(1.4142135, np.float32))], f"{name}/Div")
         erf = self.one("Erf", [scaled], f"{name}/Erf")
         plus = self.one("Add", [erf, self.const(np.array(1.0, np.float32))], f"{name}/Add")
+        if not half_last:
+            half = self.one("Mul", [self.const(np.array(0.5, np.float32)), plus], f"{name}/Mul")
+            return self.one("Mul", [x, half], f"{name}/Mul_1")
         product = self.one("Mul", [x, plus], f"{name}/Mul")
         return self.one("Mul", [product, self.const(np.array(0.5, np.float32))], f"{name}/Mul_1")
 
-    def attention(self, x, tokens, width, heads, name):
-        """timm's Attention: a fused qkv Linear, heads split with Reshape/Transpose/Split."""
+    def attention(self, x, tokens, width, heads, name, unbind="split"):
+        """timm's Attention: a fused qkv Linear, heads split with Reshape/Transpose and Split
+        (or Slice, as PyTorch 2's exporter unbinds)."""
         d = width // heads
         qkv = self.linear(x, width, 3 * width, f"{name}/qkv", tokens)
         shape = self.const(np.array([1, tokens, 3, heads, d], np.int64))
         viewed = self.one("Reshape", [qkv, shape], f"{name}/Reshape")
         moved = self.one("Transpose", [viewed], f"{name}/Transpose", perm=[2, 0, 3, 1, 4])
-        split = self.const(np.array([1, 1, 1], np.int64))
-        parts = self.node("Split", [moved, split], f"{name}/Split", outputs=3, axis=0)
         axis = self.const(np.array([0], np.int64))
+        if unbind == "split":
+            split = self.const(np.array([1, 1, 1], np.int64))
+            parts = self.node("Split", [moved, split], f"{name}/Split", outputs=3, axis=0)
+        else:
+            parts = [
+                self.one(
+                    "Slice",
+                    [
+                        moved,
+                        self.const(np.array([i], np.int64)),
+                        self.const(np.array([i + 1], np.int64)),
+                        axis,
+                    ],
+                    f"{name}/Slice_{i}",
+                )
+                for i in range(3)
+            ]
         q, k, v = (
             self.one("Squeeze", [part, axis], f"{name}/Squeeze_{i}") for i, part in enumerate(parts)
         )

@@ -158,6 +158,60 @@ def test_patch_embedding_reduction_layer_norm_gelu_and_class_token(tmp_path, ops
     assert trace_summary(trace)["forward_macs_per_example"] == b.macs
 
 
+def test_what_pytorch_exporters_write(tmp_path):
+    """Beside the textbook form, torch 2.13's exporters write (seen by hand): equal tensors
+    stored once and read through Identity nodes (a fresh batch norm's scale and running variance
+    are both ones), the class token expanded to x.shape[0] (shape arithmetic on a symbolic batch
+    that shape inference resolves only once folded), heads unbound by Slice, and GELU as
+    x·(0.5·(1 + erf(x/√2)))."""
+    b = Builder(["batch", 3, 8, 8])
+    width, tokens = 8, 5
+    y = b.conv("x", 3, width, 3, "conv", out_hw=8)
+    ones = b.const(np.ones(width, np.float32), "ones")
+    zeros = b.const(np.zeros(width, np.float32), "zeros")
+    scale, var = (b.one("Identity", [ones], f"id{i}") for i in range(2))
+    shift, mean = (b.one("Identity", [zeros], f"id{i}") for i in range(2, 4))
+    y = b.relu(b.one("BatchNormalization", [y, scale, shift, mean, var], "bn"), "relu")
+    b.parameters += 2 * width  # the scale and the shift: each batch norm's own in hwsim
+    w = b.weight([width, width, 4, 4], "pe.weight")
+    y = b.one(
+        "Conv", [y, w, b.weight([width], "pe.bias")], "pe/Conv", kernel_shape=[4, 4], strides=[4, 4]
+    )
+    y = b.one("Reshape", [y, b.const(np.array([0, width, -1], np.int64))], "pe/Reshape")
+    y = b.one("Transpose", [y], "pe/Transpose", perm=[0, 2, 1])
+    batch = b.one(
+        "Gather", [b.one("Shape", ["x"], "shape"), b.const(np.array([0], np.int64))], "batch"
+    )
+    wanted = b.one("Concat", [batch, b.const(np.array([-1, -1], np.int64))], "wanted", axis=0)
+    keep = b.one("Equal", [wanted, b.const(np.array(-1, np.int64))], "keep")  # expand's -1
+    target = b.one("Where", [keep, b.const(np.ones(3, np.int64)), wanted], "target")
+    cls = b.one("Expand", [b.weight([1, 1, width], "cls_token"), target], "expand")
+    x = b.one("Concat", [cls, y], "pe/Concat", axis=1)
+    x = b.add(x, b.attention(x, tokens, width, 2, "attn", unbind="slice"), "add1")
+    h = b.gelu_erf(b.linear(x, width, 16, "fc1", tokens), "act", half_last=False)
+    x = b.add(x, b.linear(h, 16, width, "fc2", tokens), "add2")
+    cls = b.one("Gather", [x, b.const(np.array(0, np.int64))], "cls", axis=1)
+    path = b.save(b.gemm(cls, width, 10, "head"), tmp_path / "torchy.onnx")
+    imported = import_onnx(path)
+    kinds = [layer.type for layer in imported.network.layers]
+    assert kinds == [
+        "conv2d",
+        "batch_norm",
+        "activation",
+        "patch_embed",
+        "attention",
+        "add",
+        "dense",
+        "dense",
+        "add",
+        "token_pool",
+        "dense",
+    ]
+    assert imported.network.layers[3].class_token
+    assert imported.network.layers[6].activation.value == "gelu"
+    assert imported.parameters == imported.file_parameters == b.parameters
+
+
 # --- bad input --------------------------------------------------------------------------------
 
 
