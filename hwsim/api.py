@@ -55,7 +55,8 @@ def specs() -> list[str]:
 
 
 def network(name_or_path: str | Path | NetworkSpec) -> NetworkSpec:
-    """A shipped network by name, or a network YAML file (a loaded network is returned as is)."""
+    """A shipped network by name, a network YAML file or an ONNX model (MODEL.onnx, converted
+    as `hwsim import` converts it); a loaded network is returned as is."""
     if isinstance(name_or_path, NetworkSpec):
         return name_or_path
     if not isinstance(name_or_path, str | Path):

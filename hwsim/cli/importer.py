@@ -16,7 +16,7 @@ def add_parser(commands) -> None:
     parser.add_argument("model", type=Path, metavar="MODEL.onnx", help="the ONNX model")
     parser.add_argument("--out", type=Path, required=True, help="the network file (.yaml)")
     parser.add_argument(
-        "--name", default=None, help="the network's name (default: the ONNX graph's)"
+        "--name", default=None, help="the network's name (default: the file's)"
     )
     parser.add_argument(
         "--classes",
