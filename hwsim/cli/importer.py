@@ -15,9 +15,7 @@ def add_parser(commands) -> None:
     )
     parser.add_argument("model", type=Path, metavar="MODEL.onnx", help="the ONNX model")
     parser.add_argument("--out", type=Path, required=True, help="the network file (.yaml)")
-    parser.add_argument(
-        "--name", default=None, help="the network's name (default: the file's)"
-    )
+    parser.add_argument("--name", default=None, help="the network's name (default: the file's)")
     parser.add_argument(
         "--classes",
         type=positive_int,
@@ -28,6 +26,13 @@ def add_parser(commands) -> None:
         "--dataset",
         default="synthetic",
         help="the dataset `hwsim train` uses by default (default synthetic)",
+    )
+    parser.add_argument(
+        "--blocks",
+        choices=("layer", "residual"),
+        default="layer",
+        help="where DFA/SSDFA deliver the error: every trained layer (layer, the default) or "
+        "each residual block and conv + batch-norm group (residual)",
     )
     parser.add_argument(
         "--freeze",
@@ -52,6 +57,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         classes=args.classes,
         dataset=args.dataset,
         freeze=tuple(args.freeze),
+        blocks=args.blocks,
     )
     check_output_file(args.out, "--out")
     with atomic_output(args.out) as f:

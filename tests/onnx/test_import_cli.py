@@ -56,6 +56,9 @@ def test_import_writes_a_network_file_to_read_and_edit(model, tmp_path, capsys):
     assert network.layers[0].trainable is False
     assert main(["validate", str(out), str(model)]) == 0
     assert "ONNX model as network residual_cnn, 21 layers" in capsys.readouterr().out
+    assert main(["import", str(model), "--out", str(out), "--blocks", "residual"]) == 0
+    blocks = [layer.block for layer in load_network(str(out)).layers]
+    assert blocks == ["stem"] * 3 + ["b1"] * 7 + ["b2"] * 9 + [None, None]
 
 
 def test_network_onnx_works_wherever_a_network_is_accepted(model, tmp_path, capsys):

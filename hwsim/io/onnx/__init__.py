@@ -15,6 +15,7 @@ from pathlib import Path
 
 from hwsim.errors import SpecError
 from hwsim.io.onnx import edges, maps
+from hwsim.io.onnx.blocks import residual_blocks
 from hwsim.io.onnx.convert import Converted, Converter
 from hwsim.io.onnx.emit import network_text
 from hwsim.io.onnx.graph import Graph, read_graph
@@ -83,6 +84,7 @@ def import_onnx(
     classes: int | None = None,
     dataset: str = "synthetic",
     freeze: tuple[str, ...] = (),
+    blocks: str = "layer",
 ) -> Imported:
     """Read an ONNX model as a network; SpecError names the file and the node it cannot take."""
     from hwsim.io.yamlio import parse_yaml
@@ -99,6 +101,10 @@ def import_onnx(
             "ops and patterns are in docs/networks-onnx.md"
         ) from None
     _freeze(converted, freeze, str(path))
+    if blocks == "residual":
+        residual_blocks(converted)
+    elif blocks != "layer":
+        raise SpecError(f"blocks: expected 'layer' or 'residual' (got {blocks!r})")
     text = network_text(graph, converted, name=name, classes=classes, dataset=dataset)
     data = parse_yaml(text, str(path))
     network = validate(NetworkSpec, data, f"{path} (imported)")
