@@ -22,7 +22,8 @@ from hwsim.io.traces import atomic_output, read_trace
 from hwsim.sim.engine import simulate
 from hwsim.sim.mapping import place
 from hwsim.sim.tiling import operand_bytes
-from hwsim.specs.arch import Substrate, resolve_energies
+from hwsim.specs.arch import Substrate
+from hwsim.specs.resolve import resolve_energies
 from hwsim.specs.trace import Algorithm, Phase, Role, Trace
 from hwsim.train.loop import TrainConfig, trace_synthetic_step
 from hwsim.train.shapes import shape_only_trace

@@ -31,8 +31,9 @@ from hwsim.report.data import ReportData, collect
 from hwsim.report.html import write_report
 from hwsim.sim.engine import simulate as _simulate
 from hwsim.sim.result import SimResult
-from hwsim.specs.arch import ActionEnergies, ArchSpec, resolve_energies
+from hwsim.specs.arch import ActionEnergies, ArchSpec
 from hwsim.specs.network import NetworkSpec
+from hwsim.specs.resolve import resolve_energies
 from hwsim.specs.trace import Algorithm, Trace
 from hwsim.study import spec_fields
 from hwsim.sweep.overrides import load_arch_with_values

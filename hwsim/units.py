@@ -22,6 +22,7 @@ KHZ_HZ = 1e3
 MHZ_HZ = 1e6
 GHZ_HZ = 1e9
 BITS_PER_BYTE = 8
+UM2_PER_MM2 = 1e6  # square micrometres in a square millimetre
 
 BYTE_UNITS = {"B": 1, "KiB": KIB_BYTES, "MiB": MIB_BYTES, "GiB": GIB_BYTES, "TiB": TIB_BYTES}
 HERTZ_UNITS = {"Hz": 1, "kHz": int(KHZ_HZ), "MHz": int(MHZ_HZ), "GHz": int(GHZ_HZ)}

@@ -13,8 +13,8 @@ from hwsim.specs.arch import (
     ArchSpec,
     DistributedSpec,
     TechSpec,
-    resolve_energies,
 )
+from hwsim.specs.resolve import resolve_energies
 from hwsim.units import format_bytes, format_hertz
 
 ARCH_DIR = shipped_dir("arch")
