@@ -520,12 +520,14 @@ def test_validate_arch_and_tech(capsys):
     assert out == [
         "ok: arch_specs/von_neumann.yaml: arch von_neumann (von_neumann, 1 GHz, 256 MACs/cycle, "
         "256 KiB SRAM, DRAM lpddr4 34 B/cycle; tech 45nm: MAC 1.5 pJ, SRAM 0.266 pJ/bit, "
-        "DRAM 8 pJ/bit)",
+        "DRAM 8 pJ/bit; area 5.829 mm²)",
         "ok: arch_specs/distributed.yaml: arch distributed (distributed, 1 GHz, 65,536 "
         "MACs/cycle, 4096 tiles × 256 KiB = 1 GiB SRAM, mesh NoC, DRAM lpddr4 34 B/cycle; "
-        "tech 45nm: MAC 1.5 pJ, SRAM 0.405 pJ/bit, NoC 0.2 pJ/bit/hop, DRAM 8 pJ/bit)",
+        "tech 45nm: MAC 1.5 pJ, SRAM 0.405 pJ/bit, NoC 0.2 pJ/bit/hop, DRAM 8 pJ/bit; "
+        "area 12,625 mm²)",
         "ok: arch_specs/tech/45nm.yaml: tech 45nm (45 nm; MAC energies for 8/16/32-bit "
-        "operands, SRAM curve 512 B–4 MiB in 14 points, DRAM lpddr4, hbm2, hmc, gddr5, ddr3)",
+        "operands, SRAM curve 512 B–4 MiB in 14 points, DRAM lpddr4, hbm2, hmc, gddr5, ddr3; "
+        "SRAM bit cell 0.346 µm²)",
     ]
 
 
