@@ -18,7 +18,7 @@ from hwsim.energy import SUMMARY_KEYS
 from hwsim.io.tables import NUMBER, TEXT, check_numbers, read_table
 from hwsim.report.figures import RULE_COLOURS, style
 from hwsim.report.html import figure_section, table_html, write_page
-from hwsim.units import format_si
+from hwsim.units import format_bytes, format_si
 
 RESULTS = "results.csv"
 
@@ -135,10 +135,17 @@ def format_metric(metric: str, value: object) -> str:
 
 
 def formatted(frame: pd.DataFrame) -> pd.DataFrame:
-    """`frame` with every metric column written with its unit (for the page's tables)."""
+    """`frame` with every metric column written with its unit, and every swept capacity as
+    people write it (262144 → 256 KiB), for the page's tables."""
     frame = frame.copy()
     for metric in metrics(frame):
         frame[metric] = [format_metric(metric, value) for value in frame[metric]]
+    for axis in axes(frame):
+        if axis.endswith("_bytes"):
+            frame[axis] = [
+                format_bytes(value) if isinstance(value, int | float) else value
+                for value in frame[axis]
+            ]
     return frame
 
 
