@@ -57,18 +57,18 @@ def _unit_area(
     override: float | None,
     table: dict[int, float],
     bits: int,
-    what: tuple[str, str, str],
+    what: tuple[str, str, str, str],
     tech: TechSpec,
     problems: list[str],
 ) -> tuple[float, str]:
     """(µm² of one unit, where it comes from): the spec's override, else the tech table at
-    `bits`; a miss is a problem naming the precision field and the override."""
-    field, noun, fix = what
+    `bits`; a miss is a problem naming the precision field and the override.  `what` is
+    (precision field, what the unit is, the table's field, the override's field)."""
+    field, noun, table_field, fix = what
     if override is not None:
         return override, f"{fix} = {override:g} µm² each (spec)"
     if bits in table:
-        name = "mac_area_um2" if noun == "MAC" else "vector_op_area_um2"
-        return table[bits], f"tech {tech.name}: {name}[{bits}] = {table[bits]:g} µm² each"
+        return table[bits], f"tech {tech.name}: {table_field}[{bits}] = {table[bits]:g} µm² each"
     known = ", ".join(str(key) for key in sorted(table))
     problems.append(
         f"{field}: no {noun} area for {bits}-bit operands in tech {tech.name} "
@@ -96,7 +96,7 @@ def _compute_rows(
         compute.mac_area_um2,
         tech.mac_area_um2,
         precision.weight_bits,
-        ("precision.weight_bits", "MAC", f"{prefix}.mac_area_um2"),
+        ("precision.weight_bits", "MAC", "mac_area_um2", f"{prefix}.mac_area_um2"),
         tech,
         problems,
     )
@@ -104,7 +104,12 @@ def _compute_rows(
         compute.vector_op_area_um2,
         tech.vector_op_area_um2,
         precision.activation_bits,
-        ("precision.activation_bits", "vector-op", f"{prefix}.vector_op_area_um2"),
+        (
+            "precision.activation_bits",
+            "vector-op",
+            "vector_op_area_um2",
+            f"{prefix}.vector_op_area_um2",
+        ),
         tech,
         problems,
     )
