@@ -19,7 +19,7 @@ from typing import Any
 
 import pandas as pd
 
-from hwsim.energy import per_example_breakdown, summarize
+from hwsim.energy import area_frame, per_example_breakdown, summarize
 from hwsim.errors import ArgumentError, located
 from hwsim.io.arch import load_arch_with_energies, load_tech, shipped_archs
 from hwsim.io.folders import OutputFolder
@@ -31,8 +31,9 @@ from hwsim.report.data import ReportData, collect
 from hwsim.report.html import write_report
 from hwsim.sim.engine import simulate as _simulate
 from hwsim.sim.result import SimResult
-from hwsim.specs.arch import ActionEnergies, ArchSpec, resolve_energies
+from hwsim.specs.arch import ActionEnergies, ArchSpec
 from hwsim.specs.network import NetworkSpec
+from hwsim.specs.resolve import resolve_energies
 from hwsim.specs.trace import Algorithm, Trace
 from hwsim.study import spec_fields
 from hwsim.sweep.overrides import load_arch_with_values
@@ -41,7 +42,7 @@ from hwsim.train.loop import TrainConfig, trace_synthetic_step
 from hwsim.train.shapes import shape_only_trace
 
 Figure = Any  # a plotly.graph_objects.Figure (only hwsim.report imports plotly)
-FRAMES = ("summary", "breakdown", "layers", "resources", "timeline", "mapping", "spec")
+FRAMES = ("summary", "breakdown", "layers", "resources", "timeline", "mapping", "spec", "area")
 
 
 def networks() -> list[str]:
@@ -188,7 +189,8 @@ class Result:
     def to_frame(self, kind: str = "summary") -> pd.DataFrame:
         """A tidy table: `summary` (one row), `breakdown` (layer, phase, component, action,
         per example, priced), `layers` (energy and bytes per layer and phase), `resources`,
-        `timeline`, `mapping` (von Neumann loop nests) or `spec` (every field, its source)."""
+        `timeline`, `mapping` (von Neumann loop nests), `spec` (every field, its source) or
+        `area` (the design point's area by component: count, area_mm2, source)."""
         if kind == "summary":
             summary = self.summary
             row = {
@@ -207,6 +209,8 @@ class Result:
             return getattr(self.sim, kind).copy()
         if kind == "spec":
             return spec_fields(self.arch, self.source)
+        if kind == "area":
+            return area_frame(self.energies)
         raise ArgumentError(f"kind: expected one of {', '.join(FRAMES)} (got {kind!r})")
 
 

@@ -28,6 +28,7 @@ SUMMARY_KEYS = (
     "off_tile_bytes",
     "learning_off_tile_bytes",
     "energy_pj",
+    "area_mm2",  # of the design point (ActionEnergies.area), not per example
 )
 # The closed vocabulary of what is priced: every (component, action) the simulator counts,
 # with the column its energy multiplies (count or bytes) and the pJ per unit of it.  A pair
@@ -150,6 +151,19 @@ def _priced(
     return pd.DataFrame(columns, copy=False)
 
 
+def area_frame(energies: ActionEnergies) -> pd.DataFrame:
+    """The design point's area, one row per component: what `simulate --out` writes as
+    area.csv (component, count, area_mm2, source); its area_mm2 sums to the summary's."""
+    return pd.DataFrame(
+        [(row.component.value, row.count, row.area_mm2, row.source) for row in energies.area.rows],
+        columns=["component", "count", "area_mm2", "source"],
+    )
+
+
+def area_by_component(energies: ActionEnergies) -> dict[str, float]:
+    return {row.component.value: row.area_mm2 for row in energies.area.rows}
+
+
 def summarize(
     result: SimResult, energies: ActionEnergies, priced: pd.DataFrame | None = None
 ) -> dict:
@@ -162,6 +176,7 @@ def summarize(
     summary: dict[str, Any] = {key: value / batch for key, value in totals.items()}
     summary["latency_s"] = summary["cycles"] / result.clock_hz
     summary["energy_pj"] = float(priced["energy_pj"].sum())
+    summary["area_mm2"] = energies.area.area_mm2
     summary = {key: summary[key] for key in SUMMARY_KEYS}
     summary["breakdown"] = {
         f"energy_pj_by_{column}": {
@@ -170,6 +185,7 @@ def summarize(
         }
         for column in ("component", "phase", "layer")
     }
+    summary["breakdown"]["area_mm2_by_component"] = area_by_component(energies)
     summary["run"] = {
         "arch": result.arch,
         "substrate": result.substrate,

@@ -12,7 +12,7 @@ import pandas as pd
 from pydantic import BaseModel
 
 from hwsim.defaults import DEFAULT_SPECS
-from hwsim.energy import SUMMARY_KEYS, per_example_breakdown, summarize
+from hwsim.energy import SUMMARY_KEYS, area_frame, per_example_breakdown, summarize
 from hwsim.errors import located
 from hwsim.io.arch import load_arch_with_energies
 from hwsim.io.folders import safe_name
@@ -99,6 +99,7 @@ def write_step(
         "resources.csv": result.resources,
         "timeline.csv": result.timeline,
         "mapping.csv": result.mapping,
+        "area.csv": area_frame(energies),
     }
     if arch is not None:
         frames["spec.csv"] = spec

@@ -22,6 +22,7 @@ KHZ_HZ = 1e3
 MHZ_HZ = 1e6
 GHZ_HZ = 1e9
 BITS_PER_BYTE = 8
+UM2_PER_MM2 = 1e6  # square micrometres in a square millimetre
 
 BYTE_UNITS = {"B": 1, "KiB": KIB_BYTES, "MiB": MIB_BYTES, "GiB": GIB_BYTES, "TiB": TIB_BYTES}
 HERTZ_UNITS = {"Hz": 1, "kHz": int(KHZ_HZ), "MHz": int(MHZ_HZ), "GHz": int(GHZ_HZ)}
@@ -175,3 +176,16 @@ def format_bytes(count: float) -> str:
 def format_hertz(frequency: float) -> str:
     """A frequency for people: 1e9 → "1 GHz", 8e8 → "800 MHz"."""
     return _format(frequency, HERTZ_UNITS)
+
+
+SI_PREFIXES = ("p", "n", "µ", "m", "", "k", "M", "G", "T", "P")
+
+
+def format_si(value: float, unit: str, prefix: str = "", digits: int = 4) -> str:
+    """`value`, given in `prefix` + `unit`, with the decimal prefix that puts it in
+    [1, 1000) and `digits` significant digits: (0.00013179990625, "s") → "131.8 µs",
+    (1.5e10, "J", "p") → "15 mJ", (102121754, "B") → "102.1 MB"."""
+    given = SI_PREFIXES.index(prefix)
+    index = given + (math.floor(math.log10(abs(value)) / 3) if value else 0)
+    index = min(max(index, 0), len(SI_PREFIXES) - 1)
+    return f"{value / 1000.0 ** (index - given):.{digits}g} {SI_PREFIXES[index]}{unit}"

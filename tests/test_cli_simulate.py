@@ -48,7 +48,10 @@ def test_json_has_the_documented_keys(trace_path, spec, capsys):
         "energy_pj_by_component",
         "energy_pj_by_phase",
         "energy_pj_by_layer",
+        "area_mm2_by_component",
     }
+    by_component = summary["breakdown"]["area_mm2_by_component"]
+    assert summary["area_mm2"] == pytest.approx(sum(by_component.values()))
 
 
 def test_table_csv_and_out_folder(trace_path, tmp_path, capsys):
@@ -56,6 +59,7 @@ def test_table_csv_and_out_folder(trace_path, tmp_path, capsys):
     assert main(["simulate", "--arch", "von_neumann", "--trace", trace_path]) == 0
     table = capsys.readouterr().out
     assert "per training example (batch 4)" in table and "energy_pj" in table
+    assert "area by component (mm², the design point's):" in table
     out = tmp_path / "out"
     assert (
         main(
@@ -77,6 +81,7 @@ def test_table_csv_and_out_folder(trace_path, tmp_path, capsys):
     assert printed.startswith("layer,phase,component,action,count,bytes,cycles,energy_pj\n")
     assert sorted(p.name for p in out.iterdir()) == [
         ".hwsim-output.json",
+        "area.csv",
         "breakdown.csv",
         "mapping.csv",
         "resources.csv",
@@ -91,6 +96,17 @@ def test_table_csv_and_out_folder(trace_path, tmp_path, capsys):
     assert {"busy_cycles", "idle_cycles", "wait_cycles", "utilization"} <= set(resources)
     timeline = pd.read_csv(out / "timeline.csv")
     assert (timeline["busy_fraction"].between(0, 1)).all()
+    area = pd.read_csv(out / "area.csv")
+    assert list(area.columns) == ["component", "count", "area_mm2", "source"]
+    assert area["area_mm2"].sum() == pytest.approx(summary["area_mm2"], rel=1e-12)
+    assert set(area["component"]) == {
+        "tile_macs",
+        "vector_unit",
+        "tile_sram",
+        "noc_router",
+        "noc_link",
+        "dram_phy",
+    }
 
 
 @pytest.mark.parametrize(

@@ -18,6 +18,7 @@ from hwsim.units import (
     MIB_BYTES,
     format_bytes,
     format_hertz,
+    format_si,
     parse_bytes,
     parse_hertz,
 )
@@ -165,3 +166,18 @@ def test_formatting_for_people():
     assert format_bytes(0) == "0 B"
     assert format_hertz(GHZ_HZ) == "1 GHz"
     assert format_hertz(800 * MHZ_HZ) == "800 MHz"
+
+
+@pytest.mark.parametrize(
+    ("args", "text"),
+    [
+        ((0.00013179990625, "s"), "131.8 µs"),
+        ((1.5e10, "J", "p"), "15 mJ"),
+        ((102121754, "B"), "102.1 MB"),
+        ((0, "B"), "0 B"),
+        ((3.2, "J", "p"), "3.2 pJ"),
+        ((1e-20, "s"), "1e-08 ps"),  # below the smallest prefix: the smallest
+    ],
+)
+def test_format_si(args, text):
+    assert format_si(*args) == text

@@ -41,7 +41,7 @@ def add_parser(commands) -> None:
         type=Path,
         default=None,
         help="also write summary.json, breakdown.csv, resources.csv, "
-        "timeline.csv and mapping.csv into this folder",
+        "timeline.csv, mapping.csv and area.csv into this folder",
     )
 
 
@@ -62,11 +62,14 @@ def _table(summary: dict) -> str:
     for key, value in summary.items():
         if key in ("breakdown", "run"):
             continue
-        text = f"{value:.4g}" if key == "latency_s" else f"{value:,.0f}"
+        text = f"{value:.4g}" if key in ("latency_s", "area_mm2") else f"{value:,.0f}"
         lines.append(f"  {key:<{width}}  {text}")
     lines.append("  energy by component (pJ):")
     for component, energy in summary["breakdown"]["energy_pj_by_component"].items():
         lines.append(f"    {component:<{width - 2}}  {energy:,.0f}")
+    lines.append("  area by component (mm², the design point's):")
+    for component, area in summary["breakdown"]["area_mm2_by_component"].items():
+        lines.append(f"    {component:<{width - 2}}  {area:.4g}")
     return "\n".join(lines)
 
 

@@ -13,8 +13,8 @@ from hwsim.specs.arch import (
     ArchSpec,
     DistributedSpec,
     TechSpec,
-    resolve_energies,
 )
+from hwsim.specs.resolve import resolve_energies
 from hwsim.units import format_bytes, format_hertz
 
 ARCH_DIR = shipped_dir("arch")
@@ -70,6 +70,10 @@ def load_arch_with_energies(name_or_path: str | Path) -> tuple[ArchSpec, ActionE
     return arch, resolve_energies(arch, load_tech(arch, path), source=str(path))
 
 
+def _mm2(area: float) -> str:
+    return f"{area:,.0f} mm²" if area >= 1000 else f"{area:.4g} mm²"
+
+
 def describe_arch(arch: ArchSpec, energies: ActionEnergies) -> str:
     """One line with the numbers an architect checks first."""
     if isinstance(arch, DistributedSpec):
@@ -89,7 +93,8 @@ def describe_arch(arch: ArchSpec, energies: ActionEnergies) -> str:
         f"{arch.peak_macs_per_cycle:,} MACs/cycle, {memory}, DRAM {arch.dram.technology} "
         f"{arch.dram_bandwidth_bytes_per_cycle:g} B/cycle; tech {arch.tech}: "
         f"MAC {energies.mac_pj:.3g} pJ, SRAM {energies.sram_read_pj_per_bit:.3g} pJ/bit"
-        f"{noc}, DRAM {energies.dram_read_pj_per_bit:.3g} pJ/bit)"
+        f"{noc}, DRAM {energies.dram_read_pj_per_bit:.3g} pJ/bit; "
+        f"area {_mm2(energies.area.area_mm2)})"
     )
 
 
@@ -99,5 +104,6 @@ def describe_tech(tech: TechSpec) -> str:
         f"tech {tech.name} ({tech.node_nm:g} nm; MAC energies for "
         f"{'/'.join(str(bits) for bits in sorted(tech.mac_energy_pj))}-bit operands, "
         f"SRAM curve {format_bytes(curve[0][0])}–{format_bytes(curve[-1][0])} in "
-        f"{len(curve)} points, DRAM {', '.join(tech.dram_energy_pj_per_bit)})"
+        f"{len(curve)} points, DRAM {', '.join(tech.dram_energy_pj_per_bit)}; SRAM bit cell "
+        f"{tech.sram_bit_cell_area_um2:g} µm²)"
     )

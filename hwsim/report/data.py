@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -156,6 +156,7 @@ class ReportData:
     history: pd.DataFrame  # network, algorithm, epoch, accuracies, losses, angles
     specs: pd.DataFrame  # arch, field, value, source
     meta: dict  # hwsim version, seeds, inputs
+    area: pd.DataFrame = field(default_factory=pd.DataFrame)  # arch, component, area_mm2
 
 
 def _sort(frame: pd.DataFrame) -> pd.DataFrame:
@@ -187,9 +188,11 @@ def collect(
         name: [] for name in ("breakdown", "resources", "timeline", "mapping")
     }
     specs = []
+    areas: dict[str, dict[str, float]] = {}  # a design point's area, once per arch
     for step in steps:
         key = step.key
         summary = step.summary
+        areas.setdefault(key["arch"], summary["breakdown"].get("area_mm2_by_component", {}))
         row: dict[str, Any] = dict(key)
         row["batch_size"] = summary["run"]["batch_size"]
         row.update(
@@ -228,6 +231,19 @@ def collect(
         history if history is not None else pd.DataFrame(),
         spec_table,
         info,
+        _area_table(areas),
+    )
+
+
+def _area_table(areas: dict[str, dict[str, float]]) -> pd.DataFrame:
+    """arch, component, area_mm2: each design point's area once."""
+    return pd.DataFrame(
+        [
+            (arch, component, mm2)
+            for arch, components in areas.items()
+            for component, mm2 in components.items()
+        ],
+        columns=["arch", "component", "area_mm2"],
     )
 
 

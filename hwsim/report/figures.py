@@ -227,6 +227,22 @@ def energy(breakdown: pd.DataFrame, by: str) -> go.Figure:
     return style(figure, f"Energy per training example by {by}")
 
 
+def area(frame: pd.DataFrame) -> go.Figure:
+    """Each design point's area (mm²), stacked by component: one bar per spec."""
+    if frame.empty:
+        return _empty("Area by component", "no simulated steps")
+    figure = px.bar(
+        frame,
+        x="arch",
+        y="area_mm2",
+        color="component",
+        hover_data={"area_mm2": ":,.4g"},
+        labels={"area_mm2": "area (mm²)", "arch": "spec"},
+    )
+    figure.update_yaxes(rangemode="tozero")
+    return style(figure, "Area by component (mm², per design point)")
+
+
 def _level(component: str, action: str) -> str | None:
     if component == "dram" and action in ("read", "write"):
         return "dram"

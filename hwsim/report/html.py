@@ -61,6 +61,12 @@ def _cost_sections(data: ReportData) -> list[Section]:
             "The same energy split by training phase; leakage is a whole-step figure.",
             figures.energy(data.breakdown, "phase"),
         ),
+        (
+            "Area by component",
+            "Each spec's chip area from its tech table: SRAM banks, MAC units, vector lanes, "
+            "NoC routers and links, DRAM interfaces (area.csv; docs/model.md, Area).",
+            figures.area(data.area),
+        ),
     ]
 
 

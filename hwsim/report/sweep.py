@@ -1,7 +1,8 @@
 """Sweep reports: the results table of `hwsim sweep` as an offline HTML page.
 
-Shows the Pareto front of energy against latency per rule, each metric against each axis,
-heatmaps when the sweep is a two-axis grid, and the winner of each rule.
+Shows each rule's Pareto fronts of energy, latency and area (the 2-D projections, the point's
+spec on hover), each metric against each axis, heatmaps when the sweep is a two-axis grid,
+and the winner of each rule, its figures with units.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from hwsim.energy import SUMMARY_KEYS
 from hwsim.io.tables import NUMBER, TEXT, check_numbers, read_table
 from hwsim.report.figures import RULE_COLOURS, style
 from hwsim.report.html import figure_section, table_html, write_page
+from hwsim.units import format_bytes, format_si
 
 RESULTS = "results.csv"
 
@@ -40,21 +42,48 @@ def read_results(folder: Path) -> pd.DataFrame:
 
 
 def axes(table: pd.DataFrame) -> list[str]:
-    """The swept fields: the columns named by a dotted path."""
-    return [column for column in table.columns if "." in column]
+    """The swept fields: the columns between `base` and `workload` (the results table's
+    layout, hwsim.sweep.expand), so a top-level field such as `tech` counts; in a table
+    without those columns, the columns named by a dotted path."""
+    columns = [str(column) for column in table.columns]
+    if "base" in columns and "workload" in columns:
+        return columns[columns.index("base") + 1 : columns.index("workload")]
+    return [column for column in columns if "." in column]
 
 
 def metrics(table: pd.DataFrame) -> list[str]:
     return [key for key in SUMMARY_KEYS if key in table.columns]
 
 
+# What each metric is, with its unit (figures' axes, tables' headers).
+LABELS = {
+    "latency_s": "latency (s) per example",
+    "energy_pj": "energy (pJ) per example",
+    "area_mm2": "area (mm²) of the design point",
+}
+# The 2-D projections of the energy × latency × area front, when the table has them.
+PROJECTIONS = (("latency_s", "energy_pj"), ("area_mm2", "energy_pj"), ("area_mm2", "latency_s"))
+
+
+def front(rows: pd.DataFrame, x: str, y: str) -> pd.DataFrame:
+    """The rows no other row beats in both x and y (lower is better), by increasing x."""
+    kept = []
+    best = float("inf")
+    for index, row in rows.sort_values([x, y]).iterrows():
+        if row[y] < best:
+            kept.append(index)
+            best = row[y]
+    return rows.loc[kept]
+
+
 def pareto(table: pd.DataFrame, x: str = "latency_s", y: str = "energy_pj") -> go.Figure:
-    """Every ok row, energy against latency, and each rule's Pareto front (no row is both
-    faster and cheaper)."""
+    """Every ok row, y against x, and each rule's Pareto front in those two metrics; hover
+    shows the point's spec (its base and axis values)."""
     ok = table[table["status"] == "ok"]
     if ok.empty or x not in ok or y not in ok:
-        return go.Figure().update_layout(title="Pareto front: no ok rows with latency and energy")
-    hover = [column for column in (*axes(ok), "network", "batch_size") if column in ok]
+        return go.Figure().update_layout(title=f"Pareto front: no ok rows with {x} and {y}")
+    spec = [column for column in ("base", *axes(ok)) if column in ok]
+    hover = [*spec, *(column for column in ("network", "batch_size") if column in ok)]
     figure = px.scatter(
         ok,
         x=x,
@@ -65,27 +94,59 @@ def pareto(table: pd.DataFrame, x: str = "latency_s", y: str = "energy_pj") -> g
         log_x=True,
         log_y=True,
         opacity=0.5,
+        labels={metric: label for metric, label in LABELS.items() if metric in (x, y)},
     )
     for rule, rows in ok.groupby("algorithm", sort=False):
-        front = []
-        best = float("inf")
-        for _, row in rows.sort_values([x, y]).iterrows():
-            if row[y] < best:
-                front.append(row)
-                best = row[y]
-        frame = pd.DataFrame(front)
+        best = front(rows, x, y)
         figure.add_trace(
             go.Scatter(
-                x=frame[x],
-                y=frame[y],
+                x=best[x],
+                y=best[y],
+                customdata=best[spec].astype(str).agg(", ".join, axis=1) if spec else None,
+                hovertemplate="%{customdata}<extra>" + f"{rule} front</extra>" if spec else None,
                 mode="lines+markers",
                 name=f"{rule} front",
                 line=dict(color=RULE_COLOURS.get(rule, "#444"), width=2),
             )
         )
-    return style(
-        figure, "Energy against latency per training example, and each rule's Pareto front"
-    )
+    return style(figure, f"{LABELS.get(y, y)} against {LABELS.get(x, x)}, each rule's Pareto front")
+
+
+def pareto_projections(table: pd.DataFrame) -> list[go.Figure]:
+    """The fronts of every pair of energy, latency and area the table has."""
+    return [pareto(table, x, y) for x, y in PROJECTIONS if x in table and y in table]
+
+
+_UNITS = {"_s": ("s", ""), "_pj": ("J", "p"), "_bytes": ("B", "")}  # suffix → unit, prefix
+
+
+def format_metric(metric: str, value: object) -> str:
+    """A table cell with its unit and four significant digits: latency_s 0.00013179990625 →
+    '131.8 µs', energy_pj 1.5e10 → '15 mJ', dram_read_bytes 102121754 → '102.1 MB' (decimal
+    prefixes), area_mm2 → '5.829 mm²', counts with thousands separators."""
+    if not isinstance(value, int | float) or isinstance(value, bool) or value != value:
+        return str(value)
+    if metric.endswith("_mm2"):
+        return f"{value:.4g} mm²"
+    for suffix, (unit, prefix) in _UNITS.items():
+        if metric.endswith(suffix):
+            return format_si(value, unit, prefix)
+    return f"{value:,.0f}" if abs(value) >= 1 else f"{value:.4g}"
+
+
+def formatted(frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` with every metric column written with its unit, and every swept capacity as
+    people write it (262144 → 256 KiB), for the page's tables."""
+    frame = frame.copy()
+    for metric in metrics(frame):
+        frame[metric] = [format_metric(metric, value) for value in frame[metric]]
+    for axis in axes(frame):
+        if axis.endswith("_bytes"):
+            frame[axis] = [
+                format_bytes(value) if isinstance(value, int | float) else value
+                for value in frame[axis]
+            ]
+    return frame
 
 
 def metric_by_axis(table: pd.DataFrame, axis: str, metric: str) -> go.Figure:
@@ -184,7 +245,9 @@ def winners(table: pd.DataFrame) -> pd.DataFrame:
 
 def write_sweep_report(folder: Path, out: Path) -> Path:
     table = read_results(folder)
-    figures: list[tuple[str, go.Figure]] = [("Pareto front", pareto(table))]
+    figures: list[tuple[str, go.Figure]] = [
+        ("Pareto front", figure) for figure in pareto_projections(table)
+    ]
     for axis in axes(table):
         for metric in metrics(table):
             figures.append((f"{metric} against {axis}", metric_by_axis(table, axis, metric)))
@@ -199,7 +262,7 @@ def write_sweep_report(folder: Path, out: Path) -> Path:
         f"<p class='note'>{len(table)} rows, {failed} failed; the table is "
         f"<a href='{RESULTS}'>{RESULTS}</a>. Per training example.</p>",
         "<h2>Winner per rule</h2>",
-        table_html(winners(table)),
+        table_html(formatted(winners(table))),
         *(figure_section(index, title, figure) for index, (title, figure) in enumerate(figures)),
     ]
     return write_page(out, "hwsim sweep report", body, {RESULTS: table})

@@ -1,9 +1,9 @@
-"""Hardware specs (`kind: arch`), and their energies resolved against a technology table.
+"""Hardware specs (`kind: arch`).
 
 Every quantity carries its unit in its key.  `_bytes` and `_hz` keys also take unit strings
-("256 KiB", "1 GHz"); ambiguous ones ("kB") are rejected.  Energies left out (None) come from
-the technology table the spec names; `resolve_energies` turns both into per-action numbers.
-docs/arch-spec.md documents every field.
+("256 KiB", "1 GHz"); ambiguous ones ("kB") are rejected.  Energies and areas left out (None)
+come from the technology table the spec names; `hwsim.specs.resolve.resolve_energies` turns
+both into per-action energies and per-component areas.  docs/arch-spec.md documents every field.
 
 The quantity types live in `hwsim.specs.quantities` and the technology table in
 `hwsim.specs.tech`; their names are importable from here too.
@@ -11,13 +11,12 @@ The quantity types live in `hwsim.specs.quantities` and the technology table in
 
 from __future__ import annotations
 
-import difflib
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from hwsim.specs.common import FrozenModel, NotBool, raise_problems
+from hwsim.specs.common import FrozenModel, NotBool
 from hwsim.specs.network import Name
 from hwsim.specs.quantities import BITS as BITS
 from hwsim.specs.quantities import MAX_BANDWIDTH_BYTES_PER_CYCLE as MAX_BANDWIDTH_BYTES_PER_CYCLE
@@ -27,10 +26,11 @@ from hwsim.specs.quantities import MAX_ENERGY_PJ as MAX_ENERGY_PJ
 from hwsim.specs.quantities import MAX_LATENCY_CYCLES as MAX_LATENCY_CYCLES
 from hwsim.specs.quantities import MIN_BANDWIDTH_BYTES_PER_CYCLE as MIN_BANDWIDTH_BYTES_PER_CYCLE
 from hwsim.specs.quantities import MIN_CLOCK_HZ as MIN_CLOCK_HZ
-from hwsim.specs.quantities import Bandwidth, Bits, Bytes, Energy, Fraction, Hertz, Latency
+from hwsim.specs.quantities import Area, Bandwidth, Bits, Bytes, Energy, Fraction, Hertz, Latency
 from hwsim.specs.quantities import ResolvedEnergy as ResolvedEnergy
-from hwsim.specs.tech import ActionEnergies, TechSpec, sram_energy_pj_per_access
-from hwsim.units import KIB_BYTES
+from hwsim.specs.tech import ActionEnergies as ActionEnergies
+from hwsim.specs.tech import TechSpec as TechSpec
+from hwsim.specs.tech import sram_energy_pj_per_access as sram_energy_pj_per_access
 
 ARCH_SCHEMA_VERSION = 1
 
@@ -93,6 +93,7 @@ class Precision(FrozenModel):
 
 
 _OVERRIDE = "overrides the tech table's"
+_AREA_OVERRIDE = "µm² of one unit; overrides the tech table's"
 
 
 class Dram(FrozenModel):
@@ -118,6 +119,9 @@ class Dram(FrozenModel):
     )
     write_energy_pj_per_bit: Energy | None = Field(
         default=None, description=f"{_OVERRIDE} dram_energy_pj_per_bit[technology]"
+    )
+    phy_area_mm2_per_channel: Area | None = Field(
+        default=None, description=f"{_OVERRIDE} dram_phy_area_mm2_per_channel[technology]"
     )
 
 
@@ -186,6 +190,13 @@ class PeArray(FrozenModel):
     vector_op_energy_pj: Energy | None = Field(
         default=None, description=f"{_OVERRIDE} vector_op_energy_pj[precision.activation_bits]"
     )
+    mac_area_um2: Area | None = Field(
+        default=None, description=f"{_AREA_OVERRIDE} mac_area_um2[precision.weight_bits]"
+    )
+    vector_op_area_um2: Area | None = Field(
+        default=None,
+        description=f"{_AREA_OVERRIDE} vector_op_area_um2[precision.activation_bits]",
+    )
 
 
 class Tiles(FrozenModel):
@@ -204,6 +215,13 @@ class Tiles(FrozenModel):
     )
     vector_op_energy_pj: Energy | None = Field(
         default=None, description=f"{_OVERRIDE} vector_op_energy_pj[precision.activation_bits]"
+    )
+    mac_area_um2: Area | None = Field(
+        default=None, description=f"{_AREA_OVERRIDE} mac_area_um2[precision.weight_bits]"
+    )
+    vector_op_area_um2: Area | None = Field(
+        default=None,
+        description=f"{_AREA_OVERRIDE} vector_op_area_um2[precision.activation_bits]",
     )
 
 
@@ -404,128 +422,3 @@ _VARIANTS: dict[str, type[ArchSpec]] = {
 }
 # The file schema (`hwsim schema arch`): one of the two, by `substrate`.
 ArchFile = Annotated[VonNeumannSpec | DistributedSpec, Field(discriminator="substrate")]
-
-
-def _table(table: dict, key: object, problem: str, fix: str, problems: list[str]) -> float:
-    if key in table:
-        return table[key]
-    known = ", ".join(str(k) for k in sorted(table))
-    problems.append(f"{problem} (known: {known}; or set {fix})")
-    return 0.0
-
-
-def _dram_energies(arch: ArchSpec, tech: TechSpec, problems: list[str]) -> tuple[float, float]:
-    """DRAM read and write pJ/bit: the spec's, else its technology's in the tech table."""
-    dram_read, dram_write = arch.dram.read_energy_pj_per_bit, arch.dram.write_energy_pj_per_bit
-    if dram_read is not None and dram_write is not None:
-        return dram_read, dram_write
-    technology = arch.dram.technology
-    if technology in tech.dram_energy_pj_per_bit:
-        dram_default = tech.dram_energy_pj_per_bit[technology]
-    else:
-        near = difflib.get_close_matches(technology, tech.dram_energy_pj_per_bit, n=1)
-        hint = f"; did you mean '{near[0]}'?" if near else ""
-        problems.append(
-            f"dram.technology: {technology!r} is not in tech {tech.name} "
-            f"(known: {', '.join(sorted(tech.dram_energy_pj_per_bit))}){hint}"
-        )
-        dram_default = 0.0
-    return (
-        dram_default if dram_read is None else dram_read,
-        dram_default if dram_write is None else dram_write,
-    )
-
-
-def _sram_energies(sram: Sram, tech: TechSpec) -> tuple[float, float]:
-    """SRAM read and write pJ/bit: the spec's, else from the tech table's access energy at
-    the bank's capacity."""
-    sram_read = sram.read_energy_pj_per_bit
-    if sram_read is None:
-        bank_bytes = sram.capacity_bytes / sram.banks
-        sram_read = (
-            sram_energy_pj_per_access(tech.sram_read_energy_pj_per_access, bank_bytes)
-            / tech.sram_access_bits
-        )
-    sram_write = sram.write_energy_pj_per_bit
-    if sram_write is None:
-        sram_write = sram_read * tech.sram_write_to_read_ratio
-    return sram_read, sram_write
-
-
-def _generator_energy(arch: ArchSpec, tech: TechSpec, source: str) -> float:
-    """pJ per feedback value regenerated on chip (0 when B is stored)."""
-    if arch.schedule.feedback_weights == FeedbackWeights.STORED:
-        return 0.0
-    per_bit = tech.feedback_generator_energy_pj_per_bit
-    if per_bit is None:
-        raise_problems(
-            source,
-            [
-                "schedule.feedback_weights: generated needs "
-                f"feedback_generator_energy_pj_per_bit in tech {tech.name}"
-            ],
-        )
-        return 0.0
-    return per_bit * arch.precision.feedback_bits
-
-
-def resolve_energies(arch: ArchSpec, tech: TechSpec, source: str = "arch spec") -> ActionEnergies:
-    """Per-action energies: the spec's own numbers where given, else the tech table's.
-
-    SpecError (naming `source` and the field) lists every key the tech table lacks.
-    """
-    problems: list[str] = []
-    compute: PeArray | Tiles
-    sram: Sram
-    noc: Noc | None = None
-    if isinstance(arch, VonNeumannSpec):
-        compute, prefix, sram, sram_count = arch.pe_array, "pe_array", arch.global_buffer, 1
-    elif isinstance(arch, DistributedSpec):
-        compute, prefix, noc = arch.tiles, "tiles", arch.noc
-        sram, sram_count = arch.tiles.sram, arch.tiles.count
-    else:
-        raise TypeError(f"an arch spec is a VonNeumannSpec or a DistributedSpec (got {arch!r})")
-    weight_bits, activation_bits = arch.precision.weight_bits, arch.precision.activation_bits
-
-    mac = compute.mac_energy_pj
-    if mac is None:
-        mac = _table(
-            tech.mac_energy_pj,
-            weight_bits,
-            f"precision.weight_bits: no MAC energy for {weight_bits}-bit operands in "
-            f"tech {tech.name}",
-            f"{prefix}.mac_energy_pj",
-            problems,
-        )
-    vector = compute.vector_op_energy_pj
-    if vector is None:
-        vector = _table(
-            tech.vector_op_energy_pj,
-            activation_bits,
-            f"precision.activation_bits: no vector-op energy for {activation_bits}-"
-            f"bit operands in tech {tech.name}",
-            f"{prefix}.vector_op_energy_pj",
-            problems,
-        )
-    dram_read, dram_write = _dram_energies(arch, tech, problems)
-    raise_problems(source, problems)
-
-    sram_read, sram_write = _sram_energies(sram, tech)
-    noc_pj = 0.0
-    if noc is not None:
-        noc_override = noc.energy_pj_per_bit_per_hop
-        noc_pj = tech.noc_energy_pj_per_bit_per_hop if noc_override is None else noc_override
-    leakage = sram.leakage_pj_per_cycle
-    if leakage is None:
-        leakage = tech.sram_leakage_pj_per_cycle_per_kib * sram.capacity_bytes / KIB_BYTES
-    return ActionEnergies(
-        feedback_generate_pj=_generator_energy(arch, tech, source),
-        mac_pj=mac,
-        vector_op_pj=vector,
-        dram_read_pj_per_bit=dram_read,
-        dram_write_pj_per_bit=dram_write,
-        sram_read_pj_per_bit=sram_read,
-        sram_write_pj_per_bit=sram_write,
-        noc_pj_per_bit_per_hop=noc_pj,
-        leakage_pj_per_cycle=leakage * sram_count,
-    )

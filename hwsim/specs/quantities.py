@@ -75,5 +75,7 @@ Hertz = Annotated[
 ]
 Energy = Annotated[float, NotBool, finite_range(ge=0, le=MAX_ENERGY_PJ)]
 ResolvedEnergy = Annotated[float, finite_range(ge=0)]  # whole-chip leakage can exceed the bound
+MAX_AREA_UM2 = 1e9  # any one unit's area: 1,000 mm²
+Area = Annotated[float, NotBool, finite_range(gt=0, le=MAX_AREA_UM2)]
 Bits = Literal[4, 8, 16, 32, 64]
 BITS = (4, 8, 16, 32, 64)

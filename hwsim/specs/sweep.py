@@ -46,6 +46,7 @@ class Metric(StrEnum):
     OFF_TILE_BYTES = "off_tile_bytes"
     LEARNING_OFF_TILE_BYTES = "learning_off_tile_bytes"
     ENERGY_PJ = "energy_pj"
+    AREA_MM2 = "area_mm2"  # the design point's, not per example (hwsim.specs.area)
 
 
 def _as_list(value: Any) -> Any:

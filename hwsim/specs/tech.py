@@ -9,12 +9,13 @@ from __future__ import annotations
 import bisect
 import itertools
 import math
+from enum import StrEnum
 from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 
 from hwsim.specs.common import FrozenModel, NotBool, finite_range
-from hwsim.specs.quantities import BITS, Bytes, Energy, ResolvedEnergy
+from hwsim.specs.quantities import BITS, Area, Bytes, Energy, ResolvedEnergy
 
 
 class TechSpec(FrozenModel):
@@ -56,8 +57,34 @@ class TechSpec(FrozenModel):
         description="one bit of a feedback weight regenerated on chip by a pseudo-random "
         "generator (schedule.feedback_weights: generated); required only by such a spec",
     )
+    # Area (hwsim.specs.area; docs/model.md "Area").
+    sram_bit_cell_area_um2: Area = Field(description="one SRAM bit cell (6T, high density)")
+    sram_array_efficiency: Annotated[float, NotBool, finite_range(gt=0, le=1)] = Field(
+        description="share of an SRAM bank's array area that is bit cells"
+    )
+    sram_bank_periphery_area_um2: Area = Field(
+        description="fixed area of one SRAM bank beyond its array (decoders, sense amps, I/O)"
+    )
+    sram_extra_port_area_ratio: Annotated[float, NotBool, finite_range(ge=0, le=10)] = Field(
+        description="cell area added by each port beyond the first, as a share of the cell"
+    )
+    mac_area_um2: dict[int, Area] = Field(
+        description="one multiply-accumulate unit (multiplier + adder), by operand bits"
+    )
+    vector_op_area_um2: dict[int, Area] = Field(
+        description="one element-wise lane (an adder), by operand bits"
+    )
+    noc_router_area_um2_per_port_bit: Area = Field(
+        description="router area per port per bit of link width"
+    )
+    noc_wire_pitch_um: Annotated[float, NotBool, finite_range(gt=0, le=100)] = Field(
+        description="pitch of one NoC link wire"
+    )
+    dram_phy_area_mm2_per_channel: dict[str, Area] = Field(
+        description="on-chip DRAM interface (PHY and controller) per channel, by technology"
+    )
 
-    @field_validator("mac_energy_pj", "vector_op_energy_pj")
+    @field_validator("mac_energy_pj", "vector_op_energy_pj", "mac_area_um2", "vector_op_area_um2")
     @classmethod
     def _operand_bits(cls, table: dict[int, float]) -> dict[int, float]:
         odd = sorted(bits for bits in table if bits not in BITS)
@@ -79,8 +106,41 @@ class TechSpec(FrozenModel):
         return curve
 
 
+class AreaComponent(StrEnum):
+    """What a chip's area is priced by (the closed vocabulary of `area.csv`)."""
+
+    PE_ARRAY = "pe_array"  # the von Neumann array's MAC units
+    TILE_MACS = "tile_macs"  # the distributed tiles' MAC units
+    VECTOR_UNIT = "vector_unit"  # element-wise lanes (all tiles' on a distributed chip)
+    GLOBAL_BUFFER = "global_buffer"
+    TILE_SRAM = "tile_sram"
+    NOC_ROUTER = "noc_router"
+    NOC_LINK = "noc_link"
+    DRAM_PHY = "dram_phy"
+
+
+class AreaRow(FrozenModel):
+    """The area of `count` instances of one component, and where its figure comes from."""
+
+    component: AreaComponent
+    count: Annotated[int, Field(ge=0)]  # MAC units, lanes, SRAM banks, routers, links, channels
+    area_mm2: Annotated[float, finite_range(ge=0)]  # all `count` of them
+    source: str  # the tech-table fields (or spec overrides) and the formula
+
+
+class ChipArea(FrozenModel):
+    """A design point's area by component (`hwsim.specs.area.resolve_area`)."""
+
+    rows: tuple[AreaRow, ...] = ()
+
+    @property
+    def area_mm2(self) -> float:
+        return math.fsum(row.area_mm2 for row in self.rows)
+
+
 class ActionEnergies(FrozenModel):
-    """Energy per action after resolving a spec against its technology table."""
+    """Energy per action after resolving a spec against its technology table, and the chip's
+    area resolved against the same table (empty when the energies were built by hand)."""
 
     mac_pj: ResolvedEnergy
     vector_op_pj: ResolvedEnergy
@@ -92,6 +152,7 @@ class ActionEnergies(FrozenModel):
     leakage_pj_per_cycle: ResolvedEnergy  # whole chip
     # One feedback value regenerated on chip (0 when B is stored: nothing is generated).
     feedback_generate_pj: ResolvedEnergy = 0.0
+    area: ChipArea = ChipArea()
 
 
 def sram_energy_pj_per_access(curve: list[tuple[int, float]], capacity_bytes: float) -> float:

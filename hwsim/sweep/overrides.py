@@ -22,9 +22,9 @@ from hwsim.specs.arch import (
     ArchSpec,
     DistributedSpec,
     VonNeumannSpec,
-    resolve_energies,
 )
 from hwsim.specs.common import validate
+from hwsim.specs.resolve import resolve_energies
 
 
 def _model_of(annotation: Any) -> type[BaseModel] | None:

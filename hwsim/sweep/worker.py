@@ -29,6 +29,7 @@ def metrics(result: SimResult, energies: ActionEnergies) -> dict[str, float]:
     figures = {key: value / batch for key, value in result.totals().items()}
     figures["latency_s"] = figures["cycles"] / result.clock_hz
     figures["energy_pj"] = float(per_example_breakdown(result, energies)["energy_pj"].sum())
+    figures["area_mm2"] = energies.area.area_mm2
     return {key: figures[key] for key in SUMMARY_KEYS}
 
 

@@ -105,6 +105,22 @@ def test_energy_figures_sum_to_the_summaries(main_job):
         assert total == pytest.approx(costs["energy_pj"].sum(), rel=1e-9)
 
 
+def test_the_area_figure_shows_each_specs_area_by_component_from_zero(main_job):
+    folder, _ = main_job
+    costs = pd.read_csv(folder / "costs.csv")
+    data = gather([folder], folder, ())
+    figure = figs.area(data.area)
+    shown: dict[str, float] = {}
+    for trace in figure.data:
+        for arch, mm2 in zip(trace.x, trace.y, strict=True):
+            shown[arch] = shown.get(arch, 0.0) + mm2
+    expected = costs.groupby("arch")["area_mm2"].first().to_dict()
+    assert shown == pytest.approx(expected, rel=1e-12)
+    assert figure.layout.yaxis.rangemode == "tozero"
+    assert figure.layout.yaxis.title.text == "area (mm²)"
+    assert "Area by component" in (folder / "index.html").read_text()
+
+
 def test_a_report_from_traces_and_simulation_folders(tmp_path, capsys):
     traces = []
     for algorithm in ("bp", "ssdfa"):

@@ -6,7 +6,15 @@ import pandas as pd
 import pytest
 
 from hwsim.cli import main
-from hwsim.report.sweep import axes, heatmaps, pareto, winners
+from hwsim.report.sweep import (
+    axes,
+    format_metric,
+    front,
+    heatmaps,
+    pareto,
+    pareto_projections,
+    winners,
+)
 from hwsim.sweep import run_sweep
 
 SWEEP = """\
@@ -118,3 +126,66 @@ def test_a_sweep_over_ssdfas_s_draws_each_metric_against_s_with_dfa_as_the_bound
     dense = table[table["algorithm"] == "dfa"]["learning_off_tile_bytes"]
     assert [shape.y0 for shape in figure.layout.shapes] == [dense.iloc[0]]  # one dashed line
     assert by_nonzeros(table[table["algorithm"] == "dfa"], "energy_pj") is None
+
+
+NODES_SWEEP = """\
+schema_version: 1
+kind: sweep
+name: nodes
+base: von_neumann
+workloads:
+  networks:
+    - {network: digits_fc, algorithms: [bp, ssdfa], batch_sizes: [8]}
+axes:
+  - {path: tech, values: [45nm, 22nm, 7nm]}
+  - {path: global_buffer.capacity_bytes, values: [64 KiB, 256 KiB]}
+"""
+
+
+def test_a_sweep_over_tech_draws_the_energy_latency_area_fronts_with_units(tmp_path, capsys):
+    sweep = tmp_path / "nodes.yaml"
+    sweep.write_text(NODES_SWEEP)
+    table = run_sweep(sweep, out=tmp_path / "sweep", jobs=1)
+    assert axes(table) == ["tech", "global_buffer.capacity_bytes"]  # a top-level field too
+    figures = pareto_projections(table)
+    assert [(f.layout.xaxis.title.text, f.layout.yaxis.title.text) for f in figures] == [
+        ("latency (s) per example", "energy (pJ) per example"),
+        ("area (mm²) of the design point", "energy (pJ) per example"),
+        ("area (mm²) of the design point", "latency (s) per example"),
+    ]
+    # Area against energy: the front is the rows no row of the rule beats in both.
+    fronts = {trace.name: trace for trace in figures[1].data if trace.name.endswith("front")}
+    for rule, rows in table.groupby("algorithm"):
+        kept = front(rows, "area_mm2", "energy_pj")
+        assert list(fronts[f"{rule} front"].x) == list(kept["area_mm2"])
+        for _, row in rows.iterrows():
+            beaten = (
+                (rows["area_mm2"] < row["area_mm2"]) & (rows["energy_pj"] < row["energy_pj"])
+            ).any()
+            assert (row.name in kept.index) == (not beaten)
+        assert "7nm" in "".join(fronts[f"{rule} front"].customdata)  # the spec on hover
+    out = tmp_path / "report"
+    assert main(["report", str(tmp_path / "sweep"), "--out", str(out)]) == 0
+    capsys.readouterr()
+    page = (out / "index.html").read_text()
+    winners_html = page.split("<h2>Winner per rule</h2>", 1)[1].split("</table>", 1)[0]
+    assert " µs<" in winners_html and " mm²<" in winners_html and " µJ<" in winners_html
+    assert ">64 KiB<" in winners_html or ">256 KiB<" in winners_html  # the swept capacity
+    latency = table["latency_s"].iloc[0]
+    assert repr(latency) not in winners_html
+
+
+@pytest.mark.parametrize(
+    ("metric", "value", "text"),
+    [
+        ("latency_s", 0.00013179990625, "131.8 µs"),
+        ("energy_pj", 1.5e10, "15 mJ"),
+        ("dram_read_bytes", 102121754.0, "102.1 MB"),
+        ("area_mm2", 5.8291, "5.829 mm²"),
+        ("cycles", 15095612.0, "15,095,612"),
+        ("noc_bytes", 0.0, "0 B"),
+        ("algorithm", "bp", "bp"),
+    ],
+)
+def test_table_cells_carry_units_and_four_digits(metric, value, text):
+    assert format_metric(metric, value) == text

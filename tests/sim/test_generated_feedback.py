@@ -15,7 +15,8 @@ from hwsim.io.arch import load_arch_with_energies, load_tech_file
 from hwsim.io.traces import read_trace
 from hwsim.sim.engine import simulate
 from hwsim.sim.mapping import place, resident_bytes
-from hwsim.specs.arch import ArchSpec, resolve_energies
+from hwsim.specs.arch import ArchSpec
+from hwsim.specs.resolve import resolve_energies
 from hwsim.specs.trace import Role, Trace
 from hwsim.units import bits_to_bytes
 

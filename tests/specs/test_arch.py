@@ -27,7 +27,8 @@ from hwsim.io.arch import (
     shipped_techs,
 )
 from hwsim.io.yamlio import load_yaml
-from hwsim.specs.arch import ArchSpec, resolve_energies, sram_energy_pj_per_access
+from hwsim.specs.arch import ArchSpec, sram_energy_pj_per_access
+from hwsim.specs.resolve import resolve_energies
 from hwsim.units import GIB_BYTES, KIB_BYTES, MIB_BYTES
 
 # reference/energy.md, CACTI 7 at 45 nm: pJ per 64-bit read by capacity.
@@ -118,10 +119,14 @@ def test_hbm_variant_differs_only_in_dram():
     assert hbm.dram_bandwidth_bytes_per_cycle == 256
     assert hbm_energies.dram_read_pj_per_bit == 3.9
     assert hbm.global_buffer == base.global_buffer and hbm.pe_array == base.pe_array
-    assert (
-        hbm_energies.model_copy(update={"dram_read_pj_per_bit": 8, "dram_write_pj_per_bit": 8})
-        == base_energies
+    same_dram = {"dram_read_pj_per_bit": 8, "dram_write_pj_per_bit": 8, "area": None}
+    assert hbm_energies.model_copy(update=same_dram) == base_energies.model_copy(
+        update={"area": None}
     )
+    # Its area differs only in the DRAM interface: 8 HBM2 channels for 2 LPDDR4 ones.
+    assert hbm_energies.area.rows[:-1] == base_energies.area.rows[:-1]
+    dram_phys = (hbm_energies.area.rows[-1], base_energies.area.rows[-1])
+    assert [row.count for row in dram_phys] == [8, 2]
 
 
 def test_distributed_numbers():
@@ -236,6 +241,8 @@ def test_spec_energies_override_the_tech_table(tmp_path):
     data = _edit(data, "global_buffer.read_energy_pj_per_bit", 0.1)
     data = _edit(data, "global_buffer.leakage_pj_per_cycle", 2.0)
     data = _edit(data, "precision", {"weight_bits": 4, "activation_bits": 4})  # not in the tech
+    data = _edit(data, "pe_array.mac_area_um2", 50.0)  # nor are their areas
+    data = _edit(data, "pe_array.vector_op_area_um2", 5.0)
     _, energies = load_arch_with_energies(_write(tmp_path, data))
     assert energies.mac_pj == 0.5 and energies.vector_op_pj == 0.05
     assert energies.dram_read_pj_per_bit == 20 and energies.dram_write_pj_per_bit == 8
@@ -513,12 +520,14 @@ def test_validate_arch_and_tech(capsys):
     assert out == [
         "ok: arch_specs/von_neumann.yaml: arch von_neumann (von_neumann, 1 GHz, 256 MACs/cycle, "
         "256 KiB SRAM, DRAM lpddr4 34 B/cycle; tech 45nm: MAC 1.5 pJ, SRAM 0.266 pJ/bit, "
-        "DRAM 8 pJ/bit)",
+        "DRAM 8 pJ/bit; area 5.829 mm²)",
         "ok: arch_specs/distributed.yaml: arch distributed (distributed, 1 GHz, 65,536 "
         "MACs/cycle, 4096 tiles × 256 KiB = 1 GiB SRAM, mesh NoC, DRAM lpddr4 34 B/cycle; "
-        "tech 45nm: MAC 1.5 pJ, SRAM 0.405 pJ/bit, NoC 0.2 pJ/bit/hop, DRAM 8 pJ/bit)",
+        "tech 45nm: MAC 1.5 pJ, SRAM 0.405 pJ/bit, NoC 0.2 pJ/bit/hop, DRAM 8 pJ/bit; "
+        "area 12,625 mm²)",
         "ok: arch_specs/tech/45nm.yaml: tech 45nm (45 nm; MAC energies for 8/16/32-bit "
-        "operands, SRAM curve 512 B–4 MiB in 14 points, DRAM lpddr4, hbm2, hmc, gddr5, ddr3)",
+        "operands, SRAM curve 512 B–4 MiB in 14 points, DRAM lpddr4, hbm2, hmc, gddr5, ddr3; "
+        "SRAM bit cell 0.346 µm²)",
     ]
 
 
