@@ -113,6 +113,30 @@ def test_help_and_version_load_no_heavy_library():
     assert done.returncode == 0, done.stderr
 
 
+def test_validating_a_spec_loads_no_heavy_library():
+    """`hwsim validate` of a spec, a tech table or a network imports what that kind needs:
+    no numpy, pandas, simpy or plotly (issue 19: the CLI starts in a fraction of a second)."""
+    import subprocess
+    import sys
+
+    root = Path(hwsim.__file__).parents[1]
+    paths = [
+        root / "arch_specs" / "von_neumann.yaml",
+        root / "arch_specs" / "tech" / "7nm.yaml",
+        root / "workloads" / "networks" / "resnet18.yaml",
+    ]
+    code = (
+        "import sys\n"
+        "from hwsim.cli import main\n"
+        f"assert main(['validate', *{[str(path) for path in paths]!r}]) == 0\n"
+        "assert main(['schema', 'arch']) == 0\n"
+        "heavy = sorted({'numpy', 'pandas', 'simpy', 'plotly', 'onnx'} & set(sys.modules))\n"
+        "assert not heavy, heavy\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
 def test_no_function_is_longer_than_60_lines():
     """Functions are split by concept before they grow long (house style; issue 14)."""
     long = []

@@ -655,7 +655,7 @@ def test_an_interrupted_write_leaves_no_part_file(tmp_path):
 def test_sigterm_gets_the_same_clean_up_as_ctrl_c(tmp_path, capsys, monkeypatch):
     import signal
 
-    import hwsim.cli.commands as commands
+    import hwsim.cli.dispatch as commands
 
     def write_then_get_terminated(args):
         with atomic_output(tmp_path / "a.txt") as f:

@@ -53,7 +53,7 @@ def _main(argv: Sequence[str] | None) -> int:
 
     try:
         args = build_parser().parse_args(argv)  # --help and --version end here, light
-        from hwsim.cli.commands import dispatch  # the library: numpy, pandas, simpy
+        from hwsim.cli.dispatch import dispatch  # each command imports what it needs
 
         return dispatch(args)
     except HwsimError as exc:

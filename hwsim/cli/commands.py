@@ -7,31 +7,19 @@ import dataclasses
 import json
 import sys
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
-from pydantic import TypeAdapter
 
 from hwsim.cli.common import finite_json, progress
-from hwsim.cli.importer import cmd_import
 from hwsim.cli.parser import UsageError
-from hwsim.cli.report import cmd_report, cmd_run
-from hwsim.cli.simulate import cmd_simulate
-from hwsim.cli.study import cmd_study
-from hwsim.cli.sweep import cmd_sweep
-from hwsim.errors import HwsimError, SpecError
-from hwsim.io.arch import describe_arch, describe_tech, load_arch_with_energies, load_tech_file
+from hwsim.errors import SpecError
 from hwsim.io.folders import check_output_file_target
 from hwsim.io.networks import load_network
 from hwsim.io.outputs import check_output_file
-from hwsim.io.traces import atomic_output, read_trace, write_trace
-from hwsim.io.yamlio import load_yaml
-from hwsim.specs.arch import ArchFile, TechSpec
-from hwsim.specs.network import NetworkSpec, infer_shapes
-from hwsim.specs.sweep import SweepSpec
-from hwsim.specs.trace import Algorithm, OpRecord, TraceHeader
+from hwsim.io.traces import atomic_output, write_trace
+from hwsim.specs.network import NetworkSpec
+from hwsim.specs.trace import Algorithm
 from hwsim.study import trace_summary
-from hwsim.sweep.expand import expand
 from hwsim.train.datasets import load_dataset
 from hwsim.train.loop import EpochMetrics, TrainConfig, trace_synthetic_step, train
 from hwsim.train.shapes import shape_only_trace
@@ -205,84 +193,3 @@ def cmd_trace(args: argparse.Namespace) -> int:
         )
     )
     return 0
-
-
-def _validate_one(path: Path) -> str:
-    name = path.name
-    if name.endswith((".jsonl", ".jsonl.gz")):
-        trace = read_trace(path)
-        return (
-            f"trace: {trace.header.network} {trace.header.algorithm.value}, "
-            f"{len(trace.records)} records"
-        )
-    if name.lower().endswith(".onnx"):
-        network = load_network(str(path))
-        weights = sum(shape.weights for shape in infer_shapes(network))
-        layers = len(network.layers)
-        return f"ONNX model as network {network.name}, {layers} layers, {weights:,} weights"
-    data = load_yaml(path)
-    kind = data.get("kind") if isinstance(data, dict) else None
-    if kind == "network":
-        network = load_network(str(path))
-        weights = sum(shape.weights for shape in infer_shapes(network))
-        return f"network: {network.name}, {len(network.layers)} layers, {weights:,} weights"
-    if kind == "arch":
-        return describe_arch(*load_arch_with_energies(path))
-    if kind == "tech":
-        return describe_tech(load_tech_file(path))
-    if kind == "sweep":
-        expansion = expand(path)
-        return (
-            f"sweep: {expansion.spec.name}, {len(expansion.points)} points × "
-            f"{len(expansion.workloads)} workloads = {len(expansion.rows)} rows, every "
-            f"point valid"
-        )
-    raise SpecError(
-        f"{path}: kind: expected 'network', 'arch', 'tech' or 'sweep' (got "
-        f"{kind!r}); traces end in .jsonl"
-    )
-
-
-def cmd_validate(args: argparse.Namespace) -> int:
-    failures = []
-    for path in args.paths:
-        try:
-            print(f"ok: {path}: {_validate_one(path)}")
-        except HwsimError as exc:
-            failures.append(str(exc))
-    if failures:
-        raise SpecError("\n".join(failures))
-    return 0
-
-
-def cmd_schema(args: argparse.Namespace) -> int:
-    # Models, the record dataclass and the arch file's tagged union alike.
-    kinds: dict[str, Any] = {
-        "network": NetworkSpec,
-        "arch": ArchFile,
-        "tech": TechSpec,
-        "sweep": SweepSpec,
-        "trace-header": TraceHeader,
-        "trace-record": OpRecord,
-    }
-    schema = TypeAdapter(kinds[args.kind]).json_schema()
-    print(json.dumps(schema, indent=2, sort_keys=True))
-    return 0
-
-
-COMMANDS = {
-    "run": cmd_run,
-    "train": cmd_train,
-    "trace": cmd_trace,
-    "validate": cmd_validate,
-    "schema": cmd_schema,
-    "simulate": cmd_simulate,
-    "report": cmd_report,
-    "sweep": cmd_sweep,
-    "study": cmd_study,
-    "import": cmd_import,
-}
-
-
-def dispatch(args: argparse.Namespace) -> int:
-    return COMMANDS[args.command](args)

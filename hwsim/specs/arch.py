@@ -16,8 +16,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from hwsim.specs.common import FrozenModel, NotBool
-from hwsim.specs.network import Name
+from hwsim.specs.common import FrozenModel, Name, NotBool
 from hwsim.specs.quantities import BITS as BITS
 from hwsim.specs.quantities import MAX_BANDWIDTH_BYTES_PER_CYCLE as MAX_BANDWIDTH_BYTES_PER_CYCLE
 from hwsim.specs.quantities import MAX_BYTES as MAX_BYTES

@@ -7,7 +7,7 @@ import reprlib
 import types
 import typing
 from collections.abc import Iterable
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 from pydantic.fields import FieldInfo
@@ -15,6 +15,9 @@ from pydantic.fields import FieldInfo
 from hwsim.errors import HwsimError, SpecError
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
+
+# An identifier in hwsim files: a network's, a layer's, a spec's or a sweep's name.
+Name = Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_]*$", max_length=64)]
 
 
 def _not_bool(value: Any) -> Any:

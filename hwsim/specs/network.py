@@ -11,12 +11,11 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from hwsim.specs.common import FrozenModel, NotBool, finite_range
+from hwsim.specs.common import FrozenModel, Name, NotBool, finite_range
 from hwsim.specs.token_shapes import token_layer_shape
 
 NETWORK_SCHEMA_VERSION = 1
 MAX_LAYERS = 50_000  # a trace header carries up to ~500 bytes per layer: 25 MB at the cap
-Name = Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_]*$", max_length=64)]
 
 
 # Whole numbers 1…most (true/false are not numbers), in ranges wide enough for any network a
