@@ -178,6 +178,21 @@ def test_damaged_rows_and_specs_are_redone_on_resume(swept, tmp_path, capsys):
     assert pd.read_csv(folder / "results.csv").equals(pd.read_csv(swept / "out" / "results.csv"))
 
 
+def test_a_killed_writes_part_files_do_not_refuse_the_folder(swept, tmp_path, capsys):
+    """A SIGKILL mid-write leaves atomic_output's hidden temporary file: the next run resumes
+    (issue 17: a study tolerated it, a sweep refused its own folder)."""
+    folder = tmp_path / "out"
+    shutil.copytree(swept / "out", folder)
+    row = sorted((folder / "points").iterdir())[0]
+    (folder / "points" / f".{row.name}.k2_x9a.part").write_text('{"key": "')
+    spec = sorted((folder / "specs").iterdir())[0]
+    (folder / "specs" / f".{spec.name}.q1w2e3.part").write_text("arch")
+    (folder / ".results.csv.zz81ab.part").write_text("point")
+    capsys.readouterr()
+    assert main(["sweep", str(swept / "sweep.yaml"), "--out", str(folder), "--jobs", "1"]) == 0
+    assert pd.read_csv(folder / "results.csv").equals(pd.read_csv(swept / "out" / "results.csv"))
+
+
 def test_points_being_a_file_is_one_line(swept, tmp_path, capsys):
     folder = tmp_path / "out"
     shutil.copytree(swept / "out", folder)

@@ -46,12 +46,14 @@ _WRITER = "hwsim"
 SWEEP_LAYOUT = "sweep"
 STUDY_LAYOUT = "study"
 # What a folder added to in place holds, by its layout: the only names such a folder may hold
-# (a sweep's: hwsim.sweep.store; a feedback study's: hwsim.feedback_study, where a row file
-# being written when the study was killed may be left as a hidden .part file).
+# (a sweep's: hwsim.sweep.store; a feedback study's: hwsim.feedback_study), and the hidden .part
+# file a row or spec being written when the run was killed (SIGKILL) may leave beside them.
 _LAYOUT_ENTRIES = {
     SWEEP_LAYOUT: re.compile(
         r"(sweep\.yaml|results\.csv|results\.parquet|points/?|specs/?"
-        r"|points/[0-9a-f]+\.json|specs/[0-9a-f]+\.yaml)"
+        r"|points/[0-9a-f]+\.json|specs/[0-9a-f]+\.yaml"
+        r"|points/\.[0-9a-f]+\.json\.[A-Za-z0-9_]+\.part|specs/\.[0-9a-f]+\.yaml\.[A-Za-z0-9_]+\.part"
+        r"|\.(?:sweep\.yaml|results\.csv|results\.parquet)\.[A-Za-z0-9_]+\.part)"
     ),
     STUDY_LAYOUT: re.compile(
         r"(study\.json|study\.csv|index\.html|plotly\.min\.js|runs/?"
