@@ -122,3 +122,118 @@ def test_the_onnx_form_of_a_shipped_network_traces_as_its_yaml(tmp_path, name):
         assert ours.records == theirs.records
         assert ours.header.layers == theirs.header.layers
         assert ours.header.feedback == theirs.header.feedback
+
+
+# --- any network of the supported kinds survives the round trip ----------------------------
+
+from hypothesis import HealthCheck, assume, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_ACTIVATIONS = ("linear", "relu", "relu6", "tanh", "sigmoid")
+
+
+@st.composite
+def _map_layer(draw, index: int, channels: int) -> list[dict]:
+    name = f"l{index}"
+    kind = draw(st.sampled_from(["conv", "conv", "bn", "act", "pool", "residual", "concat"]))
+    if kind == "conv":
+        groups = draw(st.sampled_from([g for g in (1, 2, channels) if channels % g == 0]))
+        return [
+            {
+                "type": "conv2d",
+                "name": name,
+                "filters": groups * draw(st.integers(1, 3)),
+                "kernel_size": draw(st.integers(1, 3)),
+                "stride": draw(st.integers(1, 2)),
+                "padding": draw(st.sampled_from(["same", "valid"])),
+                "groups": groups,
+                "activation": draw(st.sampled_from(_ACTIVATIONS)),
+                "use_bias": draw(st.booleans()),
+            }
+        ]
+    if kind == "bn":
+        return [{"type": "batch_norm", "name": name}]
+    if kind == "act":
+        return [
+            {
+                "type": "activation",
+                "name": name,
+                "function": draw(st.sampled_from(_ACTIVATIONS[1:])),
+            }
+        ]
+    if kind == "pool":
+        return [
+            {
+                "type": draw(st.sampled_from(["max_pool", "avg_pool"])),
+                "name": name,
+                "pool_size": 2,
+                "padding": draw(st.sampled_from(["same", "valid"])),
+            }
+        ]
+    branch = {"type": "conv2d", "name": f"{name}_a", "filters": channels, "kernel_size": 3}
+    merge = "add" if kind == "residual" else "concat"
+    return [branch, {"type": merge, "name": name, "inputs": [f"{name}_a", f"{name}_in"]}]
+
+
+@st.composite
+def _networks(draw) -> NetworkSpec:
+    size, channels = draw(st.integers(4, 8)), draw(st.integers(1, 4))
+    layers: list[dict] = []
+    shape = (size, size, channels)
+    for index in range(draw(st.integers(1, 5))):
+        previous = layers[-1]["name"] if layers else "input"
+        drawn = draw(_map_layer(index, shape[2]))
+        if len(drawn) == 2:  # a branch and a merge with the tensor before them
+            drawn[0]["inputs"] = [previous]
+            drawn[1]["inputs"] = [f"l{index}_a", previous]
+        spec = _valid([*layers, *drawn], size, channels, [{"type": "flatten", "name": "f_"}])
+        assume(spec is not None)
+        layers += drawn
+        shape = infer_shapes(spec)[len(layers) - 1].output_shape
+    tail = [{"type": "global_avg_pool" if draw(st.booleans()) else "flatten", "name": "tail"}]
+    if draw(st.booleans()):
+        tail.append(
+            {
+                "type": "dense",
+                "name": "hidden",
+                "units": draw(st.integers(2, 9)),
+                "activation": draw(st.sampled_from(_ACTIVATIONS)),
+            }
+        )
+    network = _valid(layers, size, channels, tail)
+    assume(network is not None)
+    return network
+
+
+def _valid(layers: list[dict], size: int, channels: int, tail: list[dict]):
+    """The network of `layers`, `tail` and a 3-way classifier, or None if it does not fit."""
+    data = {
+        "schema_version": 1,
+        "kind": "network",
+        "name": "random",
+        "dataset": "synthetic",
+        "input_shape": [size, size, channels],
+        "classes": 3,
+        "layers": [*layers, *tail, {"type": "dense", "name": "out", "units": 3}],
+    }
+    try:
+        return NetworkSpec.model_validate(data)
+    except ValueError:
+        return None
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow],
+)
+@given(network=_networks())
+def test_any_network_of_the_imported_kinds_round_trips(tmp_path_factory, network):
+    """A random graph of convs (groups, strides, padding, activations, biases), batch norms,
+    activations, pools, residual adds and concats: its ONNX form imports to its trace."""
+    path = network_to_onnx(network, tmp_path_factory.mktemp("random") / "random.onnx")
+    imported = import_onnx(path, name="random").network
+    imported = imported.model_copy(update={"training": network.training})
+    for rule in RULES:
+        ours = shape_only_trace(imported, _config(imported, rule))
+        assert ours.records == shape_only_trace(network, _config(network, rule)).records
