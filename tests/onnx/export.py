@@ -8,7 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from hwsim.specs.network import NETWORK_INPUT, NetworkSpec, infer_shapes, layer_inputs
+from hwsim.specs.network import NETWORK_INPUT, NetworkSpec, infer_shapes
+from hwsim.specs.network_graph import layer_inputs
 from tests.onnx.builder import Builder
 
 
