@@ -120,11 +120,13 @@ class Builder:
         b = self.weight([fout], f"{name}.bias")
         return self.one("Gemm", [x, w, b], name, transB=1)
 
-    def linear(self, x, fin, fout, name, tokens=1):
+    def linear(self, x, fin, fout, name, tokens=1, bias=True):
         """A torch Linear on a [N, T, fin] input: MatMul with Wᵀ, then Add of the bias."""
         self.macs += tokens * fin * fout
         w = self.weight([fin, fout], f"{name}.weight")
         product = self.one("MatMul", [x, w], f"{name}/MatMul")
+        if not bias:
+            return product
         return self.one("Add", [product, self.weight([fout], f"{name}.bias")], f"{name}/Add")
 
     def layer_norm(self, x, width, name):
@@ -143,7 +145,7 @@ class Builder:
         product = self.one("Mul", [x, plus], f"{name}/Mul")
         return self.one("Mul", [product, self.const(np.array(0.5, np.float32))], f"{name}/Mul_1")
 
-    def attention(self, x, tokens, width, heads, name, unbind="split"):
+    def attention(self, x, tokens, width, heads, name, unbind="split", out_bias=True):
         """timm's Attention: a fused qkv Linear, heads split with Reshape/Transpose and Split
         (or Slice, as PyTorch 2's exporter unbinds)."""
         d = width // heads
@@ -185,7 +187,7 @@ class Builder:
             [back, self.const(np.array([1, tokens, width], np.int64))],
             f"{name}/Reshape_1",
         )
-        return self.linear(merged, width, width, f"{name}/proj", tokens)
+        return self.linear(merged, width, width, f"{name}/proj", tokens, bias=out_bias)
 
 
 def residual_cnn(path: Path) -> Builder:

@@ -215,6 +215,23 @@ def test_what_pytorch_exporters_write(tmp_path):
     assert imported.parameters == imported.file_parameters == b.parameters
 
 
+def test_an_attention_whose_zero_bias_an_exporter_dropped(tmp_path):
+    """The dynamo exporter drops a zero bias (a fresh nn.MultiheadAttention's out_proj): the
+    import keeps hwsim's attention, with its bias, and says so in the file."""
+    b = Builder([1, 6, 8])
+    y = b.attention("x", 6, 8, 2, "attn", out_bias=False)
+    path = b.save(
+        b.gemm(
+            b.one("ReduceMean", [b.add("x", y, "res")], "pool", axes=[1], keepdims=0), 8, 10, "head"
+        ),
+        tmp_path / "nobias.onnx",
+    )
+    imported = import_onnx(path)
+    assert [layer.type for layer in imported.network.layers][:2] == ["attention", "add"]
+    assert imported.parameters == imported.file_parameters + 8
+    assert "output projection has no bias" in imported.text and "8 more parameters" in imported.text
+
+
 # --- bad input --------------------------------------------------------------------------------
 
 

@@ -138,6 +138,8 @@ def attention(converter: Converter, node: Node) -> None:
     converter.add(
         node, {"type": "attention", "heads": node.attrs["heads"]}, [value], shape=value.shape
     )
+    if node.attrs.get("note"):
+        converter.layers[-1].notes.append(node.attrs["note"])
 
 
 def patch_embed(converter: Converter, node: Node) -> None:

@@ -77,17 +77,42 @@ def _softmax_ends(index: Index, softmax: Node) -> tuple[Node, Node, list[Node]] 
 
 
 def _out_projection(index: Index, tensor: str) -> tuple[list[Node], str, bool] | None:
+    """The output projection after A·V (a MatMul and its bias Add, or a Gemm on the tokens
+    flattened, as nn.MultiheadAttention exports it), with the re-views around it."""
     visited: list[Node] = []
     node = index.sole(tensor)
     while node is not None and node.op in ("Transpose", "Reshape"):
         visited.append(node)
         node = index.sole(node.outputs[0])
-    if node is None or node.op != "MatMul" or index.const(node.inputs[1]) is None:
+    if node is None or node.op not in ("MatMul", "Gemm") or len(node.inputs) < 2:
         return None
-    width = int(index.const(node.inputs[1]).shape[1])  # type: ignore[union-attr]
-    add = _bias_after(index, node.outputs[0], width)
-    visited += [node, add] if add else [node]
-    return visited, (add or node).outputs[0], add is not None
+    weight = index.const(node.inputs[1])
+    if weight is None or weight.ndim != 2:
+        return None
+    if node.op == "Gemm":
+        has_bias = len(node.inputs) > 2 and bool(node.inputs[2])
+        visited.append(node)
+        output = node.outputs[0]
+    else:
+        add = _bias_after(index, node.outputs[0], int(weight.shape[1]))
+        has_bias = add is not None
+        visited += [node, add] if add else [node]
+        output = (add or node).outputs[0]
+    after = index.sole(output)  # back to [batch, tokens, width]
+    while after is not None and after.op in ("Transpose", "Reshape"):
+        visited.append(after)
+        output = after.outputs[0]
+        after = index.sole(output)
+    return visited, output, has_bias
+
+
+def _batch_first(index: Index, tensor: str) -> tuple[str, list[Node]]:
+    """The projections' input before a Transpose that puts the tokens first (nn.MultiheadAttention
+    works on [tokens, batch, width])."""
+    node = index.made_by(tensor, "Transpose")
+    if node is not None and list(node.attrs.get("perm", [])) == [1, 0, 2]:
+        return node.inputs[0], [node]
+    return tensor, []
 
 
 def match_attention(index: Index, node: Node) -> Match | None:
@@ -116,7 +141,10 @@ def match_attention(index: Index, node: Node) -> Match | None:
     for _, matmul, add in sources.values():
         consumed += [matmul, add] if add else [matmul]
     consumed += after
-    (x,) = inputs
+    x, swapped = _batch_first(index, next(iter(inputs)))
+    consumed += swapped
+    if index.graph.shapes.get(output) != index.graph.shapes.get(x):
+        return None
     return _attention_node(index, consumed, x, output, scores, sources, out_bias)
 
 
@@ -129,18 +157,23 @@ def _attention_node(index, consumed, x, output, scores, sources, out_bias) -> Ma
         raise SpecError(f"{label}: attention needs a [batch, tokens, width] input")
     if width % head_width:
         raise SpecError(f"{label}: query width {head_width} does not divide the model's {width}")
-    if not out_bias or any(add is None for _, _, add in sources.values()):
-        raise SpecError(
-            f"{label}: an attention whose projections have no bias; hwsim's attention has "
-            "biases on its query/key/value and output projections"
-        )
+    missing = [] if out_bias else ["output"]
+    if any(add is None for _, _, add in sources.values()):
+        missing.insert(0, "query/key/value")
+    extra = (0 if out_bias else width) + (3 * width if "query/key/value" in missing else 0)
+    note = (
+        f"the file's {' and '.join(missing)} projection has no bias (an exporter drops a zero "
+        f"one); hwsim's attention has them: {extra} more parameters than the file"
+        if missing
+        else ""
+    )
     projected = sum(int(index.const(m.inputs[1]).shape[1]) for _, m, _ in sources.values())
     if projected != 3 * width:
         raise SpecError(
             f"{label}: the query/key/value projections give {projected} features; hwsim's "
             f"self-attention projects the {width}-wide input to 3 × {width}"
         )
-    return hwsim_node("attention", consumed, [x], output, heads=width // head_width)
+    return hwsim_node("attention", consumed, [x], output, heads=width // head_width, note=note)
 
 
 # --- patch embedding ----------------------------------------------------------------------------
