@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from hwsim.specs.arch import ArchSpec
 from hwsim.specs.sparsity import CompressionFormat, Sparsity
-from hwsim.specs.trace import GatherOp, Operand, OpRecord, Role, Slot, TraceHeader
+from hwsim.specs.trace import GatherOp, Operand, OpRecord, Slot, TraceHeader
 
 SAVED = "compression_saved"  # breakdown action: bytes a level did not move, by role
 SKIPPED = "skipped_mac"  # breakdown action: MACs gated by zeros, by gating roles
@@ -130,4 +130,7 @@ class Zeros:
         return math.ceil(cycles * kept) if roles else cycles
 
 
-COMPRESSED_ROLES = tuple(role for role in Role if role != Role.FEEDBACK)
+
+def is_action(name: str, kind: str) -> bool:
+    """Whether breakdown action `name` is one of `kind`'s (SAVED, SKIPPED) rows."""
+    return name.startswith(kind + ".")
