@@ -130,7 +130,6 @@ class Zeros:
         return math.ceil(cycles * kept) if roles else cycles
 
 
-
 def is_action(name: str, kind: str) -> bool:
     """Whether breakdown action `name` is one of `kind`'s (SAVED, SKIPPED) rows."""
     return name.startswith(kind + ".")
