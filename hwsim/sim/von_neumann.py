@@ -424,6 +424,7 @@ class VonNeumannSubstrate:
         macs: int,
         vector_ops: int,
         moved_bytes: int,
+        *,
         skipping: bool = False,
     ) -> Process:
         """The array (or the vector unit) and the buffer port, side by side; `skipping`: an
