@@ -272,3 +272,18 @@ def test_the_schema_has_the_sparsity_fields(capsys):
     }
     assert set(schema["$defs"]["Compression"]["properties"]) == {"dram", "noc", "sram"}
     assert "sparsity" in schema["$defs"]["VonNeumannSpec"]["properties"]
+
+
+def test_the_saved_rows_are_what_dram_did_not_move(cifar10_bp_traces):
+    """For this step the compressed schedule keeps the dense one's tensors in the buffer, so
+    the rows by role add up to the dense DRAM bytes less the compressed ones, exactly."""
+    paths = tuple(cifar10_bp_traces)
+    _, dense = _figures("von_neumann", "", 0, paths)
+    _, compressed = _figures("von_neumann", json.dumps(COMPRESS_VN), 0, paths)
+
+    def moved(result) -> int:
+        return result.total("dram", "read") + result.total("dram", "write")
+
+    rows = compressed.breakdown
+    saved = rows.loc[rows["action"].map(lambda a: is_action(a, SAVED)), "bytes"].sum()
+    assert saved == moved(dense) - moved(compressed) > 0
