@@ -287,3 +287,14 @@ def test_the_saved_rows_are_what_dram_did_not_move(cifar10_bp_traces):
     rows = compressed.breakdown
     saved = rows.loc[rows["action"].map(lambda a: is_action(a, SAVED)), "bytes"].sum()
     assert saved == moved(dense) - moved(compressed) > 0
+
+
+def test_simulate_prints_what_zeros_saved_only_when_a_spec_prices_them(capsys, cifar10_bp_traces):
+    live = str(cifar10_bp_traces[0])
+    assert main(["simulate", "--arch", "von_neumann_sparse", "--trace", live]) == 0
+    out = capsys.readouterr().out
+    assert "  zeros (sparsity), per example:" in out
+    assert "    dram bytes compression saved, error: " in out
+    assert "    MACs skipped on zero activation+error: " in out
+    assert main(["simulate", "--arch", "von_neumann", "--trace", live]) == 0
+    assert "zeros" not in capsys.readouterr().out
