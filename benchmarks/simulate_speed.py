@@ -68,6 +68,7 @@ TARGET_SCALING_RATIO = 4.0
 TARGET_VON_NEUMANN_SECONDS = 0.1  # the chunked model took ~100 ms (issue 6)
 TARGET_EVENTS_PER_RECORD = 50
 TARGET_BASELINE_RATIO = 1.05  # sparsity off against the code before it (issue 18): noise
+TARGET_BASELINE_CALLS_RATIO = 1.02  # the same, counted: cProfile's calls, no noise
 MEGABYTE_BYTES = 10**6  # the issue's "500 MB" is decimal; reported in the same unit
 PROFILE_TOP = 5
 
@@ -652,6 +653,16 @@ def run(args: argparse.Namespace, folder: Path) -> dict:
                     f"`simulate` on `{spec}` with sparsity off at most "
                     f"{TARGET_BASELINE_RATIO:.2f}× `{args.baseline}`'s ({paired:.2f}×, median "
                     "of the rounds' ratios)",
+                )
+            )
+        for spec, (ours, theirs) in baseline["function_calls"].items():
+            verdicts.append(
+                verdict(
+                    ours / theirs,
+                    TARGET_BASELINE_CALLS_RATIO,
+                    f"Python function calls of one `simulate` on `{spec}` with sparsity off at "
+                    f"most {TARGET_BASELINE_CALLS_RATIO:.2f}× `{args.baseline}`'s "
+                    f"({ours:,} against {theirs:,})",
                 )
             )
     host["load average at end (1, 5, 15 min)"] = load_average()

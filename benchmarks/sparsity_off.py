@@ -1,15 +1,17 @@
 """`simulate` with sparsity off, against the code of a baseline revision, in one run.
 
-    python benchmarks/sparsity_off.py --baseline main [--trace T.jsonl.gz] [--rounds 7]
+    python benchmarks/sparsity_off.py --baseline ea21a80 [--trace T.jsonl.gz] [--rounds 15]
 
 Issue 18 added a `sparsity` section to arch specs; a spec without one must simulate as fast
 as before.  This extracts the baseline revision's tree (`git archive`), then times
 `simulate(arch, trace)` on each default spec in fresh child processes — one importing this
 tree, one the baseline's — taken in turn, so drift on a shared machine hits both
 alike (A B, then B A: neither always goes first).  Each child makes one warm-up call and
-`--calls` timed calls; the figures are the ratio of the medians of all timed calls, A ÷ B, the
-median of the per-round ratios and the ratio of the fastest calls (the least disturbed by
-neighbours on a shared machine).  The
+`--calls` calls timed in CPU time (`time.process_time`: the time a neighbour holds the core is
+not counted, as wall time would count it); the figures are the ratio of the medians of all
+timed calls, A ÷ B, the median of the per-round ratios and the ratio of the fastest calls (the
+least disturbed by neighbours on a shared machine), and cProfile's count of the Python
+function calls of one simulate (the same on every run).  The
 same children also time `von_neumann_sparse` (this tree only) as context: what pricing zeros
 costs.  `benchmarks/simulate_speed.py --baseline REV` puts this table into
 docs/performance.md.  Benchmarks are not part of the test run.
@@ -30,7 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = ("von_neumann", "distributed")
 CHILD = """
-import json, sys, time
+import cProfile, json, pstats, sys, time
 from hwsim.io.arch import load_arch
 from hwsim.io.traces import read_trace
 from hwsim.sim.engine import simulate
@@ -41,10 +43,14 @@ for spec in sys.argv[3:]:
     simulate(arch, trace)
     times = []
     for _ in range(int(sys.argv[2])):
-        start = time.perf_counter()
+        start = time.process_time()
         simulate(arch, trace)
-        times.append(time.perf_counter() - start)
-    out[spec] = times
+        times.append(time.process_time() - start)
+    profiler = cProfile.Profile()
+    profiler.enable()
+    simulate(arch, trace)
+    profiler.disable()
+    out[spec] = {"times": times, "calls": pstats.Stats(profiler).total_calls}
 print(json.dumps(out))
 """
 
@@ -81,6 +87,7 @@ def compare(trace: Path, revision: str, rounds: int = 15, calls: int = 10) -> di
         ours: dict[str, list[float]] = {spec: [] for spec in (*SPECS, "von_neumann_sparse")}
         theirs: dict[str, list[float]] = {spec: [] for spec in SPECS}
         round_ratios: dict[str, list[float]] = {spec: [] for spec in SPECS}
+        function_calls: dict[str, tuple[int, int]] = {}  # Python calls of one simulate
         for index in range(rounds):
             # A B, then B A, ...: neither tree always runs first (or on a warmer machine).
             if index % 2 == 0:
@@ -90,10 +97,12 @@ def compare(trace: Path, revision: str, rounds: int = 15, calls: int = 10) -> di
                 b = child_times(tree, trace, calls, SPECS)
                 a = child_times(ROOT, trace, calls, (*SPECS, "von_neumann_sparse"))
             for spec in SPECS:
-                ours[spec] += a[spec]
-                theirs[spec] += b[spec]
-                round_ratios[spec].append(statistics.median(a[spec]) / statistics.median(b[spec]))
-            ours["von_neumann_sparse"] += a["von_neumann_sparse"]
+                mine, base = a[spec]["times"], b[spec]["times"]
+                ours[spec] += mine
+                theirs[spec] += base
+                round_ratios[spec].append(statistics.median(mine) / statistics.median(base))
+                function_calls[spec] = (a[spec]["calls"], b[spec]["calls"])
+            ours["von_neumann_sparse"] += a["von_neumann_sparse"]["times"]
     table = {
         spec: (
             statistics.median(ours[spec]),
@@ -110,6 +119,7 @@ def compare(trace: Path, revision: str, rounds: int = 15, calls: int = 10) -> di
         "calls": calls,
         "table": table,
         "sparse_s": statistics.median(ours["von_neumann_sparse"]),
+        "function_calls": function_calls,
     }
 
 
@@ -120,7 +130,8 @@ def render(result: dict, trace_name: str) -> list[str]:
         f"## Sparsity off, against `{revision}`",
         "",
         f"`simulate` of {trace_name} with this tree (A) and with the code of `{revision}` (B, "
-        "extracted by `git archive`), each in a fresh child process, "
+        "extracted by `git archive`), in CPU time (`time.process_time`) of each call, each in a "
+        "fresh child process, "
         f"{result['rounds']} rounds taken in turn (A B, B A, A B, ...), "
         f"{result['calls']} timed calls a child after one warm-up "
         "(benchmarks/sparsity_off.py). No spec has a sparsity section, so A runs the dense "
@@ -138,6 +149,14 @@ def render(result: dict, trace_name: str) -> list[str]:
         )
     baseline = result["table"]["von_neumann"][0]
     lines += [
+        "",
+        "Python function calls in one `simulate` (cProfile's count: the same on every run, "
+        "unlike a time on a shared machine): "
+        + "; ".join(
+            f"{spec} {ours:,} (A) against {theirs:,} (B), {ours / theirs - 1:+.2%}"
+            for spec, (ours, theirs) in result["function_calls"].items()
+        )
+        + ".",
         "",
         f"With zeros priced (`von_neumann_sparse`: bitmask DRAM compression and zero "
         f"skipping, A only) the same call takes {result['sparse_s'] * 1e3:.1f} ms, "
