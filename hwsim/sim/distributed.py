@@ -602,17 +602,21 @@ class DistributedSubstrate:
                 "allow spilling to DRAM or enlarge the reserve",
             )
         self._keep_in_dram(excess, f"activations and errors spilled by {record.layer}")
+        shares = [
+            (operand, ceil_div(excess * self._bytes(operand), held))
+            for operand in record.writes
+            if operand.role in HELD_ROLES
+        ]
         written = excess
-        for operand in record.writes:
-            if operand.role in HELD_ROLES:
-                spilled = ceil_div(excess * self._bytes(operand), held)
-                self.spilled[operand.tensor] = spilled
-                if self.zeros is not None:
-                    compressed = self._compressed(spilled, operand, "dram")
-                    written -= spilled - compressed
-                    for component, role, nbytes in _saved(operand, ("dram", spilled - compressed)):
-                        self.ledger.add(scope, component, action(SAVED, role), nbytes=nbytes)
+        if self.zeros is not None:  # each tensor's share goes to DRAM in its format
+            for operand, spilled in shares:
+                compressed = self._compressed(spilled, operand, "dram")
+                written -= spilled - compressed
+                for component, role, nbytes in _saved(operand, ("dram", spilled - compressed)):
+                    self.ledger.add(scope, component, action(SAVED, role), nbytes=nbytes)
         yield from self.dram.transfer(scope, max(0, written), "write")
+        for operand, spilled in shares:
+            self.spilled[operand.tensor] = spilled
 
     def _written(self, tensor: str, region: Region) -> None:
         self.home[tensor] = region
