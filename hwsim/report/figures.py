@@ -186,6 +186,8 @@ def fig8(costs: pd.DataFrame) -> go.Figure:
 def _group(component: str, action: str) -> str:
     if action in ("mac", "vector_op", "leakage"):
         return COMPONENT_GROUPS[action]
+    if action.startswith("skipped_mac."):  # MACs zeros gated: 0 pJ, with the MACs
+        return COMPONENT_GROUPS["mac"]
     if component == "dram":
         return "DRAM"
     if component == "noc":
