@@ -45,6 +45,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 import simpy
+import sparsity_off
 
 import hwsim
 from hwsim.cli import main as hwsim_main
@@ -66,6 +67,8 @@ TARGET_PEAK_RSS_BYTES = 500 * 10**6
 TARGET_SCALING_RATIO = 4.0
 TARGET_VON_NEUMANN_SECONDS = 0.1  # the chunked model took ~100 ms (issue 6)
 TARGET_EVENTS_PER_RECORD = 50
+TARGET_BASELINE_RATIO = 1.05  # sparsity off against the code before it (issue 18): noise
+TARGET_BASELINE_CALLS_RATIO = 1.02  # the same, counted: cProfile's calls, no noise
 MEGABYTE_BYTES = 10**6  # the issue's "500 MB" is decimal; reported in the same unit
 PROFILE_TOP = 5
 
@@ -135,6 +138,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=Path,
         default=None,
         help="also write the markdown report here (docs/performance.md)",
+    )
+    parser.add_argument(
+        "--baseline",
+        default=None,
+        help="also time sparsity off against this git revision's code (benchmarks/sparsity_off.py)",
     )
     args = parser.parse_args(argv)
     if args.repeats < 1 or args.batch_size < 1:
@@ -483,6 +491,8 @@ def render(report: dict) -> str:
         ],
         text_columns=2,
     )
+    if report.get("baseline") is not None:
+        lines += ["", *sparsity_off.render(report["baseline"], "the AlexNet BP trace")]
     lines += [
         "",
         "Sweeps (many simulations in a process pool or on Dask) are measured by "
@@ -631,6 +641,30 @@ def run(args: argparse.Namespace, folder: Path) -> dict:
             f"-tile time ({ratio:.2f}×, medians)",
         )
     )
+    baseline = None
+    if args.baseline is not None:
+        baseline = sparsity_off.compare(trace_path.resolve(), args.baseline)
+        # The paired figure: each round's A ÷ B, whose drift the pairing cancels.
+        for spec, (_, _, _, paired, _) in baseline["table"].items():
+            verdicts.append(
+                verdict(
+                    paired,
+                    TARGET_BASELINE_RATIO,
+                    f"`simulate` on `{spec}` with sparsity off at most "
+                    f"{TARGET_BASELINE_RATIO:.2f}× `{args.baseline}`'s ({paired:.2f}×, median "
+                    "of the rounds' ratios)",
+                )
+            )
+        for spec, (ours, theirs) in baseline["function_calls"].items():
+            verdicts.append(
+                verdict(
+                    ours / theirs,
+                    TARGET_BASELINE_CALLS_RATIO,
+                    f"Python function calls of one `simulate` on `{spec}` with sparsity off at "
+                    f"most {TARGET_BASELINE_CALLS_RATIO:.2f}× `{args.baseline}`'s "
+                    f"({ours:,} against {theirs:,})",
+                )
+            )
     host["load average at end (1, 5, 15 min)"] = load_average()
     reused = [algorithm for algorithm in ALGORITHMS if algorithm not in trace_seconds]
     note = " ".join(
@@ -666,6 +700,7 @@ def run(args: argparse.Namespace, folder: Path) -> dict:
         "context": context,
         "profiles": profiles,
         "verdicts": verdicts,
+        "baseline": baseline,
     }
 
 

@@ -31,6 +31,7 @@ from hwsim.report.data import ReportData, collect
 from hwsim.report.html import write_report
 from hwsim.sim.engine import simulate as _simulate
 from hwsim.sim.result import SimResult
+from hwsim.sim.sparsity import SAVED
 from hwsim.specs.arch import ActionEnergies, ArchSpec
 from hwsim.specs.network import NetworkSpec
 from hwsim.specs.resolve import resolve_energies
@@ -202,9 +203,12 @@ class Result:
             return per_example_breakdown(self.sim, self.energies)
         if kind == "layers":
             frame = per_example_breakdown(self.sim, self.energies)
-            return frame.groupby(["layer", "phase"], as_index=False, sort=False)[
-                ["bytes", "energy_pj"]
-            ].sum()
+            moved = ~frame["action"].str.startswith(SAVED + ".")  # bytes not moved: not here
+            return (
+                frame[moved]
+                .groupby(["layer", "phase"], as_index=False, sort=False)[["bytes", "energy_pj"]]
+                .sum()
+            )
         if kind in ("resources", "timeline", "mapping"):
             return getattr(self.sim, kind).copy()
         if kind == "spec":

@@ -88,3 +88,18 @@ def feedback_study(tmp_path_factory) -> tuple[Path, str, str]:
     with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(errors):
         assert main([*FEEDBACK_STUDY_ARGS, "--jobs", "1", "--out", str(folder)]) == 0
     return folder, printed.getvalue(), errors.getvalue()
+
+
+@pytest.fixture(scope="session")
+def cifar10_bp_traces(tmp_path_factory) -> tuple[Path, Path]:
+    """cifar10_conv under BP at batch 8 (issue 18's acceptance): a live step on synthetic
+    data (densities measured) and the shape-only trace of the same network, each made once."""
+    from hwsim.cli import main
+
+    folder = tmp_path_factory.mktemp("cifar10_bp")
+    argv = ["--network", "cifar10_conv", "--algorithm", "bp", "--batch-size", "8"]
+    live, shape = folder / "live.jsonl", folder / "shape.jsonl"
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert main(["trace", *argv, "--out", str(live)]) == 0
+        assert main(["trace", *argv, "--shape-only", "--out", str(shape)]) == 0
+    return live, shape

@@ -24,11 +24,13 @@ from hwsim.specs.arch import (
     PeArray,
     Precision,
     Schedule,
+    Sparsity,
     Sram,
     TechSpec,
     Tiles,
     VonNeumannSpec,
 )
+from hwsim.specs.sparsity import Compression
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "arch-spec.md"
 MODELS = (
@@ -42,6 +44,8 @@ MODELS = (
     Noc,
     Mapping,
     Schedule,
+    Sparsity,
+    Compression,
     TechSpec,
     ActionEnergies,
 )
@@ -85,6 +89,8 @@ def _documented_default(model: type[BaseModel], name: str) -> str:
         return value.value
     if isinstance(value, BaseModel):
         return "see below"
+    if isinstance(value, tuple):
+        return "[" + ", ".join(str(item) for item in value) + "]"
     if value == "":
         return '""'
     return str(value)

@@ -107,5 +107,27 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     elif args.format == "csv":
         print(breakdown.to_csv(index=False, lineterminator="\n"), end="")
     else:
-        print(_table(summary))
+        print(_table(summary) + _zeros(breakdown))
     return 0
+
+
+def _zeros(breakdown: pd.DataFrame) -> str:
+    """Per example, what the spec's sparsity section saved, by level and role ('' when it
+    has none): the bytes compression did not move and the MACs zeros gated."""
+    from hwsim.sim.sparsity import SAVED, SKIPPED
+
+    kind = breakdown["action"].str.partition(".")
+    rows = breakdown[kind[0].isin([SAVED, SKIPPED])]
+    if rows.empty:
+        return ""
+    lines = ["", "  zeros (sparsity), per example:"]
+    saved = rows[kind.loc[rows.index, 0] == SAVED]
+    for (component, action), nbytes in (
+        saved.groupby(["component", "action"])["bytes"].sum().items()
+    ):
+        role = action.partition(".")[2]
+        lines.append(f"    {component} bytes compression saved, {role}: {nbytes:,.0f}")
+    skipped = rows[kind.loc[rows.index, 0] == SKIPPED]
+    for action, count in skipped.groupby("action")["count"].sum().items():
+        lines.append(f"    MACs skipped on zero {action.partition('.')[2]}: {count:,.0f}")
+    return "\n".join(lines)

@@ -94,8 +94,27 @@ def describe_arch(arch: ArchSpec, energies: ActionEnergies) -> str:
         f"{arch.dram_bandwidth_bytes_per_cycle:g} B/cycle; tech {arch.tech}: "
         f"MAC {energies.mac_pj:.3g} pJ, SRAM {energies.sram_read_pj_per_bit:.3g} pJ/bit"
         f"{noc}, DRAM {energies.dram_read_pj_per_bit:.3g} pJ/bit; "
-        f"area {_mm2(energies.area.area_mm2)})"
+        f"area {_mm2(energies.area.area_mm2)}{_describe_zeros(arch)})"
     )
+
+
+def _describe_zeros(arch: ArchSpec) -> str:
+    """'; zeros: ...' for a spec whose sparsity section does anything, else ''."""
+    sparsity = arch.sparsity
+    if not sparsity.active:
+        return ""
+    parts = []
+    if sparsity.compresses:
+        levels = [
+            f"{level} {form.value}" for level, form in sparsity.compression if form.value != "none"
+        ]
+        roles = ", ".join(role.value for role in sparsity.compressed_roles)
+        parts.append(f"{' and '.join(levels)} compression of {roles}")
+    if sparsity.skip_zero_macs:
+        roles = ", ".join(role.value for role in sparsity.skip_zero_macs)
+        cycles = ", cycles too" if sparsity.skip_cycles else ""
+        parts.append(f"MACs skipped on zero {roles}{cycles}")
+    return "; zeros: " + "; ".join(parts)
 
 
 def describe_tech(tech: TechSpec) -> str:

@@ -186,6 +186,8 @@ def fig8(costs: pd.DataFrame) -> go.Figure:
 def _group(component: str, action: str) -> str:
     if action in ("mac", "vector_op", "leakage"):
         return COMPONENT_GROUPS[action]
+    if action.startswith("skipped_mac."):  # MACs zeros gated: 0 pJ, with the MACs
+        return COMPONENT_GROUPS["mac"]
     if component == "dram":
         return "DRAM"
     if component == "noc":
@@ -285,6 +287,54 @@ def traffic_by_layer(breakdown: pd.DataFrame, network: str) -> go.Figure:
     )
     figure.update_yaxes(matches=None, showticklabels=True, title_text="")
     return style(figure, f"Traffic per layer and phase at each level: {network}")
+
+
+ZEROS = {  # breakdown action kind → what its rows count (hwsim.sim.sparsity)
+    "compression_saved": "bytes compression saved",
+    "skipped_mac": "MACs zeros gated",
+}
+
+
+def zero_rows(breakdown: pd.DataFrame) -> pd.DataFrame:
+    """The breakdown's sparsity rows (bytes saved by role, MACs skipped by gating roles):
+    KEYS + layer, phase, level (`dram`, `noc`, `mac`), what, role and amount."""
+    if breakdown.empty:
+        return pd.DataFrame()
+    kinds = breakdown["action"].str.partition(".")
+    frame = breakdown[kinds[0].isin(list(ZEROS))].copy()
+    if frame.empty:
+        return pd.DataFrame()
+    kind = kinds.loc[frame.index, 0]
+    frame["what"] = kind.map(ZEROS)
+    frame["role"] = kinds.loc[frame.index, 2]
+    frame["level"] = frame["component"].where(kind != "skipped_mac", "mac")
+    frame["amount"] = frame["bytes"].where(kind != "skipped_mac", frame["count"])
+    keys = [column for column in ("network", "algorithm", "arch") if column in frame]
+    return frame[[*keys, "layer", "phase", "level", "what", "role", "amount"]]
+
+
+def zeros(breakdown: pd.DataFrame) -> go.Figure:
+    """Per layer, phase and role: the bytes each level did not move and the MACs zeros
+    gated, per example, for every rule and spec that prices zeros."""
+    frame = zero_rows(breakdown)
+    if frame.empty:
+        return _empty("Zeros", "no spec with a sparsity section")
+    frame["row"] = frame["level"].str.upper() + ": " + frame["what"]
+    frame["rule · spec"] = frame["network"] + " · " + _label(frame)
+    figure = px.bar(
+        frame,
+        x="layer",
+        y="amount",
+        color="role",
+        pattern_shape="phase",
+        facet_row="row",
+        facet_col="rule · spec",
+        hover_data={"phase": True, "amount": ":,.0f"},
+        labels={"amount": "per example"},
+        height=700,
+    )
+    figure.update_yaxes(matches=None, showticklabels=True, title_text="")
+    return style(figure, "Zeros: what compression saved and zero skipping gated")
 
 
 def resource_use(resources: pd.DataFrame) -> go.Figure:

@@ -131,9 +131,25 @@ def report_figures(data: ReportData) -> list[Section]:
         )
         for network in networks
     ]
+    zeros = []
+    if not figures.zero_rows(data.breakdown).empty:
+        zeros.append(
+            (
+                "Zeros: compression and zero skipping",
+                "Per training example, for the specs with a sparsity section (docs/model.md): "
+                "the DRAM and NoC bytes that storing compressed roles in a sparse format did "
+                "not move (negative where a dense tensor's metadata costs more), and the MACs "
+                "whose zero operands gated them, by layer, phase and role. The densities are "
+                "the trainer's, measured in the traced step; a shape-only trace counts every "
+                "operand dense. The rows are in breakdown.csv (actions "
+                "compression_saved.<role> and skipped_mac.<roles>).",
+                figures.zeros(data.breakdown),
+            )
+        )
     return [
         *_cost_sections(data),
         *traffic,
+        *zeros,
         *_use_sections(data),
         *_timeline_sections(data, networks),
         *_training_sections(data),

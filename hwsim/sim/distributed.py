@@ -41,8 +41,10 @@ from hwsim.sim.mapping import (
 )
 from hwsim.sim.noc import MEMORY, Network, Transfer
 from hwsim.sim.schedule import critical_path_ranks
-from hwsim.sim.tiling import compute_cycles, gemm_slots, operand_bytes
+from hwsim.sim.sparsity import SAVED, SKIPPED, Zeros, action
+from hwsim.sim.tiling import bits_of, compute_cycles, gemm_slots, operand_bytes
 from hwsim.specs.arch import BackwardTransport, DistributedSpec
+from hwsim.specs.sparsity import CompressionFormat
 from hwsim.specs.trace import (
     Conv2DOp,
     GatherOp,
@@ -71,10 +73,22 @@ class Move:
     transfer: Transfer | None
     region: Region
     scope: Scope | None = None  # whom the transfer is counted for; None: the op that fetches
+    # With compression (hwsim.sim.sparsity): the bytes the tiles receive once decompressed
+    # (None: what the NoC delivers), and what each level did not move: (component, role,
+    # bytes).
+    dense_delivered_bytes: int | None = None
+    saved: tuple[tuple[str, str, int], ...] = ()
 
     def part(self, share: int, parts: int) -> Move:
         transfer = None if self.transfer is None else self.transfer.part(share, parts)
         return Move(self.dram_read_bytes * share // parts, transfer, self.region, self.scope)
+
+    @property
+    def received_bytes(self) -> int:
+        """What the move writes into its tiles' SRAM (dense: tiles hold operands dense)."""
+        if self.dense_delivered_bytes is not None:
+            return self.dense_delivered_bytes
+        return 0 if self.transfer is None else self.transfer.delivered_bytes
 
 
 @dataclass(frozen=True)
@@ -120,6 +134,7 @@ class DistributedSubstrate:
         self.pending: dict[str, Pending] = {}
         self.dram_bytes = self.placement.spilled_bytes  # what the substrate keeps in DRAM
         self.in_dram: set[str] = set()
+        self.zeros = Zeros.of(arch, header)
         self.rank = critical_path_ranks(
             records, {record.id: self._alone(record) for record in records}
         )
@@ -156,6 +171,24 @@ class DistributedSubstrate:
 
     def _bytes(self, operand: Operand) -> int:
         return operand_bytes(operand, self.arch.precision)
+
+    def _compressed(self, nbytes: int, operand: Operand, level: str) -> int:
+        """`nbytes` of `operand` as they cross `level` (`dram` or `noc`) in its format."""
+        zeros = self.zeros
+        if zeros is None:
+            return nbytes
+        form: CompressionFormat = getattr(zeros.sparsity.compression, level)
+        return zeros.scaled(nbytes, operand, form, bits_of(operand, self.arch.precision))
+
+    def _from_dram(self, nbytes: int, operand: Operand, region: Region) -> Move:
+        """`nbytes` of `operand` read from DRAM and scattered into `region`."""
+        dram = self._compressed(nbytes, operand, "dram")
+        noc = self._compressed(nbytes, operand, "noc")
+        move = Move(dram, self.geometry.scatter(noc, MEMORY, region), region)
+        if dram == nbytes and noc == nbytes:
+            return move
+        saved = _saved(operand, ("dram", nbytes - dram), ("noc", nbytes - noc))
+        return Move(move.dram_read_bytes, move.transfer, region, None, nbytes, saved)
 
     def _keep_in_dram(self, nbytes: int, what: str) -> None:
         self.dram_bytes += nbytes
@@ -205,13 +238,16 @@ class DistributedSubstrate:
             for operand in record.reads
             for move in self._fetch(scope, record, operand, own, region, group)
         ]
-        received = sum(m.transfer.delivered_bytes for m in moves if m.transfer is not None)
+        received = sum(move.received_bytes for move in moves)
         read_bytes = sum(self._bytes(operand) for operand in record.reads)
         write_bytes = sum(self._bytes(operand) for operand in record.writes)
         cycles = self._cycles(record, region, read_bytes + write_bytes)
+        macs = record.macs
+        if self.zeros is not None:
+            macs -= self._log_zeros(scope, record, moves)
         yield from self._fetch_and_compute(scope, moves, region, cycles, received)
-        if record.macs:
-            self.ledger.add(scope, "tiles", "mac", count=record.macs, cycles=cycles)
+        if macs:
+            self.ledger.add(scope, "tiles", "mac", count=macs, cycles=cycles)
         if record.other_ops:
             self.ledger.add(
                 scope,
@@ -224,6 +260,18 @@ class DistributedSubstrate:
         self.ledger.add(scope, SRAM, "write", nbytes=write_bytes + received)
         yield from self._store(scope, record, own, region, group, partial_sums)
 
+    def _log_zeros(self, scope: Scope, record: OpRecord, moves: list[Move]) -> int:
+        """Count the bytes compression saved the moves and the MACs zeros gate, by role;
+        the MACs skipped."""
+        assert self.zeros is not None, "only with a sparsity section"
+        for move in moves:
+            for component, role, nbytes in move.saved:
+                self.ledger.add(move.scope or scope, component, action(SAVED, role), nbytes=nbytes)
+        skipped, roles = self.zeros.skipped_macs(record)
+        if skipped:
+            self.ledger.add(scope, "tiles", action(SKIPPED, roles), count=skipped)
+        return skipped
+
     def _cycles(self, record: OpRecord, region: Region, sram_bytes: int) -> int:
         tiles = self.tile_spec
         cycles = compute_cycles(
@@ -231,6 +279,8 @@ class DistributedSubstrate:
             vector_ops_per_cycle=region.tiles * tiles.vector_ops_per_cycle,
             macs_per_cycle=region.tiles * tiles.macs_per_cycle,
         )
+        if self.zeros is not None:
+            cycles = self.zeros.skip_cycles(cycles, record)
         bandwidth = region.tiles * tiles.sram.bandwidth_bytes_per_cycle
         return max(cycles, ceil_div(sram_bytes, bandwidth))
 
@@ -277,15 +327,17 @@ class DistributedSubstrate:
     # -- fetching operands ----------------------------------------------------------------
 
     def _fetch_resident(
-        self, nbytes: int, own: Region, region: Region, group: ConvGroup | None
+        self, operand: Operand, own: Region, region: Region, group: ConvGroup | None
     ) -> list[Move]:
         """A weight-like operand stored on the layer's own tiles: what spilled comes back from
-        DRAM; a reloaded or replicated copy goes out to `region`."""
+        DRAM; a reloaded or replicated copy goes out to `region` (tile SRAM to tile SRAM:
+        dense, as the tiles hold it)."""
         geometry = self.geometry
         moves = []
+        nbytes = self._bytes(operand)
         spilled = math.ceil(nbytes * own.spilled_fraction)
         if spilled:
-            moves.append(Move(spilled, geometry.scatter(spilled, MEMORY, own), own))
+            moves.append(self._from_dram(spilled, operand, own))
         if group is not None and (region.key != own.key or group.partition.spatial_blocks > 1):
             # Reloaded (time-shared) or replicated over the spatial blocks: every tile
             # gets its channel group's share, sent by the tiles that store it.
@@ -316,20 +368,20 @@ class DistributedSubstrate:
         nbytes = self._bytes(operand)
         geometry = self.geometry
         if operand.role in RESIDENT_ROLES:
-            return self._fetch_resident(nbytes, own, region, group)
+            return self._fetch_resident(operand, own, region, group)
         spilled = self.spilled.get(operand.tensor, 0)
         streamed = _streamed(record)  # re-cut over the tiles by every such product
         if not streamed and self._has_copy(operand.tensor, region.key):
             if not spilled:
                 return []  # a copy is already here
-            return [Move(spilled, geometry.scatter(spilled, MEMORY, region), region)]
+            return [self._from_dram(spilled, operand, region)]
         moves = []
         if operand.role in (Role.INPUT, Role.LABEL):
             if operand.tensor not in self.in_dram:
                 self.in_dram.add(operand.tensor)
                 self._keep_in_dram(nbytes, f"the {operand.role.value} data")
             source: Region | None = MEMORY
-            dram_read = nbytes
+            dram_read = self._compressed(nbytes, operand, "dram")
         else:
             pending = self.pending.pop(operand.tensor, None)
             if pending is not None:  # partial sums reduced into the region that reads them
@@ -341,12 +393,22 @@ class DistributedSubstrate:
                 return []
             dram_read = 0
             if spilled:  # what overflowed its writer's reserve comes back from DRAM
-                moves.append(Move(spilled, geometry.scatter(spilled, MEMORY, region), region))
+                moves.append(self._from_dram(spilled, operand, region))
             if source.key == region.key and not streamed:
                 return moves
-        transfer = self._transfer(record, operand, nbytes, source, region, group)
-        moves.append(Move(dram_read, transfer, region))
-        if ceil_div(transfer.delivered_bytes, region.tiles) <= self.reserve_bytes:
+        noc = self._compressed(nbytes, operand, "noc")
+        transfer = self._transfer(record, operand, noc, source, region, group)
+        move = Move(dram_read, transfer, region)
+        if noc != nbytes or dram_read != (nbytes if source is MEMORY else 0):
+            dense = self._transfer(record, operand, nbytes, source, region, group)
+            saved = _saved(
+                operand,
+                ("dram", nbytes - dram_read if source is MEMORY else 0),
+                ("noc", dense.delivered_bytes - transfer.delivered_bytes),
+            )
+            move = Move(dram_read, transfer, region, None, dense.delivered_bytes, saved)
+        moves.append(move)
+        if ceil_div(move.received_bytes, region.tiles) <= self.reserve_bytes:
             self._add_copy(operand.tensor, region.key)  # kept for later
         return moves
 
@@ -444,9 +506,15 @@ class DistributedSubstrate:
             if operand.role in RESIDENT_ROLES:
                 spilled = math.ceil(nbytes * own.spilled_fraction)
                 if spilled:
-                    yield from self.dram.transfer(scope, spilled, "write")
+                    written = self._compressed(spilled, operand, "dram")
+                    sent = self._compressed(spilled, operand, "noc")
+                    for component, role, saved in _saved(
+                        operand, ("dram", spilled - written), ("noc", spilled - sent)
+                    ):
+                        self.ledger.add(scope, component, action(SAVED, role), nbytes=saved)
+                    yield from self.dram.transfer(scope, written, "write")
                     yield from self.network.send(
-                        scope, self.geometry.scatter(spilled, MEMORY, own), own
+                        scope, self.geometry.scatter(sent, MEMORY, own), own
                     )
             elif partial_sums:  # partial sums wait in this region for their reader
                 partial = bits_to_bytes(operand.elements * accumulator_bits)
@@ -534,10 +602,21 @@ class DistributedSubstrate:
                 "allow spilling to DRAM or enlarge the reserve",
             )
         self._keep_in_dram(excess, f"activations and errors spilled by {record.layer}")
-        yield from self.dram.transfer(scope, excess, "write")
-        for operand in record.writes:
-            if operand.role in HELD_ROLES:
-                self.spilled[operand.tensor] = ceil_div(excess * self._bytes(operand), held)
+        shares = [
+            (operand, ceil_div(excess * self._bytes(operand), held))
+            for operand in record.writes
+            if operand.role in HELD_ROLES
+        ]
+        written = excess
+        if self.zeros is not None:  # each tensor's share goes to DRAM in its format
+            for operand, spilled in shares:
+                compressed = self._compressed(spilled, operand, "dram")
+                written -= spilled - compressed
+                for component, role, nbytes in _saved(operand, ("dram", spilled - compressed)):
+                    self.ledger.add(scope, component, action(SAVED, role), nbytes=nbytes)
+        yield from self.dram.transfer(scope, max(0, written), "write")
+        for operand, spilled in shares:
+            self.spilled[operand.tensor] = spilled
 
     def _written(self, tensor: str, region: Region) -> None:
         self.home[tensor] = region
@@ -576,3 +655,8 @@ def _streamed(record: OpRecord) -> bool:
 
 def _overlap(a: Region, b: Region) -> bool:
     return a.first_tile < b.first_tile + b.tiles and b.first_tile < a.first_tile + a.tiles
+
+
+def _saved(operand: Operand, *levels: tuple[str, int]) -> tuple[tuple[str, str, int], ...]:
+    """(component, role, bytes) of the levels where compression moved fewer (or more) bytes."""
+    return tuple((level, operand.role.value, nbytes) for level, nbytes in levels if nbytes)

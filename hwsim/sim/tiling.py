@@ -9,12 +9,14 @@ how much buffer space its tiles hold.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Collection
 from dataclasses import dataclass
 
 from hwsim.sim.components import ceil_div
 from hwsim.sim.loopnest import Machine, Mapping, gemm_of, search
 from hwsim.sim.loopnest import Operand as GemmOperand
+from hwsim.sim.sparsity import Zeros
 from hwsim.specs.arch import Dataflow, PeArray, Precision
 from hwsim.specs.trace import Conv2DOp, GatherOp, MatmulOp, Operand, OpRecord, Slot
 from hwsim.units import bits_to_bytes
@@ -43,6 +45,13 @@ class OpPlan:
     footprint_bytes: int  # stream space held while the op runs
     mapping: Mapping | None  # None: streamed
     operands: tuple[str, str, str] = ("", "", "")  # tensors in the GEMM's A, B, C
+    # With `sparsity` (hwsim.sim.sparsity): DRAM bytes compression saved (the buffer still
+    # fills and drains the dense bytes), by role, and the MACs zeros gated.
+    dram_read_saved_bytes: int = 0
+    dram_write_saved_bytes: int = 0
+    saved_by_role: tuple[tuple[str, int], ...] = ()
+    skipped_macs: int = 0
+    gating_roles: str = ""
 
 
 def is_matmul_class(record: OpRecord) -> bool:
@@ -174,13 +183,40 @@ def plan_op(
     consumed_writes: Collection[int] = (),
     dram_bytes_per_cycle: float = 1.0,
     buffer_bytes_per_cycle: float = 1.0,
+    zeros: Zeros | None = None,
 ) -> OpPlan:
     """The cost of `record` given `budget_bytes` of stream space.
 
     `cached_reads` index reads the buffer already holds; `kept_writes` writes it keeps whole;
     `consumed_writes` writes used on chip and never written to DRAM (a fused weight update's
-    gradient).  Raises NoFit when the op's smallest tiles need more than the budget.
+    gradient).  `zeros`: compression of DRAM transfers and zero skipping (None: dense).
+    Raises NoFit when the op's smallest tiles need more than the budget.
     """
+    plan = _plan_dense(
+        record,
+        precision,
+        budget_bytes,
+        pe,
+        (cached_reads, kept_writes, consumed_writes),
+        dram_bytes_per_cycle,
+        buffer_bytes_per_cycle,
+    )
+    if zeros is None:
+        return plan
+    return _with_zeros(plan, record, precision, zeros, (cached_reads, kept_writes, consumed_writes))
+
+
+def _plan_dense(
+    record: OpRecord,
+    precision: Precision,
+    budget_bytes: int,
+    pe: PeArray,
+    kept: tuple[Collection[int], Collection[int], Collection[int]],
+    dram_bytes_per_cycle: float,
+    buffer_bytes_per_cycle: float,
+) -> OpPlan:
+    """plan_op on a dense chip."""
+    cached_reads, kept_writes, consumed_writes = kept
     reads = [operand_bytes(operand, precision) for operand in record.reads]
     writes = [operand_bytes(operand, precision) for operand in record.writes]
     read_dram = [size for i, size in enumerate(reads) if i not in cached_reads]
@@ -197,7 +233,6 @@ def plan_op(
         dram_bytes_per_cycle,
         buffer_bytes_per_cycle,
     )
-    kept = (cached_reads, kept_writes, consumed_writes)
     return _plan_gemm(record, precision, budget_bytes, pe, machine, reads, writes, cycles, kept)
 
 
@@ -248,4 +283,65 @@ def _plan_gemm(
         mapping.footprint_bytes + held,
         mapping,
         (record.reads[first].tensor, record.reads[second].tensor, record.writes[output].tensor),
+    )
+
+
+def _with_zeros(
+    plan: OpPlan,
+    record: OpRecord,
+    precision: Precision,
+    zeros: Zeros,
+    kept: tuple[Collection[int], Collection[int], Collection[int]],
+) -> OpPlan:
+    """`plan` with its DRAM transfers in the spec's DRAM format and its zero-gated MACs
+    skipped.  The mapping stays the dense one: the buffer holds its tiles dense (a tile's
+    density is not known when the nest is fixed), only what crosses DRAM is compressed."""
+    cached_reads, kept_writes, consumed_writes = kept
+    form = zeros.sparsity.compression.dram
+    saved: dict[str, int] = {}
+
+    def moved(nbytes: int, operand: Operand) -> int:
+        compressed = zeros.scaled(nbytes, operand, form, bits_of(operand, precision))
+        if compressed != nbytes:
+            role = operand.role.value
+            saved[role] = saved.get(role, 0) + nbytes - compressed
+        return compressed
+
+    reads = [(i, o) for i, o in enumerate(record.reads) if i not in cached_reads]
+    writes = [
+        (i, o)
+        for i, o in enumerate(record.writes)
+        if i not in kept_writes and i not in consumed_writes
+    ]
+    mapping = plan.mapping
+    if mapping is None:
+        read = sum(moved(operand_bytes(o, precision), o) for _, o in reads)
+        write = sum(moved(operand_bytes(o, precision), o) for _, o in writes)
+    else:
+        first, second, output = gemm_slots(record)
+        read = (
+            moved(mapping.read_bytes[0], record.reads[first])
+            + moved(mapping.read_bytes[1], record.reads[second])
+            + mapping.partial_bytes  # partial sums at accumulator precision: dense
+            + sum(
+                moved(operand_bytes(o, precision), o) for i, o in reads if i not in (first, second)
+            )
+        )
+        write = (
+            moved(mapping.output_write_bytes, record.writes[output])
+            + mapping.partial_bytes
+            + sum(moved(operand_bytes(o, precision), o) for i, o in writes if i != output)
+        )
+    skipped, roles = zeros.skipped_macs(record)
+    return dataclasses.replace(
+        plan,
+        dram_read_bytes=read,
+        dram_write_bytes=write,
+        macs=plan.macs - skipped,
+        compute_cycles=zeros.skip_cycles(plan.compute_cycles, record),
+        dram_read_saved_bytes=plan.dram_read_bytes - read,
+        dram_write_saved_bytes=plan.dram_write_bytes - write,
+        saved_by_role=tuple(sorted(saved.items())),
+        skipped_macs=skipped,
+        gating_roles=roles,
     )

@@ -23,7 +23,8 @@ from hwsim.errors import CapacityError
 from hwsim.sim.components import Compute, Dram, Ledger, Process, Scope, SharedUnit, ceil_div
 from hwsim.sim.result import MAPPING_KINDS
 from hwsim.sim.schedule import critical_path_ranks
-from hwsim.sim.tiling import NoFit, OpPlan, compute_cycles, operand_bytes, plan_op
+from hwsim.sim.sparsity import SAVED, SKIPPED, Zeros, action
+from hwsim.sim.tiling import NoFit, OpPlan, bits_of, compute_cycles, operand_bytes, plan_op
 from hwsim.specs.arch import VonNeumannSpec
 from hwsim.specs.trace import Operand, OpRecord, Phase, Role, Trace
 from hwsim.units import format_bytes
@@ -42,6 +43,9 @@ class ReuseShare:
         self.held: OrderedDict[str, tuple[int, bool]] = OrderedDict()  # tensor → bytes, dirty
         self.pins: Counter[str] = Counter()
         self.used_bytes = 0
+        # With DRAM compression, the tensors written back, which the substrate prices in
+        # their DRAM format (None: not noted, the dense path).
+        self.written_back: list[str] | None = None
 
     def __contains__(self, tensor: str) -> bool:
         return tensor in self.held
@@ -72,6 +76,8 @@ class ReuseShare:
             self.used_bytes -= size
             if victim_dirty and self.pending[victim] > 0:
                 written_back += size
+                if self.written_back is not None:
+                    self.written_back.append(victim)
         self.held[tensor] = (nbytes, dirty)
         self.used_bytes += nbytes
         return written_back
@@ -120,6 +126,13 @@ class VonNeumannSubstrate:
         self.fused = (
             self._fused_gradients(trace) if arch.schedule.fused_weight_update else frozenset()
         )
+        self.zeros = Zeros.of(arch, trace.header)
+        # The operand each tensor the reuse share keeps dirty was written as: its DRAM format
+        # when it is written back (only with DRAM compression).
+        self.kept_operands: dict[str, Operand] | None = None
+        if self.zeros is not None and self.zeros.sparsity.compresses:
+            self.kept_operands = {}
+            self.reuse.written_back = []
         self._check_dram_capacity(trace)
         self.rank = self._critical_path_ranks(trace)
 
@@ -216,6 +229,8 @@ class VonNeumannSubstrate:
                 self.reuse.drop(operand.tensor)
                 continue
             evicted = self.reuse.keep(operand.tensor, self._bytes(operand), True, limit)
+            if evicted is not None and self.kept_operands is not None:
+                self.kept_operands[operand.tensor] = operand
             if evicted is not None:
                 kept.add(index)
                 written_back += evicted
@@ -255,6 +270,7 @@ class VonNeumannSubstrate:
                         consumed,
                         self.dram.bytes_per_cycle,
                         self.buffer.bandwidth_bytes_per_cycle,
+                        self.zeros,
                     )
                 except NoFit as problem:
                     if self.stream_bytes == 0:
@@ -309,13 +325,16 @@ class VonNeumannSubstrate:
     def execute(self, record: OpRecord) -> Process:
         scope = Scope(record.layer, record.phase.value, self.rank[record.id])
         cached, kept, consumed, written_back, pinned = self._reuse(record)
+        dram_written_back = self._written_back(scope, written_back)  # before another op's
         self._occupied()
         plan = yield from self._plan(record, cached, kept, consumed)
         self._occupied()
         self._log_mapping(record, plan)
         if written_back:
-            yield from self.dram.transfer(scope, written_back, "write")
+            yield from self.dram.transfer(scope, dram_written_back, "write")
             self.ledger.add(scope, BUFFER, "drain", nbytes=written_back)
+        if self.zeros is not None:
+            self._log_zeros(scope, plan)
         yield from self._pipeline(scope, plan)
         for tensor in pinned:
             self.reuse.pins[tensor] -= 1
@@ -324,6 +343,37 @@ class VonNeumannSubstrate:
             if self.reuse.pending[tensor] == 0:
                 self.reuse.drop(tensor)
         self._release(plan.footprint_bytes)
+
+    def _written_back(self, scope: Scope, dense_bytes: int) -> int:
+        """DRAM bytes of the `dense_bytes` the reuse share just evicted: in their DRAM
+        format when it compresses them (the savings counted by role)."""
+        victims, operands = self.reuse.written_back, self.kept_operands
+        if not dense_bytes or victims is None or operands is None or self.zeros is None:
+            return dense_bytes
+        form = self.zeros.sparsity.compression.dram
+        moved = dense_bytes
+        for victim in victims:
+            operand = operands[victim]
+            size = self._bytes(operand)
+            compressed = self.zeros.scaled(
+                size, operand, form, bits_of(operand, self.arch.precision)
+            )
+            if compressed != size:
+                self.ledger.add(
+                    scope, "dram", action(SAVED, operand.role.value), nbytes=size - compressed
+                )
+            moved -= size - compressed
+        victims.clear()
+        return moved
+
+    def _log_zeros(self, scope: Scope, plan: OpPlan) -> None:
+        """The DRAM bytes compression saved and the MACs zeros gated, by role."""
+        for role, saved in plan.saved_by_role:
+            self.ledger.add(scope, "dram", action(SAVED, role), nbytes=saved)
+        if plan.skipped_macs:
+            self.ledger.add(
+                scope, "pe_array", action(SKIPPED, plan.gating_roles), count=plan.skipped_macs
+            )
 
     def _pipeline(self, scope: Scope, plan: OpPlan) -> Process:
         """Prologue (first tile in), steady state (DRAM, array and buffer port side by side),
@@ -336,8 +386,13 @@ class VonNeumannSubstrate:
         last = tuple(ceil_div(amount, steps) for amount in work)
         first_read = ceil_div(plan.dram_read_bytes, steps)
         last_write = ceil_div(plan.dram_write_bytes, steps)
-        self.ledger.add(scope, BUFFER, "fill", nbytes=plan.dram_read_bytes)
-        self.ledger.add(scope, BUFFER, "drain", nbytes=plan.dram_write_bytes)
+        # The buffer holds operands dense: it fills and drains what DRAM moves, decompressed.
+        self.ledger.add(
+            scope, BUFFER, "fill", nbytes=plan.dram_read_bytes + plan.dram_read_saved_bytes
+        )
+        self.ledger.add(
+            scope, BUFFER, "drain", nbytes=plan.dram_write_bytes + plan.dram_write_saved_bytes
+        )
         self.ledger.add(scope, BUFFER, "read", nbytes=plan.buffer_read_bytes)
         self.ledger.add(scope, BUFFER, "write", nbytes=plan.buffer_write_bytes)
         yield from self.dram.move(scope, first_read, 0)
@@ -352,11 +407,13 @@ class VonNeumannSubstrate:
             )
             compute = env.process(
                 self._compute(
-                    scope, *(amount - tail for amount, tail in zip(work, last, strict=True))
+                    scope,
+                    *(amount - tail for amount, tail in zip(work, last, strict=True)),
+                    skipping=plan.skipped_macs > 0,
                 )
             )
             yield streams & compute
-        yield from self._compute(scope, *last)
+        yield from self._compute(scope, *last, skipping=plan.skipped_macs > 0)
         yield from self.dram.move(scope, 0, last_write)
 
     def _compute(
@@ -367,9 +424,12 @@ class VonNeumannSubstrate:
         macs: int,
         vector_ops: int,
         moved_bytes: int,
+        *,
+        skipping: bool = False,
     ) -> Process:
-        """The array (or the vector unit) and the buffer port, side by side."""
-        unit = self.pe if macs else self.vector
+        """The array (or the vector unit) and the buffer port, side by side; `skipping`: an
+        op on the array whose MACs zeros gate (all of them, perhaps)."""
+        unit = self.pe if macs or skipping else self.vector
         work = self.env.process(unit.run(scope, cycles, macs, vector_ops))
         port = self.env.process(self.port.hold(port_cycles, moved_bytes, scope.priority))
         yield work & port

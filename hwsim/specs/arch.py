@@ -27,6 +27,7 @@ from hwsim.specs.quantities import MIN_BANDWIDTH_BYTES_PER_CYCLE as MIN_BANDWIDT
 from hwsim.specs.quantities import MIN_CLOCK_HZ as MIN_CLOCK_HZ
 from hwsim.specs.quantities import Area, Bandwidth, Bits, Bytes, Energy, Fraction, Hertz, Latency
 from hwsim.specs.quantities import ResolvedEnergy as ResolvedEnergy
+from hwsim.specs.sparsity import CompressionFormat, Sparsity
 from hwsim.specs.tech import ActionEnergies as ActionEnergies
 from hwsim.specs.tech import TechSpec as TechSpec
 from hwsim.specs.tech import sram_energy_pj_per_access as sram_energy_pj_per_access
@@ -325,6 +326,11 @@ class ArchSpec(FrozenModel):
     dram: Dram
     mapping: Mapping = Field(default=Mapping(), description="distributed placement policy")
     schedule: Schedule = Field(default=Schedule(), description="how the step is scheduled")
+    sparsity: Sparsity = Field(
+        default=Sparsity(),
+        description="compression and zero skipping from the trace's measured densities "
+        "(default: dense, nothing skipped)",
+    )
 
     @model_validator(mode="wrap")
     @classmethod
@@ -387,6 +393,15 @@ class VonNeumannSpec(ArchSpec):
     substrate: Literal[Substrate.VON_NEUMANN] = Field(description="von_neumann or distributed")
     global_buffer: GlobalBuffer = Field(description="von_neumann only")
     pe_array: PeArray = Field(description="von_neumann only")
+
+    @model_validator(mode="after")
+    def _no_noc(self) -> VonNeumannSpec:
+        noc = self.sparsity.compression.noc
+        if noc != CompressionFormat.NONE:
+            raise ValueError(
+                f"sparsity.compression.noc: von_neumann has no network-on-chip (got {noc.value})"
+            )
+        return self
 
     @property
     def peak_macs_per_cycle(self) -> int:

@@ -178,3 +178,22 @@ def test_bad_input_stops_before_any_work(tmp_path, monkeypatch, capsys, argv, me
     err = capsys.readouterr().err
     assert err.startswith("hwsim: error: ") and message in err and "Traceback" not in err
     assert not (tmp_path / "r").exists()
+
+
+def test_the_zeros_section_shows_per_role_savings_only_when_a_spec_prices_zeros(
+    tmp_path, main_job, cifar10_bp_traces
+):
+    trace = cifar10_bp_traces[0]
+    out = tmp_path / "report"
+    argv = ["report", str(trace), "--arch", "von_neumann", "--arch", "von_neumann_sparse"]
+    assert main([*argv, "--out", str(out)]) == 0
+    page = (out / "index.html").read_text()
+    assert "<h2>Zeros: compression and zero skipping</h2>" in page
+    breakdown = pd.read_csv(out / "breakdown.csv")
+    rows = figs.zero_rows(breakdown)
+    assert set(rows["arch"]) == {"von_neumann_sparse"}
+    assert {"bytes compression saved", "MACs zeros gated"} == set(rows["what"])
+    assert {"activation", "error"} <= set(rows["role"])
+    assert rows.loc[rows["what"] == "bytes compression saved", "amount"].sum() > 0
+    # A report of dense specs only (the main job) has no such section.
+    assert "Zeros:" not in (main_job[0] / "index.html").read_text()
