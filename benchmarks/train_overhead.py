@@ -32,6 +32,7 @@ import math
 import os
 import platform
 import pstats
+import re
 import statistics
 import subprocess
 import sys
@@ -48,6 +49,7 @@ from threadpoolctl import threadpool_limits
 from hwsim.io.networks import load_network
 from hwsim.specs.trace import Algorithm
 from hwsim.train.datasets import load_dataset
+from hwsim.train.layers import StepContext
 from hwsim.train.loop import TrainConfig, Trainer, reshape_inputs
 
 NETWORKS = ("digits_resnet", "digits_transformer")
@@ -487,6 +489,21 @@ HWSIM_PHASES = (  # the four calls of Trainer.step
 )
 
 
+def _adam_alone(hw: Trainer, mini: MinimalResNet | MinimalTransformer) -> tuple[float, float]:
+    """Median seconds of hwsim's optimizer step and of the minimal Adam update, on the
+    gradients of the last step (each call moves the weights on: harmless here)."""
+    layers, ctx = hw.model.trainable_layers(), StepContext(training=True)
+    times: tuple[list[float], list[float]] = ([], [])
+    calls = (lambda: hw.optimizer.step(layers, ctx), lambda: mini.adam.update(mini.p, mini.grads))
+    for r in range(210):
+        for which in (0, 1) if r % 2 == 0 else (1, 0):
+            start = time.perf_counter()
+            calls[which]()
+            if r >= 10:
+                times[which].append(time.perf_counter() - start)
+    return statistics.median(times[0]), statistics.median(times[1])
+
+
 def profile_report(name: str, batches: list, steps: int = 100, top: int = 12) -> list[str]:
     """Where hwsim's BP step spends its time, beside the minimal step, both under cProfile
     (which inflates Python-call-heavy code: read the shares, not the milliseconds)."""
@@ -509,14 +526,21 @@ def profile_report(name: str, batches: list, steps: int = 100, top: int = 12) ->
     hw_stats.sort_stats("tottime").print_stats(top)
     lines = [line for line in out.getvalue().splitlines() if line.strip()]
     head = next(i for i, line in enumerate(lines) if line.lstrip().startswith("ncalls"))
-    listing = [line.replace(str(ROOT) + "/", "") for line in lines[head : head + top + 1]]
+    listing = [
+        re.sub(r"\S*/site-packages/", "", line.replace(str(ROOT) + "/", ""))
+        for line in lines[head : head + top + 1]
+    ]
+    adam_hw, adam_mini = _adam_alone(hw, mini)
     return [
         f"### {name}",
         "",
         f"{steps} steps of each under cProfile: hwsim's step {_ms(hw_total / steps)} and "
         f"{hw_calls / steps:,.0f} Python-level calls a step, the minimal step "
         f"{_ms(mini_total / steps)} and {mini_calls / steps:,.0f} calls (its Adam update "
-        f"{_ms(mini_adam / steps)}, {mini_adam / mini_total:.0%}).",
+        f"{_ms(mini_adam / steps)}, {mini_adam / mini_total:.0%}). Unprofiled, the Adam "
+        f"update alone of all {len(mini.p)} parameter tensors takes {_ms(adam_hw)} in hwsim "
+        f"(`Optimizer.step`) and {_ms(adam_mini)} in the minimal step (median of 200 calls "
+        "each, interleaved).",
         "",
         "| hwsim's phase | per step (profiled) | share |",
         "|---|---|---|",
@@ -540,7 +564,7 @@ def _ms(seconds: float) -> str:
     return f"{seconds * 1e3:.2f} ms"
 
 
-def measure(repeats: int, warmup: int, profile: str) -> str:
+def measure(repeats: int, warmup: int, profile: str, command: str) -> str:
     data = load_dataset("digits")
     sections, targets, profiles = [], [], []
     with threadpool_limits(limits=1, user_api="blas"):
@@ -643,7 +667,7 @@ def measure(repeats: int, warmup: int, profile: str) -> str:
         "# Training step overhead: hwsim against minimal numpy",
         "",
         "Written by `benchmarks/train_overhead.py` (rerun it to refresh every number here): "
-        "`python benchmarks/train_overhead.py --out docs/performance-train.md`. One BP "
+        f"`{command}`. One BP "
         "training step (forward, softmax cross-entropy, backward, Adam) of each digits graph at "
         "batch 32, float32: hwsim's `Trainer.step` as `hwsim train` runs it (no tracer) against "
         "a plain numpy step of the same network written in the script (im2col convolutions, "
@@ -695,7 +719,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
-    text = measure(args.repeats, args.warmup, args.profile)
+    command = " ".join(["python benchmarks/train_overhead.py", *(argv or sys.argv[1:])])
+    text = measure(args.repeats, args.warmup, args.profile, command)
     print(text)
     if args.out:
         args.out.write_text(text)
