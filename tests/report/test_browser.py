@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 
 import pytest
 
@@ -67,8 +68,16 @@ return Array.from(document.querySelectorAll('.js-plotly-plot')).map(plot => [
 
 def _draws_every_figure(driver, page, least: int) -> list:
     driver.get(page.resolve().as_uri())
+    # plotly draws after the page's load event returns control: on a loaded machine the
+    # figures may still be coming; wait for them (up to a bound) before judging.
+    deadline = time.monotonic() + 30
     marks = driver.execute_script(MARKS)
-    assert len(marks) >= least
+    while time.monotonic() < deadline and (
+        len(marks) < least or any(svgs < 1 or drawn < 1 for _, svgs, drawn in marks)
+    ):
+        time.sleep(0.25)
+        marks = driver.execute_script(MARKS)
+    assert len(marks) >= least, f"{page}: {len(marks)} figures; log: {driver.get_log('browser')}"
     for figure, svgs, drawn in marks:
         assert svgs >= 1, f"{page}: {figure}: no SVG"
         assert drawn > 0, f"{page}: {figure}: drew no bars, points or lines"
