@@ -227,7 +227,7 @@ def simulate(
     path, or a loaded spec (its energies from its tech table unless `energies` is given)."""
     arch, energies, source = _arch(spec_, energies)
     with located(source):
-        simulated = _simulate(arch, _trace(trace_))
+        simulated = _simulate(arch, _trace(trace_), energies=energies)
     return Result(arch, source, energies, simulated)
 
 
@@ -286,7 +286,7 @@ def compare(
             )
             for arch, energies, source in loaded:
                 with located(source):
-                    simulated = _simulate(arch, step)
+                    simulated = _simulate(arch, step, energies=energies)
                 results.append(Result(arch, source, energies, simulated))
     return _report_data(results).costs
 

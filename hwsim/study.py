@@ -184,7 +184,7 @@ def price_step(
         if on_step is not None:
             on_step(f"simulate {trace.header.network} {algorithm.value} on {spec}")
         with located(spec):
-            result = simulate(arch, trace)
+            result = simulate(arch, trace, energies=energies)
         step = write_step(
             step_folder(out_dir, trace.header.network, algorithm, spec),
             result,

@@ -81,7 +81,7 @@ def measure(
             if on_step is not None:
                 on_step(f"{network_name} {algorithm.value} on {name}")
             with located(name):
-                result = simulate(arch, trace)
+                result = simulate(arch, trace, energies=energies)
             summary = summarize(result, energies)
             rows.append(
                 {

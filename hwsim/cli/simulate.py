@@ -90,7 +90,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     arch, energies = load_arch_with_overrides(args.arch, args.overrides)
     trace = read_trace(args.trace)
     with located(str(args.arch)):
-        result = simulate(arch, trace)
+        result = simulate(arch, trace, energies=energies)
     del trace  # a big step's records (~0.55 KB each) are not needed for pricing and writing
     breakdown = per_example_breakdown(result, energies)
     if out is not None:

@@ -19,7 +19,13 @@ from hwsim.sim.components import Ledger, Scope
 from hwsim.sim.distributed import DistributedSubstrate
 from hwsim.sim.result import SimResult, build_result
 from hwsim.sim.von_neumann import VonNeumannSubstrate
-from hwsim.specs.arch import ArchSpec, DistributedSpec, FeedbackWeights, VonNeumannSpec
+from hwsim.specs.arch import (
+    ActionEnergies,
+    ArchSpec,
+    DistributedSpec,
+    FeedbackWeights,
+    VonNeumannSpec,
+)
 from hwsim.specs.trace import OpRecord, Role, Trace
 
 # Records in flight at once, as a controller's issue window: more that are ready wait, in the
@@ -29,9 +35,16 @@ from hwsim.specs.trace import OpRecord, Role, Trace
 ISSUE_WINDOW = 4096
 
 
-def simulate(arch: ArchSpec, trace: Trace, *, timeline_bins: int = 100) -> SimResult:
-    """Run one traced training step on `arch`; counts and cycles, no energy yet.  A spec too
-    small for the step raises CapacityError (the field and the numbers, no file name: the
+def simulate(
+    arch: ArchSpec,
+    trace: Trace,
+    *,
+    timeline_bins: int = 100,
+    energies: ActionEnergies | None = None,
+) -> SimResult:
+    """Run one traced training step on `arch`; counts and cycles, no energy yet (`energies`,
+    the spec's resolved ones, are needed only by an energy or edp mapping objective).  A spec
+    too small for the step raises CapacityError (the field and the numbers, no file name: the
     caller adds it with `hwsim.errors.located`)."""
     ledger = Ledger()
     if arch.schedule.feedback_weights == FeedbackWeights.GENERATED:
@@ -42,7 +55,7 @@ def simulate(arch: ArchSpec, trace: Trace, *, timeline_bins: int = 100) -> SimRe
     # before it, so its cost follows the step's state rather than the whole process.
     gc.freeze()
     try:
-        cycles = _run(arch, trace, ledger)
+        cycles = _run(arch, trace, ledger, energies)
         gc.collect()
     finally:
         gc.unfreeze()
@@ -64,12 +77,14 @@ def _generating(arch: ArchSpec, trace: Trace, ledger: Ledger) -> ArchSpec:
     return arch.model_copy(update={"precision": precision})
 
 
-def _run(arch: ArchSpec, trace: Trace, ledger: Ledger) -> int:
+def _run(
+    arch: ArchSpec, trace: Trace, ledger: Ledger, energies: ActionEnergies | None = None
+) -> int:
     """Simulate the step into `ledger`; its cycles."""
     env = simpy.Environment()
     substrate: VonNeumannSubstrate | DistributedSubstrate
     if isinstance(arch, VonNeumannSpec):
-        substrate = VonNeumannSubstrate(env, arch, trace, ledger)
+        substrate = VonNeumannSubstrate(env, arch, trace, ledger, energies)
     elif isinstance(arch, DistributedSpec):
         substrate = DistributedSubstrate(env, arch, trace.header, ledger, trace.records)
     else:

@@ -114,15 +114,32 @@ class Gemm:
 
 
 @dataclass(frozen=True)
+class Objective:
+    """What the search ranks mappings by (`schedule.mapping_objective`): DRAM bytes then
+    estimated cycles (`dram_bytes`, the default), cycles then DRAM bytes (`latency`), or the
+    estimated energy of the bytes moved — DRAM and buffer port, at these pJ per byte — alone
+    (`energy`) or times the cycles (`edp`).  MACs cost the same under every mapping."""
+
+    kind: str = "dram_bytes"
+    dram_pj_per_byte: float = 0.0
+    buffer_pj_per_byte: float = 0.0
+
+
+DRAM_BYTES = Objective()
+
+
+@dataclass(frozen=True)
 class Machine:
     """What the tie-break between equal-traffic mappings needs: the PE array (a tile's
-    compute folds over its rows and columns) and DRAM bandwidth (the pipeline's fill)."""
+    compute folds over its rows and columns) and DRAM bandwidth (the pipeline's fill), and
+    what the search ranks by."""
 
     rows: int
     columns: int
     weight_stationary: bool
     dram_bytes_per_cycle: float
     buffer_bytes_per_cycle: float
+    objective: Objective = DRAM_BYTES
 
 
 @dataclass(frozen=True)
@@ -313,15 +330,20 @@ def _tiled_compute(
 
 
 @lru_cache(maxsize=4096)
-def search(gemm: Gemm, budget_bytes: int, machine: Machine | None = None) -> Mapping | None:
-    """The least-traffic mapping of `gemm` whose tiles fit `budget_bytes`; None if none fits.
+def search(
+    gemm: Gemm, budget_bytes: int, machine: Machine | None = None, fixed_port_bytes: int = 0
+) -> Mapping | None:
+    """The best mapping of `gemm` by the machine's objective (default: the least traffic)
+    whose tiles fit `budget_bytes`; None if none fits.  `fixed_port_bytes`: the op's buffer
+    traffic no mapping changes (small operands, the array's partial-sum folds, its writes),
+    which the estimated cycles of the objectives other than dram_bytes count.
 
     Tiles of the loops the array unrolls are whole multiples of its width; when a buffer is
     too small for even that, tiles of any size (the array then runs partly idle, which the
     tiles' compute cycles show)."""
-    found = _search(gemm, budget_bytes, machine, aligned=True)
+    found = _search(gemm, budget_bytes, machine, True, fixed_port_bytes)
     if found is None and machine is not None:
-        found = _search(gemm, budget_bytes, machine, aligned=False)
+        found = _search(gemm, budget_bytes, machine, False, fixed_port_bytes)
     return found
 
 
@@ -385,7 +407,7 @@ def _fill_cycles(
 
 
 def _search(
-    gemm: Gemm, budget_bytes: int, machine: Machine | None, aligned: bool
+    gemm: Gemm, budget_bytes: int, machine: Machine | None, aligned: bool, fixed_port_bytes: int
 ) -> Mapping | None:
     """The least-traffic mapping among the (aligned) candidates that fit.
 
@@ -419,12 +441,14 @@ def _search(
         traffic = reads[A] + reads[B] + 2 * partial + write
         # Buffer → array: every input tile each time the nest uses it (held or not).
         array = sweep_bytes[A] * multipliers[A] + sweep_bytes[B] * multipliers[B]
-        fill = _fill_cycles(
-            machine, compute, traffic, array + 2 * partial + write, reads[A] + reads[B], steps
-        )
-        key = np.lexsort((steps, fill, traffic))
+        port = array + 2 * partial + write
+        if machine is not None and machine.objective.kind != DRAM_BYTES.kind:
+            port = array + 2 * partial + fixed_port_bytes  # all the buffer port serves
+        fill = _fill_cycles(machine, compute, traffic, port, reads[A] + reads[B], steps)
+        primary, secondary = _ranked(machine, traffic, fill, array + 2 * partial + write)
+        key = np.lexsort((steps, secondary, primary))
         choice = int(key[fits[key]][0])
-        score = (int(traffic[choice]), int(fill[choice]), int(steps[choice]), order)
+        score = (primary[choice], secondary[choice], int(steps[choice]), order)
         if best is None or score < best[0]:
             best = (
                 score,
@@ -441,6 +465,19 @@ def _search(
                 ),
             )
     return None if best is None else best[1]
+
+
+def _ranked(
+    machine: Machine | None, traffic: Int64s, fill: Int64s, port_bytes: Int64s
+) -> tuple[np.ndarray, np.ndarray]:
+    """(what the objective minimises, its tie-break) for every candidate tiling."""
+    objective = machine.objective if machine is not None else DRAM_BYTES
+    if objective.kind == "latency":
+        return fill, traffic
+    if objective.kind in ("energy", "edp"):
+        energy = traffic * objective.dram_pj_per_byte + port_bytes * objective.buffer_pj_per_byte
+        return (energy if objective.kind == "energy" else energy * fill), fill
+    return traffic, fill
 
 
 def _pick(columns: list[Int64s], choice: int) -> tuple[int, int, int]:

@@ -21,13 +21,14 @@ import simpy
 
 from hwsim.errors import CapacityError
 from hwsim.sim.components import Compute, Dram, Ledger, Process, Scope, SharedUnit, ceil_div
+from hwsim.sim.loopnest import Objective
 from hwsim.sim.result import MAPPING_KINDS
 from hwsim.sim.schedule import critical_path_ranks
 from hwsim.sim.sparsity import SAVED, SKIPPED, Zeros, action
 from hwsim.sim.tiling import NoFit, OpPlan, bits_of, compute_cycles, operand_bytes, plan_op
-from hwsim.specs.arch import VonNeumannSpec
+from hwsim.specs.arch import ActionEnergies, MappingObjective, VonNeumannSpec
 from hwsim.specs.trace import Operand, OpRecord, Phase, Role, Trace
-from hwsim.units import format_bytes
+from hwsim.units import BITS_PER_BYTE, format_bytes
 
 BUFFER = "global_buffer"
 REUSABLE_ROLES = (Role.INPUT, Role.LABEL, Role.ACTIVATION, Role.ERROR, Role.GRADIENT)
@@ -83,6 +84,24 @@ class ReuseShare:
         return written_back
 
 
+def mapping_objective(arch: VonNeumannSpec, energies: ActionEnergies | None) -> Objective:
+    """What the mapping search ranks by (schedule.mapping_objective); energy and edp price the
+    bytes moved at the tech table's DRAM and buffer energies (read and write averaged)."""
+    kind = arch.schedule.mapping_objective
+    if kind in (MappingObjective.DRAM_BYTES, MappingObjective.LATENCY):
+        return Objective(kind.value)
+    if energies is None:
+        raise CapacityError(
+            "schedule.mapping_objective",
+            f"{kind.value} ranks mappings by the tech table's energies, which this simulation "
+            "was not given",
+            "simulate the spec from its file (hwsim simulate, hw.simulate) or pass energies",
+        )
+    dram = (energies.dram_read_pj_per_bit + energies.dram_write_pj_per_bit) / 2
+    buffer = (energies.sram_read_pj_per_bit + energies.sram_write_pj_per_bit) / 2
+    return Objective(kind.value, dram * BITS_PER_BYTE, buffer * BITS_PER_BYTE)
+
+
 class VonNeumannSubstrate:
     def __init__(
         self,
@@ -90,10 +109,12 @@ class VonNeumannSubstrate:
         arch: VonNeumannSpec,
         trace: Trace,
         ledger: Ledger,
+        energies: ActionEnergies | None = None,
     ) -> None:
         self.env = env
         self.arch = arch
         self.ledger = ledger
+        self.objective = mapping_objective(arch, energies)
         dram = arch.dram
         self.dram = Dram(
             env, dram.channels, dram.bandwidth_bytes_per_cycle, dram.latency_cycles, ledger
@@ -271,6 +292,7 @@ class VonNeumannSubstrate:
                         self.dram.bytes_per_cycle,
                         self.buffer.bandwidth_bytes_per_cycle,
                         self.zeros,
+                        self.objective,
                     )
                 except NoFit as problem:
                     if self.stream_bytes == 0:

@@ -278,6 +278,13 @@ class FeedbackWeights(StrEnum):
     GENERATED = "generated"
 
 
+class MappingObjective(StrEnum):
+    DRAM_BYTES = "dram_bytes"
+    ENERGY = "energy"
+    LATENCY = "latency"
+    EDP = "edp"
+
+
 class Schedule(FrozenModel):
     """How a training step is scheduled on the chip."""
 
@@ -295,6 +302,14 @@ class Schedule(FrozenModel):
         description="the weight gradient is applied to the weights as its tiles "
         "finish (one read and one write of W and of the optimizer state) and never goes to "
         "DRAM; false = the gradient op writes dW to DRAM and the update reads it back",
+    )
+
+    mapping_objective: MappingObjective = Field(
+        default=MappingObjective.DRAM_BYTES,
+        description="what the von Neumann mapping search ranks each op's loop nests by: "
+        "dram_bytes (then estimated cycles), latency (estimated cycles, then DRAM bytes), "
+        "energy (the DRAM and buffer-port bytes at the tech table's pJ per byte, then "
+        "cycles) or edp (that energy times the estimated cycles)",
     )
 
 

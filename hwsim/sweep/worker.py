@@ -38,7 +38,7 @@ def price(arch: ArchSpec, energies: ActionEnergies, trace: Trace) -> dict[str, A
     json`, or {"status": "error", "error": message} if the point raised."""
     try:
         with located(arch.name):
-            result = simulate(arch, trace, timeline_bins=1)
+            result = simulate(arch, trace, timeline_bins=1, energies=energies)
         figures = metrics(result, energies)
     except HwsimError as exc:
         return {"status": "error", "error": str(exc)}

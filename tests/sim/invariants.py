@@ -18,7 +18,7 @@ SHIPPED_SPECS = sorted(path.stem for path in (ROOT / "arch_specs").glob("*.yaml"
 
 
 def simulate_within_invariants(
-    spec: str | ArchSpec, trace: Trace, *, precision: bool = True
+    spec: str | ArchSpec, trace: Trace, *, precision: bool = True, energies=None
 ) -> SimResult:
     """Simulate `trace` on the shipped `spec` and check: every MAC counted, no resource busier
     than the step (utilisation ≤ 1), DRAM reads on a von Neumann chip at least the compulsory
@@ -27,7 +27,7 @@ def simulate_within_invariants(
     capacity and bandwidth in bytes (`wider`; not under compression, whose metadata does not
     double).  MACs gated by zeros (`sparsity.skip_zero_macs`) count as the trace's MACs."""
     chip = load_arch_with_energies(spec)[0] if isinstance(spec, str) else spec
-    result = simulate(chip, trace)
+    result = simulate(chip, trace, energies=energies)
     skipped = result.breakdown.loc[
         result.breakdown["action"].str.startswith(SKIPPED + "."), "count"
     ].sum()
@@ -41,7 +41,7 @@ def simulate_within_invariants(
         compulsory = bits_to_bytes(parameters * bits.weight_bits + feedback * bits.feedback_bits)
         assert result.total("dram", "read") >= compulsory
     if precision and not chip.sparsity.compresses:  # a bitmask's bit an element stays
-        wide = simulate(wider(chip), trace)
+        wide = simulate(wider(chip), trace, energies=energies)
         moved, moved_wide = result.breakdown["bytes"].sum(), wide.breakdown["bytes"].sum()
         # Twice, within 1%: byte shares round up, and a mapping's discrete choices (tile
         # sizes, cuts) may land one step apart.
