@@ -122,34 +122,20 @@ def test_energy_objectives_need_the_energies(conv_trace):
         simulate(chip, conv_trace)
 
 
+def _simulate_argv(trace, objective: str) -> list[str]:
+    setting = f"schedule.mapping_objective={objective}"
+    return ["simulate", "--arch", "von_neumann", "--trace", str(trace), "--set", setting]
+
+
 def test_on_the_command_line(tmp_path, capsys, digits_shape_trace):
     figures = {}
     for kind in OBJECTIVES:
         printed = io.StringIO()
-        argv = [
-            "simulate",
-            "--arch",
-            "von_neumann",
-            "--trace",
-            str(digits_shape_trace),
-            "--set",
-            f"schedule.mapping_objective={kind}",
-            "--format",
-            "json",
-        ]
         with contextlib.redirect_stdout(printed):
-            assert main(argv) == 0
+            assert main([*_simulate_argv(digits_shape_trace, kind), "--format", "json"]) == 0
         figures[kind] = json.loads(printed.getvalue())
     assert {figure["macs"] for figure in figures.values()} == {figures["energy"]["macs"]}
-    argv = [
-        "simulate",
-        "--arch",
-        "von_neumann",
-        "--trace",
-        str(digits_shape_trace),
-        "--set",
-        "schedule.mapping_objective=energi",
-    ]
+    argv = _simulate_argv(digits_shape_trace, "energi")
     assert main(argv) == 2
     error = capsys.readouterr().err
     assert "schedule.mapping_objective" in error and "energy" in error
