@@ -445,11 +445,7 @@ class DistributedSubstrate(StorePath):
                 nbytes, source, region, ceil_div(delivered, region.tiles), sources
             )
         if isinstance(record.op, GatherOp) and operand.role == Role.ERROR:
-            wanted = distinct_errors_per_tile(
-                self.feedback[record.layer], region.tiles, self.arch.mapping.policy
-            )
-            per_tile = math.ceil(nbytes * wanted / record.op.classes)
-            return geometry.broadcast(nbytes, source, region, per_tile)
+            return self._sparse_errors(record, record.op, nbytes, source, region)
         if isinstance(record.op, MatmulOp) and operand.role != Role.LABEL:
             return geometry.broadcast(nbytes, source, region)  # every tile needs all of it
         # Element-wise work and convolution errors are cut like the tiles' outputs: each
@@ -457,6 +453,19 @@ class DistributedSubstrate(StorePath):
         if near:
             return geometry.neighbours(nbytes, nbytes, region)
         return geometry.scatter(nbytes, source, region)
+
+    def _sparse_errors(
+        self, record: OpRecord, op: GatherOp, nbytes: int, source: Region | None, region: Region
+    ) -> Transfer:
+        """SSDFA's E to a region whose tiles each receive only the errors their neurons listen
+        to; tiles that together listen to fewer than C (fewer neurons than classes) need no
+        more injected than they receive."""
+        wanted = distinct_errors_per_tile(
+            self.feedback[record.layer], region.tiles, self.arch.mapping.policy
+        )
+        per_tile = math.ceil(nbytes * wanted / op.classes)
+        injected = min(nbytes, per_tile * region.tiles)
+        return self.geometry.broadcast(injected, source, region, per_tile)
 
     def _streamed_transfer(
         self, op: MatmulOp, operand: Operand, nbytes: int, source: Region | None, region: Region

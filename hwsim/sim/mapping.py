@@ -306,11 +306,13 @@ def distinct_errors_per_tile(feedback: FeedbackInfo, tiles: int, policy: Mapping
     """Output errors a tile must receive under SSDFA (each neuron listens to s classes).
 
     `colocate` places neurons that share an error together: a tile covering 1/tiles of the
-    neurons needs s·⌈C/tiles⌉ errors; `round_robin` scatters them: the expected number of
-    distinct classes among a tile's n·s random picks.
+    neurons needs s·⌈C/tiles⌉ errors, and never more than its s·⌈N/tiles⌉ neurons listen to
+    (a layer of fewer neurons than classes); `round_robin` scatters them: the expected number
+    of distinct classes among a tile's n·s random picks.
     """
     classes, s = feedback.classes, feedback.nonzeros_per_neuron or feedback.classes
     if policy == MappingPolicy.COLOCATE:
-        return float(min(classes, s * math.ceil(classes / tiles)))
+        listened = s * math.ceil(feedback.neurons / tiles)
+        return float(min(classes, s * math.ceil(classes / tiles), listened))
     neurons = feedback.neurons / tiles
     return classes * (1 - (1 - s / classes) ** neurons)

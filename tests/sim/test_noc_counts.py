@@ -4,6 +4,7 @@ chips, regions and sizes, with the closed forms of a unicast and a multicast."""
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -11,6 +12,10 @@ from hwsim.sim.engine import simulate
 from hwsim.sim.mapping import Placement, Region
 from hwsim.sim.noc import Geometry, Transfer
 from hwsim.specs.arch import Noc
+from hwsim.specs.network import NetworkSpec
+from hwsim.specs.trace import Algorithm
+from hwsim.train.loop import TrainConfig
+from hwsim.train.shapes import shape_only_trace
 from tests.sim.conftest import DISTRIBUTED, arch, tiny_trace
 
 
@@ -134,3 +139,31 @@ def test_a_steps_figures_add_up(tiles, topology, multicast, algorithm):
     dram = totals["dram_read_bytes"] + totals["dram_write_bytes"]
     assert totals["off_tile_bytes"] == dram + totals["noc_delivered_bytes"]
     assert 0 < totals["learning_off_tile_bytes"] <= totals["off_tile_bytes"]
+
+
+@pytest.mark.parametrize("policy", ["colocate", "round_robin"])
+def test_sparse_feedback_to_fewer_neurons_than_classes_injects_no_more_than_it_delivers(policy):
+    """A layer of 4 neurons under SSDFA (s = 1, 10 classes) listens to at most 4 errors: the
+    multicast of E injects what its tiles receive, not all 10 (issue 17's edge case)."""
+    network = NetworkSpec.model_validate(
+        {
+            "schema_version": 1,
+            "kind": "network",
+            "name": "narrow",
+            "dataset": "synthetic",
+            "input_shape": [16],
+            "classes": 10,
+            "layers": [
+                {"type": "dense", "name": "h", "units": 4, "activation": "relu"},
+                {"type": "dense", "name": "out", "units": 10},
+            ],
+        }
+    )
+    config = TrainConfig.from_network(network, Algorithm.SSDFA, epochs=1, batch_size=2)
+    spec = arch(DISTRIBUTED, **{"tiles.count": 64, "mapping.policy": policy})
+    breakdown = simulate(spec, shape_only_trace(network, config)).breakdown
+    noc = breakdown[breakdown["component"] == "noc"]
+    moved = noc.groupby(["layer", "phase", "action"])["bytes"].sum()
+    for layer, phase in {(layer, phase) for layer, phase, _ in moved.index}:
+        assert moved[layer, phase, "deliver"] >= moved[layer, phase, "inject"], (layer, phase)
+    assert moved["h", "error", "inject"] < 2 * 10 * 2  # fewer than the batch's C errors
