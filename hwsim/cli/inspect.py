@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from hwsim.errors import HwsimError, SpecError
+from hwsim.io.networks import is_onnx_path
 from hwsim.io.yamlio import load_yaml
 
 
@@ -31,7 +32,7 @@ def _validate_one(path: Path) -> str:
             f"trace: {trace.header.network} {trace.header.algorithm.value}, "
             f"{len(trace.records)} records"
         )
-    if name.lower().endswith(".onnx"):
+    if is_onnx_path(name):
         network, layers, weights = _network(path)
         return f"ONNX model as network {network}, {layers} layers, {weights:,} weights"
     data = load_yaml(path)

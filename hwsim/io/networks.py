@@ -3,6 +3,8 @@ user gives."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from hwsim.io.shipped import shipped_dir
 from hwsim.io.yamlio import load_model, resolve_named_file
 from hwsim.specs.network import NetworkSpec
@@ -14,10 +16,15 @@ def shipped_networks() -> list[str]:
     return sorted(path.stem for path in NETWORKS_DIR.glob("*.yaml"))
 
 
+def is_onnx_path(name_or_path: str | Path) -> bool:
+    """An ONNX model, converted in memory (hwsim.io.onnx), rather than a network file."""
+    return str(name_or_path).lower().endswith(".onnx")
+
+
 def load_network(name_or_path: str) -> NetworkSpec:
     """A shipped network by name (`mnist_fc`), a network YAML file by path, or an ONNX model
     (`.onnx`, converted in memory as `hwsim import` converts it)."""
-    if str(name_or_path).lower().endswith(".onnx"):
+    if is_onnx_path(name_or_path):
         from hwsim.io.onnx import load_onnx_network  # onnx is imported only for ONNX files
 
         return load_onnx_network(name_or_path)

@@ -135,8 +135,4 @@ def load_onnx_network(path: str | Path) -> NetworkSpec:
     return import_onnx(path).network
 
 
-def is_onnx_path(name_or_path: str | Path) -> bool:
-    return str(name_or_path).lower().endswith(".onnx")
-
-
-__all__ = ["Imported", "SpecError", "import_onnx", "is_onnx_path", "load_onnx_network"]
+__all__ = ["Imported", "SpecError", "import_onnx", "load_onnx_network"]

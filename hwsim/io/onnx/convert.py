@@ -75,7 +75,7 @@ class Converter:
         return SpecError(f"{self.graph.path}: node {node.label}: {problem}")
 
     def value(self, node: Node, position: int = 0) -> Value:
-        live = [name for name in node.inputs if name and name not in self.graph.constants]
+        live = self.index.activation_inputs(node)
         if position >= len(live):
             raise self.fail(node, "expected an activation input")
         try:

@@ -11,7 +11,7 @@ from hwsim.io.onnx.graph import Node
 
 
 def add(converter: Converter, node: Node) -> None:
-    live = [name for name in node.inputs if name and name not in converter.graph.constants]
+    live = converter.index.activation_inputs(node)
     if len(live) != len([name for name in node.inputs if name]):
         raise converter.fail(
             node,
@@ -112,7 +112,7 @@ def drop(converter: Converter, node: Node) -> None:
 
 def scale(converter: Converter, node: Node) -> None:
     """Mul or Div by a constant scalar: no layer, its one vector op per element not priced."""
-    live = [name for name in node.inputs if name not in converter.graph.constants]
+    live = converter.index.activation_inputs(node)
     others = [name for name in node.inputs if name in converter.graph.constants]
     if len(live) != 1 or len(others) != 1 or converter.index.const(others[0]).size != 1:  # type: ignore[union-attr]
         raise converter.fail(

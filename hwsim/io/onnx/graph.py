@@ -63,9 +63,6 @@ class Graph:
                 "ONNX shape inference (a dynamic shape? export with fixed sizes)"
             ) from None
 
-    def constant(self, tensor: str) -> np.ndarray | None:
-        return self.constants.get(tensor)
-
     def consumers(self, tensor: str) -> list[Node]:
         return [node for node in self.nodes if tensor in node.inputs]
 

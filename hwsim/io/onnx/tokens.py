@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from hwsim.errors import SpecError
 from hwsim.io.onnx.graph import Node
-from hwsim.io.onnx.patterns import Index, Match, _bias_after, hwsim_node
+from hwsim.io.onnx.patterns import Index, Match, hwsim_node, match_dense
 
 # Nodes that only re-view, split or scale the query, key and value on their way to the
 # attention matmuls.
@@ -77,33 +77,25 @@ def _softmax_ends(index: Index, softmax: Node) -> tuple[Node, Node, list[Node]] 
 
 
 def _out_projection(index: Index, tensor: str) -> tuple[list[Node], str, bool] | None:
-    """The output projection after A·V (a MatMul and its bias Add, or a Gemm on the tokens
-    flattened, as nn.MultiheadAttention exports it), with the re-views around it."""
+    """The output projection after A·V (a dense layer: a MatMul and its bias Add, or a Gemm
+    on the tokens flattened, as nn.MultiheadAttention exports it), with the re-views around
+    it."""
     visited: list[Node] = []
     node = index.sole(tensor)
     while node is not None and node.op in ("Transpose", "Reshape"):
         visited.append(node)
         node = index.sole(node.outputs[0])
-    if node is None or node.op not in ("MatMul", "Gemm") or len(node.inputs) < 2:
+    dense = match_dense(index, node) if node is not None else None
+    if dense is None:
         return None
-    weight = index.const(node.inputs[1])
-    if weight is None or weight.ndim != 2:
-        return None
-    if node.op == "Gemm":
-        has_bias = len(node.inputs) > 2 and bool(node.inputs[2])
-        visited.append(node)
-        output = node.outputs[0]
-    else:
-        add = _bias_after(index, node.outputs[0], int(weight.shape[1]))
-        has_bias = add is not None
-        visited += [node, add] if add else [node]
-        output = (add or node).outputs[0]
+    visited += dense.consumed
+    output = dense.node.outputs[0]
     after = index.sole(output)  # back to [batch, tokens, width]
     while after is not None and after.op in ("Transpose", "Reshape"):
         visited.append(after)
         output = after.outputs[0]
         after = index.sole(output)
-    return visited, output, has_bias
+    return visited, output, bool(dense.node.attrs["use_bias"])
 
 
 def _batch_first(index: Index, tensor: str) -> tuple[str, list[Node]]:
