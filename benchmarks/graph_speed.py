@@ -11,16 +11,13 @@ mins) of `--repeats` calls of `time.perf_counter` after one warm-up call, in thi
 from __future__ import annotations
 
 import argparse
-import datetime
-import os
-import platform
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable
-from importlib.metadata import version
 from pathlib import Path
+
+from provenance import run_line
 
 from hwsim.io.arch import load_arch
 from hwsim.io.networks import load_network, shipped_networks
@@ -78,13 +75,6 @@ def measure(repeats: int) -> str:
                 f"| {seconds / TARGET_SECONDS:.1%} of the target |"
             )
     missing = [name for name in NETWORKS if name not in networks]
-    commit = subprocess.run(
-        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout.strip()
-    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
         "# Performance of today's graphs",
         "",
@@ -93,9 +83,7 @@ def measure(repeats: int) -> str:
         f"of {repeats} calls after a warm-up, batch 1, in one process. The machine is shared "
         "and noisy: read the margins, not the third digit.",
         "",
-        f"Run {now} on {platform.processor() or platform.machine()}, {os.cpu_count()} logical "
-        f"cores, load {os.getloadavg()[0]:.2f}; Python {platform.python_version()}, numpy "
-        f"{version('numpy')}, simpy {version('simpy')}; hwsim git {commit or 'unknown'}.",
+        run_line(("numpy", "simpy")),
         "",
         "## Targets",
         "",

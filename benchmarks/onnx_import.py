@@ -15,20 +15,17 @@ fresh process (start-up and `import onnx` included), with `import onnx` alone be
 from __future__ import annotations
 
 import argparse
-import datetime
-import os
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
+from provenance import run_line
 
 from hwsim.io.onnx import import_onnx
 
@@ -131,13 +128,6 @@ def measure(repeats: int) -> str:
         bare = [_fresh(["-c", "import onnx"]) for _ in range(repeats)]
     median = statistics.median(times)
     verdict = "PASS" if median < TARGET_SECONDS else "MISS"
-    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    commit = subprocess.run(
-        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout.strip()
     return "\n".join(
         [
             "# Performance of `hwsim import`",
@@ -146,10 +136,7 @@ def measure(repeats: int) -> str:
             "`python benchmarks/onnx_import.py --out docs/performance-onnx.md`. The machine is "
             "shared and noisy: read the margins, not the third digit.",
             "",
-            f"Run {now} on {platform.processor() or platform.machine()}, {os.cpu_count()} logical "
-            f"cores, load {os.getloadavg()[0]:.2f}; Python {platform.python_version()}, onnx "
-            f"{version('onnx')}, ml_dtypes {version('ml_dtypes')}, numpy {version('numpy')}; "
-            f"hwsim git {commit or 'unknown'}.",
+            run_line(("onnx", "ml_dtypes", "numpy")),
             "",
             f"The model: ResNet-34's shape, {imported.layer_count} hwsim layers, "
             f"{imported.parameters:,} parameters, a {size_mb:.0f} MB file.",

@@ -13,13 +13,14 @@ the medians of wall seconds and of A/B. Issue 19's target: `validate` of one sma
 from __future__ import annotations
 
 import argparse
-import datetime
 import os
 import re
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from provenance import git_revision, run_line
 
 ROOT = Path(__file__).resolve().parents[1]
 HOW = (
@@ -104,27 +105,13 @@ def measure(baseline: Path, runs: int) -> str:
                 f"| `{what}` | {_median(out, 'A wall s')} s | {_median(out, 'B wall s')} s "
                 f"| {_median(out, 'A/B wall')} |"
             )
-    commit = subprocess.run(
-        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout.strip()
-    base = subprocess.run(
-        ["git", "-C", str(baseline), "rev-parse", "--short", "HEAD"],
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout.strip()
-    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     return "\n".join(
         [
             "# Start-up of small CLI calls",
             "",
             HOW.format(runs=runs),
             "",
-            f"Run {now}, {os.cpu_count()} logical cores, load {os.getloadavg()[0]:.2f}; "
-            f"A = hwsim git {commit or 'unknown'}, B = {base or baseline}.",
+            f"{run_line(())[:-1]}; A is this checkout, B = {git_revision(baseline)}.",
             "",
             WHY,
             "",

@@ -25,25 +25,21 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import datetime
 import functools
 import io
 import math
-import os
-import platform
 import pstats
 import re
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable
-from importlib.metadata import version
 from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
+from provenance import run_line
 from threadpoolctl import threadpool_limits
 
 from hwsim.io.networks import load_network
@@ -656,13 +652,6 @@ def measure(repeats: int, warmup: int, profile: str, command: str) -> str:
             ]
             if profile == "always" or (profile == "miss" and verdict == "MISS"):
                 profiles += profile_report(name, batches)
-    commit = subprocess.run(
-        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout.strip()
-    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
         "# Training step overhead: hwsim against minimal numpy",
         "",
@@ -677,9 +666,7 @@ def measure(repeats: int, warmup: int, profile: str, command: str) -> str:
         "BLAS on one thread for both. The machine is shared and noisy: read the ratios, not "
         "absolute times.",
         "",
-        f"Run {now} on {platform.processor() or platform.machine()}, {os.cpu_count()} logical "
-        f"cores, load {os.getloadavg()[0]:.2f}; Python {platform.python_version()}, numpy "
-        f"{version('numpy')}; hwsim git {commit or 'unknown'}.",
+        run_line(("numpy",)),
         "",
         "## Target (issue 15): hwsim's BP step within 1.2x the minimal step",
         "",
