@@ -3,13 +3,13 @@ per-action energies, a simulation's counts and its cycles."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from hwsim.sim.result import SimResult
+from hwsim.sim.result import SimResult, StepCounts
 from hwsim.sim.sparsity import SAVED, SKIPPED, action
 from hwsim.specs.arch import ActionEnergies
 from hwsim.specs.trace import Role
@@ -116,6 +116,32 @@ def unit_energy(component: str, action: str, energies: ActionEnergies) -> tuple[
             f"no energy for {component} {action}: add it to hwsim.energy.PRICES"
         ) from None
     return column, per_unit(energies)
+
+
+def step_energy_pj(counts: StepCounts, energies: ActionEnergies) -> float:
+    """A step's energy per example from its counts alone: `per_example_breakdown`'s
+    energy_pj summed, to the last bit (the same products, rows and order), without pandas."""
+    columns = counts.columns
+    per_count, per_byte = _unit_prices(columns["pairs"], energies)
+    pair = columns["pair"]
+    energy = (
+        columns["count"].astype(np.float64) * per_count[pair]
+        + columns["bytes"].astype(np.float64) * per_byte[pair]
+    )
+    energy = np.append(energy, counts.cycles * energies.leakage_pj_per_cycle)
+    return float((energy / counts.batch_size).sum())
+
+
+def _unit_prices(
+    pairs: Iterable[Sequence[str]], energies: ActionEnergies
+) -> tuple[np.ndarray, np.ndarray]:
+    """pJ per count and pJ per byte of each (component, action) in `pairs`, by position."""
+    names = list(pairs)
+    per_count, per_byte = np.zeros(len(names)), np.zeros(len(names))
+    for code, (component, action_name) in enumerate(names):
+        column, per_unit = unit_energy(component, action_name, energies)
+        (per_count if column == "count" else per_byte)[code] = per_unit
+    return per_count, per_byte
 
 
 def price(breakdown: pd.DataFrame, cycles: int, energies: ActionEnergies) -> pd.DataFrame:

@@ -57,6 +57,8 @@ class Ledger:
     # int and float columns as arrays, 8 bytes a value rather than a Python object each.
     mappings: dict[str, array | list] | None = None
     peak_bytes: dict[str, int] = field(default_factory=lambda: defaultdict(int))  # occupancy
+    # False: only the counts are kept (a sweep's row): no loop nests, no busy intervals.
+    details: bool = True
 
     def occupy(self, resource: str, nbytes: int) -> None:
         """Note a storage resource's occupancy; the result reports its peak."""
@@ -148,7 +150,7 @@ class Ledger:
         }
 
     def busy(self, resource: str, start: int, end: int, nbytes: int = 0) -> None:
-        if end > start:
+        if end > start and self.details:
             columns = self.intervals.get(resource)
             if columns is None:
                 columns = self.intervals[resource] = (array("q"), array("q"), array("q"))

@@ -17,7 +17,7 @@ import simpy
 
 from hwsim.sim.components import Ledger, Scope
 from hwsim.sim.distributed import DistributedSubstrate
-from hwsim.sim.result import SimResult, build_result
+from hwsim.sim.result import SimResult, StepCounts, build_counts, build_result
 from hwsim.sim.von_neumann import VonNeumannSubstrate
 from hwsim.specs.arch import (
     ActionEnergies,
@@ -47,6 +47,25 @@ def simulate(
     too small for the step raises CapacityError (the field and the numbers, no file name: the
     caller adds it with `hwsim.errors.located`)."""
     ledger = Ledger()
+    arch, cycles = _simulated(arch, trace, ledger, energies)
+    return build_result(arch, trace, ledger, cycles, timeline_bins)
+
+
+def simulate_counts(
+    arch: ArchSpec, trace: Trace, *, energies: ActionEnergies | None = None
+) -> StepCounts:
+    """`simulate`, keeping only the counts and cycles (no loop nests, busy intervals or
+    tables): what a sweep's row needs, the same simulation."""
+    ledger = Ledger(details=False)
+    arch, cycles = _simulated(arch, trace, ledger, energies)
+    return build_counts(arch, trace, ledger, cycles)
+
+
+def _simulated(
+    arch: ArchSpec, trace: Trace, ledger: Ledger, energies: ActionEnergies | None
+) -> tuple[ArchSpec, int]:
+    """Run the step into `ledger`: the chip as simulated (generated feedback changes it)
+    and the step's cycles."""
     if arch.schedule.feedback_weights == FeedbackWeights.GENERATED:
         arch = _generating(arch, trace, ledger)
     # The step's state holds cycles (simpy's resources refer to themselves) that the
@@ -59,7 +78,7 @@ def simulate(
         gc.collect()
     finally:
         gc.unfreeze()
-    return build_result(arch, trace, ledger, cycles, timeline_bins)
+    return arch, cycles
 
 
 def _generating(arch: ArchSpec, trace: Trace, ledger: Ledger) -> ArchSpec:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -67,11 +68,29 @@ class SimResult:
         return step_totals(self.breakdown, self.substrate, self.cycles)
 
 
+@dataclass(frozen=True, eq=False)
+class StepCounts:
+    """A simulated step's counts and cycles without the tables a SimResult builds (loop
+    nests, resources, timeline) and without pandas: what a sweep's row keeps."""
+
+    substrate: str
+    batch_size: int
+    clock_hz: float
+    cycles: int
+    columns: dict[str, np.ndarray]  # sorted_counts (empty columns if nothing was counted)
+
+    def totals(self) -> dict[str, int]:
+        """Per-step totals, as SimResult.totals."""
+        return step_totals(self.columns, self.substrate, self.cycles)
+
+
 # The phases whose traffic is the learning rule's own (the forward pass is every rule's).
 LEARNING_PHASES = frozenset({Phase.ERROR.value, Phase.GRADIENT.value, Phase.UPDATE.value})
 
 
-def step_totals(breakdown: pd.DataFrame, substrate: str, cycles: int) -> dict[str, int]:
+def step_totals(
+    breakdown: pd.DataFrame | Mapping[str, np.ndarray], substrate: str, cycles: int
+) -> dict[str, int]:
     """A step's totals from its breakdown, in one pass over the rows (a sweep prices many
     small steps; a pandas mask per figure cost more than the sums).
 
@@ -116,10 +135,27 @@ def step_totals(breakdown: pd.DataFrame, substrate: str, cycles: int) -> dict[st
 def _breakdown(ledger: Ledger, trace: Trace) -> pd.DataFrame:
     """One row per (layer, phase, component, action): layers in network order, phases in
     step order, then component and action by name."""
-    scopes, pairs, scope_names, pair_names, counts, moved, busy = ledger.take_counts()
-    if not len(counts):
+    counts = sorted_counts(ledger, trace)
+    if counts is None:
         frame = pd.DataFrame(columns=BREAKDOWN_COLUMNS)
         return frame.astype({"count": "int64", "bytes": "int64", "cycles": "int64"})
+    columns = {
+        name: _text(counts.pop(name)) if name in TEXT_COLUMNS else counts.pop(name)
+        for name in BREAKDOWN_COLUMNS
+    }
+    return pd.DataFrame(columns, copy=False)  # the sorted arrays are the frame's own
+
+
+TEXT_COLUMNS = ("layer", "phase", "component", "action")
+
+
+def sorted_counts(ledger: Ledger, trace: Trace) -> dict[str, np.ndarray] | None:
+    """The breakdown's columns (BREAKDOWN_COLUMNS, names as object arrays) and `pair` (each
+    row's (component, action) code into `pairs`, the code table), in the breakdown's order;
+    None if nothing was counted.  The ledger lets go of its counts."""
+    scopes, pairs, scope_names, pair_names, counts, moved, busy = ledger.take_counts()
+    if not len(counts):
+        return None
     # The order is worked out on the small code tables, then applied to the rows by code.
     layer_order = {layer.name: i for i, layer in enumerate(trace.header.layers)}
     phase_order = {phase.value: i for i, phase in enumerate(Phase)}
@@ -137,16 +173,20 @@ def _breakdown(ledger: Ledger, trace: Trace) -> pd.DataFrame:
     del rank
     # One column at a time, each unsorted column let go of once its sorted copy is made
     # (a 25,000-layer step has 750,000 rows: every column held twice is ~50 MB).
-    columns = {}
-    unsorted = [scopes, pairs, counts, moved, busy]
-    del scopes, pairs, counts, moved, busy
-    for names, table in ((("layer", "phase"), scope_names), (("component", "action"), pair_names)):
-        codes = unsorted.pop(0)[order]
-        for i, name in enumerate(names):
-            columns[name] = _text(table[codes, i])
+    columns: dict[str, np.ndarray] = {}
+    scope_codes = scopes[order]
+    del scopes
+    columns["layer"], columns["phase"] = scope_names[scope_codes, 0], scope_names[scope_codes, 1]
+    del scope_codes
+    columns["pair"] = pairs[order]
+    columns["component"] = pair_names[columns["pair"], 0]
+    columns["action"] = pair_names[columns["pair"], 1]
+    columns["pairs"] = pair_names
+    unsorted = [counts, moved, busy]
+    del counts, moved, busy
     for name in ("count", "bytes", "cycles"):
         columns[name] = unsorted.pop(0)[order]
-    return pd.DataFrame(columns, copy=False)  # the sorted arrays are the frame's own
+    return columns
 
 
 def _ranks(keys: list[tuple]) -> np.ndarray:
@@ -318,4 +358,20 @@ def build_result(arch: ArchSpec, trace: Trace, ledger: Ledger, cycles: int, bins
         breakdown=_breakdown(ledger, trace),
         resources=_resources(ledger, cycles),
         timeline=_timeline(ledger, cycles, bins),
+    )
+
+
+def build_counts(arch: ArchSpec, trace: Trace, ledger: Ledger, cycles: int) -> StepCounts:
+    """A step's StepCounts from its ledger (which lets go of its counts)."""
+    columns = sorted_counts(ledger, trace)
+    if columns is None:
+        empty = np.zeros(0, dtype=np.int64)
+        columns = {name: empty for name in (*BREAKDOWN_COLUMNS, "pair")}
+        columns["pairs"] = np.empty((0, 2), dtype=object)
+    return StepCounts(
+        substrate=arch.substrate.value,
+        batch_size=trace.header.batch_size,
+        clock_hz=arch.clock_hz,
+        cycles=cycles,
+        columns=columns,
     )

@@ -351,7 +351,8 @@ class VonNeumannSubstrate:
         self._occupied()
         plan = yield from self._plan(record, cached, kept, consumed)
         self._occupied()
-        self._log_mapping(record, plan)
+        if self.ledger.details:
+            self._log_mapping(record, plan)
         if written_back:
             yield from self.dram.transfer(scope, dram_written_back, "write")
             self.ledger.add(scope, BUFFER, "drain", nbytes=written_back)

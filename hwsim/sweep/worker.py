@@ -9,10 +9,10 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from hwsim.energy import SUMMARY_KEYS, per_example_breakdown
+from hwsim.energy import SUMMARY_KEYS, step_energy_pj
 from hwsim.errors import HwsimError, located
-from hwsim.sim.engine import simulate
-from hwsim.sim.result import SimResult
+from hwsim.sim.engine import simulate_counts
+from hwsim.sim.result import StepCounts
 from hwsim.specs.arch import ActionEnergies, ArchSpec
 from hwsim.specs.trace import Trace
 from hwsim.sweep.lifeline import exit_with_parent
@@ -22,13 +22,13 @@ BLAS_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THR
 _traces: list[Trace] = []  # this worker process's copy of the sweep's workloads
 
 
-def metrics(result: SimResult, energies: ActionEnergies) -> dict[str, float]:
+def metrics(counts: StepCounts, energies: ActionEnergies) -> dict[str, float]:
     """The per-example figures of `hwsim.energy.summarize` (the keys of `simulate --format
     json`), equal to the last bit, without its breakdowns by component, phase and layer."""
-    batch = result.batch_size
-    figures = {key: value / batch for key, value in result.totals().items()}
-    figures["latency_s"] = figures["cycles"] / result.clock_hz
-    figures["energy_pj"] = float(per_example_breakdown(result, energies)["energy_pj"].sum())
+    batch = counts.batch_size
+    figures = {key: value / batch for key, value in counts.totals().items()}
+    figures["latency_s"] = figures["cycles"] / counts.clock_hz
+    figures["energy_pj"] = step_energy_pj(counts, energies)
     figures["area_mm2"] = energies.area.area_mm2
     return {key: figures[key] for key in SUMMARY_KEYS}
 
@@ -38,7 +38,7 @@ def price(arch: ArchSpec, energies: ActionEnergies, trace: Trace) -> dict[str, A
     json`, or {"status": "error", "error": message} if the point raised."""
     try:
         with located(arch.name):
-            result = simulate(arch, trace, timeline_bins=1, energies=energies)
+            result = simulate_counts(arch, trace, energies=energies)
         figures = metrics(result, energies)
     except HwsimError as exc:
         return {"status": "error", "error": str(exc)}

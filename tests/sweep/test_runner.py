@@ -17,7 +17,7 @@ from hwsim.cli import main
 from hwsim.energy import SUMMARY_KEYS, summarize
 from hwsim.io.arch import load_arch_with_energies
 from hwsim.io.traces import read_trace
-from hwsim.sim.engine import simulate
+from hwsim.sim.engine import simulate, simulate_counts
 from hwsim.sweep import run_sweep
 from hwsim.sweep.worker import price
 from tests.sweep.conftest import ROOT, TRACES, write_sweep
@@ -146,7 +146,7 @@ def test_bad_input_exits_2_before_anything_runs(tmp_path, capsys):
     assert "--jobs sets the local process pool" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("arch", ["von_neumann", "distributed_small"])
+@pytest.mark.parametrize("arch", ["von_neumann", "distributed_small", "von_neumann_sparse"])
 def test_row_figures_are_those_of_simulate_json(arch):
     arch_spec, energies = load_arch_with_energies(arch)
     for rule in ("bp", "ssdfa"):
@@ -173,3 +173,20 @@ def test_a_dead_worker_costs_only_the_rows_in_flight(small_sweep, tmp_path):
     assert failed["error"].str.startswith("a worker process died").all()
     again = run_sweep(small_sweep, out, jobs=1)
     assert set(again["status"]) == {"ok"}
+
+
+@pytest.mark.parametrize(
+    ("arch", "rule"),
+    [("von_neumann_sparse", "dfa"), ("distributed_stationary", "ssdfa"), ("von_neumann", "bp")],
+)
+def test_a_rows_counts_are_the_breakdowns_rows(arch, rule):
+    """simulate_counts (a sweep's row) is the same simulation as simulate: its columns are
+    the breakdown's, row for row, and its cycles the step's."""
+    arch_spec, energies = load_arch_with_energies(arch)
+    trace = read_trace(TRACES / f"alexnet_{rule}_b8.jsonl.gz")
+    result = simulate(arch_spec, trace, energies=energies)
+    counts = simulate_counts(arch_spec, trace, energies=energies)
+    assert counts.cycles == result.cycles and len(result.breakdown) > 0
+    for name in result.breakdown.columns:
+        assert counts.columns[name].tolist() == result.breakdown[name].tolist(), name
+    assert counts.totals() == result.totals()
