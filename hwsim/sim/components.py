@@ -10,12 +10,14 @@ from __future__ import annotations
 import math
 from array import array
 from collections import defaultdict
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
 import simpy
+from simpy.core import URGENT
 from numpy.typing import NDArray
 
 Process = Generator[Any, Any, Any]
@@ -280,12 +282,17 @@ class SharedUnit:
             active = self._active()
             least = min(self.jobs[job] for job in active)
             delay = max(0, math.ceil(least * len(active) - 1e-6))
-            self.env.process(self._timer(self.version, delay))
+            _Urgent(self.env, partial(self._arm, self.version, delay))
 
-    def _timer(self, version: int, delay: int) -> Process:
-        yield self.env.timeout(delay)
+    def _arm(self, version: int, delay: int, _: simpy.Event) -> None:
+        if version == self.version:  # else superseded already: it would fire for nothing
+            self.env.timeout(delay).callbacks.append(partial(self._fire, version))
+
+    def _fire(self, version: int, _: simpy.Event) -> None:
+        """The timer set `delay` cycles ago: the jobs done by now leave, unless an arrival
+        or another completion has superseded it."""
         if version != self.version:
-            return  # superseded by an arrival or another completion
+            return
         self._advance()
         for job in [job for job, left in self.jobs.items() if left <= 1e-6]:
             del self.jobs[job], self.priorities[job]
@@ -293,6 +300,20 @@ class SharedUnit:
         if not self.jobs:
             self.ledger.busy(self.name, self.busy_since, now(self.env), self.busy_bytes)
         self._reschedule()
+
+
+class _Urgent(simpy.Event):
+    """An event that calls `callback` before the normal events of the instant it is made in,
+    as starting a simpy process does (its Initialize event): a unit's timer is set exactly
+    when a timer process's first step would set it — the same order among events of one
+    cycle, so the same results — at a third of the events and no generator."""
+
+    def __init__(self, env: simpy.Environment, callback: Callable[[simpy.Event], None]) -> None:
+        super().__init__(env)
+        self.callbacks.append(callback)
+        self._ok = True
+        self._value = None
+        env.schedule(self, URGENT)
 
 
 class Dram:
