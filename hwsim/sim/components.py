@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 import simpy
-from simpy.core import URGENT
 from numpy.typing import NDArray
+from simpy.core import URGENT
 
 Process = Generator[Any, Any, Any]
 Int64s = NDArray[np.int64]
