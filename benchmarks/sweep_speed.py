@@ -1,7 +1,7 @@
 """Wall time of a 1,000-point sweep: the local process pool, and a Dask LocalCluster.
 
     python benchmarks/sweep_speed.py [--jobs 2] [--dask-workers 2] [--no-dask]
-                                     [--out docs/performance-sweeps.md]
+                                     [--baseline REV] [--out docs/performance-sweeps.md]
 
 The sweep: AlexNet under BP, DFA and SSDFA (the shipped traces workloads/traces/alexnet_*_b8)
 on a von Neumann grid of 10 global-buffer sizes × 10 DRAM bandwidths × 10 PE-array shapes =
@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import os
 import platform
 import shlex
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -81,6 +83,49 @@ def sweep_file(folder: Path, samples: int | None = None) -> Path:
     return path
 
 
+# Prices the sampled points' rows in-process, in the tree on PYTHONPATH, twice (the second
+# pass finds the mapping search's cache warm): CPU seconds per row of each pass.
+ROW_CHILD = """
+import json, sys, time
+from hwsim.sweep import expand
+from hwsim.sweep.worker import price
+rows = expand(sys.argv[1]).rows
+out = []
+for _ in range(2):
+    start = time.process_time()
+    for row in rows:
+        assert price(row.point.arch, row.point.energies, row.workload.trace)["status"] == "ok"
+    out.append((time.process_time() - start) / len(rows))
+print(json.dumps(out))
+"""
+
+
+def row_costs(sample: Path, revision: str, rounds: int = 2) -> dict[str, list[float]]:
+    """CPU ms per row of the sample, cold and warm, in this tree and in `revision`'s, in
+    fresh child processes taken in turn (A B, then B A); the median over rounds."""
+    from sparsity_off import baseline_tree
+
+    costs: dict[str, list[list[float]]] = {"head": [], revision: []}
+    with tempfile.TemporaryDirectory(prefix="hwsim-sweep-baseline-") as folder:
+        trees = {"head": ROOT, revision: baseline_tree(revision, Path(folder))}
+        for round_ in range(rounds):
+            names = list(trees) if round_ % 2 == 0 else list(trees)[::-1]
+            for name in names:
+                done = subprocess.run(
+                    [sys.executable, "-c", ROW_CHILD, str(sample)],
+                    env={**os.environ, "PYTHONPATH": str(trees[name])},
+                    cwd=trees[name],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                )
+                costs[name].append(json.loads(done.stdout))
+    return {
+        name: [1e3 * statistics.median(run[i] for run in runs) for i in range(2)]
+        for name, runs in costs.items()
+    }
+
+
 def timed(function, *args, **kwargs) -> tuple[float, object]:
     start = time.perf_counter()
     result = function(*args, **kwargs)
@@ -116,6 +161,7 @@ def report(args: argparse.Namespace) -> str:
         rows = len(expansion.rows)
         sample = sweep_file(folder, SERIAL_SAMPLE)
         serial_s, _ = timed(run_sweep, sample, folder / "serial", jobs=1)
+        costs = row_costs(sample, args.baseline) if args.baseline else None
         serial_rows = SERIAL_SAMPLE * len(expansion.workloads)
         pool_s, pool = timed(run_sweep, path, folder / "pool", jobs=args.jobs)
         resume_s, resumed = timed(run_sweep, path, folder / "pool", jobs=args.jobs)
@@ -178,16 +224,32 @@ def report(args: argparse.Namespace) -> str:
             f"| Dask LocalCluster table identical to the pool's (DataFrame and "
             f"results.csv bytes) | {'PASS' if identical else 'MISS'} |"
         )
+    if costs is not None:
+        (head_cold, head_warm), (base_cold, base_warm) = costs["head"], costs[args.baseline]
+        lines += [
+            "",
+            f"A row's CPU time, this code against `{args.baseline}`, on the {SERIAL_SAMPLE} "
+            "sampled points in fresh child processes taken in turn (two rounds, A B then B A; "
+            "median): the first pass runs each op's mapping search, the second finds it cached.",
+            "",
+            f"| pass | this code | `{args.baseline}` | ratio |",
+            "|---|---|---|---|",
+            f"| first (mapping search cold) | {head_cold:.1f} ms | {base_cold:.1f} ms | "
+            f"{head_cold / base_cold:.2f}× |",
+            f"| second (mapping search cached) | {head_warm:.1f} ms | {base_warm:.1f} ms | "
+            f"{head_warm / base_warm:.2f}× |",
+        ]
     lines += [
         "",
         f"Rows failed: {failed} of {rows}.",
         "",
-        "Where the time goes: a row is one `simulate` of an AlexNet step plus its per-example "
-        "figures; the first workload of a new point also runs the mapping search of every "
-        "matmul and convolution (cached per op shape and machine, so the point's other "
-        "workloads reuse the ops they share — which is why a task is a whole point, on one "
-        "worker). Traces go to each worker once; a task carries one validated spec. The Dask "
-        "run pays the cluster's start-up and its scheduler's per-task overhead.",
+        "Where the time goes: a row is one simulation of an AlexNet step (`simulate_counts`: "
+        "the counts and cycles, no loop-nest or busy-interval tables, no pandas) plus its "
+        "per-example figures; the first workload of a new point also runs the mapping "
+        "search of every matmul and convolution (cached per op shape and machine, so the "
+        "point's other workloads reuse the ops they share — which is why a task is a whole "
+        "point, on one worker). Traces go to each worker once; a task carries one validated "
+        "spec. The Dask run pays the cluster's start-up and its scheduler's per-task overhead.",
         "",
     ]
     return "\n".join(lines)
@@ -200,6 +262,9 @@ def main() -> int:
         "--dask-workers", type=int, default=2, help="LocalCluster worker processes (default 2)"
     )
     parser.add_argument("--no-dask", action="store_true", help="skip the Dask run")
+    parser.add_argument(
+        "--baseline", default=None, help="also time a row against this git revision's code"
+    )
     parser.add_argument("--out", type=Path, default=None, help="also write the report here")
     args = parser.parse_args()
     text = report(args)
