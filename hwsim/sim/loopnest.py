@@ -15,6 +15,9 @@ and run in one of six orders (outermost first).  For each (order, tiles):
   `accumulator_bits` beside a finished copy at its own precision that drains to DRAM.
 
 The search keeps the mapping with the least DRAM traffic (ties: fewest estimated cycles).
+Candidates are ranked once per GEMM and machine, whatever the buffer space (a frontier: the
+best-ranked candidate of each smaller footprint), so an op given another budget — at another
+design point of a sweep, or with more stream space free — costs a binary search.
 Tile candidates per loop are ⌈size / 2^i⌉ and ⌈size / (3·2^i)⌉ (so a batch's candidates contain
 half the batch's).
 
@@ -409,12 +412,35 @@ def _fill_cycles(
 def _search(
     gemm: Gemm, budget_bytes: int, machine: Machine | None, aligned: bool, fixed_port_bytes: int
 ) -> Mapping | None:
-    """The least-traffic mapping among the (aligned) candidates that fit.
+    """The best mapping among the (aligned) candidates that fit `budget_bytes`: the first
+    step of the frontier that fits."""
+    frontier = _frontier(gemm, machine, aligned, fixed_port_bytes)
+    at = int(np.searchsorted(frontier.negated_footprints, -budget_bytes, side="left"))
+    return frontier.mappings[at] if at < len(frontier.mappings) else None
+
+
+@dataclass(frozen=True)
+class _Frontier:
+    """Every candidate of every loop order ranked once, budget aside, by (the objective, its
+    tie-break, steps, order, candidate); kept: each candidate whose footprint is below that
+    of every candidate ranked before it.  The best mapping that fits a budget is the first
+    of them that fits — so one frontier serves every budget (a sweep's points, the stream
+    space free at each moment) where a search per budget would rank them all again."""
+
+    negated_footprints: NDArray[np.int64]  # ascending (the footprints fall along the list)
+    mappings: tuple[Mapping, ...]
+
+
+@lru_cache(maxsize=8192)
+def _frontier(
+    gemm: Gemm, machine: Machine | None, aligned: bool, fixed_port_bytes: int
+) -> _Frontier:
+    """The frontier of `gemm`'s candidates: the least-traffic mapping first (by default).
 
     Ties go to the fewest estimated cycles on `machine` — max(the tiles' array cycles, DRAM
     time, buffer-port time) plus the pipeline's fill and drain (the first tile's reads, the
     last tile's compute); without a machine, to a fill of at most 1/64 of the traffic, then
-    the fewest steps."""
+    the fewest steps, then the earlier loop order and candidate."""
     tiles, trips, tile_elements, sweep_elements = _grid(gemm, _alignment(machine, aligned))
     compute = (
         _tiled_compute(machine, tiles, trips, gemm)
@@ -426,45 +452,92 @@ def _search(
     tile_bytes = [_bytes(tile_elements[i], operands[i].bits) for i in range(3)]
     accumulating = _bytes(tile_elements[C], gemm.accumulator_bits)
     output = operands[C]
-    written = output.written and not output.resident
-    write = bits_to_bytes(output.elements * output.bits) if written else 0
+    write = (
+        bits_to_bytes(output.elements * output.bits)
+        if output.written and not output.resident
+        else 0
+    )
     steps = trips[0] * trips[1] * trips[2]
-    best: tuple | None = None
-    for order in ORDERS:
-        multipliers, footprint = _revisits(order, trips, operands, tile_bytes, accumulating)
-        fits = footprint <= budget_bytes
-        if not fits.any():
-            continue
-        reads = [sweep_bytes[i] * multipliers[i] * (not operands[i].resident) for i in (A, B)]
-        partial_elements = multipliers[C] * sweep_elements[C] - operands[C].elements
-        partial = _bytes(partial_elements, gemm.accumulator_bits) * (not operands[C].resident)
-        traffic = reads[A] + reads[B] + 2 * partial + write
-        # Buffer → array: every input tile each time the nest uses it (held or not).
-        array = sweep_bytes[A] * multipliers[A] + sweep_bytes[B] * multipliers[B]
-        port = array + 2 * partial + write
-        if machine is not None and machine.objective.kind != DRAM_BYTES.kind:
-            port = array + 2 * partial + fixed_port_bytes  # all the buffer port serves
-        fill = _fill_cycles(machine, compute, traffic, port, reads[A] + reads[B], steps)
-        primary, secondary = _ranked(machine, traffic, fill, array + 2 * partial + write)
-        key = np.lexsort((steps, secondary, primary))
-        choice = int(key[fits[key]][0])
-        score = (primary[choice], secondary[choice], int(steps[choice]), order)
-        if best is None or score < best[0]:
-            best = (
-                score,
-                Mapping(
-                    order=">".join(LOOPS[loop] for loop in order),
-                    tiles=_pick(tiles, choice),
-                    trips=_pick(trips, choice),
-                    read_bytes=(int(reads[A][choice]), int(reads[B][choice])),
-                    output_write_bytes=int(write),
-                    partial_bytes=int(partial[choice]),
-                    footprint_bytes=int(footprint[choice]),
-                    array_read_bytes=int(array[choice]),
-                    compute_cycles=int(compute[choice]),
-                ),
+    orders = [
+        _order_costs(
+            order,
+            gemm,
+            machine,
+            (trips, compute, steps, write, fixed_port_bytes),
+            (sweep_bytes, sweep_elements, tile_bytes, accumulating),
+        )
+        for order in ORDERS
+    ]
+    count = len(steps)
+    primary = np.concatenate([costs["primary"] for costs in orders])
+    secondary = np.concatenate([costs["secondary"] for costs in orders])
+    footprint = np.concatenate([costs["footprint"] for costs in orders])
+    which = np.arange(len(ORDERS) * count)
+    rank = np.lexsort((which, np.tile(steps, len(ORDERS)), secondary, primary))
+    ranked = footprint[rank]
+    before = np.minimum.accumulate(np.concatenate([[np.iinfo(np.int64).max], ranked[:-1]]))
+    kept = rank[ranked < before]
+    mappings = _kept_mappings(kept.tolist(), count, orders, (tiles, trips, compute, write))
+    return _Frontier(-footprint[kept].astype(np.int64), mappings)
+
+
+def _kept_mappings(
+    kept: list[int], count: int, orders: list[dict[str, np.ndarray]], nest: tuple
+) -> tuple[Mapping, ...]:
+    """The Mapping of each kept candidate (its order's index × `count` + its own)."""
+    tiles, trips, compute, write = nest
+    mappings = []
+    for entry in kept:
+        order_index, choice = divmod(entry, count)
+        costs = orders[order_index]
+        mappings.append(
+            Mapping(
+                order=">".join(LOOPS[loop] for loop in ORDERS[order_index]),
+                tiles=_pick(tiles, choice),
+                trips=_pick(trips, choice),
+                read_bytes=(int(costs["read_a"][choice]), int(costs["read_b"][choice])),
+                output_write_bytes=int(write),
+                partial_bytes=int(costs["partial"][choice]),
+                footprint_bytes=int(costs["footprint"][choice]),
+                array_read_bytes=int(costs["array"][choice]),
+                compute_cycles=int(compute[choice]),
             )
-    return None if best is None else best[1]
+        )
+    return tuple(mappings)
+
+
+def _order_costs(
+    order: tuple[int, ...],
+    gemm: Gemm,
+    machine: Machine | None,
+    shared: tuple,
+    sizes: tuple,
+) -> dict[str, np.ndarray]:
+    """One loop order's footprint, traffic and ranking keys for every candidate tiling."""
+    trips, compute, steps, write, fixed_port_bytes = shared
+    sweep_bytes, sweep_elements, tile_bytes, accumulating = sizes
+    operands = (gemm.a, gemm.b, gemm.c)
+    multipliers, footprint = _revisits(order, trips, operands, tile_bytes, accumulating)
+    reads = [sweep_bytes[i] * multipliers[i] * (not operands[i].resident) for i in (A, B)]
+    partial_elements = multipliers[C] * sweep_elements[C] - operands[C].elements
+    partial = _bytes(partial_elements, gemm.accumulator_bits) * (not operands[C].resident)
+    traffic = reads[A] + reads[B] + 2 * partial + write
+    # Buffer → array: every input tile each time the nest uses it (held or not).
+    array = sweep_bytes[A] * multipliers[A] + sweep_bytes[B] * multipliers[B]
+    port = array + 2 * partial + write
+    if machine is not None and machine.objective.kind != DRAM_BYTES.kind:
+        port = array + 2 * partial + fixed_port_bytes  # all the buffer port serves
+    fill = _fill_cycles(machine, compute, traffic, port, reads[A] + reads[B], steps)
+    primary, secondary = _ranked(machine, traffic, fill, array + 2 * partial + write)
+    return {
+        "primary": primary,
+        "secondary": secondary,
+        "footprint": footprint,
+        "read_a": reads[A],
+        "read_b": reads[B],
+        "partial": partial,
+        "array": array,
+    }
 
 
 def _ranked(
