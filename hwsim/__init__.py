@@ -1,10 +1,7 @@
 """hwsim: what does training cost on this hardware, and what would a local learning rule save?"""
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("hwsim")
-except PackageNotFoundError:  # running from a source tree that is not installed
-    __version__ = "0.0.0+unknown"
+# The one place the version is written: pyproject.toml reads it from here (its `dynamic`
+# version), so that no command pays for importlib.metadata at start-up.
+__version__ = "0.1.0"
 
 __all__ = ["__version__"]

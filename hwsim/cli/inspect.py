@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from hwsim.errors import HwsimError, SpecError
-from hwsim.io.networks import is_onnx_path
+from hwsim.io.inputs import is_onnx_path
 from hwsim.io.yamlio import load_yaml
 
 

@@ -56,3 +56,8 @@ def read_bounded(path: Path, limit_bytes: int, error: type[HwsimError], expected
     if len(data) > limit_bytes:
         raise error(f"{path}: larger than {limit_bytes:,} bytes, too large for {expected}")
     return data
+
+
+def is_onnx_path(name_or_path: str | Path) -> bool:
+    """An ONNX model, converted in memory (hwsim.io.onnx), rather than a network file."""
+    return str(name_or_path).lower().endswith(".onnx")

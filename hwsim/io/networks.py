@@ -3,8 +3,7 @@ user gives."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
+from hwsim.io.inputs import is_onnx_path as is_onnx_path
 from hwsim.io.shipped import shipped_dir
 from hwsim.io.yamlio import load_model, resolve_named_file
 from hwsim.specs.network import NetworkSpec
@@ -14,11 +13,6 @@ NETWORKS_DIR = shipped_dir("network")
 
 def shipped_networks() -> list[str]:
     return sorted(path.stem for path in NETWORKS_DIR.glob("*.yaml"))
-
-
-def is_onnx_path(name_or_path: str | Path) -> bool:
-    """An ONNX model, converted in memory (hwsim.io.onnx), rather than a network file."""
-    return str(name_or_path).lower().endswith(".onnx")
 
 
 def load_network(name_or_path: str) -> NetworkSpec:

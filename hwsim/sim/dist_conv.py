@@ -34,8 +34,8 @@ import math
 from dataclasses import dataclass
 
 from hwsim.sim.components import ceil_div
-from hwsim.specs.network import Padding, same_padding
 from hwsim.specs.trace import Conv2DOp
+from hwsim.specs.vocab import Padding, same_padding
 
 CYCLE_TOLERANCE = 1.25  # a cut may be this much slower than the fastest if it moves less
 

@@ -43,7 +43,7 @@ def finite_range(
 class FrozenModel(BaseModel):
     """Immutable value with unknown keys rejected."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=False)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=False, defer_build=True)
 
 
 def _fields(model: type) -> dict[str, FieldInfo]:

@@ -12,6 +12,9 @@ from pydantic import Field, model_validator
 
 from hwsim.specs.common import FrozenModel, Name, NotBool, finite_range
 from hwsim.specs.token_shapes import token_layer_shape
+from hwsim.specs.vocab import Padding as Padding
+from hwsim.specs.vocab import conv_output_size as conv_output_size
+from hwsim.specs.vocab import same_padding as same_padding
 
 NETWORK_SCHEMA_VERSION = 1
 MAX_LAYERS = 50_000  # a trace header carries up to ~500 bytes per layer: 25 MB at the cap
@@ -33,11 +36,6 @@ class Activation(StrEnum):
     TANH = "tanh"
     SIGMOID = "sigmoid"
     GELU = "gelu"  # the tanh approximation (timm's ViT uses the exact erf form)
-
-
-class Padding(StrEnum):
-    SAME = "same"
-    VALID = "valid"
 
 
 class OptimizerName(StrEnum):
@@ -315,20 +313,6 @@ class LayerShape:
     @property
     def output_elements(self) -> int:
         return math.prod(self.output_shape)
-
-
-def conv_output_size(size: int, kernel: int, stride: int, padding: Padding) -> int:
-    """Output length of a window sliding over `size` (TensorFlow's SAME/VALID rules)."""
-    if padding == Padding.SAME:
-        return -(-size // stride)
-    return (size - kernel) // stride + 1
-
-
-def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
-    """(before, after) padding for SAME, as TensorFlow splits it (extra on the after side)."""
-    out = -(-size // stride)
-    total = max((out - 1) * stride + kernel - size, 0)
-    return total // 2, total - total // 2
 
 
 def _map_input(shape: tuple[int, ...], where: str) -> tuple[int, int, int]:

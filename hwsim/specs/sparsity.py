@@ -15,7 +15,7 @@ from typing import Annotated, Any
 from pydantic import BeforeValidator, Field, ValidationInfo, field_validator
 
 from hwsim.specs.common import FrozenModel, NotBool
-from hwsim.specs.trace import Role
+from hwsim.specs.vocab import Role
 
 
 class CompressionFormat(StrEnum):

@@ -11,7 +11,6 @@ record.  `RECORD` validates and serialises them.
 from __future__ import annotations
 
 from collections import Counter
-from enum import StrEnum
 from functools import cached_property
 from typing import Annotated, Any, Final, Literal, TypeVar, cast, dataclass_transform
 
@@ -26,8 +25,13 @@ from pydantic import (
 from pydantic.dataclasses import dataclass
 
 from hwsim.specs.common import FrozenModel
-from hwsim.specs.network import Padding
 from hwsim.specs.token_shapes import layer_example_sizes
+from hwsim.specs.vocab import Algorithm as Algorithm
+from hwsim.specs.vocab import ConvPass as ConvPass
+from hwsim.specs.vocab import Padding
+from hwsim.specs.vocab import Phase as Phase
+from hwsim.specs.vocab import Role as Role
+from hwsim.specs.vocab import Slot as Slot
 
 TRACE_SCHEMA_VERSION: Final = 3
 
@@ -52,45 +56,6 @@ def _encodable(text: str) -> str:
 
 
 Text = Annotated[str, AfterValidator(_encodable)]
-
-
-class Phase(StrEnum):
-    FORWARD = "forward"
-    ERROR = "error"
-    GRADIENT = "gradient"
-    UPDATE = "update"
-
-
-class Role(StrEnum):
-    INPUT = "input"
-    LABEL = "label"
-    WEIGHT = "weight"
-    BIAS = "bias"
-    ACTIVATION = "activation"
-    ERROR = "error"
-    FEEDBACK = "feedback"
-    GRADIENT = "gradient"
-    OPTIMIZER_STATE = "optimizer_state"
-
-
-class Algorithm(StrEnum):
-    BP = "bp"
-    DFA = "dfa"
-    SSDFA = "ssdfa"
-
-
-class ConvPass(StrEnum):
-    FORWARD = "forward"
-    BACKWARD_DATA = "backward_data"
-    BACKWARD_WEIGHT = "backward_weight"
-
-
-class Slot(StrEnum):
-    """Where a matmul or conv operand sits in its GEMM  c[m, n] += a[m, k] · b[k, n]."""
-
-    A = "a"
-    B = "b"
-    C = "c"
 
 
 _RecordT = TypeVar("_RecordT")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from hwsim.specs.network import Padding, same_padding
+from hwsim.specs.vocab import Padding, same_padding
 
 
 def window_padding(size: int, kernel: int, stride: int, padding: Padding) -> tuple[int, int]:
