@@ -29,8 +29,8 @@ def main() -> int:
 
     import hwsim.sim.engine as engine
     from hwsim.cli import main as hwsim
+    from hwsim.io.overrides import load_arch_with_overrides
     from hwsim.io.traces import read_trace
-    from hwsim.sweep.overrides import load_arch_with_overrides
 
     with tempfile.TemporaryDirectory() as tmp:
         spec, path = Path(tmp) / "deep.yaml", Path(tmp) / "deep.jsonl.gz"

@@ -6,8 +6,12 @@
 
 Each call runs as `python -m hwsim ...` with PYTHONPATH set to one checkout or the other,
 A (this one) and B (the baseline) in turn, pair by pair (`farm-bench --vs`); the report quotes
-the medians of wall seconds and of A/B. Issue 19's target: `validate` of one small spec under
-0.3 s. Reported, never asserted.
+the medians of wall seconds and of A/B. Byte code is cached, as an installed package's is (each
+checkout's in its own temporary PYTHONPYCACHEPREFIX, filled by farm-bench's warm-up run), even
+where PYTHONDONTWRITEBYTECODE is set: otherwise every call would compile every module it
+imports. Two floors beside them: Python doing nothing, and the libraries a `validate` and a
+`simulate` cannot do without. Issue 19's target: `validate` of one small spec and `simulate`
+of a small trace under 0.3 s. Reported, never asserted.
 """
 
 from __future__ import annotations
@@ -27,15 +31,35 @@ HOW = (
     "Written by `benchmarks/startup.py` (rerun it to refresh every number here): `python "
     "benchmarks/startup.py --baseline DIR --out docs/performance-startup.md`, DIR a checkout of "
     "the baseline commit. `farm-bench --vs` runs this checkout (A) and the baseline (B) in "
-    "turn, {runs} pairs after a warm-up; medians of wall seconds and of the pairwise A/B. The "
-    "machine is shared and noisy: read the ratio."
+    "turn, {runs} pairs after a warm-up; medians of wall seconds and of the pairwise A/B. Byte "
+    "code is cached, as an installed package's is (a temporary PYTHONPYCACHEPREFIX per "
+    "checkout, filled by the warm-up). The machine is shared and noisy: read the ratio."
 )
 WHY = (
-    "Since the commands load their modules on use (`hwsim/cli/dispatch.py`), `validate` of a "
-    "spec or a network imports pydantic and its schemas only: no numpy, pandas, simpy or "
-    "plotly (`tests/test_architecture.py` checks it). `simulate` still needs the simulator, "
-    "numpy and pandas (its results are pandas frames): most of its start-up is those imports."
+    "The commands load their modules on use (`hwsim/cli/dispatch.py`): `validate` of a spec "
+    "or a network imports pydantic and the schemas of that kind of file only, with no numpy, "
+    "pandas, simpy or plotly; `simulate --format json` or `table` without `--out` prints from "
+    "the counts alone (`simulate_counts`, `summarize_counts`), with no pandas or plotly "
+    "(`tests/test_architecture.py` checks both). The floor rows are what no change to hwsim "
+    "can remove: Python's own start-up, and importing the libraries the command needs and "
+    "validating one one-field pydantic model (pydantic builds its validators at first use)."
 )
+# What a command needs whatever hwsim does: the interpreter, and its libraries' imports.
+FLOORS = {
+    "floor: `python -c pass`": ["-c", "pass"],
+    "floor: pydantic + yaml, one model validated": [
+        "-c",
+        "import yaml, pydantic\n"
+        "class A(pydantic.BaseModel):\n    x: int\n"
+        "A.model_validate(yaml.safe_load('x: 1'))",
+    ],
+    "floor: the same + numpy + simpy": [
+        "-c",
+        "import yaml, pydantic, numpy, simpy\n"
+        "class A(pydantic.BaseModel):\n    x: int\n"
+        "A.model_validate(yaml.safe_load('x: 1'))",
+    ],
+}
 
 
 def _calls(folder: Path) -> dict[str, list[str]]:
@@ -87,24 +111,46 @@ def _median(report: str, label: str) -> str:
     return match.group(2) if match else "?"
 
 
+def _environment(checkout: Path, cache: Path) -> list[str]:
+    """`env` arguments: the checkout first on the path, byte code cached in `cache`."""
+    return [
+        "env",
+        "-u",
+        "PYTHONDONTWRITEBYTECODE",
+        f"PYTHONPYCACHEPREFIX={cache}",
+        f"PYTHONPATH={checkout}",
+    ]
+
+
+def _pair(folder: Path, a: list[str], b: list[str] | None, runs: int) -> tuple[str, str, str]:
+    """Medians of A's and B's wall seconds and of A/B (B None: A alone)."""
+    versus = [] if b is None else ["--vs", " ".join(b)]
+    done = subprocess.run(
+        ["farm-bench", "-n", str(runs), *versus, "--", *a],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=folder,  # not a checkout: `python -m` puts the working folder first
+    )
+    out = done.stdout + done.stderr
+    return _median(out, "A wall s"), _median(out, "B wall s"), _median(out, "A/B wall")
+
+
 def measure(baseline: Path, runs: int) -> str:
     rows = []
     with tempfile.TemporaryDirectory() as folder:
-        for what, argv in _calls(Path(folder)).items():
-            a = ["env", f"PYTHONPATH={ROOT}", sys.executable, "-m", "hwsim", *argv]
-            b = " ".join(["env", f"PYTHONPATH={baseline}", sys.executable, "-m", "hwsim", *argv])
-            done = subprocess.run(
-                ["farm-bench", "-n", str(runs), "--vs", b, "--", *a],
-                capture_output=True,
-                text=True,
-                check=True,
-                cwd=folder,  # not a checkout: `python -m` puts the working folder first
-            )
-            out = done.stdout + done.stderr
-            rows.append(
-                f"| `{what}` | {_median(out, 'A wall s')} s | {_median(out, 'B wall s')} s "
-                f"| {_median(out, 'A/B wall')} |"
-            )
+        here = Path(folder)
+        env_a = _environment(ROOT, here / "cache-a")
+        env_b = _environment(baseline, here / "cache-b")
+        for what, argv in _calls(here).items():
+            a = [*env_a, sys.executable, "-m", "hwsim", *argv]
+            b = [*env_b, sys.executable, "-m", "hwsim", *argv]
+            wall_a, wall_b, ratio = _pair(here, a, b, runs)
+            rows.append(f"| `{what}` | {wall_a} s | {wall_b} s | {ratio} |")
+        for what, argv in FLOORS.items():
+            command = [*env_a, sys.executable, *argv]
+            wall, _, _ = _pair(here, command, None, runs)
+            rows.append(f"| {what} | {wall} s | | |")
     return "\n".join(
         [
             "# Start-up of small CLI calls",

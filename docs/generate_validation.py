@@ -20,6 +20,7 @@ import pandas as pd
 from hwsim.energy import summarize
 from hwsim.io.arch import load_arch, load_arch_with_energies, load_tech_file, shipped_archs
 from hwsim.io.networks import load_network
+from hwsim.io.overrides import load_arch_with_overrides
 from hwsim.io.traces import atomic_output, read_trace
 from hwsim.sim.engine import simulate
 from hwsim.sim.mapping import place
@@ -27,7 +28,6 @@ from hwsim.sim.tiling import operand_bytes
 from hwsim.specs.arch import Substrate
 from hwsim.specs.resolve import resolve_energies
 from hwsim.specs.trace import Algorithm, Phase, Role, Trace
-from hwsim.sweep.overrides import load_arch_with_overrides
 from hwsim.train.loop import TrainConfig, trace_synthetic_step
 from hwsim.train.shapes import shape_only_trace
 from hwsim.validation import (

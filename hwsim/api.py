@@ -24,6 +24,7 @@ from hwsim.errors import ArgumentError, located
 from hwsim.io.arch import load_arch_with_energies, load_tech, shipped_archs
 from hwsim.io.folders import OutputFolder
 from hwsim.io.networks import load_network, shipped_networks
+from hwsim.io.overrides import load_arch_with_values
 from hwsim.io.traces import read_trace, write_trace
 from hwsim.report import TRACE_SUFFIXES
 from hwsim.report import figures as _figures
@@ -37,7 +38,6 @@ from hwsim.specs.network import NetworkSpec
 from hwsim.specs.resolve import resolve_energies
 from hwsim.specs.trace import Algorithm, Trace
 from hwsim.study import spec_fields
-from hwsim.sweep.overrides import load_arch_with_values
 from hwsim.sweep.runner import run_sweep
 from hwsim.train.loop import TrainConfig, trace_synthetic_step
 from hwsim.train.shapes import shape_only_trace

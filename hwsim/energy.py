@@ -3,17 +3,20 @@ per-action energies, a simulation's counts and its cycles."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from hwsim.sim.result import SimResult, StepCounts
 from hwsim.sim.sparsity import SAVED, SKIPPED, action
 from hwsim.specs.arch import ActionEnergies
 from hwsim.specs.trace import Role
 from hwsim.units import BITS_PER_BYTE
+
+if TYPE_CHECKING:  # imported by what builds a table: `simulate --format json` builds none
+    import pandas as pd
 
 SUMMARY_KEYS = (
     "macs",
@@ -121,15 +124,41 @@ def unit_energy(component: str, action: str, energies: ActionEnergies) -> tuple[
 def step_energy_pj(counts: StepCounts, energies: ActionEnergies) -> float:
     """A step's energy per example from its counts alone: `per_example_breakdown`'s
     energy_pj summed, to the last bit (the same products, rows and order), without pandas."""
+    return float(_counts_energy_pj(counts, energies).sum())
+
+
+def _counts_energy_pj(counts: StepCounts, energies: ActionEnergies) -> np.ndarray:
     columns = counts.columns
-    per_count, per_byte = _unit_prices(columns["pairs"], energies)
-    pair = columns["pair"]
-    energy = (
-        columns["count"].astype(np.float64) * per_count[pair]
-        + columns["bytes"].astype(np.float64) * per_byte[pair]
+    return _row_energy_pj(
+        columns["count"],
+        columns["bytes"],
+        columns["pair"],
+        counts.pairs,
+        counts.cycles,
+        counts.batch_size,
+        energies,
     )
-    energy = np.append(energy, counts.cycles * energies.leakage_pj_per_cycle)
-    return float((energy / counts.batch_size).sum())
+
+
+def _row_energy_pj(
+    count: Any,
+    nbytes: Any,
+    pair: np.ndarray,
+    pairs: Iterable[Sequence[str]],
+    cycles: int,
+    batch: int | None,
+    energies: ActionEnergies,
+) -> np.ndarray:
+    """Each row's energy (row i is the (component, action) `pairs[pair[i]]`) and then the
+    leakage row's, divided by `batch` when given: the energy_pj column of `price` and
+    `per_example_breakdown`, and the numbers every summary sums."""
+    per_count, per_byte = _unit_prices(pairs, energies)
+    energy = (
+        np.asarray(count, dtype=np.float64) * per_count[pair]
+        + np.asarray(nbytes, dtype=np.float64) * per_byte[pair]
+    )
+    energy = np.append(energy, cycles * energies.leakage_pj_per_cycle)
+    return energy if batch is None else energy / batch
 
 
 def _unit_prices(
@@ -144,6 +173,10 @@ def _unit_prices(
     return per_count, per_byte
 
 
+# The row `price` adds for the whole chip's leakage, priced per cycle of the step.
+LEAKAGE_ROW = {"layer": "(chip)", "phase": "(all)", "component": "chip", "action": "leakage"}
+
+
 def price(breakdown: pd.DataFrame, cycles: int, energies: ActionEnergies) -> pd.DataFrame:
     """The breakdown with an `energy_pj` column and one leakage row (same units as given)."""
     return _priced(breakdown, cycles, energies, batch=None)
@@ -155,37 +188,36 @@ def per_example_breakdown(result: SimResult, energies: ActionEnergies) -> pd.Dat
     return _priced(result.breakdown, result.cycles, energies, batch=result.batch_size)
 
 
+def _frame_pairs(breakdown: pd.DataFrame) -> tuple[np.ndarray, list[tuple[str, str]]]:
+    """Each row's code into the (component, action) pairs the frame has, and those pairs."""
+    import pandas as pd
+
+    components, component_names = pd.factorize(breakdown["component"])
+    actions, action_names = pd.factorize(breakdown["action"])
+    stride = max(len(action_names), 1)
+    kinds = components.astype(np.int64) * stride + actions
+    present = np.unique(kinds)
+    pairs = [
+        (str(component_names[kind // stride]), str(action_names[kind % stride]))
+        for kind in present.tolist()
+    ]
+    return np.searchsorted(present, kinds), pairs
+
+
 def _priced(
     breakdown: pd.DataFrame, cycles: int, energies: ActionEnergies, batch: int | None
 ) -> pd.DataFrame:
     """The priced rows and the leakage row, divided by `batch` when given: built column by
     column (a 25,000-layer step has 750,000 rows: a concatenated copy of the whole frame
     and then of its divided columns held three copies of the numbers at once)."""
-    # Priced per distinct (component, action), applied to every row at once.
-    components, component_names = pd.factorize(breakdown["component"])
-    actions, action_names = pd.factorize(breakdown["action"])
-    stride = max(len(action_names), 1)
-    kinds = components.astype(np.int64) * stride + actions
-    per_count = np.zeros(len(component_names) * stride)
-    per_byte = np.zeros_like(per_count)
-    for kind in np.unique(kinds):
-        component, action = divmod(int(kind), stride)
-        column, per_unit = unit_energy(component_names[component], action_names[action], energies)
-        (per_count if column == "count" else per_byte)[kind] = per_unit
-    energy = (
-        breakdown["count"].to_numpy(dtype=np.float64) * per_count[kinds]
-        + breakdown["bytes"].to_numpy(dtype=np.float64) * per_byte[kinds]
+    import pandas as pd
+
+    pair, pairs = _frame_pairs(breakdown)
+    energy = _row_energy_pj(
+        breakdown["count"], breakdown["bytes"], pair, pairs, cycles, batch, energies
     )
-    del components, actions, kinds
-    leakage: dict[str, str | int] = {
-        "layer": "(chip)",
-        "phase": "(all)",
-        "component": "chip",
-        "action": "leakage",
-        "count": cycles,
-        "bytes": 0,
-        "cycles": cycles,
-    }
+    del pair
+    leakage: dict[str, str | int] = {**LEAKAGE_ROW, "count": cycles, "bytes": 0, "cycles": cycles}
     columns: dict[str, pd.Series | np.ndarray] = {}
     for name, value in leakage.items():
         if isinstance(value, str):  # in the column's own dtype: never a Python str a row
@@ -195,14 +227,15 @@ def _priced(
         else:
             numbers = np.append(breakdown[name].to_numpy(dtype=np.int64), value)
             columns[name] = numbers if batch is None else numbers / batch
-    energy = np.append(energy, cycles * energies.leakage_pj_per_cycle)
-    columns["energy_pj"] = energy if batch is None else energy / batch
+    columns["energy_pj"] = energy
     return pd.DataFrame(columns, copy=False)
 
 
 def area_frame(energies: ActionEnergies) -> pd.DataFrame:
     """The design point's area, one row per component: what `simulate --out` writes as
     area.csv (component, count, area_mm2, source); its area_mm2 sums to the summary's."""
+    import pandas as pd
+
     return pd.DataFrame(
         [(row.component.value, row.count, row.area_mm2, row.source) for row in energies.area.rows],
         columns=["component", "count", "area_mm2", "source"],
@@ -213,34 +246,69 @@ def area_by_component(energies: ActionEnergies) -> dict[str, float]:
     return {row.component.value: row.area_mm2 for row in energies.area.rows}
 
 
-def summarize(
-    result: SimResult, energies: ActionEnergies, priced: pd.DataFrame | None = None
+def summarize(result: SimResult, energies: ActionEnergies) -> dict:
+    """Per-training-example figures under the keys of `simulate --format json`."""
+    pair, pairs = _frame_pairs(result.breakdown)
+    breakdown = result.breakdown
+    energy = _row_energy_pj(
+        breakdown["count"],
+        breakdown["bytes"],
+        pair,
+        pairs,
+        result.cycles,
+        result.batch_size,
+        energies,
+    )
+    return _summary(result, breakdown, energy, energies)
+
+
+def summarize_counts(counts: StepCounts, energies: ActionEnergies) -> dict:
+    """`summarize` of the same step from its StepCounts (`simulate_counts`), without pandas:
+    the same figures to the last bit (one implementation, `_summary`)."""
+    return _summary(counts, counts.columns, _counts_energy_pj(counts, energies), energies)
+
+
+def figures(step: SimResult | StepCounts, energy_pj: float, energies: ActionEnergies) -> dict:
+    """The per-example figures of a summary (SUMMARY_KEYS), given the step's energy."""
+    batch = step.batch_size
+    values: dict[str, Any] = {key: value / batch for key, value in step.totals().items()}
+    values["latency_s"] = values["cycles"] / step.clock_hz
+    values["energy_pj"] = energy_pj
+    values["area_mm2"] = energies.area.area_mm2
+    return {key: values[key] for key in SUMMARY_KEYS}
+
+
+def _summary(
+    step: SimResult | StepCounts,
+    columns: Any,
+    energy: np.ndarray,
+    energies: ActionEnergies,
 ) -> dict:
-    """Per-training-example figures under the keys of `simulate --format json`; `priced` is
-    `per_example_breakdown(result, energies)` when the caller has it already."""
-    batch = result.batch_size
-    totals = result.totals()
-    if priced is None:
-        priced = per_example_breakdown(result, energies)
-    summary: dict[str, Any] = {key: value / batch for key, value in totals.items()}
-    summary["latency_s"] = summary["cycles"] / result.clock_hz
-    summary["energy_pj"] = float(priced["energy_pj"].sum())
-    summary["area_mm2"] = energies.area.area_mm2
-    summary = {key: summary[key] for key in SUMMARY_KEYS}
+    """A step's summary from its breakdown's columns (a frame or StepCounts.columns) and
+    each row's energy per example, the leakage row's last."""
+    summary: dict[str, Any] = figures(step, float(energy.sum()), energies)
     summary["breakdown"] = {
-        f"energy_pj_by_{column}": {
-            str(key): float(value)
-            for key, value in priced.groupby(column, sort=False)["energy_pj"].sum().items()
-        }
+        f"energy_pj_by_{column}": group_sums(
+            [*columns[column].tolist(), LEAKAGE_ROW[column]], energy
+        )
         for column in ("component", "phase", "layer")
     }
     summary["breakdown"]["area_mm2_by_component"] = area_by_component(energies)
     summary["run"] = {
-        "arch": result.arch,
-        "substrate": result.substrate,
-        "network": result.network,
-        "algorithm": result.algorithm,
-        "batch_size": batch,
-        "cycles_per_step": result.cycles,
+        "arch": step.arch,
+        "substrate": step.substrate,
+        "network": step.network,
+        "algorithm": step.algorithm,
+        "batch_size": step.batch_size,
+        "cycles_per_step": step.cycles,
     }
     return summary
+
+
+def group_sums(keys: Sequence[str], values: np.ndarray) -> dict[str, float]:
+    """Each key's values summed exactly rounded (math.fsum: whatever the rows' order and
+    the pandas version), keys in the order they first appear."""
+    groups: dict[str, list[float]] = {}
+    for key, value in zip(keys, values.tolist(), strict=True):
+        groups.setdefault(str(key), []).append(value)
+    return {key: math.fsum(group) for key, group in groups.items()}

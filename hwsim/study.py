@@ -86,7 +86,7 @@ def write_step(
     out_dir.mkdir(parents=True, exist_ok=True)
     if breakdown is None:
         breakdown = per_example_breakdown(result, energies)
-    summary = summarize(result, energies, breakdown)
+    summary = summarize(result, energies)
     with atomic_output(out_dir / "summary.json") as f:
         f.write(json.dumps(summary, indent=2, allow_nan=False) + "\n")
     spec = (

@@ -118,7 +118,7 @@ def test_every_form_of_a_spec_network_and_trace_is_taken(step, result, tmp_path)
 
 
 def test_set_is_the_same_as_simulate_set():
-    from hwsim.sweep.overrides import load_arch_with_overrides
+    from hwsim.io.overrides import load_arch_with_overrides
 
     arch = hw.spec("von_neumann", set={"global_buffer.capacity_bytes": "1 MiB"})
     same, _ = load_arch_with_overrides("von_neumann", ["global_buffer.capacity_bytes=1 MiB"])

@@ -96,45 +96,61 @@ def test_only_the_cli_prints():
     assert printing == []
 
 
-def test_help_and_version_load_no_heavy_library():
-    """`hwsim --help` and `--version` parse without importing numpy, pandas or simpy."""
+def _loads_none_of(libraries: set[str], calls: str) -> None:
+    """Run `calls` (lines calling `main`) in a fresh interpreter; none of `libraries` loaded."""
     import subprocess
     import sys
 
     code = (
         "import sys\n"
         "from hwsim.cli import main\n"
-        "for argv in (['--version'], ['--help'], ['run', '--help'], ['sweep', '--help']):\n"
-        "    assert main(argv) == 0\n"
-        "heavy = sorted({'numpy', 'pandas', 'simpy', 'plotly'} & set(sys.modules))\n"
+        f"{calls}\n"
+        f"heavy = sorted(set({sorted(libraries)!r}) & set(sys.modules))\n"
         "assert not heavy, heavy\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
 
 
+def test_help_and_version_load_no_heavy_library():
+    """`hwsim --help` and `--version` parse without importing numpy, pandas or simpy."""
+    calls = (
+        "for argv in (['--version'], ['--help'], ['run', '--help'], ['sweep', '--help']):\n"
+        "    assert main(argv) == 0"
+    )
+    _loads_none_of({"numpy", "pandas", "simpy", "plotly"}, calls)
+
+
 def test_validating_a_spec_loads_no_heavy_library():
     """`hwsim validate` of a spec, a tech table or a network imports what that kind needs:
     no numpy, pandas, simpy or plotly (issue 19: the CLI starts in a fraction of a second)."""
-    import subprocess
-    import sys
-
     root = Path(hwsim.__file__).parents[1]
     paths = [
         root / "arch_specs" / "von_neumann.yaml",
         root / "arch_specs" / "tech" / "7nm.yaml",
         root / "workloads" / "networks" / "resnet18.yaml",
     ]
-    code = (
-        "import sys\n"
-        "from hwsim.cli import main\n"
+    calls = (
         f"assert main(['validate', *{[str(path) for path in paths]!r}]) == 0\n"
-        "assert main(['schema', 'arch']) == 0\n"
-        "heavy = sorted({'numpy', 'pandas', 'simpy', 'plotly', 'onnx'} & set(sys.modules))\n"
-        "assert not heavy, heavy\n"
+        "assert main(['schema', 'arch']) == 0"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
+    _loads_none_of({"numpy", "pandas", "simpy", "plotly", "onnx"}, calls)
+
+
+def test_a_summary_alone_loads_no_pandas(tmp_path):
+    """`hwsim simulate --format json` (or table) without --out prints from the counts alone:
+    numpy and simpy, no pandas or plotly (issue 19: start-up)."""
+    from hwsim.cli import main
+
+    trace = tmp_path / "small.jsonl"
+    argv = ["trace", "--network", "digits_fc", "--shape-only", "--batch-size", "2"]
+    assert main([*argv, "--algorithm", "dfa", "--out", str(trace)]) == 0
+    calls = (
+        "for fmt in ('json', 'table'):\n"
+        f"    argv = ['simulate', '--arch', 'von_neumann', '--trace', {str(trace)!r}]\n"
+        "    assert main([*argv, '--format', fmt]) == 0"
+    )
+    _loads_none_of({"pandas", "plotly", "onnx", "sklearn"}, calls)
 
 
 def test_no_function_is_longer_than_60_lines():

@@ -176,3 +176,21 @@ def test_out_is_written_as_one_set(trace_path, tmp_path, capsys):
     assert not [path for path in tmp_path.iterdir() if path.name.endswith(".part")]
     spec = (out / "spec.csv").read_text()
     assert spec.startswith("arch,field,value,source\n") and ",von_neumann\n" in spec
+
+
+@pytest.mark.parametrize("spec", ["von_neumann", "von_neumann_sparse", "distributed_stationary"])
+def test_a_summary_alone_prints_what_out_writes(trace_path, spec, tmp_path, capsys):
+    """Without --out, json and table print from the counts alone (no tables, no pandas):
+    the same JSON as the summary.json that --out writes from every table, and the same
+    table as --out prints."""
+    printed = {}
+    for fmt in ("json", "table"):
+        for out in (None, tmp_path / f"{spec}-{fmt}"):
+            argv = ["simulate", "--arch", spec, "--trace", trace_path, "--format", fmt]
+            capsys.readouterr()
+            assert main(argv + ([] if out is None else ["--out", str(out)])) == 0
+            printed[fmt, out is None] = capsys.readouterr().out
+    assert printed["json", True] == printed["json", False]
+    written = (tmp_path / f"{spec}-json" / "summary.json").read_text()
+    assert printed["json", True] == written
+    assert printed["table", True] == printed["table", False]

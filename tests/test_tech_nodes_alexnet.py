@@ -16,10 +16,10 @@ import yaml
 from hwsim.cli import main
 from hwsim.energy import per_example_breakdown, summarize
 from hwsim.io.arch import TECH_DIR, load_tech_file
+from hwsim.io.overrides import load_arch_with_values
 from hwsim.io.traces import read_trace
 from hwsim.sim.engine import simulate
 from hwsim.specs.tech import sram_energy_pj_per_access
-from hwsim.sweep.overrides import load_arch_with_values
 from hwsim.sweep.runner import run_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,7 +36,7 @@ def alexnet():
         arch, energies = load_arch_with_values("von_neumann", [("tech", node)])
         result = simulate(arch, trace)
         breakdown = per_example_breakdown(result, energies)
-        priced[node] = (energies, breakdown, summarize(result, energies, breakdown))
+        priced[node] = (energies, breakdown, summarize(result, energies))
     return priced
 
 

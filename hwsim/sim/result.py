@@ -5,13 +5,17 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cache
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from hwsim.sim.components import Ledger
 from hwsim.specs.arch import ArchSpec
 from hwsim.specs.trace import Phase, Trace
+
+if TYPE_CHECKING:  # pandas is imported by what builds a table: a sweep's row builds none
+    import pandas as pd
 
 BREAKDOWN_COLUMNS = ["layer", "phase", "component", "action", "count", "bytes", "cycles"]
 # Each op's loop nest (von Neumann): column → "q" (int64), "d" (float64) or "s" (text).
@@ -71,13 +75,20 @@ class SimResult:
 @dataclass(frozen=True, eq=False)
 class StepCounts:
     """A simulated step's counts and cycles without the tables a SimResult builds (loop
-    nests, resources, timeline) and without pandas: what a sweep's row keeps."""
+    nests, resources, timeline) and without pandas: what a sweep's row keeps, and what
+    `simulate --format json` prints from."""
 
+    arch: str
     substrate: str
+    network: str
+    algorithm: str
     batch_size: int
     clock_hz: float
     cycles: int
-    columns: dict[str, np.ndarray]  # sorted_counts (empty columns if nothing was counted)
+    # BREAKDOWN_COLUMNS (names as object arrays) and `pair`, each row's code into `pairs`,
+    # in the breakdown's order (empty columns if nothing was counted)
+    columns: dict[str, np.ndarray]
+    pairs: np.ndarray  # [codes, 2] object: each code's (component, action)
 
     def totals(self) -> dict[str, int]:
         """Per-step totals, as SimResult.totals."""
@@ -135,10 +146,13 @@ def step_totals(
 def _breakdown(ledger: Ledger, trace: Trace) -> pd.DataFrame:
     """One row per (layer, phase, component, action): layers in network order, phases in
     step order, then component and action by name."""
-    counts = sorted_counts(ledger, trace)
-    if counts is None:
+    import pandas as pd
+
+    sorted_ = sorted_counts(ledger, trace)
+    if sorted_ is None:
         frame = pd.DataFrame(columns=BREAKDOWN_COLUMNS)
         return frame.astype({"count": "int64", "bytes": "int64", "cycles": "int64"})
+    counts = sorted_[0]
     columns = {
         name: _text(counts.pop(name)) if name in TEXT_COLUMNS else counts.pop(name)
         for name in BREAKDOWN_COLUMNS
@@ -149,9 +163,9 @@ def _breakdown(ledger: Ledger, trace: Trace) -> pd.DataFrame:
 TEXT_COLUMNS = ("layer", "phase", "component", "action")
 
 
-def sorted_counts(ledger: Ledger, trace: Trace) -> dict[str, np.ndarray] | None:
+def sorted_counts(ledger: Ledger, trace: Trace) -> tuple[dict[str, np.ndarray], np.ndarray] | None:
     """The breakdown's columns (BREAKDOWN_COLUMNS, names as object arrays) and `pair` (each
-    row's (component, action) code into `pairs`, the code table), in the breakdown's order;
+    row's (component, action) code into the returned code table), in the breakdown's order;
     None if nothing was counted.  The ledger lets go of its counts."""
     scopes, pairs, scope_names, pair_names, counts, moved, busy = ledger.take_counts()
     if not len(counts):
@@ -181,12 +195,11 @@ def sorted_counts(ledger: Ledger, trace: Trace) -> dict[str, np.ndarray] | None:
     columns["pair"] = pairs[order]
     columns["component"] = pair_names[columns["pair"], 0]
     columns["action"] = pair_names[columns["pair"], 1]
-    columns["pairs"] = pair_names
     unsorted = [counts, moved, busy]
     del counts, moved, busy
     for name in ("count", "bytes", "cycles"):
         columns[name] = unsorted.pop(0)[order]
-    return columns
+    return columns, pair_names
 
 
 def _ranks(keys: list[tuple]) -> np.ndarray:
@@ -211,6 +224,8 @@ def _busy_cycles(ledger: Ledger) -> dict[str, int]:
 
 
 def _resources(ledger: Ledger, cycles: int) -> pd.DataFrame:
+    import pandas as pd
+
     busy: dict[str, int] = defaultdict(int, _busy_cycles(ledger))
     names = sorted(set(busy) | set(ledger.waits) | set(ledger.peak_bytes))
     rows = [
@@ -271,6 +286,8 @@ def _timeline(ledger: Ledger, cycles: int, bins: int) -> pd.DataFrame:
     An interval's busy time and its bytes (spread evenly over it) fall into the slices it
     overlaps; computed from prefix sums, never an intervals × slices array, so memory stays
     linear in the number of intervals."""
+    import pandas as pd
+
     columns = ["resource", "start_cycle", "end_cycle", "busy_fraction", "bytes_per_cycle"]
     if not ledger.intervals:
         return pd.DataFrame(columns=columns)
@@ -304,6 +321,8 @@ def _timeline(ledger: Ledger, cycles: int, bins: int) -> pd.DataFrame:
 
 def _mapping(ledger: Ledger) -> pd.DataFrame:
     """The ops' loop nests in record order (von Neumann; an empty frame elsewhere)."""
+    import pandas as pd
+
     arrays = ledger.take_mappings(MAPPING_KINDS)
     if arrays is None:
         return pd.DataFrame(columns=MAPPING_COLUMNS)
@@ -320,6 +339,7 @@ def _mapping(ledger: Ledger) -> pd.DataFrame:
     )
 
 
+@cache
 def _text_dtype() -> pd.StringDtype | None:
     """The text dtype of the big tables (breakdown, mapping): pandas' own string dtype, kept
     in Python objects.  A step's labels are a few distinct strings shared by many rows (a
@@ -328,18 +348,25 @@ def _text_dtype() -> pd.StringDtype | None:
     with pyarrow installed, von_neumann at 200,007 records: 509 MB peak, 529 MB with Arrow
     storage).  None where pandas keeps text as plain objects (pandas 2 by default): those
     columns stay object arrays."""
+    import pandas as pd
+
     default = pd.Series(["text"]).dtype
     if not isinstance(default, pd.StringDtype):
         return None
     return pd.StringDtype("python", na_value=default.na_value)
 
 
-TEXT_DTYPE = _text_dtype()
-
-
 def _text(values: np.ndarray):
-    """An object array of strings as a column in TEXT_DTYPE (no copy of the strings)."""
-    return values if TEXT_DTYPE is None else pd.array(values, dtype=TEXT_DTYPE)
+    """An object array of strings as a column in _text_dtype() (no copy of the strings)."""
+    import pandas as pd
+
+    dtype = _text_dtype()
+    return values if dtype is None else pd.array(values, dtype=dtype)
+
+
+def _algorithm(trace: Trace) -> str:
+    header = trace.header
+    return "inference" if header.inference else header.algorithm.value
 
 
 def build_result(arch: ArchSpec, trace: Trace, ledger: Ledger, cycles: int, bins: int) -> SimResult:
@@ -348,7 +375,7 @@ def build_result(arch: ArchSpec, trace: Trace, ledger: Ledger, cycles: int, bins
         arch=arch.name,
         substrate=arch.substrate.value,
         network=header.network,
-        algorithm="inference" if header.inference else header.algorithm.value,
+        algorithm=_algorithm(trace),
         batch_size=header.batch_size,
         clock_hz=arch.clock_hz,
         cycles=cycles,
@@ -363,15 +390,19 @@ def build_result(arch: ArchSpec, trace: Trace, ledger: Ledger, cycles: int, bins
 
 def build_counts(arch: ArchSpec, trace: Trace, ledger: Ledger, cycles: int) -> StepCounts:
     """A step's StepCounts from its ledger (which lets go of its counts)."""
-    columns = sorted_counts(ledger, trace)
-    if columns is None:
+    sorted_ = sorted_counts(ledger, trace)
+    if sorted_ is None:
         empty = np.zeros(0, dtype=np.int64)
-        columns = {name: empty for name in (*BREAKDOWN_COLUMNS, "pair")}
-        columns["pairs"] = np.empty((0, 2), dtype=object)
+        sorted_ = {name: empty for name in (*BREAKDOWN_COLUMNS, "pair")}, np.empty((0, 2), object)
+    columns, pairs = sorted_
     return StepCounts(
+        arch=arch.name,
         substrate=arch.substrate.value,
+        network=trace.header.network,
+        algorithm=_algorithm(trace),
         batch_size=trace.header.batch_size,
         clock_hz=arch.clock_hz,
         cycles=cycles,
         columns=columns,
+        pairs=pairs,
     )

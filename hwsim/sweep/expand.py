@@ -24,6 +24,7 @@ from hwsim import __version__
 from hwsim.errors import HwsimError, SpecError
 from hwsim.io.arch import tech_path
 from hwsim.io.networks import load_network
+from hwsim.io.overrides import apply_overrides, check_path, load_arch_mapping
 from hwsim.io.traces import read_trace
 from hwsim.io.yamlio import load_model
 from hwsim.specs.arch import ActionEnergies, ArchSpec, TechSpec
@@ -31,7 +32,6 @@ from hwsim.specs.common import format_validation_error, raise_problems
 from hwsim.specs.resolve import resolve_energies
 from hwsim.specs.sweep import Axis, SweepSpec
 from hwsim.specs.trace import Algorithm, Trace
-from hwsim.sweep.overrides import apply_overrides, check_path, load_arch_mapping
 from hwsim.train.loop import TrainConfig
 from hwsim.train.shapes import shape_only_trace
 

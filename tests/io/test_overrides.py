@@ -9,7 +9,7 @@ import pytest
 from hwsim.cli import main
 from hwsim.errors import SpecError
 from hwsim.io.arch import load_arch_with_energies
-from hwsim.sweep.overrides import (
+from hwsim.io.overrides import (
     apply_overrides,
     check_path,
     load_arch_with_overrides,

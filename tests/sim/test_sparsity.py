@@ -307,12 +307,18 @@ def test_the_saved_rows_are_what_dram_did_not_move(cifar10_bp_traces):
     assert saved == moved(dense) - moved(compressed) > 0
 
 
-def test_simulate_prints_what_zeros_saved_only_when_a_spec_prices_them(capsys, cifar10_bp_traces):
+def test_simulate_prints_what_zeros_saved_only_when_a_spec_prices_them(
+    capsys, cifar10_bp_traces, tmp_path
+):
     live = str(cifar10_bp_traces[0])
     assert main(["simulate", "--arch", "von_neumann_sparse", "--trace", live]) == 0
     out = capsys.readouterr().out
     assert "  zeros (sparsity), per example:" in out
     assert "    dram bytes compression saved, error: " in out
     assert "    MACs skipped on zero activation+error: " in out
+    # From the counts alone (above) as from every table (--out): the same lines.
+    argv = ["simulate", "--arch", "von_neumann_sparse", "--trace", live, "--out", str(tmp_path)]
+    assert main(argv) == 0
+    assert capsys.readouterr().out == out
     assert main(["simulate", "--arch", "von_neumann", "--trace", live]) == 0
     assert "zeros" not in capsys.readouterr().out
