@@ -9,9 +9,9 @@ A (this one) and B (the baseline) in turn, pair by pair (`farm-bench --vs`); the
 the medians of wall seconds and of A/B. Byte code is cached, as an installed package's is (each
 checkout's in its own temporary PYTHONPYCACHEPREFIX, filled by farm-bench's warm-up run), even
 where PYTHONDONTWRITEBYTECODE is set: otherwise every call would compile every module it
-imports. Two floors beside them: Python doing nothing, and the libraries a `validate` and a
-`simulate` cannot do without. Issue 19's target: `validate` of one small spec and `simulate`
-of a small trace under 0.3 s. Reported, never asserted.
+imports. Floors beside them, each paired with the call it floors: Python doing nothing, and
+the libraries a `validate` and a `simulate` cannot do without. Issue 19's target: `validate`
+of one small spec and `simulate` of a small trace under 0.3 s. Reported, never asserted.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -44,21 +45,19 @@ WHY = (
     "can remove: Python's own start-up, and importing the libraries the command needs and "
     "validating one one-field pydantic model (pydantic builds its validators at first use)."
 )
-# What a command needs whatever hwsim does: the interpreter, and its libraries' imports.
+# What a command needs whatever hwsim does, each paired with the call it is the floor of:
+# the interpreter, and the libraries' imports (one one-field model validated).
+_MODEL = "class A(pydantic.BaseModel):\n    x: int\nA.model_validate(yaml.safe_load('x: 1'))"
 FLOORS = {
-    "floor: `python -c pass`": ["-c", "pass"],
-    "floor: pydantic + yaml, one model validated": [
-        "-c",
-        "import yaml, pydantic\n"
-        "class A(pydantic.BaseModel):\n    x: int\n"
-        "A.model_validate(yaml.safe_load('x: 1'))",
-    ],
-    "floor: the same + numpy + simpy": [
-        "-c",
-        "import yaml, pydantic, numpy, simpy\n"
-        "class A(pydantic.BaseModel):\n    x: int\n"
-        "A.model_validate(yaml.safe_load('x: 1'))",
-    ],
+    "`python -c pass`": (["-c", "pass"], "hwsim --version"),
+    "import pydantic, yaml; one model validated": (
+        ["-c", "import yaml, pydantic\n" + _MODEL],
+        "hwsim validate arch_specs/von_neumann.yaml",
+    ),
+    "the same + numpy + simpy": (
+        ["-c", "import yaml, pydantic, numpy, simpy\n" + _MODEL],
+        "hwsim simulate (digits_fc, batch 2, von_neumann, json)",
+    ),
 }
 
 
@@ -124,7 +123,7 @@ def _environment(checkout: Path, cache: Path) -> list[str]:
 
 def _pair(folder: Path, a: list[str], b: list[str] | None, runs: int) -> tuple[str, str, str]:
     """Medians of A's and B's wall seconds and of A/B (B None: A alone)."""
-    versus = [] if b is None else ["--vs", " ".join(b)]
+    versus = [] if b is None else ["--vs", shlex.join(b)]
     done = subprocess.run(
         ["farm-bench", "-n", str(runs), *versus, "--", *a],
         capture_output=True,
@@ -133,6 +132,9 @@ def _pair(folder: Path, a: list[str], b: list[str] | None, runs: int) -> tuple[s
         cwd=folder,  # not a checkout: `python -m` puts the working folder first
     )
     out = done.stdout + done.stderr
+    for side in ("A",) if b is None else ("A", "B"):
+        if not re.search(rf"^{side} exit 0 \((\d+) of \1\)", out, re.MULTILINE):
+            raise SystemExit(f"{side} did not exit 0 on every run:\n{out}")
     return _median(out, "A wall s"), _median(out, "B wall s"), _median(out, "A/B wall")
 
 
@@ -142,15 +144,20 @@ def measure(baseline: Path, runs: int) -> str:
         here = Path(folder)
         env_a = _environment(ROOT, here / "cache-a")
         env_b = _environment(baseline, here / "cache-b")
-        for what, argv in _calls(here).items():
+        calls = _calls(here)
+        for what, argv in calls.items():
             a = [*env_a, sys.executable, "-m", "hwsim", *argv]
             b = [*env_b, sys.executable, "-m", "hwsim", *argv]
             wall_a, wall_b, ratio = _pair(here, a, b, runs)
             rows.append(f"| `{what}` | {wall_a} s | {wall_b} s | {ratio} |")
-        for what, argv in FLOORS.items():
-            command = [*env_a, sys.executable, *argv]
-            wall, _, _ = _pair(here, command, None, runs)
-            rows.append(f"| {what} | {wall} s | | |")
+        floors = []
+        for what, (argv, call) in FLOORS.items():
+            # Paired with the call it floors (A) at the same moments: a shared machine's
+            # speed drifts between one farm-bench call and the next.
+            a = [*env_a, sys.executable, "-m", "hwsim", *calls[call]]
+            b = [*env_a, sys.executable, *argv]
+            wall_call, wall_floor, ratio = _pair(here, a, b, runs)
+            floors.append(f"| {what} | {wall_floor} s | `{call}` | {wall_call} s | {ratio} |")
     return "\n".join(
         [
             "# Start-up of small CLI calls",
@@ -164,6 +171,10 @@ def measure(baseline: Path, runs: int) -> str:
             "| call | A wall | B wall | A/B |",
             "|---|---|---|---|",
             *rows,
+            "",
+            "| floor | its wall | the call (A) | its wall | call/floor |",
+            "|---|---|---|---|---|",
+            *floors,
             "",
         ]
     )
