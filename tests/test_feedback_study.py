@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -113,6 +114,25 @@ def test_resume_after_sigkill_trains_only_what_is_missing(feedback_study, tmp_pa
     assert starts == [(10 - len(finished), len(finished))]
     assert len(trained) == len(set(trained)) == 10 - len(finished)
     assert finished.isdisjoint(f"{key}.json" for key in trained)
+    assert (out / "study.csv").read_bytes() == (whole / "study.csv").read_bytes()
+
+
+def test_a_dask_cluster_finishes_a_study_to_the_same_bytes(feedback_study, tmp_path, capsys):
+    """The Dask path (`--dask-local 1`): a copy of the pool's study with two runs removed is
+    finished on a one-worker local cluster, which trains those two only; every run file and
+    the table are byte for byte the pool's."""
+    whole, _, _ = feedback_study
+    out = tmp_path / "study"
+    shutil.copytree(whole, out)
+    removed = sorted((out / "runs").glob("*.json"))[3:5]
+    for path in removed:
+        path.unlink()
+    (out / "study.csv").unlink()
+    capsys.readouterr()
+    assert main([*FEEDBACK_STUDY_ARGS, "--dask-local", "1", "--out", str(out)]) == 0
+    assert "8 runs already finished" in capsys.readouterr().err
+    for path in removed:
+        assert path.read_bytes() == (whole / "runs" / path.name).read_bytes()
     assert (out / "study.csv").read_bytes() == (whole / "study.csv").read_bytes()
 
 
