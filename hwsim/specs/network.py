@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from hwsim.specs.common import FrozenModel, Name, NotBool, finite_range
 from hwsim.specs.token_shapes import token_layer_shape
@@ -150,6 +150,22 @@ class ActivationLayer(Wired):
     function: Activation
 
 
+class ScaleLayer(Wired):
+    """x · factor, element by element (an ONNX Mul or Div by a constant scalar): one vector op
+    per element forward and one per element of the error, each an op of its own."""
+
+    type: Literal["scale"]
+    name: Name
+    factor: Annotated[float, NotBool, finite_range(ge=-1e30, le=1e30)]
+
+    @field_validator("factor")
+    @classmethod
+    def _not_zero(cls, factor: float) -> float:
+        if factor == 0:
+            raise ValueError("a scale by 0 sends no error back (got 0)")
+        return factor
+
+
 class AddLayer(Wired):
     """The element-wise sum of two or more outputs of one shape (a residual connection)."""
 
@@ -226,6 +242,7 @@ LayerSpec = Annotated[
     | FlattenLayer
     | DropoutLayer
     | ActivationLayer
+    | ScaleLayer
     | AddLayer
     | ConcatLayer
     | PatchEmbedLayer
@@ -425,7 +442,7 @@ def infer_shapes(network: NetworkSpec) -> list[LayerShape]:
         elif isinstance(layer, TOKEN_LAYERS):
             out, weights, parameters = token_layer_shape(layer, shape, where)
             trainable = not isinstance(layer, TokenPoolLayer) and layer.trainable
-        else:  # flatten makes one dimension; dropout and activation keep the shape
+        else:  # flatten makes one dimension; dropout, activation and scale keep the shape
             out = (math.prod(shape),) if isinstance(layer, FlattenLayer) else shape
             weights = parameters = 0
         shapes.append(

@@ -26,6 +26,7 @@ from hwsim.specs.network import (
     GlobalAvgPoolLayer,
     LayerShape,
     MaxPoolLayer,
+    ScaleLayer,
 )
 from hwsim.specs.trace import Phase, Role
 from hwsim.train.attention import Attention
@@ -296,6 +297,36 @@ class ActivationFunction(Layer):
         return dx
 
 
+class Scale(Layer):
+    """x · factor (an ONNX Mul or Div by a constant): an op of its own each way, reading and
+    writing its tensor, as an accelerator that does not fuse it into a neighbour runs it."""
+
+    spec: ScaleLayer
+
+    def forward_ops(self, batch: int) -> list[OpDesc]:
+        reads, writes = [self.input_operand(batch)], [self.output_operand(batch)]
+        elements = self.input_elements(batch)
+        return [elementwise(self.name, Phase.FORWARD, "scale", reads, writes, elements)]
+
+    def backward_ops(self, batch: int, input_error: bool) -> list[OpDesc]:
+        dx = self.input_error_operand(batch)
+        reads = [self.output_error_operand(batch)]
+        return [elementwise(self.name, Phase.ERROR, "scale", reads, [dx], dx.elements)]
+
+    def forward(self, x: np.ndarray, ctx: StepContext) -> np.ndarray:
+        y = x * self.spec.factor
+        if ctx.tracer is not None:
+            ctx.tracer.record_pass(self.name, self.forward_ops(x.shape[0]), [([x], [y])])
+        return y
+
+    def backward(self, dy: np.ndarray, ctx: StepContext, input_error: bool) -> np.ndarray | None:
+        dx = dy * self.spec.factor
+        if ctx.tracer is not None:
+            arrays = [([dy], [dx])]
+            ctx.tracer.record_pass(self.name, self.backward_ops(dy.shape[0], True), arrays)
+        return dx
+
+
 class Merge(Layer):
     """A layer of several inputs (add, concat): it takes them by `forward_many`."""
 
@@ -399,6 +430,7 @@ LAYER_CLASSES: dict[str, type[Layer]] = {
     "flatten": Flatten,
     "dropout": Dropout,
     "activation": ActivationFunction,
+    "scale": Scale,
     "batch_norm": BatchNorm,
     "patch_embed": PatchEmbed,
     "layer_norm": LayerNorm,

@@ -145,20 +145,28 @@ def test_patch_embedding_reduction_layer_norm_gelu_and_class_token(tmp_path, ops
         ("add", "add1"),
         ("dense", "fc1"),
         ("dense", "fc2"),
+        ("scale", "scale"),
         ("add", "add2"),
         ("token_pool", "cls"),
         ("dense", "head"),
     ]
+    assert imported.network.layers[6].factor == 0.5
     embed = imported.network.layers[0]
     assert embed.class_token and embed.position_embedding and embed.patch_size == 4
     assert imported.network.layers[4].activation.value == "gelu"
     assert imported.network.layers[1].epsilon == pytest.approx(1e-5)
-    assert "Dropout 'drop' (dropped)" in imported.text and "Mul 'scale'" in imported.text
+    assert "Dropout 'drop' (dropped)" in imported.text and "type: scale" in imported.text
     parameters = sum(shape.parameters for shape in infer_shapes(imported.network))
     assert parameters == b.parameters == imported.file_parameters
     config = TrainConfig.from_network(imported.network, Algorithm.DFA, epochs=1, batch_size=2)
     trace = shape_only_trace(imported.network, config)
     assert trace_summary(trace)["forward_macs_per_example"] == b.macs
+    # The scale's vector op per element, forward and on the error, each of [tokens, width].
+    scaled = [r for r in trace.records if r.layer == "scale"]
+    assert [(r.phase.value, r.op.function, r.op.elements) for r in scaled] == [
+        ("forward", "scale", 2 * 5 * 12),
+        ("error", "scale", 2 * 5 * 12),
+    ]
 
 
 def test_what_pytorch_exporters_write(tmp_path):
@@ -366,3 +374,42 @@ def test_conv_padding_imports_to_the_onnx_output_size_or_is_refused(
 
 def _out(size: int, kernel: int, stride: int, pad: int) -> int:
     return (size + 2 * pad - kernel) // stride + 1
+
+
+def _scaled_mlp(tmp_path, op: str, constant: float, constant_first: bool = False):
+    """x → op with a scalar constant → Gemm: a Mul or Div by a constant before a classifier."""
+    b = Builder([1, 6])
+    c = b.const(np.array(constant, np.float32))
+    y = b.one(op, [c, "x"] if constant_first else ["x", c], "prep")
+    b.out = b.gemm(y, 6, 10, "head")
+    return b.save(b.out, tmp_path / f"{op}{constant}{constant_first}.onnx")
+
+
+def test_a_mul_or_div_by_a_constant_is_a_scale_layer(tmp_path):
+    for op, constant, factor in (("Mul", 4.0, 4.0), ("Div", 4.0, 0.25)):
+        network = import_onnx(_scaled_mlp(tmp_path, op, constant)).network
+        assert [(layer.type, getattr(layer, "factor", None)) for layer in network.layers] == [
+            ("scale", factor),
+            ("dense", None),
+        ]
+    mul_first = import_onnx(_scaled_mlp(tmp_path, "Mul", 2.0, constant_first=True)).network
+    assert mul_first.layers[0].factor == 2.0
+
+
+@pytest.mark.parametrize(
+    ("op", "constant", "constant_first", "message"),
+    [
+        ("Div", 2.0, True, "a constant divided by an activation is not a scale"),
+        ("Div", 0.0, False, "scales by inf: a scale layer needs a finite, non-0 factor"),
+        ("Mul", 0.0, False, "scales by 0.0: a scale layer needs a finite, non-0 factor"),
+    ],
+)
+def test_a_scale_that_is_not_one_is_refused(
+    tmp_path, capsys, op, constant, constant_first, message
+):
+    path = _scaled_mlp(tmp_path, op, constant, constant_first)
+    out = tmp_path / "net.yaml"
+    assert main(["import", str(path), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and str(path) in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()

@@ -197,6 +197,29 @@ def test_standalone_activation_layer_gradients(rng: np.random.Generator) -> None
     check_all_gradients(model, x, y)
 
 
+def test_a_scale_layer_multiplies_both_ways_and_its_gradients_match(
+    rng: np.random.Generator,
+) -> None:
+    network = make_network(
+        [5],
+        3,
+        [
+            {"type": "scale", "name": "in_scale", "factor": 1 / 255},
+            {"type": "dense", "name": "h1", "units": 6, "activation": "tanh"},
+            {"type": "scale", "name": "s1", "factor": -2.5},
+            {"type": "dense", "name": "out", "units": 3},
+        ],
+    )
+    model = make_model(network, rng)
+    x, y = batch(network, 3, rng)
+    check_all_gradients(model, x, y)
+    ctx = StepContext(training=True)
+    layer = model.layers[2]
+    h = rng.standard_normal((3, 6)).astype(np.float32)
+    assert np.array_equal(layer.forward(h, ctx), h * np.float32(-2.5))
+    assert np.array_equal(layer.backward(h, ctx, True), h * np.float32(-2.5))
+
+
 def test_relu6_clips_at_0_and_6_and_its_gradients_match(rng: np.random.Generator) -> None:
     layers = [
         {"type": "dense", "name": "h1", "units": 8, "activation": "relu6"},

@@ -43,6 +43,9 @@ def chain_networks(draw: st.DrawFn) -> Any:
         if draw(st.booleans()):
             rate = draw(st.sampled_from([0.0, 0.25, 0.5]))
             layers.append({"type": "dropout", "name": name("d"), "rate": rate})
+        if draw(st.booleans()):
+            factor = draw(st.sampled_from([0.5, -2.0, 1 / 255]))
+            layers.append({"type": "scale", "name": name("s"), "factor": factor})
 
     common = {"activation": ACTIVATIONS, "use_bias": st.booleans(), "trainable": st.booleans()}
     conv = st.fixed_dictionaries(

@@ -111,16 +111,26 @@ def drop(converter: Converter, node: Node) -> None:
 
 
 def scale(converter: Converter, node: Node) -> None:
-    """Mul or Div by a constant scalar: no layer, its one vector op per element not priced."""
+    """Mul or Div by a constant scalar: a `scale` layer (its vector op per element priced,
+    each way)."""
     live = converter.index.activation_inputs(node)
     others = [name for name in node.inputs if name in converter.graph.constants]
-    if len(live) != 1 or len(others) != 1 or converter.index.const(others[0]).size != 1:  # type: ignore[union-attr]
+    constant = converter.index.const(others[0]) if len(others) == 1 else None
+    if len(live) != 1 or constant is None or constant.size != 1:
         raise converter.fail(
             node,
             f"a {node.op} of two activations, or by a tensor, is not "
-            "supported (by a constant scalar it folds away)",
+            "supported (by a constant scalar it is a scale layer)",
         )
-    converter.alias(node, converter.value(node), "by a constant; not priced")
+    if node.op == "Div" and node.inputs[0] != live[0]:
+        raise converter.fail(node, "a constant divided by an activation is not a scale")
+    value = float(constant.reshape(-1)[0])
+    factor = value if node.op == "Mul" else (1 / value if value else math.inf)
+    if not (math.isfinite(factor) and factor != 0 and 1e-30 <= abs(factor) <= 1e30):
+        raise converter.fail(
+            node, f"scales by {factor}: a scale layer needs a finite, non-0 factor"
+        )
+    converter.add(node, {"type": "scale", "factor": factor}, [converter.value(node)])
 
 
 def softmax(converter: Converter, node: Node) -> None:
