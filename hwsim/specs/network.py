@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator, model_validator
 
 from hwsim.specs.common import FrozenModel, Name, NotBool, finite_range
-from hwsim.specs.token_shapes import token_layer_shape
+from hwsim.specs.token_shapes import patch_dimensions, token_layer_shape
 from hwsim.specs.vocab import Padding as Padding
 from hwsim.specs.vocab import conv_output_size as conv_output_size
 from hwsim.specs.vocab import same_padding as same_padding
@@ -78,7 +78,9 @@ class Conv2DLayer(Wired):
     type: Literal["conv2d"]
     name: Name
     filters: Channels
-    kernel_size: Window
+    kernel_size: Window | tuple[Window, Window] = Field(
+        description="the window: an int (square) or [height, width] (e.g. [1, 7])"
+    )
     stride: Window = 1
     padding: Padding = Padding.SAME
     activation: Activation = Activation.LINEAR
@@ -89,6 +91,11 @@ class Conv2DLayer(Wired):
         description="input and output channels split into this many independent "
         "convolutions (must divide both; the input channels: depthwise)",
     )
+
+    @property
+    def kernel(self) -> tuple[int, int]:
+        """(height, width) of the window."""
+        return patch_dimensions(self.kernel_size)
 
 
 class PoolWindow(Wired):
@@ -355,22 +362,23 @@ def _dense_shape(layer: DenseLayer, shape: tuple[int, ...], where: str) -> tuple
 
 def _conv_shape(layer: Conv2DLayer, shape: tuple[int, ...], where: str) -> tuple:
     height, width, channels = _map_input(shape, where)
-    kernel, groups = layer.kernel_size, layer.groups
+    (kernel_h, kernel_w), groups = layer.kernel, layer.groups
     if channels % groups or layer.filters % groups:
         raise ValueError(
             f"{where}.groups: must divide the input channels ({channels}) and filters "
             f"({layer.filters}) (got {groups})"
         )
-    if layer.padding == Padding.VALID and (kernel > height or kernel > width):
+    if layer.padding == Padding.VALID and (kernel_h > height or kernel_w > width):
+        kernel = f"{kernel_h}" if kernel_h == kernel_w else f"{kernel_h}x{kernel_w}"
         raise ValueError(
             f"{where}: kernel {kernel} is larger than its {height}x{width} input with valid padding"
         )
     out = (
-        conv_output_size(height, kernel, layer.stride, layer.padding),
-        conv_output_size(width, kernel, layer.stride, layer.padding),
+        conv_output_size(height, kernel_h, layer.stride, layer.padding),
+        conv_output_size(width, kernel_w, layer.stride, layer.padding),
         layer.filters,
     )
-    weights = kernel * kernel * (channels // groups) * layer.filters
+    weights = kernel_h * kernel_w * (channels // groups) * layer.filters
     return out, weights, weights + (layer.filters if layer.use_bias else 0)
 
 

@@ -40,7 +40,8 @@ def step_bytes(
     for spec, shape in zip(network.layers, shapes, strict=True):
         if isinstance(spec, Conv2DLayer):
             positions = shape.output_shape[0] * shape.output_shape[1]
-            windows = max(windows, positions * spec.kernel_size**2 * shape.input_shape[2])
+            area = spec.kernel[0] * spec.kernel[1]
+            windows = max(windows, positions * area * shape.input_shape[2])
     inputs = math.prod(network.input_shape)
     return (
         itemsize * (parameters + trained * (1 + _STATE_TENSORS.get(optimizer, 0)))

@@ -264,8 +264,9 @@ class Model:
                 fan_in, fan_out = shape
             else:
                 channels = layer.shape.input_shape[2] // spec.groups
-                shape = (spec.kernel_size, spec.kernel_size, channels, spec.filters)
-                area = spec.kernel_size * spec.kernel_size
+                kernel_h, kernel_w = spec.kernel
+                shape = (kernel_h, kernel_w, channels, spec.filters)
+                area = kernel_h * kernel_w
                 fan_in, fan_out = area * channels, area * spec.filters
             zeros = layer.trainable and _starts_at_zero(trainable_init, spec.activation, plain)
             if zeros:

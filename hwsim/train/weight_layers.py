@@ -201,10 +201,10 @@ class Conv2D(WeightLayer):
     def __init__(self, spec: Conv2DLayer, shape: LayerShape, input_tensor: str) -> None:
         super().__init__(spec, shape, input_tensor)
         height, width, _ = shape.input_shape
-        k, s = spec.kernel_size, spec.stride
+        (kernel_h, kernel_w), s = spec.kernel, spec.stride
         self.pads = (
-            window_padding(height, k, s, spec.padding),
-            window_padding(width, k, s, spec.padding),
+            window_padding(height, kernel_h, s, spec.padding),
+            window_padding(width, kernel_w, s, spec.padding),
         )
         self._cols: np.ndarray | None = None
 
@@ -213,8 +213,8 @@ class Conv2D(WeightLayer):
         spec = self.spec
         height, width, channels = self.shape.input_shape
         out_h, out_w, filters = self.shape.output_shape
-        groups = spec.groups
-        positions, window = batch * out_h * out_w, spec.kernel_size**2 * (channels // groups)
+        groups, (kernel_h, kernel_w) = spec.groups, spec.kernel
+        positions, window = batch * out_h * out_w, kernel_h * kernel_w * (channels // groups)
         outputs = filters // groups
         m, k, n = {
             ConvPass.FORWARD: (positions, window, outputs),
@@ -231,8 +231,8 @@ class Conv2D(WeightLayer):
             output_height=out_h,
             output_width=out_w,
             output_channels=filters,
-            kernel_height=spec.kernel_size,
-            kernel_width=spec.kernel_size,
+            kernel_height=kernel_h,
+            kernel_width=kernel_w,
             stride=spec.stride,
             padding=spec.padding,
             groups=groups,
@@ -244,8 +244,7 @@ class Conv2D(WeightLayer):
     def forward(self, x: np.ndarray, ctx: StepContext) -> np.ndarray:
         batch = x.shape[0]
         out_h, out_w, filters = self.shape.output_shape
-        k = self.spec.kernel_size
-        view = windows(x, k, self.spec.stride, out_h, out_w, self.pads)
+        view = windows(x, self.spec.kernel, self.spec.stride, out_h, out_w, self.pads)
         if self.spec.groups == 1:
             cols = view.transpose(0, 1, 2, 4, 5, 3).reshape(batch * out_h * out_w, -1)
             h = cols @ self.params["weight"].reshape(-1, filters)
@@ -287,35 +286,36 @@ class Conv2D(WeightLayer):
     # Group g takes input channels [g·C/G, (g+1)·C/G) and makes output channels
     # [g·F/G, (g+1)·F/G), as TensorFlow's and PyTorch's grouped convolutions do.
     def _group_columns(self, view: np.ndarray) -> np.ndarray:
-        """The im2col columns of each group, [G, positions, k·k·C/G], from the window view
-        [B, out_h, out_w, C, k, k]."""
-        batch, out_h, out_w, channels, k, _ = view.shape
+        """The im2col columns of each group, [G, positions, kh·kw·C/G], from the window view
+        [B, out_h, out_w, C, kh, kw]."""
+        batch, out_h, out_w, channels, kernel_h, kernel_w = view.shape
         groups = self.spec.groups
-        grouped = view.reshape(batch, out_h, out_w, groups, channels // groups, k, k)
+        grouped = view.reshape(batch, out_h, out_w, groups, channels // groups, kernel_h, kernel_w)
         cols = grouped.transpose(3, 0, 1, 2, 5, 6, 4)
         return cols.reshape(groups, batch * out_h * out_w, -1)
 
     def _group_weights(self) -> np.ndarray:
-        """The weight [k, k, C/G, F] as each group's filters [G, k·k·C/G, F/G]."""
+        """The weight [kh, kw, C/G, F] as each group's filters [G, kh·kw·C/G, F/G]."""
         weight, groups = self.params["weight"], self.spec.groups
         rows = weight.shape[0] * weight.shape[1] * weight.shape[2]
         return weight.reshape(rows, groups, -1).transpose(1, 0, 2)
 
     def _window_errors(self, dcols: np.ndarray) -> np.ndarray:
-        """Each group's column errors [G, P, k·k·C/G] as one [P, k·k·C] (kernel rows,
+        """Each group's column errors [G, P, kh·kw·C/G] as one [P, kh·kw·C] (kernel rows,
         kernel columns, then channels: the layout `_input_error` reads)."""
         groups, positions, _ = dcols.shape
-        k = self.spec.kernel_size
-        per_group = dcols.reshape(groups, positions, k, k, -1).transpose(1, 2, 3, 0, 4)
+        kernel_h, kernel_w = self.spec.kernel
+        per_group = dcols.reshape(groups, positions, kernel_h, kernel_w, -1)
+        per_group = per_group.transpose(1, 2, 3, 0, 4)
         return per_group.reshape(positions, -1)
 
     def _input_error(self, dcols: np.ndarray) -> np.ndarray:
         """The input error from the error of each im2col column."""
         input_shape = self._kept(self._x, "input").shape
         out_h, out_w = self.shape.output_shape[:2]
-        k, channels = self.spec.kernel_size, self.shape.input_shape[2]
-        dwin = dcols.reshape(input_shape[0], out_h, out_w, k, k, channels)
-        return scatter_windows(dwin, input_shape, k, self.spec.stride, self.pads)
+        (kernel_h, kernel_w), channels = self.spec.kernel, self.shape.input_shape[2]
+        dwin = dcols.reshape(input_shape[0], out_h, out_w, kernel_h, kernel_w, channels)
+        return scatter_windows(dwin, input_shape, self.spec.kernel, self.spec.stride, self.pads)
 
 
 def _ungroup(per_group: np.ndarray) -> np.ndarray:

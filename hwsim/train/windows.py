@@ -26,37 +26,44 @@ def in_bounds(size: int, kernel: int, stride: int, out: int, pad_before: int) ->
     return counts
 
 
+def _hw(kernel: int | tuple[int, int]) -> tuple[int, int]:
+    """A window's (height, width): an int is a square one."""
+    return (kernel, kernel) if isinstance(kernel, int) else kernel
+
+
 def windows(
     x: np.ndarray,
-    kernel: int,
+    kernel: int | tuple[int, int],
     stride: int,
     out_h: int,
     out_w: int,
     pads: tuple[tuple[int, int], tuple[int, int]],
     fill: float = 0.0,
 ) -> np.ndarray:
-    """Strided view [B, out_h, out_w, C, kernel, kernel] of the padded input."""
+    """Strided view [B, out_h, out_w, C, kernel height, kernel width] of the padded input."""
     if any(pads[0]) or any(pads[1]):
         x = np.pad(x, ((0, 0), pads[0], pads[1], (0, 0)), constant_values=fill)
-    view = sliding_window_view(x, (kernel, kernel), axis=(1, 2))
+    view = sliding_window_view(x, _hw(kernel), axis=(1, 2))
     return view[:, ::stride, ::stride][:, :out_h, :out_w]
 
 
 def scatter_windows(
     dwin: np.ndarray,
     input_shape: tuple[int, ...],
-    kernel: int,
+    kernel: int | tuple[int, int],
     stride: int,
     pads: tuple[tuple[int, int], tuple[int, int]],
 ) -> np.ndarray:
-    """Adjoint of `windows`: add [B, oh, ow, kernel, kernel, C] window errors back to the input."""
+    """Adjoint of `windows`: add [B, oh, ow, kernel height, kernel width, C] window errors back
+    to the input."""
     batch, height, width, channels = input_shape
+    kernel_h, kernel_w = _hw(kernel)
     out_h, out_w = dwin.shape[1], dwin.shape[2]
-    padded_h = max(height + sum(pads[0]), (out_h - 1) * stride + kernel)
-    padded_w = max(width + sum(pads[1]), (out_w - 1) * stride + kernel)
+    padded_h = max(height + sum(pads[0]), (out_h - 1) * stride + kernel_h)
+    padded_w = max(width + sum(pads[1]), (out_w - 1) * stride + kernel_w)
     dx = np.zeros((batch, padded_h, padded_w, channels), dtype=dwin.dtype)
-    for i in range(kernel):
-        for j in range(kernel):
+    for i in range(kernel_h):
+        for j in range(kernel_w):
             rows = slice(i, i + stride * out_h, stride)
             dx[:, rows, j : j + stride * out_w : stride, :] += dwin[:, :, :, i, j]
     top, left = pads[0][0], pads[1][0]

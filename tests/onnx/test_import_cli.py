@@ -13,8 +13,10 @@ from onnx import TensorProto, helper
 
 from hwsim.cli import main
 from hwsim.errors import SpecError
+from hwsim.io.arch import load_arch_with_energies
 from hwsim.io.networks import load_network
 from hwsim.io.onnx import import_onnx
+from hwsim.sim.engine import simulate_counts
 from hwsim.specs.network import infer_shapes
 from hwsim.specs.trace import Algorithm
 from hwsim.study import trace_summary
@@ -413,3 +415,37 @@ def test_a_scale_that_is_not_one_is_refused(
     err = capsys.readouterr().err
     assert message in err and str(path) in err and len(err.strip().splitlines()) == 1
     assert not out.exists()
+
+
+def test_rectangular_conv_windows_import_and_trace(tmp_path):
+    """Inception's factorised 1x7 and 7x1 convolutions (PyTorch pads [0, 3, 0, 3] and
+    [3, 0, 3, 0]: the size kept) import as [height, width] windows; MACs and parameters equal
+    the construction's, and the network traces and simulates on both substrates."""
+    b = Builder([1, 3, 8, 8])
+    y = "x"
+    for name, (kh, kw), cin, cout in (("c1x7", (1, 7), 3, 6), ("c7x1", (7, 1), 6, 4)):
+        w = b.weight([cout, cin, kh, kw], f"{name}.weight")
+        y = b.one(
+            "Conv",
+            [y, w, b.weight([cout], f"{name}.bias")],
+            name,
+            kernel_shape=[kh, kw],
+            pads=[kh // 2, kw // 2, kh // 2, kw // 2],
+        )
+        b.macs += 8 * 8 * kh * kw * cin * cout
+        y = b.relu(y, f"{name}_relu")
+    y = b.one("GlobalAveragePool", [y], "gap")
+    y = b.one("Flatten", [y], "flat")
+    b.out = b.gemm(y, 4, 10, "head")
+    imported = import_onnx(b.save(b.out, tmp_path / "rect.onnx"))
+    convs = [layer for layer in imported.network.layers if layer.type == "conv2d"]
+    assert [conv.kernel for conv in convs] == [(1, 7), (7, 1)]
+    assert "kernel_size: [1, 7]" in imported.text
+    assert sum(s.parameters for s in infer_shapes(imported.network)) == b.parameters
+    config = TrainConfig.from_network(imported.network, Algorithm.BP, epochs=1, batch_size=2)
+    trace = shape_only_trace(imported.network, config)
+    assert trace_summary(trace)["forward_macs_per_example"] == b.macs
+    for spec in ("von_neumann", "distributed"):
+        arch, energies = load_arch_with_energies(spec)
+        counts = simulate_counts(arch, trace, energies=energies)
+        assert counts.totals()["macs"] == trace.macs

@@ -324,6 +324,32 @@ CONV_NETWORKS = {
             {"type": "dense", "name": "out", "units": 4},
         ],
     ),
+    # Rectangular windows (an Inception-style 1x3 then 3x1, a grouped 2x5 VALID at stride 2).
+    "rect_k1x3same-k3x1same-g2_k2x5s2valid": (
+        [9, 11, 2],
+        [
+            {"type": "conv2d", "name": "c1", "filters": 4, "kernel_size": [1, 3]},
+            {
+                "type": "conv2d",
+                "name": "c2",
+                "filters": 4,
+                "kernel_size": [3, 1],
+                "activation": "tanh",
+            },
+            {
+                "type": "conv2d",
+                "name": "c3",
+                "filters": 2,
+                "kernel_size": [2, 5],
+                "stride": 2,
+                "padding": "valid",
+                "groups": 2,
+                "activation": "tanh",
+            },
+            {"type": "flatten", "name": "flat"},
+            {"type": "dense", "name": "out", "units": 4},
+        ],
+    ),
 }
 
 
@@ -343,13 +369,16 @@ def test_conv_gradients_match_finite_differences(case: str, rng: np.random.Gener
     check_network_gradients(CONV_NETWORKS, case, rng)
 
 
-def test_conv_forward_matches_direct_convolution(rng: np.random.Generator) -> None:
-    """An independent loop-based convolution (TensorFlow SAME padding: extra on the after side)."""
+@pytest.mark.parametrize("kernel", [4, [2, 5], [5, 1]])
+def test_conv_forward_matches_direct_convolution(kernel, rng: np.random.Generator) -> None:
+    """An independent loop-based convolution (TensorFlow SAME padding: extra on the after side),
+    square and rectangular windows."""
+    kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
     network = make_network(
         [6, 7, 2],
         3,
         [
-            {"type": "conv2d", "name": "c", "filters": 3, "kernel_size": 4, "stride": 2},
+            {"type": "conv2d", "name": "c", "filters": 3, "kernel_size": kernel, "stride": 2},
             {"type": "flatten", "name": "flat"},
             {"type": "dense", "name": "out", "units": 3},
         ],
@@ -359,16 +388,17 @@ def test_conv_forward_matches_direct_convolution(rng: np.random.Generator) -> No
     x = rng.standard_normal((2, 6, 7, 2))
     got = conv.forward(x, StepContext(training=False))
     weight, bias = conv.params["weight"], conv.params["bias"]
+    assert weight.shape == (kh, kw, 2, 3)
     out_h, out_w = -(-6 // 2), -(-7 // 2)
-    pad_h = max((out_h - 1) * 2 + 4 - 6, 0)
-    pad_w = max((out_w - 1) * 2 + 4 - 7, 0)
+    pad_h = max((out_h - 1) * 2 + kh - 6, 0)
+    pad_w = max((out_w - 1) * 2 + kw - 7, 0)
     padded = np.pad(
         x, ((0, 0), (pad_h // 2, pad_h - pad_h // 2), (pad_w // 2, pad_w - pad_w // 2), (0, 0))
     )
     expected = np.zeros((2, out_h, out_w, 3))
     for i in range(out_h):
         for j in range(out_w):
-            patch = padded[:, 2 * i : 2 * i + 4, 2 * j : 2 * j + 4, :]
+            patch = padded[:, 2 * i : 2 * i + kh, 2 * j : 2 * j + kw, :]
             expected[:, i, j, :] = np.einsum("bhwc,hwcf->bf", patch, weight) + bias
     np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
 

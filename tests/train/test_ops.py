@@ -51,7 +51,7 @@ def chain_networks(draw: st.DrawFn) -> Any:
     conv = st.fixed_dictionaries(
         {
             "filters": st.integers(1, 4),
-            "kernel_size": st.integers(1, 3),
+            "kernel_size": st.integers(1, 3) | st.lists(st.integers(1, 3), min_size=2, max_size=2),
             "stride": st.integers(1, 2),
             "padding": st.sampled_from(["same", "valid"]),
             **common,

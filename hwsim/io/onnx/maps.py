@@ -22,12 +22,19 @@ def _map(converter: Converter, node: Node) -> Value:
 
 def _square(converter: Converter, node: Node, key: str, values: list[int]) -> int:
     if len(values) != 2 or values[0] != values[1]:
-        raise converter.fail(node, f"{key} {values}: hwsim's windows are square")
+        raise converter.fail(node, f"{key} {values}: hwsim's pools and strides are square")
     return int(values[0])
 
 
-def _padding(converter: Converter, node: Node, size: tuple[int, ...], kernel: int, stride: int):
-    """SAME or VALID, whichever gives the ONNX output size with these pads."""
+def _padding(
+    converter: Converter,
+    node: Node,
+    size: tuple[int, ...],
+    kernel: tuple[int, int],
+    stride: int,
+):
+    """SAME or VALID, whichever gives the ONNX output size with these pads (`kernel`: the
+    window's height and width)."""
     out = converter.out_shape(node)[:2]
     auto = node.attrs.get("auto_pad", b"NOTSET")
     auto = auto.decode() if isinstance(auto, bytes) else auto
@@ -38,8 +45,8 @@ def _padding(converter: Converter, node: Node, size: tuple[int, ...], kernel: in
         candidates = [Padding.SAME]
     for padding in candidates:
         if all(
-            conv_output_size(s, kernel, stride, padding) == o
-            for s, o in zip(size, out, strict=True)
+            conv_output_size(s, k, stride, padding) == o
+            for s, o, k in zip(size, out, kernel, strict=True)
         ):
             return padding
     raise converter.fail(
@@ -59,13 +66,14 @@ def conv(converter: Converter, node: Node) -> None:
         raise converter.fail(
             node, f"dilations {list(node.attrs['dilations'])}: hwsim's conv2d is not dilated"
         )
-    kernel = _square(converter, node, "kernel_shape", list(weight.shape[2:]))
+    kernel_h, kernel_w = (int(d) for d in weight.shape[2:])
     stride = _square(converter, node, "strides", list(node.attrs.get("strides", [1, 1])))
-    padding = _padding(converter, node, value.shape[:2], kernel, stride)
+    padding = _padding(converter, node, value.shape[:2], (kernel_h, kernel_w), stride)
     fields: dict[str, Any] = {
         "type": "conv2d",
         "filters": int(weight.shape[0]),
-        "kernel_size": kernel,
+        # [height, width] when the window is not square (a 1x7 or 7x1 conv)
+        "kernel_size": kernel_h if kernel_h == kernel_w else [kernel_h, kernel_w],
     }
     if stride != 1:
         fields["stride"] = stride
@@ -85,7 +93,7 @@ def pool(converter: Converter, node: Node) -> None:
     stride = _square(converter, node, "strides", list(node.attrs.get("strides", [1, 1])))
     if any(d != 1 for d in node.attrs.get("dilations", [1, 1])):
         raise converter.fail(node, "dilated pooling is not supported")
-    padding = _padding(converter, node, value.shape[:2], kernel, stride)
+    padding = _padding(converter, node, value.shape[:2], (kernel, kernel), stride)
     kind = "max_pool" if node.op == "MaxPool" else "avg_pool"
     fields: dict[str, Any] = {"type": kind, "pool_size": kernel}
     if stride != kernel:
