@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from array import array
 from collections import Counter, OrderedDict, deque
+from collections.abc import Hashable
 
 import simpy
 
@@ -100,6 +101,21 @@ def mapping_objective(arch: VonNeumannSpec, energies: ActionEnergies | None) -> 
     dram = (energies.dram_read_pj_per_bit + energies.dram_write_pj_per_bit) / 2
     buffer = (energies.sram_read_pj_per_bit + energies.sram_write_pj_per_bit) / 2
     return Objective(kind.value, dram * BITS_PER_BYTE, buffer * BITS_PER_BYTE)
+
+
+def search_key(arch: VonNeumannSpec, energies: ActionEnergies | None) -> Hashable:
+    """What the mapping search's cached frontiers depend on besides the op (hwsim.sim.loopnest:
+    the array, DRAM and buffer-port bandwidth, precision, the objective), not the buffer's
+    capacity: specs with equal keys reuse every frontier, so a sweep runs them on one worker,
+    one after another."""
+    dram = arch.dram
+    return (
+        arch.pe_array,
+        dram.channels * dram.bandwidth_bytes_per_cycle,
+        arch.global_buffer.bandwidth_bytes_per_cycle,
+        arch.precision,
+        mapping_objective(arch, energies),
+    )
 
 
 class VonNeumannSubstrate:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import os
 from collections import deque
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Hashable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import get_context
@@ -16,16 +16,19 @@ from typing import Any
 import pandas as pd
 
 from hwsim.errors import SpecError
+from hwsim.sim.von_neumann import search_key
+from hwsim.specs.arch import VonNeumannSpec
 from hwsim.specs.sweep import SweepSpec
 from hwsim.sweep import store
-from hwsim.sweep.expand import Expansion, Row, expand
+from hwsim.sweep.expand import Expansion, Point, Row, expand
 from hwsim.sweep.lifeline import dask_client
-from hwsim.sweep.worker import price, price_in_worker, price_on_dask, start_worker
+from hwsim.sweep.worker import Task, price, price_in_worker, price_on_dask, start_worker
 
 logger = logging.getLogger(__name__)
 
 Result = tuple[str, dict[str, Any]]
-IN_FLIGHT_PER_JOB = 2  # points queued per worker: keeps it busy, bounds what a crash loses
+IN_FLIGHT_PER_JOB = 2  # tasks queued per worker: keeps it busy, bounds what a crash loses
+MAX_POINTS_PER_TASK = 25  # a task's points at most (0.5 s of AlexNet's three rules)
 POOL_RESTARTS = 3
 
 
@@ -60,6 +63,41 @@ def _by_point(tasks: list[Row]) -> list[list[Row]]:
     return list(groups.values())
 
 
+def _search_key(point: Point) -> Hashable:
+    """Points with equal keys reuse what the mapping search caches (a von Neumann spec's
+    array, bandwidths, precision and objective); any other point's key is its own."""
+    if isinstance(point.arch, VonNeumannSpec):
+        return search_key(point.arch, point.energies)
+    return point.key
+
+
+def _bundles(tasks: list[Row], workers: int) -> list[list[list[Row]]]:
+    """The points to run (each a list of its rows), as tasks: up to MAX_POINTS_PER_TASK
+    points that share a search key (hwsim.sim.von_neumann.search_key: a buffer-size axis'
+    points) run one after another on one worker, which then searches each op's mappings once
+    for all of them instead of once on every worker (or again once the cache has evicted
+    them); tasks ordered by their key's first point.  At least 4 tasks per worker where there
+    are enough points."""
+    points = _by_point(tasks)
+    size = max(1, min(MAX_POINTS_PER_TASK, len(points) // (4 * workers)))
+    by_key: dict[Hashable, list[list[Row]]] = {}
+    for rows in points:
+        by_key.setdefault(_search_key(rows[0].point), []).append(rows)
+    return [
+        group[start : start + size]
+        for group in by_key.values()
+        for start in range(0, len(group), size)
+    ]
+
+
+def _task(bundle: list[list[Row]]) -> Task:
+    """A pool task: each point's spec, energies and (row key, workload index) pairs."""
+    return [
+        (rows[0].point.arch, rows[0].point.energies, [(r.key, r.workload_index) for r in rows])
+        for rows in bundle
+    ]
+
+
 def _serial(tasks: list[Row]) -> Iterator[Result]:
     """`jobs=1`: in this process, one row after the other (no start-up, easy to debug)."""
     for row in tasks:
@@ -76,8 +114,10 @@ def _died(rows: list[Row], exc: BaseException) -> Iterator[Result]:
         yield row.key, {"status": "error", "error": message}
 
 
-def _one_pool(queue: deque[list[Row]], traces: list, jobs: int) -> Generator[Result, None, bool]:
-    """Run points from `queue` on one pool until it is empty or the pool breaks (a worker
+def _one_pool(
+    queue: deque[list[list[Row]]], traces: list, jobs: int
+) -> Generator[Result, None, bool]:
+    """Run tasks from `queue` on one pool until it is empty or the pool breaks (a worker
     died: its points are recorded as errors); True if it broke."""
     broken = False
     with ProcessPoolExecutor(
@@ -86,22 +126,16 @@ def _one_pool(queue: deque[list[Row]], traces: list, jobs: int) -> Generator[Res
         initializer=start_worker,
         initargs=(traces,),
     ) as pool:
-        in_flight: dict[Future, list[Row]] = {}
+        in_flight: dict[Future, list[Row]] = {}  # → the task's rows
         try:
             while (queue and not broken) or in_flight:
                 while queue and not broken and len(in_flight) < IN_FLIGHT_PER_JOB * jobs:
-                    point = queue[0][0].point
                     try:
-                        future = pool.submit(
-                            price_in_worker,
-                            point.arch,
-                            point.energies,
-                            [(row.key, row.workload_index) for row in queue[0]],
-                        )
-                    except BrokenProcessPool:  # the next pool runs this point
+                        future = pool.submit(price_in_worker, _task(queue[0]))
+                    except BrokenProcessPool:  # the next pool runs this task
                         broken = True
                         break
-                    in_flight[future] = queue.popleft()
+                    in_flight[future] = [row for rows in queue.popleft() for row in rows]
                 done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
                 for future in done:
                     rows = in_flight.pop(future)
@@ -127,7 +161,7 @@ def _pool(tasks: list[Row], expansion: Expansion, jobs: int) -> Iterator[Result]
     are recorded as errors and a fresh pool takes the rest, up to `POOL_RESTARTS` times.
     """
     traces = [workload.trace for workload in expansion.workloads]
-    queue = deque(_by_point(tasks))
+    queue = deque(_bundles(tasks, jobs))
     restarts = 0
     while queue:
         broken = yield from _one_pool(queue, traces, jobs)
@@ -139,8 +173,8 @@ def _pool(tasks: list[Row], expansion: Expansion, jobs: int) -> Iterator[Result]
             "starting a new pool" if restarts <= POOL_RESTARTS and queue else "giving up",
         )
         if restarts > POOL_RESTARTS:
-            for rows in queue:
-                for row in rows:
+            for bundle in queue:
+                for row in (row for rows in bundle for row in rows):
                     yield (
                         row.key,
                         {
@@ -160,19 +194,27 @@ def _dask(
         from dask.distributed import as_completed as dask_completed
 
         traces = client.scatter([w.trace for w in expansion.workloads], broadcast=True)
-        groups = _by_point(tasks)
+        bundles = _bundles(tasks, max(1, len(client.scheduler_info().get("workers", {}))))
         futures = [
             client.submit(
                 price_on_dask,
-                rows[0].point.arch,
-                rows[0].point.energies,
-                [(row.key, traces[row.workload_index]) for row in rows],
-                key=f"hwsim-{rows[0].key}",
+                [
+                    (
+                        rows[0].point.arch,
+                        rows[0].point.energies,
+                        [(row.key, traces[row.workload_index]) for row in rows],
+                    )
+                    for rows in bundle
+                ],
+                key=f"hwsim-{bundle[0][0].key}",
                 pure=False,
             )
-            for rows in groups
+            for bundle in bundles
         ]
-        by_key = {future.key: rows for future, rows in zip(futures, groups, strict=True)}
+        by_key = {
+            future.key: [row for rows in bundle for row in rows]
+            for future, bundle in zip(futures, bundles, strict=True)
+        }
         for future in dask_completed(futures):
             try:
                 yield from future.result()

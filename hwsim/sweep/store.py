@@ -22,12 +22,12 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 from pydantic import BaseModel
 
 from hwsim.errors import DataError
 from hwsim.io.folders import SWEEP_LAYOUT, claim_for_layout
 from hwsim.io.traces import atomic_output
+from hwsim.io.yamlio import dump_yaml
 from hwsim.specs.arch import ArchSpec
 from hwsim.specs.sweep import Metric
 from hwsim.sweep.expand import Expansion, Row
@@ -58,10 +58,10 @@ def prepare(out: Path, expansion: Expansion) -> None:
             )
         (out / folder).mkdir(parents=True, exist_ok=True)
     with atomic_output(out / "sweep.yaml") as f:
-        yaml.safe_dump(expansion.spec.model_dump(mode="json"), f, sort_keys=False)
+        f.write(dump_yaml(expansion.spec.model_dump(mode="json")))
     for point in expansion.points:
         path = out / SPECS / f"{point.key}.yaml"
-        text = yaml.safe_dump(point.arch.model_dump(mode="json"), sort_keys=False)
+        text = dump_yaml(point.arch.model_dump(mode="json"))
         if _text(path) != text:  # missing, or damaged since: written again
             with atomic_output(path) as f:
                 f.write(text)

@@ -68,17 +68,25 @@ def start_worker(traces: list[Trace]) -> None:
     _traces[:] = traces
 
 
-def price_in_worker(
-    arch: ArchSpec, energies: ActionEnergies, rows: list[tuple[str, int]]
-) -> list[tuple[str, dict[str, Any]]]:
-    """A process-pool task: one point priced on this worker's copies of the workloads `rows`
-    names ((row key, workload index) pairs).  One worker prices all of a point's workloads, so
-    the mapping search's cache serves the ops they share."""
-    return [(key, price(arch, energies, _traces[workload])) for key, workload in rows]
+Task = list[tuple[ArchSpec, ActionEnergies, list[tuple[str, Any]]]]  # points, their rows
 
 
-def price_on_dask(
-    arch: ArchSpec, energies: ActionEnergies, rows: list[tuple[str, Trace]]
-) -> list[tuple[str, dict[str, Any]]]:
+def price_in_worker(points: Task) -> list[tuple[str, dict[str, Any]]]:
+    """A process-pool task: points, each with its spec, its energies and the rows to price
+    it on ((row key, workload index) pairs, on this worker's copies of the workloads).  A
+    task's points share what the mapping search caches (hwsim.sweep.runner), and one worker
+    prices all of a point's workloads, so the cache serves the ops they share."""
+    return [
+        (key, price(arch, energies, _traces[workload]))
+        for arch, energies, rows in points
+        for key, workload in rows
+    ]
+
+
+def price_on_dask(points: Task) -> list[tuple[str, dict[str, Any]]]:
     """A Dask task: as `price_in_worker`, the traces arriving as scattered futures."""
-    return [(key, price(arch, energies, trace)) for key, trace in rows]
+    return [
+        (key, price(arch, energies, trace))
+        for arch, energies, rows in points
+        for key, trace in rows
+    ]

@@ -183,3 +183,20 @@ def test_ten_thousand_levels_do_not_crash_the_process(with_libyaml):
         "deep.yaml: line 1, column 65: nested more than 32 levels deep",
         "deep.yaml: line 1, column 126: nested more than 32 levels deep",
     ]
+
+
+@needs_libyaml
+def test_both_emitters_write_every_shipped_spec_alike(monkeypatch):
+    # A sweep writes each point's resolved spec with libyaml's emitter; a resumed sweep run
+    # without libyaml compares the text it would write with what is there.
+    from hwsim.io.arch import load_arch, shipped_archs
+    from hwsim.io.yamlio import dump_yaml
+
+    datas = [load_arch(name).model_dump(mode="json") for name in shipped_archs()]
+    datas.append({"name": "é ü — ∑", "long": "word " * 40, "numbers": [1, 2.5, 1e-300, None]})
+    for data in datas:
+        monkeypatch.setattr(yamlio, "_WITH_LIBYAML", False)
+        expected = dump_yaml(data)
+        monkeypatch.setattr(yamlio, "_WITH_LIBYAML", True)
+        assert dump_yaml(data) == expected
+        assert parse_yaml(expected, "x.yaml") == data
