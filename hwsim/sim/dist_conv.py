@@ -182,28 +182,32 @@ def window_lengths(
 
 def input_window_elements(op: Conv2DOp, partition: ConvPartition) -> int:
     """Σ over spatial blocks of the input window (rows × columns × input channels × batch)."""
-    pads = [
-        same_padding(size, kernel, op.stride)[0] if op.padding == Padding.SAME else 0
-        for size, kernel in ((op.input_height, op.kernel_height), (op.input_width, op.kernel_width))
-    ]
-    rows = sum(
-        window_lengths(
-            op.output_height,
-            min(partition.row_blocks, op.output_height),
-            op.kernel_height,
-            op.stride,
-            pads[0],
-            op.input_height,
+    rows, columns = (
+        sum(
+            window_lengths(
+                output,
+                min(blocks, output),
+                kernel,
+                stride,
+                same_padding(size, kernel, stride)[0] if op.padding == Padding.SAME else 0,
+                size,
+            )
         )
-    )
-    columns = sum(
-        window_lengths(
-            op.output_width,
-            min(partition.column_blocks, op.output_width),
-            op.kernel_width,
-            op.stride,
-            pads[1],
-            op.input_width,
+        for output, blocks, kernel, stride, size in (
+            (
+                op.output_height,
+                partition.row_blocks,
+                op.kernel_height,
+                op.stride_height,
+                op.input_height,
+            ),
+            (
+                op.output_width,
+                partition.column_blocks,
+                op.kernel_width,
+                op.stride_width,
+                op.input_width,
+            ),
         )
     )
     return rows * columns * op.input_channels * op.batch

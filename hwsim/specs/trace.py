@@ -114,12 +114,23 @@ class MatmulOp:
         return groups * self.m * self.k, groups * self.k * self.n, groups * self.m * self.n
 
 
+def one_or_pair(height: int, width: int) -> int | tuple[int, int]:
+    """A record's stride: one number when it is the same along both axes (as every record
+    written before rectangular strides has it), else (height, width)."""
+    return height if height == width else (height, width)
+
+
+def _hw(value: int | tuple[int, int]) -> tuple[int, int]:
+    return (value, value) if isinstance(value, int) else value
+
+
 @_record_type
 class Conv2DOp:
     """A convolution pass with its geometry and its im2col matmul [m, k] @ [k, n], once per
     group: `groups` independent convolutions, each over input_channels ÷ groups input and
     output_channels ÷ groups output channels (`groups` is left out of a record when it is 1,
-    so an ungrouped conv's record reads as it always has)."""
+    so an ungrouped conv's record reads as it always has).  `stride`: one number, or
+    [height, width] when they differ."""
 
     kind: Literal["conv2d"]
     conv_pass: ConvPass
@@ -132,7 +143,7 @@ class Conv2DOp:
     output_channels: Count
     kernel_height: Count
     kernel_width: Count
-    stride: Count
+    stride: Count | tuple[Count, Count]
     padding: Padding
     groups: Count = Field(default=1, exclude_if=_ungrouped)
     m: Count
@@ -142,6 +153,14 @@ class Conv2DOp:
     @property
     def macs(self) -> int:
         return self.groups * self.m * self.k * self.n
+
+    @property
+    def stride_height(self) -> int:
+        return _hw(self.stride)[0]
+
+    @property
+    def stride_width(self) -> int:
+        return _hw(self.stride)[1]
 
     def slot_elements(self) -> tuple[int, int, int]:
         """Elements of a, b and c: the feature maps and the filters of this pass."""

@@ -164,15 +164,34 @@ def test_resident_operands_move_nothing_and_a_consumed_output_is_not_written():
 
 
 def conv_gemm(
-    conv_pass: str, batch: int, size: int, channels: int, filters: int, kernel: int, stride: int
+    conv_pass: str,
+    batch: int,
+    size: int,
+    channels: int,
+    filters: int,
+    kernel: int,
+    stride: int | tuple[int, int],
 ) -> tuple[Gemm, int, int, int]:
-    out = (size - kernel) // stride + 1
+    """A VALID conv of a size × size map; `stride`: one number or (height, width)."""
+    stride_h, stride_w = (stride, stride) if isinstance(stride, int) else stride
+    out_h, out_w = (size - kernel) // stride_h + 1, (size - kernel) // stride_w + 1
     image_in = batch * size * size * channels
-    image_out = batch * out * out * filters
+    image_out = batch * out_h * out_w * filters
     weights = kernel * kernel * channels * filters
-    positions, window = batch * out * out, kernel * kernel * channels
+    positions, window = batch * out_h * out_w, kernel * kernel * channels
     geometry = ConvGeometry(
-        ConvPass(conv_pass), batch, size, size, channels, out, out, filters, kernel, kernel, stride
+        ConvPass(conv_pass),
+        batch,
+        size,
+        size,
+        channels,
+        out_h,
+        out_w,
+        filters,
+        kernel,
+        kernel,
+        stride_h,
+        stride_w,
     )
     m, k, n, sizes = {
         "forward": (positions, window, filters, (image_in, weights, image_out)),
@@ -192,15 +211,17 @@ convs = st.tuples(
     st.integers(1, 64),
     st.integers(1, 64),
     st.sampled_from([1, 3, 5]),
-    st.sampled_from([1, 2]),
+    st.sampled_from([1, 2, (1, 2), (2, 1), (3, 1)]),
 )
 
 
 def conv_bound_bytes(problem: Gemm, budget: int, compulsory_elements: int) -> float:
-    """Hong–Kung for a convolution: each input value feeds up to R·S/stride² windows, so the
+    """Hong–Kung for a convolution: each input value feeds up to R·S/stride² windows (stride²:
+    the height's times the width's), so the
     fast memory acts as if it were that much larger (Demmel & Dinh 2018, up to constants)."""
     conv = problem.conv
-    reuse = max(1.0, conv.kernel_height * conv.kernel_width / conv.stride**2)
+    strides = conv.stride_height * conv.stride_width
+    reuse = max(1.0, conv.kernel_height * conv.kernel_width / strides)
     words = budget * 8 / 16
     macs = problem.m * problem.k * problem.n
     return max(2 * macs / math.sqrt(words * reuse), compulsory_elements) * 2
