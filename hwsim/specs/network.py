@@ -111,6 +111,11 @@ class Conv2DLayer(Wired):
     stride: WindowPair = Field(
         default=1, description="the step between windows: an int or [height, width]"
     )
+    dilation: WindowPair = Field(
+        default=1,
+        description="the step between a window's taps: an int or [height, width]; the "
+        "window then spans (kernel - 1) · dilation + 1 inputs, its MACs and weights unchanged",
+    )
     padding: Padding = Padding.SAME
     activation: Activation = Activation.LINEAR
     use_bias: bool = True
@@ -130,6 +135,24 @@ class Conv2DLayer(Wired):
     def strides(self) -> tuple[int, int]:
         """(height, width) of the step between windows."""
         return pair(self.stride)
+
+    @property
+    def dilations(self) -> tuple[int, int]:
+        """(height, width) of the step between a window's taps."""
+        return pair(self.dilation)
+
+    @property
+    def reach(self) -> tuple[int, int]:
+        """(height, width) of the inputs a window spans: (kernel − 1) · dilation + 1."""
+        return reach(self.kernel, self.dilations)
+
+
+def reach(kernel: tuple[int, int], dilations: tuple[int, int]) -> tuple[int, int]:
+    """The inputs a dilated window spans along each axis."""
+    return (
+        (kernel[0] - 1) * dilations[0] + 1,
+        (kernel[1] - 1) * dilations[1] + 1,
+    )
 
 
 class PoolWindow(Wired):
@@ -420,15 +443,19 @@ def _conv_shape(layer: Conv2DLayer, shape: tuple[int, ...], where: str) -> tuple
             f"{where}.groups: must divide the input channels ({channels}) and filters "
             f"({layer.filters}) (got {groups})"
         )
-    if layer.padding == Padding.VALID and (kernel_h > height or kernel_w > width):
+    reach_h, reach_w = layer.reach
+    if layer.padding == Padding.VALID and (reach_h > height or reach_w > width):
+        kernel = f"kernel {_hw_text(kernel_h, kernel_w)}"
+        if layer.dilations != (1, 1):
+            dilated = _hw_text(*layer.dilations)
+            kernel = f"{kernel} dilated by {dilated} (spanning {_hw_text(reach_h, reach_w)})"
         raise ValueError(
-            f"{where}: kernel {_hw_text(kernel_h, kernel_w)} is larger than its "
-            f"{height}x{width} input with valid padding"
+            f"{where}: {kernel} is larger than its {height}x{width} input with valid padding"
         )
     stride_h, stride_w = layer.strides
     out = (
-        conv_output_size(height, kernel_h, stride_h, layer.padding),
-        conv_output_size(width, kernel_w, stride_w, layer.padding),
+        conv_output_size(height, reach_h, stride_h, layer.padding),
+        conv_output_size(width, reach_w, stride_w, layer.padding),
         layer.filters,
     )
     weights = kernel_h * kernel_w * (channels // groups) * layer.filters

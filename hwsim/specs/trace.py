@@ -115,9 +115,13 @@ class MatmulOp:
 
 
 def one_or_pair(height: int, width: int) -> int | tuple[int, int]:
-    """A record's stride: one number when it is the same along both axes (as every record
-    written before rectangular strides has it), else (height, width)."""
+    """A record's stride or dilation: one number when it is the same along both axes (as
+    every record written before rectangular strides has it), else (height, width)."""
     return height if height == width else (height, width)
+
+
+def _undilated(dilation: int | tuple[int, int]) -> bool:
+    return dilation == 1
 
 
 def _hw(value: int | tuple[int, int]) -> tuple[int, int]:
@@ -130,7 +134,9 @@ class Conv2DOp:
     group: `groups` independent convolutions, each over input_channels ÷ groups input and
     output_channels ÷ groups output channels (`groups` is left out of a record when it is 1,
     so an ungrouped conv's record reads as it always has).  `stride`: one number, or
-    [height, width] when they differ."""
+    [height, width] when they differ; `dilation` likewise, the step between a window's taps,
+    left out when it is 1 (an undilated conv's record reads as it always has): the window
+    spans (kernel − 1) · dilation + 1 inputs, its MACs and filters as undilated."""
 
     kind: Literal["conv2d"]
     conv_pass: ConvPass
@@ -144,6 +150,7 @@ class Conv2DOp:
     kernel_height: Count
     kernel_width: Count
     stride: Count | tuple[Count, Count]
+    dilation: Count | tuple[Count, Count] = Field(default=1, exclude_if=_undilated)
     padding: Padding
     groups: Count = Field(default=1, exclude_if=_ungrouped)
     m: Count
@@ -161,6 +168,24 @@ class Conv2DOp:
     @property
     def stride_width(self) -> int:
         return _hw(self.stride)[1]
+
+    @property
+    def dilation_height(self) -> int:
+        return _hw(self.dilation)[0]
+
+    @property
+    def dilation_width(self) -> int:
+        return _hw(self.dilation)[1]
+
+    @property
+    def reach_height(self) -> int:
+        """Input rows one window spans: (kernel_height − 1) · dilation + 1."""
+        return (self.kernel_height - 1) * self.dilation_height + 1
+
+    @property
+    def reach_width(self) -> int:
+        """Input columns one window spans."""
+        return (self.kernel_width - 1) * self.dilation_width + 1
 
     def slot_elements(self) -> tuple[int, int, int]:
         """Elements of a, b and c: the feature maps and the filters of this pass."""

@@ -52,6 +52,7 @@ def _conv(b: Builder, layer, x: str, shape: tuple[int, ...]) -> str:
         layer.name,
         kernel_shape=kernel,
         strides=list(layer.strides),
+        dilations=list(layer.dilations),
         group=layer.groups,
         auto_pad=pad,
     )

@@ -266,6 +266,10 @@ def _map_net(**layer) -> dict:
         ({"type": "max_pool", "pool_size": "2x2"}, "pool_size", "'2x2'"),
         ({"type": "avg_pool", "pool_size": 2, "stride": [0, 1]}, "stride", "[0, 1]"),
         ({"type": "avg_pool", "pool_size": 2, "stride": 2048}, "stride", "2048"),
+        ({"dilation": 0}, "dilation", "0"),
+        ({"dilation": [1, 2, 3]}, "dilation", "[1, 2, 3]"),
+        ({"dilation": [2, -1]}, "dilation", "[2, -1]"),
+        ({"dilation": 1.5}, "dilation", "1.5"),
     ],
 )
 def test_a_bad_window_or_stride_is_one_line_naming_the_file_and_field(
@@ -296,3 +300,23 @@ def test_rectangular_strides_and_pools_shape_each_axis(tmp_path):
     # conv 3x3 stride [2, 1] VALID: 8 → 3 rows, 8 → 6 columns; pool 3x2 (its own stride):
     # 3 → 1, 6 → 3; pool 1 stride [1, 2]: 1 → 1, 3 → 2.
     assert [shape.output_shape for shape in shapes[:3]] == [(3, 6, 2), (1, 3, 2), (1, 2, 2)]
+
+
+def test_a_dilated_window_beyond_its_valid_input_names_what_it_spans(tmp_path):
+    path = _write(tmp_path, _map_net(kernel_size=3, dilation=[4, 1], padding="valid"))
+    with pytest.raises(SpecError) as info:
+        load_network(path)
+    assert str(info.value) == (
+        f"{path}: layers.0 (conv2d 'c'): kernel 3 dilated by 4x1 (spanning 9x3) is larger "
+        "than its 8x8 input with valid padding"
+    )
+
+
+def test_a_dilated_conv_shapes_by_the_inputs_its_window_spans(tmp_path):
+    """3x3 dilated by [2, 3] spans 5x7: VALID 8x8 → 4x2; SAME keeps 8x8 at stride 1; the
+    weights are the undilated kernel's."""
+    valid = _map_net(dilation=[2, 3], padding="valid")
+    same = _map_net(dilation=[2, 3], stride=[1, 2])
+    for data, out in ((valid, (4, 2, 2)), (same, (8, 4, 2))):
+        shape = infer_shapes(load_network(_write(tmp_path, data)))[0]
+        assert (shape.output_shape, shape.weights) == (out, 3 * 3 * 2 * 2)

@@ -26,9 +26,9 @@ ACTIVATIONS = st.sampled_from(["linear", "relu", "relu6", "tanh", "sigmoid"])
 @st.composite
 def chain_networks(draw: st.DrawFn) -> Any:
     """A small chain of every layer kind: conv blocks (grouped or not, depthwise included;
-    square or [height, width] windows and strides; with batch norms, max or average pools,
-    dropout, standalone activations), a flatten or a global average pool, dense blocks and the
-    output layer; frozen layers and no-bias layers included."""
+    square or [height, width] windows, strides and dilations; with batch norms, max or average
+    pools, dropout, standalone activations), a flatten or a global average pool, dense blocks
+    and the output layer; frozen layers and no-bias layers included."""
     layers: list[dict[str, Any]] = []
 
     def name(kind: str) -> str:
@@ -58,6 +58,7 @@ def chain_networks(draw: st.DrawFn) -> Any:
             "filters": st.integers(1, 4),
             "kernel_size": windows(1, 3),
             "stride": windows(1, 2),
+            "dilation": windows(1, 2),
             "padding": st.sampled_from(["same", "valid"]),
             **common,
         }

@@ -1,14 +1,19 @@
 """Window geometry of convolutions and pools: rectangular strides and pool windows ([height,
-width] where one number was square), checked against loop-based references written from the
-definitions (TensorFlow's SAME: the extra padding after) and against finite differences."""
+width] where one number was square) and dilated convolutions, checked against loop-based
+references written from the definitions (TensorFlow's SAME: the extra padding after, a
+dilated window padded as the inputs it spans) and against finite differences."""
 
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import pytest
 
-from hwsim.specs.trace import Conv2DOp, ConvPass
+from hwsim.specs.trace import RECORD, Algorithm, Conv2DOp, ConvPass, record_json
 from hwsim.train.layers import StepContext
+from hwsim.train.loop import TrainConfig
+from hwsim.train.shapes import shape_only_trace
 from tests.train.builders import make_model, make_network
 from tests.train.test_layers import check_network_gradients
 
@@ -87,6 +92,10 @@ def _conv_net(shape, **conv):
         {"kernel_size": [2, 5], "stride": [3, 1], "padding": "valid"},
         {"kernel_size": [3, 2], "stride": [2, 3], "groups": 2},
         {"kernel_size": 1, "stride": [2, 1], "padding": "valid"},
+        {"kernel_size": 3, "stride": 1, "dilation": 2},
+        {"kernel_size": [2, 3], "stride": [1, 2], "dilation": [3, 1], "padding": "valid"},
+        {"kernel_size": 3, "stride": 2, "dilation": [1, 2], "groups": 2},
+        {"kernel_size": [3, 2], "stride": 1, "dilation": [2, 4], "padding": "valid"},
     ],
 )
 def test_conv_forward_matches_the_loops(conv, rng: np.random.Generator) -> None:
@@ -105,9 +114,11 @@ def test_conv_forward_matches_the_loops(conv, rng: np.random.Generator) -> None:
         conv.get("dilation", 1),
     )
     np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
-    # The record: the stride one number when square, [height, width] when not.
+    # The record: the stride one number when square, [height, width] when not; MACs those
+    # of the undilated kernel.
     op = layer.gemm(2, ConvPass.FORWARD)
     assert isinstance(op, Conv2DOp) and (op.stride_height, op.stride_width) == _hw(conv["stride"])
+    assert (op.dilation_height, op.dilation_width) == _hw(conv.get("dilation", 1))
     kernel_h, kernel_w = _hw(conv["kernel_size"])
     assert op.macs == got.size * kernel_h * kernel_w * 2 // conv.get("groups", 1)
 
@@ -176,6 +187,42 @@ NETWORKS = {
             {"type": "dense", "name": "out", "units": 4},
         ],
     ),
+    # Dilated convs: 3x3 dilated by 2 SAME (padding 2 a side), a grouped 2x3 dilated by
+    # [1, 3] at stride [2, 1] VALID (taps skip inputs), then a 3x1 dilated by [3, 1] SAME.
+    "dil2same-dil1x3s2x1valid_g2-dil3x1same": (
+        [11, 12, 2],
+        [
+            {
+                "type": "conv2d",
+                "name": "c1",
+                "filters": 4,
+                "kernel_size": 3,
+                "dilation": 2,
+                "activation": "tanh",
+            },
+            {
+                "type": "conv2d",
+                "name": "c2",
+                "filters": 4,
+                "kernel_size": [2, 3],
+                "stride": [2, 1],
+                "dilation": [1, 3],
+                "padding": "valid",
+                "groups": 2,
+                "activation": "sigmoid",
+            },
+            {
+                "type": "conv2d",
+                "name": "c3",
+                "filters": 2,
+                "kernel_size": [3, 1],
+                "dilation": [3, 1],
+                "activation": "tanh",
+            },
+            {"type": "flatten", "name": "flat"},
+            {"type": "dense", "name": "out", "units": 4},
+        ],
+    ),
     # A stride beyond the window along one axis only (inputs no window covers get no
     # error), an avg pool 1x3 stride [2, 1] SAME.
     "conv1x2s3x1valid-avg1x3s2x1same": (
@@ -207,3 +254,23 @@ NETWORKS = {
 @pytest.mark.parametrize("case", sorted(NETWORKS))
 def test_gradients_match_finite_differences(case: str, rng: np.random.Generator) -> None:
     check_network_gradients(NETWORKS, case, rng)
+
+
+def test_a_record_names_its_dilation_only_when_dilated() -> None:
+    """An undilated conv's record reads as before (no `dilation` key, a square stride one
+    number); a dilated one's carries it, and every record reads back equal."""
+    for conv, stride, dilation in (
+        ({"kernel_size": 3, "stride": 2}, 2, None),
+        ({"kernel_size": 3, "stride": [1, 2], "dilation": [2, 1]}, [1, 2], [2, 1]),
+        ({"kernel_size": 2, "dilation": 3}, 1, 3),
+    ):
+        network = _conv_net([9, 9, 2], **conv)
+        trace = shape_only_trace(network, TrainConfig.from_network(network, Algorithm.BP))
+        convs = [r for r in trace.records if isinstance(r.op, Conv2DOp)]
+        assert {r.op.conv_pass for r in convs} == {ConvPass.FORWARD, ConvPass.BACKWARD_WEIGHT}
+        for record in convs:
+            text = record_json(record)
+            assert json.loads(text)["op"]["stride"] == stride
+            assert json.loads(text)["op"].get("dilation") == dilation
+            assert ("dilation" in text) == (dilation is not None)
+            assert RECORD.validate_json(text) == record

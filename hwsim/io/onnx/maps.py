@@ -8,7 +8,7 @@ from typing import Any
 
 from hwsim.io.onnx.convert import Converter, Value
 from hwsim.io.onnx.graph import Node
-from hwsim.specs.network import Padding, conv_output_size
+from hwsim.specs.network import Padding, conv_output_size, reach
 
 ACTIVATIONS = {"Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "hwsim.gelu": "gelu"}
 
@@ -71,13 +71,11 @@ def conv(converter: Converter, node: Node) -> None:
     weight = converter.index.const(node.inputs[1])
     if weight is None or weight.ndim != 4:
         raise converter.fail(node, "a Conv needs a constant 4-D weight")
-    if any(d != 1 for d in node.attrs.get("dilations", [1, 1])):
-        raise converter.fail(
-            node, f"dilations {list(node.attrs['dilations'])}: hwsim's conv2d is not dilated"
-        )
     kernel = (int(weight.shape[2]), int(weight.shape[3]))
     stride = _pair(converter, node, "strides", 1)
-    padding = _padding(converter, node, value.shape[:2], kernel, stride)
+    dilation = _pair(converter, node, "dilations", 1)
+    # A dilated window pads as the inputs it spans, (kernel − 1) · dilation + 1.
+    padding = _padding(converter, node, value.shape[:2], reach(kernel, dilation), stride)
     fields: dict[str, Any] = {
         "type": "conv2d",
         "filters": int(weight.shape[0]),
@@ -86,6 +84,8 @@ def conv(converter: Converter, node: Node) -> None:
     }
     if stride != (1, 1):
         fields["stride"] = _field(stride)
+    if dilation != (1, 1):
+        fields["dilation"] = _field(dilation)
     if padding != Padding.SAME:
         fields["padding"] = padding.value
     if len(node.inputs) < 3 or not node.inputs[2]:
@@ -101,7 +101,9 @@ def pool(converter: Converter, node: Node) -> None:
     kernel = _pair(converter, node, "kernel_shape")
     stride = _pair(converter, node, "strides", 1)
     if any(d != 1 for d in node.attrs.get("dilations", [1, 1])):
-        raise converter.fail(node, "dilated pooling is not supported")
+        raise converter.fail(
+            node, f"dilations {list(node.attrs['dilations'])}: hwsim's pools are not dilated"
+        )
     padding = _padding(converter, node, value.shape[:2], kernel, stride)
     kind = "max_pool" if node.op == "MaxPool" else "avg_pool"
     fields: dict[str, Any] = {"type": kind, "pool_size": _field(kernel)}
