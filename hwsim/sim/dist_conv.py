@@ -4,8 +4,9 @@ A layer's output map (rows × columns × channels) is cut into `row_blocks` × `
 spatial blocks and `channel_groups` groups of output channels, and its reduction into
 `input_groups` groups of input channels: one tile per (block, output group, input group).
 A tile keeps W ÷ (channel_groups · input_groups) weights and needs the input window of its
-block — the block's rows and columns widened by the kernel's reach (the halo) — over its
-input channels.  So per pass the tiles of a layer together receive
+block — the block's rows and columns widened by the kernel's reach (the halo; a dilated
+kernel reaches (kernel − 1) · dilation + 1) — over its input channels.  So per pass the
+tiles of a layer together receive
 
   weights : spatial_blocks × W           (every spatial block needs all the weights)
   inputs  : channel_groups × Σ windows    (every output group needs every input channel)
@@ -181,29 +182,34 @@ def window_lengths(
 
 
 def input_window_elements(op: Conv2DOp, partition: ConvPartition) -> int:
-    """Σ over spatial blocks of the input window (rows × columns × input channels × batch)."""
-    pads = [
-        same_padding(size, kernel, op.stride)[0] if op.padding == Padding.SAME else 0
-        for size, kernel in ((op.input_height, op.kernel_height), (op.input_width, op.kernel_width))
-    ]
-    rows = sum(
-        window_lengths(
-            op.output_height,
-            min(partition.row_blocks, op.output_height),
-            op.kernel_height,
-            op.stride,
-            pads[0],
-            op.input_height,
+    """Σ over spatial blocks of the input window (rows × columns × input channels × batch);
+    a dilated kernel's window spans (kernel − 1) · dilation + 1 rows and columns."""
+    rows, columns = (
+        sum(
+            window_lengths(
+                output,
+                min(blocks, output),
+                kernel,
+                stride,
+                same_padding(size, kernel, stride)[0] if op.padding == Padding.SAME else 0,
+                size,
+            )
         )
-    )
-    columns = sum(
-        window_lengths(
-            op.output_width,
-            min(partition.column_blocks, op.output_width),
-            op.kernel_width,
-            op.stride,
-            pads[1],
-            op.input_width,
+        for output, blocks, kernel, stride, size in (
+            (
+                op.output_height,
+                partition.row_blocks,
+                op.reach_height,
+                op.stride_height,
+                op.input_height,
+            ),
+            (
+                op.output_width,
+                partition.column_blocks,
+                op.reach_width,
+                op.stride_width,
+                op.input_width,
+            ),
         )
     )
     return rows * columns * op.input_channels * op.batch

@@ -24,7 +24,9 @@ half the batch's).
 Convolutions are tiled in their own terms: output positions in bands of whole output rows
 (or whole images), input channels with the whole R × S window, output channels.  The input
 feature map is priced by the windows the bands need — ((r − 1)·stride + R) input rows per band
-of r output rows — so the halo is counted and the im2col over-count (up to R·S/stride²) is not.
+of r output rows (the stride and R along the height; a dilated window's R is the rows it
+spans, (R − 1)·dilation + 1, its MACs and filters those of R) — so the halo is counted and
+the im2col over-count (up to R·S/(stride_height·stride_width)) is not.
 A backward-data pass writes overlapping windows: the halo rows are partial sums, read and
 written back.  A grouped convolution (or a grouped matmul: attention's products of one head
 of one example each) is `groups` independent GEMMs that share no operand: the
@@ -83,7 +85,15 @@ class ConvGeometry:
     output_channels: int
     kernel_height: int
     kernel_width: int
-    stride: int
+    stride_height: int
+    stride_width: int
+    dilation_height: int = 1
+    dilation_width: int = 1
+
+    @property
+    def reach_height(self) -> int:
+        """Input rows one window spans: R, or (R − 1) · dilation + 1 when dilated."""
+        return (self.kernel_height - 1) * self.dilation_height + 1
 
     @classmethod
     def of(cls, op: Conv2DOp) -> ConvGeometry:
@@ -98,7 +108,10 @@ class ConvGeometry:
             op.output_channels,
             op.kernel_height,
             op.kernel_width,
-            op.stride,
+            op.stride_height,
+            op.stride_width,
+            op.dilation_height,
+            op.dilation_width,
         )
 
 
@@ -231,11 +244,10 @@ def _bands(conv: ConvGeometry, output_rows: int, input_rows: int) -> tuple[_Loop
     per_row = conv.output_width
     rows = _candidates(output_rows)[:-1] if output_rows > 1 else np.array([], np.int64)
     images = _candidates(conv.batch)
-    window = np.minimum(input_rows, (rows - 1) * conv.stride + conv.kernel_height)
+    stride, kernel = conv.stride_height, conv.reach_height  # a dilated window spans more rows
+    window = np.minimum(input_rows, (rows - 1) * stride + kernel)
     full, rest = output_rows // rows, output_rows % rows
-    rest_window = np.where(
-        rest > 0, np.minimum(input_rows, (rest - 1) * conv.stride + conv.kernel_height), 0
-    )
+    rest_window = np.where(rest > 0, np.minimum(input_rows, (rest - 1) * stride + kernel), 0)
     swept = np.maximum(full * window + rest_window, input_rows)
     tiles = np.concatenate([rows * per_row, images * output_rows * per_row])
     trips = np.concatenate(
@@ -272,7 +284,7 @@ def _grid(
         kernel = conv.kernel_height * conv.kernel_width
         # The input map's rows actually used (VALID padding may leave trailing rows unread).
         used_rows = min(
-            conv.input_height, (conv.output_height - 1) * conv.stride + conv.kernel_height
+            conv.input_height, (conv.output_height - 1) * conv.stride_height + conv.reach_height
         )
         bands, tile_rows, sweep_rows = _bands(conv, conv.output_height, used_rows)
         channels, tc = _channels(conv.input_channels, kernel)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from hwsim.specs.common import FrozenModel, Name, NotBool, finite_range
 from hwsim.specs.token_shapes import patch_dimensions, token_layer_shape
@@ -25,7 +25,34 @@ MAX_LAYERS = 50_000  # a trace header carries up to ~500 bytes per layer: 25 MB 
 # elements of one input dimension, Window for kernel, pool and stride sizes.
 Units = Annotated[int, NotBool, Field(ge=1, le=2**24)]
 Channels = Annotated[int, NotBool, Field(ge=1, le=2**16)]
-Window = Annotated[int, NotBool, Field(ge=1, le=2**10)]
+MAX_WINDOW = 2**10
+Window = Annotated[int, NotBool, Field(ge=1, le=MAX_WINDOW)]
+
+
+def _window_pair(value: object) -> object:
+    """A window, stride or dilation: one whole number 1…1024 (the same along both axes) or
+    [height, width] of two; anything else one message, not one per member of the union."""
+    numbers = list(value) if isinstance(value, list | tuple) else [value]
+    if (isinstance(value, list | tuple) and len(numbers) != 2) or not all(
+        isinstance(number, int) and not isinstance(number, bool) and 1 <= number <= MAX_WINDOW
+        for number in numbers
+    ):
+        raise ValueError(
+            f"must be a whole number from 1 to {MAX_WINDOW} or [height, width] of two "
+            f"(got {value!r})"
+        )
+    return value
+
+
+WindowPair = Annotated[Window | tuple[Window, Window], BeforeValidator(_window_pair)]
+"""An int (square) or [height, width]; `pair` reads either as (height, width)."""
+
+
+def pair(value: int | tuple[int, int]) -> tuple[int, int]:
+    """(height, width) of a window, stride or dilation: one number is the same along both."""
+    return patch_dimensions(value)
+
+
 Fraction = Annotated[float, NotBool, finite_range(ge=0.0, lt=1.0)]
 
 
@@ -78,10 +105,17 @@ class Conv2DLayer(Wired):
     type: Literal["conv2d"]
     name: Name
     filters: Channels
-    kernel_size: Window | tuple[Window, Window] = Field(
+    kernel_size: WindowPair = Field(
         description="the window: an int (square) or [height, width] (e.g. [1, 7])"
     )
-    stride: Window = 1
+    stride: WindowPair = Field(
+        default=1, description="the step between windows: an int or [height, width]"
+    )
+    dilation: WindowPair = Field(
+        default=1,
+        description="the step between a window's taps: an int or [height, width]; the "
+        "window then spans (kernel - 1) · dilation + 1 inputs, its MACs and weights unchanged",
+    )
     padding: Padding = Padding.SAME
     activation: Activation = Activation.LINEAR
     use_bias: bool = True
@@ -95,15 +129,52 @@ class Conv2DLayer(Wired):
     @property
     def kernel(self) -> tuple[int, int]:
         """(height, width) of the window."""
-        return patch_dimensions(self.kernel_size)
+        return pair(self.kernel_size)
+
+    @property
+    def strides(self) -> tuple[int, int]:
+        """(height, width) of the step between windows."""
+        return pair(self.stride)
+
+    @property
+    def dilations(self) -> tuple[int, int]:
+        """(height, width) of the step between a window's taps."""
+        return pair(self.dilation)
+
+    @property
+    def reach(self) -> tuple[int, int]:
+        """(height, width) of the inputs a window spans: (kernel − 1) · dilation + 1."""
+        return reach(self.kernel, self.dilations)
+
+
+def reach(kernel: tuple[int, int], dilations: tuple[int, int]) -> tuple[int, int]:
+    """The inputs a dilated window spans along each axis."""
+    return (
+        (kernel[0] - 1) * dilations[0] + 1,
+        (kernel[1] - 1) * dilations[1] + 1,
+    )
 
 
 class PoolWindow(Wired):
-    """A pool's window: `pool_size` square, moved by `stride` (default: the window)."""
+    """A pool's window: `pool_size` (an int: square, or [height, width]), moved by `stride`
+    (default: the window)."""
 
-    pool_size: Window
-    stride: Window | None = None
+    pool_size: WindowPair = Field(description="the window: an int (square) or [height, width]")
+    stride: WindowPair | None = Field(
+        default=None,
+        description="the step between windows: an int or [height, width]; default: the window",
+    )
     padding: Padding = Padding.VALID
+
+    @property
+    def window(self) -> tuple[int, int]:
+        """(height, width) of the window."""
+        return pair(self.pool_size)
+
+    @property
+    def strides(self) -> tuple[int, int]:
+        """(height, width) of the step between windows (the window's own by default)."""
+        return pair(self.stride) if self.stride is not None else self.window
 
 
 class MaxPoolLayer(PoolWindow):
@@ -195,7 +266,7 @@ class PatchEmbedLayer(Wired):
     type: Literal["patch_embed"]
     name: Name
     width: Units
-    patch_size: Window | tuple[Window, Window] = Field(
+    patch_size: WindowPair = Field(
         description="the patch's height and width (one number: a square patch); must divide the map"
     )
     class_token: bool = Field(default=False, description="prepend a trained [width] token")
@@ -360,6 +431,10 @@ def _dense_shape(layer: DenseLayer, shape: tuple[int, ...], where: str) -> tuple
     return (layer.units,), weights, weights + (layer.units if layer.use_bias else 0)
 
 
+def _hw_text(height: int, width: int) -> str:
+    return f"{height}" if height == width else f"{height}x{width}"
+
+
 def _conv_shape(layer: Conv2DLayer, shape: tuple[int, ...], where: str) -> tuple:
     height, width, channels = _map_input(shape, where)
     (kernel_h, kernel_w), groups = layer.kernel, layer.groups
@@ -368,14 +443,19 @@ def _conv_shape(layer: Conv2DLayer, shape: tuple[int, ...], where: str) -> tuple
             f"{where}.groups: must divide the input channels ({channels}) and filters "
             f"({layer.filters}) (got {groups})"
         )
-    if layer.padding == Padding.VALID and (kernel_h > height or kernel_w > width):
-        kernel = f"{kernel_h}" if kernel_h == kernel_w else f"{kernel_h}x{kernel_w}"
+    reach_h, reach_w = layer.reach
+    if layer.padding == Padding.VALID and (reach_h > height or reach_w > width):
+        kernel = f"kernel {_hw_text(kernel_h, kernel_w)}"
+        if layer.dilations != (1, 1):
+            dilated = _hw_text(*layer.dilations)
+            kernel = f"{kernel} dilated by {dilated} (spanning {_hw_text(reach_h, reach_w)})"
         raise ValueError(
-            f"{where}: kernel {kernel} is larger than its {height}x{width} input with valid padding"
+            f"{where}: {kernel} is larger than its {height}x{width} input with valid padding"
         )
+    stride_h, stride_w = layer.strides
     out = (
-        conv_output_size(height, kernel_h, layer.stride, layer.padding),
-        conv_output_size(width, kernel_w, layer.stride, layer.padding),
+        conv_output_size(height, reach_h, stride_h, layer.padding),
+        conv_output_size(width, reach_w, stride_w, layer.padding),
         layer.filters,
     )
     weights = kernel_h * kernel_w * (channels // groups) * layer.filters
@@ -384,15 +464,15 @@ def _conv_shape(layer: Conv2DLayer, shape: tuple[int, ...], where: str) -> tuple
 
 def _pool_shape(layer: MaxPoolLayer | AvgPoolLayer, shape: tuple[int, ...], where: str) -> tuple:
     height, width, channels = _map_input(shape, where)
-    stride = layer.stride or layer.pool_size
-    if layer.padding == Padding.VALID and layer.pool_size > min(height, width):
+    (pool_h, pool_w), (stride_h, stride_w) = layer.window, layer.strides
+    if layer.padding == Padding.VALID and (pool_h > height or pool_w > width):
         raise ValueError(
-            f"{where}: pool {layer.pool_size} is larger than its "
+            f"{where}: pool {_hw_text(pool_h, pool_w)} is larger than its "
             f"{height}x{width} input with valid padding"
         )
     out = (
-        conv_output_size(height, layer.pool_size, stride, layer.padding),
-        conv_output_size(width, layer.pool_size, stride, layer.padding),
+        conv_output_size(height, pool_h, stride_h, layer.padding),
+        conv_output_size(width, pool_w, stride_w, layer.padding),
         channels,
     )
     return out, 0, 0

@@ -114,12 +114,29 @@ class MatmulOp:
         return groups * self.m * self.k, groups * self.k * self.n, groups * self.m * self.n
 
 
+def one_or_pair(height: int, width: int) -> int | tuple[int, int]:
+    """A record's stride or dilation: one number when it is the same along both axes (as
+    every record written before rectangular strides has it), else (height, width)."""
+    return height if height == width else (height, width)
+
+
+def _undilated(dilation: int | tuple[int, int]) -> bool:
+    return dilation == 1
+
+
+def _hw(value: int | tuple[int, int]) -> tuple[int, int]:
+    return (value, value) if isinstance(value, int) else value
+
+
 @_record_type
 class Conv2DOp:
     """A convolution pass with its geometry and its im2col matmul [m, k] @ [k, n], once per
     group: `groups` independent convolutions, each over input_channels ÷ groups input and
     output_channels ÷ groups output channels (`groups` is left out of a record when it is 1,
-    so an ungrouped conv's record reads as it always has)."""
+    so an ungrouped conv's record reads as it always has).  `stride`: one number, or
+    [height, width] when they differ; `dilation` likewise, the step between a window's taps,
+    left out when it is 1 (an undilated conv's record reads as it always has): the window
+    spans (kernel − 1) · dilation + 1 inputs, its MACs and filters as undilated."""
 
     kind: Literal["conv2d"]
     conv_pass: ConvPass
@@ -132,7 +149,8 @@ class Conv2DOp:
     output_channels: Count
     kernel_height: Count
     kernel_width: Count
-    stride: Count
+    stride: Count | tuple[Count, Count]
+    dilation: Count | tuple[Count, Count] = Field(default=1, exclude_if=_undilated)
     padding: Padding
     groups: Count = Field(default=1, exclude_if=_ungrouped)
     m: Count
@@ -142,6 +160,32 @@ class Conv2DOp:
     @property
     def macs(self) -> int:
         return self.groups * self.m * self.k * self.n
+
+    @property
+    def stride_height(self) -> int:
+        return _hw(self.stride)[0]
+
+    @property
+    def stride_width(self) -> int:
+        return _hw(self.stride)[1]
+
+    @property
+    def dilation_height(self) -> int:
+        return _hw(self.dilation)[0]
+
+    @property
+    def dilation_width(self) -> int:
+        return _hw(self.dilation)[1]
+
+    @property
+    def reach_height(self) -> int:
+        """Input rows one window spans: (kernel_height − 1) · dilation + 1."""
+        return (self.kernel_height - 1) * self.dilation_height + 1
+
+    @property
+    def reach_width(self) -> int:
+        """Input columns one window spans."""
+        return (self.kernel_width - 1) * self.dilation_width + 1
 
     def slot_elements(self) -> tuple[int, int, int]:
         """Elements of a, b and c: the feature maps and the filters of this pass."""

@@ -50,18 +50,19 @@ class MaxPool(Layer):
 
     def __init__(self, spec: MaxPoolLayer, shape: LayerShape, input_tensor: str) -> None:
         super().__init__(spec, shape, input_tensor)
-        self.stride = spec.stride or spec.pool_size
+        self.window, self.stride = spec.window, spec.strides
         height, width, _ = shape.input_shape
         self.pads = (
-            window_padding(height, spec.pool_size, self.stride, spec.padding),
-            window_padding(width, spec.pool_size, self.stride, spec.padding),
+            window_padding(height, self.window[0], self.stride[0], spec.padding),
+            window_padding(width, self.window[1], self.stride[1], spec.padding),
         )
         self._argmax: np.ndarray | None = None
         self._input_shape: tuple[int, ...] = ()
 
     def forward_ops(self, batch: int) -> list[OpDesc]:
-        """The max over each window (pool_size² values an output, overlapping or not)."""
-        inputs = self.output_elements(batch) * self.spec.pool_size**2
+        """The max over each window (pool height × width values an output, overlapping or
+        not)."""
+        inputs = self.output_elements(batch) * self.window[0] * self.window[1]
         source, result = self.input_operand(batch), self.output_operand(batch)
         return [reduction(self.name, Phase.FORWARD, "max", source, result, inputs)]
 
@@ -71,10 +72,9 @@ class MaxPool(Layer):
         return [elementwise(self.name, Phase.ERROR, "max_pool_route", [dy], [dx], dx.elements)]
 
     def forward(self, x: np.ndarray, ctx: StepContext) -> np.ndarray:
-        k = self.spec.pool_size
         out_h, out_w, _channels = self.shape.output_shape
-        view = windows(x, k, self.stride, out_h, out_w, self.pads, fill=-np.inf)
-        flat = view.reshape(*view.shape[:4], k * k)
+        view = windows(x, self.window, self.stride, out_h, out_w, self.pads, fill=-np.inf)
+        flat = view.reshape(*view.shape[:4], self.window[0] * self.window[1])
         argmax = flat.argmax(axis=-1)
         y = np.take_along_axis(flat, argmax[..., None], axis=-1)[..., 0]
         if ctx.tracer is not None:
@@ -84,13 +84,13 @@ class MaxPool(Layer):
         return y
 
     def backward(self, dy: np.ndarray, ctx: StepContext, input_error: bool) -> np.ndarray | None:
-        k = self.spec.pool_size
+        pool_h, pool_w = self.window
         batch, out_h, out_w, channels = dy.shape
-        dwin = np.zeros((batch, out_h, out_w, k, k, channels), dtype=dy.dtype)
-        rows, cols = np.divmod(self._kept(self._argmax, "argmax"), k)
+        dwin = np.zeros((batch, out_h, out_w, pool_h, pool_w, channels), dtype=dy.dtype)
+        rows, cols = np.divmod(self._kept(self._argmax, "argmax"), pool_w)
         b, i, j, c = np.indices((batch, out_h, out_w, channels), sparse=True)
         dwin[b, i, j, rows, cols, c] = dy
-        dx = scatter_windows(dwin, self._input_shape, k, self.stride, self.pads)
+        dx = scatter_windows(dwin, self._input_shape, self.window, self.stride, self.pads)
         if ctx.tracer is not None:
             ctx.tracer.record_pass(self.name, self.backward_ops(batch, True), [([dy], [dx])])
         return dx
@@ -104,16 +104,16 @@ class AvgPool(Layer):
 
     def __init__(self, spec: AvgPoolLayer, shape: LayerShape, input_tensor: str) -> None:
         super().__init__(spec, shape, input_tensor)
-        self.stride = spec.stride or spec.pool_size
+        self.window, self.stride = spec.window, spec.strides
         height, width, _ = shape.input_shape
         out_h, out_w, _ = shape.output_shape
-        k = spec.pool_size
+        (pool_h, pool_w), (stride_h, stride_w) = self.window, self.stride
         self.pads = (
-            window_padding(height, k, self.stride, spec.padding),
-            window_padding(width, k, self.stride, spec.padding),
+            window_padding(height, pool_h, stride_h, spec.padding),
+            window_padding(width, pool_w, stride_w, spec.padding),
         )
-        self.rows = in_bounds(height, k, self.stride, out_h, self.pads[0][0])
-        self.columns = in_bounds(width, k, self.stride, out_w, self.pads[1][0])
+        self.rows = in_bounds(height, pool_h, stride_h, out_h, self.pads[0][0])
+        self.columns = in_bounds(width, pool_w, stride_w, out_w, self.pads[1][0])
 
     def values_read(self, batch: int) -> int:
         """The input values the windows read (overlaps counted each time, padding never)."""
@@ -136,19 +136,21 @@ class AvgPool(Layer):
 
     def forward(self, x: np.ndarray, ctx: StepContext) -> np.ndarray:
         out_h, out_w, _channels = self.shape.output_shape
-        view = windows(x, self.spec.pool_size, self.stride, out_h, out_w, self.pads)
+        view = windows(x, self.window, self.stride, out_h, out_w, self.pads)
         y = view.sum(axis=(-2, -1)) / self._counts(x.dtype)
         if ctx.tracer is not None:
             ctx.tracer.record_pass(self.name, self.forward_ops(x.shape[0]), [([x], [y])])
         return y
 
     def backward(self, dy: np.ndarray, ctx: StepContext, input_error: bool) -> np.ndarray | None:
-        k = self.spec.pool_size
+        pool_h, pool_w = self.window
         batch, out_h, out_w, channels = dy.shape
         share = dy / self._counts(dy.dtype)
-        dwin = np.broadcast_to(share[:, :, :, None, None, :], (batch, out_h, out_w, k, k, channels))
+        dwin = np.broadcast_to(
+            share[:, :, :, None, None, :], (batch, out_h, out_w, pool_h, pool_w, channels)
+        )
         input_shape = (batch, *self.shape.input_shape)
-        dx = scatter_windows(dwin, input_shape, k, self.stride, self.pads)
+        dx = scatter_windows(dwin, input_shape, self.window, self.stride, self.pads)
         if ctx.tracer is not None:
             ctx.tracer.record_pass(self.name, self.backward_ops(batch, True), [([dy], [dx])])
         return dx

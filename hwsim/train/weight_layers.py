@@ -9,7 +9,7 @@ import math
 import numpy as np
 
 from hwsim.specs.network import Activation, Conv2DLayer, DenseLayer, LayerShape
-from hwsim.specs.trace import Conv2DOp, ConvPass, MatmulOp, Phase, Role, Slot
+from hwsim.specs.trace import Conv2DOp, ConvPass, MatmulOp, Phase, Role, Slot, one_or_pair
 from hwsim.train.layer_base import (
     Layer,
     StepContext,
@@ -201,10 +201,10 @@ class Conv2D(WeightLayer):
     def __init__(self, spec: Conv2DLayer, shape: LayerShape, input_tensor: str) -> None:
         super().__init__(spec, shape, input_tensor)
         height, width, _ = shape.input_shape
-        (kernel_h, kernel_w), s = spec.kernel, spec.stride
-        self.pads = (
-            window_padding(height, kernel_h, s, spec.padding),
-            window_padding(width, kernel_w, s, spec.padding),
+        (reach_h, reach_w), (stride_h, stride_w) = spec.reach, spec.strides
+        self.pads = (  # a dilated window pads as the inputs it spans
+            window_padding(height, reach_h, stride_h, spec.padding),
+            window_padding(width, reach_w, stride_w, spec.padding),
         )
         self._cols: np.ndarray | None = None
 
@@ -233,7 +233,8 @@ class Conv2D(WeightLayer):
             output_channels=filters,
             kernel_height=kernel_h,
             kernel_width=kernel_w,
-            stride=spec.stride,
+            stride=one_or_pair(*spec.strides),
+            dilation=one_or_pair(*spec.dilations),
             padding=spec.padding,
             groups=groups,
             m=m,
@@ -244,7 +245,10 @@ class Conv2D(WeightLayer):
     def forward(self, x: np.ndarray, ctx: StepContext) -> np.ndarray:
         batch = x.shape[0]
         out_h, out_w, filters = self.shape.output_shape
-        view = windows(x, self.spec.kernel, self.spec.stride, out_h, out_w, self.pads)
+        spec = self.spec
+        view = windows(
+            x, spec.kernel, spec.strides, out_h, out_w, self.pads, dilation=spec.dilations
+        )
         if self.spec.groups == 1:
             cols = view.transpose(0, 1, 2, 4, 5, 3).reshape(batch * out_h * out_w, -1)
             h = cols @ self.params["weight"].reshape(-1, filters)
@@ -315,7 +319,10 @@ class Conv2D(WeightLayer):
         out_h, out_w = self.shape.output_shape[:2]
         (kernel_h, kernel_w), channels = self.spec.kernel, self.shape.input_shape[2]
         dwin = dcols.reshape(input_shape[0], out_h, out_w, kernel_h, kernel_w, channels)
-        return scatter_windows(dwin, input_shape, self.spec.kernel, self.spec.stride, self.pads)
+        spec = self.spec
+        return scatter_windows(
+            dwin, input_shape, spec.kernel, spec.strides, self.pads, dilation=spec.dilations
+        )
 
 
 def _ungroup(per_group: np.ndarray) -> np.ndarray:

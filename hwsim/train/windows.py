@@ -34,37 +34,47 @@ def _hw(kernel: int | tuple[int, int]) -> tuple[int, int]:
 def windows(
     x: np.ndarray,
     kernel: int | tuple[int, int],
-    stride: int,
+    stride: int | tuple[int, int],
     out_h: int,
     out_w: int,
     pads: tuple[tuple[int, int], tuple[int, int]],
     fill: float = 0.0,
+    dilation: int | tuple[int, int] = 1,
 ) -> np.ndarray:
-    """Strided view [B, out_h, out_w, C, kernel height, kernel width] of the padded input."""
+    """Strided view [B, out_h, out_w, C, kernel height, kernel width] of the padded input
+    (`kernel`, `stride` and `dilation`, the step between a window's taps: an int, the same
+    along both axes, or (height, width))."""
     if any(pads[0]) or any(pads[1]):
         x = np.pad(x, ((0, 0), pads[0], pads[1], (0, 0)), constant_values=fill)
-    view = sliding_window_view(x, _hw(kernel), axis=(1, 2))
-    return view[:, ::stride, ::stride][:, :out_h, :out_w]
+    (kernel_h, kernel_w), (stride_h, stride_w) = _hw(kernel), _hw(stride)
+    dilation_h, dilation_w = _hw(dilation)
+    reach = ((kernel_h - 1) * dilation_h + 1, (kernel_w - 1) * dilation_w + 1)
+    view = sliding_window_view(x, reach, axis=(1, 2))[..., ::dilation_h, ::dilation_w]
+    return view[:, ::stride_h, ::stride_w][:, :out_h, :out_w]
 
 
 def scatter_windows(
     dwin: np.ndarray,
     input_shape: tuple[int, ...],
     kernel: int | tuple[int, int],
-    stride: int,
+    stride: int | tuple[int, int],
     pads: tuple[tuple[int, int], tuple[int, int]],
+    dilation: int | tuple[int, int] = 1,
 ) -> np.ndarray:
     """Adjoint of `windows`: add [B, oh, ow, kernel height, kernel width, C] window errors back
     to the input."""
     batch, height, width, channels = input_shape
-    kernel_h, kernel_w = _hw(kernel)
+    (kernel_h, kernel_w), (stride_h, stride_w) = _hw(kernel), _hw(stride)
+    dilation_h, dilation_w = _hw(dilation)
     out_h, out_w = dwin.shape[1], dwin.shape[2]
-    padded_h = max(height + sum(pads[0]), (out_h - 1) * stride + kernel_h)
-    padded_w = max(width + sum(pads[1]), (out_w - 1) * stride + kernel_w)
+    padded_h = max(height + sum(pads[0]), (out_h - 1) * stride_h + (kernel_h - 1) * dilation_h + 1)
+    padded_w = max(width + sum(pads[1]), (out_w - 1) * stride_w + (kernel_w - 1) * dilation_w + 1)
     dx = np.zeros((batch, padded_h, padded_w, channels), dtype=dwin.dtype)
     for i in range(kernel_h):
         for j in range(kernel_w):
-            rows = slice(i, i + stride * out_h, stride)
-            dx[:, rows, j : j + stride * out_w : stride, :] += dwin[:, :, :, i, j]
+            top, left = i * dilation_h, j * dilation_w
+            rows = slice(top, top + stride_h * out_h, stride_h)
+            columns = slice(left, left + stride_w * out_w, stride_w)
+            dx[:, rows, columns, :] += dwin[:, :, :, i, j]
     top, left = pads[0][0], pads[1][0]
     return dx[:, top : top + height, left : left + width, :]

@@ -40,8 +40,9 @@ def _dense(b: Builder, layer, x: str, shape: tuple[int, ...]) -> str:
 
 
 def _conv(b: Builder, layer, x: str, shape: tuple[int, ...]) -> str:
-    k, channels = layer.kernel_size, shape[2]
-    inputs = [x, b.weight([layer.filters, channels // layer.groups, k, k], f"{layer.name}.weight")]
+    kernel, channels = list(layer.kernel), shape[2]
+    weight = [layer.filters, channels // layer.groups, *kernel]
+    inputs = [x, b.weight(weight, f"{layer.name}.weight")]
     if layer.use_bias:
         inputs.append(b.weight([layer.filters], f"{layer.name}.bias"))
     pad = "SAME_UPPER" if layer.padding.value == "same" else "VALID"
@@ -49,8 +50,9 @@ def _conv(b: Builder, layer, x: str, shape: tuple[int, ...]) -> str:
         "Conv",
         inputs,
         layer.name,
-        kernel_shape=[k, k],
-        strides=[layer.stride, layer.stride],
+        kernel_shape=kernel,
+        strides=list(layer.strides),
+        dilations=list(layer.dilations),
         group=layer.groups,
         auto_pad=pad,
     )
@@ -59,14 +61,13 @@ def _conv(b: Builder, layer, x: str, shape: tuple[int, ...]) -> str:
 
 def _pool(b: Builder, layer, x: str) -> str:
     op = "MaxPool" if layer.type == "max_pool" else "AveragePool"
-    stride = layer.stride or layer.pool_size
     pad = "SAME_UPPER" if layer.padding.value == "same" else "VALID"
     return b.one(
         op,
         [x],
         layer.name,
-        kernel_shape=[layer.pool_size] * 2,
-        strides=[stride, stride],
+        kernel_shape=list(layer.window),
+        strides=list(layer.strides),
         auto_pad=pad,
     )
 

@@ -132,6 +132,11 @@ from hypothesis import strategies as st  # noqa: E402
 _ACTIVATIONS = ("linear", "relu", "relu6", "tanh", "sigmoid")
 
 
+def _window(low: int, high: int) -> st.SearchStrategy:
+    """One number (square) or [height, width]."""
+    return st.integers(low, high) | st.lists(st.integers(low, high), min_size=2, max_size=2)
+
+
 @st.composite
 def _map_layer(draw, index: int, channels: int) -> list[dict]:
     name = f"l{index}"
@@ -143,8 +148,9 @@ def _map_layer(draw, index: int, channels: int) -> list[dict]:
                 "type": "conv2d",
                 "name": name,
                 "filters": groups * draw(st.integers(1, 3)),
-                "kernel_size": draw(st.integers(1, 3)),
-                "stride": draw(st.integers(1, 2)),
+                "kernel_size": draw(_window(1, 3)),
+                "stride": draw(_window(1, 2)),
+                "dilation": draw(_window(1, 2)),
                 "padding": draw(st.sampled_from(["same", "valid"])),
                 "groups": groups,
                 "activation": draw(st.sampled_from(_ACTIVATIONS)),
@@ -166,7 +172,8 @@ def _map_layer(draw, index: int, channels: int) -> list[dict]:
             {
                 "type": draw(st.sampled_from(["max_pool", "avg_pool"])),
                 "name": name,
-                "pool_size": 2,
+                "pool_size": draw(_window(1, 2)),
+                "stride": draw(_window(1, 2)),
                 "padding": draw(st.sampled_from(["same", "valid"])),
             }
         ]
@@ -232,8 +239,9 @@ def _valid(layers: list[dict], size: int, channels: int, tail: list[dict]):
 )
 @given(network=_networks())
 def test_any_network_of_the_imported_kinds_round_trips(tmp_path_factory, network):
-    """A random graph of convs (groups, strides, padding, activations, biases), batch norms,
-    activations, pools, residual adds and concats: its ONNX form imports to its trace."""
+    """A random graph of convs (groups, square or [height, width] windows, strides and
+    dilations, padding, activations, biases), batch norms, activations, pools (square or
+    rectangular), residual adds and concats: its ONNX form imports to its trace."""
     path = network_to_onnx(network, tmp_path_factory.mktemp("random") / "random.onnx")
     imported = import_onnx(path, name="random").network
     imported = imported.model_copy(update={"training": network.training})

@@ -251,11 +251,28 @@ def _unsupported(path):
     return b.save(b.gemm(b.flatten(b.gap(y, "p"), "f"), 4, 10, "fc"), path)
 
 
-def _dilated(path):
+def _dilated_pool(path):
     b = Builder([1, 3, 8, 8])
-    w = b.weight([4, 3, 3, 3], "w")
-    y = b.one("Conv", ["x", w], "dil", kernel_shape=[3, 3], dilations=[2, 2], pads=[2] * 4)
-    return b.save(b.gemm(b.flatten(b.gap(y, "p"), "f"), 4, 10, "fc"), path)
+    y = b.one("MaxPool", ["x"], "dil", kernel_shape=[2, 2], dilations=[2, 2])
+    return b.save(b.gemm(b.flatten(b.gap(y, "p"), "f"), 3, 10, "fc"), path)
+
+
+def _dilated_patches(path):
+    """A patch embedding's Conv → Reshape → Transpose with a dilated Conv."""
+    b = Builder([1, 3, 16, 16])
+    w = b.weight([8, 3, 4, 4], "pe.weight")
+    y = b.one(
+        "Conv",
+        ["x", w, b.weight([8], "pe.bias")],
+        "pe",
+        kernel_shape=[4, 4],
+        strides=[4, 4],
+        dilations=[2, 2],
+    )
+    y = b.one("Reshape", [y, b.const(np.array([1, 8, 9], np.int64))], "pe/Reshape")
+    y = b.one("Transpose", [y], "pe/Transpose", perm=[0, 2, 1])
+    y = b.one("ReduceMean", [y], "pool", axes=[1], keepdims=0)
+    return b.save(b.gemm(y, 8, 10, "head"), path)
 
 
 def _dynamic(path):
@@ -296,7 +313,8 @@ def _bad_padding(path):
 
 BAD = {
     "unsupported": (_unsupported, "node HardSwish 'hs': op HardSwish is not supported (supported:"),
-    "dilated": (_dilated, "node Conv 'dil': dilations [2, 2]"),
+    "dilated_pool": (_dilated_pool, "node MaxPool 'dil': dilations [2, 2]: hwsim's pools are"),
+    "dilated_patches": (_dilated_patches, "node Conv 'pe': dilations [2, 2]: a patch embedding"),
     "dynamic": (_dynamic, "input 'x' dimension 2 is 'height': a dynamic shape"),
     "two_outputs": (_two_outputs, "the graph has 2 outputs"),
     "old_opset": (_old_opset, "opset 11: hwsim imports ONNX opset 13 and up"),

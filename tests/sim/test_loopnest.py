@@ -164,15 +164,39 @@ def test_resident_operands_move_nothing_and_a_consumed_output_is_not_written():
 
 
 def conv_gemm(
-    conv_pass: str, batch: int, size: int, channels: int, filters: int, kernel: int, stride: int
+    conv_pass: str,
+    batch: int,
+    size: int,
+    channels: int,
+    filters: int,
+    kernel: int,
+    stride: int | tuple[int, int],
+    dilation: int = 1,
 ) -> tuple[Gemm, int, int, int]:
-    out = (size - kernel) // stride + 1
+    """A VALID conv of a size × size map; `stride`: one number or (height, width); a
+    `dilation` makes the window span (kernel − 1) · dilation + 1 inputs."""
+    stride_h, stride_w = (stride, stride) if isinstance(stride, int) else stride
+    reach = (kernel - 1) * dilation + 1
+    out_h, out_w = (size - reach) // stride_h + 1, (size - reach) // stride_w + 1
     image_in = batch * size * size * channels
-    image_out = batch * out * out * filters
+    image_out = batch * out_h * out_w * filters
     weights = kernel * kernel * channels * filters
-    positions, window = batch * out * out, kernel * kernel * channels
+    positions, window = batch * out_h * out_w, kernel * kernel * channels
     geometry = ConvGeometry(
-        ConvPass(conv_pass), batch, size, size, channels, out, out, filters, kernel, kernel, stride
+        ConvPass(conv_pass),
+        batch,
+        size,
+        size,
+        channels,
+        out_h,
+        out_w,
+        filters,
+        kernel,
+        kernel,
+        stride_h,
+        stride_w,
+        dilation,
+        dilation,
     )
     m, k, n, sizes = {
         "forward": (positions, window, filters, (image_in, weights, image_out)),
@@ -192,15 +216,18 @@ convs = st.tuples(
     st.integers(1, 64),
     st.integers(1, 64),
     st.sampled_from([1, 3, 5]),
-    st.sampled_from([1, 2]),
+    st.sampled_from([1, 2, (1, 2), (2, 1), (3, 1)]),
+    st.sampled_from([1, 1, 2, 3]),
 )
 
 
 def conv_bound_bytes(problem: Gemm, budget: int, compulsory_elements: int) -> float:
-    """Hong–Kung for a convolution: each input value feeds up to R·S/stride² windows, so the
+    """Hong–Kung for a convolution: each input value feeds up to R·S/stride² windows (stride²:
+    the height's times the width's), so the
     fast memory acts as if it were that much larger (Demmel & Dinh 2018, up to constants)."""
     conv = problem.conv
-    reuse = max(1.0, conv.kernel_height * conv.kernel_width / conv.stride**2)
+    strides = conv.stride_height * conv.stride_width
+    reuse = max(1.0, conv.kernel_height * conv.kernel_width / strides)
     words = budget * 8 / 16
     macs = problem.m * problem.k * problem.n
     return max(2 * macs / math.sqrt(words * reuse), compulsory_elements) * 2
@@ -209,8 +236,8 @@ def conv_bound_bytes(problem: Gemm, budget: int, compulsory_elements: int) -> fl
 @settings(max_examples=150, deadline=None)
 @given(convs, st.integers(2048, 1 << 20))
 def test_conv_traffic_covers_every_operand_and_never_beats_the_bound(shape, budget):
-    size, kernel = shape[2], shape[5]
-    assume(size >= kernel)
+    size, kernel, dilation = shape[2], shape[5], shape[7]
+    assume(size >= (kernel - 1) * dilation + 1)
     problem, image_in, weights, image_out = conv_gemm(*shape)
     mapping = search(problem, budget)
     assume(mapping is not None)
@@ -230,3 +257,17 @@ def test_a_conv_that_fits_moves_every_operand_once_and_halos_cost_little():
     cramped = search(problem, 16 * 1024)
     assert cramped.read_bytes[0] < 2 * image_in * 2
     assert cramped.dram_bytes >= roomy.dram_bytes
+
+
+def test_a_dilated_conv_reads_the_rows_its_windows_span_and_no_more_macs():
+    """3x3 on 32x32, 16 channels: dilated by 2 its windows span 5 rows.  With room for all,
+    every operand moves once either way; in a buffer that holds a few input rows, a band's
+    halo is 4 rows instead of 2, so the input map is re-read more, while the MACs (and the
+    filters) stay those of the 3x3 kernel."""
+    plain, image_in, weights, _ = conv_gemm("forward", 1, 32, 16, 16, 3, 1)
+    dilated, image_in_d, weights_d, image_out_d = conv_gemm("forward", 1, 32, 16, 16, 3, 1, 2)
+    assert (image_in_d, weights_d) == (image_in, weights)
+    assert dilated.m * dilated.k * dilated.n == 28 * 28 * 9 * 16 * 16
+    assert search(dilated, 1 << 22).dram_bytes == (image_in + weights + image_out_d) * 2
+    budget = 16 * 1024
+    assert search(dilated, budget).read_bytes[0] > search(plain, budget).read_bytes[0]

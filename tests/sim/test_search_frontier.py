@@ -78,7 +78,18 @@ def _gemm(draw) -> Gemm:
         channels, filters, batch = draw(st.integers(1, 8)), draw(st.integers(1, 8)), 2
         conv_pass = draw(st.sampled_from(list(ConvPass)))
         conv = ConvGeometry(
-            conv_pass, batch, size, size, channels, out, out, filters, kernel, kernel, stride
+            conv_pass,
+            batch,
+            size,
+            size,
+            channels,
+            out,
+            out,
+            filters,
+            kernel,
+            kernel,
+            stride,
+            stride,
         )
         positions, window = batch * out * out, channels * kernel * kernel
         m, k, n = {

@@ -134,10 +134,10 @@ def test_dense_layers_move_within_1_2x_of_their_compulsory_traffic(spec):
 
 
 def conv_bound_bytes(record, buffer_bytes: int, bits: int) -> float:
-    """Hong–Kung for a conv pass: the buffer acts R·S/stride² times larger (each input value
-    feeds that many windows), never below each operand moved once."""
+    """Hong–Kung for a conv pass: the buffer acts R·S/(stride_h·stride_w) times larger (each
+    input value feeds that many windows), never below each operand moved once."""
     op = record.op
-    reuse = max(1.0, op.kernel_height * op.kernel_width / op.stride**2)
+    reuse = max(1.0, op.kernel_height * op.kernel_width / (op.stride_height * op.stride_width))
     words = buffer_bytes * 8 / bits
     compulsory = sum(operand.elements for operand in (*record.reads, *record.writes))
     return max(2 * op.macs / math.sqrt(words * reuse), compulsory) * bits / 8

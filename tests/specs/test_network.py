@@ -237,3 +237,86 @@ def test_a_network_beyond_the_layer_cap_is_refused():
         validate(NetworkSpec, _edit(layers=[*hidden, GOOD["layers"][-1]]), "deep.yaml")
     cap = f"deep.yaml: layers: List should have at most {MAX_LAYERS} items after validation"
     assert cap in str(info.value)
+
+
+WINDOW_MESSAGE = "must be a whole number from 1 to 1024 or [height, width] of two"
+
+
+def _map_net(**layer) -> dict:
+    """An 8x8x2 map through one `layer` (a conv by default) into a dense head."""
+    return _edit(
+        input_shape=[8, 8, 2],
+        layers=[
+            {"type": "conv2d", "name": "c", "filters": 2, "kernel_size": 3, **layer},
+            {"type": "flatten", "name": "f"},
+            GOOD["layers"][1],
+        ],
+    )
+
+
+@pytest.mark.parametrize(
+    ("layer", "field", "got"),
+    [
+        ({"stride": [1, 2, 3]}, "stride", "[1, 2, 3]"),
+        ({"stride": 0}, "stride", "0"),
+        ({"kernel_size": [3]}, "kernel_size", "[3]"),
+        ({"kernel_size": [3, 0]}, "kernel_size", "[3, 0]"),
+        ({"stride": [1, True]}, "stride", "[1, True]"),
+        ({"type": "max_pool", "pool_size": [2, 2, 2]}, "pool_size", "[2, 2, 2]"),
+        ({"type": "max_pool", "pool_size": "2x2"}, "pool_size", "'2x2'"),
+        ({"type": "avg_pool", "pool_size": 2, "stride": [0, 1]}, "stride", "[0, 1]"),
+        ({"type": "avg_pool", "pool_size": 2, "stride": 2048}, "stride", "2048"),
+        ({"dilation": 0}, "dilation", "0"),
+        ({"dilation": [1, 2, 3]}, "dilation", "[1, 2, 3]"),
+        ({"dilation": [2, -1]}, "dilation", "[2, -1]"),
+        ({"dilation": 1.5}, "dilation", "1.5"),
+    ],
+)
+def test_a_bad_window_or_stride_is_one_line_naming_the_file_and_field(
+    tmp_path, capsys, layer, field, got
+):
+    """An int or [height, width]: anything else one line (not one per member of the union),
+    exit 2 from `hwsim validate`."""
+    from hwsim.cli import main
+
+    if layer.get("type", "conv2d") != "conv2d":
+        layer = {"name": "c", **layer}
+        data = _map_net()
+        data["layers"][0] = layer
+    else:
+        data = _map_net(**layer)
+    path = _write(tmp_path, data)
+    assert main(["validate", path]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "Traceback" not in error
+    assert f"{path}: layers.0.{field}: {WINDOW_MESSAGE} (got {got})" in error
+
+
+def test_rectangular_strides_and_pools_shape_each_axis(tmp_path):
+    data = _map_net(stride=[2, 1], padding="valid")
+    data["layers"].insert(1, {"type": "max_pool", "name": "p", "pool_size": [3, 2]})
+    data["layers"].insert(2, {"type": "avg_pool", "name": "a", "pool_size": 1, "stride": [1, 2]})
+    shapes = infer_shapes(load_network(_write(tmp_path, data)))
+    # conv 3x3 stride [2, 1] VALID: 8 → 3 rows, 8 → 6 columns; pool 3x2 (its own stride):
+    # 3 → 1, 6 → 3; pool 1 stride [1, 2]: 1 → 1, 3 → 2.
+    assert [shape.output_shape for shape in shapes[:3]] == [(3, 6, 2), (1, 3, 2), (1, 2, 2)]
+
+
+def test_a_dilated_window_beyond_its_valid_input_names_what_it_spans(tmp_path):
+    path = _write(tmp_path, _map_net(kernel_size=3, dilation=[4, 1], padding="valid"))
+    with pytest.raises(SpecError) as info:
+        load_network(path)
+    assert str(info.value) == (
+        f"{path}: layers.0 (conv2d 'c'): kernel 3 dilated by 4x1 (spanning 9x3) is larger "
+        "than its 8x8 input with valid padding"
+    )
+
+
+def test_a_dilated_conv_shapes_by_the_inputs_its_window_spans(tmp_path):
+    """3x3 dilated by [2, 3] spans 5x7: VALID 8x8 → 4x2; SAME keeps 8x8 at stride 1; the
+    weights are the undilated kernel's."""
+    valid = _map_net(dilation=[2, 3], padding="valid")
+    same = _map_net(dilation=[2, 3], stride=[1, 2])
+    for data, out in ((valid, (4, 2, 2)), (same, (8, 4, 2))):
+        shape = infer_shapes(load_network(_write(tmp_path, data)))[0]
+        assert (shape.output_shape, shape.weights) == (out, 3 * 3 * 2 * 2)

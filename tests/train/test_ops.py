@@ -26,9 +26,9 @@ ACTIVATIONS = st.sampled_from(["linear", "relu", "relu6", "tanh", "sigmoid"])
 @st.composite
 def chain_networks(draw: st.DrawFn) -> Any:
     """A small chain of every layer kind: conv blocks (grouped or not, depthwise included;
-    with batch norms, max or average pools, dropout, standalone activations), a flatten or a global
-    average pool, dense blocks and the output layer; frozen layers and no-bias layers
-    included."""
+    square or [height, width] windows, strides and dilations; with batch norms, max or average
+    pools, dropout, standalone activations), a flatten or a global average pool, dense blocks
+    and the output layer; frozen layers and no-bias layers included."""
     layers: list[dict[str, Any]] = []
 
     def name(kind: str) -> str:
@@ -48,11 +48,17 @@ def chain_networks(draw: st.DrawFn) -> Any:
             layers.append({"type": "scale", "name": name("s"), "factor": factor})
 
     common = {"activation": ACTIVATIONS, "use_bias": st.booleans(), "trainable": st.booleans()}
+
+    def windows(low: int, high: int) -> st.SearchStrategy:
+        """One number (square) or [height, width]."""
+        return st.integers(low, high) | st.lists(st.integers(low, high), min_size=2, max_size=2)
+
     conv = st.fixed_dictionaries(
         {
             "filters": st.integers(1, 4),
-            "kernel_size": st.integers(1, 3) | st.lists(st.integers(1, 3), min_size=2, max_size=2),
-            "stride": st.integers(1, 2),
+            "kernel_size": windows(1, 3),
+            "stride": windows(1, 2),
+            "dilation": windows(1, 2),
             "padding": st.sampled_from(["same", "valid"]),
             **common,
         }
@@ -70,7 +76,7 @@ def chain_networks(draw: st.DrawFn) -> Any:
             channels = drawn["filters"]
             layers.append({"type": "conv2d", "name": name("c"), **drawn})
             if draw(st.booleans()):
-                pool = {"pool_size": draw(st.integers(1, 2)), "stride": draw(st.integers(1, 2))}
+                pool = {"pool_size": draw(windows(1, 2)), "stride": draw(windows(1, 2))}
                 padding = draw(st.sampled_from(["same", "valid"]))
                 kind = draw(st.sampled_from(["max_pool", "avg_pool"]))
                 layers.append({"type": kind, "name": name("p"), **pool, "padding": padding})

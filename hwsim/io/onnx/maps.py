@@ -8,7 +8,7 @@ from typing import Any
 
 from hwsim.io.onnx.convert import Converter, Value
 from hwsim.io.onnx.graph import Node
-from hwsim.specs.network import Padding, conv_output_size
+from hwsim.specs.network import Padding, conv_output_size, reach
 
 ACTIVATIONS = {"Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "hwsim.gelu": "gelu"}
 
@@ -20,10 +20,19 @@ def _map(converter: Converter, node: Node) -> Value:
     return value
 
 
-def _square(converter: Converter, node: Node, key: str, values: list[int]) -> int:
-    if len(values) != 2 or values[0] != values[1]:
-        raise converter.fail(node, f"{key} {values}: hwsim's pools and strides are square")
-    return int(values[0])
+def _pair(
+    converter: Converter, node: Node, key: str, default: int | None = None
+) -> tuple[int, int]:
+    """A 2-D attribute (kernel_shape, strides) as (height, width)."""
+    values = list(node.attrs.get(key, [default, default] if default is not None else []))
+    if len(values) != 2:
+        raise converter.fail(node, f"{key} {values}: hwsim's maps are 2-D ([height, width])")
+    return int(values[0]), int(values[1])
+
+
+def _field(values: tuple[int, int]) -> int | list[int]:
+    """A network file's window or stride: one number when square, else [height, width]."""
+    return values[0] if values[0] == values[1] else list(values)
 
 
 def _padding(
@@ -31,10 +40,10 @@ def _padding(
     node: Node,
     size: tuple[int, ...],
     kernel: tuple[int, int],
-    stride: int,
+    stride: tuple[int, int],
 ):
-    """SAME or VALID, whichever gives the ONNX output size with these pads (`kernel`: the
-    window's height and width)."""
+    """SAME or VALID, whichever gives the ONNX output size with these pads (`kernel`,
+    `stride`: the window's and the step's height and width)."""
     out = converter.out_shape(node)[:2]
     auto = node.attrs.get("auto_pad", b"NOTSET")
     auto = auto.decode() if isinstance(auto, bytes) else auto
@@ -45,8 +54,8 @@ def _padding(
         candidates = [Padding.SAME]
     for padding in candidates:
         if all(
-            conv_output_size(s, k, stride, padding) == o
-            for s, o, k in zip(size, out, kernel, strict=True)
+            conv_output_size(s, k, step, padding) == o
+            for s, o, k, step in zip(size, out, kernel, stride, strict=True)
         ):
             return padding
     raise converter.fail(
@@ -62,21 +71,21 @@ def conv(converter: Converter, node: Node) -> None:
     weight = converter.index.const(node.inputs[1])
     if weight is None or weight.ndim != 4:
         raise converter.fail(node, "a Conv needs a constant 4-D weight")
-    if any(d != 1 for d in node.attrs.get("dilations", [1, 1])):
-        raise converter.fail(
-            node, f"dilations {list(node.attrs['dilations'])}: hwsim's conv2d is not dilated"
-        )
-    kernel_h, kernel_w = (int(d) for d in weight.shape[2:])
-    stride = _square(converter, node, "strides", list(node.attrs.get("strides", [1, 1])))
-    padding = _padding(converter, node, value.shape[:2], (kernel_h, kernel_w), stride)
+    kernel = (int(weight.shape[2]), int(weight.shape[3]))
+    stride = _pair(converter, node, "strides", 1)
+    dilation = _pair(converter, node, "dilations", 1)
+    # A dilated window pads as the inputs it spans, (kernel − 1) · dilation + 1.
+    padding = _padding(converter, node, value.shape[:2], reach(kernel, dilation), stride)
     fields: dict[str, Any] = {
         "type": "conv2d",
         "filters": int(weight.shape[0]),
         # [height, width] when the window is not square (a 1x7 or 7x1 conv)
-        "kernel_size": kernel_h if kernel_h == kernel_w else [kernel_h, kernel_w],
+        "kernel_size": _field(kernel),
     }
-    if stride != 1:
-        fields["stride"] = stride
+    if stride != (1, 1):
+        fields["stride"] = _field(stride)
+    if dilation != (1, 1):
+        fields["dilation"] = _field(dilation)
     if padding != Padding.SAME:
         fields["padding"] = padding.value
     if len(node.inputs) < 3 or not node.inputs[2]:
@@ -89,15 +98,17 @@ def conv(converter: Converter, node: Node) -> None:
 
 def pool(converter: Converter, node: Node) -> None:
     value = _map(converter, node)
-    kernel = _square(converter, node, "kernel_shape", list(node.attrs["kernel_shape"]))
-    stride = _square(converter, node, "strides", list(node.attrs.get("strides", [1, 1])))
+    kernel = _pair(converter, node, "kernel_shape")
+    stride = _pair(converter, node, "strides", 1)
     if any(d != 1 for d in node.attrs.get("dilations", [1, 1])):
-        raise converter.fail(node, "dilated pooling is not supported")
-    padding = _padding(converter, node, value.shape[:2], (kernel, kernel), stride)
+        raise converter.fail(
+            node, f"dilations {list(node.attrs['dilations'])}: hwsim's pools are not dilated"
+        )
+    padding = _padding(converter, node, value.shape[:2], kernel, stride)
     kind = "max_pool" if node.op == "MaxPool" else "avg_pool"
-    fields: dict[str, Any] = {"type": kind, "pool_size": kernel}
+    fields: dict[str, Any] = {"type": kind, "pool_size": _field(kernel)}
     if stride != kernel:
-        fields["stride"] = stride
+        fields["stride"] = _field(stride)
     if padding != Padding.VALID:
         fields["padding"] = padding.value
     converter.add(node, fields, [value])

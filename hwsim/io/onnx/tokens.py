@@ -179,7 +179,7 @@ def match_patch_embed(index: Index, node: Node) -> Match | None:
     kernel = list(node.attrs.get("kernel_shape", []))
     if not kernel or list(node.attrs.get("strides", [1, 1])) != kernel:
         return None
-    if any(node.attrs.get("pads", [0])) or any(d != 1 for d in node.attrs.get("dilations", [1])):
+    if any(node.attrs.get("pads", [0])):
         return None
     reshape = index.sole(node.outputs[0])
     if reshape is None or reshape.op not in ("Reshape", "Flatten"):
@@ -191,6 +191,13 @@ def match_patch_embed(index: Index, node: Node) -> Match | None:
         or list(transpose.attrs["perm"]) != [0, 2, 1]
     ):
         return None
+    dilations = list(node.attrs.get("dilations", [1]))
+    if any(d != 1 for d in dilations):
+        raise SpecError(
+            f"{index.graph.path}: node {node.label}: dilations {dilations}: a patch embedding "
+            "(Conv → Reshape → Transpose) cuts the map into whole patches; hwsim's patch_embed "
+            "is not dilated"
+        )
     consumed, tensor = [node, reshape, transpose], transpose.outputs[0]
     class_token = position = False
     after = index.sole(tensor)
