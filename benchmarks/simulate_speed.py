@@ -496,7 +496,9 @@ def render(report: dict) -> str:
     lines += [
         "",
         "Sweeps (many simulations in a process pool or on Dask) are measured by "
-        "`benchmarks/sweep_speed.py`: see [performance-sweeps.md](performance-sweeps.md). "
+        "`benchmarks/sweep_speed.py`: see [performance-sweeps.md](performance-sweeps.md), "
+        "and a 10,000-point sweep by `benchmarks/sweep_10k.py`: see "
+        "[performance-sweeps-10k.md](performance-sweeps-10k.md). "
         "Training beside CPU-bound neighbours (BLAS threads sized by problem) is measured by "
         "`benchmarks/busy_machine.py`: see [performance-busy.md](performance-busy.md).",
     ]
