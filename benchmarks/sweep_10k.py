@@ -25,10 +25,12 @@ import time
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
 import hwsim
 from hwsim.sweep import expand, run_sweep
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from sweep_speed import _git_revision, grid_sweep_file
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET_S = 60.0
@@ -75,32 +77,9 @@ if __name__ == "__main__":
 
 
 def sweep_file(folder: Path, samples: int | None = None) -> Path:
-    traces = [
-        str(ROOT / "workloads" / "traces" / f"alexnet_{rule}_b8.jsonl.gz")
-        for rule in ("bp", "dfa", "ssdfa")
-    ]
-    sweep = {
-        "schema_version": 1,
-        "kind": "sweep",
-        "name": "sweep_10k",
-        "base": ["von_neumann"],
-        "workloads": {"traces": traces},
-        "axes": [
-            {"path": "global_buffer.capacity_bytes", "values": [f"{k} KiB" for k in BUFFER_KIB]},
-            {"path": "dram.bandwidth_bytes_per_cycle", "values": DRAM_BYTES_PER_CYCLE},
-            {
-                "zip": [
-                    {"path": "pe_array.rows", "values": [r for r, _ in PE_ARRAYS]},
-                    {"path": "pe_array.columns", "values": [c for _, c in PE_ARRAYS]},
-                ]
-            },
-        ],
-    }
-    if samples is not None:
-        sweep["sampling"] = {"samples": samples, "seed": 0}
-    path = folder / f"sweep_10k{'' if samples is None else f'_{samples}'}.yaml"
-    path.write_text(yaml.safe_dump(sweep, sort_keys=False))
-    return path
+    return grid_sweep_file(
+        folder, "sweep_10k", (BUFFER_KIB, DRAM_BYTES_PER_CYCLE, PE_ARRAYS), samples
+    )
 
 
 def timed(function, *args, **kwargs) -> tuple[float, float, float, object]:
@@ -134,19 +113,6 @@ def baseline_walls(sample: Path, revision: str, jobs: int) -> dict[str, float]:
             )
             walls[name].append(float(done.stdout.split()[-1]))
     return {name: statistics.median(runs) for name, runs in walls.items()}
-
-
-def _git_revision() -> str:
-    try:
-        return subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=ROOT,
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def measure(args: argparse.Namespace, folder: Path) -> dict:

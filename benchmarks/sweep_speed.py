@@ -55,6 +55,21 @@ PE_ARRAYS = [
 
 
 def sweep_file(folder: Path, samples: int | None = None) -> Path:
+    return grid_sweep_file(
+        folder, "sweep_speed", (BUFFER_KIB, DRAM_BYTES_PER_CYCLE, PE_ARRAYS), samples
+    )
+
+
+def grid_sweep_file(
+    folder: Path,
+    name: str,
+    grid: tuple[list[int], list[int], list[tuple[int, int]]],
+    samples: int | None = None,
+) -> Path:
+    """A sweep file in `folder`: AlexNet's three shipped traces on `von_neumann` over `grid`
+    (buffer sizes in KiB, DRAM bytes per cycle per channel, PE arrays as rows × columns);
+    `samples`: that many of its points (seed 0)."""
+    buffers_kib, dram, arrays = grid
     traces = [
         str(ROOT / "workloads" / "traces" / f"alexnet_{rule}_b8.jsonl.gz")
         for rule in ("bp", "dfa", "ssdfa")
@@ -62,23 +77,23 @@ def sweep_file(folder: Path, samples: int | None = None) -> Path:
     sweep = {
         "schema_version": 1,
         "kind": "sweep",
-        "name": "sweep_speed",
+        "name": name,
         "base": ["von_neumann"],
         "workloads": {"traces": traces},
         "axes": [
-            {"path": "global_buffer.capacity_bytes", "values": [f"{k} KiB" for k in BUFFER_KIB]},
-            {"path": "dram.bandwidth_bytes_per_cycle", "values": DRAM_BYTES_PER_CYCLE},
+            {"path": "global_buffer.capacity_bytes", "values": [f"{k} KiB" for k in buffers_kib]},
+            {"path": "dram.bandwidth_bytes_per_cycle", "values": dram},
             {
                 "zip": [
-                    {"path": "pe_array.rows", "values": [r for r, _ in PE_ARRAYS]},
-                    {"path": "pe_array.columns", "values": [c for _, c in PE_ARRAYS]},
+                    {"path": "pe_array.rows", "values": [r for r, _ in arrays]},
+                    {"path": "pe_array.columns", "values": [c for _, c in arrays]},
                 ]
             },
         ],
     }
     if samples is not None:
         sweep["sampling"] = {"samples": samples, "seed": 0}
-    path = folder / f"sweep_speed{'' if samples is None else '_sample'}.yaml"
+    path = folder / f"{name}{'' if samples is None else f'_{samples}'}.yaml"
     path.write_text(yaml.safe_dump(sweep, sort_keys=False))
     return path
 

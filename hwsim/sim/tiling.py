@@ -175,6 +175,20 @@ def _mapping(gemm, budget_bytes: int, machine: Machine, groups: int, fixed: int)
     return mapping.repeated(groups)
 
 
+def machine_of(
+    pe: PeArray, dram_bytes_per_cycle: float, buffer_bytes_per_cycle: float, objective: Objective
+) -> Machine:
+    """What the mapping search sees of the chip (its frontiers are cached per Machine)."""
+    return Machine(
+        pe.rows,
+        pe.columns,
+        pe.dataflow == Dataflow.WEIGHT_STATIONARY,
+        dram_bytes_per_cycle,
+        buffer_bytes_per_cycle,
+        objective,
+    )
+
+
 def plan_op(
     record: OpRecord,
     precision: Precision,
@@ -232,14 +246,7 @@ def _plan_dense(
     cycles = compute_cycles(record, vector_ops_per_cycle=pe.vector_ops_per_cycle, pe=pe)
     if not is_matmul_class(record):
         return _plan_stream(record, reads, writes, read_dram, write_dram, cycles, budget_bytes)
-    machine = Machine(
-        pe.rows,
-        pe.columns,
-        pe.dataflow == Dataflow.WEIGHT_STATIONARY,
-        dram_bytes_per_cycle,
-        buffer_bytes_per_cycle,
-        objective,
-    )
+    machine = machine_of(pe, dram_bytes_per_cycle, buffer_bytes_per_cycle, objective)
     return _plan_gemm(record, precision, budget_bytes, pe, machine, reads, writes, cycles, kept)
 
 

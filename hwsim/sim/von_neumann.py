@@ -26,7 +26,15 @@ from hwsim.sim.loopnest import Objective
 from hwsim.sim.result import MAPPING_KINDS
 from hwsim.sim.schedule import critical_path_ranks
 from hwsim.sim.sparsity import SAVED, SKIPPED, Zeros, action
-from hwsim.sim.tiling import NoFit, OpPlan, bits_of, compute_cycles, operand_bytes, plan_op
+from hwsim.sim.tiling import (
+    NoFit,
+    OpPlan,
+    bits_of,
+    compute_cycles,
+    machine_of,
+    operand_bytes,
+    plan_op,
+)
 from hwsim.specs.arch import ActionEnergies, MappingObjective, VonNeumannSpec
 from hwsim.specs.trace import Operand, OpRecord, Phase, Role, Trace
 from hwsim.units import BITS_PER_BYTE, format_bytes
@@ -104,18 +112,18 @@ def mapping_objective(arch: VonNeumannSpec, energies: ActionEnergies | None) -> 
 
 
 def search_key(arch: VonNeumannSpec, energies: ActionEnergies | None) -> Hashable:
-    """What the mapping search's cached frontiers depend on besides the op (hwsim.sim.loopnest:
-    the array, DRAM and buffer-port bandwidth, precision, the objective), not the buffer's
-    capacity: specs with equal keys reuse every frontier, so a sweep runs them on one worker,
-    one after another."""
+    """What the mapping search's cached frontiers depend on besides the op: the Machine it
+    searches for (hwsim.sim.tiling.machine_of) and the precision of the op's operands, not
+    the buffer's capacity.  Specs with equal keys reuse every frontier, so a sweep runs them
+    on one worker, one after another."""
     dram = arch.dram
-    return (
+    machine = machine_of(
         arch.pe_array,
         dram.channels * dram.bandwidth_bytes_per_cycle,
         arch.global_buffer.bandwidth_bytes_per_cycle,
-        arch.precision,
         mapping_objective(arch, energies),
     )
+    return (machine, arch.precision)
 
 
 class VonNeumannSubstrate:
