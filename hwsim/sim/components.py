@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from array import array
 from collections import defaultdict
-from collections.abc import Callable, Generator
+from collections.abc import Generator
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -18,7 +18,6 @@ from typing import Any
 import numpy as np
 import simpy
 from numpy.typing import NDArray
-from simpy.core import URGENT
 
 Process = Generator[Any, Any, Any]
 Int64s = NDArray[np.int64]
@@ -244,76 +243,85 @@ class SharedUnit:
         self.busy_since = 0
         self.busy_bytes = 0
         self.version = 0
+        self.target: int | None = None  # the cycle the timer set last fires at
 
     def hold(self, cycles: int, nbytes: int = 0, priority: int = 0) -> Process:
         """Do `cycles` of work (at the full rate) beside whoever else is using the unit."""
+        done = self.job(cycles, nbytes, priority)
+        if done is not None:
+            yield done
+
+    def job(self, cycles: int, nbytes: int = 0, priority: int = 0) -> simpy.Event | None:
+        """Start `cycles` of work (at the full rate) beside whoever else is using the unit:
+        the event that succeeds when it is done, or None for no work (`hold` without a
+        process of its own)."""
         if cycles <= 0:
-            return
+            return None
         asked = now(self.env)
         done = self.env.event()
-        self._advance()
+        self._advance(asked)
         if not self.jobs:
             self.busy_since, self.busy_bytes = asked, 0
         self.jobs[done] = float(cycles)
         self.priorities[done] = priority
         self.busy_bytes += nbytes
-        self._reschedule()
-        yield done
+        self._reschedule(asked)
+        done.callbacks.append(partial(self._waited, asked, cycles))
+        return done
+
+    def _waited(self, asked: int, cycles: int, _: simpy.Event) -> None:
         self.ledger.waits[self.name] += max(0, now(self.env) - asked - cycles)
 
     def _active(self) -> list[simpy.Event]:
+        jobs = self.jobs
+        if len(jobs) == 1:
+            return list(jobs)
         if self.shortest_first:  # the least work left goes on (ties by priority)
-            return [min(self.jobs, key=lambda job: (self.jobs[job], self.priorities[job]))]
+            return [min(jobs, key=lambda job: (jobs[job], self.priorities[job]))]
         first = min(self.priorities.values())
-        return [job for job in self.jobs if self.priorities[job] == first]
+        return [job for job, priority in self.priorities.items() if priority == first]
 
-    def _advance(self) -> None:
-        elapsed = now(self.env) - self.updated
+    def _advance(self, time: int) -> None:
+        """Bring the work left up to cycle `time`."""
+        elapsed = time - self.updated
         if self.jobs and elapsed:
             active = self._active()
             share = elapsed / len(active)
             for job in active:
                 self.jobs[job] -= share
-        self.updated = now(self.env)
+        self.updated = time
 
-    def _reschedule(self) -> None:
+    def _reschedule(self, time: int) -> None:
+        """Set the timer for the next completion, one simpy timeout; a timer already set for
+        that cycle stays (an arrival that does not change the next completion, such as a
+        longer job behind a shorter one, sets none), and a superseded one fires for nothing."""
+        if not self.jobs:
+            self.version += 1
+            self.target = None
+            return
+        active = self._active()
+        least = min(self.jobs[job] for job in active)
+        delay = max(0, math.ceil(least * len(active) - 1e-6))
+        if time + delay == self.target:
+            return
         self.version += 1
-        if self.jobs:
-            active = self._active()
-            least = min(self.jobs[job] for job in active)
-            delay = max(0, math.ceil(least * len(active) - 1e-6))
-            _Urgent(self.env, partial(self._arm, self.version, delay))
-
-    def _arm(self, version: int, delay: int, _: simpy.Event) -> None:
-        if version == self.version:  # else superseded already: it would fire for nothing
-            self.env.timeout(delay).callbacks.append(partial(self._fire, version))
+        self.target = time + delay
+        self.env.timeout(delay).callbacks.append(partial(self._fire, self.version))
 
     def _fire(self, version: int, _: simpy.Event) -> None:
         """The timer set `delay` cycles ago: the jobs done by now leave, unless an arrival
         or another completion has superseded it."""
         if version != self.version:
             return
-        self._advance()
+        self.target = None
+        time = now(self.env)
+        self._advance(time)
         for job in [job for job, left in self.jobs.items() if left <= 1e-6]:
             del self.jobs[job], self.priorities[job]
             job.succeed()
         if not self.jobs:
-            self.ledger.busy(self.name, self.busy_since, now(self.env), self.busy_bytes)
-        self._reschedule()
-
-
-class _Urgent(simpy.Event):
-    """An event that calls `callback` before the normal events of the instant it is made in,
-    as starting a simpy process does (its Initialize event): a unit's timer is set exactly
-    when a timer process's first step would set it — the same order among events of one
-    cycle, so the same results — at a third of the events and no generator."""
-
-    def __init__(self, env: simpy.Environment, callback: Callable[[simpy.Event], None]) -> None:
-        super().__init__(env)
-        self.callbacks.append(callback)
-        self._ok = True
-        self._value = None
-        env.schedule(self, URGENT)
+            self.ledger.busy(self.name, self.busy_since, time, self.busy_bytes)
+        self._reschedule(time)
 
 
 class Dram:
@@ -353,6 +361,30 @@ class Dram:
         yield from self.unit.hold(ceil_div(nbytes, self.bytes_per_cycle), nbytes, scope.priority)
         if latency and self.latency_cycles:
             yield self.env.timeout(self.latency_cycles)
+        self._log(scope, read_bytes, write_bytes, start)
+
+    def stream(self, scope: Scope, read_bytes: int, write_bytes: int) -> simpy.Event | None:
+        """`move` without latency (a pipeline's steady state) and without a process of its
+        own: the event that succeeds when it is done, or None for nothing to move."""
+        nbytes = read_bytes + write_bytes
+        if nbytes <= 0:
+            return None
+        done = self.unit.job(ceil_div(nbytes, self.bytes_per_cycle), nbytes, scope.priority)
+        if done is None:
+            self._log(scope, read_bytes, write_bytes, now(self.env))
+        else:
+            done.callbacks.append(
+                partial(self._logged, scope, read_bytes, write_bytes, now(self.env))
+            )
+        return done
+
+    def _logged(
+        self, scope: Scope, read_bytes: int, write_bytes: int, start: int, _: simpy.Event
+    ) -> None:
+        self._log(scope, read_bytes, write_bytes, start)
+
+    def _log(self, scope: Scope, read_bytes: int, write_bytes: int, start: int) -> None:
+        nbytes = read_bytes + write_bytes
         cycles = now(self.env) - start
         for action, amount in (("read", read_bytes), ("write", write_bytes)):
             if amount:
@@ -384,6 +416,16 @@ class Compute:
 
     def run(self, scope: Scope, cycles: int, macs: int, vector_ops: int) -> Process:
         yield from self.unit.hold(cycles, priority=scope.priority)
+        self._log(scope, cycles, macs, vector_ops)
+
+    def job(self, scope: Scope, cycles: int, macs: int, vector_ops: int) -> simpy.Event | None:
+        """`run` without a process of its own (a shared unit only): the event that succeeds
+        when the work is done, or None for no cycles; counted when it starts."""
+        assert isinstance(self.unit, SharedUnit), "a job needs a shared unit"
+        self._log(scope, cycles, macs, vector_ops)
+        return self.unit.job(cycles, priority=scope.priority)
+
+    def _log(self, scope: Scope, cycles: int, macs: int, vector_ops: int) -> None:
         if macs:
             self.ledger.add(scope, self.component, "mac", count=macs, cycles=cycles)
         if vector_ops:

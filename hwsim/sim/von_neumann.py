@@ -425,7 +425,6 @@ class VonNeumannSubstrate:
     def _pipeline(self, scope: Scope, plan: OpPlan) -> Process:
         """Prologue (first tile in), steady state (DRAM, array and buffer port side by side),
         epilogue (last tile computed and written)."""
-        env = self.env
         steps = plan.steps
         bandwidth = self.buffer.bandwidth_bytes_per_cycle
         moved = plan.buffer_read_bytes + plan.buffer_write_bytes
@@ -443,27 +442,15 @@ class VonNeumannSubstrate:
         self.ledger.add(scope, BUFFER, "read", nbytes=plan.buffer_read_bytes)
         self.ledger.add(scope, BUFFER, "write", nbytes=plan.buffer_write_bytes)
         yield from self.dram.move(scope, first_read, 0)
+        skipping = plan.skipped_macs > 0
         if steps > 1:
-            streams = env.process(
-                self.dram.move(
-                    scope,
-                    plan.dram_read_bytes - first_read,
-                    plan.dram_write_bytes - last_write,
-                    latency=False,
-                )
-            )
-            compute = env.process(
-                self._compute(
-                    scope,
-                    *(amount - tail for amount, tail in zip(work, last, strict=True)),
-                    skipping=plan.skipped_macs > 0,
-                )
-            )
-            yield streams & compute
-        yield from self._compute(scope, *last, skipping=plan.skipped_macs > 0)
+            middle = (amount - tail for amount, tail in zip(work, last, strict=True))
+            streams = (plan.dram_read_bytes - first_read, plan.dram_write_bytes - last_write)
+            yield self._stage(scope, *middle, skipping=skipping, streams=streams)
+        yield self._stage(scope, *last, skipping=skipping)
         yield from self.dram.move(scope, 0, last_write)
 
-    def _compute(
+    def _stage(
         self,
         scope: Scope,
         cycles: int,
@@ -473,13 +460,35 @@ class VonNeumannSubstrate:
         moved_bytes: int,
         *,
         skipping: bool = False,
-    ) -> Process:
-        """The array (or the vector unit) and the buffer port, side by side; `skipping`: an
-        op on the array whose MACs zeros gate (all of them, perhaps)."""
+        streams: tuple[int, int] = (0, 0),
+    ) -> simpy.Event:
+        """The array (or the vector unit), the buffer port and the DRAM `streams` (reads,
+        writes) side by side: the event that succeeds when all are done.  `skipping`: an op
+        on the array whose MACs zeros gate (all of them, perhaps)."""
         unit = self.pe if macs or skipping else self.vector
-        work = self.env.process(unit.run(scope, cycles, macs, vector_ops))
-        port = self.env.process(self.port.hold(port_cycles, moved_bytes, scope.priority))
-        yield work & port
+        jobs = [
+            job
+            for job in (
+                self.dram.stream(scope, *streams),
+                unit.job(scope, cycles, macs, vector_ops),
+                self.port.job(port_cycles, moved_bytes, scope.priority),
+            )
+            if job is not None
+        ]
+        done = self.env.event()
+        left = len(jobs)
+
+        def one(_: simpy.Event) -> None:
+            nonlocal left
+            left -= 1
+            if not left:
+                done.succeed()
+
+        for job in jobs:
+            job.callbacks.append(one)
+        if not jobs:
+            done.succeed()
+        return done
 
     def _nest_columns(self, record: OpRecord, plan: OpPlan) -> dict:
         """A matmul's or conv's mapping.csv columns: loop order, tiles, and how many times
