@@ -41,7 +41,7 @@ def channel_holders(
     tiles that split its channels."""
     holders: list[int] = []
     for share in split_evenly(channels, min(channels, channel_groups)):
-        sets = split_evenly(tiles_per_group, share)  # of one tile each when share ≥ tiles
+        sets = split_evenly(tiles_per_group, share)  # share ≥ tiles: 1s and 0s, a tile a channel
         holders += [spatial_blocks * max(1, tiles) for tiles in sets]
     return holders
 
