@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from hwsim.cli import main
+from hwsim.cli.parser import SCHEMA_KINDS
 from hwsim.io.traces import read_trace
 
 TINY = {
@@ -175,6 +176,57 @@ def test_schema(capsys):
     assert "layers" in schema["properties"]
     assert main(["schema", "trace-record"]) == 0
     assert "deps" in json.loads(capsys.readouterr().out)["properties"]
+
+
+# JSON Schema 2020-12's keywords (core, applicator, unevaluated, validation, meta-data, format,
+# content), and OpenAPI's `discriminator` that pydantic writes on a tagged union.
+KEYWORDS = {
+    *("$schema", "$id", "$ref", "$defs", "$anchor", "$dynamicRef", "$dynamicAnchor"),
+    *("$vocabulary", "$comment", "allOf", "anyOf", "oneOf", "not", "if", "then", "else"),
+    *("dependentSchemas", "prefixItems", "items", "contains", "properties"),
+    *("patternProperties", "additionalProperties", "propertyNames", "unevaluatedItems"),
+    *("unevaluatedProperties", "type", "enum", "const", "multipleOf", "maximum"),
+    *("exclusiveMaximum", "minimum", "exclusiveMinimum", "maxLength", "minLength", "pattern"),
+    *("maxItems", "minItems", "uniqueItems", "maxContains", "minContains", "maxProperties"),
+    *("minProperties", "required", "dependentRequired", "title", "description", "default"),
+    *("deprecated", "readOnly", "writeOnly", "examples", "format", "contentEncoding"),
+    *("contentMediaType", "contentSchema", "discriminator"),
+}
+ONE_SCHEMA = {"items", "additionalProperties", "not", "if", "then", "else", "contains"}
+ONE_SCHEMA |= {"propertyNames", "unevaluatedItems", "unevaluatedProperties", "contentSchema"}
+SCHEMA_LISTS = {"allOf", "anyOf", "oneOf", "prefixItems"}
+SCHEMA_MAPS = {"$defs", "properties", "patternProperties", "dependentSchemas"}
+
+
+def _keywords(schema: dict, path: str = "#") -> list[tuple[str, str]]:
+    """(where, keyword) for every keyword of `schema` and of the schemas inside it."""
+    found = [(path, key) for key in schema]
+    for key, value in schema.items():
+        inner = (
+            [(f"{path}/{key}", value)]
+            if key in ONE_SCHEMA and isinstance(value, dict)
+            else [(f"{path}/{key}/{i}", v) for i, v in enumerate(value)]
+            if key in SCHEMA_LISTS
+            else [(f"{path}/{key}/{name}", v) for name, v in value.items()]
+            if key in SCHEMA_MAPS
+            else []
+        )
+        for where, subschema in inner:
+            found += _keywords(subschema, where)
+    return found
+
+
+@pytest.mark.parametrize("kind", SCHEMA_KINDS)
+def test_every_printed_schema_speaks_json_schema(capsys, kind):
+    """No pydantic constraint names (`ge`, `le`, `gt`, `lt`) in what editors read: a range is
+    `minimum`/`maximum` (`exclusiveMinimum` for gt); and the schema is a Draft 2020-12 one."""
+    assert main(["schema", kind]) == 0
+    schema = json.loads(capsys.readouterr().out)
+    found = _keywords(schema)
+    assert [(where, key) for where, key in found if key not in KEYWORDS] == []
+    assert {"minimum", "maximum"} & {key for _, key in found} or kind.startswith("trace")
+    jsonschema = pytest.importorskip("jsonschema")
+    jsonschema.Draft202012Validator.check_schema(schema)
 
 
 def test_help_and_version(capsys):

@@ -350,7 +350,11 @@ def test_an_error_op_with_no_writes_simulates_on_both_substrates(trace_file, tmp
         ),
         (
             {"dram__read_energy_pj_per_bit": float("inf")},
-            "dram.read_energy_pj_per_bit: must be less than or equal to 1000000 (got inf)",
+            "dram.read_energy_pj_per_bit: must be a finite number (got inf)",
+        ),
+        (
+            {"dram__write_energy_pj_per_bit": float("nan")},
+            "dram.write_energy_pj_per_bit: must be a finite number (got nan)",
         ),
         ({"clock_hz": 5e-324}, "clock_hz: must be greater than or equal to 1000"),
         ({"pe_array__rows": 10**9}, "pe_array.rows: must be less than or equal to 16384"),

@@ -12,6 +12,8 @@ from hwsim.errors import HwsimError
 
 DEFAULT_NETWORK = "digits_fc"
 ALGORITHMS = ("bp", "dfa", "ssdfa")
+# The file kinds `hwsim schema` prints (hwsim.cli.inspect.cmd_schema).
+SCHEMA_KINDS = ("network", "arch", "tech", "sweep", "trace-header", "trace-record")
 
 
 class UsageError(HwsimError):
@@ -142,7 +144,5 @@ def build_parser() -> Parser:
     validate.add_argument("paths", nargs="+", type=Path, metavar="PATH")
 
     schema = commands.add_parser("schema", help="print the JSON Schema of a file kind")
-    schema.add_argument(
-        "kind", choices=("network", "arch", "tech", "sweep", "trace-header", "trace-record")
-    )
+    schema.add_argument("kind", choices=SCHEMA_KINDS)
     return parser

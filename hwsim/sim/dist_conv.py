@@ -91,7 +91,7 @@ def map_copies(amount: int, output_channels: int, channel_groups: int, groups: i
         return channel_groups * amount
     per_group = output_channels // groups
     spans = start = 0
-    for size in _split(output_channels, channel_groups):
+    for size in split_evenly(output_channels, channel_groups):
         if size:
             spans += (start + size - 1) // per_group - start // per_group + 1
         start += size
@@ -160,7 +160,8 @@ def choose_partition(
     return min(near, key=lambda entry: (entry[1], entry[0], -entry[2], entry[3].channel_groups))[3]
 
 
-def _split(total: int, parts: int) -> list[int]:
+def split_evenly(total: int, parts: int) -> list[int]:
+    """`total` cut into `parts` shares that differ by at most one, the larger first."""
     share, extra = divmod(total, parts)
     return [share + (1 if i < extra else 0) for i in range(parts)]
 
@@ -171,7 +172,7 @@ def window_lengths(
     """Input rows (or columns) each block of output rows reads, padding excluded."""
     lengths = []
     start = 0
-    for size in _split(output_size, blocks):
+    for size in split_evenly(output_size, blocks):
         if size == 0:
             continue
         first = start * stride - pad_before

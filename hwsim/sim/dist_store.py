@@ -1,6 +1,7 @@
 """The distributed substrate's storing of results: what an op writes stays in its tiles, is
-summed over a convolution's partition, waits as partial sums for its reader, or is spilled to
-DRAM beyond the activation reserve.  A part of DistributedSubstrate (hwsim.sim.distributed),
+summed over a convolution's partition (or, a batch norm's per-channel sums, over the tiles
+holding each channel), waits as partial sums for its reader, or is spilled to DRAM beyond the
+activation reserve.  A part of DistributedSubstrate (hwsim.sim.distributed),
 apart by concept."""
 
 from __future__ import annotations
@@ -14,11 +15,13 @@ import simpy
 from hwsim.errors import CapacityError
 from hwsim.sim.components import Dram, Ledger, Process, Scope, ceil_div
 from hwsim.sim.dist_conv import input_window_elements, map_copies
-from hwsim.sim.mapping import ConvGroup, Region
+from hwsim.sim.dist_norm import channel_holders, statistics_exchange
+from hwsim.sim.mapping import ConvGroup, Placement, Region
 from hwsim.sim.noc import MEMORY, Geometry, Network, Transfer
 from hwsim.sim.sparsity import SAVED, Zeros, action
+from hwsim.sim.tiling import bits_of
 from hwsim.specs.arch import DistributedSpec
-from hwsim.specs.trace import Conv2DOp, Operand, OpRecord, Role
+from hwsim.specs.trace import Conv2DOp, Operand, OpRecord, ReduceOp, Role
 from hwsim.units import bits_to_bytes
 
 RESIDENT_ROLES = (Role.WEIGHT, Role.BIAS, Role.OPTIMIZER_STATE, Role.FEEDBACK)
@@ -47,6 +50,8 @@ class StorePath:
 
     arch: DistributedSpec
     ledger: Ledger
+    placement: Placement
+    batch_norm_channels: dict[str, int]  # batch-norm layer → its channels
     dram: Dram
     network: Network
     geometry: Geometry
@@ -76,6 +81,7 @@ class StorePath:
         partial_sums: bool,
     ) -> Process:
         accumulator_bits = self.arch.precision.accumulator_bits
+        yield from self._combine_statistics(scope, record, region)
         held = 0
         for operand in record.writes:
             nbytes = self._bytes(operand)
@@ -104,6 +110,30 @@ class StorePath:
                 if operand.role in HELD_ROLES:
                     held += nbytes
         yield from self._hold_or_spill(scope, record, region, held)
+
+    def _combine_statistics(self, scope: Scope, record: OpRecord, region: Region) -> Process:
+        """A batch norm's per-channel reduction (its statistics forward, Σdy and Σdy·x̂
+        backward), reduced in parts by the tiles holding each channel, gathered by one of
+        them and sent back to the others between neighbouring tiles (hwsim.sim.dist_norm)."""
+        channels = self.batch_norm_channels.get(record.layer)
+        if channels is None or not isinstance(record.op, ReduceOp):
+            return
+        group = self.placement.groups.get(region.layer)
+        if group is not None and group.region == region:
+            cut = group.partition
+            holders = channel_holders(
+                channels, cut.channel_groups, cut.input_groups, cut.spatial_blocks
+            )
+        else:
+            holders = channel_holders(channels, 1, region.tiles, 1)
+        written_bits = sum(
+            operand.elements * bits_of(operand, self.arch.precision) for operand in record.writes
+        )
+        exchange = statistics_exchange(holders, written_bits, self.arch.noc.multicast)
+        for delivered, injected in exchange.steps:
+            if delivered:
+                transfer = self.geometry.neighbours(delivered, injected, region)
+                yield from self._send_into(scope, transfer, region)
 
     def _store_partitioned(
         self,

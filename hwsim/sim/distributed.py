@@ -112,6 +112,11 @@ class DistributedSubstrate(StorePath):
         self.tiles = TileGroups(env, self.tile_spec.count, ledger)
         self.reserve_bytes = reserve_bytes(arch)
         self.feedback = header.feedback_by_layer
+        self.batch_norm_channels = {
+            layer.name: layer.output_shape[-1]
+            for layer in header.layers
+            if layer.type == "batch_norm"
+        }
         self.home: dict[str, Region] = {}
         # tensor → the regions holding a copy: one region's key, or a set of keys once there
         # are more (a 200,000-record step writes 150,000 tensors: a set each is 36 MB)

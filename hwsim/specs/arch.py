@@ -104,7 +104,7 @@ class Dram(FrozenModel):
         description="key into the tech table's "
         "dram_energy_pj_per_bit (lpddr4, hbm2, hmc, gddr5, ddr3, ...)",
     )
-    channels: Annotated[int, NotBool, Field(ge=1, le=1024)] = Field(
+    channels: Annotated[int, Field(ge=1, le=1024), NotBool] = Field(
         description="independent channels"
     )
     bandwidth_bytes_per_cycle: Bandwidth = Field(  # per channel
@@ -132,7 +132,7 @@ class Sram(FrozenModel):
     bandwidth_bytes_per_cycle: Bandwidth = Field(
         description="peak bytes per cycle, all banks together"
     )
-    banks: Annotated[int, NotBool, Field(ge=1, le=65536)] = Field(
+    banks: Annotated[int, Field(ge=1, le=65536), NotBool] = Field(
         default=1,
         description="banks; the access energy is that of one bank of capacity_bytes / banks",
     )
@@ -174,14 +174,14 @@ class GlobalBuffer(Sram):
 class PeArray(FrozenModel):
     """The von Neumann processing-element array."""
 
-    rows: Annotated[int, NotBool, Field(ge=1, le=16384)] = Field(description="PE rows")
-    columns: Annotated[int, NotBool, Field(ge=1, le=16384)] = Field(
+    rows: Annotated[int, Field(ge=1, le=16384), NotBool] = Field(description="PE rows")
+    columns: Annotated[int, Field(ge=1, le=16384), NotBool] = Field(
         description="PE columns; peak MACs per cycle = rows × columns"
     )
     dataflow: Dataflow = Field(
         default=Dataflow.WEIGHT_STATIONARY, description="which operand stays in the PEs"
     )
-    vector_ops_per_cycle: Annotated[int, NotBool, Field(ge=1, le=2**20)] = Field(
+    vector_ops_per_cycle: Annotated[int, Field(ge=1, le=2**20), NotBool] = Field(
         description="element-wise (non-MAC) operations per cycle"
     )
     mac_energy_pj: Energy | None = Field(
@@ -202,12 +202,12 @@ class PeArray(FrozenModel):
 class Tiles(FrozenModel):
     """The distributed substrate's tiles: each has its own SRAM and MAC units."""
 
-    count: Annotated[int, NotBool, Field(ge=1, le=65536)] = Field(description="number of tiles")
+    count: Annotated[int, Field(ge=1, le=65536), NotBool] = Field(description="number of tiles")
     sram: Sram = Field(description="the SRAM of ONE tile")
-    macs_per_cycle: Annotated[int, NotBool, Field(ge=1, le=2**20)] = Field(
+    macs_per_cycle: Annotated[int, Field(ge=1, le=2**20), NotBool] = Field(
         description="peak MACs per cycle of ONE tile"
     )
-    vector_ops_per_cycle: Annotated[int, NotBool, Field(ge=1, le=2**20)] = Field(
+    vector_ops_per_cycle: Annotated[int, Field(ge=1, le=2**20), NotBool] = Field(
         description="element-wise (non-MAC) operations per cycle of ONE tile"
     )
     mac_energy_pj: Energy | None = Field(

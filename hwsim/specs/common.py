@@ -27,7 +27,9 @@ def _not_bool(value: Any) -> Any:
 
 
 NotBool = BeforeValidator(_not_bool)
-"""Put in an `Annotated` number type: YAML's true/false are not 1 and 0 in hwsim files."""
+"""Put in an `Annotated` number type: YAML's true/false are not 1 and 0 in hwsim files. Put it
+after the range (`Annotated[int, Field(ge=1), NotBool]`): pydantic applies a range placed after
+a validator as a validator of its own, and the JSON Schema then shows `ge`, not `minimum`."""
 
 
 def finite_range(

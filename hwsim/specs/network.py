@@ -23,10 +23,10 @@ MAX_LAYERS = 50_000  # a trace header carries up to ~500 bytes per layer: 25 MB 
 # Whole numbers 1…most (true/false are not numbers), in ranges wide enough for any network a
 # numpy trainer or a shape-only trace handles: Units for the neurons of a dense layer and the
 # elements of one input dimension, Window for kernel, pool and stride sizes.
-Units = Annotated[int, NotBool, Field(ge=1, le=2**24)]
-Channels = Annotated[int, NotBool, Field(ge=1, le=2**16)]
+Units = Annotated[int, Field(ge=1, le=2**24), NotBool]
+Channels = Annotated[int, Field(ge=1, le=2**16), NotBool]
 MAX_WINDOW = 2**10
-Window = Annotated[int, NotBool, Field(ge=1, le=MAX_WINDOW)]
+Window = Annotated[int, Field(ge=1, le=MAX_WINDOW), NotBool]
 
 
 def _window_pair(value: object) -> object:
@@ -53,7 +53,7 @@ def pair(value: int | tuple[int, int]) -> tuple[int, int]:
     return patch_dimensions(value)
 
 
-Fraction = Annotated[float, NotBool, finite_range(ge=0.0, lt=1.0)]
+Fraction = Annotated[float, finite_range(ge=0.0, lt=1.0), NotBool]
 
 
 class Activation(StrEnum):
@@ -202,8 +202,8 @@ class BatchNormLayer(Wired):
 
     type: Literal["batch_norm"]
     name: Name
-    epsilon: Annotated[float, NotBool, finite_range(gt=0, le=1)] = 1e-5
-    momentum: Annotated[float, NotBool, finite_range(gt=0, le=1)] = Field(
+    epsilon: Annotated[float, finite_range(gt=0, le=1), NotBool] = 1e-5
+    momentum: Annotated[float, finite_range(gt=0, le=1), NotBool] = Field(
         default=0.1,
         description="running = (1 - momentum) · running + momentum · batch statistic "
         "(PyTorch's convention)",
@@ -234,7 +234,7 @@ class ScaleLayer(Wired):
 
     type: Literal["scale"]
     name: Name
-    factor: Annotated[float, NotBool, finite_range(ge=-1e30, le=1e30)]
+    factor: Annotated[float, finite_range(ge=-1e30, le=1e30), NotBool]
 
     @field_validator("factor")
     @classmethod
@@ -282,7 +282,7 @@ class LayerNormLayer(Wired):
 
     type: Literal["layer_norm"]
     name: Name
-    epsilon: Annotated[float, NotBool, finite_range(gt=0, le=1)] = 1e-6
+    epsilon: Annotated[float, finite_range(gt=0, le=1), NotBool] = 1e-6
     trainable: bool = True
 
 
@@ -338,14 +338,14 @@ class TrainingDefaults(FrozenModel):
     """What `hwsim train` uses when a flag is not given (the authors' settings where known)."""
 
     optimizer: OptimizerName = OptimizerName.ADAM
-    learning_rate: Annotated[float, NotBool, finite_range(gt=0, le=1e3)] = 1e-3
+    learning_rate: Annotated[float, finite_range(gt=0, le=1e3), NotBool] = 1e-3
     momentum: Fraction = 0.9
     adam_beta1: Fraction = 0.9
     adam_beta2: Fraction = 0.999
-    adam_epsilon: Annotated[float, NotBool, finite_range(gt=0, le=1)] = 1e-8
-    batch_size: Annotated[int, NotBool, Field(ge=1, le=2**20)] = 32
-    epochs: Annotated[int, NotBool, Field(ge=1, le=10**6)] = 10
-    nonzeros_per_neuron: Annotated[int, NotBool, Field(ge=1, le=2**20)] = 1
+    adam_epsilon: Annotated[float, finite_range(gt=0, le=1), NotBool] = 1e-8
+    batch_size: Annotated[int, Field(ge=1, le=2**20), NotBool] = 32
+    epochs: Annotated[int, Field(ge=1, le=10**6), NotBool] = 10
+    nonzeros_per_neuron: Annotated[int, Field(ge=1, le=2**20), NotBool] = 1
 
 
 class NetworkSpec(FrozenModel):
@@ -355,7 +355,7 @@ class NetworkSpec(FrozenModel):
     description: str = ""
     dataset: str
     input_shape: tuple[Units, ...]
-    classes: Annotated[int, NotBool, Field(ge=2, le=2**20)]
+    classes: Annotated[int, Field(ge=2, le=2**20), NotBool]
     layers: list[LayerSpec] = Field(min_length=1, max_length=MAX_LAYERS)
     training: TrainingDefaults = TrainingDefaults()
 

@@ -34,11 +34,11 @@ def _plain_bandwidth(value: object) -> object:
 
 Bandwidth = Annotated[
     float,
+    finite_range(ge=MIN_BANDWIDTH_BYTES_PER_CYCLE, le=MAX_BANDWIDTH_BYTES_PER_CYCLE),
     BeforeValidator(_plain_bandwidth),
     NotBool,
-    finite_range(ge=MIN_BANDWIDTH_BYTES_PER_CYCLE, le=MAX_BANDWIDTH_BYTES_PER_CYCLE),
 ]
-Latency = Annotated[int, NotBool, Field(ge=0, le=MAX_LATENCY_CYCLES)]
+Latency = Annotated[int, Field(ge=0, le=MAX_LATENCY_CYCLES), NotBool]
 Fraction = Annotated[float, NotBool]
 # The JSON Schema shows what a file may hold (a number or a unit string), not the parsed type.
 Bytes = Annotated[
@@ -73,9 +73,9 @@ Hertz = Annotated[
         mode="validation",
     ),
 ]
-Energy = Annotated[float, NotBool, finite_range(ge=0, le=MAX_ENERGY_PJ)]
+Energy = Annotated[float, finite_range(ge=0, le=MAX_ENERGY_PJ), NotBool]
 ResolvedEnergy = Annotated[float, finite_range(ge=0)]  # whole-chip leakage can exceed the bound
 MAX_AREA_UM2 = 1e9  # any one unit's area: 1,000 mm²
-Area = Annotated[float, NotBool, finite_range(gt=0, le=MAX_AREA_UM2)]
+Area = Annotated[float, finite_range(gt=0, le=MAX_AREA_UM2), NotBool]
 Bits = Literal[4, 8, 16, 32, 64]
 BITS = (4, 8, 16, 32, 64)

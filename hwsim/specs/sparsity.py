@@ -85,7 +85,7 @@ class Sparsity(FrozenModel):
         default=(Role.ACTIVATION, Role.ERROR),
         description="the roles stored in the levels' formats; the others stay dense",
     )
-    rle_run_bits: Annotated[int, NotBool, Field(ge=1, le=16)] = Field(
+    rle_run_bits: Annotated[int, Field(ge=1, le=16), NotBool] = Field(
         default=5, description="rle: bits of a zero-run field (1–16)"
     )
     skip_zero_macs: tuple[RoleName, ...] = Field(

@@ -24,7 +24,7 @@ class TechSpec(FrozenModel):
     schema_version: Literal[1] = Field(description="format version, 1")
     kind: Literal["tech"] = Field(description="file kind, 'tech'")
     name: str = Field(description="node name, e.g. 45nm")
-    node_nm: Annotated[float, NotBool, finite_range(gt=0, le=1e4)] = Field(
+    node_nm: Annotated[float, finite_range(gt=0, le=1e4), NotBool] = Field(
         description="feature size in nanometres"
     )
     mac_energy_pj: dict[int, Energy] = Field(  # by operand bits: multiply + add
@@ -33,7 +33,7 @@ class TechSpec(FrozenModel):
     vector_op_energy_pj: dict[int, Energy] = Field(  # by operand bits: one add-class operation
         description="one element-wise (add-class) operation, by operand bits"
     )
-    sram_access_bits: Annotated[int, NotBool, Field(ge=1, le=4096)] = Field(
+    sram_access_bits: Annotated[int, Field(ge=1, le=4096), NotBool] = Field(
         default=64, description="bits per access of the SRAM curve's port"
     )
     # [capacity_bytes, pJ per access of sram_access_bits] points, interpolated in log-log.
@@ -42,7 +42,7 @@ class TechSpec(FrozenModel):
         description="[capacity_bytes, pJ per read of sram_access_bits] points, "
         "capacities increasing; interpolated in log-log",
     )
-    sram_write_to_read_ratio: Annotated[float, NotBool, finite_range(gt=0, le=100)] = Field(
+    sram_write_to_read_ratio: Annotated[float, finite_range(gt=0, le=100), NotBool] = Field(
         default=1.0, description="SRAM write energy / read energy"
     )
     sram_leakage_pj_per_cycle_per_kib: Energy = Field(
@@ -59,13 +59,13 @@ class TechSpec(FrozenModel):
     )
     # Area (hwsim.specs.area; docs/model.md "Area").
     sram_bit_cell_area_um2: Area = Field(description="one SRAM bit cell (6T, high density)")
-    sram_array_efficiency: Annotated[float, NotBool, finite_range(gt=0, le=1)] = Field(
+    sram_array_efficiency: Annotated[float, finite_range(gt=0, le=1), NotBool] = Field(
         description="share of an SRAM bank's array area that is bit cells"
     )
     sram_bank_periphery_area_um2: Area = Field(
         description="fixed area of one SRAM bank beyond its array (decoders, sense amps, I/O)"
     )
-    sram_extra_port_area_ratio: Annotated[float, NotBool, finite_range(ge=0, le=10)] = Field(
+    sram_extra_port_area_ratio: Annotated[float, finite_range(ge=0, le=10), NotBool] = Field(
         description="cell area added by each port beyond the first, as a share of the cell"
     )
     mac_area_um2: dict[int, Area] = Field(
@@ -77,7 +77,7 @@ class TechSpec(FrozenModel):
     noc_router_area_um2_per_port_bit: Area = Field(
         description="router area per port per bit of link width"
     )
-    noc_wire_pitch_um: Annotated[float, NotBool, finite_range(gt=0, le=100)] = Field(
+    noc_wire_pitch_um: Annotated[float, finite_range(gt=0, le=100), NotBool] = Field(
         description="pitch of one NoC link wire"
     )
     dram_phy_area_mm2_per_channel: dict[str, Area] = Field(

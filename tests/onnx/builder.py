@@ -238,6 +238,30 @@ def separable_cnn(path: Path) -> Builder:
     return b
 
 
+def inverted_chain(path: Path, blocks: list[tuple[int, int, int]]) -> Builder:
+    """MobileNetV2-like without skips on 16x16x3: a 3x3 stem (batch norm, ReLU6), then per
+    (expansion, channels, stride) an inverted residual block `ib{i}`: a 1x1 expansion (none
+    when the expansion is 1), a 3x3 depthwise conv, each with batch norm and ReLU6, and a
+    linear 1x1 projection with batch norm; a 1x1 conv to 16, GAP and a Gemm."""
+    b = Builder([1, 3, 16, 16])
+    x = b.relu6(b.bn(b.conv("x", 3, 8, 3, "stem", bias=False), 8, "stem_bn"), "stem_relu")
+    channels = 8
+    for i, (expansion, out, stride) in enumerate(blocks):
+        wide = channels * expansion
+        if expansion > 1:
+            h = b.conv(x, channels, wide, 1, f"ib{i}_expand", pad=0, bias=False)
+            x = b.relu6(b.bn(h, wide, f"ib{i}_expand_bn"), f"ib{i}_expand_relu")
+        h = b.conv(x, wide, wide, 3, f"ib{i}_dw", stride=stride, group=wide, bias=False)
+        x = b.relu6(b.bn(h, wide, f"ib{i}_dw_bn"), f"ib{i}_dw_relu")
+        x = b.bn(b.conv(x, wide, out, 1, f"ib{i}_project", pad=0, bias=False), out, f"ib{i}_bn")
+        channels = out
+    x = b.conv(x, channels, 16, 1, "last", pad=0, bias=False)
+    x = b.relu6(b.bn(x, 16, "last_bn"), "last_relu")
+    out = b.gemm(b.flatten(b.gap(x, "pool"), "flat"), 16, 10, "fc")
+    b.save(out, path, "inverted_chain")
+    return b
+
+
 def encoder_block(path: Path, tokens: int = 8, width: int = 16, heads: int = 4) -> Builder:
     """A pre-norm transformer encoder block on a [1, tokens, width] sequence: layer norm,
     attention, residual add, layer norm, MLP with GELU in its Erf form, residual add; then the

@@ -9,6 +9,9 @@ import pytest
 
 pytest.importorskip("onnx")
 
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
 from hwsim.io.networks import load_network, shipped_networks
 from hwsim.io.onnx import import_onnx
 from hwsim.specs.network import DropoutLayer, NetworkSpec, infer_shapes
@@ -16,7 +19,7 @@ from hwsim.specs.trace import Algorithm
 from hwsim.study import trace_summary
 from hwsim.train.loop import TrainConfig, trace_synthetic_step
 from hwsim.train.shapes import shape_only_trace
-from tests.onnx.builder import encoder_block, residual_cnn, separable_cnn
+from tests.onnx.builder import encoder_block, inverted_chain, residual_cnn, separable_cnn
 from tests.onnx.export import network_to_onnx
 from tests.sim.invariants import simulate_within_invariants
 from tests.sweep.test_shapes import _narrowed, _without_densities
@@ -98,9 +101,9 @@ def _without_dropout(network: NetworkSpec) -> NetworkSpec:
     return NetworkSpec.model_validate(data)
 
 
-# Where `--blocks residual` finds the blocks the YAML names (MobileNetV2's inverted blocks
-# without a skip are no residual blocks: each conv + batch norm is a block of its own there).
-RESIDUAL_BLOCKS = ("digits_resnet", "resnet18", "vit_tiny", "digits_transformer")
+# Where `--blocks residual` finds the blocks the YAML names: residual blocks, transformer
+# layers, inverted residual blocks (with a skip or without) and conv + batch-norm groups.
+RESIDUAL_BLOCKS = ("digits_resnet", "resnet18", "vit_tiny", "digits_transformer", "mobilenet_v2")
 
 
 @pytest.mark.parametrize("name", shipped_networks())
@@ -124,10 +127,30 @@ def test_the_onnx_form_of_a_shipped_network_traces_as_its_yaml(tmp_path, name):
         assert ours.header.feedback == theirs.header.feedback
 
 
+@settings(max_examples=15, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(1, 3), st.sampled_from([4, 6, 8]), st.integers(1, 2)),
+        min_size=1,
+        max_size=4,
+    )
+)
+def test_inverted_blocks_without_a_skip_are_one_block_each(tmp_path_factory, blocks):
+    """A chain of inverted residual blocks without skips (stride 2 or a channel change):
+    `blocks="residual"` makes the stem, each inverted block (expansion, depthwise, linear
+    projection) and the last conv a block each; the pool and the classifier none."""
+    path = tmp_path_factory.mktemp("inverted") / "chain.onnx"
+    inverted_chain(path, blocks)
+    imported = import_onnx(path, blocks="residual").network
+    expected = ["stem"] * 3
+    for i, (expansion, _, _) in enumerate(blocks):
+        expected += [f"ib{i}"] * (8 if expansion > 1 else 5)
+    expected += ["last"] * 3 + [None] * 2  # the pool and the classifier (the flatten: none)
+    assert [layer.block for layer in imported.layers] == expected
+
+
 # --- any network of the supported kinds survives the round trip ----------------------------
 
-from hypothesis import HealthCheck, assume, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
 
 _ACTIVATIONS = ("linear", "relu", "relu6", "tanh", "sigmoid")
 

@@ -8,8 +8,14 @@ A network file's `block: NAME` says where DFA and SSDFA deliver the error (netwo
   `concat`) lies between them, with the activations and dropout that alone follow it;
 - an attention's residual block and the MLP's residual block after it are one block (a
   transformer layer, as Launay et al. delivered the error to each);
-- a weight layer followed by its batch norm is one block with it and the activations, pools,
-  dropout and flatten that alone follow (conv, batch norm, ReLU: one module, one tap).
+- an inverted residual block without a skip (MobileNetV2's where the stride is 2 or the
+  channels change; Sandler et al. 2018) is one block: a linear bottleneck (a conv and its batch
+  norm that no activation reads) closes it, and it reaches back over the conv + batch norm +
+  activation groups right before it, each alone feeding the next, whose conv is pointwise
+  (1x1) or grouped (depthwise): the expansion and the depthwise conv. A full conv (the stem)
+  stops it, as does the end of a block before it; with a skip the residual rule above holds;
+- any other weight layer followed by its batch norm is one block with it and the activations,
+  pools, dropout and flatten that alone follow (conv, batch norm, ReLU: one module, one tap).
 
 Named after the layers' common name prefix (`layer1_0_conv1` … `layer1_0_relu`: `layer1_0`).
 """
@@ -106,21 +112,24 @@ def _transformer_layers(layers: list[Layer], groups: list[tuple[int, int]]) -> l
     return merged
 
 
-def residual_blocks(converted: Converted) -> None:
-    """Write `block:` on the residual blocks and conv/batch-norm groups of `converted`."""
-    layers = converted.layers
-    readers = _readers(layers)
+def _residual_groups(layers: list[Layer], readers: dict[str, list[int]]) -> list:
+    """The residual blocks (between two cuts, a merge between) and transformer layers."""
     cuts = _cuts(layers, readers)
     groups: list[tuple[int, int]] = []
     for start, end in zip([-1, *cuts], cuts, strict=False):
         if any(layers[i].fields["type"] in MERGES for i in range(start + 1, end + 1)):
             groups.append((start + 1, _followed(layers, readers, end, ("activation", "dropout"))))
-    groups = _transformer_layers(layers, groups)
-    inside = {i for first, last in groups for i in range(first, last + 1)}
-    for index, layer in enumerate(layers[:-1]):
-        after = layers[index + 1] if index + 1 < len(layers) - 1 else None
-        if index in inside or layer.fields["type"] not in WEIGHTS or after is None:
+    return _transformer_layers(layers, groups)
+
+
+def _conv_groups(layers: list[Layer], readers: dict[str, list[int]], inside: set[int]) -> list:
+    """Each weight layer outside `inside` that alone feeds a batch norm, with the norm and the
+    layers of FOLLOWERS that alone follow it."""
+    groups: list[tuple[int, int]] = []
+    for index, layer in enumerate(layers[:-2]):
+        if index in inside or layer.fields["type"] not in WEIGHTS:
             continue
+        after = layers[index + 1]
         if after.fields["type"] == "batch_norm" and readers.get(layer.fields["name"]) == [
             index + 1
         ]:
@@ -128,6 +137,45 @@ def residual_blocks(converted: Converted) -> None:
             if not inside & set(range(index, last + 1)):
                 groups.append((index, last))
                 inside |= set(range(index, last + 1))
+    return groups
+
+
+def _separable(layers: list[Layer], readers: dict, group: tuple[int, int], first: int) -> bool:
+    """Whether `group` is a pointwise (1x1) or grouped (depthwise) conv + batch norm +
+    activation whose output only the layer at `first` reads."""
+    conv, last = layers[group[0]], layers[group[1]]
+    return (
+        group[1] + 1 == first
+        and conv.fields["type"] == "conv2d"
+        and (conv.fields.get("kernel_size") == 1 or conv.fields.get("groups", 1) > 1)
+        and last.fields["type"] == "activation"
+        and readers.get(last.fields["name"]) == [first]
+    )
+
+
+def _inverted_blocks(layers: list[Layer], readers: dict, groups: list) -> list:
+    """A linear bottleneck (a conv + batch norm that no activation reads) with the pointwise
+    and depthwise conv groups that alone feed it: one inverted residual block."""
+    merged: list[tuple[int, int]] = []
+    for first, last in sorted(groups):
+        norm = layers[last]
+        linear = norm.fields["type"] == "batch_norm" and not any(
+            layers[i].fields["type"] == "activation" for i in readers.get(norm.fields["name"], [])
+        )
+        while linear and merged and _separable(layers, readers, merged[-1], first):
+            first = merged.pop()[0]
+        merged.append((first, last))
+    return merged
+
+
+def residual_blocks(converted: Converted) -> None:
+    """Write `block:` on the residual blocks, inverted residual blocks and conv/batch-norm
+    groups of `converted`."""
+    layers = converted.layers
+    readers = _readers(layers)
+    groups = _residual_groups(layers, readers)
+    inside = {i for first, last in groups for i in range(first, last + 1)}
+    groups += _inverted_blocks(layers, readers, _conv_groups(layers, readers, inside))
     taken: set[str] = set()
     for first, last in sorted(groups):
         group = layers[first : last + 1]
