@@ -17,6 +17,7 @@ import simpy
 
 from hwsim.sim.components import Ledger, Scope
 from hwsim.sim.distributed import DistributedSubstrate
+from hwsim.sim.facts import facts_of
 from hwsim.sim.result import SimResult, StepCounts, build_counts, build_result
 from hwsim.sim.von_neumann import VonNeumannSubstrate
 from hwsim.specs.arch import (
@@ -111,8 +112,9 @@ def _run(
     records = trace.records
     # A record's process starts when its last dependency ends, not before: a waiting
     # process for each of 200,000 records would hold ~150 MB of frames and conditions.
-    waiting_on = [len(set(record.deps)) for record in records]
-    dependents = _dependents(records)
+    facts = facts_of(trace)
+    waiting_on = list(facts.waiting_on)
+    dependents = facts.memo("dependents", partial(_dependents, records))
 
     in_flight = 0
     held: deque[OpRecord] = deque()  # ready while the window was full, in the order they came

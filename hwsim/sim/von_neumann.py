@@ -17,11 +17,13 @@ from __future__ import annotations
 from array import array
 from collections import Counter, OrderedDict, deque
 from collections.abc import Hashable
+from functools import partial
 
 import simpy
 
 from hwsim.errors import CapacityError
 from hwsim.sim.components import Compute, Dram, Ledger, Process, Scope, SharedUnit, ceil_div
+from hwsim.sim.facts import TraceFacts, facts_of
 from hwsim.sim.loopnest import Objective
 from hwsim.sim.result import MAPPING_KINDS
 from hwsim.sim.schedule import critical_path_ranks
@@ -36,7 +38,7 @@ from hwsim.sim.tiling import (
     plan_op,
 )
 from hwsim.specs.arch import ActionEnergies, MappingObjective, VonNeumannSpec
-from hwsim.specs.trace import Operand, OpRecord, Phase, Role, Trace
+from hwsim.specs.trace import Operand, OpRecord, Role, Trace
 from hwsim.units import BITS_PER_BYTE, format_bytes
 
 BUFFER = "global_buffer"
@@ -146,12 +148,10 @@ class VonNeumannSubstrate:
         self.buffer = buffer = arch.global_buffer
         self.pe_array = arch.pe_array
         self.capacity_bytes = buffer.capacity_bytes
-        pending = Counter(
-            operand.tensor
-            for record in trace.records
-            for operand in {o.tensor: o for o in record.reads}.values()
+        facts = facts_of(trace)
+        self.reuse = ReuseShare(
+            int(buffer.capacity_bytes * buffer.reuse_fraction), Counter(facts.readers)
         )
-        self.reuse = ReuseShare(int(buffer.capacity_bytes * buffer.reuse_fraction), pending)
         self.stream_bytes = 0  # stream space held by running ops
         # Ops waiting for stream space, woken one at a time in arrival order while space lasts
         # (waking every waiter on every release is quadratic in a wide DFA step's waiters).
@@ -168,9 +168,7 @@ class VonNeumannSubstrate:
             env, "pe_array", "vector_unit", ledger, shared=True, shortest_first=True
         )
         self.port = SharedUnit(env, BUFFER, ledger, shortest_first=True)
-        self.fused = (
-            self._fused_gradients(trace) if arch.schedule.fused_weight_update else frozenset()
-        )
+        self.fused = facts.fused_gradients if arch.schedule.fused_weight_update else frozenset()
         self.zeros = Zeros.of(arch, trace.header)
         # The operand each tensor the reuse share keeps dirty was written as: its DRAM format
         # when it is written back (only with DRAM compression).
@@ -178,25 +176,11 @@ class VonNeumannSubstrate:
         if self.zeros is not None and self.zeros.sparsity.compresses:
             self.kept_operands = {}
             self.reuse.written_back = []
-        self._check_dram_capacity(trace)
-        self.rank = self._critical_path_ranks(trace)
-
-    @staticmethod
-    def _fused_gradients(trace: Trace) -> frozenset[str]:
-        """Gradients that a gradient-phase record writes and only update records read."""
-        written = {
-            operand.tensor
-            for record in trace.records
-            if record.phase == Phase.GRADIENT
-            for operand in record.writes
-            if operand.role == Role.GRADIENT
-        }
-        readers: dict[str, set[Phase]] = {}
-        for record in trace.records:
-            for operand in record.reads:
-                readers.setdefault(operand.tensor, set()).add(record.phase)
-        return frozenset(
-            tensor for tensor in written if readers.get(tensor, set()) == {Phase.UPDATE}
+        self._check_dram_capacity(trace, facts)
+        # The same for every point of a sweep's bundle: memoized by what it depends on.
+        self.rank = facts.memo(
+            ("von_neumann ranks", self.pe_array, arch.precision, arch.dram),
+            partial(self._critical_path_ranks, trace),
         )
 
     def _critical_path_ranks(self, trace: Trace) -> array:
@@ -221,16 +205,14 @@ class VonNeumannSubstrate:
         }
         return critical_path_ranks(trace.records, alone)
 
-    def _check_dram_capacity(self, trace: Trace) -> None:
+    def _check_dram_capacity(self, trace: Trace, facts: TraceFacts) -> None:
         capacity = self.arch.dram.capacity_bytes
         if capacity is None:
             return
-        sizes: dict[str, int] = {}
-        for record in trace.records:
-            for operand in (*record.reads, *record.writes):
-                if operand.tensor not in self.fused:
-                    sizes[operand.tensor] = max(sizes.get(operand.tensor, 0), self._bytes(operand))
-        needed = sum(sizes.values())
+        needed = facts.memo(
+            ("von_neumann dram bytes", self.arch.precision, self.fused),
+            partial(self._dram_bytes, trace),
+        )
         if needed > capacity:
             header = trace.header
             raise CapacityError(
@@ -240,6 +222,15 @@ class VonNeumannSubstrate:
                 f"feedback, data, activations, errors and gradients in DRAM (got "
                 f"{format_bytes(capacity)})",
             )
+
+    def _dram_bytes(self, trace: Trace) -> int:
+        """Bytes DRAM holds for the step: every tensor at its largest, but fused gradients."""
+        sizes: dict[str, int] = {}
+        for record in trace.records:
+            for operand in (*record.reads, *record.writes):
+                if operand.tensor not in self.fused:
+                    sizes[operand.tensor] = max(sizes.get(operand.tensor, 0), self._bytes(operand))
+        return sum(sizes.values())
 
     def _bytes(self, operand: Operand) -> int:
         return operand_bytes(operand, self.arch.precision)
