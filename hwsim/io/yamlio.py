@@ -15,6 +15,7 @@ recursion) refuses aliases and deep nesting at the offending node.
 from __future__ import annotations
 
 import difflib
+import json
 import re
 from collections.abc import Hashable
 from pathlib import Path
@@ -297,3 +298,26 @@ def resolve_named_file(name_or_path: str, folder: Path, what: str) -> Path:
         f"unknown {what} '{name_or_path}'{hint} (available: {', '.join(available)}; "
         f"or give a path to a .yaml file)"
     )
+
+
+class SectionDumper:
+    """`dump_yaml` of many mappings that share most of their top-level entries (a sweep's
+    points: the same spec but for a field or two): each entry's YAML is made once, and a
+    mapping's text is its entries' texts in order — the text `dump_yaml` gives, since a block
+    mapping's entries are written one after another, as long as no two entries share one
+    list or mapping object (`model_dump` makes every one anew)."""
+
+    def __init__(self) -> None:
+        self._texts: dict[tuple[str, str], str] = {}
+
+    def dump(self, data: dict[str, Any]) -> str:
+        if not data:
+            return dump_yaml(data)
+        parts = []
+        for key, value in data.items():
+            memo = (key, json.dumps(value))
+            text = self._texts.get(memo)
+            if text is None:
+                text = self._texts[memo] = dump_yaml({key: value})
+            parts.append(text)
+        return "".join(parts)

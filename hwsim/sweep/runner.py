@@ -251,14 +251,16 @@ def run_sweep(
     expansion = expand(sweep)
     store.prepare(out, expansion)
     pending: dict[str, Row] = {}
-    skipped = 0
+    known: dict[str, dict[str, Any] | None] = {}  # rows' records read or written: not re-read
     for row in expansion.rows:
-        if row.key in pending:
+        if row.key in pending or row.key in known:
             continue
-        if store.is_finished(out, row.key):
-            skipped += 1
-        else:
+        record = store.finished_point(out, row.key)
+        if record is None:
             pending[row.key] = row
+        else:
+            known[row.key] = record
+    skipped = len(known)
     tasks = list(pending.values())
     if on_start is not None:
         on_start(len(tasks), skipped)
@@ -272,9 +274,9 @@ def run_sweep(
             jobs = min(jobs or default_jobs(), len({row.point.key for row in tasks}))
             results = _serial(tasks) if jobs == 1 else _pool(tasks, expansion, jobs)
         for key, result in results:
-            store.write_point(out, key, result)
+            known[key] = store.write_point(out, key, result)
             if on_result is not None:
                 on_result(key, result)
-    table = store.assemble(out, expansion)
+    table = store.assemble(out, expansion, known)
     store.write_table(out, table)
     return table

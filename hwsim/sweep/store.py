@@ -26,8 +26,9 @@ from pydantic import BaseModel
 
 from hwsim.errors import DataError
 from hwsim.io.folders import SWEEP_LAYOUT, claim_for_layout
+from hwsim.io.outputs import write_text_atomic
 from hwsim.io.traces import atomic_output
-from hwsim.io.yamlio import dump_yaml
+from hwsim.io.yamlio import SectionDumper, dump_yaml
 from hwsim.specs.arch import ArchSpec
 from hwsim.specs.sweep import Metric
 from hwsim.sweep.expand import Expansion, Row
@@ -59,9 +60,10 @@ def prepare(out: Path, expansion: Expansion) -> None:
         (out / folder).mkdir(parents=True, exist_ok=True)
     with atomic_output(out / "sweep.yaml") as f:
         f.write(dump_yaml(expansion.spec.model_dump(mode="json")))
+    dumper = SectionDumper()
     for point in expansion.points:
         path = out / SPECS / f"{point.key}.yaml"
-        text = dump_yaml(point.arch.model_dump(mode="json"))
+        text = dumper.dump(point.arch.model_dump(mode="json"))
         if _text(path) != text:  # missing, or damaged since: written again
             with atomic_output(path) as f:
                 f.write(text)
@@ -101,26 +103,36 @@ def _is_record(record: object, key: str) -> bool:
 def read_point(out: Path, key: str) -> dict[str, Any] | None:
     """A finished row's record, or None (missing, damaged or hand-edited: it is run again)."""
     try:
-        record = json.loads(point_path(out, key).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        return _checked(point_path(out, key).read_text(encoding="utf-8"), key)
+    except OSError:
+        return None
+
+
+def _checked(text: str, key: str) -> dict[str, Any] | None:
+    try:
+        record = json.loads(text)
+    except ValueError:
         return None
     return record if _is_record(record, key) else None
 
 
-def write_point(out: Path, key: str, result: dict[str, Any]) -> None:
+def write_point(out: Path, key: str, result: dict[str, Any]) -> dict[str, Any] | None:
+    """Write a row's file; the record as `read_point` would read it back."""
     record = {
         "key": key,
         "status": result["status"],
         "error": result.get("error"),
         "metrics": result.get("metrics", {}),
     }
-    with atomic_output(point_path(out, key)) as f:
-        f.write(json.dumps(record, sort_keys=True) + "\n")
+    text = json.dumps(record, sort_keys=True) + "\n"
+    write_text_atomic(point_path(out, key), text)
+    return _checked(text, key)
 
 
-def is_finished(out: Path, key: str) -> bool:
+def finished_point(out: Path, key: str) -> dict[str, Any] | None:
+    """The row's record if it finished with status ok, else None (it runs again)."""
     record = read_point(out, key)
-    return record is not None and record["status"] == "ok"
+    return record if record is not None and record["status"] == "ok" else None
 
 
 def resolved_value(arch: ArchSpec, path: str) -> Any:
@@ -151,10 +163,18 @@ def _row(row: Row, record: dict[str, Any] | None, metrics: list[Metric]) -> dict
     return values
 
 
-def assemble(out: Path, expansion: Expansion) -> pd.DataFrame:
-    """The results table, from the finished rows' files, in expansion order."""
+def assemble(
+    out: Path, expansion: Expansion, known: dict[str, dict[str, Any] | None] | None = None
+) -> pd.DataFrame:
+    """The results table, from the finished rows' files, in expansion order; `known`: the
+    records of rows already read or written (row key → what `read_point` gives), which are
+    not read again."""
     metrics = list(expansion.spec.metrics)
-    records = [_row(row, read_point(out, row.key), metrics) for row in expansion.rows]
+    known = known or {}
+    records = [
+        _row(row, known[row.key] if row.key in known else read_point(out, row.key), metrics)
+        for row in expansion.rows
+    ]
     table = pd.DataFrame(records)
     table["nonzeros_per_neuron"] = table["nonzeros_per_neuron"].astype("Int64")
     return table

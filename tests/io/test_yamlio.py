@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hwsim.errors import SpecError
 from hwsim.io import yamlio
@@ -200,3 +202,37 @@ def test_both_emitters_write_every_shipped_spec_alike(monkeypatch):
         monkeypatch.setattr(yamlio, "_WITH_LIBYAML", True)
         assert dump_yaml(data) == expected
         assert parse_yaml(expected, "x.yaml") == data
+
+
+_SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=False),
+    st.text(max_size=120),
+)
+_VALUES = st.recursive(
+    _SCALARS,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.dictionaries(st.text(max_size=10), _VALUES, max_size=6), max_size=5))
+def test_a_section_dumper_writes_what_dump_yaml_writes(mappings):
+    from hwsim.io.yamlio import SectionDumper, dump_yaml
+
+    dumper = SectionDumper()
+    for data in mappings * 2:  # the second time from its memo
+        assert dumper.dump(data) == dump_yaml(data)
+
+
+def test_a_section_dumper_writes_every_shipped_spec_as_dump_yaml():
+    from hwsim.io.arch import load_arch, shipped_archs
+    from hwsim.io.yamlio import SectionDumper, dump_yaml
+
+    dumper = SectionDumper()
+    datas = [load_arch(name).model_dump(mode="json") for name in shipped_archs()]
+    for data in datas + datas:
+        assert dumper.dump(data) == dump_yaml(data)
