@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -227,6 +228,33 @@ def test_every_printed_schema_speaks_json_schema(capsys, kind):
     assert {"minimum", "maximum"} & {key for _, key in found} or kind.startswith("trace")
     jsonschema = pytest.importorskip("jsonschema")
     jsonschema.Draft202012Validator.check_schema(schema)
+
+
+SHIPPED_FILES = {
+    "arch": "arch_specs/*.yaml",
+    "network": "workloads/networks/*.yaml",
+    "sweep": "arch_specs/sweeps/*.yaml",
+    "tech": "arch_specs/tech/*.yaml",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(SHIPPED_FILES))
+def test_every_shipped_file_passes_its_printed_schema(capsys, kind):
+    """What an editor checks a file against accepts the files hwsim ships (a sweep's
+    `base: NAME` without brackets too)."""
+    jsonschema = pytest.importorskip("jsonschema")
+    assert main(["schema", kind]) == 0
+    validator = jsonschema.Draft202012Validator(json.loads(capsys.readouterr().out))
+    root = Path(__file__).resolve().parents[1]
+    files = sorted(root.glob(SHIPPED_FILES[kind]))
+    assert files
+    refused = {
+        path.name: [
+            error.message for error in validator.iter_errors(yaml.safe_load(path.read_text()))
+        ]
+        for path in files
+    }
+    assert {name: errors for name, errors in refused.items() if errors} == {}
 
 
 def test_help_and_version(capsys):

@@ -162,6 +162,10 @@ class Sampling(FrozenModel):
     seed: NonNegativeInt = Field(default=0, description="seed of the draw")
 
 
+# What a sweep file may write for `base`: one name, or a list of at least one.
+_BASES = str | Annotated[list[str], Field(min_length=1)]
+
+
 class SweepSpec(FrozenModel):
     """A design-space sweep over arch specs."""
 
@@ -169,7 +173,7 @@ class SweepSpec(FrozenModel):
     kind: Literal["sweep"] = Field(description="file kind, 'sweep'")
     name: Name = Field(description="identifier: a letter, then letters, digits, _")
     description: str = Field(default="", description="free text")
-    base: Annotated[list[str], BeforeValidator(_as_list)] = Field(
+    base: Annotated[list[str], BeforeValidator(_as_list, json_schema_input_type=_BASES)] = Field(
         min_length=1,
         description="arch specs the axes modify: shipped names or YAML paths "
         "(relative to the sweep file)",
