@@ -127,21 +127,22 @@ def write_text_atomic(path: Path, text: str) -> None:
     files: about a third of its system calls): the text goes to the hidden
     `.NAME.PID.part` beside `path`, renamed onto it when whole, and removed on failure."""
     temporary = path.parent / f".{path.name}.{os.getpid()}.part"
-    data = text.encode("utf-8")
     try:
-        try:
-            handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
-            try:
-                written = 0
-                while written < len(data):
-                    written += os.write(handle, data[written:])
-            finally:
-                os.close(handle)
-            os.replace(temporary, path)
-        except OSError as exc:
-            if exc.errno not in DISK_ERRNOS | {errno.EISDIR, errno.ENOTDIR, errno.ENOENT}:
-                raise
-            raise OutputError(f"{path}: cannot write: {_problem(exc)}") from None
-    except BaseException:
+        # O_EXCL: a file already there (a dead process's of the same pid, or anyone's) is
+        # never opened, truncated or removed; atomic_output then picks a name of its own.
+        handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    except FileExistsError:
+        with atomic_output(path) as f:
+            f.write(text)
+        return
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write in {path.parent}: {_problem(exc)}") from None
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(temporary, path)
+    except BaseException as exc:
         temporary.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.errno in DISK_ERRNOS | {errno.EISDIR, errno.ENOTDIR}:
+            raise OutputError(f"{path}: cannot write: {_problem(exc)}") from None
         raise

@@ -349,17 +349,15 @@ class Dram:
         else:
             yield from self.move(scope, 0, nbytes)
 
-    def move(
-        self, scope: Scope, read_bytes: int, write_bytes: int, latency: bool = True
-    ) -> Process:
-        """Read and write in one stretch of the channels; `latency=False` for transfers whose
-        latency hides behind earlier requests (a pipeline's steady state)."""
+    def move(self, scope: Scope, read_bytes: int, write_bytes: int) -> Process:
+        """Read and write in one stretch of the channels, then the latency (`stream`: a
+        pipeline's steady state, whose latency hides behind earlier requests)."""
         nbytes = read_bytes + write_bytes
         if nbytes <= 0:
             return
         start = now(self.env)
         yield from self.unit.hold(ceil_div(nbytes, self.bytes_per_cycle), nbytes, scope.priority)
-        if latency and self.latency_cycles:
+        if self.latency_cycles:
             yield self.env.timeout(self.latency_cycles)
         self._log(scope, read_bytes, write_bytes, start)
 

@@ -43,3 +43,15 @@ def test_write_text_atomic_into_a_missing_folder_is_one_output_error(tmp_path):
     with pytest.raises(OutputError, match="gone/row.json: cannot write"):
         write_text_atomic(path, "x")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_write_text_atomic_leaves_a_file_in_its_way_alone(tmp_path):
+    from hwsim.io.outputs import write_text_atomic
+
+    path = tmp_path / "row.json"
+    theirs = tmp_path / f".row.json.{os.getpid()}.part"
+    theirs.write_text("not hwsim's\n")
+    write_text_atomic(path, "new\n")
+    assert path.read_text() == "new\n"
+    assert theirs.read_text() == "not hwsim's\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [theirs.name, "row.json"]
