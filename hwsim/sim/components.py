@@ -13,7 +13,7 @@ from collections import defaultdict
 from collections.abc import Generator
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import simpy
@@ -22,7 +22,7 @@ from numpy.typing import NDArray
 Process = Generator[Any, Any, Any]
 Int64s = NDArray[np.int64]
 PAIR_BITS = 24  # of a Ledger row key: the (component, action) code; the scope's above it
-COMPACT_EVERY = 2**16  # Ledger adds held before they are summed per key
+COMPACT_EVERY = 2**14  # Ledger entries open before they are moved into int64 columns
 
 
 @dataclass(frozen=True)
@@ -38,15 +38,14 @@ class Scope:
 class Ledger:
     """All counters and busy intervals of one simulation."""
 
-    # Counts: each `add` appends (layer, phase, component, action) as one int key, scope
-    # code << PAIR_BITS | pair code, and its count, bytes and cycles to int64 columns; every
-    # COMPACT_EVERY adds they are summed per key (numpy, exact), so memory follows the
-    # distinct rows (a 25,000-layer step has 750,000), not the adds.
+    # Counts: each `add` sums its count, bytes and cycles into the open entry of its
+    # (layer, phase, component, action); once COMPACT_EVERY entries are open they are moved
+    # into int64 columns summed per key, scope code << PAIR_BITS | pair code (numpy, exact),
+    # so memory follows the distinct rows (a 25,000-layer step has 750,000) in 32 bytes
+    # each, not in Python objects.
     scopes: dict[tuple[str, str], int] = field(default_factory=dict)  # (layer, phase) → code
     pairs: dict[tuple[str, str], int] = field(default_factory=dict)  # (component, action)
-    pending: tuple[array, array, array, array] = field(
-        default_factory=lambda: (array("q"), array("q"), array("q"), array("q"))
-    )
+    unsummed: dict[tuple[str, str, str, str], list[int]] = field(default_factory=dict)
     summed: tuple[np.ndarray, ...] = field(
         default_factory=lambda: tuple(np.zeros(0, dtype=np.int64) for _ in range(4))
     )
@@ -75,30 +74,39 @@ class Ledger:
         nbytes: int = 0,
         cycles: int = 0,
     ) -> None:
-        scope_code = self.scopes.setdefault((scope.layer, scope.phase), len(self.scopes))
-        pair_code = self.pairs.setdefault((component, action), len(self.pairs))
-        keys, counts, moved, busy = self.pending
-        keys.append(scope_code << PAIR_BITS | pair_code)
-        counts.append(count)
-        moved.append(nbytes)
-        busy.append(cycles)
-        if len(keys) >= COMPACT_EVERY:
-            self._compact()
+        key = (scope.layer, scope.phase, component, action)
+        entry = self.unsummed.get(key)
+        if entry is None:
+            self.unsummed[key] = [count, nbytes, cycles]
+            if len(self.unsummed) >= COMPACT_EVERY:
+                self._compact()
+        else:
+            entry[0] += count
+            entry[1] += nbytes
+            entry[2] += cycles
 
     def _compact(self) -> None:
-        """Fold the pending adds into the per-key sums: the pending adds are summed per key,
-        then added in place to the keys already summed and the new keys inserted, one column
-        at a time (the sums stay sorted by key; a step's 750,000 keys are never sorted again
-        or copied more than a column at a time)."""
-        pending = [np.frombuffer(column, dtype=np.int64) for column in self.pending]
-        self.pending = (array("q"), array("q"), array("q"), array("q"))
-        if not len(pending[0]):
+        """Move the open entries into the per-key sums: added in place to the keys already
+        summed and the new keys inserted, one column at a time (the sums stay sorted by key;
+        a step's 750,000 keys are never sorted again or copied more than a column at a
+        time)."""
+        entries, self.unsummed = self.unsummed, {}
+        if not entries:
             return
-        order = np.argsort(pending[0], kind="stable")
+        scopes, pairs = self.scopes, self.pairs
+        codes = np.fromiter(
+            (
+                scopes.setdefault(key[:2], len(scopes)) << PAIR_BITS
+                | pairs.setdefault(key[2:], len(pairs))
+                for key in entries
+            ),
+            dtype=np.int64,
+            count=len(entries),
+        )
+        pending = [codes, *np.array(list(entries.values()), dtype=np.int64).T]
+        order = np.argsort(pending[0], kind="stable")  # the keys are distinct
         keys = pending[0][order]
-        starts = np.flatnonzero(np.concatenate([[True], keys[1:] != keys[:-1]]))
-        keys = keys[starts]
-        sums = [np.add.reduceat(column[order], starts) for column in pending[1:]]
+        sums = [column[order] for column in pending[1:]]
         summed, self.summed = list(self.summed), ()
         at = np.searchsorted(summed[0], keys)
         found = at < len(summed[0])
@@ -187,10 +195,9 @@ def _name_table(codes: dict[tuple[str, str], int]) -> np.ndarray:
 
 def now(env: simpy.Environment) -> int:
     """The simulated time in cycles.  simpy types its clock int | float; the simulator only
-    ever waits whole cycles (every timeout it schedules is an int), so the clock stays one."""
-    time = env.now
-    assert isinstance(time, int), f"simulated time {time!r} is not a whole number of cycles"
-    return time
+    ever waits whole cycles (every timeout it schedules is an int), so the clock stays one
+    (the engine checks the last cycle: a float delay would leave the clock a float)."""
+    return cast(int, env.now)
 
 
 def ceil_div(numerator: int, denominator: float) -> int:
@@ -239,6 +246,7 @@ class SharedUnit:
         self.shortest_first = shortest_first
         self.jobs: dict[simpy.Event, float] = {}  # → cycles of work left (at the full rate)
         self.priorities: dict[simpy.Event, int] = {}
+        self.asked: dict[simpy.Event, tuple[int, int]] = {}  # → the cycle it came, its cycles
         self.updated = now(env)
         self.busy_since = 0
         self.busy_bytes = 0
@@ -259,18 +267,18 @@ class SharedUnit:
             return None
         asked = now(self.env)
         done = self.env.event()
-        self._advance(asked)
-        if not self.jobs:
+        jobs = self.jobs
+        if jobs:
+            self._advance(asked)
+        else:
+            self.updated = asked
             self.busy_since, self.busy_bytes = asked, 0
-        self.jobs[done] = float(cycles)
+        jobs[done] = float(cycles)
         self.priorities[done] = priority
+        self.asked[done] = (asked, cycles)
         self.busy_bytes += nbytes
         self._reschedule(asked)
-        done.callbacks.append(partial(self._waited, asked, cycles))
         return done
-
-    def _waited(self, asked: int, cycles: int, _: simpy.Event) -> None:
-        self.ledger.waits[self.name] += max(0, now(self.env) - asked - cycles)
 
     def _active(self) -> list[simpy.Event]:
         jobs = self.jobs
@@ -295,13 +303,17 @@ class SharedUnit:
         """Set the timer for the next completion, one simpy timeout; a timer already set for
         that cycle stays (an arrival that does not change the next completion, such as a
         longer job behind a shorter one, sets none), and a superseded one fires for nothing."""
-        if not self.jobs:
+        jobs = self.jobs
+        if not jobs:
             self.version += 1
             self.target = None
             return
-        active = self._active()
-        least = min(self.jobs[job] for job in active)
-        delay = max(0, math.ceil(least * len(active) - 1e-6))
+        if len(jobs) == 1:
+            delay = max(0, math.ceil(next(iter(jobs.values())) - 1e-6))
+        else:
+            active = self._active()
+            least = min(jobs[job] for job in active)
+            delay = max(0, math.ceil(least * len(active) - 1e-6))
         if time + delay == self.target:
             return
         self.version += 1
@@ -309,17 +321,21 @@ class SharedUnit:
         self.env.timeout(delay).callbacks.append(partial(self._fire, self.version))
 
     def _fire(self, version: int, _: simpy.Event) -> None:
-        """The timer set `delay` cycles ago: the jobs done by now leave, unless an arrival
-        or another completion has superseded it."""
+        """The timer set `delay` cycles ago: the jobs done by now leave (their wait beyond
+        their own work counted), unless an arrival or another completion has superseded
+        it."""
         if version != self.version:
             return
         self.target = None
         time = now(self.env)
         self._advance(time)
-        for job in [job for job, left in self.jobs.items() if left <= 1e-6]:
-            del self.jobs[job], self.priorities[job]
+        jobs = self.jobs
+        for job in [job for job, left in jobs.items() if left <= 1e-6]:
+            del jobs[job], self.priorities[job]
+            asked, cycles = self.asked.pop(job)
+            self.ledger.waits[self.name] += max(0, time - asked - cycles)
             job.succeed()
-        if not self.jobs:
+        if not jobs:
             self.ledger.busy(self.name, self.busy_since, time, self.busy_bytes)
         self._reschedule(time)
 

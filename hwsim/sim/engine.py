@@ -150,7 +150,8 @@ def _run(
     env.run()
     assert not held, "a record was never admitted"
     assert not any(waiting_on), "a record never ran"
-    return int(env.now)
+    assert isinstance(env.now, int), f"simulated time {env.now!r} is not a whole number of cycles"
+    return env.now
 
 
 def _dependents(records: list[OpRecord]) -> Callable[[int], list[int]]:

@@ -40,6 +40,8 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+from bisect import bisect_left
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -362,6 +364,26 @@ def search(
     return found
 
 
+def fitting(
+    gemm: Gemm, machine: Machine, fixed_port_bytes: int = 0
+) -> Callable[[int], Mapping | None]:
+    """`search` of `gemm` on `machine` as a function of the budget alone (the same mapping
+    for every budget): a bisection of the aligned frontier, ranked once, without the
+    per-call cache lookup, which hashes the GEMM; the unaligned candidates only where no
+    aligned one fits."""
+    frontier = _frontier(gemm, machine, True, fixed_port_bytes)
+    negated = frontier.negated_footprints.tolist()
+    mappings = frontier.mappings
+
+    def best(budget_bytes: int) -> Mapping | None:
+        at = bisect_left(negated, -budget_bytes)
+        if at < len(mappings):
+            return mappings[at]
+        return search(gemm, budget_bytes, machine, fixed_port_bytes)
+
+    return best
+
+
 def _alignment(machine: Machine | None, aligned: bool) -> tuple[int, int, int]:
     """Tile multiples the array unrolls: k (weight stationary) or m (output stationary), n."""
     if machine is None or not aligned:
@@ -443,21 +465,35 @@ class _Frontier:
     mappings: tuple[Mapping, ...]
 
 
-@lru_cache(maxsize=8192)
-def _frontier(
-    gemm: Gemm, machine: Machine | None, aligned: bool, fixed_port_bytes: int
-) -> _Frontier:
-    """The frontier of `gemm`'s candidates: the least-traffic mapping first (by default).
+@dataclass(frozen=True)
+class _Candidates:
+    """Every candidate tiling of one GEMM on one array, in every loop order: what each moves
+    and holds, whatever the bandwidths and the objective that rank them.  Per order the
+    same `count` tilings; the order-wide columns hold ORDERS[i]'s at [i·count, (i+1)·count)."""
 
-    Ties go to the fewest estimated cycles on `machine` — max(the tiles' array cycles, DRAM
-    time, buffer-port time) plus the pipeline's fill and drain (the first tile's reads, the
-    last tile's compute); without a machine, to a fill of at most 1/64 of the traffic, then
-    the fewest steps, then the earlier loop order and candidate."""
-    tiles, trips, tile_elements, sweep_elements = _grid(gemm, _alignment(machine, aligned))
+    tiles: list[Int64s]  # per tiling (one order's)
+    trips: list[Int64s]
+    compute: Int64s
+    write: int  # the finished output's bytes to DRAM
+    steps: Int64s  # order-wide from here on
+    compute_all: Int64s
+    footprint: Int64s
+    read_a: Int64s
+    read_b: Int64s
+    partial: Int64s
+    array: Int64s
+    traffic: Int64s
+
+
+@lru_cache(maxsize=48)
+def _candidates_on(gemm: Gemm, array: Machine | None, aligned: bool) -> _Candidates:
+    """The candidates of `gemm` on `array` (a machine of unit bandwidths: its rows, columns
+    and dataflow), shared by the machines that differ from it only in bandwidths and
+    objective (a sweep's bundles of one array).  Kept for a few GEMMs: each holds ~50
+    columns of ~1,000 tilings."""
+    tiles, trips, tile_elements, sweep_elements = _grid(gemm, _alignment(array, aligned))
     compute = (
-        _tiled_compute(machine, tiles, trips, gemm)
-        if machine is not None
-        else np.zeros_like(tiles[0])
+        _tiled_compute(array, tiles, trips, gemm) if array is not None else np.zeros_like(tiles[0])
     )
     operands = (gemm.a, gemm.b, gemm.c)
     sweep_bytes = [_bytes(sweep_elements[i], operands[i].bits) for i in range(3)]
@@ -472,84 +508,98 @@ def _frontier(
     steps = trips[0] * trips[1] * trips[2]
     orders = [
         _order_costs(
-            order,
-            gemm,
-            machine,
-            (trips, compute, steps, write, fixed_port_bytes),
-            (sweep_bytes, sweep_elements, tile_bytes, accumulating),
+            order, gemm, trips, write, (sweep_bytes, sweep_elements, tile_bytes, accumulating)
         )
         for order in ORDERS
     ]
-    count = len(steps)
-    primary = np.concatenate([costs["primary"] for costs in orders])
-    secondary = np.concatenate([costs["secondary"] for costs in orders])
-    footprint = np.concatenate([costs["footprint"] for costs in orders])
-    which = np.arange(len(ORDERS) * count)
-    rank = np.lexsort((which, np.tile(steps, len(ORDERS)), secondary, primary))
-    ranked = footprint[rank]
-    before = np.minimum.accumulate(np.concatenate([[np.iinfo(np.int64).max], ranked[:-1]]))
-    kept = rank[ranked < before]
-    mappings = _kept_mappings(kept.tolist(), count, orders, (tiles, trips, compute, write))
-    return _Frontier(-footprint[kept].astype(np.int64), mappings)
-
-
-def _kept_mappings(
-    kept: list[int], count: int, orders: list[dict[str, np.ndarray]], nest: tuple
-) -> tuple[Mapping, ...]:
-    """The Mapping of each kept candidate (its order's index × `count` + its own)."""
-    tiles, trips, compute, write = nest
-    mappings = []
-    for entry in kept:
-        order_index, choice = divmod(entry, count)
-        costs = orders[order_index]
-        mappings.append(
-            Mapping(
-                order=">".join(LOOPS[loop] for loop in ORDERS[order_index]),
-                tiles=_pick(tiles, choice),
-                trips=_pick(trips, choice),
-                read_bytes=(int(costs["read_a"][choice]), int(costs["read_b"][choice])),
-                output_write_bytes=int(write),
-                partial_bytes=int(costs["partial"][choice]),
-                footprint_bytes=int(costs["footprint"][choice]),
-                array_read_bytes=int(costs["array"][choice]),
-                compute_cycles=int(compute[choice]),
-            )
-        )
-    return tuple(mappings)
+    columns = {name: np.concatenate([costs[name] for costs in orders]) for name in orders[0]}
+    return _Candidates(
+        tiles,
+        trips,
+        compute,
+        write,
+        np.tile(steps, len(ORDERS)),
+        np.tile(compute, len(ORDERS)),
+        **columns,
+    )
 
 
 def _order_costs(
-    order: tuple[int, ...],
-    gemm: Gemm,
-    machine: Machine | None,
-    shared: tuple,
-    sizes: tuple,
-) -> dict[str, np.ndarray]:
-    """One loop order's footprint, traffic and ranking keys for every candidate tiling."""
-    trips, compute, steps, write, fixed_port_bytes = shared
+    order: tuple[int, ...], gemm: Gemm, trips: list[Int64s], write: int, sizes: tuple
+) -> dict[str, Int64s]:
+    """One loop order's footprint, traffic and array reads for every candidate tiling;
+    `write`: the finished output's bytes to DRAM."""
     sweep_bytes, sweep_elements, tile_bytes, accumulating = sizes
     operands = (gemm.a, gemm.b, gemm.c)
     multipliers, footprint = _revisits(order, trips, operands, tile_bytes, accumulating)
     reads = [sweep_bytes[i] * multipliers[i] * (not operands[i].resident) for i in (A, B)]
     partial_elements = multipliers[C] * sweep_elements[C] - operands[C].elements
     partial = _bytes(partial_elements, gemm.accumulator_bits) * (not operands[C].resident)
-    traffic = reads[A] + reads[B] + 2 * partial + write
-    # Buffer → array: every input tile each time the nest uses it (held or not).
-    array = sweep_bytes[A] * multipliers[A] + sweep_bytes[B] * multipliers[B]
-    port = array + 2 * partial + write
-    if machine is not None and machine.objective.kind != DRAM_BYTES.kind:
-        port = array + 2 * partial + fixed_port_bytes  # all the buffer port serves
-    fill = _fill_cycles(machine, compute, traffic, port, reads[A] + reads[B], steps)
-    primary, secondary = _ranked(machine, traffic, fill, array + 2 * partial + write)
     return {
-        "primary": primary,
-        "secondary": secondary,
         "footprint": footprint,
         "read_a": reads[A],
         "read_b": reads[B],
         "partial": partial,
-        "array": array,
+        # Buffer → array: every input tile each time the nest uses it (held or not).
+        "array": sweep_bytes[A] * multipliers[A] + sweep_bytes[B] * multipliers[B],
+        "traffic": reads[A] + reads[B] + 2 * partial + write,
     }
+
+
+def _unit_bandwidths(machine: Machine | None) -> Machine | None:
+    """The machine's array alone: what the candidates depend on."""
+    if machine is None:
+        return None
+    return Machine(machine.rows, machine.columns, machine.weight_stationary, 1.0, 1.0)
+
+
+@lru_cache(maxsize=8192)
+def _frontier(
+    gemm: Gemm, machine: Machine | None, aligned: bool, fixed_port_bytes: int
+) -> _Frontier:
+    """The frontier of `gemm`'s candidates: the least-traffic mapping first (by default).
+
+    Ties go to the fewest estimated cycles on `machine` — max(the tiles' array cycles, DRAM
+    time, buffer-port time) plus the pipeline's fill and drain (the first tile's reads, the
+    last tile's compute); without a machine, to a fill of at most 1/64 of the traffic, then
+    the fewest steps, then the earlier loop order and candidate."""
+    found = _candidates_on(gemm, _unit_bandwidths(machine), aligned)
+    base = found.array + 2 * found.partial
+    port = base + found.write
+    if machine is not None and machine.objective.kind != DRAM_BYTES.kind:
+        port = base + fixed_port_bytes  # all the buffer port serves
+    fill = _fill_cycles(
+        machine, found.compute_all, found.traffic, port, found.read_a + found.read_b, found.steps
+    )
+    primary, secondary = _ranked(machine, found.traffic, fill, base + found.write)
+    footprint = found.footprint
+    rank = np.lexsort((np.arange(len(footprint)), found.steps, secondary, primary))
+    ranked = footprint[rank]
+    before = np.minimum.accumulate(np.concatenate([[np.iinfo(np.int64).max], ranked[:-1]]))
+    kept = rank[ranked < before]
+    return _Frontier(-footprint[kept].astype(np.int64), _kept_mappings(kept.tolist(), found))
+
+
+def _kept_mappings(kept: list[int], found: _Candidates) -> tuple[Mapping, ...]:
+    """The Mapping of each kept candidate (its order's index × count + its own)."""
+    count = len(found.compute)
+    mappings = []
+    for entry in kept:
+        order_index, choice = divmod(entry, count)
+        mappings.append(
+            Mapping(
+                order=">".join(LOOPS[loop] for loop in ORDERS[order_index]),
+                tiles=_pick(found.tiles, choice),
+                trips=_pick(found.trips, choice),
+                read_bytes=(int(found.read_a[entry]), int(found.read_b[entry])),
+                output_write_bytes=int(found.write),
+                partial_bytes=int(found.partial[entry]),
+                footprint_bytes=int(found.footprint[entry]),
+                array_read_bytes=int(found.array[entry]),
+                compute_cycles=int(found.compute[choice]),
+            )
+        )
+    return tuple(mappings)
 
 
 def _ranked(

@@ -10,11 +10,11 @@ how much buffer space its tiles hold.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 from hwsim.sim.components import ceil_div
-from hwsim.sim.loopnest import DRAM_BYTES, Machine, Mapping, Objective, gemm_of, search
+from hwsim.sim.loopnest import DRAM_BYTES, Machine, Mapping, Objective, fitting, gemm_of
 from hwsim.sim.loopnest import Operand as GemmOperand
 from hwsim.sim.sparsity import Zeros
 from hwsim.specs.arch import Dataflow, PeArray, Precision
@@ -106,34 +106,30 @@ def gemm_slots(record: OpRecord) -> tuple[int, int, int]:
     return record.slot_index(Slot.A), record.slot_index(Slot.B), record.slot_index(Slot.C)
 
 
-def _plan_stream(
-    record: OpRecord,
-    reads: list[int],
-    writes: list[int],
-    read_dram: list[int],
-    write_dram: list[int],
-    cycles: int,
-    budget_bytes: int,
-) -> OpPlan:
+def _stream_plan(
+    record: OpRecord, reads: list[int], writes: list[int], dram: tuple[int, int], cycles: int
+) -> Callable[[int], OpPlan]:
     """A vector op: its operands stream through the buffer, double-buffered, in as few
-    steps as the budget allows."""
-    moved = sum(read_dram) + sum(write_dram)
-    steps = max(1, ceil_div(moved, max(1, budget_bytes // 2)))
-    footprint = moved if steps == 1 else 2 * ceil_div(moved, steps)
-    if footprint > budget_bytes:
-        raise NoFit(f"streams of {moved} bytes")
-    return OpPlan(
-        sum(read_dram),
-        sum(write_dram),
-        sum(reads),
-        sum(writes),
-        record.macs,
-        record.other_ops,
-        cycles,
-        steps,
-        footprint,
-        None,
-    )
+    steps as the budget allows; `dram`: the bytes read from and written to DRAM.  The plan
+    of a number of steps, given it."""
+    moved = dram[0] + dram[1]
+
+    def of_steps(steps: int) -> OpPlan:
+        footprint = moved if steps == 1 else 2 * ceil_div(moved, steps)
+        return OpPlan(
+            dram[0],
+            dram[1],
+            sum(reads),
+            sum(writes),
+            record.macs,
+            record.other_ops,
+            cycles,
+            steps,
+            footprint,
+            None,
+        )
+
+    return of_steps
 
 
 def _gemm_operands(
@@ -164,17 +160,6 @@ def _gemm_operands(
     return a, b, c
 
 
-def _mapping(gemm, budget_bytes: int, machine: Machine, groups: int, fixed: int) -> Mapping:
-    """The loop nest the search picks for the GEMM (of one group, run `groups` times) in
-    `budget_bytes`; NoFit if none fits.  `fixed`: one group's buffer traffic no mapping
-    changes."""
-    fixed = 0 if machine.objective.kind == DRAM_BYTES.kind else fixed  # a smaller cache key
-    mapping = search(gemm, budget_bytes, machine, fixed)
-    if mapping is None:
-        raise NoFit("its smallest tiles")
-    return mapping.repeated(groups)
-
-
 def machine_of(
     pe: PeArray, dram_bytes_per_cycle: float, buffer_bytes_per_cycle: float, objective: Objective
 ) -> Machine:
@@ -187,6 +172,143 @@ def machine_of(
         buffer_bytes_per_cycle,
         objective,
     )
+
+
+Kept = tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]  # cached, kept, consumed
+
+
+class _Family:
+    """The plans of one record with given reads cached and writes kept or consumed, by the
+    one thing the budget changes: a streamed op's steps, a GEMM's mapping."""
+
+    def __init__(self, planner: Planner, record: OpRecord, kept: Kept) -> None:
+        self.record = record
+        self.by_steps: dict[int, OpPlan] = {}  # a streamed op's plans
+        self.by_mapping: dict[int, tuple[Mapping, OpPlan]] = {}  # a GEMM's, by id(mapping)
+        self.zeros = planner.zeros
+        self.kept = kept
+        self.precision = precision = planner.precision
+        pe = planner.pe
+        cached_reads, kept_writes, consumed_writes = kept
+        reads = [operand_bytes(operand, precision) for operand in record.reads]
+        writes = [operand_bytes(operand, precision) for operand in record.writes]
+        cycles = compute_cycles(record, vector_ops_per_cycle=pe.vector_ops_per_cycle, pe=pe)
+        self.best: Callable[[int], Mapping | None] | None = None
+        if not is_matmul_class(record):
+            read_dram = sum(size for i, size in enumerate(reads) if i not in cached_reads)
+            write_dram = sum(
+                size
+                for i, size in enumerate(writes)
+                if i not in kept_writes and i not in consumed_writes
+            )
+            self.moved = read_dram + write_dram
+            self.of_steps = _stream_plan(record, reads, writes, (read_dram, write_dram), cycles)
+            return
+        self._gemm(planner, reads, writes, cycles)
+
+    def _gemm(self, planner: Planner, reads: list[int], writes: list[int], cycles: int) -> None:
+        """A matmul or conv: the searched loop nest's traffic, plus the small operands (a
+        bias) held whole."""
+        record, precision, pe = self.record, planner.precision, planner.pe
+        cached_reads, kept_writes, consumed_writes = self.kept
+        first, second, output = gemm_slots(record)
+        a, b, c = _gemm_operands(record, precision, cached_reads, kept_writes, consumed_writes)
+        # Other operands (a bias) are small: read once and held whole while the op runs.
+        extra_reads = [i for i in range(len(reads)) if i not in (first, second)]
+        extra_dram = sum(reads[i] for i in extra_reads if i not in cached_reads)
+        extra_write_dram = sum(
+            writes[i]
+            for i in range(len(writes))
+            if i != output and i not in kept_writes and i not in consumed_writes
+        )
+        self.held = held = extra_dram + extra_write_dram
+        op = record.op
+        assert isinstance(op, MatmulOp | Conv2DOp), "only matmul-class ops are planned as GEMMs"
+        folds = partial_sum_bytes(record, pe, precision)
+        fixed = sum(reads[i] for i in extra_reads) + folds + sum(writes)
+        machine = planner.machine
+        # One group's buffer traffic no mapping changes: only the cycle estimates count it.
+        fixed = 0 if machine.objective.kind == DRAM_BYTES.kind else fixed // op.groups
+        self.best = fitting(gemm_of(op, a, b, c, precision.accumulator_bits), machine, fixed)
+        tensors = (record.reads[first].tensor, record.reads[second].tensor)
+        extra_array = sum(reads[i] for i in extra_reads) + folds // 2
+        written = sum(writes) + folds // 2
+
+        def of_mapping(group: Mapping) -> OpPlan:
+            mapping = group.repeated(op.groups)
+            return OpPlan(
+                mapping.dram_read_bytes + extra_dram,
+                mapping.dram_write_bytes + extra_write_dram,
+                mapping.array_read_bytes + extra_array + mapping.partial_bytes,
+                written + mapping.partial_bytes,
+                record.macs,
+                record.other_ops,
+                # The array's time is its tiles' (each folds its own reduction), never
+                # below the whole op's.
+                max(cycles, mapping.compute_cycles),
+                mapping.steps,
+                mapping.footprint_bytes + held,
+                mapping,
+                (*tensors, record.writes[output].tensor),
+            )
+
+        self.of_mapping = of_mapping
+
+    def plan(self, budget_bytes: int) -> OpPlan:
+        if self.best is None:
+            steps = max(1, ceil_div(self.moved, max(1, budget_bytes // 2)))
+            plan = self.by_steps.get(steps)
+            if plan is None:
+                plan = self.by_steps[steps] = self._finished(self.of_steps(steps))
+            if plan.footprint_bytes > budget_bytes:
+                raise NoFit(f"streams of {self.moved} bytes")
+            return plan
+        mapping = self.best(budget_bytes - self.held)
+        if mapping is None:
+            raise NoFit("its smallest tiles")
+        entry = self.by_mapping.get(id(mapping))
+        if entry is None or entry[0] is not mapping:
+            plan = self._finished(self.of_mapping(mapping))
+            entry = self.by_mapping[id(mapping)] = (mapping, plan)
+        return entry[1]
+
+    def _finished(self, plan: OpPlan) -> OpPlan:
+        """`plan` with the spec's zeros priced (compression, skipping), if it has any."""
+        if self.zeros is None:
+            return plan
+        return _with_zeros(plan, self.record, self.precision, self.zeros, self.kept)
+
+
+class Planner:
+    """`plan_op` on one chip, memoized: a record's plans with given reads cached and writes
+    kept or consumed are built once, by the steps or the mapping the budget picks (one
+    search per budget, the frontier bisected), and shared by every later op, point or
+    trace step that asks for them again."""
+
+    def __init__(
+        self,
+        precision: Precision,
+        pe: PeArray,
+        dram_bytes_per_cycle: float = 1.0,
+        buffer_bytes_per_cycle: float = 1.0,
+        zeros: Zeros | None = None,
+        objective: Objective = DRAM_BYTES,
+    ) -> None:
+        self.precision = precision
+        self.pe = pe
+        self.zeros = zeros
+        self.machine = machine_of(pe, dram_bytes_per_cycle, buffer_bytes_per_cycle, objective)
+        self.families: dict[tuple[int, Kept], _Family] = {}
+
+    def plan(self, record: OpRecord, budget_bytes: int, kept: Kept = ((), (), ())) -> OpPlan:
+        """The cost of `record` given `budget_bytes` of stream space; `kept`: the reads the
+        buffer already holds, the writes it keeps whole, the writes used on chip and never
+        written to DRAM.  Raises NoFit when its smallest tiles need more than the budget."""
+        key = (id(record), kept)
+        family = self.families.get(key)
+        if family is None or family.record is not record:
+            family = self.families[key] = _Family(self, record, kept)
+        return family.plan(budget_bytes)
 
 
 def plan_op(
@@ -202,7 +324,7 @@ def plan_op(
     zeros: Zeros | None = None,
     objective: Objective = DRAM_BYTES,
 ) -> OpPlan:
-    """The cost of `record` given `budget_bytes` of stream space.
+    """The cost of `record` given `budget_bytes` of stream space (a Planner's, once).
 
     `cached_reads` index reads the buffer already holds; `kept_writes` writes it keeps whole;
     `consumed_writes` writes used on chip and never written to DRAM (a fused weight update's
@@ -210,95 +332,9 @@ def plan_op(
     `objective`: what the mapping search ranks by (schedule.mapping_objective).
     Raises NoFit when the op's smallest tiles need more than the budget.
     """
-    plan = _plan_dense(
-        record,
-        precision,
-        budget_bytes,
-        pe,
-        (cached_reads, kept_writes, consumed_writes),
-        dram_bytes_per_cycle,
-        buffer_bytes_per_cycle,
-        objective,
-    )
-    if zeros is None:
-        return plan
-    return _with_zeros(plan, record, precision, zeros, (cached_reads, kept_writes, consumed_writes))
-
-
-def _plan_dense(
-    record: OpRecord,
-    precision: Precision,
-    budget_bytes: int,
-    pe: PeArray,
-    kept: tuple[Collection[int], Collection[int], Collection[int]],
-    dram_bytes_per_cycle: float,
-    buffer_bytes_per_cycle: float,
-    objective: Objective = DRAM_BYTES,
-) -> OpPlan:
-    """plan_op on a dense chip."""
-    cached_reads, kept_writes, consumed_writes = kept
-    reads = [operand_bytes(operand, precision) for operand in record.reads]
-    writes = [operand_bytes(operand, precision) for operand in record.writes]
-    read_dram = [size for i, size in enumerate(reads) if i not in cached_reads]
-    write_dram = [
-        size for i, size in enumerate(writes) if i not in kept_writes and i not in consumed_writes
-    ]
-    cycles = compute_cycles(record, vector_ops_per_cycle=pe.vector_ops_per_cycle, pe=pe)
-    if not is_matmul_class(record):
-        return _plan_stream(record, reads, writes, read_dram, write_dram, cycles, budget_bytes)
-    machine = machine_of(pe, dram_bytes_per_cycle, buffer_bytes_per_cycle, objective)
-    return _plan_gemm(record, precision, budget_bytes, pe, machine, reads, writes, cycles, kept)
-
-
-def _plan_gemm(
-    record: OpRecord,
-    precision: Precision,
-    budget_bytes: int,
-    pe: PeArray,
-    machine: Machine,
-    reads: list[int],
-    writes: list[int],
-    cycles: int,
-    kept: tuple[Collection[int], Collection[int], Collection[int]],
-) -> OpPlan:
-    """A matmul or conv: the searched loop nest's traffic, plus the small operands (a bias)
-    held whole; `kept` is plan_op's (cached reads, kept writes, consumed writes)."""
-    cached_reads, kept_writes, consumed_writes = kept
-    first, second, output = gemm_slots(record)
-    a, b, c = _gemm_operands(record, precision, cached_reads, kept_writes, consumed_writes)
-    # Other operands (a bias) are small: read once and held whole while the op runs.
-    extra_reads = [i for i in range(len(reads)) if i not in (first, second)]
-    extra_dram = sum(reads[i] for i in extra_reads if i not in cached_reads)
-    extra_write_dram = sum(
-        writes[i]
-        for i in range(len(writes))
-        if i != output and i not in kept_writes and i not in consumed_writes
-    )
-    held = extra_dram + extra_write_dram
-    op = record.op
-    assert isinstance(op, MatmulOp | Conv2DOp), "plan_op plans only matmul-class ops as GEMMs"
-    gemm = gemm_of(op, a, b, c, precision.accumulator_bits)
-    folds = partial_sum_bytes(record, pe, precision)
-    fixed = sum(reads[i] for i in extra_reads) + folds + sum(writes)
-    mapping = _mapping(gemm, budget_bytes - held, machine, op.groups, fixed // op.groups)
-    return OpPlan(
-        mapping.dram_read_bytes + extra_dram,
-        mapping.dram_write_bytes + extra_write_dram,
-        mapping.array_read_bytes
-        + sum(reads[i] for i in extra_reads)
-        + mapping.partial_bytes
-        + folds // 2,
-        sum(writes) + mapping.partial_bytes + folds // 2,
-        record.macs,
-        record.other_ops,
-        # The array's time is its tiles' (each folds its own reduction), never below the
-        # whole op's.
-        max(cycles, mapping.compute_cycles),
-        mapping.steps,
-        mapping.footprint_bytes + held,
-        mapping,
-        (record.reads[first].tensor, record.reads[second].tensor, record.writes[output].tensor),
-    )
+    planner = Planner(precision, pe, dram_bytes_per_cycle, buffer_bytes_per_cycle, zeros, objective)
+    kept = (tuple(sorted(cached_reads)), tuple(sorted(kept_writes)), tuple(sorted(consumed_writes)))
+    return planner.plan(record, budget_bytes, kept)
 
 
 def _with_zeros(

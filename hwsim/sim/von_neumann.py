@@ -31,11 +31,11 @@ from hwsim.sim.sparsity import SAVED, SKIPPED, Zeros, action
 from hwsim.sim.tiling import (
     NoFit,
     OpPlan,
+    Planner,
     bits_of,
     compute_cycles,
     machine_of,
     operand_bytes,
-    plan_op,
 )
 from hwsim.specs.arch import ActionEnergies, MappingObjective, VonNeumannSpec
 from hwsim.specs.trace import Operand, OpRecord, Role, Trace
@@ -177,10 +177,34 @@ class VonNeumannSubstrate:
             self.kept_operands = {}
             self.reuse.written_back = []
         self._check_dram_capacity(trace, facts)
-        # The same for every point of a sweep's bundle: memoized by what it depends on.
+        self._memoized(trace, facts)
+
+    def _memoized(self, trace: Trace, facts: TraceFacts) -> None:
+        """What every point of a sweep's bundle shares, memoized by the chip's fields it
+        depends on: the schedule's ranks and each record's scope (array, precision, DRAM),
+        and the plans (all but the buffer's capacity)."""
+        arch = self.arch
+        planner_fields = (
+            arch.precision,
+            self.pe_array,
+            self.dram.bytes_per_cycle,
+            self.buffer.bandwidth_bytes_per_cycle,
+            self.zeros,
+            self.objective,
+        )
+        self.planner: Planner = facts.memo(
+            ("von_neumann plans", *planner_fields), partial(Planner, *planner_fields)
+        )
         self.rank = facts.memo(
             ("von_neumann ranks", self.pe_array, arch.precision, arch.dram),
             partial(self._critical_path_ranks, trace),
+        )
+        self.scopes: list[Scope] = facts.memo(
+            ("von_neumann scopes", self.pe_array, arch.precision, arch.dram),
+            lambda: [
+                Scope(record.layer, record.phase.value, self.rank[record.id])
+                for record in trace.records
+            ],
         )
 
     def _critical_path_ranks(self, trace: Trace) -> array:
@@ -292,23 +316,11 @@ class VonNeumannSubstrate:
         """Wait for enough stream space, then plan the op in what is free and take it."""
         woken = False
         while True:
-            turn: simpy.Event = self.env.event()
+            turn: simpy.Event
             if self._space_to_try():
                 free = self._free_bytes()
                 try:
-                    plan = plan_op(
-                        record,
-                        self.arch.precision,
-                        free,
-                        self.pe_array,
-                        cached,
-                        kept,
-                        consumed,
-                        self.dram.bytes_per_cycle,
-                        self.buffer.bandwidth_bytes_per_cycle,
-                        self.zeros,
-                        self.objective,
-                    )
+                    plan = self.planner.plan(record, free, (cached, kept, consumed))
                 except NoFit as problem:
                     if self.stream_bytes == 0:
                         raise CapacityError(
@@ -317,16 +329,19 @@ class VonNeumannSubstrate:
                             f"{problem} do not fit in the {free:,} bytes the buffer leaves "
                             f"for streams (got {self.capacity_bytes:,})",
                         ) from None
+                    turn = self.env.event()
                     self.retry.append(turn)  # more space after the next release
                 else:
                     self.stream_bytes += plan.footprint_bytes
                     if woken:
                         self._pass_turn()
                     return plan
-            elif woken:
-                self.waiting.appendleft(turn)  # keeps its place in line
             else:
-                self.waiting.append(turn)
+                turn = self.env.event()
+                if woken:
+                    self.waiting.appendleft(turn)  # keeps its place in line
+                else:
+                    self.waiting.append(turn)
             if woken:
                 self._pass_turn()
             yield turn
@@ -360,7 +375,7 @@ class VonNeumannSubstrate:
             self._pass_turn()
 
     def execute(self, record: OpRecord) -> Process:
-        scope = Scope(record.layer, record.phase.value, self.rank[record.id])
+        scope = self.scopes[record.id]
         cached, kept, consumed, written_back, pinned = self._reuse(record)
         dram_written_back = self._written_back(scope, written_back)  # before another op's
         self._occupied()

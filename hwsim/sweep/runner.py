@@ -71,23 +71,34 @@ def _search_key(point: Point) -> Hashable:
     return point.key
 
 
+def _array_key(point: Point) -> Hashable:
+    """Points with equal keys share the mapping search's candidate tilings (a von Neumann
+    spec's array and precision: hwsim.sim.loopnest._candidates_on), whatever their
+    bandwidths; any other point's key is its own."""
+    if isinstance(point.arch, VonNeumannSpec):
+        return (point.arch.pe_array, point.arch.precision)
+    return point.key
+
+
 def _bundles(tasks: list[Row], workers: int) -> list[list[list[Row]]]:
     """The points to run (each a list of its rows), as tasks: up to MAX_POINTS_PER_TASK
     points that share a search key (hwsim.sim.von_neumann.search_key: a buffer-size axis'
     points) run one after another on one worker, which then searches each op's mappings once
     for all of them instead of once on every worker (or again once the cache has evicted
-    them); tasks ordered by their key's first point.  At least 4 tasks per worker where there
-    are enough points."""
+    them); tasks ordered by their key's first point, the keys of one array together.  At
+    least 4 tasks per worker where there are enough points."""
     points = _by_point(tasks)
     size = max(1, min(MAX_POINTS_PER_TASK, len(points) // (4 * workers)))
     by_key: dict[Hashable, list[list[Row]]] = {}
     for rows in points:
         by_key.setdefault(_search_key(rows[0].point), []).append(rows)
-    return [
-        group[start : start + size]
-        for group in by_key.values()
-        for start in range(0, len(group), size)
-    ]
+    # Keys of one array next to each other, so that a worker's next task is likely to find
+    # the candidates of its GEMMs still cached.
+    first: dict[Hashable, int] = {}
+    for index, group in enumerate(by_key.values()):
+        first.setdefault(_array_key(group[0][0].point), index)
+    groups = sorted(by_key.values(), key=lambda group: first[_array_key(group[0][0].point)])
+    return [group[start : start + size] for group in groups for start in range(0, len(group), size)]
 
 
 def _task(bundle: list[list[Row]]) -> Task:

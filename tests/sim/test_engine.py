@@ -689,18 +689,18 @@ def test_records_waiting_for_stream_space_each_try_at_most_once_per_release(monk
     import hwsim.sim.von_neumann as von_neumann
 
     checks, attempts = [], []
-    real_check, real_plan = von_neumann.VonNeumannSubstrate._space_to_try, von_neumann.plan_op
+    real_check, real_plan = von_neumann.VonNeumannSubstrate._space_to_try, von_neumann.Planner.plan
 
     def check(self):
         checks.append(len(self.waiting))
         return real_check(self)
 
-    def plan(record, *args):
+    def plan(self, record, *args):
         attempts.append(record.id)
-        return real_plan(record, *args)
+        return real_plan(self, record, *args)
 
     monkeypatch.setattr(von_neumann.VonNeumannSubstrate, "_space_to_try", check)
-    monkeypatch.setattr(von_neumann, "plan_op", plan)
+    monkeypatch.setattr(von_neumann.Planner, "plan", plan)
     ops = [matmul(64, 64, 64, id_=index) for index in range(120)]
     cramped = arch(VON_NEUMANN, **{"global_buffer.capacity_bytes": 65536})
     result = simulate(cramped, one_op_trace(*ops))

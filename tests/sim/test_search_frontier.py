@@ -151,3 +151,17 @@ def test_one_frontier_serves_every_budget():
     after = loopnest._frontier.cache_info()
     assert after.misses - before.misses == 1  # the aligned frontier, built once
     assert after.hits - before.hits >= 39
+
+
+@settings(max_examples=100, deadline=None)
+@given(problems())
+def test_a_budget_function_of_the_search_finds_what_the_search_finds(problem):
+    """loopnest.fitting (the planner's: one frontier, bisected) against `search` itself, at
+    every kept footprint, a byte below it, below every aligned tile (the unaligned
+    candidates) and at random budgets."""
+    gemm, machine, fixed, budgets = problem
+    best = loopnest.fitting(gemm, machine, fixed)
+    frontier = loopnest._frontier(gemm, machine, True, fixed).mappings
+    edges = [mapping.footprint_bytes + d for mapping in frontier for d in (0, -1)]
+    for budget in [*budgets, *edges, 0, 1]:
+        assert best(budget) == search(gemm, budget, machine, fixed)
