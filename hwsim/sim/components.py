@@ -250,8 +250,8 @@ class SharedUnit:
         self.updated = now(env)
         self.busy_since = 0
         self.busy_bytes = 0
-        self.version = 0
-        self.target: int | None = None  # the cycle the timer set last fires at
+        self.timer: simpy.Event | None = None  # the timeout set last (the others fire idle)
+        self.target: int | None = None  # the cycle it fires at
 
     def hold(self, cycles: int, nbytes: int = 0, priority: int = 0) -> Process:
         """Do `cycles` of work (at the full rate) beside whoever else is using the unit."""
@@ -305,8 +305,7 @@ class SharedUnit:
         longer job behind a shorter one, sets none), and a superseded one fires for nothing."""
         jobs = self.jobs
         if not jobs:
-            self.version += 1
-            self.target = None
+            self.timer = self.target = None
             return
         if len(jobs) == 1:
             delay = max(0, math.ceil(next(iter(jobs.values())) - 1e-6))
@@ -316,15 +315,15 @@ class SharedUnit:
             delay = max(0, math.ceil(least * len(active) - 1e-6))
         if time + delay == self.target:
             return
-        self.version += 1
         self.target = time + delay
-        self.env.timeout(delay).callbacks.append(partial(self._fire, self.version))
+        timer = self.timer = self.env.timeout(delay)
+        timer.callbacks.append(self._fire)
 
-    def _fire(self, version: int, _: simpy.Event) -> None:
+    def _fire(self, timer: simpy.Event) -> None:
         """The timer set `delay` cycles ago: the jobs done by now leave (their wait beyond
         their own work counted), unless an arrival or another completion has superseded
         it."""
-        if version != self.version:
+        if timer is not self.timer:
             return
         self.target = None
         time = now(self.env)

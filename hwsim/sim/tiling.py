@@ -299,6 +299,8 @@ class Planner:
         self.zeros = zeros
         self.machine = machine_of(pe, dram_bytes_per_cycle, buffer_bytes_per_cycle, objective)
         self.families: dict[tuple[int, Kept], _Family] = {}
+        # The substrate's: each plan's pipeline stages, by id(plan) (the plan kept with them).
+        self.pipelines: dict[int, tuple] = {}
 
     def plan(self, record: OpRecord, budget_bytes: int, kept: Kept = ((), (), ())) -> OpPlan:
         """The cost of `record` given `budget_bytes` of stream space; `kept`: the reads the

@@ -37,7 +37,7 @@ from hwsim.sim.tiling import (
     machine_of,
     operand_bytes,
 )
-from hwsim.specs.arch import ActionEnergies, MappingObjective, VonNeumannSpec
+from hwsim.specs.arch import ActionEnergies, MappingObjective, Precision, VonNeumannSpec
 from hwsim.specs.trace import Operand, OpRecord, Role, Trace
 from hwsim.units import BITS_PER_BYTE, format_bytes
 
@@ -93,6 +93,21 @@ class ReuseShare:
         self.held[tensor] = (nbytes, dirty)
         self.used_bytes += nbytes
         return written_back
+
+
+OperandFacts = tuple[tuple[str, bool, int], ...]  # per operand: tensor, reusable, bytes
+
+
+def _operand_facts(trace: Trace, precision: Precision) -> list[tuple[OperandFacts, OperandFacts]]:
+    """Per record (by id): its reads' and writes' tensors, whether the reuse share may keep
+    them, and their bytes."""
+
+    def facts(side: tuple[Operand, ...]) -> OperandFacts:
+        return tuple(
+            (o.tensor, o.role in REUSABLE_ROLES, operand_bytes(o, precision)) for o in side
+        )
+
+    return [(facts(record.reads), facts(record.writes)) for record in trace.records]
 
 
 def mapping_objective(arch: VonNeumannSpec, energies: ActionEnergies | None) -> Objective:
@@ -199,6 +214,9 @@ class VonNeumannSubstrate:
             ("von_neumann ranks", self.pe_array, arch.precision, arch.dram),
             partial(self._critical_path_ranks, trace),
         )
+        self.operands: list[tuple[OperandFacts, OperandFacts]] = facts.memo(
+            ("von_neumann operands", arch.precision), partial(_operand_facts, trace, arch.precision)
+        )
         self.scopes: list[Scope] = facts.memo(
             ("von_neumann scopes", self.pe_array, arch.precision, arch.dram),
             lambda: [
@@ -264,47 +282,45 @@ class VonNeumannSubstrate:
     ) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...], int, list[str]]:
         """Which reads the buffer already holds, which writes it keeps, which writes are
         consumed on chip, bytes to write back, and the tensors pinned for this op."""
-        cached, kept, consumed, written_back = set(), set(), set(), 0
+        cached: list[int] = []
+        kept: list[int] = []
+        consumed: list[int] = []
+        written_back = 0
         limit = self.capacity_bytes - self.stream_bytes
         pinned: list[str] = []
-        for index, operand in enumerate(record.reads):
-            if operand.tensor in self.fused:
-                cached.add(index)  # applied tile by tile as the gradient op produces it
-            elif operand.tensor in self.reuse:
-                self.reuse.touch(operand.tensor)
-                cached.add(index)
-            elif operand.role in REUSABLE_ROLES and self.reuse.pending[operand.tensor] > 1:
-                written_back += (
-                    self.reuse.keep(operand.tensor, self._bytes(operand), False, limit) or 0
-                )
-            if operand.tensor in self.reuse:
-                self.reuse.pins[operand.tensor] += 1
-                pinned.append(operand.tensor)
-        for index, operand in enumerate(record.writes):
-            if operand.tensor in self.fused:
-                consumed.add(index)  # applied to the weights on chip: never written to DRAM
+        reuse, fused = self.reuse, self.fused
+        reads, writes = self.operands[record.id]
+        for index, (tensor, reusable, nbytes) in enumerate(reads):
+            if tensor in fused:
+                cached.append(index)  # applied tile by tile as the gradient op produces it
+            elif tensor in reuse:
+                reuse.touch(tensor)
+                cached.append(index)
+            elif reusable and reuse.pending[tensor] > 1:
+                written_back += reuse.keep(tensor, nbytes, False, limit) or 0
+            if tensor in reuse:
+                reuse.pins[tensor] += 1
+                pinned.append(tensor)
+        for index, (tensor, reusable, nbytes) in enumerate(writes):
+            if tensor in fused:
+                consumed.append(index)  # applied to the weights on chip: never written to DRAM
                 continue
             # A result no later record reads is an output of the step: it goes to DRAM.
-            if operand.role not in REUSABLE_ROLES or self.reuse.pending[operand.tensor] == 0:
-                self.reuse.drop(operand.tensor)
+            if not reusable or reuse.pending[tensor] == 0:
+                reuse.drop(tensor)
                 continue
-            evicted = self.reuse.keep(operand.tensor, self._bytes(operand), True, limit)
+            evicted = reuse.keep(tensor, nbytes, True, limit)
             if evicted is not None and self.kept_operands is not None:
-                self.kept_operands[operand.tensor] = operand
+                self.kept_operands[tensor] = record.writes[index]
             if evicted is not None:
-                kept.add(index)
+                kept.append(index)
                 written_back += evicted
-                self.reuse.pins[operand.tensor] += 1
-                pinned.append(operand.tensor)
-        # Sorted tuples, not frozensets: up to the engine's issue window of records hold them
-        # while they wait (a frozenset is 216 bytes even when empty; the empty tuple is shared).
-        return (
-            tuple(sorted(cached)),
-            tuple(sorted(kept)),
-            tuple(sorted(consumed)),
-            written_back,
-            pinned,
-        )
+                reuse.pins[tensor] += 1
+                pinned.append(tensor)
+        # Tuples (ascending: indices are visited in order), not frozensets: up to the engine's
+        # issue window of records hold them while they wait (a frozenset is 216 bytes even
+        # when empty; the empty tuple is shared).
+        return tuple(cached), tuple(kept), tuple(consumed), written_back, pinned
 
     def _plan(
         self,
@@ -431,13 +447,10 @@ class VonNeumannSubstrate:
     def _pipeline(self, scope: Scope, plan: OpPlan) -> Process:
         """Prologue (first tile in), steady state (DRAM, array and buffer port side by side),
         epilogue (last tile computed and written)."""
-        steps = plan.steps
-        bandwidth = self.buffer.bandwidth_bytes_per_cycle
-        moved = plan.buffer_read_bytes + plan.buffer_write_bytes
-        work = (plan.compute_cycles, ceil_div(moved, bandwidth), plan.macs, plan.vector_ops, moved)
-        last = tuple(ceil_div(amount, steps) for amount in work)
-        first_read = ceil_div(plan.dram_read_bytes, steps)
-        last_write = ceil_div(plan.dram_write_bytes, steps)
+        stages = self.planner.pipelines.get(id(plan))
+        if stages is None or stages[0] is not plan:
+            stages = self.planner.pipelines[id(plan)] = self._stages(plan)
+        _, first_read, middle, last, last_write = stages
         # The buffer holds operands dense: it fills and drains what DRAM moves, decompressed.
         self.ledger.add(
             scope, BUFFER, "fill", nbytes=plan.dram_read_bytes + plan.dram_read_saved_bytes
@@ -447,14 +460,35 @@ class VonNeumannSubstrate:
         )
         self.ledger.add(scope, BUFFER, "read", nbytes=plan.buffer_read_bytes)
         self.ledger.add(scope, BUFFER, "write", nbytes=plan.buffer_write_bytes)
-        yield from self.dram.move(scope, first_read, 0)
+        if first_read > 0:
+            yield from self.dram.move(scope, first_read, 0)
         skipping = plan.skipped_macs > 0
-        if steps > 1:
-            middle = (amount - tail for amount, tail in zip(work, last, strict=True))
-            streams = (plan.dram_read_bytes - first_read, plan.dram_write_bytes - last_write)
-            yield self._stage(scope, *middle, skipping=skipping, streams=streams)
+        if middle is not None:
+            work, streams = middle
+            yield self._stage(scope, *work, skipping=skipping, streams=streams)
         yield self._stage(scope, *last, skipping=skipping)
-        yield from self.dram.move(scope, 0, last_write)
+        if last_write > 0:
+            yield from self.dram.move(scope, 0, last_write)
+
+    def _stages(self, plan: OpPlan) -> tuple:
+        """The pipeline of `plan`: its first tile's DRAM reads; the steady state's work
+        (cycles, port cycles, MACs, vector ops, buffer bytes) and DRAM streams (reads,
+        writes), None for one step; the last tile's work; its DRAM writes (kept by the
+        planner with the plan: the same for every op that runs it)."""
+        steps = plan.steps
+        bandwidth = self.buffer.bandwidth_bytes_per_cycle
+        moved = plan.buffer_read_bytes + plan.buffer_write_bytes
+        work = (plan.compute_cycles, ceil_div(moved, bandwidth), plan.macs, plan.vector_ops, moved)
+        last = tuple(ceil_div(amount, steps) for amount in work)
+        first_read = ceil_div(plan.dram_read_bytes, steps)
+        last_write = ceil_div(plan.dram_write_bytes, steps)
+        middle = None
+        if steps > 1:
+            middle = (
+                tuple(amount - tail for amount, tail in zip(work, last, strict=True)),
+                (plan.dram_read_bytes - first_read, plan.dram_write_bytes - last_write),
+            )
+        return plan, first_read, middle, last, last_write
 
     def _stage(
         self,

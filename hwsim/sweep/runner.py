@@ -261,16 +261,14 @@ def run_sweep(
     out = Path(out)
     expansion = expand(sweep)
     store.prepare(out, expansion)
+    # Rows' records read or written: not re-read.
+    known: dict[str, dict[str, Any] | None] = dict(
+        store.finished_points(out, [row.key for row in expansion.rows])
+    )
     pending: dict[str, Row] = {}
-    known: dict[str, dict[str, Any] | None] = {}  # rows' records read or written: not re-read
     for row in expansion.rows:
-        if row.key in pending or row.key in known:
-            continue
-        record = store.finished_point(out, row.key)
-        if record is None:
-            pending[row.key] = row
-        else:
-            known[row.key] = record
+        if row.key not in known:
+            pending.setdefault(row.key, row)
     skipped = len(known)
     tasks = list(pending.values())
     if on_start is not None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -61,12 +62,12 @@ def prepare(out: Path, expansion: Expansion) -> None:
     with atomic_output(out / "sweep.yaml") as f:
         f.write(dump_yaml(expansion.spec.model_dump(mode="json")))
     dumper = SectionDumper()
+    present = set(os.listdir(out / SPECS))  # one listing, not a failed open a point
     for point in expansion.points:
-        path = out / SPECS / f"{point.key}.yaml"
+        name = f"{point.key}.yaml"
         text = dumper.dump(point.arch.model_dump(mode="json"))
-        if _text(path) != text:  # missing, or damaged since: written again
-            with atomic_output(path) as f:
-                f.write(text)
+        if name not in present or _text(out / SPECS / name) != text:  # missing, or damaged
+            write_text_atomic(out / SPECS / name, text)
 
 
 def _text(path: Path) -> str | None:
@@ -126,13 +127,27 @@ def write_point(out: Path, key: str, result: dict[str, Any]) -> dict[str, Any] |
     }
     text = json.dumps(record, sort_keys=True) + "\n"
     write_text_atomic(point_path(out, key), text)
-    return _checked(text, key)
+    # What json gives back of it (numbers, strings, None): the record as read_point reads it.
+    return record if _is_record(record, key) else None
 
 
 def finished_point(out: Path, key: str) -> dict[str, Any] | None:
     """The row's record if it finished with status ok, else None (it runs again)."""
     record = read_point(out, key)
     return record if record is not None and record["status"] == "ok" else None
+
+
+def finished_points(out: Path, keys: list[str]) -> dict[str, dict[str, Any]]:
+    """`finished_point` of every row of `keys` that has one (the folder listed once: a row
+    without a file is not opened)."""
+    present = set(os.listdir(out / POINTS))
+    found = {}
+    for key in keys:
+        if f"{key}.json" in present:
+            record = finished_point(out, key)
+            if record is not None:
+                found[key] = record
+    return found
 
 
 def resolved_value(arch: ArchSpec, path: str) -> Any:
