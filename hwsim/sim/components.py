@@ -371,7 +371,7 @@ class Dram:
         if nbytes <= 0:
             return
         start = now(self.env)
-        yield from self.unit.hold(ceil_div(nbytes, self.bytes_per_cycle), nbytes, scope.priority)
+        yield self.unit.job(ceil_div(nbytes, self.bytes_per_cycle), nbytes, scope.priority)
         if self.latency_cycles:
             yield self.env.timeout(self.latency_cycles)
         self._log(scope, read_bytes, write_bytes, start)

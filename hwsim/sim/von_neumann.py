@@ -29,6 +29,7 @@ from hwsim.sim.result import MAPPING_KINDS
 from hwsim.sim.schedule import critical_path_ranks
 from hwsim.sim.sparsity import SAVED, SKIPPED, Zeros, action
 from hwsim.sim.tiling import (
+    Kept,
     NoFit,
     OpPlan,
     Planner,
@@ -322,46 +323,39 @@ class VonNeumannSubstrate:
         # when empty; the empty tuple is shared).
         return tuple(cached), tuple(kept), tuple(consumed), written_back, pinned
 
-    def _plan(
-        self,
-        record: OpRecord,
-        cached: tuple[int, ...],
-        kept: tuple[int, ...],
-        consumed: tuple[int, ...],
-    ) -> Process:
-        """Wait for enough stream space, then plan the op in what is free and take it."""
-        woken = False
-        while True:
-            turn: simpy.Event
-            if self._space_to_try():
-                free = self._free_bytes()
-                try:
-                    plan = self.planner.plan(record, free, (cached, kept, consumed))
-                except NoFit as problem:
-                    if self.stream_bytes == 0:
-                        raise CapacityError(
-                            "global_buffer.capacity_bytes",
-                            f"record {record.id} ({record.layer} {record.phase.value}): "
-                            f"{problem} do not fit in the {free:,} bytes the buffer leaves "
-                            f"for streams (got {self.capacity_bytes:,})",
-                        ) from None
-                    turn = self.env.event()
-                    self.retry.append(turn)  # more space after the next release
-                else:
-                    self.stream_bytes += plan.footprint_bytes
-                    if woken:
-                        self._pass_turn()
-                    return plan
-            else:
+    def _try(self, record: OpRecord, kept: Kept, woken: bool) -> OpPlan | simpy.Event:
+        """Plan the op in the stream space free and take it, if there is enough to try and
+        it fits; else the turn to wait for before trying again (`woken`: this is a try after
+        a wait)."""
+        turn: simpy.Event
+        if self._space_to_try():
+            free = self._free_bytes()
+            try:
+                plan = self.planner.plan(record, free, kept)
+            except NoFit as problem:
+                if self.stream_bytes == 0:
+                    raise CapacityError(
+                        "global_buffer.capacity_bytes",
+                        f"record {record.id} ({record.layer} {record.phase.value}): "
+                        f"{problem} do not fit in the {free:,} bytes the buffer leaves "
+                        f"for streams (got {self.capacity_bytes:,})",
+                    ) from None
                 turn = self.env.event()
+                self.retry.append(turn)  # more space after the next release
+            else:
+                self.stream_bytes += plan.footprint_bytes
                 if woken:
-                    self.waiting.appendleft(turn)  # keeps its place in line
-                else:
-                    self.waiting.append(turn)
+                    self._pass_turn()
+                return plan
+        else:
+            turn = self.env.event()
             if woken:
-                self._pass_turn()
-            yield turn
-            woken = True
+                self.waiting.appendleft(turn)  # keeps its place in line
+            else:
+                self.waiting.append(turn)
+        if woken:
+            self._pass_turn()
+        return turn
 
     def _free_bytes(self) -> int:
         return self.capacity_bytes - self.reuse.used_bytes - self.stream_bytes
@@ -395,7 +389,12 @@ class VonNeumannSubstrate:
         cached, kept, consumed, written_back, pinned = self._reuse(record)
         dram_written_back = self._written_back(scope, written_back)  # before another op's
         self._occupied()
-        plan = yield from self._plan(record, cached, kept, consumed)
+        # Wait for enough stream space, then plan the op in what is free and take it.
+        outcome = self._try(record, (cached, kept, consumed), woken=False)
+        while not isinstance(outcome, OpPlan):
+            yield outcome
+            outcome = self._try(record, (cached, kept, consumed), woken=True)
+        plan = outcome
         self._occupied()
         if self.ledger.details:
             self._log_mapping(record, plan)

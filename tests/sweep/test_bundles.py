@@ -69,3 +69,27 @@ def test_the_search_key_ignores_capacity_only():
         {"schedule": {"mapping_objective": MappingObjective.LATENCY}},
     ):
         assert key(**changed) != base, changed
+
+
+def test_the_tasks_of_one_array_run_one_after_another(tmp_path):
+    """The GEMMs' candidate tilings depend on the array, not the bandwidths
+    (hwsim.sim.loopnest._candidates_on keeps a few): tasks of one array are adjacent, so a
+    worker's next task finds them cached.  The grid's bandwidths vary slowest here."""
+    rows = expand(write_sweep(tmp_path, axes=AXES)).rows
+    arrays = [_points_of(bundle)[0].values["pe_array.rows"] for bundle in _bundles(rows, 2)]
+    runs = [array for i, array in enumerate(arrays) if i == 0 or arrays[i - 1] != array]
+    assert sorted(runs) == sorted(set(arrays)) == [8, 16, 32]  # each array in one run
+
+
+def test_a_worker_process_imports_the_simulator_not_the_runner():
+    """Sweep workers start faster without pandas and plotly (hwsim.sweep's names are
+    imported when first used)."""
+    import subprocess
+    import sys
+
+    code = "import sys, hwsim.sweep.worker; print(sorted({'pandas', 'plotly'} & set(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
+    import hwsim.sweep as sweep
+
+    assert all(callable(getattr(sweep, name)) for name in sweep.__all__)
