@@ -138,8 +138,15 @@ def write_text_atomic(path: Path, text: str) -> None:
     except OSError as exc:
         raise OutputError(f"{path}: cannot write in {path.parent}: {_problem(exc)}") from None
     try:
-        with os.fdopen(handle, "w", encoding="utf-8") as f:
-            f.write(text)
+        try:
+            data = memoryview(text.encode("utf-8"))
+            while data:  # a regular file takes it whole but for an error
+                written = os.write(handle, data)
+                if not written:
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                data = data[written:]
+        finally:
+            os.close(handle)
         os.replace(temporary, path)
     except BaseException as exc:
         temporary.unlink(missing_ok=True)

@@ -126,10 +126,11 @@ def _died(rows: list[Row], exc: BaseException) -> Iterator[Result]:
 
 
 def _one_pool(
-    queue: deque[list[list[Row]]], traces: list, jobs: int
+    queue: deque[list[list[Row]]], traces: list, jobs: int, meanwhile: list[Callable[[], None]]
 ) -> Generator[Result, None, bool]:
     """Run tasks from `queue` on one pool until it is empty or the pool breaks (a worker
-    died: its points are recorded as errors); True if it broke."""
+    died: its points are recorded as errors); True if it broke.  `meanwhile`: work for this
+    process once the first tasks are submitted, while the workers start (done once)."""
     broken = False
     with ProcessPoolExecutor(
         max_workers=jobs,
@@ -147,6 +148,8 @@ def _one_pool(
                         broken = True
                         break
                     in_flight[future] = [row for rows in queue.popleft() for row in rows]
+                while meanwhile:
+                    meanwhile.pop(0)()
                 done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
                 for future in done:
                     rows = in_flight.pop(future)
@@ -164,18 +167,22 @@ def _one_pool(
     return broken
 
 
-def _pool(tasks: list[Row], expansion: Expansion, jobs: int) -> Iterator[Result]:
+def _pool(
+    tasks: list[Row], expansion: Expansion, jobs: int, meanwhile: Callable[[], None]
+) -> Iterator[Result]:
     """A process pool (spawned workers, one BLAS thread each); traces sent once per worker.
 
     A task is one point with its workloads.  At most `IN_FLIGHT_PER_JOB × jobs` points are
-    submitted at a time.  If a worker process dies (killed, out of memory), the rows in flight
-    are recorded as errors and a fresh pool takes the rest, up to `POOL_RESTARTS` times.
+    submitted at a time; `meanwhile` runs here once the first are.  If a worker process
+    dies (killed, out of memory), the rows in flight are recorded as errors and a fresh pool
+    takes the rest, up to `POOL_RESTARTS` times.
     """
     traces = [workload.trace for workload in expansion.workloads]
     queue = deque(_bundles(tasks, jobs))
     restarts = 0
+    later = [meanwhile]
     while queue:
-        broken = yield from _one_pool(queue, traces, jobs)
+        broken = yield from _one_pool(queue, traces, jobs, later)
         if not broken:
             continue
         restarts += 1
@@ -276,16 +283,29 @@ def run_sweep(
     logger.info(
         "sweep %s: %d rows to run, %d already finished", expansion.spec.name, len(tasks), skipped
     )
+    written: list[bool] = []
+
+    def specs() -> None:  # the points' spec files, once
+        if not written:
+            store.write_specs(out, expansion)
+            written.append(True)
+
     if tasks:
-        if scheduler is not None or dask_local is not None:
-            results = _dask(tasks, expansion, scheduler, dask_local)
+        results: Iterator[Result]
+        jobs = min(jobs or default_jobs(), len({row.point.key for row in tasks}))
+        if scheduler is None and dask_local is None and jobs > 1:
+            results = _pool(tasks, expansion, jobs, specs)  # written while the workers start
         else:
-            jobs = min(jobs or default_jobs(), len({row.point.key for row in tasks}))
-            results = _serial(tasks) if jobs == 1 else _pool(tasks, expansion, jobs)
+            specs()
+            if scheduler is not None or dask_local is not None:
+                results = _dask(tasks, expansion, scheduler, dask_local)
+            else:
+                results = _serial(tasks)
         for key, result in results:
             known[key] = store.write_point(out, key, result)
             if on_result is not None:
                 on_result(key, result)
+    specs()  # if no task ran, or no pool started
     table = store.assemble(out, expansion, known)
     store.write_table(out, table)
     return table

@@ -49,8 +49,8 @@ def inputs(expansion: Expansion) -> list[str | Path]:
 
 
 def prepare(out: Path, expansion: Expansion) -> None:
-    """Claim the folder (new, empty, or a sweep's: hwsim.io.folders), and write the sweep and
-    each point's resolved spec."""
+    """Claim the folder (new, empty, or a sweep's: hwsim.io.folders), and write the sweep
+    (`write_specs` writes the points' specs)."""
     claim_for_layout(out, SWEEP_LAYOUT, "sweep", inputs=inputs(expansion))
     for folder in (POINTS, SPECS):
         if (out / folder).exists() and not (out / folder).is_dir():
@@ -61,6 +61,11 @@ def prepare(out: Path, expansion: Expansion) -> None:
         (out / folder).mkdir(parents=True, exist_ok=True)
     with atomic_output(out / "sweep.yaml") as f:
         f.write(dump_yaml(expansion.spec.model_dump(mode="json")))
+
+
+def write_specs(out: Path, expansion: Expansion) -> None:
+    """Each point's resolved spec, in the folder `prepare` made (a file missing or changed
+    since is written again)."""
     dumper = SectionDumper()
     present = set(os.listdir(out / SPECS))  # one listing, not a failed open a point
     for point in expansion.points:

@@ -58,11 +58,17 @@ def test_pool_writes_a_row_per_point_and_workload_and_dask_agrees(small_sweep, t
     assert len(_files(out, "specs", ".yaml")) == 6
     from_csv = pd.read_csv(out / "results.csv", keep_default_na=False, na_values=[""])
     assert list(from_csv["row_key"]) == list(table["row_key"])
-    # a re-run runs nothing and gives the same table
+    # a re-run runs nothing and gives the same table; a spec file removed or changed since
+    # is written again (with nothing to run, no pool starts)
+    specs = [out / "specs" / name for name in _files(out, "specs", ".yaml")]
+    texts = [path.read_text() for path in specs]
+    specs[0].unlink()
+    specs[1].write_text("edited\n")
     starts = []
     again = run_sweep(small_sweep, out, jobs=2, on_start=lambda *counts: starts.append(counts))
     assert starts == [(0, 12)]
     pd.testing.assert_frame_equal(again, table)
+    assert [path.read_text() for path in specs] == texts
     # the same sweep on a Dask LocalCluster: the identical table
     pytest.importorskip("dask.distributed", reason="dask is the optional extra hwsim[dask]")
     dask = run_sweep(small_sweep, tmp_path / "dask", dask_local=2)
