@@ -39,7 +39,7 @@ class Ledger:
     """All counters and busy intervals of one simulation."""
 
     # Counts: each `add` sums its count, bytes and cycles into the open entry of its
-    # (layer, phase, component, action); once COMPACT_EVERY entries are open they are moved
+    # (layer, phase, component, action), which holds its int key too; once COMPACT_EVERY entries are open they are moved
     # into int64 columns summed per key, scope code << PAIR_BITS | pair code (numpy, exact),
     # so memory follows the distinct rows (a 25,000-layer step has 750,000) in 32 bytes
     # each, not in Python objects.
@@ -77,7 +77,10 @@ class Ledger:
         key = (scope.layer, scope.phase, component, action)
         entry = self.unsummed.get(key)
         if entry is None:
-            self.unsummed[key] = [count, nbytes, cycles]
+            scopes, pairs = self.scopes, self.pairs
+            code = scopes.setdefault((scope.layer, scope.phase), len(scopes)) << PAIR_BITS
+            code |= pairs.setdefault((component, action), len(pairs))
+            self.unsummed[key] = [count, nbytes, cycles, code]
             if len(self.unsummed) >= COMPACT_EVERY:
                 self._compact()
         else:
@@ -93,21 +96,15 @@ class Ledger:
         entries, self.unsummed = self.unsummed, {}
         if not entries:
             return
-        scopes, pairs = self.scopes, self.pairs
-        codes = np.fromiter(
-            (
-                scopes.setdefault(key[:2], len(scopes)) << PAIR_BITS
-                | pairs.setdefault(key[2:], len(pairs))
-                for key in entries
-            ),
-            dtype=np.int64,
-            count=len(entries),
-        )
-        pending = [codes, *np.array(list(entries.values()), dtype=np.int64).T]
+        count, moved, busy, codes = np.array(list(entries.values()), dtype=np.int64).T
+        pending = [codes, count, moved, busy]
         order = np.argsort(pending[0], kind="stable")  # the keys are distinct
         keys = pending[0][order]
         sums = [column[order] for column in pending[1:]]
         summed, self.summed = list(self.summed), ()
+        if not len(summed[0]):  # the first: nothing to merge into
+            self.summed = (keys, *sums)
+            return
         at = np.searchsorted(summed[0], keys)
         found = at < len(summed[0])
         found[found] = summed[0][at[found]] == keys[found]
@@ -188,8 +185,8 @@ def _mapping_column(column: array | list, kind: str) -> np.ndarray:
 def _name_table(codes: dict[tuple[str, str], int]) -> np.ndarray:
     """Row `code` holds the two names coded as `code` (codes count up in insertion order)."""
     table = np.empty((len(codes), 2), dtype=object)
-    for code, names in enumerate(codes):
-        table[code] = names
+    if codes:
+        table[:] = list(codes)
     return table
 
 
