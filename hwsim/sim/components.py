@@ -265,16 +265,23 @@ class SharedUnit:
         asked = now(self.env)
         done = self.env.event()
         jobs = self.jobs
-        if jobs:
-            self._advance(asked)
-        else:
+        idle = not jobs
+        if idle:
             self.updated = asked
             self.busy_since, self.busy_bytes = asked, 0
+        else:
+            self._advance(asked)
         jobs[done] = float(cycles)
         self.priorities[done] = priority
         self.asked[done] = (asked, cycles)
         self.busy_bytes += nbytes
-        self._reschedule(asked)
+        if idle:  # _reschedule's, for one job and no timer set
+            delay = max(0, math.ceil(float(cycles) - 1e-6))
+            self.target = asked + delay
+            timer = self.timer = self.env.timeout(delay)
+            timer.callbacks.append(self._fire)
+        else:
+            self._reschedule(asked)
         return done
 
     def _active(self) -> list[simpy.Event]:
@@ -324,8 +331,23 @@ class SharedUnit:
             return
         self.target = None
         time = now(self.env)
-        self._advance(time)
         jobs = self.jobs
+        if len(jobs) == 1:  # alone: _advance and the leaving below, for one job
+            job, left = next(iter(jobs.items()))
+            if time != self.updated:
+                left = jobs[job] = left - (time - self.updated) / 1
+            self.updated = time
+            if left > 1e-6:
+                self._reschedule(time)
+                return
+            del jobs[job], self.priorities[job]
+            asked, cycles = self.asked.pop(job)
+            self.ledger.waits[self.name] += max(0, time - asked - cycles)
+            job.succeed()
+            self.ledger.busy(self.name, self.busy_since, time, self.busy_bytes)
+            self.timer = None  # _reschedule's, with no job left
+            return
+        self._advance(time)
         for job in [job for job, left in jobs.items() if left <= 1e-6]:
             del jobs[job], self.priorities[job]
             asked, cycles = self.asked.pop(job)
