@@ -39,10 +39,10 @@ class Ledger:
     """All counters and busy intervals of one simulation."""
 
     # Counts: each `add` sums its count, bytes and cycles into the open entry of its
-    # (layer, phase, component, action), which holds its int key too; once COMPACT_EVERY entries are open they are moved
-    # into int64 columns summed per key, scope code << PAIR_BITS | pair code (numpy, exact),
-    # so memory follows the distinct rows (a 25,000-layer step has 750,000) in 32 bytes
-    # each, not in Python objects.
+    # (layer, phase, component, action), which holds its int key too (scope code <<
+    # PAIR_BITS | pair code); once COMPACT_EVERY entries are open they are moved into int64
+    # columns summed per key (numpy, exact), so memory follows the distinct rows (a
+    # 25,000-layer step has 750,000) in 32 bytes each, not in Python objects.
     scopes: dict[tuple[str, str], int] = field(default_factory=dict)  # (layer, phase) → code
     pairs: dict[tuple[str, str], int] = field(default_factory=dict)  # (component, action)
     unsummed: dict[tuple[str, str, str, str], list[int]] = field(default_factory=dict)
