@@ -208,15 +208,22 @@ def report(args: argparse.Namespace) -> str:
     lines += [
         "",
         "Where the time goes: a task is up to 25 points that differ only in the buffer's size "
-        "(`hwsim.sim.von_neumann.search_key`), so one worker runs the mapping search of each "
-        "(array, bandwidths) machine once, for all of them; the rest of a worker's time is "
-        "the discrete-event simulation of each row (about 40 records, ~15 simpy events a "
-        "record: an op's pipeline stages start jobs on the shared DRAM, array and buffer "
-        "port without processes of their own, and a trace's facts are derived once per "
-        "worker, hwsim.sim.facts) and its figures. The main process expands the grid, writes "
-        "a spec file a point (each top-level entry's YAML made once) and a row file a row, "
-        "and assembles the table from the records it wrote. Earlier runs of this script: "
-        "315.2 s at 967ebd9, 115.7 s at b934fdd.",
+        "(`hwsim.sim.von_neumann.search_key`), and the tasks of one PE array run one after "
+        "another, so a worker ranks each GEMM's candidate tilings once per array "
+        "(hwsim.sim.loopnest._candidates_on) and each (array, bandwidths) machine's frontier "
+        "once, and builds each record's plans once for all of a task's points (a streamed "
+        "op's by its steps, a GEMM's by the mapping its budget picks: hwsim.sim.tiling."
+        "Planner, kept with the trace's facts). The rest of a worker's time is the "
+        "discrete-event simulation of each row (about 40 records, ~15 simpy events a record: "
+        "an op's pipeline stages start jobs on the shared DRAM, array and buffer port without "
+        "processes of their own; a job alone on a unit costs one timeout) and its figures "
+        "(the ledger sums adds into one entry per key). The main process expands the grid, "
+        "writes a row file a row (four system calls) and a spec file a point (while the "
+        "workers start), and assembles the table from the records it wrote. The 1,000-point "
+        "sample gains less than the whole grid: its tasks hold fewer points each, so less is "
+        "shared. The machine's speed varies between runs by up to ~15% (the same code here "
+        "took 58-69 s): read the ratio. Earlier runs of this script: 315.2 s at 967ebd9, "
+        "115.7 s at b934fdd, 87.7 s at abe784d.",
     ]
     return "\n".join(lines) + "\n"
 
