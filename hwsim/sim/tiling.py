@@ -193,7 +193,9 @@ class _Family:
         reads = [operand_bytes(operand, precision) for operand in record.reads]
         writes = [operand_bytes(operand, precision) for operand in record.writes]
         cycles = compute_cycles(record, vector_ops_per_cycle=pe.vector_ops_per_cycle, pe=pe)
-        self.best: Callable[[int], Mapping | None] | None = None
+        self.best: Callable[[int], Mapping | None] | None = None  # a GEMM's search
+        self.moved = 0  # a streamed op's DRAM bytes
+        self.held = 0  # a GEMM's small operands, held whole
         if not is_matmul_class(record):
             read_dram = sum(size for i, size in enumerate(reads) if i not in cached_reads)
             write_dram = sum(
