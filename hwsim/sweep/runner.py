@@ -241,6 +241,24 @@ def _dask(
                     yield row.key, _error(exc)
 
 
+def _results(
+    tasks: list[Row],
+    expansion: Expansion,
+    where: tuple[int | None, str | None, int | None],
+    specs: Callable[[], None],
+) -> Iterator[Result]:
+    """The rows' results from the pool (`where`: jobs, scheduler, dask_local), Dask or this
+    process; `specs` runs while a pool's workers start, or first."""
+    jobs, scheduler, dask_local = where
+    jobs = min(jobs or default_jobs(), len({row.point.key for row in tasks}))
+    if scheduler is None and dask_local is None and jobs > 1:
+        return _pool(tasks, expansion, jobs, specs)
+    specs()
+    if scheduler is not None or dask_local is not None:
+        return _dask(tasks, expansion, scheduler, dask_local)
+    return _serial(tasks)
+
+
 def run_sweep(
     sweep: SweepSpec | str | Path,
     out: str | Path,
@@ -291,16 +309,7 @@ def run_sweep(
             written.append(True)
 
     if tasks:
-        results: Iterator[Result]
-        jobs = min(jobs or default_jobs(), len({row.point.key for row in tasks}))
-        if scheduler is None and dask_local is None and jobs > 1:
-            results = _pool(tasks, expansion, jobs, specs)  # written while the workers start
-        else:
-            specs()
-            if scheduler is not None or dask_local is not None:
-                results = _dask(tasks, expansion, scheduler, dask_local)
-            else:
-                results = _serial(tasks)
+        results = _results(tasks, expansion, (jobs, scheduler, dask_local), specs)
         for key, result in results:
             known[key] = store.write_point(out, key, result)
             if on_result is not None:
