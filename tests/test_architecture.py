@@ -139,7 +139,8 @@ def test_validating_a_spec_loads_no_heavy_library():
 
 def test_a_summary_alone_loads_no_pandas(tmp_path):
     """`hwsim simulate --format json` (or table) without --out prints from the counts alone:
-    numpy and simpy, no pandas or plotly (issue 19: start-up)."""
+    numpy and simpy, no pandas or plotly; on a von Neumann spec, not the distributed
+    substrate nor numpy.ma (np.unique's) either (issue 19: start-up)."""
     from hwsim.cli import main
 
     trace = tmp_path / "small.jsonl"
@@ -150,7 +151,9 @@ def test_a_summary_alone_loads_no_pandas(tmp_path):
         f"    argv = ['simulate', '--arch', 'von_neumann', '--trace', {str(trace)!r}]\n"
         "    assert main([*argv, '--format', fmt]) == 0"
     )
-    _loads_none_of({"pandas", "plotly", "onnx", "sklearn"}, calls)
+    _loads_none_of(
+        {"pandas", "plotly", "onnx", "sklearn", "numpy.ma", "hwsim.sim.distributed"}, calls
+    )
 
 
 def test_no_function_is_longer_than_60_lines():

@@ -11,12 +11,12 @@ from array import array
 from collections import deque
 from collections.abc import Callable
 from functools import partial
+from typing import TYPE_CHECKING
 
 import numpy as np
 import simpy
 
 from hwsim.sim.components import Ledger, Scope
-from hwsim.sim.distributed import DistributedSubstrate
 from hwsim.sim.facts import facts_of
 from hwsim.sim.result import SimResult, StepCounts, build_counts, build_result
 from hwsim.sim.von_neumann import VonNeumannSubstrate
@@ -28,6 +28,9 @@ from hwsim.specs.arch import (
     VonNeumannSpec,
 )
 from hwsim.specs.trace import OpRecord, Role, Trace
+
+if TYPE_CHECKING:  # imported when a distributed spec runs: a von Neumann call starts sooner
+    from hwsim.sim.distributed import DistributedSubstrate
 
 # Records in flight at once, as a controller's issue window: more that are ready wait, in the
 # order they became ready, for one to end.  Only a very wide step fills it (DFA's error ops
@@ -106,6 +109,8 @@ def _run(
     if isinstance(arch, VonNeumannSpec):
         substrate = VonNeumannSubstrate(env, arch, trace, ledger, energies)
     elif isinstance(arch, DistributedSpec):
+        from hwsim.sim.distributed import DistributedSubstrate
+
         substrate = DistributedSubstrate(env, arch, trace.header, ledger, trace.records)
     else:
         raise TypeError(f"an arch spec is a VonNeumannSpec or a DistributedSpec (got {arch!r})")

@@ -234,7 +234,8 @@ def _plain(size: int, width: int = 1) -> _Loop:
     the whole loop), as a mapper's spatial unrolling requires."""
     tiles = _candidates(size)
     if width > 1:
-        tiles = np.unique(np.minimum(size, -(-tiles // width) * width))
+        aligned = np.minimum(size, -(-tiles // width) * width).tolist()
+        tiles = np.array(sorted(set(aligned)), dtype=np.int64)  # np.unique, without numpy.ma
     return _Loop(tiles, _ceil_div(np.int64(size), tiles))
 
 
