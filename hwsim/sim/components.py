@@ -275,14 +275,18 @@ class SharedUnit:
         self.priorities[done] = priority
         self.asked[done] = (asked, cycles)
         self.busy_bytes += nbytes
-        if idle:  # _reschedule's, for one job and no timer set
-            delay = max(0, math.ceil(float(cycles) - 1e-6))
-            self.target = asked + delay
-            timer = self.timer = self.env.timeout(delay)
-            timer.callbacks.append(self._fire)
+        if idle:  # _reschedule's, for one job
+            self._set_timer(asked, max(0, math.ceil(float(cycles) - 1e-6)))
         else:
             self._reschedule(asked)
         return done
+
+    def _retire(self, job: simpy.Event, time: int) -> None:
+        """`job` is done at `time`: it leaves, its wait beyond its own work counted."""
+        del self.jobs[job], self.priorities[job]
+        asked, cycles = self.asked.pop(job)
+        self.ledger.waits[self.name] += max(0, time - asked - cycles)
+        job.succeed()
 
     def _active(self) -> list[simpy.Event]:
         jobs = self.jobs
@@ -317,6 +321,10 @@ class SharedUnit:
             active = self._active()
             least = min(jobs[job] for job in active)
             delay = max(0, math.ceil(least * len(active) - 1e-6))
+        self._set_timer(time, delay)
+
+    def _set_timer(self, time: int, delay: int) -> None:
+        """The timer for a completion `delay` cycles after `time`, unless one is set for then."""
         if time + delay == self.target:
             return
         self.target = time + delay
@@ -335,24 +343,18 @@ class SharedUnit:
         if len(jobs) == 1:  # alone: _advance and the leaving below, for one job
             job, left = next(iter(jobs.items()))
             if time != self.updated:
-                left = jobs[job] = left - (time - self.updated) / 1
+                left = jobs[job] = left - (time - self.updated)
             self.updated = time
             if left > 1e-6:
                 self._reschedule(time)
                 return
-            del jobs[job], self.priorities[job]
-            asked, cycles = self.asked.pop(job)
-            self.ledger.waits[self.name] += max(0, time - asked - cycles)
-            job.succeed()
+            self._retire(job, time)
             self.ledger.busy(self.name, self.busy_since, time, self.busy_bytes)
             self.timer = None  # _reschedule's, with no job left
             return
         self._advance(time)
         for job in [job for job, left in jobs.items() if left <= 1e-6]:
-            del jobs[job], self.priorities[job]
-            asked, cycles = self.asked.pop(job)
-            self.ledger.waits[self.name] += max(0, time - asked - cycles)
-            job.succeed()
+            self._retire(job, time)
         if not jobs:
             self.ledger.busy(self.name, self.busy_since, time, self.busy_bytes)
         self._reschedule(time)
@@ -402,12 +404,8 @@ class Dram:
         if nbytes <= 0:
             return None
         done = self.unit.job(ceil_div(nbytes, self.bytes_per_cycle), nbytes, scope.priority)
-        if done is None:
-            self._log(scope, read_bytes, write_bytes, now(self.env))
-        else:
-            done.callbacks.append(
-                partial(self._logged, scope, read_bytes, write_bytes, now(self.env))
-            )
+        assert done is not None, "a byte takes at least a cycle"
+        done.callbacks.append(partial(self._logged, scope, read_bytes, write_bytes, now(self.env)))
         return done
 
     def _logged(

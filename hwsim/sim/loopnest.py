@@ -474,10 +474,9 @@ class _Candidates:
 
     tiles: list[Int64s]  # per tiling (one order's)
     trips: list[Int64s]
-    compute: Int64s
     write: int  # the finished output's bytes to DRAM
     steps: Int64s  # order-wide from here on
-    compute_all: Int64s
+    compute: Int64s  # the array cycles of each tiling
     footprint: Int64s
     read_a: Int64s
     read_b: Int64s
@@ -515,13 +514,7 @@ def _candidates_on(gemm: Gemm, array: Machine | None, aligned: bool) -> _Candida
     ]
     columns = {name: np.concatenate([costs[name] for costs in orders]) for name in orders[0]}
     return _Candidates(
-        tiles,
-        trips,
-        compute,
-        write,
-        np.tile(steps, len(ORDERS)),
-        np.tile(compute, len(ORDERS)),
-        **columns,
+        tiles, trips, write, np.tile(steps, len(ORDERS)), np.tile(compute, len(ORDERS)), **columns
     )
 
 
@@ -570,7 +563,7 @@ def _frontier(
     if machine is not None and machine.objective.kind != DRAM_BYTES.kind:
         port = base + fixed_port_bytes  # all the buffer port serves
     fill = _fill_cycles(
-        machine, found.compute_all, found.traffic, port, found.read_a + found.read_b, found.steps
+        machine, found.compute, found.traffic, port, found.read_a + found.read_b, found.steps
     )
     primary, secondary = _ranked(machine, found.traffic, fill, base + found.write)
     footprint = found.footprint
@@ -583,7 +576,7 @@ def _frontier(
 
 def _kept_mappings(kept: list[int], found: _Candidates) -> tuple[Mapping, ...]:
     """The Mapping of each kept candidate (its order's index × count + its own)."""
-    count = len(found.compute)
+    count = len(found.tiles[0])
     mappings = []
     for entry in kept:
         order_index, choice = divmod(entry, count)
@@ -597,7 +590,7 @@ def _kept_mappings(kept: list[int], found: _Candidates) -> tuple[Mapping, ...]:
                 partial_bytes=int(found.partial[entry]),
                 footprint_bytes=int(found.footprint[entry]),
                 array_read_bytes=int(found.array[entry]),
-                compute_cycles=int(found.compute[choice]),
+                compute_cycles=int(found.compute[entry]),
             )
         )
     return tuple(mappings)

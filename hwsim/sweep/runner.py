@@ -9,6 +9,7 @@ from collections import deque
 from collections.abc import Callable, Generator, Hashable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from functools import partial
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -125,12 +126,20 @@ def _died(rows: list[Row], exc: BaseException) -> Iterator[Result]:
         yield row.key, {"status": "error", "error": message}
 
 
+Meanwhile = list[Callable[[], None]]  # work for this process, each done once (popped)
+
+
+def _do(meanwhile: Meanwhile) -> None:
+    while meanwhile:
+        meanwhile.pop(0)()
+
+
 def _one_pool(
-    queue: deque[list[list[Row]]], traces: list, jobs: int, meanwhile: list[Callable[[], None]]
+    queue: deque[list[list[Row]]], traces: list, jobs: int, meanwhile: Meanwhile
 ) -> Generator[Result, None, bool]:
     """Run tasks from `queue` on one pool until it is empty or the pool breaks (a worker
-    died: its points are recorded as errors); True if it broke.  `meanwhile`: work for this
-    process once the first tasks are submitted, while the workers start (done once)."""
+    died: its points are recorded as errors); True if it broke.  `meanwhile` is done once the
+    first tasks are submitted, while the workers start."""
     broken = False
     with ProcessPoolExecutor(
         max_workers=jobs,
@@ -148,8 +157,7 @@ def _one_pool(
                         broken = True
                         break
                     in_flight[future] = [row for rows in queue.popleft() for row in rows]
-                while meanwhile:
-                    meanwhile.pop(0)()
+                _do(meanwhile)
                 done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
                 for future in done:
                     rows = in_flight.pop(future)
@@ -168,7 +176,7 @@ def _one_pool(
 
 
 def _pool(
-    tasks: list[Row], expansion: Expansion, jobs: int, meanwhile: Callable[[], None]
+    tasks: list[Row], expansion: Expansion, jobs: int, meanwhile: Meanwhile
 ) -> Iterator[Result]:
     """A process pool (spawned workers, one BLAS thread each); traces sent once per worker.
 
@@ -180,9 +188,8 @@ def _pool(
     traces = [workload.trace for workload in expansion.workloads]
     queue = deque(_bundles(tasks, jobs))
     restarts = 0
-    later = [meanwhile]
     while queue:
-        broken = yield from _one_pool(queue, traces, jobs, later)
+        broken = yield from _one_pool(queue, traces, jobs, meanwhile)
         if not broken:
             continue
         restarts += 1
@@ -245,15 +252,15 @@ def _results(
     tasks: list[Row],
     expansion: Expansion,
     where: tuple[int | None, str | None, int | None],
-    specs: Callable[[], None],
+    meanwhile: Meanwhile,
 ) -> Iterator[Result]:
     """The rows' results from the pool (`where`: jobs, scheduler, dask_local), Dask or this
-    process; `specs` runs while a pool's workers start, or first."""
+    process; `meanwhile` is done while a pool's workers start, or first."""
     jobs, scheduler, dask_local = where
     jobs = min(jobs or default_jobs(), len({row.point.key for row in tasks}))
     if scheduler is None and dask_local is None and jobs > 1:
-        return _pool(tasks, expansion, jobs, specs)
-    specs()
+        return _pool(tasks, expansion, jobs, meanwhile)
+    _do(meanwhile)
     if scheduler is not None or dask_local is not None:
         return _dask(tasks, expansion, scheduler, dask_local)
     return _serial(tasks)
@@ -301,20 +308,14 @@ def run_sweep(
     logger.info(
         "sweep %s: %d rows to run, %d already finished", expansion.spec.name, len(tasks), skipped
     )
-    written: list[bool] = []
-
-    def specs() -> None:  # the points' spec files, once
-        if not written:
-            store.write_specs(out, expansion)
-            written.append(True)
-
+    specs: Meanwhile = [partial(store.write_specs, out, expansion)]  # the points' spec files
     if tasks:
         results = _results(tasks, expansion, (jobs, scheduler, dask_local), specs)
         for key, result in results:
             known[key] = store.write_point(out, key, result)
             if on_result is not None:
                 on_result(key, result)
-    specs()  # if no task ran, or no pool started
+    _do(specs)  # if no task ran, or no pool started
     table = store.assemble(out, expansion, known)
     store.write_table(out, table)
     return table

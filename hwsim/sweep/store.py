@@ -109,15 +109,8 @@ def _is_record(record: object, key: str) -> bool:
 def read_point(out: Path, key: str) -> dict[str, Any] | None:
     """A finished row's record, or None (missing, damaged or hand-edited: it is run again)."""
     try:
-        return _checked(point_path(out, key).read_text(encoding="utf-8"), key)
-    except OSError:
-        return None
-
-
-def _checked(text: str, key: str) -> dict[str, Any] | None:
-    try:
-        record = json.loads(text)
-    except ValueError:
+        record = json.loads(point_path(out, key).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
         return None
     return record if _is_record(record, key) else None
 
@@ -136,22 +129,15 @@ def write_point(out: Path, key: str, result: dict[str, Any]) -> dict[str, Any] |
     return record if _is_record(record, key) else None
 
 
-def finished_point(out: Path, key: str) -> dict[str, Any] | None:
-    """The row's record if it finished with status ok, else None (it runs again)."""
-    record = read_point(out, key)
-    return record if record is not None and record["status"] == "ok" else None
-
-
 def finished_points(out: Path, keys: list[str]) -> dict[str, dict[str, Any]]:
-    """`finished_point` of every row of `keys` that has one (the folder listed once: a row
-    without a file is not opened)."""
+    """The records of the rows of `keys` that finished with status ok (the others run again;
+    the folder is listed once: a row without a file is not opened)."""
     present = set(os.listdir(out / POINTS))
     found = {}
     for key in keys:
-        if f"{key}.json" in present:
-            record = finished_point(out, key)
-            if record is not None:
-                found[key] = record
+        record = read_point(out, key) if f"{key}.json" in present else None
+        if record is not None and record["status"] == "ok":
+            found[key] = record
     return found
 
 
