@@ -297,7 +297,8 @@ ZEROS = {  # breakdown action kind → what its rows count (hwsim.sim.sparsity)
 
 def zero_rows(breakdown: pd.DataFrame) -> pd.DataFrame:
     """The breakdown's sparsity rows (bytes saved by role, MACs skipped by gating roles):
-    KEYS + layer, phase, level (`dram`, `noc`, `mac`), what, role and amount."""
+    KEYS + layer, phase, level (`dram`, `noc`, `global_buffer`, `tile_sram`, `mac`), what,
+    role and amount."""
     if breakdown.empty:
         return pd.DataFrame()
     kinds = breakdown["action"].str.partition(".")

@@ -74,14 +74,21 @@ class Move:
     # bytes).
     dense_delivered_bytes: int | None = None
     saved: tuple[tuple[str, str, int], ...] = ()
+    partial_sums: bool = False  # partial sums reduced into the reader (accumulator precision)
 
     def part(self, share: int, parts: int) -> Move:
         transfer = None if self.transfer is None else self.transfer.part(share, parts)
-        return Move(self.dram_read_bytes * share // parts, transfer, self.region, self.scope)
+        return Move(
+            self.dram_read_bytes * share // parts,
+            transfer,
+            self.region,
+            self.scope,
+            partial_sums=self.partial_sums,
+        )
 
     @property
     def received_bytes(self) -> int:
-        """What the move writes into its tiles' SRAM (dense: tiles hold operands dense)."""
+        """What the move writes into its tiles' SRAM, dense (decompressed as it arrives)."""
         if self.dense_delivered_bytes is not None:
             return self.dense_delivered_bytes
         return 0 if self.transfer is None else self.transfer.delivered_bytes
@@ -164,7 +171,7 @@ class DistributedSubstrate(StorePath):
         return operand_bytes(operand, self.arch.precision)
 
     def _compressed(self, nbytes: int, operand: Operand, level: str) -> int:
-        """`nbytes` of `operand` as they cross `level` (`dram` or `noc`) in its format."""
+        """`nbytes` of `operand` as `level` (`dram`, `noc`, `sram`) holds or moves it."""
         zeros = self.zeros
         if zeros is None:
             return nbytes
@@ -224,14 +231,12 @@ class DistributedSubstrate(StorePath):
             if pending is not None and pending.record is not None:
                 del self.pending[operand.tensor]
                 yield from self.execute(pending.record, region)
-        moves = [
-            move
+        fetched = [
+            (operand, self._fetch(scope, record, operand, own, region, group))
             for operand in record.reads
-            for move in self._fetch(scope, record, operand, own, region, group)
         ]
-        received = sum(move.received_bytes for move in moves)
-        read_bytes = sum(self._bytes(operand) for operand in record.reads)
-        write_bytes = sum(self._bytes(operand) for operand in record.writes)
+        moves = [move for _, some in fetched for move in some]
+        read_bytes, write_bytes, received = self._sram_bytes(scope, record, fetched)
         cycles = self._cycles(record, region, read_bytes + write_bytes)
         macs = record.macs
         if self.zeros is not None:
@@ -250,6 +255,40 @@ class DistributedSubstrate(StorePath):
         self.ledger.add(scope, SRAM, "read", nbytes=read_bytes)
         self.ledger.add(scope, SRAM, "write", nbytes=write_bytes + received)
         yield from self._store(scope, record, own, region, group, partial_sums)
+
+    def _sram_bytes(
+        self, scope: Scope, record: OpRecord, fetched: list[tuple[Operand, list[Move]]]
+    ) -> tuple[int, int, int]:
+        """The tile SRAM bytes the op reads, writes and receives (what its moves bring in):
+        dense, or for the compressed roles in `compression.sram`'s format (the bytes saved
+        counted by role); partial sums, at accumulator precision, stay dense."""
+        zeros = self.zeros
+        if zeros is None or zeros.sparsity.compression.sram == CompressionFormat.NONE:
+            return (
+                sum(self._bytes(operand) for operand in record.reads),
+                sum(self._bytes(operand) for operand in record.writes),
+                sum(move.received_bytes for _, moves in fetched for move in moves),
+            )
+        reads = [(operand, self._bytes(operand)) for operand in record.reads]
+        writes = [(operand, self._bytes(operand)) for operand in record.writes]
+        received = [
+            (operand, sum(move.received_bytes for move in moves if not move.partial_sums))
+            for operand, moves in fetched
+        ]
+        partial = sum(
+            move.received_bytes for _, moves in fetched for move in moves if move.partial_sums
+        )
+        totals = [sum(nbytes for _, nbytes in part) for part in (reads, writes, received)]
+        saved: dict[str, int] = {}
+        for index, part in enumerate((reads, writes, received)):
+            for operand, nbytes in part:
+                cut = nbytes - self._compressed(nbytes, operand, "sram")
+                if cut:
+                    saved[operand.role.value] = saved.get(operand.role.value, 0) + cut
+                    totals[index] -= cut
+        for role, nbytes in sorted(saved.items()):
+            self.ledger.add(scope, SRAM, action(SAVED, role), nbytes=nbytes)
+        return totals[0], totals[1], totals[2] + partial
 
     def _log_zeros(self, scope: Scope, record: OpRecord, moves: list[Move]) -> int:
         """Count the bytes compression saved the moves and the MACs zeros gate, by role;
@@ -378,7 +417,7 @@ class DistributedSubstrate(StorePath):
             if pending is not None:  # partial sums reduced into the region that reads them
                 reduction = geometry.reduce(pending.partial_bytes, pending.region, region)
                 self._written(operand.tensor, region)
-                return [Move(0, reduction, region, pending.scope)]
+                return [Move(0, reduction, region, pending.scope, partial_sums=True)]
             source = self.home.get(operand.tensor)
             if source is None:
                 return []

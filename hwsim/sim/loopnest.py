@@ -171,7 +171,7 @@ class Mapping:
     output_write_bytes: int  # DRAM bytes of C's final write
     partial_bytes: int  # partial sums written out and read back (each way)
     footprint_bytes: int  # buffer bytes the tiles occupy (double-buffered where they change)
-    array_read_bytes: int  # buffer → array: every tile each time the nest uses it
+    array_reads: tuple[int, int]  # buffer → array, of A and B: every tile each time it is used
     compute_cycles: int = 0  # array cycles of all the tiles (0: no Machine given)
     groups: int = 1  # a grouped conv's groups, run one after another (an outermost loop g)
 
@@ -190,10 +190,14 @@ class Mapping:
             read_bytes=(groups * self.read_bytes[0], groups * self.read_bytes[1]),
             output_write_bytes=groups * self.output_write_bytes,
             partial_bytes=groups * self.partial_bytes,
-            array_read_bytes=groups * self.array_read_bytes,
+            array_reads=(groups * self.array_reads[0], groups * self.array_reads[1]),
             compute_cycles=groups * self.compute_cycles,
             groups=groups,
         )
+
+    @property
+    def array_read_bytes(self) -> int:
+        return self.array_reads[0] + self.array_reads[1]
 
     @property
     def dram_read_bytes(self) -> int:
@@ -481,6 +485,7 @@ class _Candidates:
     read_a: Int64s
     read_b: Int64s
     partial: Int64s
+    array_a: Int64s
     array: Int64s
     traffic: Int64s
 
@@ -527,6 +532,7 @@ def _order_costs(
     operands = (gemm.a, gemm.b, gemm.c)
     multipliers, footprint = _revisits(order, trips, operands, tile_bytes, accumulating)
     reads = [sweep_bytes[i] * multipliers[i] * (not operands[i].resident) for i in (A, B)]
+    array = [sweep_bytes[i] * multipliers[i] for i in (A, B)]
     partial_elements = multipliers[C] * sweep_elements[C] - operands[C].elements
     partial = _bytes(partial_elements, gemm.accumulator_bits) * (not operands[C].resident)
     return {
@@ -535,7 +541,8 @@ def _order_costs(
         "read_b": reads[B],
         "partial": partial,
         # Buffer → array: every input tile each time the nest uses it (held or not).
-        "array": sweep_bytes[A] * multipliers[A] + sweep_bytes[B] * multipliers[B],
+        "array_a": array[A],
+        "array": array[A] + array[B],
         "traffic": reads[A] + reads[B] + 2 * partial + write,
     }
 
@@ -589,7 +596,10 @@ def _kept_mappings(kept: list[int], found: _Candidates) -> tuple[Mapping, ...]:
                 output_write_bytes=int(found.write),
                 partial_bytes=int(found.partial[entry]),
                 footprint_bytes=int(found.footprint[entry]),
-                array_read_bytes=int(found.array[entry]),
+                array_reads=(
+                    int(found.array_a[entry]),
+                    int(found.array[entry] - found.array_a[entry]),
+                ),
                 compute_cycles=int(found.compute[entry]),
             )
         )

@@ -18,6 +18,7 @@ from hwsim.sim.loopnest import DRAM_BYTES, Machine, Mapping, Objective, fitting,
 from hwsim.sim.loopnest import Operand as GemmOperand
 from hwsim.sim.sparsity import Zeros
 from hwsim.specs.arch import Dataflow, PeArray, Precision
+from hwsim.specs.sparsity import CompressionFormat
 from hwsim.specs.trace import Conv2DOp, GatherOp, MatmulOp, Operand, OpRecord, Slot
 from hwsim.units import bits_to_bytes
 
@@ -45,13 +46,33 @@ class OpPlan:
     footprint_bytes: int  # stream space held while the op runs
     mapping: Mapping | None  # None: streamed
     operands: tuple[str, str, str] = ("", "", "")  # tensors in the GEMM's A, B, C
-    # With `sparsity` (hwsim.sim.sparsity): DRAM bytes compression saved (the buffer still
-    # fills and drains the dense bytes), by role, and the MACs zeros gated.
+    # With `sparsity` (hwsim.sim.sparsity): DRAM bytes compression saved, by role; the bytes
+    # the buffer fills and drains (None: what DRAM moves, decompressed: the buffer holds
+    # operands dense unless `compression.sram` compresses them) and the buffer bytes its
+    # format saved (fills, drains and the array's reads and writes), by role; the MACs zeros
+    # gated.
     dram_read_saved_bytes: int = 0
     dram_write_saved_bytes: int = 0
     saved_by_role: tuple[tuple[str, int], ...] = ()
+    buffer_fill_bytes: int | None = None
+    buffer_drain_bytes: int | None = None
+    buffer_saved_by_role: tuple[tuple[str, int], ...] = ()
     skipped_macs: int = 0
     gating_roles: str = ""
+
+    @property
+    def fill_bytes(self) -> int:
+        """What the buffer takes in from DRAM, in the buffer's format."""
+        if self.buffer_fill_bytes is not None:
+            return self.buffer_fill_bytes
+        return self.dram_read_bytes + self.dram_read_saved_bytes
+
+    @property
+    def drain_bytes(self) -> int:
+        """What the buffer gives out to DRAM, in the buffer's format."""
+        if self.buffer_drain_bytes is not None:
+            return self.buffer_drain_bytes
+        return self.dram_write_bytes + self.dram_write_saved_bytes
 
 
 def is_matmul_class(record: OpRecord) -> bool:
@@ -349,8 +370,8 @@ def _with_zeros(
     kept: tuple[Collection[int], Collection[int], Collection[int]],
 ) -> OpPlan:
     """`plan` with its DRAM transfers in the spec's DRAM format and its zero-gated MACs
-    skipped.  The mapping stays the dense one: the buffer holds its tiles dense (a tile's
-    density is not known when the nest is fixed), only what crosses DRAM is compressed."""
+    skipped, and the buffer's bytes in its own format (`_in_buffer`).  The mapping stays the
+    dense one, its tiles sized dense: a tile's density is not known when the nest is fixed."""
     cached_reads, kept_writes, consumed_writes = kept
     form = zeros.sparsity.compression.dram
     saved: dict[str, int] = {}
@@ -388,7 +409,7 @@ def _with_zeros(
             + sum(moved(operand_bytes(o, precision), o) for i, o in writes if i != output)
         )
     skipped, roles = zeros.skipped_macs(record)
-    return dataclasses.replace(
+    plan = dataclasses.replace(
         plan,
         dram_read_bytes=read,
         dram_write_bytes=write,
@@ -399,4 +420,67 @@ def _with_zeros(
         saved_by_role=tuple(sorted(saved.items())),
         skipped_macs=skipped,
         gating_roles=roles,
+    )
+    return _in_buffer(plan, record, precision, zeros, (reads, writes))
+
+
+def _in_buffer(
+    plan: OpPlan,
+    record: OpRecord,
+    precision: Precision,
+    zeros: Zeros,
+    moved: tuple[list[tuple[int, Operand]], list[tuple[int, Operand]]],
+) -> OpPlan:
+    """`plan` with the compressed roles held in the buffer in `compression.sram`'s format:
+    its fills and drains (what DRAM moves, `moved`: the reads and writes that cross DRAM)
+    and the array's reads and writes of them take the format's bytes; partial sums (at
+    accumulator precision) and the array's folds stay dense.  The mapping stays the dense
+    one, its tiles sized dense.  Unchanged with `sram: none`."""
+    form = zeros.sparsity.compression.sram
+    if form == CompressionFormat.NONE:
+        return plan
+    saved: dict[str, int] = {}
+
+    def save(nbytes: int, operand: Operand) -> int:  # what the buffer's format cuts
+        cut = nbytes - zeros.scaled(nbytes, operand, form, bits_of(operand, precision))
+        if cut:
+            saved[operand.role.value] = saved.get(operand.role.value, 0) + cut
+        return cut
+
+    reads, writes = moved
+    mapping = plan.mapping
+    if mapping is None:
+        fill_cut = sum(save(operand_bytes(o, precision), o) for _, o in reads)
+        drain_cut = sum(save(operand_bytes(o, precision), o) for _, o in writes)
+        read_cut = sum(save(operand_bytes(o, precision), o) for o in record.reads)
+    else:
+        first, second, output = gemm_slots(record)
+        a, b = record.reads[first], record.reads[second]
+        others = [(i, o) for i, o in reads if i not in (first, second)]
+        fill_cut = (
+            save(mapping.read_bytes[0], a)
+            + save(mapping.read_bytes[1], b)
+            + sum(save(operand_bytes(o, precision), o) for _, o in others)
+        )
+        drain_cut = sum(
+            save(mapping.output_write_bytes if i == output else operand_bytes(o, precision), o)
+            for i, o in writes
+        )
+        read_cut = (
+            save(mapping.array_reads[0], a)
+            + save(mapping.array_reads[1], b)
+            + sum(
+                save(operand_bytes(o, precision), o)
+                for i, o in enumerate(record.reads)
+                if i not in (first, second)
+            )
+        )
+    write_cut = sum(save(operand_bytes(o, precision), o) for o in record.writes)
+    return dataclasses.replace(
+        plan,
+        buffer_read_bytes=plan.buffer_read_bytes - read_cut,
+        buffer_write_bytes=plan.buffer_write_bytes - write_cut,
+        buffer_fill_bytes=plan.fill_bytes - fill_cut,
+        buffer_drain_bytes=plan.drain_bytes - drain_cut,
+        buffer_saved_by_role=tuple(sorted(saved.items())),
     )

@@ -387,7 +387,7 @@ class VonNeumannSubstrate:
     def execute(self, record: OpRecord) -> Process:
         scope = self.scopes[record.id]
         cached, kept, consumed, written_back, pinned = self._reuse(record)
-        dram_written_back = self._written_back(scope, written_back)  # before another op's
+        dram_written_back, drained = self._written_back(scope, written_back)  # before others'
         self._occupied()
         # Wait for enough stream space, then plan the op in what is free and take it.
         outcome = self._try(record, (cached, kept, consumed), woken=False)
@@ -400,7 +400,7 @@ class VonNeumannSubstrate:
             self._log_mapping(record, plan)
         if written_back:
             yield from self.dram.transfer(scope, dram_written_back, "write")
-            self.ledger.add(scope, BUFFER, "drain", nbytes=written_back)
+            self.ledger.add(scope, BUFFER, "drain", nbytes=drained)
         if self.zeros is not None:
             self._log_zeros(scope, plan)
         yield from self._pipeline(scope, plan)
@@ -412,32 +412,33 @@ class VonNeumannSubstrate:
                 self.reuse.drop(tensor)
         self._release(plan.footprint_bytes)
 
-    def _written_back(self, scope: Scope, dense_bytes: int) -> int:
-        """DRAM bytes of the `dense_bytes` the reuse share just evicted: in their DRAM
-        format when it compresses them (the savings counted by role)."""
+    def _written_back(self, scope: Scope, dense_bytes: int) -> tuple[int, int]:
+        """DRAM bytes and buffer bytes of the `dense_bytes` the reuse share just evicted: in
+        their DRAM format and their buffer format (`compression.sram`) when these compress
+        them (the savings counted by role)."""
         victims, operands = self.reuse.written_back, self.kept_operands
         if not dense_bytes or victims is None or operands is None or self.zeros is None:
-            return dense_bytes
-        form = self.zeros.sparsity.compression.dram
-        moved = dense_bytes
+            return dense_bytes, dense_bytes
+        compression = self.zeros.sparsity.compression
+        moved = {"dram": dense_bytes, BUFFER: dense_bytes}
         for victim in victims:
             operand = operands[victim]
             size = self._bytes(operand)
-            compressed = self.zeros.scaled(
-                size, operand, form, bits_of(operand, self.arch.precision)
-            )
-            if compressed != size:
-                self.ledger.add(
-                    scope, "dram", action(SAVED, operand.role.value), nbytes=size - compressed
-                )
-            moved -= size - compressed
+            bits = bits_of(operand, self.arch.precision)
+            for level, form in (("dram", compression.dram), (BUFFER, compression.sram)):
+                cut = size - self.zeros.scaled(size, operand, form, bits)
+                if cut:
+                    self.ledger.add(scope, level, action(SAVED, operand.role.value), nbytes=cut)
+                moved[level] -= cut
         victims.clear()
-        return moved
+        return moved["dram"], moved[BUFFER]
 
     def _log_zeros(self, scope: Scope, plan: OpPlan) -> None:
         """The DRAM bytes compression saved and the MACs zeros gated, by role."""
         for role, saved in plan.saved_by_role:
             self.ledger.add(scope, "dram", action(SAVED, role), nbytes=saved)
+        for role, saved in plan.buffer_saved_by_role:
+            self.ledger.add(scope, BUFFER, action(SAVED, role), nbytes=saved)
         if plan.skipped_macs:
             self.ledger.add(
                 scope, "pe_array", action(SKIPPED, plan.gating_roles), count=plan.skipped_macs
@@ -450,13 +451,9 @@ class VonNeumannSubstrate:
         if stages is None or stages[0] is not plan:
             stages = self.planner.pipelines[id(plan)] = self._stages(plan)
         _, first_read, middle, last, last_write = stages
-        # The buffer holds operands dense: it fills and drains what DRAM moves, decompressed.
-        self.ledger.add(
-            scope, BUFFER, "fill", nbytes=plan.dram_read_bytes + plan.dram_read_saved_bytes
-        )
-        self.ledger.add(
-            scope, BUFFER, "drain", nbytes=plan.dram_write_bytes + plan.dram_write_saved_bytes
-        )
+        # The buffer fills and drains what DRAM moves, in the buffer's format.
+        self.ledger.add(scope, BUFFER, "fill", nbytes=plan.fill_bytes)
+        self.ledger.add(scope, BUFFER, "drain", nbytes=plan.drain_bytes)
         self.ledger.add(scope, BUFFER, "read", nbytes=plan.buffer_read_bytes)
         self.ledger.add(scope, BUFFER, "write", nbytes=plan.buffer_write_bytes)
         if first_read > 0:

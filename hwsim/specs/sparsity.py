@@ -60,19 +60,9 @@ class Compression(FrozenModel):
     )
     sram: Level = Field(
         default=CompressionFormat.NONE,
-        description="how compressed roles are held in on-chip SRAM; only none is modelled "
-        "(the buffer and the tiles hold every operand dense)",
+        description="how compressed roles are held in on-chip SRAM (the global buffer, the "
+        "tiles): their reads and writes take the format's bytes; capacity is planned dense",
     )
-
-    @field_validator("sram")
-    @classmethod
-    def _sram_dense(cls, value: CompressionFormat) -> CompressionFormat:
-        if value != CompressionFormat.NONE:
-            raise ValueError(
-                f"only none is modelled: the buffer and the tiles hold operands dense "
-                f"(compress dram or noc instead) (got {value.value})"
-            )
-        return value
 
 
 class Sparsity(FrozenModel):

@@ -230,8 +230,57 @@ def test_every_format_saves_nothing_shape_only_and_stays_bounded_live(form, cifa
         assert _moved(live) < _moved(dense_live)
 
 
+COMPRESS_SRAM = {"compression": {"sram": "bitmask"}, "compressed_roles": ["activation", "error"]}
+SRAM_OF = {"von_neumann": "global_buffer", "distributed": "tile_sram"}
+
+
+def _sram(summary: dict) -> float:
+    return summary["sram_read_bytes"] + summary["sram_write_bytes"]
+
+
+@pytest.mark.parametrize("spec", ["von_neumann", "distributed"])
+def test_bitmask_sram_compression_on_both_substrates(spec, cifar10_bp_traces):
+    """The buffer (the tiles) holding activations and errors as bitmasks reads and writes
+    fewer bytes on the live step, exactly what its rows say it saved, and DRAM moves what it
+    moved; on the shape-only step the masks only add."""
+    paths = tuple(cifar10_bp_traces)
+    dense_live, _ = _figures(spec, "", 0, paths)
+    live, result = _figures(spec, json.dumps(COMPRESS_SRAM), 0, paths)
+    assert _sram(live) < 0.99 * _sram(dense_live)
+    assert _moved(live) == _moved(dense_live)
+    rows = result.breakdown
+    saved = rows[rows["action"].map(lambda a: is_action(a, SAVED))]
+    assert set(saved["component"]) == {SRAM_OF[spec]}
+    assert {action.split(".")[1] for action in saved["action"]} == {"activation", "error"}
+    per_example = saved["bytes"].sum() / _trace(paths[0]).header.batch_size
+    assert per_example == pytest.approx(_sram(dense_live) - _sram(live), rel=1e-12)
+    dense_shape, _ = _figures(spec, "", 1, paths)
+    shape, _ = _figures(spec, json.dumps(COMPRESS_SRAM), 1, paths)
+    assert _sram(shape) > _sram(dense_shape)  # density 1: a mask bit more per element
+
+
+@pytest.mark.parametrize("form", ["bitmask", "rle", "csr"])
+def test_sram_formats_never_below_the_nonzeros(form, cifar10_bp_traces):
+    """Whatever the format, the buffer's bytes of the compressed roles stay between their
+    non-zeros and the shape-only step's (density 1, its upper bound)."""
+    paths = tuple(cifar10_bp_traces)
+    sparsity = json.dumps({"compression": {"sram": form}})
+    live, _ = _figures("von_neumann", sparsity, 0, paths)
+    shape, _ = _figures("von_neumann", sparsity, 1, paths)
+    dense_live, _ = _figures("von_neumann", "", 0, paths)
+    assert _sram(live) <= _sram(shape)
+    if form != "csr":
+        assert _sram(live) < _sram(dense_live)
+
+
 @pytest.mark.parametrize(
-    ("spec", "sparsity"), [("von_neumann", COMPRESS_VN), ("distributed", COMPRESS_DIST)]
+    ("spec", "sparsity"),
+    [
+        ("von_neumann", COMPRESS_VN),
+        ("distributed", COMPRESS_DIST),
+        ("von_neumann", {**COMPRESS_VN, "compression": {"dram": "bitmask", "sram": "bitmask"}}),
+        ("distributed", {**COMPRESS_DIST, "compression": {"noc": "rle", "sram": "rle"}}),
+    ],
 )
 def test_compression_that_saves_keeps_the_invariants(spec, sparsity, cifar10_bp_traces):
     """On the live conv step, where compression saves bytes: every invariant, and doubling
@@ -273,7 +322,7 @@ def test_the_shipped_sparse_spec_keeps_the_invariants():
             "sparsity.skip_cycles: true needs roles in sparsity.skip_zero_macs to skip",
         ),
         ({"compression": {"noc": "rle"}}, "sparsity.compression.noc: von_neumann has no"),
-        ({"compression": {"sram": "rle"}}, "sparsity.compression.sram: only none is modelled"),
+        ({"compression": {"sram": "rl"}}, "sparsity.compression.sram: unknown format"),
         ({"compressed_roles": ["feedback"]}, "sparsity.compressed_roles: feedback is stored"),
         ({"skip_zero_mac": ["error"]}, "sparsity.skip_zero_mac: unknown key; did you mean"),
     ],
