@@ -137,8 +137,9 @@ def report_figures(data: ReportData) -> list[Section]:
             (
                 "Zeros: compression and zero skipping",
                 "Per training example, for the specs with a sparsity section (docs/model.md): "
-                "the DRAM and NoC bytes that storing compressed roles in a sparse format did "
-                "not move (negative where a dense tensor's metadata costs more), and the MACs "
+                "the DRAM, NoC and SRAM (global buffer, tile SRAM) bytes that storing "
+                "compressed roles in a sparse format did not move (negative where a dense "
+                "tensor's metadata costs more), and the MACs "
                 "whose zero operands gated them, by layer, phase and role. The densities are "
                 "the trainer's, measured in the traced step; a shape-only trace counts every "
                 "operand dense. The rows are in breakdown.csv (actions "
