@@ -21,6 +21,14 @@ other t_c − 1 parts of v values a channel and sends the v results back to each
           (C_s·v, C_s the channels with t_c > 1)
 
 at the bits of what the record writes.  A channel on one tile (t_c = 1) moves nothing.
+
+Layer norm.  A [rows, D] map (a token a row) is held by feature, the same way: feature d by
+t_d tiles of the region, each with a share of the rows.  Its backward Σdy and Σdy·x̂ over the
+rows are per feature and combine as above (E = Σ_d (t_d − 1)).  Its statistics forward, and
+the row sums Σg and Σg·x̂ its input error needs (g = scale·dy), are per row, over the row's
+features, which min(T, D) tiles share: each row's 2 values are combined the same way with
+t_r = min(T, D), E = R·(min(T, D) − 1), at the bits of the statistics forward and of the
+input error backward.
 """
 
 from __future__ import annotations
@@ -44,6 +52,12 @@ def channel_holders(
         sets = split_evenly(tiles_per_group, share)  # share ≥ tiles: 1s and 0s, a tile a channel
         holders += [spatial_blocks * max(1, tiles) for tiles in sets]
     return holders
+
+
+def row_holders(rows: int, features: int, tiles: int) -> list[int]:
+    """Tiles holding parts of each row (t_r above) of a [rows, features] map whose features
+    `tiles` tiles split (a feature's rows shared by its set when features < tiles)."""
+    return [min(tiles, features)] * rows
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,8 @@
 """The distributed substrate's storing of results: what an op writes stays in its tiles, is
-summed over a convolution's partition (or, a batch norm's per-channel sums, over the tiles
-holding each channel), waits as partial sums for its reader, or is spilled to DRAM beyond the
-activation reserve.  A part of DistributedSubstrate (hwsim.sim.distributed),
-apart by concept."""
+summed over a convolution's partition (or, a normalization's per-channel or per-row sums,
+over the tiles holding each channel or row), waits as partial sums for its reader, or is
+spilled to DRAM beyond the activation reserve.  A part of DistributedSubstrate
+(hwsim.sim.distributed), apart by concept."""
 
 from __future__ import annotations
 
@@ -15,13 +15,13 @@ import simpy
 from hwsim.errors import CapacityError
 from hwsim.sim.components import Dram, Ledger, Process, Scope, ceil_div
 from hwsim.sim.dist_conv import input_window_elements, map_copies
-from hwsim.sim.dist_norm import channel_holders, statistics_exchange
+from hwsim.sim.dist_norm import channel_holders, row_holders, statistics_exchange
 from hwsim.sim.mapping import ConvGroup, Placement, Region
 from hwsim.sim.noc import MEMORY, Geometry, Network, Transfer
 from hwsim.sim.sparsity import SAVED, Zeros, action
 from hwsim.sim.tiling import bits_of
 from hwsim.specs.arch import DistributedSpec
-from hwsim.specs.trace import Conv2DOp, Operand, OpRecord, ReduceOp, Role
+from hwsim.specs.trace import Conv2DOp, ElementwiseOp, Operand, OpRecord, ReduceOp, Role
 from hwsim.units import bits_to_bytes
 
 RESIDENT_ROLES = (Role.WEIGHT, Role.BIAS, Role.OPTIMIZER_STATE, Role.FEEDBACK)
@@ -40,6 +40,10 @@ class Pending:
     record: OpRecord | None = None  # transpose_weights: computed where it is consumed
 
 
+def _is(op: object, kind: type, function: str) -> bool:
+    return isinstance(op, kind) and getattr(op, "function", None) == function
+
+
 def saved_at(operand: Operand, *levels: tuple[str, int]) -> tuple[tuple[str, str, int], ...]:
     """(component, role, bytes) of the levels where compression moved fewer (or more) bytes."""
     return tuple((level, operand.role.value, nbytes) for level, nbytes in levels if nbytes)
@@ -51,7 +55,7 @@ class StorePath:
     arch: DistributedSpec
     ledger: Ledger
     placement: Placement
-    batch_norm_channels: dict[str, int]  # batch-norm layer → its channels
+    norm_layers: dict[str, tuple[str, int]]  # normalization layer → (type, channels)
     dram: Dram
     network: Network
     geometry: Geometry
@@ -112,12 +116,40 @@ class StorePath:
         yield from self._hold_or_spill(scope, record, region, held)
 
     def _combine_statistics(self, scope: Scope, record: OpRecord, region: Region) -> Process:
-        """A batch norm's per-channel reduction (its statistics forward, Σdy and Σdy·x̂
-        backward), reduced in parts by the tiles holding each channel, gathered by one of
-        them and sent back to the others between neighbouring tiles (hwsim.sim.dist_norm)."""
-        channels = self.batch_norm_channels.get(record.layer)
-        if channels is None or not isinstance(record.op, ReduceOp):
+        """A normalization's per-channel or per-row reduction (hwsim.sim.dist_norm), reduced
+        in parts by the tiles holding each channel or row, gathered by one of them and sent
+        back to the others between neighbouring tiles."""
+        reduced = self._reduced_parts(record, region)
+        if reduced is None:
             return
+        holders, combined_bits = reduced
+        exchange = statistics_exchange(holders, combined_bits, self.arch.noc.multicast)
+        for delivered, injected in exchange.steps:
+            if delivered:
+                transfer = self.geometry.neighbours(delivered, injected, region)
+                yield from self._send_into(scope, transfer, region)
+
+    def _reduced_parts(self, record: OpRecord, region: Region) -> tuple[list[int], int] | None:
+        """(tiles holding each reduced channel or row, the bits its values take in all) of a
+        normalization record that reduces over tiles; None for any other record."""
+        norm = self.norm_layers.get(record.layer)
+        if norm is None:
+            return None
+        kind, channels = norm
+        op = record.op
+        precision = self.arch.precision
+        written_bits = sum(
+            operand.elements * bits_of(operand, precision) for operand in record.writes
+        )
+        if kind == "layer_norm" and (
+            _is(op, ReduceOp, "mean_variance") or _is(op, ElementwiseOp, "layer_norm_derivative")
+        ):
+            rows = record.reads[0].elements // channels
+            if isinstance(op, ElementwiseOp):  # Σg and Σg·x̂, at the input error's bits
+                written_bits = 2 * rows * bits_of(record.writes[0], precision)
+            return row_holders(rows, channels, region.tiles), written_bits
+        if not isinstance(op, ReduceOp):
+            return None
         group = self.placement.groups.get(region.layer)
         if group is not None and group.region == region:
             cut = group.partition
@@ -126,14 +158,7 @@ class StorePath:
             )
         else:
             holders = channel_holders(channels, 1, region.tiles, 1)
-        written_bits = sum(
-            operand.elements * bits_of(operand, self.arch.precision) for operand in record.writes
-        )
-        exchange = statistics_exchange(holders, written_bits, self.arch.noc.multicast)
-        for delivered, injected in exchange.steps:
-            if delivered:
-                transfer = self.geometry.neighbours(delivered, injected, region)
-                yield from self._send_into(scope, transfer, region)
+        return holders, written_bits
 
     def _store_partitioned(
         self,

@@ -119,10 +119,10 @@ class DistributedSubstrate(StorePath):
         self.tiles = TileGroups(env, self.tile_spec.count, ledger)
         self.reserve_bytes = reserve_bytes(arch)
         self.feedback = header.feedback_by_layer
-        self.batch_norm_channels = {
-            layer.name: layer.output_shape[-1]
+        self.norm_layers = {
+            layer.name: (layer.type, layer.output_shape[-1])
             for layer in header.layers
-            if layer.type == "batch_norm"
+            if layer.type in ("batch_norm", "layer_norm")
         }
         self.home: dict[str, Region] = {}
         # tensor → the regions holding a copy: one region's key, or a set of keys once there
@@ -205,7 +205,7 @@ class DistributedSubstrate(StorePath):
         group = self.placement.group_of(record.layer)
         if group is not None and isinstance(record.op, Conv2DOp):
             return group.region, group
-        if any(operand.role in RESIDENT_ROLES for operand in record.reads):
+        if _beside_resident(record):
             return own, None  # next to the weights, feedback or optimizer state it reads
         return (group.region, None) if group is not None else (own, None)
 
@@ -542,6 +542,20 @@ def _streamed(record: OpRecord) -> bool:
         and record.reads[b].role in _STREAMED_ROLES
         and record.writes[c].role in _STREAMED_ROLES
     )
+
+
+def _beside_resident(record: OpRecord) -> bool:
+    """Whether a record runs on its layer's storage tiles, beside the weight-like operands it
+    reads: unless they are fewer values than the rest of what it reads (a batch norm's scale,
+    shift and statistics, a few values a channel, go to its map on the convolution's tiles,
+    not its map to them)."""
+    resident = other = 0
+    for operand in record.reads:
+        if operand.role in RESIDENT_ROLES:
+            resident += operand.elements
+        else:
+            other += operand.elements
+    return resident > 0 and resident >= other
 
 
 def _overlap(a: Region, b: Region) -> bool:

@@ -1,11 +1,14 @@
 """Batch-norm statistics reduced across the tiles that hold a channel on the distributed
 substrate (issue 15, item 5; hwsim.sim.dist_norm): who holds each channel from the cut, the
 bytes and latency in closed form, nothing moved when every channel is on one tile or the trace
-is an inference pass, and the physics invariants on a graph with batch norm."""
+is an inference pass, and the physics invariants on a graph with batch norm; a batch norm
+runs where its convolution left the map; a layer norm's per-row and per-feature sums combined
+the same way."""
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from functools import cache
 
 import pytest
@@ -111,7 +114,7 @@ def alone(spec: DistributedSpec, trace: Trace, record: OpRecord, combine: bool =
     env, ledger = simpy.Environment(), Ledger()
     substrate = DistributedSubstrate(env, spec, trace.header, ledger, trace.records)
     if not combine:
-        substrate.batch_norm_channels = {}
+        substrate.norm_layers = {}
     env.process(substrate.execute(record))
     env.run()
     rows = build_result(spec, trace, ledger, int(env.now), 1).breakdown
@@ -136,12 +139,13 @@ def placement_of(spec: DistributedSpec, trace: Trace) -> Placement:
 
 def expected(spec: DistributedSpec, trace: Trace, record: OpRecord) -> tuple[int, int, Region]:
     """(bytes each way, bytes injected by the return, the tiles) in closed form: on the
-    convolution's execution group unless the record reads the layer's per-channel vectors."""
+    convolution's execution group, where the map is (its per-channel statistics, read
+    backward, go to it)."""
     placement = placement_of(spec, trace)
     group = placement.group_of(record.layer)
     channels = next(layer for layer in trace.header.layers if layer.name == record.layer)
     channels = channels.output_shape[-1]
-    if group is not None and not any(o.role in RESIDENT_ROLES for o in record.reads):
+    if group is not None:
         cut, region = group.partition, group.region
         groups, per_group, spatial = cut.channel_groups, cut.input_groups, cut.spatial_blocks
     else:
@@ -166,7 +170,7 @@ def test_a_spread_convolutions_channels_combine_their_statistics_in_closed_form(
     """On distributed_small every convolution of digits_resnet is spread over the chip, each
     channel over several spatial blocks or input groups: forward, every batch norm moves
     2 values a channel from each extra holder to its reducer and 2 back, 16 bits each;
-    backward, Σdy and Σdy·x̂ the same way over the storage region's tiles."""
+    backward, Σdy and Σdy·x̂ the same way."""
     spec = chip("distributed_small")
     trace = step(rule)
     records = batch_norm_reductions(trace)
@@ -174,12 +178,16 @@ def test_a_spread_convolutions_channels_combine_their_statistics_in_closed_form(
     forward = 0
     for record in records:
         each_way, returned, region = expected(spec, trace, record)
-        cycles, injected, delivered, byte_hops = alone(spec, trace, record)
+        cycles, *with_exchange = alone(spec, trace, record)
+        # Without it: the statistics, read backward, come to the map from the storage tiles.
+        bare, *fetched = alone(spec, trace, record, combine=False)
+        assert fetched == [0, 0, 0] or record.phase.value == "gradient"
+        injected, delivered, byte_hops = (
+            a - b for a, b in zip(with_exchange, fetched, strict=True)
+        )
         assert (injected, delivered, byte_hops) == (each_way + returned, 2 * each_way, delivered)
         assert delivered >= injected
         # On the BN's path: each non-empty step is a neighbour exchange after the compute.
-        bare, *moved = alone(spec, trace, record, combine=False)
-        assert moved == [0, 0, 0]
         noc = spec.noc
         latency = sum(
             ceil_div(ceil_div(nbytes, region.tiles), noc.link_bandwidth_bytes_per_cycle)
@@ -250,9 +258,7 @@ def test_the_step_moves_exactly_the_records_exchanges_more():
     hidden = trace.header.model_copy(
         update={
             "layers": [
-                dataclasses.replace(layer, type="layer_norm")
-                if layer.type == "batch_norm"
-                else layer
+                dataclasses.replace(layer, type="scale") if layer.type == "batch_norm" else layer
                 for layer in trace.header.layers
             ]
         }
@@ -266,3 +272,108 @@ def test_the_step_moves_exactly_the_records_exchanges_more():
 
     assert delivered(with_exchange, True) - delivered(without, True) == added
     assert delivered(with_exchange, False) == delivered(without, False)
+
+
+@pytest.mark.parametrize("spec", DISTRIBUTED_SPECS)
+def test_a_batch_norm_runs_where_its_convolution_left_the_map(spec):
+    """Every batch-norm record that reads the map runs on the convolution's execution group:
+    its scale, shift and statistics (a few values a channel) go to the map, not the map to
+    them; its running statistics and weight updates stay beside the stored vectors."""
+    chip_, trace = chip(spec), step(Algorithm.BP)
+    substrate = DistributedSubstrate(
+        simpy.Environment(), chip_, trace.header, Ledger(), trace.records
+    )
+    placement = substrate.placement
+    kinds = {layer.name: layer.type for layer in trace.header.layers}
+    checked = 0
+    for record in trace.records:
+        group = placement.group_of(record.layer)
+        if kinds[record.layer] != "batch_norm" or group is None:
+            continue
+        reads_map = any(
+            o.role not in RESIDENT_ROLES and o.role.value != "gradient" for o in record.reads
+        )
+        region, _ = substrate._region(record)
+        assert region == (group.region if reads_map else placement.region_of(record.layer))
+        checked += reads_map
+    assert checked == 4 * len([k for k in kinds.values() if k == "batch_norm"])  # 2 + 1 + 1
+
+
+def test_on_time_shared_tiles_the_map_makes_no_round_trip():
+    """On `distributed` a convolution computes on tiles borrowed from other layers: its batch
+    norm's forward moves its statistics exchange and its per-channel vectors to those tiles
+    (a copy of each a tile at most), never the map to the storage tiles and back."""
+    spec, trace = chip("distributed"), step(Algorithm.BP)
+    rows = simulate(spec, trace).breakdown
+    placement = placement_of(spec, trace)
+    layers = {layer.name: layer for layer in trace.header.layers}
+    bits = spec.precision.bias_bits
+    checked = 0
+    for name, layer in layers.items():
+        if layer.type != "batch_norm" or not placement.group_of(name).region.shared:
+            continue
+        mine = rows[(rows["layer"] == name) & (rows["phase"] == "forward")]
+        delivered = mine[(mine["component"] == "noc") & (mine["action"] == "deliver")][
+            "bytes"
+        ].sum()
+        (statistics,) = [
+            r
+            for r in batch_norm_reductions(trace)
+            if r.layer == name and r.phase.value == "forward"
+        ]
+        exchange = 2 * expected(spec, trace, statistics)[0]
+        vectors = 4 * layer.output_shape[-1] * bits // 8  # scale, shift and 2 statistics
+        tiles = placement.group_of(name).region.tiles
+        assert exchange <= delivered <= exchange + vectors * tiles
+        assert delivered - exchange < 2 * math.prod(layer.output_shape) * bits // 8
+        checked += 1
+    assert checked >= 2  # the convolutions spread over borrowed tiles
+
+
+def transformer_step(rule: Algorithm, batch_size: int = 2) -> Trace:
+    network = load_network("digits_transformer")
+    return shape_only_trace(
+        network, TrainConfig.from_network(network, rule, epochs=1, batch_size=batch_size)
+    )
+
+
+@pytest.mark.parametrize("spec", DISTRIBUTED_SPECS)
+def test_a_layer_norm_combines_its_rows_and_features_in_closed_form(spec):
+    """A [rows, D] map held by feature on T tiles: the statistics forward and the row sums of
+    the input error (2 values a row) are combined over the min(T, D) tiles a row spans,
+    E = R·(min(T, D) − 1); Σdy and Σdy·x̂ over the rows per feature as a batch norm's
+    channels, E = Σ_d (t_d − 1); nothing more moves."""
+    chip_, trace = chip(spec), transformer_step(Algorithm.BP)
+    placement = placement_of(chip_, trace)
+    layers = {layer.name: layer for layer in trace.header.layers}
+    moved = 0
+    for record in trace.records:
+        layer = layers[record.layer]
+        if layer.type != "layer_norm":
+            continue
+        width, tiles = layer.output_shape[-1], placement.region_of(record.layer).tiles
+        function = record.op.function
+        if function in ("mean_variance", "layer_norm_derivative"):
+            rows = record.reads[0].elements // width
+            extra = rows * (min(tiles, width) - 1)
+            role = "activation" if function == "mean_variance" else "error"
+            value_bits = getattr(chip_.precision, f"{role}_bits")
+        elif function == "scale_shift_gradient":
+            extra = holdings(width, 1, tiles, 1) - width
+            value_bits = chip_.precision.gradient_bits
+        else:
+            assert alone(chip_, trace, record)[1:] == alone(chip_, trace, record, combine=False)[1:]
+            continue
+        each_way = ceil_div(extra * 2 * value_bits, 8)
+        _, injected, delivered, _ = alone(chip_, trace, record)
+        _, injected0, delivered0, _ = alone(chip_, trace, record, combine=False)
+        assert delivered - delivered0 == 2 * each_way
+        assert each_way <= injected - injected0 <= 2 * each_way
+        moved += delivered - delivered0
+    assert moved > 0
+
+
+@pytest.mark.parametrize("spec", DISTRIBUTED_SPECS)
+@pytest.mark.parametrize("rule", list(Algorithm), ids=str)
+def test_a_transformer_with_layer_norm_keeps_the_invariants(rule, spec):
+    simulate_within_invariants(spec, transformer_step(rule))
