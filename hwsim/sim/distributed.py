@@ -546,16 +546,18 @@ def _streamed(record: OpRecord) -> bool:
 
 def _beside_resident(record: OpRecord) -> bool:
     """Whether a record runs on its layer's storage tiles, beside the weight-like operands it
-    reads: unless they are fewer values than the rest of what it reads (a batch norm's scale,
-    shift and statistics, a few values a channel, go to its map on the convolution's tiles,
-    not its map to them)."""
-    resident = other = 0
+    reads: unless they are only per-channel vectors (the `bias` role) of fewer values than the
+    rest of what it reads — a batch norm's scale, shift and statistics go to its map on the
+    convolution's tiles, not its map to them. Weights, feedback and optimizer state stay put."""
+    vectors = other = 0
     for operand in record.reads:
-        if operand.role in RESIDENT_ROLES:
-            resident += operand.elements
+        if operand.role == Role.BIAS:
+            vectors += operand.elements
+        elif operand.role in RESIDENT_ROLES:
+            return True
         else:
             other += operand.elements
-    return resident > 0 and resident >= other
+    return vectors > 0 and vectors >= other
 
 
 def _overlap(a: Region, b: Region) -> bool:
