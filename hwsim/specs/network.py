@@ -70,6 +70,18 @@ class OptimizerName(StrEnum):
     ADAM = "adam"
 
 
+class FeedbackSharing(StrEnum):
+    """How DFA and SSDFA draw the feedback matrices of a network's taps (`training.feedback`).
+
+    `tap`: each tap its own random [C, N] B (the paper's rule; every chain's).
+    `stream`: one random [C, width] B per tap width, applied at every position of a tap
+    (token or pixel) and shared by the taps of that width — the residual stream's — and the
+    output layer starts at zero (under the default initialisation)."""
+
+    TAP = "tap"
+    STREAM = "stream"
+
+
 NETWORK_INPUT = "input"  # what `inputs` calls the network's input
 MAX_INPUTS = 64
 
@@ -346,6 +358,7 @@ class TrainingDefaults(FrozenModel):
     batch_size: Annotated[int, Field(ge=1, le=2**20), NotBool] = 32
     epochs: Annotated[int, Field(ge=1, le=10**6), NotBool] = 10
     nonzeros_per_neuron: Annotated[int, Field(ge=1, le=2**20), NotBool] = 1
+    feedback: FeedbackSharing = FeedbackSharing.TAP
 
 
 class NetworkSpec(FrozenModel):

@@ -9,6 +9,10 @@ B_l a fixed random [C, N_l] matrix (Crafton et al. 2019).  `make_feedback` build
                     h = (C·s)^(1/4) / √N, and every class reaches some neuron when N·s ≥ C;
 * sparse, s, rank r: r class sets of s classes (balanced coverage of all C classes), each neuron in
                     one set, rank one within a set; rescaled to the std of the sparse values.
+
+`tile_feedback` repeats a [C, W] matrix at each of P positions (a token's or a pixel's W
+neurons): a [C, P·W] matrix of the same kind, s non-zeros per neuron still, scaled to the std
+of a [C, P·W] one's construction (a network's `training.feedback: stream`).
 """
 
 from __future__ import annotations
@@ -138,6 +142,27 @@ def make_feedback(
         indices, values = _sparse_low_rank(classes, neurons, s, rank, rng)
         values = (values * (bound / np.sqrt(3.0) / _rms(values))).astype(out_dtype)
     return SparseFeedback(indices=indices, values=values, classes=classes, rank=rank)
+
+
+def tile_feedback(
+    base: DenseFeedback | SparseFeedback, positions: int
+) -> DenseFeedback | SparseFeedback:
+    """`base` ([C, W]) at each of `positions` positions, position-major (neuron p·W + w takes
+    column w), times 1/√positions: every bound above is ∝ 1/√N, so the tiled matrix has the
+    std that the same kind of matrix drawn for its P·W neurons has."""
+    if not _is_int(positions) or positions < 1:
+        raise SpecError(f"feedback positions must be a positive integer (got {positions!r})")
+    scale = 1.0 / np.sqrt(positions)
+    if isinstance(base, DenseFeedback):
+        matrix = np.tile(base.matrix, (1, positions))
+        return DenseFeedback(matrix=(matrix * scale).astype(matrix.dtype), rank=base.rank)
+    values = np.tile(base.values, (positions, 1))
+    return SparseFeedback(
+        indices=np.tile(base.indices, (positions, 1)),
+        values=(values * scale).astype(values.dtype),
+        classes=base.classes,
+        rank=base.rank,
+    )
 
 
 def validate_feedback(classes: int, neurons: int, s: int | None, rank: int | None) -> None:

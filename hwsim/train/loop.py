@@ -17,7 +17,13 @@ from pydantic import ValidationError
 from hwsim import __version__
 from hwsim.errors import DataError, SpecError
 from hwsim.specs.common import format_validation_error
-from hwsim.specs.network import LayerShape, NetworkSpec, OptimizerName, TrainingDefaults
+from hwsim.specs.network import (
+    FeedbackSharing,
+    LayerShape,
+    NetworkSpec,
+    OptimizerName,
+    TrainingDefaults,
+)
 from hwsim.specs.trace import (
     TRACE_SCHEMA_VERSION,
     Algorithm,
@@ -54,6 +60,7 @@ class TrainConfig:
     adam_beta2: float = 0.999
     adam_epsilon: float = 1e-8
     weight_init: WeightInit = WeightInit.AUTO
+    feedback: FeedbackSharing = FeedbackSharing.TAP  # DFA/SSDFA's B: per tap or per stream
     dtype: str = "float32"
     inference: bool = False  # trace the forward pass only (batch norm by running statistics)
 
@@ -96,9 +103,11 @@ class TrainConfig:
             "adam_beta1": defaults.adam_beta1,
             "adam_beta2": defaults.adam_beta2,
             "adam_epsilon": defaults.adam_epsilon,
+            "feedback": defaults.feedback,
         }
         values.update({key: value for key, value in overrides.items() if value is not None})
         values["optimizer"] = OptimizerName(values["optimizer"])
+        values["feedback"] = FeedbackSharing(values["feedback"])
         return cls(**values)
 
     def optimizer_info(self) -> OptimizerInfo:
@@ -140,15 +149,21 @@ class Trainer:
         )
         self.model = Model(self.network, np.dtype(self.config.dtype), self.config.inference)
         init = self.config.weight_init
-        if init == WeightInit.AUTO and self.config.algorithm == Algorithm.BP:
+        local = self.config.algorithm != Algorithm.BP
+        if init == WeightInit.AUTO and not local:
             init = WeightInit.GLOROT
-        self.model.initialize(init_rng, init)
+        stream = self.config.feedback == FeedbackSharing.STREAM
+        # A stream's one B: the output layer starts at zero so that it grows along the
+        # features' DFA-driven changes and aligns with that B (its Glorot draw is still made).
+        output_at_zero = local and stream and init == WeightInit.AUTO
+        self.model.initialize(init_rng, init, output_at_zero=output_at_zero)
         self.rule = make_rule(
             self.config.algorithm,
             self.model,
             feedback_rng,
             self.config.nonzeros_per_neuron,
             self.config.rank,
+            stream=stream,
         )
         self.optimizer = Optimizer(self.config.optimizer_info())
 

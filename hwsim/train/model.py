@@ -247,8 +247,11 @@ class Model:
             )
         return targets
 
-    def initialize(self, rng: np.random.Generator, trainable_init: WeightInit) -> None:
-        """Glorot-uniform weights (zeros for trainable layers when asked); biases zero."""
+    def initialize(
+        self, rng: np.random.Generator, trainable_init: WeightInit, output_at_zero: bool = False
+    ) -> None:
+        """Glorot-uniform weights (zeros for trainable layers when asked; `output_at_zero`: the
+        output layer's, after its draw, so the other layers' draws do not move); biases zero."""
         # A chain without normalization may start its local-rule layers at zero (the paper's
         # DFA); a batch norm of a zero output is zero whatever it learns, and a separate relu
         # after it never wakes (relu'(0) = 0), so graphs and normalized nets keep Glorot.
@@ -274,6 +277,8 @@ class Model:
             else:
                 limit = np.sqrt(6.0 / (fan_in + fan_out))
                 weight = rng.uniform(-limit, limit, size=shape).astype(self.dtype)
+            if output_at_zero and layer is self.layers[-1]:
+                weight[...] = 0
             layer.params = {"weight": weight}
             if spec.use_bias:
                 layer.params["bias"] = np.zeros(shape[-1], dtype=self.dtype)

@@ -4,6 +4,10 @@
 - DFA:   δ_l = (E B_l) ⊙ f'(h_l), B_l a fixed dense random [C × N_l] matrix
 - SSDFA: the same with B_l sparse: neuron j receives s errors (s = 1: one error, one weight)
 
+A network's `training.feedback: stream` draws one [C, width] B per tap width instead, tiled over
+each tap's positions and shared by the taps of that width (a residual stream's: see
+docs/network-format.md); the ops and the trace stay those of a [C, N] B per tap.
+
 Under DFA/SSDFA the error is injected at the end of the layer's block (after its pooling and
 dropout) and flows back through them to the layer; it never crosses a weight layer.
 
@@ -21,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hwsim.specs.trace import Algorithm, GatherOp, MatmulOp, Phase, Role, Slot
-from hwsim.train.feedback import DenseFeedback, SparseFeedback, make_feedback
+from hwsim.train.feedback import DenseFeedback, SparseFeedback, make_feedback, tile_feedback
 from hwsim.train.layers import StepContext
 from hwsim.train.model import ErrorSum, FeedbackTarget, Model
 from hwsim.train.ops import OpDesc, OperandDesc, op
@@ -199,20 +203,29 @@ class FeedbackAlignment(Rule):
         rng: np.random.Generator,
         nonzeros_per_neuron: int | None = None,
         rank: int | None = None,
+        stream: bool = False,
     ) -> None:
+        """`stream`: one [C, width] B per tap width, drawn in the order of the taps, tiled over
+        each tap's positions (`tile_feedback`); otherwise each tap draws its own [C, N] B."""
         classes = model.network.classes
         self.targets: list[FeedbackTarget] = model.feedback_targets()
-        self.feedback: dict[str, DenseFeedback | SparseFeedback] = {
-            model.layers[target.layer_index].name: make_feedback(
-                classes,
-                target.neurons,
-                rng=rng,
-                nonzeros_per_neuron=nonzeros_per_neuron,
-                rank=rank,
-                dtype=model.dtype,
+        bases: dict[int, DenseFeedback | SparseFeedback] = {}
+        self.feedback: dict[str, DenseFeedback | SparseFeedback] = {}
+        for target in self.targets:
+            width = model.shapes[target.block_end].output_shape[-1] if stream else target.neurons
+            if not stream or width not in bases:  # per tap: each tap draws its own
+                bases[width] = make_feedback(
+                    classes,
+                    width,
+                    rng=rng,
+                    nonzeros_per_neuron=nonzeros_per_neuron,
+                    rank=rank,
+                    dtype=model.dtype,
+                )
+            name = model.layers[target.layer_index].name
+            self.feedback[name] = (
+                tile_feedback(bases[width], target.neurons // width) if stream else bases[width]
             )
-            for target in self.targets
-        }
 
     def _inject(
         self, model: Model, target: FeedbackTarget, error: np.ndarray, ctx: StepContext
@@ -230,8 +243,14 @@ class FeedbackAlignment(Rule):
 class DirectFeedbackAlignment(FeedbackAlignment):
     algorithm = Algorithm.DFA
 
-    def __init__(self, model: Model, rng: np.random.Generator, rank: int | None = None) -> None:
-        super().__init__(model, rng, nonzeros_per_neuron=None, rank=rank)
+    def __init__(
+        self,
+        model: Model,
+        rng: np.random.Generator,
+        rank: int | None = None,
+        stream: bool = False,
+    ) -> None:
+        super().__init__(model, rng, nonzeros_per_neuron=None, rank=rank, stream=stream)
 
 
 class SparseDirectFeedbackAlignment(FeedbackAlignment):
@@ -243,8 +262,9 @@ class SparseDirectFeedbackAlignment(FeedbackAlignment):
         rng: np.random.Generator,
         nonzeros_per_neuron: int = 1,
         rank: int | None = None,
+        stream: bool = False,
     ) -> None:
-        super().__init__(model, rng, nonzeros_per_neuron=nonzeros_per_neuron, rank=rank)
+        super().__init__(model, rng, nonzeros_per_neuron, rank, stream)
 
 
 def make_rule(
@@ -253,9 +273,11 @@ def make_rule(
     rng: np.random.Generator,
     nonzeros_per_neuron: int = 1,
     rank: int | None = None,
+    stream: bool = False,
 ) -> Rule:
+    """`stream`: the taps of one width share one B, tiled over their positions."""
     if algorithm == Algorithm.BP:
         return Backprop()
     if algorithm == Algorithm.DFA:
-        return DirectFeedbackAlignment(model, rng, rank=rank)
-    return SparseDirectFeedbackAlignment(model, rng, nonzeros_per_neuron, rank=rank)
+        return DirectFeedbackAlignment(model, rng, rank=rank, stream=stream)
+    return SparseDirectFeedbackAlignment(model, rng, nonzeros_per_neuron, rank, stream)
