@@ -19,7 +19,7 @@ import pandas as pd
 
 from hwsim.energy import summarize
 from hwsim.io.arch import load_arch, load_arch_with_energies, load_tech_file, shipped_archs
-from hwsim.io.networks import load_network
+from hwsim.io.networks import load_network, shipped_networks
 from hwsim.io.overrides import load_arch_with_overrides
 from hwsim.io.traces import atomic_output, read_trace
 from hwsim.sim.engine import simulate
@@ -606,6 +606,142 @@ def graph_networks() -> str:
     return "\n".join(lines)
 
 
+LEARNING_PHASES = ("error", "gradient", "update")
+
+
+def _learning_bytes_by_phase(sim) -> dict[str, float]:
+    """Off-tile bytes (DRAM reads and writes + NoC delivered) of each learning phase."""
+    rows = sim.breakdown
+    moved = ((rows["component"] == "dram") & rows["action"].isin(["read", "write"])) | (
+        (rows["component"] == "noc") & (rows["action"] == "deliver")
+    )
+    sums = rows[moved].groupby("phase")["bytes"].sum()
+    return {phase: float(sums.get(phase, 0.0)) for phase in LEARNING_PHASES}
+
+
+def learning_per_network() -> str:
+    """DFA ÷ SSDFA and BP ÷ SSDFA learning-phase data movement on every shipped network, one
+    example on the paper's substrate, and where SSDFA's remaining learning bytes go."""
+    arch, energies = load_arch_with_energies(PAPER_SPEC)
+    lines = [
+        "## Learning-phase data movement on every shipped network",
+        "",
+        f"`learning_off_tile_bytes` per training example on `{PAPER_SPEC}`, batch 1, "
+        "shape-only traces (`hwsim trace --shape-only --batch-size 1`, each network's "
+        "optimizer and blocks), and how SSDFA's own learning bytes split over the error, "
+        "gradient and update phases:",
+        "",
+        "| network | BP | DFA | SSDFA | BP ÷ SSDFA | DFA ÷ SSDFA | SSDFA error / gradient / "
+        "update |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name in shipped_networks():
+        print(f"  learning bytes: {name}", file=sys.stderr)
+        network = load_network(name)
+        learning, phases = {}, {}
+        for rule in Algorithm:
+            config = TrainConfig.from_network(network, rule, epochs=1, batch_size=1)
+            sim = simulate(arch, shape_only_trace(network, config))
+            learning[rule] = summarize(sim, energies)["learning_off_tile_bytes"]
+            phases[rule] = _learning_bytes_by_phase(sim)
+        total = sum(phases[Algorithm.SSDFA].values())
+        split = " / ".join(f"{phases[Algorithm.SSDFA][p] / total:.0%}" for p in LEARNING_PHASES)
+        ssdfa = learning[Algorithm.SSDFA]
+        lines.append(
+            f"| {name} | {learning[Algorithm.BP]:,.0f} | {learning[Algorithm.DFA]:,.0f} | "
+            f"{ssdfa:,.0f} | {_times(learning[Algorithm.BP] / ssdfa)} | "
+            f"{_times(learning[Algorithm.DFA] / ssdfa)} | {split} |"
+        )
+    lines += [
+        "",
+        "- **Where the paper's claim holds** — the FC networks and the conv networks whose "
+        "layers fit their tiles — DFA ÷ SSDFA is about C, the classes (10 or 100; AlexNet's "
+        "1,000 shared by fc6's tiles), as the paper's factor of N says: under DFA every "
+        "tile of a hidden layer receives all C errors, under SSDFA one per neuron.",
+        "- **Where SSDFA's learning bytes are not its errors** the rules move about the "
+        "same, whatever the delivery: vgg16's weights do not fit its tiles, so the update "
+        "phase streams the spilled weights and optimizer state from DRAM (its last column); "
+        "alexnet_grouped trains its convolutions, and the input maps of conv1 to conv3 are "
+        "not kept in their tiles' activation reserves since the forward pass, so their "
+        "weight gradients receive them again, every tile the whole map (the gradient share).",
+        "- **On the graphs** each block carries its error inside by BP (Launay et al.'s "
+        "blocks), so the error and gradient phases are mostly BP's own; DFA's dense B for "
+        "every block's output makes it the most expensive rule there "
+        "(the *Today's networks* section above).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+PLACEMENT_SPEC, PLACEMENT_NETWORK = "distributed_small", "mnist_fc"
+
+
+def _placement_row(arch, energies, network, nonzeros: int | None) -> tuple[float, dict]:
+    """(the error phase's NoC delivered bytes, the summary) of one example, SSDFA with
+    `nonzeros` per neuron or DFA (None)."""
+    rule = Algorithm.DFA if nonzeros is None else Algorithm.SSDFA
+    extra = {} if nonzeros is None else {"nonzeros_per_neuron": nonzeros}
+    config = TrainConfig.from_network(network, rule, epochs=1, batch_size=1, **extra)
+    sim = simulate(arch, shape_only_trace(network, config))
+    rows = sim.breakdown
+    error = rows[(rows["phase"] == "error") & (rows["component"] == "noc")]
+    return float(error[error["action"] == "deliver"]["bytes"].sum()), summarize(sim, energies)
+
+
+def ssdfa_placement() -> str:
+    """SSDFA's s from 1 to C with colocated and scattered neurons (the shipped sweep
+    arch_specs/sweeps/ssdfa_placement.yaml), DFA beside it."""
+    print("  s and placement", file=sys.stderr)
+    network = load_network(PLACEMENT_NETWORK)
+    classes = network.classes
+    runs: dict[tuple[str, int | None], tuple[float, dict]] = {}
+    for policy in ("colocate", "round_robin"):
+        arch, energies = load_arch_with_overrides(PLACEMENT_SPEC, [f"mapping.policy={policy}"])
+        for nonzeros in [*range(1, classes + 1), None]:
+            runs[policy, nonzeros] = _placement_row(arch, energies, network, nonzeros)
+    lines = [
+        "## SSDFA's s and where its neurons sit",
+        "",
+        f"The shipped sweep `arch_specs/sweeps/ssdfa_placement.yaml` ({PLACEMENT_NETWORK}, "
+        f"C = {classes}, on `{PLACEMENT_SPEC}`'s 64 tiles, one example, shape-only) measured "
+        "here directly: the error phase's NoC delivered bytes — the output errors each tile "
+        "of the hidden layers receives — with the neurons that share an error placed together "
+        "(`mapping.policy: colocate`) or scattered (`round_robin`), and, for colocate, the "
+        "learning-phase off-tile bytes and the energy per example:",
+        "",
+        "| s | error delivered, colocate | error delivered, round_robin | learning off-tile "
+        "bytes | energy_pj |",
+        "|---|---|---|---|---|",
+    ]
+    for nonzeros in [*range(1, classes + 1), None]:
+        (near, summary), (far, _) = runs["colocate", nonzeros], runs["round_robin", nonzeros]
+        label = "DFA" if nonzeros is None else str(nonzeros)
+        lines.append(
+            f"| {label} | {near:,.0f} | {far:,.0f} | "
+            f"{summary['learning_off_tile_bytes']:,.0f} | {summary['energy_pj']:,.0f} |"
+        )
+    one = runs["colocate", 1][0], runs["round_robin", 1][0]
+    full, dense = runs["colocate", classes][1], runs["colocate", None][1]
+    lines += [
+        "",
+        f"- Colocated, what a tile must receive grows with s (s errors a tile); scattered, a "
+        f"tile's few neurons already listen to most classes at small s: at s = 1 round_robin "
+        f"delivers {_times(one[1] / one[0])} colocate's error bytes, and at s = C both "
+        "deliver what DFA does (within the few bytes of B that spill).",
+        "- Beside the error delivery the learning phases move the weights, B and optimizer "
+        f"state that `{PLACEMENT_SPEC}`'s SRAM cannot hold (spilled, streamed from DRAM each "
+        "step), and that grows with s too: B has s·N non-zeros, each with its ⌈log2 C⌉-bit "
+        "class index (docs/model.md, *Storage*).",
+        f"- At s = C SSDFA costs more than DFA "
+        f"({full['learning_off_tile_bytes']:,.0f} against "
+        f"{dense['learning_off_tile_bytes']:,.0f} learning bytes): its B is then as dense as "
+        "DFA's but still stored sparse, values plus indices, so more of it spills. A design "
+        "would store it dense there; hwsim prices the format the trace names.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
 def generated_feedback() -> str:
     """What regenerating B on chip (schedule.feedback_weights: generated) saves, beside the
     DF-LNPU's 42.8% less external memory access."""
@@ -1074,6 +1210,8 @@ def main() -> int:
         rules_on_von_neumann(),
         rules_on_distributed(),
         graph_networks(),
+        learning_per_network(),
+        ssdfa_placement(),
         generated_feedback(),
         tech_nodes(),
         mapping_objectives(),
