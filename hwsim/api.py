@@ -34,7 +34,7 @@ from hwsim.sim.engine import simulate as _simulate
 from hwsim.sim.result import SimResult
 from hwsim.sim.sparsity import SAVED
 from hwsim.specs.arch import ActionEnergies, ArchSpec
-from hwsim.specs.network import NetworkSpec
+from hwsim.specs.network import NetworkSpec, frozen
 from hwsim.specs.resolve import resolve_energies
 from hwsim.specs.trace import Algorithm, Trace
 from hwsim.study import spec_fields
@@ -140,12 +140,21 @@ def trace(
     seed: int = 0,
     shape_only: bool = False,
     inference: bool = False,
+    freeze: Sequence[str] = (),
 ) -> Trace:
     """One training step of `algorithm` (bp, dfa, ssdfa) traced on synthetic data, or built
     from the network's shapes (`shape_only`: the same records, densities not measured);
     `inference`: an inference pass instead (the forward pass only, batch norm by its running
-    statistics, dropout off; `algorithm` stays bp, the forward pass being every rule's)."""
+    statistics, dropout off; `algorithm` stays bp, the forward pass being every rule's);
+    `freeze`: layers whose weights stay fixed (as `--freeze`)."""
     spec_ = network(network_name)
+    if freeze:
+        if isinstance(freeze, str):
+            freeze = [freeze]
+        try:
+            spec_ = frozen(spec_, list(freeze), "trace(freeze=...):")
+        except ValueError as exc:
+            raise ArgumentError(str(exc)) from None
     rule = _rule(algorithm)
     if inference and rule != Algorithm.BP:
         raise ArgumentError(

@@ -17,7 +17,7 @@ from hwsim.io.folders import check_output_file_target
 from hwsim.io.networks import load_network
 from hwsim.io.outputs import check_output_file
 from hwsim.io.traces import atomic_output, write_trace
-from hwsim.specs.network import NetworkSpec
+from hwsim.specs.network import NetworkSpec, frozen
 from hwsim.specs.trace import Algorithm
 from hwsim.study import trace_summary
 from hwsim.train.datasets import load_dataset
@@ -51,6 +51,17 @@ _FLAGS = {
     "optimizer": "--optimizer",
     "nonzeros_per_neuron": "--nonzeros-per-neuron",
 }
+
+
+def _network(args: argparse.Namespace) -> NetworkSpec:
+    """The --network, with --freeze's layers kept fixed."""
+    network = load_network(args.network)
+    if not args.freeze:
+        return network
+    try:
+        return frozen(network, args.freeze, "--freeze")
+    except ValueError as exc:
+        raise SpecError(f"{args.network}: {exc}") from None
 
 
 def _config(args: argparse.Namespace, network: NetworkSpec, epochs: int | None) -> TrainConfig:
@@ -99,7 +110,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     inputs = [args.network, args.data_path]
     _check_output(args.trace_out, (".jsonl", ".jsonl.gz"), "--trace-out", inputs)
     _check_output(args.history_out, (".csv",), "--history-out", inputs)
-    network = load_network(args.network)
+    network = _network(args)
     config = _config(args, network, args.epochs)
     dataset = load_dataset(
         args.dataset or network.dataset,
@@ -178,7 +189,7 @@ def cmd_trace(args: argparse.Namespace) -> int:
         )
     _check_rule_flags(args)
     _check_output(args.out, (".jsonl", ".jsonl.gz"), "--out", [args.network])
-    network = load_network(args.network)
+    network = _network(args)
     config = dataclasses.replace(_config(args, network, 1), inference=args.inference)
     trace = (shape_only_trace if args.shape_only else trace_synthetic_step)(network, config)
     write_trace(args.out, trace)

@@ -65,6 +65,14 @@ def _add_rule_flags(parser: argparse.ArgumentParser, rule_required: bool = True)
         help="optimizer (default: the network's)",
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument(
+        "--freeze",
+        nargs="+",
+        default=(),
+        metavar="LAYER",
+        help="keep these layers' weights fixed (trainable: false), as pre-trained layers in "
+        "the paper's transfer setting",
+    )
 
 
 def _add_train_parser(commands) -> None:

@@ -562,3 +562,42 @@ def infer_shapes(network: NetworkSpec) -> list[LayerShape]:
         )
         outputs[layer.name] = out
     return shapes
+
+
+# The layer kinds that learn (they have `trainable`): the ones `--freeze` can name.
+FREEZABLE = ("dense", "conv2d", "batch_norm", "layer_norm", "attention", "patch_embed")
+
+
+def freeze_problem(kinds: dict[str, str], name: str) -> str | None:
+    """Why `--freeze NAME` cannot freeze a layer of a network whose layers' kinds are `kinds`
+    (name -> type), or None: the one check `hwsim import`, `train` and `trace` share."""
+    import difflib
+
+    kind = kinds.get(name)
+    if kind is None:
+        near = difflib.get_close_matches(name, list(kinds), n=1)
+        return "no such layer" + (f"; did you mean '{near[0]}'?" if near else "")
+    if kind not in FREEZABLE:
+        return f"a {kind} layer learns nothing"
+    return None
+
+
+def frozen(network: NetworkSpec, names: tuple[str, ...] | list[str], where: str) -> NetworkSpec:
+    """The network with `trainable: false` on the layers named (the paper's transfer setting:
+    pre-trained layers kept fixed); ValueError names `where` (the flag) and the layer."""
+    kinds = {layer.name: layer.type for layer in network.layers}
+    for name in names:
+        problem = freeze_problem(kinds, name)
+        if problem is not None:
+            raise ValueError(f"{where} {name}: {problem}")
+    if network.layers[-1].name in names:
+        raise ValueError(
+            f"{where} {network.layers[-1].name}: the output layer must be trainable (the "
+            "error starts at it)"
+        )
+    chosen = set(names)
+    layers = [
+        layer.model_copy(update={"trainable": False}) if layer.name in chosen else layer
+        for layer in network.layers
+    ]
+    return network.model_copy(update={"layers": layers})

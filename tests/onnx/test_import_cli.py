@@ -358,7 +358,7 @@ def test_bad_flags_and_missing_files(model, tmp_path, capsys):
     assert main(["import", str(model), "--out", str(tmp_path / "n.txt")]) == 2
     assert "expected a file ending in .yaml" in capsys.readouterr().err
     assert main(["import", str(model), "--out", str(tmp_path / "n.yaml"), "--freeze", "sten"]) == 2
-    assert "--freeze sten: no such imported layer; did you mean 'stem'?" in capsys.readouterr().err
+    assert "--freeze sten: no such layer; did you mean 'stem'?" in capsys.readouterr().err
     assert not (tmp_path / "n.yaml").exists()
 
 
@@ -467,3 +467,18 @@ def test_rectangular_conv_windows_import_and_trace(tmp_path):
         arch, energies = load_arch_with_energies(spec)
         counts = simulate_counts(arch, trace, energies=energies)
         assert counts.totals()["macs"] == trace.macs
+
+
+def test_trace_freeze_on_an_onnx_model_equals_the_imported_file_frozen(model, tmp_path):
+    """`--freeze` on `hwsim trace --network MODEL.onnx` freezes what `hwsim import --freeze`
+    writes as `trainable: false`: the same trace, byte for byte."""
+    net = tmp_path / "frozen.yaml"
+    assert main(["import", str(model), "--out", str(net), "--freeze", "stem"]) == 0
+    assert "trainable: false" in net.read_text()
+    traces = []
+    for network, freeze in ((str(net), []), (str(model), ["--freeze", "stem"])):
+        out = tmp_path / f"t{len(traces)}.jsonl"
+        argv = ["trace", "--network", network, "--algorithm", "dfa", "--shape-only"]
+        assert main([*argv, *freeze, "--out", str(out)]) == 0
+        traces.append(out.read_bytes())
+    assert traces[0] == traces[1]

@@ -9,7 +9,6 @@ differ.
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from hwsim.io.onnx.emit import network_text
 from hwsim.io.onnx.graph import Graph, read_graph
 from hwsim.io.onnx.patterns import match_dense, match_gelu_erf, match_layer_norm, rewrite
 from hwsim.io.onnx.tokens import match_attention, match_patch_embed
-from hwsim.specs.network import NetworkSpec, infer_shapes
+from hwsim.specs.network import NetworkSpec, freeze_problem, infer_shapes
 
 HANDLERS = {
     "Conv": maps.conv,
@@ -112,23 +111,15 @@ def import_onnx(
     return Imported(text, network, len(converted.layers), parameters, graph.file_parameters)
 
 
-_FREEZABLE = ("dense", "conv2d", "batch_norm", "layer_norm", "attention", "patch_embed")
-
-
 def _freeze(converted: Converted, names: tuple[str, ...], path: str) -> None:
     """`trainable: false` on the layers named (the paper's transfer setting)."""
     layers = {layer.fields["name"]: layer for layer in converted.layers}
+    kinds = {name: layer.fields["type"] for name, layer in layers.items()}
     for name in names:
-        layer = layers.get(name)
-        if layer is None:
-            near = difflib.get_close_matches(name, list(layers), n=1)
-            hint = f"; did you mean '{near[0]}'?" if near else ""
-            raise SpecError(f"{path}: --freeze {name}: no such imported layer{hint}")
-        if layer.fields["type"] not in _FREEZABLE:
-            raise SpecError(
-                f"{path}: --freeze {name}: a {layer.fields['type']} layer learns nothing"
-            )
-        layer.fields["trainable"] = False
+        problem = freeze_problem(kinds, name)
+        if problem is not None:
+            raise SpecError(f"{path}: --freeze {name}: {problem}")
+        layers[name].fields["trainable"] = False
 
 
 def load_onnx_network(path: str | Path) -> NetworkSpec:
