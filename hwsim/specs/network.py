@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Literal
@@ -568,7 +569,7 @@ def infer_shapes(network: NetworkSpec) -> list[LayerShape]:
 FREEZABLE = ("dense", "conv2d", "batch_norm", "layer_norm", "attention", "patch_embed")
 
 
-def freeze_problem(kinds: dict[str, str], name: str) -> str | None:
+def freeze_problem(kinds: Mapping[str, str], name: str) -> str | None:
     """Why `--freeze NAME` cannot freeze a layer of a network whose layers' kinds are `kinds`
     (name -> type), or None: the one check `hwsim import`, `train` and `trace` share."""
     import difflib
