@@ -127,6 +127,25 @@ def test_the_onnx_form_of_a_shipped_network_traces_as_its_yaml(tmp_path, name):
         assert ours.header.feedback == theirs.header.feedback
 
 
+@pytest.mark.parametrize("name", ["cifar100_conv", "resnet18"])
+def test_a_full_size_network_round_trips_through_onnx(tmp_path, name):
+    """As above at full size (the test above narrows the networks to keep it quick): the
+    paper's largest chain with its initializers (56 MB) and ResNet-18 at 224 x 224 (47 MB), BP
+    and, for ResNet-18, DFA and SSDFA per residual block."""
+    network = _without_dropout(load_network(name))
+    path = network_to_onnx(network, tmp_path / f"{name}.onnx")
+    how = "residual" if name in RESIDUAL_BLOCKS else "layer"
+    imported = import_onnx(path, name=name, blocks=how).network
+    imported = imported.model_copy(update={"training": network.training})
+    for rule in RULES if how == "residual" else (Algorithm.BP,):
+        ours = shape_only_trace(imported, _config(imported, rule))
+        theirs = shape_only_trace(network, _config(network, rule))
+        assert ours.records == theirs.records
+        assert ours.header.layers == theirs.header.layers
+        assert ours.header.feedback == theirs.header.feedback
+    path.unlink()
+
+
 @settings(max_examples=15, deadline=None)
 @given(
     st.lists(

@@ -305,6 +305,24 @@ def _text(path):
     return path
 
 
+def _checker_attribute(path):
+    b = Builder([1, 16])
+    model = b.model(b.gemm("x", 16, 10, "fc"))
+    model.graph.node[0].attribute.append(helper.make_attribute("colour", 3))
+    onnx.save(model, str(path))
+    return path
+
+
+def _checker_order(path):
+    b = Builder([1, 16])
+    model = b.model(b.gemm(b.one("Relu", ["x"], "r"), 16, 10, "fc"))
+    nodes = list(model.graph.node)
+    del model.graph.node[:]
+    model.graph.node.extend(reversed(nodes))  # not topologically sorted
+    onnx.save(model, str(path))
+    return path
+
+
 def _bad_padding(path):
     b = Builder([1, 3, 8, 8])
     y = b.conv("x", 3, 4, 3, "odd", pad=2)  # 10x10: neither SAME's 8 nor VALID's 6
@@ -320,6 +338,13 @@ BAD = {
     "old_opset": (_old_opset, "opset 11: hwsim imports ONNX opset 13 and up"),
     "truncated": (_truncated, "not an ONNX model"),
     "text": (_text, "not an ONNX model"),
+    # The checker's whole message, its node included, on one line.
+    "checker_attribute": (
+        _checker_attribute,
+        "the ONNX checker refuses the model: Unrecognized attribute: colour for operator Gemm "
+        "(context: Bad node spec for node. Name: fc OpType: Gemm)",
+    ),
+    "checker_order": (_checker_order, "of node: name: fc OpType: Gemm is not output of any"),
     "bad_padding": (_bad_padding, "node Conv 'odd': pads [2, 2, 2, 2] give a 10x10 output"),
 }
 

@@ -91,13 +91,18 @@ def _parse(path: Path) -> Any:
         onnx.external_data_helper.load_external_data_for_model(model, str(path.parent))
         onnx.checker.check_model(model)
     except Exception as exc:
-        raise SpecError(f"{path}: the ONNX checker refuses the model: {_first_line(exc)}") from None
+        raise SpecError(f"{path}: the ONNX checker refuses the model: {_one_line(exc)}") from None
     return model
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+def _one_line(exc: BaseException, limit: int = 400) -> str:
+    """onnx's message on one line, whole (its context — the node's name and op type — is on
+    later lines), cut at `limit` characters."""
+    text = " ".join(str(exc).replace("==> Context:", "(context:").split())
+    if "(context:" in text:
+        text += ")"
+    text = text or type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _opset(model: Any, path: Path) -> int:
@@ -166,7 +171,7 @@ def _infer(model: Any, path: Path) -> Any:
     try:
         return onnx.shape_inference.infer_shapes(model, strict_mode=True, data_prop=True)
     except Exception as exc:
-        raise SpecError(f"{path}: ONNX shape inference fails: {_first_line(exc)}") from None
+        raise SpecError(f"{path}: ONNX shape inference fails: {_one_line(exc)}") from None
 
 
 def read_graph(path: str | Path) -> Graph:
@@ -334,7 +339,7 @@ def _evaluate(node: Node, constants: dict, path: str) -> list[np.ndarray]:
     except Exception as exc:
         raise SpecError(
             f"{path}: node {node.label}: cannot evaluate it on its constant inputs: "
-            f"{_first_line(exc)}"
+            f"{_one_line(exc)}"
         ) from None
 
 
