@@ -421,24 +421,56 @@ def _out(size: int, kernel: int, stride: int, pad: int) -> int:
     return (size + 2 * pad - kernel) // stride + 1
 
 
-def _scaled_mlp(tmp_path, op: str, constant: float, constant_first: bool = False):
-    """x → op with a scalar constant → Gemm: a Mul or Div by a constant before a classifier."""
+def _scaled_mlp(tmp_path, op: str, constant: float, constant_first: bool = False, between=None):
+    """x → op with a scalar constant [→ between] → Gemm: a Mul or Div by a constant before a
+    classifier."""
     b = Builder([1, 6])
     c = b.const(np.array(constant, np.float32))
     y = b.one(op, [c, "x"] if constant_first else ["x", c], "prep")
+    if between is not None:
+        y = b.one(between, [y], "between")
     b.out = b.gemm(y, 6, 10, "head")
-    return b.save(b.out, tmp_path / f"{op}{constant}{constant_first}.onnx")
+    return b.save(b.out, tmp_path / f"{op}{constant}{constant_first}{between}.onnx")
 
 
-def test_a_mul_or_div_by_a_constant_is_a_scale_layer(tmp_path):
+def test_a_mul_or_div_by_a_constant_folds_into_the_weight_layer_it_feeds(tmp_path):
+    """W(c·x) = (cW)x: no layer and no cost; through a re-view too; the written file says so."""
+    plain = import_onnx(_scaled_mlp(tmp_path, "Mul", 1.0, between="Identity"))
+    for op, constant, between in (("Mul", 4.0, None), ("Div", 4.0, None), ("Mul", 3.0, "Flatten")):
+        imported = import_onnx(_scaled_mlp(tmp_path, op, constant, between=between))
+        assert [layer.type for layer in imported.network.layers] == ["dense"]
+        factor = constant if op == "Mul" else 1 / constant
+        assert f"{op} 'prep' (× {factor:g} folded into the weights of dense 'head')" in (
+            " ".join(line.lstrip("# ") for line in imported.text.splitlines())
+        )
+        config = TrainConfig.from_network(plain.network, Algorithm.BP, epochs=1, batch_size=2)
+        assert (
+            shape_only_trace(imported.network, config).records
+            == shape_only_trace(plain.network, config).records
+        )
+
+
+def test_a_mul_or_div_by_a_constant_before_anything_else_is_a_scale_layer(tmp_path):
     for op, constant, factor in (("Mul", 4.0, 4.0), ("Div", 4.0, 0.25)):
-        network = import_onnx(_scaled_mlp(tmp_path, op, constant)).network
+        path = _scaled_mlp(tmp_path, op, constant, between="Relu")
+        network = import_onnx(path).network
         assert [(layer.type, getattr(layer, "factor", None)) for layer in network.layers] == [
             ("scale", factor),
+            ("activation", None),
             ("dense", None),
         ]
-    mul_first = import_onnx(_scaled_mlp(tmp_path, "Mul", 2.0, constant_first=True)).network
-    assert mul_first.layers[0].factor == 2.0
+    mul_first = _scaled_mlp(tmp_path, "Mul", 2.0, constant_first=True, between="Relu")
+    assert import_onnx(mul_first).network.layers[0].factor == 2.0
+
+
+def test_a_scale_before_a_batch_norm_is_normalised_away(tmp_path):
+    b = Builder([1, 3, 6, 6])
+    y = b.one("Mul", [b.conv("x", 3, 4, 3, "c"), b.const(np.array(0.5, np.float32))], "half")
+    y = b.relu(b.bn(y, 4, "bn"), "r")
+    path = b.save(b.gemm(b.flatten(b.gap(y, "p"), "f"), 4, 10, "fc"), tmp_path / "bn.onnx")
+    imported = import_onnx(path)
+    assert "scale" not in [layer.type for layer in imported.network.layers]
+    assert "Mul 'half' (× 0.5 normalised away by BatchNormalization 'bn')" in imported.text
 
 
 @pytest.mark.parametrize(

@@ -111,8 +111,8 @@ def drop(converter: Converter, node: Node) -> None:
 
 
 def scale(converter: Converter, node: Node) -> None:
-    """Mul or Div by a constant scalar: a `scale` layer (its vector op per element priced,
-    each way)."""
+    """Mul or Div by a constant scalar: folded into the weight layer or norm it feeds (no
+    layer, no cost), else a `scale` layer (its vector op per element priced, each way)."""
     live = converter.index.activation_inputs(node)
     others = [name for name in node.inputs if name in converter.graph.constants]
     constant = converter.index.const(others[0]) if len(others) == 1 else None
@@ -130,7 +130,48 @@ def scale(converter: Converter, node: Node) -> None:
         raise converter.fail(
             node, f"scales by {factor}: a scale layer needs a finite, non-0 factor"
         )
+    target = _fold_target(converter, node)
+    if target is not None:
+        norm = "Norm" in target.op or "norm" in target.op
+        how = "normalised away by" if norm else "folded into the weights of"
+        kind = target.op.split(".")[-1]
+        converter.alias(node, converter.value(node), f"× {factor:g} {how} {kind} '{target.name}'")
+        return
     converter.add(node, {"type": "scale", "factor": factor}, [converter.value(node)])
+
+
+# The ops a scale by a constant folds into when it feeds one: linear in that input (a weight
+# layer: W(c·x) = (cW)x, biases and zero padding alike) or normalising it away (a norm's
+# statistics scale with x: (c·x − c·μ) / (c·σ) = x̂, up to epsilon).
+FOLDS_INTO = (
+    "Conv",
+    "hwsim.dense",
+    "hwsim.attention",
+    "hwsim.patch_embed",
+    "BatchNormalization",
+    "LayerNormalization",
+    "hwsim.layer_norm",
+)
+# What a scale may reach its target through: nodes that re-view or drop a tensor.
+_THROUGH = ("Flatten", "Reshape", "Squeeze", "Unsqueeze", "Transpose", "Dropout", "Identity")
+
+
+def _fold_target(converter: Converter, node: Node) -> Node | None:
+    """The weight layer or norm the scale's output alone feeds (as its activation input,
+    through re-views only), or None: then the scale is a layer of its own."""
+    tensor = node.outputs[0]
+    while True:
+        readers = converter.graph.consumers(tensor)
+        if len(readers) != 1 or tensor == converter.graph.output:
+            return None
+        reader = readers[0]
+        if not reader.inputs or reader.inputs[0] != tensor:
+            return None
+        if reader.op in FOLDS_INTO:
+            return reader
+        if reader.op not in _THROUGH or len(reader.outputs) != 1:
+            return None
+        tensor = reader.outputs[0]
 
 
 def softmax(converter: Converter, node: Node) -> None:
