@@ -47,7 +47,7 @@ def test_every_allowed_pair_and_seed_runs_once_in_range(feedback_study):
     assert len(list((folder / "runs").glob("*.json"))) == 10
     assert (folder / "index.html").is_file() and (folder / "plotly.min.js").is_file()
     assert json.loads((folder / "study.json").read_text())["skipped"] == [[1, 5]]
-    assert "skipped 1 pair(s) with s·r < 10" in err and "s=1 r=5" in err
+    assert "skipped 1 pair with s·r < 10" in err and "s=1 r=5" in err
     assert f"{folder / 'study.csv'}: 10 runs (5 pairs × 2 seeds, 1 epoch each)" in out
 
 

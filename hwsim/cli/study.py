@@ -177,7 +177,7 @@ def cmd_study(args: argparse.Namespace) -> int:
     if plan.skipped:
         shown = ", ".join(f"s={s} r={r}" for s, r in plan.skipped)
         print(
-            f"hwsim study: skipped {len(plan.skipped)} pair(s) with s·r < "
+            f"hwsim study: skipped {_count(len(plan.skipped), 'pair')} with s·r < "
             f"{plan.network.classes} (the classes; the sparse construction needs s·r ≥ C): "
             f"{shown}",
             file=sys.stderr,
@@ -186,8 +186,8 @@ def cmd_study(args: argparse.Namespace) -> int:
     write_study_report(frame, args.out, _meta(plan))
     _print_means(frame)
     print(
-        f"{args.out / 'study.csv'}: {len(frame)} runs ({len(plan.pairs)} pairs × "
-        f"{plan.seeds} seeds, {plan.epochs} epoch{'' if plan.epochs == 1 else 's'} each)"
+        f"{args.out / 'study.csv'}: {_count(len(frame), 'run')} ({_count(len(plan.pairs), 'pair')}"
+        f" × {_count(plan.seeds, 'seed')}, {_count(plan.epochs, 'epoch')} each)"
     )
     print(f"report: {args.out / 'index.html'}")
     return 0
@@ -238,3 +238,7 @@ def _meta(plan) -> dict[str, str]:
         "seeds": f"0 … {plan.seeds - 1}",
         "epochs": str(plan.epochs),
     }
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number:,} {noun}{'' if number == 1 else 's'}"
