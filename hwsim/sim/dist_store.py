@@ -1,8 +1,8 @@
 """The distributed substrate's storing of results: what an op writes stays in its tiles, is
-summed over a convolution's partition (or, a normalization's per-channel or per-row sums,
-over the tiles holding each channel or row), waits as partial sums for its reader, or is
-spilled to DRAM beyond the activation reserve.  A part of DistributedSubstrate
-(hwsim.sim.distributed), apart by concept."""
+summed over a convolution's partition (or, a normalization's per-channel or per-row sums and
+attention's softmax row sums, over the tiles holding each channel or row), waits as partial
+sums for its reader, or is spilled to DRAM beyond the activation reserve.  A part of
+DistributedSubstrate (hwsim.sim.distributed), apart by concept."""
 
 from __future__ import annotations
 
@@ -15,13 +15,22 @@ import simpy
 from hwsim.errors import CapacityError
 from hwsim.sim.components import Dram, Ledger, Process, Scope, ceil_div
 from hwsim.sim.dist_conv import input_window_elements, map_copies
+from hwsim.sim.dist_gemm import ROW_REDUCING, row_holders_of
 from hwsim.sim.dist_norm import channel_holders, row_holders, statistics_exchange
 from hwsim.sim.mapping import ConvGroup, Placement, Region
 from hwsim.sim.noc import MEMORY, Geometry, Network, Transfer
 from hwsim.sim.sparsity import SAVED, Zeros, action
 from hwsim.sim.tiling import bits_of
 from hwsim.specs.arch import DistributedSpec
-from hwsim.specs.trace import Conv2DOp, ElementwiseOp, Operand, OpRecord, ReduceOp, Role
+from hwsim.specs.trace import (
+    Conv2DOp,
+    ElementwiseOp,
+    MatmulOp,
+    Operand,
+    OpRecord,
+    ReduceOp,
+    Role,
+)
 from hwsim.units import bits_to_bytes
 
 RESIDENT_ROLES = (Role.WEIGHT, Role.BIAS, Role.OPTIMIZER_STATE, Role.FEEDBACK)
@@ -56,6 +65,7 @@ class StorePath:
     ledger: Ledger
     placement: Placement
     norm_layers: dict[str, tuple[str, int]]  # normalization layer → (type, channels)
+    row_products: dict[str, MatmulOp]  # attention scores (and their error) → its product
     dram: Dram
     network: Network
     geometry: Geometry
@@ -132,12 +142,23 @@ class StorePath:
     def _reduced_parts(self, record: OpRecord, region: Region) -> tuple[list[int], int] | None:
         """(tiles holding each reduced channel or row, the bits its values take in all) of a
         normalization record that reduces over tiles; None for any other record."""
+        op = record.op
+        precision = self.arch.precision
+        if isinstance(op, ElementwiseOp) and op.function in ROW_REDUCING:
+            product = self.row_products.get(record.reads[0].tensor)
+            if product is None:  # the loss's softmax over a dense layer's logits
+                return None
+            # Forward the online softmax's (max, Σ exp) pair a row, combined in one exchange;
+            # backward Σ dA·A a row: at the bits of what the record writes.
+            values = 2 if op.function == "softmax" else 1
+            rows = product.groups * product.m
+            return row_holders_of(product, region.tiles), values * rows * bits_of(
+                record.writes[0], precision
+            )
         norm = self.norm_layers.get(record.layer)
         if norm is None:
             return None
         kind, channels = norm
-        op = record.op
-        precision = self.arch.precision
         written_bits = sum(
             operand.elements * bits_of(operand, precision) for operand in record.writes
         )

@@ -28,7 +28,7 @@ import simpy
 from hwsim.errors import CapacityError
 from hwsim.sim.components import Dram, Ledger, Process, Scope, ceil_div
 from hwsim.sim.dist_conv import input_window_elements, map_copies
-from hwsim.sim.dist_gemm import operand_copies
+from hwsim.sim.dist_gemm import operand_copies, row_products
 from hwsim.sim.dist_store import RESIDENT_ROLES, SRAM, Pending, StorePath, saved_at
 from hwsim.sim.dist_tiles import TileGroups
 from hwsim.sim.mapping import (
@@ -124,6 +124,7 @@ class DistributedSubstrate(StorePath):
             for layer in header.layers
             if layer.type in ("batch_norm", "layer_norm")
         }
+        self.row_products = row_products(header, records)
         self.home: dict[str, Region] = {}
         # tensor → the regions holding a copy: one region's key, or a set of keys once there
         # are more (a 200,000-record step writes 150,000 tensors: a set each is 36 MB)

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from hwsim.io.arch import load_arch_with_energies
 from hwsim.io.networks import load_network
 from hwsim.sim.components import Ledger, ceil_div
+from hwsim.sim.dist_gemm import operand_copies
 from hwsim.sim.dist_norm import channel_holders, statistics_exchange
 from hwsim.sim.dist_store import RESIDENT_ROLES
 from hwsim.sim.distributed import DistributedSubstrate
@@ -26,7 +27,7 @@ from hwsim.sim.engine import simulate
 from hwsim.sim.mapping import Placement, Region, conv_groups, place
 from hwsim.sim.result import build_result
 from hwsim.specs.arch import DistributedSpec
-from hwsim.specs.trace import Algorithm, OpRecord, ReduceOp, Trace
+from hwsim.specs.trace import Algorithm, MatmulOp, OpRecord, ReduceOp, Trace
 from hwsim.train.loop import TrainConfig
 from hwsim.train.shapes import shape_only_trace
 from tests.sim.invariants import SHIPPED_SPECS, simulate_within_invariants
@@ -115,6 +116,7 @@ def alone(spec: DistributedSpec, trace: Trace, record: OpRecord, combine: bool =
     substrate = DistributedSubstrate(env, spec, trace.header, ledger, trace.records)
     if not combine:
         substrate.norm_layers = {}
+        substrate.row_products = {}
     env.process(substrate.execute(record))
     env.run()
     rows = build_result(spec, trace, ledger, int(env.now), 1).breakdown
@@ -377,3 +379,43 @@ def test_a_layer_norm_combines_its_rows_and_features_in_closed_form(spec):
 @pytest.mark.parametrize("rule", list(Algorithm), ids=str)
 def test_a_transformer_with_layer_norm_keeps_the_invariants(rule, spec):
     simulate_within_invariants(spec, transformer_step(rule))
+
+
+@pytest.mark.parametrize("spec", DISTRIBUTED_SPECS)
+@pytest.mark.parametrize("rule", [Algorithm.BP, Algorithm.DFA], ids=str)
+def test_attention_combines_each_softmax_row_over_the_tiles_its_columns_span(spec, rule):
+    """Attention's scores [groups·m rows, n] are cut over the q column blocks of their
+    product's grid (hwsim.sim.dist_gemm): the softmax combines each row's (max, Σ exp) pair
+    (the online softmax's, one exchange) and its derivative each row's Σ dA·A over those q
+    tiles, E = rows·(q − 1) at the written bits; nothing else moves, and the loss's softmax
+    over the logits moves nothing."""
+    chip_, trace = chip(spec), transformer_step(rule)
+    placement = placement_of(chip_, trace)
+    kinds = {layer.name: layer.type for layer in trace.header.layers}
+    products = {
+        record.writes[0].tensor: record.op
+        for record in trace.records
+        if isinstance(record.op, MatmulOp) and record.writes
+    }
+    checked = moved = 0
+    for record in trace.records:
+        function = getattr(record.op, "function", None)
+        if function not in ("softmax", "softmax_derivative"):
+            continue
+        _, injected, delivered, _ = alone(chip_, trace, record)
+        _, injected0, delivered0, _ = alone(chip_, trace, record, combine=False)
+        if kinds[record.layer] != "attention":
+            assert (injected, delivered) == (injected0, delivered0)
+            continue
+        product = products[record.reads[0].tensor]
+        columns, _ = operand_copies(product, placement.region_of(record.layer).tiles)
+        rows = product.groups * product.m
+        values, role = (2, "activation") if function == "softmax" else (1, "error")
+        bits = getattr(chip_.precision, f"{role}_bits")
+        each_way = ceil_div(rows * (columns - 1) * values * bits, 8)
+        assert delivered - delivered0 == 2 * each_way
+        assert each_way <= injected - injected0 <= 2 * each_way
+        checked += 1
+        moved += delivered - delivered0
+    assert checked == 4  # two blocks, forward and backward (DFA: BP inside each block)
+    assert moved > 0
